@@ -1,0 +1,64 @@
+"""The ``mcsurrogate`` command line: a thin layer over the library.
+
+Each command group lives in its own module with a ``register(subparsers)`` function that adds
+its sub-commands; each sub-command's handler takes the parsed arguments and returns an exit code.
+Errors derived from :class:`mcsurrogate.errors.MCSurrogateError` are printed as one paragraph
+(no traceback) with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import textwrap
+from collections.abc import Sequence
+
+from ..errors import MCSurrogateError
+
+#: command-group modules, each with ``register(subparsers)``; imported lazily so that
+#: ``mcsurrogate --help`` stays fast and a missing optional extra only breaks its own command.
+_GROUPS = ("core", "response", "validate", "stats")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every command group registered."""
+    parser = argparse.ArgumentParser(
+        prog="mcsurrogate",
+        description="Generative surrogates for LHC Monte Carlo: train, sample, smear, validate, fit.",
+    )
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"mcsurrogate {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for group in _GROUPS:
+        try:
+            module = importlib.import_module(f"{__name__}.{group}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"{__name__}.{group}":
+                continue  # group not written yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mcsurrogate`` command. Returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 1
+    try:
+        return int(args.func(args) or 0)
+    except MCSurrogateError as exc:
+        message = textwrap.fill(str(exc), width=100, break_long_words=False, break_on_hyphens=False)
+        print(f"mcsurrogate {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"mcsurrogate {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

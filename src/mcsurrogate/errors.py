@@ -1,0 +1,59 @@
+"""Domain exceptions of mcsurrogate.
+
+Every error that a user can cause with their input derives from :class:`MCSurrogateError`,
+so that the command line can print the message as one paragraph instead of a traceback.
+Messages name the file, column or parameter and say what was expected.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "InputError",
+    "MCSurrogateError",
+    "MissingExtraError",
+    "ModelDirectoryError",
+    "OutputExistsError",
+    "FitError",
+    "TrainingError",
+]
+
+
+class MCSurrogateError(Exception):
+    """Base class of every error mcsurrogate raises on purpose."""
+
+
+class InputError(MCSurrogateError, ValueError):
+    """Bad user input: a missing file, tree, branch or column, NaNs, wrong types or sizes."""
+
+
+class OutputExistsError(MCSurrogateError, FileExistsError):
+    """An output path exists already and the caller did not ask to overwrite it."""
+
+
+class ModelDirectoryError(MCSurrogateError):
+    """A model directory is missing files, corrupted, not written by mcsurrogate, or too new."""
+
+
+class MissingExtraError(MCSurrogateError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+
+class FitError(MCSurrogateError, RuntimeError):
+    """A statistical fit did not converge after its retries."""
+
+
+class TrainingError(MCSurrogateError, FloatingPointError):
+    """Training diverged (non-finite loss); the message says at which epoch and what to change."""
+
+
+def require_extra(module: str, extra: str) -> object:
+    """Import ``module`` or raise :class:`MissingExtraError` naming ``pip install "mcsurrogate[extra]"``."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise MissingExtraError(
+            f"this feature needs the optional package {module!r}; install it with "
+            f'pip install "mcsurrogate[{extra}]"'
+        ) from exc

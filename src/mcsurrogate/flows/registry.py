@@ -1,0 +1,207 @@
+"""Flow families by name: one typed configuration, one builder per family.
+
+>>> from mcsurrogate.flows import FlowConfig, build_flow
+>>> flow = build_flow(FlowConfig(model="maf", blocks=2, hidden=16), features=3, context_features=2)
+>>> flow.features
+3
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from nflows.transforms import (
+    ActNorm,
+    BatchNorm,
+    CompositeTransform,
+    IdentityTransform,
+    RandomPermutation,
+    ReversePermutation,
+)
+from nflows.transforms.base import Transform
+
+from ..errors import InputError
+from .autoregressive import AffineAutoregressive, SplineAutoregressive
+from .coupling import InvertibleLinear, affine_coupling, spline_coupling
+from .made import ACTIVATIONS
+from .made_mog import MADEMoG
+from .model import FlowModel, StandardNormal
+
+__all__ = ["FLOW_FAMILIES", "FlowConfig", "build_flow"]
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    """Hyperparameters of a flow; every family reads the fields that apply to it.
+
+    Attributes
+    ----------
+    model: family name, one of :data:`FLOW_FAMILIES`.
+    blocks: number of flow blocks (for ``made-mog``: residual blocks inside its one MADE).
+    hidden: width of the hidden layers of each block's network.
+    layers: hidden layers per network (paper A: 2).
+    activation: ``relu``, ``gelu``, ``elu``, ``silu`` or ``tanh``.
+    residual: residual MADE blocks (paper B's MADE-MoG).
+    bins: spline bins; tail_bound: spline interval ``[-tail_bound, tail_bound]`` (linear outside).
+    components: Gaussians per conditional of a MADE-MoG.
+    permutation: ``reverse`` or ``random`` (seeded by ``permutation_seed``) between autoregressive blocks.
+    batch_norm: batch normalisation between coupling blocks (RealNVP option).
+    """
+
+    model: str = "maf"
+    blocks: int = 5
+    hidden: int = 128
+    layers: int = 2
+    activation: str = "relu"
+    residual: bool = False
+    bins: int = 8
+    tail_bound: float = 5.0
+    components: int = 10
+    permutation: str = "reverse"
+    permutation_seed: int = 0
+    batch_norm: bool = False
+
+    def __post_init__(self) -> None:
+        if self.model not in FLOW_FAMILIES:
+            raise InputError(f"unknown flow model {self.model!r}; choose one of {', '.join(FLOW_FAMILIES)}")
+        if self.activation not in ACTIVATIONS:
+            raise InputError(f"unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}")
+        if self.permutation not in ("reverse", "random"):
+            raise InputError(f"permutation must be 'reverse' or 'random', got {self.permutation!r}")
+        for name in ("blocks", "hidden", "layers", "bins", "components"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise InputError(f"flow parameter {name!r} must be a positive integer, got {value!r}")
+        if not self.tail_bound > 0:
+            raise InputError(f"flow parameter 'tail_bound' must be positive, got {self.tail_bound!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FlowConfig:
+        """Build from a dict, refusing unknown keys (listing the valid ones)."""
+        valid = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - valid)
+        if unknown:
+            raise InputError(f"unknown flow parameter(s) {unknown}; valid: {sorted(valid)}")
+        return cls(**data)
+
+
+def _permutation(cfg: FlowConfig, features: int, index: int) -> Transform:
+    if cfg.permutation == "random":
+        import torch
+
+        gen = torch.Generator().manual_seed(cfg.permutation_seed * 1000 + index)
+        perm = RandomPermutation(features)
+        perm._permutation.copy_(torch.randperm(features, generator=gen))
+        return perm
+    return ReversePermutation(features)
+
+
+def _autoregressive_stack(cfg: FlowConfig, d: int, c: int | None, spline: bool) -> Transform:
+    layers: list[Transform] = []
+    for i in range(cfg.blocks):
+        if spline:
+            layers.append(
+                SplineAutoregressive(
+                    d, cfg.hidden, c, bins=cfg.bins, tail_bound=cfg.tail_bound,
+                    layers=cfg.layers, activation=cfg.activation, residual=cfg.residual,
+                )
+            )
+        else:
+            layers.append(
+                AffineAutoregressive(
+                    d, cfg.hidden, c, layers=cfg.layers, activation=cfg.activation, residual=cfg.residual
+                )
+            )
+        if d > 1:
+            layers.append(_permutation(cfg, d, i))
+    return CompositeTransform(layers)
+
+
+def _build_maf(cfg: FlowConfig, d: int, c: int | None) -> FlowModel:
+    return FlowModel(_autoregressive_stack(cfg, d, c, spline=False), StandardNormal(d), d, c)
+
+
+def _build_rqs_ar(cfg: FlowConfig, d: int, c: int | None) -> FlowModel:
+    return FlowModel(_autoregressive_stack(cfg, d, c, spline=True), StandardNormal(d), d, c)
+
+
+def _mog(cfg: FlowConfig, d: int, c: int | None, blocks: int) -> MADEMoG:
+    return MADEMoG(
+        d, cfg.hidden, c, components=cfg.components, layers=blocks + 1,
+        activation=cfg.activation, residual=True if blocks > 1 else cfg.residual,
+    )
+
+
+def _build_made_mog(cfg: FlowConfig, d: int, c: int | None) -> FlowModel:
+    return FlowModel(IdentityTransform(), _mog(cfg, d, c, cfg.blocks), d, c)
+
+
+def _build_maf_made_mog(cfg: FlowConfig, d: int, c: int | None) -> FlowModel:
+    return FlowModel(_autoregressive_stack(cfg, d, c, spline=False), _mog(cfg, d, c, 1), d, c)
+
+
+def _require_coupling(d: int, model: str) -> None:
+    if d < 2:
+        raise InputError(f"flow model {model!r} is a coupling flow and needs at least 2 target features, got {d}")
+
+
+def _build_realnvp(cfg: FlowConfig, d: int, c: int | None) -> FlowModel:
+    _require_coupling(d, cfg.model)
+    layers: list[Transform] = []
+    for i in range(cfg.blocks):
+        layers.append(affine_coupling(d, i, cfg.hidden, c, layers=cfg.layers, activation=cfg.activation))
+        if cfg.batch_norm and i < cfg.blocks - 1:
+            layers.append(BatchNorm(d))
+    return FlowModel(CompositeTransform(layers), StandardNormal(d), d, c)
+
+
+def _build_glow(cfg: FlowConfig, d: int, c: int | None) -> FlowModel:
+    _require_coupling(d, cfg.model)
+    layers: list[Transform] = []
+    for i in range(cfg.blocks):
+        layers += [
+            BatchNorm(d) if cfg.batch_norm else ActNorm(d),
+            InvertibleLinear(d),
+            affine_coupling(d, i, cfg.hidden, c, layers=cfg.layers, activation=cfg.activation),
+        ]
+    return FlowModel(CompositeTransform(layers), StandardNormal(d), d, c)
+
+
+def _build_rqs_coupling(cfg: FlowConfig, d: int, c: int | None) -> FlowModel:
+    _require_coupling(d, cfg.model)
+    layers: list[Transform] = []
+    for i in range(cfg.blocks):
+        layers.append(
+            spline_coupling(
+                d, i, cfg.hidden, c, bins=cfg.bins, tail_bound=cfg.tail_bound,
+                layers=cfg.layers, activation=cfg.activation,
+            )
+        )
+        if d > 2:
+            layers.append(InvertibleLinear(d))
+    return FlowModel(CompositeTransform(layers), StandardNormal(d), d, c)
+
+
+#: family name → builder(config, features, context_features)
+FLOW_FAMILIES: dict[str, Callable[[FlowConfig, int, int | None], FlowModel]] = {
+    "maf": _build_maf,
+    "made-mog": _build_made_mog,
+    "maf-made-mog": _build_maf_made_mog,
+    "rqs-ar": _build_rqs_ar,
+    "rqs-coupling": _build_rqs_coupling,
+    "realnvp": _build_realnvp,
+    "glow": _build_glow,
+}
+
+
+def build_flow(config: FlowConfig, features: int, context_features: int | None = None) -> FlowModel:
+    """Build the flow ``config.model`` for ``features`` targets and ``context_features`` conditions (or none)."""
+    if features < 1:
+        raise InputError(f"a flow needs at least one target feature, got {features}")
+    return FLOW_FAMILIES[config.model](config, features, context_features or None)

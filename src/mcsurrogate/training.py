@@ -1,0 +1,402 @@
+"""Training of flow models: splits, learning-rate schedules, early stopping, model selection, checkpoints, resume.
+
+Everything random is derived from ``TrainConfig.seed``: the shuffling of epoch ``e`` uses
+``numpy.random.default_rng([seed, e])`` and the selection sample of epoch ``e`` likewise, so a run
+resumed from its last checkpoint ends with the same weights as an uninterrupted one (on CPU).
+
+Checkpoints are one safetensors file each (weights, optimiser moments and a JSON header), written
+atomically: ``last.safetensors`` after every epoch and ``best.safetensors`` when the selection metric improves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from scipy.stats import wasserstein_distance
+from tqdm.auto import tqdm
+
+from .errors import InputError, TrainingError
+from .flows import FlowModel
+from .persistence import load_tensors, save_tensors
+
+__all__ = [
+    "EpochRecord",
+    "Split",
+    "TrainConfig",
+    "TrainResult",
+    "learning_rate",
+    "mean_wasserstein",
+    "resolve_device",
+    "split_indices",
+    "train_flow",
+]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train a flow.
+
+    Attributes
+    ----------
+    epochs, batch_size: passes over the training split and events per step.
+    optimizer: ``adam`` or ``adamw`` (with ``weight_decay``).
+    lr, lr_final: initial and final learning rate.
+    schedule: ``power`` (paper A: ``(lr − lr_final)(1 − t/T)^power + lr_final`` per step),
+        ``cosine-restarts`` (paper B: cosine annealing to ``lr_final`` with warm restarts every
+        ``restart_epochs`` epochs) or ``constant``.
+    clip_grad_norm: gradient-norm clipping threshold, ``None`` for none.
+    selection: ``nll`` (validation negative log-likelihood) or ``wasserstein`` (paper A: mean over targets of
+        the 1-D Wasserstein distance, in the flow's preprocessed units, between the validation targets and a sample
+        generated with the validation conditions; at most ``selection_events`` events).
+    patience: stop when the selection metric has not improved for this many epochs (``None``: never).
+    fractions: train/validation/test split fractions; seed: seed of the split, shuffling and selection samples.
+    device: ``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
+    """
+
+    epochs: int = 50
+    batch_size: int = 512
+    optimizer: Literal["adam", "adamw"] = "adam"
+    lr: float = 1e-3
+    lr_final: float = 1e-5
+    schedule: Literal["power", "cosine-restarts", "constant"] = "power"
+    power: float = 0.5
+    restart_epochs: int = 10
+    weight_decay: float = 0.0
+    clip_grad_norm: float | None = 5.0
+    selection: Literal["nll", "wasserstein"] = "nll"
+    selection_events: int = 20_000
+    patience: int | None = 15
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        choices = {
+            "optimizer": ("adam", "adamw"),
+            "schedule": ("power", "cosine-restarts", "constant"),
+            "selection": ("nll", "wasserstein"),
+        }
+        for name, valid in choices.items():
+            if getattr(self, name) not in valid:
+                raise InputError(f"training parameter {name!r} must be one of {valid}, got {getattr(self, name)!r}")
+        for name in ("epochs", "batch_size", "restart_epochs", "selection_events"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise InputError(f"training parameter {name!r} must be a positive integer, got {value!r}")
+        if not (self.lr > 0 and self.lr_final > 0):
+            raise InputError(f"learning rates must be positive, got lr={self.lr}, lr_final={self.lr_final}")
+        fr = tuple(float(f) for f in self.fractions)
+        if len(fr) != 3 or min(fr) < 0 or fr[0] <= 0 or fr[1] <= 0 or abs(sum(fr) - 1) > 1e-6:
+            raise InputError(
+                f"split fractions must be three non-negative numbers (train, validation, test) summing to 1 with "
+                f"train and validation > 0, got {self.fractions!r}"
+            )
+        object.__setattr__(self, "fractions", fr)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["fractions"] = list(self.fractions)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        valid = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - valid)
+        if unknown:
+            raise InputError(f"unknown training parameter(s) {unknown}; valid: {sorted(valid)}")
+        data = dict(data)
+        if "fractions" in data:
+            data["fractions"] = tuple(data["fractions"])
+        return cls(**data)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` → CUDA when available, else CPU; other strings are passed to :class:`torch.device`."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise InputError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {device!r} requested but CUDA is not available here; use 'auto' or 'cpu'")
+    return dev
+
+
+@dataclass(frozen=True)
+class Split:
+    """Row indices of the train, validation and test splits (each sorted)."""
+
+    train: np.ndarray
+    validation: np.ndarray
+    test: np.ndarray
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "validation": len(self.validation), "test": len(self.test)}
+
+
+def split_indices(n: int, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0, min_events: int = 10) -> Split:
+    """Deterministic random split of ``n`` rows into train/validation/test by ``fractions``.
+
+    Raises :class:`InputError` when a non-empty split would get fewer than ``min_events`` rows.
+    """
+    perm = np.random.default_rng([seed, 7919]).permutation(n)
+    n_train = int(round(fractions[0] * n))
+    n_val = int(round(fractions[1] * n))
+    sizes = (n_train, n_val, n - n_train - n_val)
+    need = max(
+        math.ceil(min_events / f) if f > 0 else 0 for f in fractions
+    )
+    if any(s < min_events for s, f in zip(sizes, fractions) if f > 0):
+        raise InputError(
+            f"too few events for the split {tuple(fractions)}: got {n}, need at least {need} "
+            f"(at least {min_events} in each of train/validation/test)"
+        )
+    return Split(
+        np.sort(perm[:n_train]), np.sort(perm[n_train : n_train + n_val]), np.sort(perm[n_train + n_val :])
+    )
+
+
+def learning_rate(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
+    """Learning rate at optimiser step ``step`` (0-based), a pure function so that resuming needs no state."""
+    if config.schedule == "constant":
+        return config.lr
+    if config.schedule == "power":
+        total = config.epochs * steps_per_epoch
+        frac = min(step / total, 1.0)
+        return (config.lr - config.lr_final) * (1.0 - frac) ** config.power + config.lr_final
+    period = config.restart_epochs * steps_per_epoch
+    t = (step % period) / period
+    return config.lr_final + 0.5 * (config.lr - config.lr_final) * (1.0 + math.cos(math.pi * t))
+
+
+@dataclass
+class EpochRecord:
+    """Figures of one epoch; losses are mean negative log-likelihoods in the flow's (preprocessed) space."""
+
+    epoch: int
+    train_loss: float
+    val_nll: float
+    val_wasserstein: float | None
+    lr: float
+    seconds: float
+
+
+@dataclass
+class TrainResult:
+    """What a training run did. ``best_epoch`` is 1-based; the flow holds that epoch's weights afterwards."""
+
+    history: list[EpochRecord] = field(default_factory=list)
+    best_epoch: int = 0
+    best_metric: float = math.inf
+    selection: str = "nll"
+    stopped_early: bool = False
+    resumed_from_epoch: int = 0
+    train_events_per_second: float = 0.0
+    device: str = "cpu"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["history"] = [dataclasses.asdict(r) for r in self.history]
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainResult:
+        data = dict(data)
+        data["history"] = [EpochRecord(**r) for r in data.get("history", [])]
+        return cls(**data)
+
+
+def _batched_log_prob(flow: FlowModel, x: torch.Tensor, c: torch.Tensor | None, batch: int = 65536) -> torch.Tensor:
+    out = []
+    for i in range(0, len(x), batch):
+        out.append(flow.log_prob(x[i : i + batch], None if c is None else c[i : i + batch]))
+    return torch.cat(out)
+
+
+@torch.inference_mode()
+def mean_wasserstein(
+    flow: FlowModel, x: torch.Tensor, c: torch.Tensor | None, rng: np.random.Generator, max_events: int = 20_000
+) -> float:
+    """Mean over features of the 1-D Wasserstein distance between ``x`` and a sample drawn with the same conditions."""
+    if len(x) > max_events:
+        idx = np.sort(rng.choice(len(x), max_events, replace=False))
+        x = x[idx]
+        c = None if c is None else c[idx]
+    noise = flow.draw_noise(len(x), rng).to(x.device)
+    gen = flow.sample_from_noise(noise, c)
+    a, b = x.double().cpu().numpy(), gen.double().cpu().numpy()
+    finite = np.isfinite(b).all(axis=1)
+    if not finite.all():
+        return math.inf
+    return float(np.mean([wasserstein_distance(a[:, j], b[:, j]) for j in range(a.shape[1])]))
+
+
+def _make_optimizer(flow: FlowModel, config: TrainConfig) -> torch.optim.Optimizer:
+    cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    return cls(flow.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    return {f"optim.{i}.{k}": v for i, st in opt.state_dict()["state"].items() for k, v in st.items()}
+
+
+def _restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, i, name = key.split(".", 2)
+            state.setdefault(int(i), {})[name] = value
+    sd = opt.state_dict()
+    sd["state"] = state
+    opt.load_state_dict(sd)
+
+
+def _split_model(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+
+
+def fingerprint(*parts: Any) -> str:
+    """A short hash of JSON-able parts and arrays, to tell whether a checkpoint belongs to this run."""
+    h = hashlib.sha256()
+    for p in parts:
+        if isinstance(p, (np.ndarray, torch.Tensor)):
+            arr = np.ascontiguousarray(p.detach().cpu().numpy() if isinstance(p, torch.Tensor) else p)
+            h.update(str(arr.shape).encode())
+            h.update(arr.tobytes())
+        else:
+            h.update(json.dumps(p, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def train_flow(
+    flow: FlowModel,
+    x_train: np.ndarray,
+    c_train: np.ndarray | None,
+    x_val: np.ndarray,
+    c_val: np.ndarray | None,
+    config: TrainConfig,
+    *,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = True,
+    run_id: str = "",
+    progress: bool | None = None,
+) -> TrainResult:
+    """Train ``flow`` by maximum likelihood on already-preprocessed arrays, keep the best epoch's weights.
+
+    Parameters
+    ----------
+    x_train, c_train, x_val, c_val:
+        Targets and conditions (``None`` for an unconditional flow), float arrays in the flow's space.
+    checkpoint_dir:
+        Where ``last.safetensors`` and ``best.safetensors`` go; with ``resume=True`` a checkpoint there whose
+        ``run_id`` matches is continued from its last epoch.
+    run_id:
+        Identifies the run (config and data fingerprint) so that a foreign checkpoint is never resumed.
+    progress:
+        tqdm progress bar; ``None`` shows it only on a terminal.
+    """
+    device = resolve_device(config.device)
+    flow.to(device)
+    xt = torch.as_tensor(x_train, dtype=torch.float32, device=device)
+    xv = torch.as_tensor(x_val, dtype=torch.float32, device=device)
+    ct = None if c_train is None else torch.as_tensor(c_train, dtype=torch.float32, device=device)
+    cv = None if c_val is None else torch.as_tensor(c_val, dtype=torch.float32, device=device)
+    n = len(xt)
+    batch = min(config.batch_size, n)
+    steps_per_epoch = n // batch  # drop the ragged last batch: stable batch statistics, fixed step count
+    opt = _make_optimizer(flow, config)
+    result = TrainResult(selection=config.selection, device=str(device))
+    ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    best_state: dict[str, torch.Tensor] | None = None
+    start_epoch = 0
+    if ckpt is not None:
+        ckpt.mkdir(parents=True, exist_ok=True)
+        last = ckpt / "last.safetensors"
+        if resume and last.is_file():
+            tensors, meta = load_tensors(last)
+            if meta.get("run_id") == run_id:
+                flow.load_state_dict(_split_model(tensors))
+                _restore_optimizer(opt, tensors)
+                result = TrainResult.from_dict(meta["result"])
+                start_epoch = result.history[-1].epoch if result.history else 0
+                result.resumed_from_epoch = start_epoch
+                best_tensors, _ = load_tensors(ckpt / "best.safetensors")
+                best_state = _split_model(best_tensors)
+    epochs_since_best = (start_epoch - result.best_epoch) if result.history else 0
+    bar = tqdm(
+        total=config.epochs, initial=start_epoch, disable=(None if progress is None else not progress),
+        desc="training", unit="epoch", dynamic_ncols=True,
+    )
+    train_time = 0.0
+    trained_events = 0
+    try:
+        for epoch in range(start_epoch + 1, config.epochs + 1):
+            if result.stopped_early:
+                break
+            t0 = time.perf_counter()
+            flow.train()
+            order = torch.from_numpy(np.random.default_rng([config.seed, epoch]).permutation(n)).to(device)
+            total = 0.0
+            for s in range(steps_per_epoch):
+                lr = learning_rate(config, (epoch - 1) * steps_per_epoch + s, steps_per_epoch)
+                for group in opt.param_groups:
+                    group["lr"] = lr
+                idx = order[s * batch : (s + 1) * batch]
+                loss = -flow.log_prob(xt[idx], None if ct is None else ct[idx]).mean()
+                if not torch.isfinite(loss):
+                    raise TrainingError(
+                        f"training loss became {loss.item()} at epoch {epoch}, step {s}; lower the learning rate "
+                        "(lr), enable clip_grad_norm, or check the preprocessing of the targets"
+                    )
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if config.clip_grad_norm:
+                    torch.nn.utils.clip_grad_norm_(flow.parameters(), config.clip_grad_norm)
+                opt.step()
+                total += loss.item()
+            train_time += time.perf_counter() - t0
+            trained_events += steps_per_epoch * batch
+            flow.eval()
+            with torch.inference_mode():
+                val_nll = float(-_batched_log_prob(flow, xv, cv).mean())
+            w1 = None
+            if config.selection == "wasserstein":
+                w1 = mean_wasserstein(flow, xv, cv, np.random.default_rng([config.seed, epoch, 1]), config.selection_events)
+            metric = w1 if config.selection == "wasserstein" else val_nll
+            record = EpochRecord(epoch, total / steps_per_epoch, val_nll, w1, lr, time.perf_counter() - t0)
+            result.history.append(record)
+            if metric is not None and math.isfinite(metric) and metric < result.best_metric:
+                result.best_metric, result.best_epoch = float(metric), epoch
+                best_state = {k: v.detach().clone() for k, v in flow.state_dict().items()}
+                epochs_since_best = 0
+                if ckpt is not None:
+                    save_tensors(ckpt / "best.safetensors", {f"model.{k}": v for k, v in best_state.items()})
+            else:
+                epochs_since_best += 1
+            if config.patience is not None and epochs_since_best >= config.patience:
+                result.stopped_early = True
+            if ckpt is not None:
+                tensors = {f"model.{k}": v for k, v in flow.state_dict().items()}
+                tensors.update(_optimizer_tensors(opt))
+                save_tensors(ckpt / "last.safetensors", tensors, {"run_id": run_id, "result": result.to_dict()})
+            bar.set_postfix(loss=f"{record.train_loss:.4f}", val=f"{metric:.4g}", best=result.best_epoch)
+            bar.update(1)
+    finally:
+        bar.close()
+    if train_time > 0:
+        result.train_events_per_second = trained_events / train_time
+    if best_state is not None:
+        flow.load_state_dict(best_state)
+    flow.eval()
+    return result
