@@ -45,7 +45,7 @@ class MADEMoG(nn.Module):
             bias = self.net.output_layer.bias.view(features, 3, components)
             bias[:, 1, :] = torch.linspace(-1.5, 1.5, components) if components > 1 else 0.0
 
-    #: noise per event: one standard normal and one uniform per feature
+    #: noise per event: two standard normals per feature (one for the draw, one for the component)
     noise_multiplier = 2
 
     def _params(
@@ -64,12 +64,13 @@ class MADEMoG(nn.Module):
         return torch.logsumexp(log_w + comp, dim=-1).sum(dim=-1)
 
     def from_noise(self, noise: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        """Sample from noise ``(batch, 2·features)``: standard normals then uniforms in [0, 1).
+        """Sample from standard-normal noise ``(batch, 2·features)``.
 
-        One network pass per feature (autoregressive); the component of feature d is chosen by inverting
-        the cumulative mixture weights at the uniform draw.
+        One network pass per feature (autoregressive). The first half of the noise gives each feature's
+        Gaussian draw; the second half, mapped to uniforms by the normal CDF, picks the component by
+        inverting the cumulative mixture weights.
         """
-        eps, unif = noise[:, : self.features], noise[:, self.features :]
+        eps, unif = noise[:, : self.features], torch.special.ndtr(noise[:, self.features :])
         z = torch.zeros_like(eps)
         for d in range(self.features):
             log_w, means, log_stds = self._params(z, context)

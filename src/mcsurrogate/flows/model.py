@@ -70,16 +70,16 @@ class FlowModel(nn.Module):
         return self.base.log_prob(z, context) + logdet
 
     def sample_from_noise(self, noise: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        """Map noise (batch, ``noise_features``) to samples (batch, features), one per context row."""
+        """Map noise (batch, ``noise_features``) from :meth:`draw_noise` to samples (batch, features), one per context row."""
         self._check_context(context)
         z = self.base.from_noise(noise, context)
         x, _ = self.transform.inverse(z, context)
         return x
 
     def draw_noise(self, n: int, rng: np.random.Generator) -> torch.Tensor:
-        """Noise for ``n`` samples from a numpy generator: normals, then uniforms for a mixture base."""
-        d = self.features
-        parts = [rng.standard_normal((n, d), dtype="float32")]
-        if self.base.noise_multiplier == 2:
-            parts.append(rng.random((n, d), dtype="float32"))
-        return torch.from_numpy(np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0])
+        """Standard-normal noise for ``n`` samples, shape ``(n, noise_features)``, float32.
+
+        Drawn row by row from one numpy generator, so the same seed gives the same samples whatever the
+        batch sizes the caller splits ``n`` into.
+        """
+        return torch.from_numpy(rng.standard_normal((n, self.noise_features), dtype=np.float32))

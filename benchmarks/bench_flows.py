@@ -1,0 +1,120 @@
+"""Training and sampling speed of every flow family at paper A's size, against a default nflows MAF built in the same run.
+
+Paper A's size: 6 targets, 5 conditions, 10 blocks, networks of 2 hidden layers × 128. The baseline is
+nflows' ``MaskedAffineAutoregressiveTransform`` with its defaults (residual blocks on), 10 blocks with
+reverse permutations, in ``nflows.flows.Flow``.
+
+    python benchmarks/bench_flows.py [--json out.json] [--quick] [--device auto]
+
+Prints events/s and the ratio to the baseline; all timings from one process, same data, same threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import numpy as np
+import torch
+from nflows.distributions import StandardNormal
+from nflows.flows import Flow
+from nflows.transforms import CompositeTransform, MaskedAffineAutoregressiveTransform, ReversePermutation
+
+from mcsurrogate.flows import FLOW_FAMILIES, FlowConfig, build_flow
+from mcsurrogate.training import resolve_device
+
+D, C, BLOCKS, HIDDEN = 6, 5, 10, 128
+
+
+def nflows_default_maf() -> Flow:
+    layers = []
+    for _ in range(BLOCKS):
+        layers += [MaskedAffineAutoregressiveTransform(D, HIDDEN, context_features=C), ReversePermutation(D)]
+    return Flow(CompositeTransform(layers), StandardNormal([D]))
+
+
+def time_training(log_prob, params, device, batch: int, seconds: float) -> float:
+    opt = torch.optim.Adam(params, lr=1e-4)
+    x, c = torch.randn(batch, D, device=device), torch.randn(batch, C, device=device)
+
+    def step() -> None:
+        loss = -log_prob(x, c).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    for _ in range(3):  # warm-up
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    steps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        step()
+        steps += 1
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return steps * batch / (time.perf_counter() - t0)
+
+
+@torch.inference_mode()
+def time_sampling(sample, device, batch: int, seconds: float) -> float:
+    c = torch.randn(batch, C, device=device)
+    sample(c)  # warm-up
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        sample(c)
+        n += batch
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return n / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--json", help="write the figures to this JSON file")
+    ap.add_argument("--quick", action="store_true", help="shorter timings (noisier)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--families", default=",".join(FLOW_FAMILIES))
+    args = ap.parse_args()
+    device = resolve_device(args.device)
+    seconds = 1.0 if args.quick else 4.0
+    train_batch, sample_batch = 512, (20_000 if device.type == "cpu" else 200_000)
+    rng = np.random.default_rng(0)
+    results: dict[str, dict[str, float]] = {}
+
+    torch.manual_seed(0)
+    base = nflows_default_maf().to(device)
+    base_train = time_training(base.log_prob, base.parameters(), device, train_batch, seconds)
+    base.eval()
+    base_sample = time_sampling(lambda c: base.sample(1, context=c), device, sample_batch, seconds)
+    n_par = sum(p.numel() for p in base.parameters())
+    results["nflows-default-maf"] = {"train_events_per_s": base_train, "sample_events_per_s": base_sample, "parameters": n_par}
+    print(f"{'model':<22}{'params':>10}{'train ev/s':>14}{'× base':>8}{'sample ev/s':>14}{'× base':>8}")
+    print(f"{'nflows-default-maf':<22}{n_par:>10}{base_train:>14.3g}{1:>8.2f}{base_sample:>14.3g}{1:>8.2f}")
+
+    for name in args.families.split(","):
+        cfg = FlowConfig(model=name, blocks=BLOCKS, hidden=HIDDEN, layers=2)
+        torch.manual_seed(0)
+        flow = build_flow(cfg, D, C).to(device)
+        tr = time_training(flow.log_prob, flow.parameters(), device, train_batch, seconds)
+        flow.eval()
+        sa = time_sampling(lambda c: flow.sample_from_noise(flow.draw_noise(len(c), rng).to(device), c), device, sample_batch, seconds)
+        n_par = sum(p.numel() for p in flow.parameters())
+        results[name] = {"train_events_per_s": tr, "sample_events_per_s": sa, "parameters": n_par,
+                         "train_ratio": tr / base_train, "sample_ratio": sa / base_sample}
+        print(f"{name:<22}{n_par:>10}{tr:>14.3g}{tr / base_train:>8.2f}{sa:>14.3g}{sa / base_sample:>8.2f}")
+
+    meta = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "machine": platform.platform(), "processor": platform.processor(),
+            "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else None,
+            "size": {"targets": D, "conditions": C, "blocks": BLOCKS, "hidden": HIDDEN, "layers": 2}}
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"meta": meta, "results": results}, fh, indent=2)
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,553 @@
+"""Invertible, per-column preprocessing, fitted on the training split only, saved as JSON.
+
+Each :class:`Transform` maps one column (1-D float64) forward into the flow's space and back, and gives
+``log |d forward/dx|`` so that densities can be reported in the data's original units. A
+:class:`ColumnChain` applies transforms in order; a :class:`Preprocessor` holds one chain per column.
+
+>>> import numpy as np
+>>> p = Preprocessor(["pt"], "logit").fit(np.array([[20.0], [35.0], [80.0], [120.0]]))
+>>> bool(np.allclose(p.inverse(p.forward(np.array([[50.0]]))), 50.0))
+True
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+from scipy.special import expit, logit, ndtr, ndtri
+
+from .errors import InputError
+
+__all__ = [
+    "PRESETS",
+    "Atanh",
+    "BoundedMinMax",
+    "ColumnChain",
+    "GaussRank",
+    "Identity",
+    "Log",
+    "MinMaxLogit",
+    "Preprocessor",
+    "Scale",
+    "Standardize",
+    "Transform",
+    "make_transform",
+]
+
+_LOG_SQRT_2PI = 0.5 * np.log(2 * np.pi)
+
+
+class Transform(abc.ABC):
+    """An invertible map of one column. Subclasses set ``name`` and keep their fitted state in ``to_dict``."""
+
+    name: ClassVar[str]
+    column: str = "?"
+
+    def fit(self, x: np.ndarray) -> Transform:
+        """Fit the state from training values ``x``; returns ``self``."""
+        return self
+
+    @abc.abstractmethod
+    def forward(self, x: np.ndarray) -> np.ndarray: ...
+
+    @abc.abstractmethod
+    def inverse(self, y: np.ndarray) -> np.ndarray: ...
+
+    @abc.abstractmethod
+    def log_abs_det(self, x: np.ndarray) -> np.ndarray:
+        """``log |d forward/dx|`` at ``x``, elementwise."""
+
+    def in_domain(self, x: np.ndarray) -> np.ndarray:
+        """Boolean mask of the values this transform accepts (all, unless the map has a bounded domain)."""
+        return np.ones(np.shape(x), dtype=bool)
+
+    def params(self) -> dict[str, Any]:
+        return {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **self.params()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Transform:
+        args = {k: v for k, v in d.items() if k != "name"}
+        try:
+            return cls(**args)
+        except TypeError as exc:
+            raise InputError(f"bad parameters for transform {cls.name!r}: {args} ({exc})") from exc
+
+    def _require(self, *attrs: str) -> None:
+        if any(getattr(self, a) is None for a in attrs):
+            raise InputError(f"transform {self.name!r} of column {self.column!r} is used before it was fitted")
+
+
+class Identity(Transform):
+    """y = x."""
+
+    name = "identity"
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(x, dtype=np.float64)
+
+    inverse = forward
+
+    def log_abs_det(self, x: np.ndarray) -> np.ndarray:
+        return np.zeros(np.shape(x))
+
+
+class Scale(Transform):
+    """y = x / factor (fixed, not fitted): paper A's response scales 20 GeV, 0.005, 0.01."""
+
+    name = "scale"
+
+    def __init__(self, factor: float) -> None:
+        if not factor or not np.isfinite(factor):
+            raise InputError(f"scale factor must be finite and non-zero, got {factor!r}")
+        self.factor = float(factor)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(x, dtype=np.float64) / self.factor
+
+    def inverse(self, y: np.ndarray) -> np.ndarray:
+        return np.asarray(y, dtype=np.float64) * self.factor
+
+    def log_abs_det(self, x: np.ndarray) -> np.ndarray:
+        return np.full(np.shape(x), -np.log(abs(self.factor)))
+
+    def params(self) -> dict[str, Any]:
+        return {"factor": self.factor}
+
+
+class Standardize(Transform):
+    """y = (x − mean) / std with mean and std of the training values."""
+
+    name = "standardize"
+
+    def __init__(self, mean: float | None = None, std: float | None = None) -> None:
+        self.mean, self.std = mean, std
+
+    def fit(self, x: np.ndarray) -> Standardize:
+        x = np.asarray(x, dtype=np.float64)
+        std = float(x.std())
+        if not std > 0:
+            raise InputError(f"column {self.column!r} is constant ({x[0] if len(x) else 'empty'}): it cannot be standardised or learned")
+        self.mean, self.std = float(x.mean()), std
+        return self
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._require("mean", "std")
+        return (np.asarray(x, dtype=np.float64) - self.mean) / self.std
+
+    def inverse(self, y: np.ndarray) -> np.ndarray:
+        self._require("mean", "std")
+        return np.asarray(y, dtype=np.float64) * self.std + self.mean
+
+    def log_abs_det(self, x: np.ndarray) -> np.ndarray:
+        self._require("mean", "std")
+        return np.full(np.shape(x), -np.log(self.std))
+
+    def params(self) -> dict[str, Any]:
+        return {"mean": self.mean, "std": self.std}
+
+
+class BoundedMinMax(Transform):
+    """Affine map of the training range [min − margin·range, max + margin·range] onto [low, high]."""
+
+    name = "minmax"
+
+    def __init__(self, low: float = -1.0, high: float = 1.0, margin: float = 0.0,
+                 xmin: float | None = None, xmax: float | None = None) -> None:
+        if not high > low:
+            raise InputError(f"minmax needs high > low, got low={low}, high={high}")
+        self.low, self.high, self.margin, self.xmin, self.xmax = float(low), float(high), float(margin), xmin, xmax
+
+    def fit(self, x: np.ndarray) -> BoundedMinMax:
+        x = np.asarray(x, dtype=np.float64)
+        lo, hi = float(x.min()), float(x.max())
+        if not hi > lo:
+            raise InputError(f"column {self.column!r} is constant ({lo}): it cannot be min-max scaled")
+        pad = self.margin * (hi - lo)
+        self.xmin, self.xmax = lo - pad, hi + pad
+        return self
+
+    def _slope(self) -> float:
+        self._require("xmin", "xmax")
+        return (self.high - self.low) / (self.xmax - self.xmin)  # type: ignore[operator]
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return self.low + (np.asarray(x, dtype=np.float64) - self.xmin) * self._slope()
+
+    def inverse(self, y: np.ndarray) -> np.ndarray:
+        return self.xmin + (np.asarray(y, dtype=np.float64) - self.low) / self._slope()
+
+    def log_abs_det(self, x: np.ndarray) -> np.ndarray:
+        return np.full(np.shape(x), np.log(self._slope()))
+
+    def params(self) -> dict[str, Any]:
+        return {"low": self.low, "high": self.high, "margin": self.margin, "xmin": self.xmin, "xmax": self.xmax}
+
+
+class MinMaxLogit(Transform):
+    """Paper B: min-max to [0, 1] on the (optionally widened) training range, squeezed to [α, 1 − α], then logit."""
+
+    name = "minmax-logit"
+
+    def __init__(self, alpha: float = 1e-6, margin: float = 0.0, xmin: float | None = None, xmax: float | None = None) -> None:
+        if not 0 < alpha < 0.5:
+            raise InputError(f"logit alpha must be in (0, 0.5), got {alpha}")
+        self.alpha, self.margin, self.xmin, self.xmax = float(alpha), float(margin), xmin, xmax
+
+    def fit(self, x: np.ndarray) -> MinMaxLogit:
+        x = np.asarray(x, dtype=np.float64)
+        lo, hi = float(x.min()), float(x.max())
+        if not hi > lo:
+            raise InputError(f"column {self.column!r} is constant ({lo}): it cannot be logit-transformed")
+        pad = self.margin * (hi - lo)
+        self.xmin, self.xmax = lo - pad, hi + pad
+        return self
+
+    def _u(self, x: np.ndarray) -> np.ndarray:
+        self._require("xmin", "xmax")
+        t = (np.asarray(x, dtype=np.float64) - self.xmin) / (self.xmax - self.xmin)  # type: ignore[operator]
+        return self.alpha + (1 - 2 * self.alpha) * t
+
+    def in_domain(self, x: np.ndarray) -> np.ndarray:
+        if self.xmin is None:  # before fit the range is whatever the data span
+            return np.ones(np.shape(x), dtype=bool)
+        u = self._u(x)
+        return (u > 0) & (u < 1)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        u = self._u(x)
+        if not ((u > 0) & (u < 1)).all():
+            raise InputError(
+                f"column {self.column!r}: {int(((u <= 0) | (u >= 1)).sum())} values lie outside the fitted range "
+                f"[{self.xmin}, {self.xmax}] widened by alpha; refit or raise 'margin'"
+            )
+        return logit(u)
+
+    def inverse(self, y: np.ndarray) -> np.ndarray:
+        self._require("xmin", "xmax")
+        t = (expit(np.asarray(y, dtype=np.float64)) - self.alpha) / (1 - 2 * self.alpha)
+        return self.xmin + t * (self.xmax - self.xmin)  # type: ignore[operator]
+
+    def log_abs_det(self, x: np.ndarray) -> np.ndarray:
+        u = self._u(x)
+        return np.log((1 - 2 * self.alpha) / (self.xmax - self.xmin)) - np.log(u) - np.log1p(-u)  # type: ignore[operator]
+
+    def params(self) -> dict[str, Any]:
+        return {"alpha": self.alpha, "margin": self.margin, "xmin": self.xmin, "xmax": self.xmax}
+
+
+class Atanh(Transform):
+    """y = atanh(x) for |x| < 1: the inverse of paper A's final tanh bijection (values outside ±1 cannot be used)."""
+
+    name = "atanh"
+
+    def in_domain(self, x: np.ndarray) -> np.ndarray:
+        return np.abs(np.asarray(x, dtype=np.float64)) < 1
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        bad = ~(np.abs(x) < 1)
+        if bad.any():
+            raise InputError(f"column {self.column!r}: {int(bad.sum())} values outside (−1, 1) cannot pass atanh; drop them first")
+        return np.arctanh(x)
+
+    def inverse(self, y: np.ndarray) -> np.ndarray:
+        return np.tanh(np.asarray(y, dtype=np.float64))
+
+    def log_abs_det(self, x: np.ndarray) -> np.ndarray:
+        return -np.log1p(-np.asarray(x, dtype=np.float64) ** 2)
+
+
+class Log(Transform):
+    """y = log(x + offset), for positive-valued columns (GeV)."""
+
+    name = "log"
+
+    def __init__(self, offset: float = 0.0) -> None:
+        self.offset = float(offset)
+
+    def in_domain(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(x, dtype=np.float64) + self.offset > 0
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        v = np.asarray(x, dtype=np.float64) + self.offset
+        if not (v > 0).all():
+            raise InputError(f"column {self.column!r}: {int((~(v > 0)).sum())} values with x + offset <= 0 cannot be log-transformed (offset {self.offset})")
+        return np.log(v)
+
+    def fit(self, x: np.ndarray) -> Log:
+        self.forward(x)
+        return self
+
+    def inverse(self, y: np.ndarray) -> np.ndarray:
+        return np.exp(np.asarray(y, dtype=np.float64)) - self.offset
+
+    def log_abs_det(self, x: np.ndarray) -> np.ndarray:
+        return -np.log(np.asarray(x, dtype=np.float64) + self.offset)
+
+    def params(self) -> dict[str, Any]:
+        return {"offset": self.offset}
+
+
+class GaussRank(Transform):
+    """Quantile-to-normal with an exact inverse (paper B's final preprocessing).
+
+    The empirical CDF is piecewise linear through ``n_quantiles`` knots (unique quantiles of the training
+    values from the minimum to the maximum, so ties and discrete values keep it invertible) at probabilities
+    from ``eps`` to ``1 − eps``, with ``eps = 1/(2 n_train)``; beyond the outermost knots it continues linearly with the slope of the outermost
+    segment until it reaches probability ``eps/1000`` (``1 − eps/1000``); values beyond are clipped there,
+    so far outside the fitted range the map is not invertible (documented: the surrogate cannot generate there). Then
+    ``y = Φ⁻¹(F(x))``. Inside the fitted range forward and inverse are exact inverses of each other.
+    """
+
+    name = "gauss-rank"
+
+    def __init__(self, n_quantiles: int = 1000, subsample: int | None = 1_000_000, seed: int = 0,
+                 knots: list[float] | None = None, probs: list[float] | None = None) -> None:
+        if n_quantiles < 2:
+            raise InputError(f"gauss-rank needs n_quantiles >= 2, got {n_quantiles}")
+        self.n_quantiles, self.subsample, self.seed = int(n_quantiles), subsample, int(seed)
+        self.knots = None if knots is None else np.asarray(knots, dtype=np.float64)
+        self.probs = None if probs is None else np.asarray(probs, dtype=np.float64)
+
+    def fit(self, x: np.ndarray) -> GaussRank:
+        x = np.asarray(x, dtype=np.float64)
+        if self.subsample and len(x) > self.subsample:
+            x = np.random.default_rng(self.seed).choice(x, self.subsample, replace=False)
+        eps = 0.5 / len(x)
+        grid = np.linspace(0.0, 1.0, self.n_quantiles)
+        q = np.quantile(x, grid)  # includes the minimum and the maximum
+        p = eps + (1 - 2 * eps) * grid
+        knots, idx = np.unique(q, return_index=True)
+        if len(knots) < 2:
+            raise InputError(f"column {self.column!r} is constant: it cannot be Gauss-rank transformed")
+        # for tied quantiles keep the probability of the middle of the tie: the CDF jumps there
+        last = np.r_[idx[1:] - 1, len(q) - 1]
+        self.knots, self.probs = knots, 0.5 * (p[idx] + p[last])
+        return self
+
+    def _tails(self) -> tuple[float, float, float, float]:
+        self._require("knots", "probs")
+        k, p = self.knots, self.probs
+        s_lo = (p[1] - p[0]) / (k[1] - k[0])
+        s_hi = (p[-1] - p[-2]) / (k[-1] - k[-2])
+        p_min, p_max = p[0] / 1000, 1 - (1 - p[-1]) / 1000
+        return s_lo, s_hi, p_min, p_max
+
+    def _cdf(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        k, p = self.knots, self.probs
+        s_lo, s_hi, p_min, p_max = self._tails()
+        x = np.asarray(x, dtype=np.float64)
+        u = np.interp(x, k, p)
+        seg = np.clip(np.searchsorted(k, x, side="right") - 1, 0, len(k) - 2)
+        slope = (p[seg + 1] - p[seg]) / (k[seg + 1] - k[seg])
+        lo, hi = x < k[0], x > k[-1]
+        u = np.where(lo, p[0] + s_lo * (x - k[0]), u)
+        u = np.where(hi, p[-1] + s_hi * (x - k[-1]), u)
+        slope = np.where(lo, s_lo, np.where(hi, s_hi, slope))
+        clipped = (u < p_min) | (u > p_max)
+        return np.clip(u, p_min, p_max), np.where(clipped, 0.0, slope)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return ndtri(self._cdf(x)[0])
+
+    def inverse(self, y: np.ndarray) -> np.ndarray:
+        k, p = self.knots, self.probs
+        s_lo, s_hi, p_min, p_max = self._tails()
+        u = np.clip(ndtr(np.asarray(y, dtype=np.float64)), p_min, p_max)
+        x = np.interp(u, p, k)
+        x = np.where(u < p[0], k[0] + (u - p[0]) / s_lo, x)
+        return np.where(u > p[-1], k[-1] + (u - p[-1]) / s_hi, x)
+
+    def log_abs_det(self, x: np.ndarray) -> np.ndarray:
+        u, slope = self._cdf(x)
+        y = ndtri(u)
+        with np.errstate(divide="ignore"):
+            return np.log(slope) + 0.5 * y * y + _LOG_SQRT_2PI
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "n_quantiles": self.n_quantiles, "subsample": self.subsample, "seed": self.seed,
+            "knots": None if self.knots is None else self.knots.tolist(),
+            "probs": None if self.probs is None else self.probs.tolist(),
+        }
+
+
+_REGISTRY: dict[str, type[Transform]] = {
+    cls.name: cls for cls in (Identity, Scale, Standardize, BoundedMinMax, MinMaxLogit, Atanh, Log, GaussRank)
+}
+
+
+def make_transform(d: Mapping[str, Any]) -> Transform:
+    """Build a transform from its ``to_dict`` form; unknown names raise :class:`InputError` listing the known ones."""
+    name = d.get("name") if isinstance(d, Mapping) else None
+    if name not in _REGISTRY:
+        raise InputError(f"unknown transform {name!r}; known: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name].from_dict(d)
+
+
+#: preset name → factory of a chain
+PRESETS: dict[str, Any] = {
+    "identity": lambda: [Identity()],
+    "standardize": lambda: [Standardize()],
+    "logit": lambda: [MinMaxLogit(), Standardize()],
+    "gauss-rank": lambda: [GaussRank()],
+    "minmax": lambda: [BoundedMinMax()],
+}
+
+
+class ColumnChain:
+    """Transforms applied in order to one column."""
+
+    def __init__(self, transforms: Sequence[Transform]) -> None:
+        self.transforms = list(transforms)
+
+    @classmethod
+    def coerce(cls, chain: ColumnChain | Sequence[Transform] | str) -> ColumnChain:
+        if isinstance(chain, ColumnChain):
+            return ColumnChain([make_transform(t.to_dict()) for t in chain.transforms])
+        if isinstance(chain, str):
+            if chain not in PRESETS:
+                raise InputError(f"unknown preprocessing preset {chain!r}; choose one of {', '.join(PRESETS)}")
+            return cls(PRESETS[chain]())
+        return cls([make_transform(t.to_dict()) if isinstance(t, Transform) else make_transform(t) for t in chain])
+
+    def fit(self, x: np.ndarray) -> ColumnChain:
+        for t in self.transforms:
+            t.fit(x)
+            x = t.forward(x)
+        return self
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        for t in self.transforms:
+            x = t.forward(x)
+        return np.asarray(x, dtype=np.float64)
+
+    def inverse(self, y: np.ndarray) -> np.ndarray:
+        for t in reversed(self.transforms):
+            y = t.inverse(y)
+        return np.asarray(y, dtype=np.float64)
+
+    def log_abs_det(self, x: np.ndarray) -> np.ndarray:
+        total = np.zeros(np.shape(x))
+        for t in self.transforms:
+            total = total + t.log_abs_det(x)
+            x = t.forward(x)
+        return total
+
+    def in_domain(self, x: np.ndarray) -> np.ndarray:
+        """Mask of the values every transform of the chain accepts (each checked on the previous one's output)."""
+        x = np.array(x, dtype=np.float64)
+        ok = np.ones(np.shape(x), dtype=bool)
+        for t in self.transforms:
+            ok &= t.in_domain(x)
+            if not ok.any():
+                break
+            x[~ok] = x[ok][0]  # stand-in values for the rejected entries, so the rest can pass on
+            x = t.forward(x)
+        return ok
+
+    def to_dict(self) -> list[dict[str, Any]]:
+        return [t.to_dict() for t in self.transforms]
+
+    @classmethod
+    def from_dict(cls, d: Sequence[Mapping[str, Any]]) -> ColumnChain:
+        return cls([make_transform(t) for t in d])
+
+
+class Preprocessor:
+    """One :class:`ColumnChain` per column; fitted on the training split only; JSON with a schema version."""
+
+    SCHEMA = 1
+
+    def __init__(
+        self,
+        columns: Sequence[str],
+        chains: Mapping[str, ColumnChain | Sequence[Transform] | str] | ColumnChain | Sequence[Transform] | str | None = None,
+    ) -> None:
+        self.columns = list(columns)
+        if chains is None:
+            chains = "identity"
+        if isinstance(chains, Mapping):
+            unknown = sorted(set(chains) - set(self.columns))
+            if unknown:
+                raise InputError(f"preprocessing given for unknown column(s) {unknown}; columns are {self.columns}")
+            self.chains = {c: ColumnChain.coerce(chains.get(c, "identity")) for c in self.columns}
+        else:
+            self.chains = {c: ColumnChain.coerce(chains) for c in self.columns}
+        for c, chain in self.chains.items():
+            for t in chain.transforms:
+                t.column = c
+        self.fitted = False
+
+    def _check(self, x: np.ndarray, what: str = "x") -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != len(self.columns):
+            raise InputError(f"expected {what} of shape (n, {len(self.columns)}) for columns {self.columns}, got {x.shape}")
+        return x
+
+    def fit(self, x: np.ndarray) -> Preprocessor:
+        x = self._check(x)
+        bad = ~np.isfinite(x)
+        if bad.any():
+            counts = {c: int(k) for c, k in zip(self.columns, bad.sum(axis=0)) if k}
+            raise InputError(f"non-finite values in the preprocessing fit: counts per column {counts}")
+        for j, c in enumerate(self.columns):
+            self.chains[c].fit(x[:, j])
+        self.fitted = True
+        return self
+
+    def _require_fit(self) -> None:
+        if not self.fitted:
+            raise InputError("the preprocessor is used before fit()")
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._require_fit()
+        x = self._check(x)
+        return np.stack([self.chains[c].forward(x[:, j]) for j, c in enumerate(self.columns)], axis=1)
+
+    def inverse(self, y: np.ndarray) -> np.ndarray:
+        self._require_fit()
+        y = self._check(y, "y")
+        return np.stack([self.chains[c].inverse(y[:, j]) for j, c in enumerate(self.columns)], axis=1)
+
+    def log_abs_det(self, x: np.ndarray) -> np.ndarray:
+        self._require_fit()
+        x = self._check(x)
+        return np.sum([self.chains[c].log_abs_det(x[:, j]) for j, c in enumerate(self.columns)], axis=0)
+
+    def in_domain(self, x: np.ndarray) -> np.ndarray:
+        """Rows whose every column lies in its chain's domain (e.g. |x| < 1 for atanh), shape (n,)."""
+        x = self._check(x)
+        ok = np.ones(len(x), dtype=bool)
+        for j, c in enumerate(self.columns):
+            ok &= self.chains[c].in_domain(x[:, j])
+        return ok
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": self.SCHEMA, "columns": self.columns, "fitted": self.fitted,
+                "chains": {c: self.chains[c].to_dict() for c in self.columns}}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Preprocessor:
+        if d.get("schema", 0) > cls.SCHEMA:
+            raise InputError(f"preprocessing schema {d.get('schema')} is newer than this mcsurrogate reads ({cls.SCHEMA})")
+        try:
+            obj = cls(d["columns"], {c: ColumnChain.from_dict(t) for c, t in d["chains"].items()})
+        except KeyError as exc:
+            raise InputError(f"preprocessing JSON lacks {exc}") from exc
+        obj.fitted = bool(d.get("fitted", True))
+        return obj
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, s: str) -> Preprocessor:
+        return cls.from_dict(json.loads(s))

@@ -1,0 +1,472 @@
+"""The user-facing surrogate: feature specification + fitted preprocessing + flow + metadata.
+
+>>> import numpy as np, awkward as ak
+>>> from mcsurrogate import Surrogate
+>>> rng = np.random.default_rng(0)
+>>> events = ak.zip({"x": rng.normal(size=2000), "y": rng.normal(size=2000), "mu": rng.uniform(0, 40, 2000)})
+>>> s = Surrogate(["x", "y"], ["mu"], flow={"model": "maf", "blocks": 1, "hidden": 8},
+...               training={"epochs": 1, "device": "cpu"}).fit(events, progress=False)
+>>> s.sample(conditions=events[:5], seed=1).fields
+['x', 'y', 'mu']
+
+A model directory holds ``config.json`` (schema-versioned), ``preprocessing.json``,
+``weights.safetensors`` and ``metrics.json``; nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import awkward as ak
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import __version__
+from .errors import InputError, ModelDirectoryError, OutputExistsError
+from .flows import FlowConfig, FlowModel, build_flow
+from .persistence import atomic_write_text, load_tensors, read_json, save_tensors
+from .preprocessing import Preprocessor
+from .records import FeatureSpec, from_matrix, to_matrix, to_objects
+from .training import TrainConfig, TrainResult, fingerprint, resolve_device, split_indices, train_flow
+
+__all__ = ["MODEL_FORMAT", "SCHEMA_VERSION", "Surrogate"]
+
+MODEL_FORMAT = "mcsurrogate.surrogate"
+SCHEMA_VERSION = 1
+_FILES = ("config.json", "preprocessing.json", "weights.safetensors", "metrics.json")
+
+
+def _as_flow_config(flow: FlowConfig | str | Mapping[str, Any]) -> FlowConfig:
+    if isinstance(flow, FlowConfig):
+        return flow
+    if isinstance(flow, str):
+        return FlowConfig(model=flow)
+    return FlowConfig.from_dict(dict(flow))
+
+
+def _as_train_config(training: TrainConfig | Mapping[str, Any] | None) -> TrainConfig:
+    if training is None:
+        return TrainConfig()
+    if isinstance(training, TrainConfig):
+        return training
+    return TrainConfig.from_dict(dict(training))
+
+
+class Surrogate:
+    """A conditional (or unconditional) generative model of ``targets`` given ``conditions``.
+
+    Parameters
+    ----------
+    targets, conditions:
+        Column names (flat fields of the event records, or columns that ``spec`` derives). Units are
+        whatever the data carry (GeV, radians); samples come back in the same units.
+    spec:
+        A :class:`~mcsurrogate.records.FeatureSpec` instead of ``targets``/``conditions``, to flatten jagged
+        objects into slots (``photon1_pt`` …) and compute derived observables.
+    flow:
+        A family name (``maf``, ``made-mog``, ``maf-made-mog``, ``rqs-ar``, ``rqs-coupling``, ``realnvp``,
+        ``glow``), a :class:`~mcsurrogate.flows.FlowConfig`, or a dict of its fields.
+    preprocessing, condition_preprocessing:
+        Preprocessor presets (``standardize``, ``logit``, ``gauss-rank``, ``minmax``, ``identity``) or
+        per-column chains, fitted on the training split only.
+    training:
+        A :class:`~mcsurrogate.training.TrainConfig` or a dict of its fields.
+    """
+
+    def __init__(
+        self,
+        targets: Sequence[str] | None = None,
+        conditions: Sequence[str] | None = None,
+        *,
+        spec: FeatureSpec | None = None,
+        flow: FlowConfig | str | Mapping[str, Any] = "maf",
+        preprocessing: Any = "standardize",
+        condition_preprocessing: Any = "standardize",
+        training: TrainConfig | Mapping[str, Any] | None = None,
+    ) -> None:
+        if spec is None:
+            if not targets:
+                raise InputError("a surrogate needs at least one target column (targets=[...] or spec=FeatureSpec(...))")
+            spec = FeatureSpec(targets=list(targets), conditions=list(conditions or []))
+        elif targets is not None or conditions is not None:
+            raise InputError("give either targets/conditions or spec, not both")
+        overlap = sorted(set(spec.targets) & set(spec.conditions))
+        if overlap:
+            raise InputError(f"columns {overlap} are listed both as targets and as conditions")
+        self.spec = spec
+        self.flow_config = _as_flow_config(flow)
+        self.train_config = _as_train_config(training)
+        self.preprocessor = (
+            preprocessing if isinstance(preprocessing, Preprocessor) else Preprocessor(spec.targets, preprocessing)
+        )
+        self.condition_preprocessor = (
+            None
+            if not spec.conditions
+            else condition_preprocessing
+            if isinstance(condition_preprocessing, Preprocessor)
+            else Preprocessor(spec.conditions, condition_preprocessing)
+        )
+        self.model: FlowModel | None = None
+        self.result: TrainResult | None = None
+        self.metrics: dict[str, Any] = {}
+        self.device = torch.device("cpu")
+
+    # -- properties ------------------------------------------------------------------------------------
+    @property
+    def targets(self) -> list[str]:
+        """Target column names, in the model's order."""
+        return list(self.spec.targets)
+
+    @property
+    def conditions(self) -> list[str]:
+        """Condition column names, in the model's order (empty for an unconditional model)."""
+        return list(self.spec.conditions)
+
+    @property
+    def conditional(self) -> bool:
+        return bool(self.spec.conditions)
+
+    def _require_model(self) -> FlowModel:
+        if self.model is None:
+            raise InputError("this surrogate is not trained yet: call fit(...) or Surrogate.load(...)")
+        return self.model
+
+    # -- data ------------------------------------------------------------------------------------------
+    def _prepare(
+        self, events: ak.Array, nonfinite: Literal["raise", "drop"]
+    ) -> tuple[ak.Array, np.ndarray, np.ndarray | None, dict[str, Any]]:
+        """Flat records, target and condition matrices (float64) and a report of what was dropped."""
+        flat, report = self.spec.flatten(events)
+        x = to_matrix(flat, self.targets, what="target")
+        c = to_matrix(flat, self.conditions, what="condition") if self.conditional else None
+        both = x if c is None else np.hstack([x, c])
+        bad = ~np.isfinite(both)
+        info = report.to_dict()
+        if bad.any():
+            columns = self.targets + self.conditions
+            counts = {col: int(k) for col, k in zip(columns, bad.sum(axis=0)) if k}
+            if nonfinite != "drop":
+                raise InputError(
+                    f"non-finite values (NaN or inf) in {sorted(counts)}: counts per column {counts}; "
+                    "clean the data or pass nonfinite='drop' (CLI: --drop-nonfinite) to drop those events"
+                )
+            keep = ~bad.any(axis=1)
+            flat, x = flat[keep], x[keep]
+            c = None if c is None else c[keep]
+            info["dropped_nonfinite"] = counts
+            info["n_kept"] = int(keep.sum())
+        return flat, x, c, info
+
+    def _condition_matrix(self, conditions: ak.Array | np.ndarray | Mapping[str, Any]) -> np.ndarray:
+        if isinstance(conditions, np.ndarray):
+            arr = np.asarray(conditions, dtype=np.float64)
+            if arr.ndim != 2 or arr.shape[1] != len(self.conditions):
+                raise InputError(
+                    f"conditions array must have shape (n, {len(self.conditions)}) for columns {self.conditions}, "
+                    f"got {arr.shape}"
+                )
+            c = arr
+        else:
+            events = ak.Array(conditions) if isinstance(conditions, Mapping) else conditions
+            cond_spec = FeatureSpec(
+                targets=self.conditions, objects=self.spec.objects, derived=self.spec.derived,
+                too_few_objects=self.spec.too_few_objects,
+            )
+            missing = [f for f in self.conditions if f not in events.fields]
+            if missing and not (self.spec.objects or self.spec.derived):
+                raise InputError(
+                    f"the conditions lack column(s) {missing}; this model needs {self.conditions}, "
+                    f"the data have {events.fields}"
+                )
+            flat, report = cond_spec.flatten(events)
+            if report.n_kept != report.n_input:
+                raise InputError(
+                    f"{report.n_input - report.n_kept} of {report.n_input} condition events have too few objects "
+                    "for this model; select them first"
+                )
+            c = to_matrix(flat, self.conditions, what="condition")
+        bad = ~np.isfinite(c)
+        if bad.any():
+            counts = {col: int(k) for col, k in zip(self.conditions, bad.sum(axis=0)) if k}
+            raise InputError(f"non-finite condition values: counts per column {counts}")
+        self._warn_outside_training_range(c)
+        return c
+
+    def _warn_outside_training_range(self, c: np.ndarray) -> None:
+        """Warn, with the fraction affected, about condition values outside the range seen in training."""
+        ranges = self.metrics.get("condition_ranges") or {}
+        notes = []
+        for j, col in enumerate(self.conditions):
+            if col in ranges and len(c):
+                lo, hi = ranges[col]
+                pad = 0.01 * (hi - lo)  # finite training statistics: the edges themselves are fuzzy
+                frac = float(np.mean((c[:, j] < lo - pad) | (c[:, j] > hi + pad)))
+                if frac > 0:
+                    notes.append(f"{col}: {frac:.2%} outside [{lo:.4g}, {hi:.4g}]")
+        if notes:
+            warnings.warn(
+                "conditions outside the training range (the surrogate extrapolates there): " + "; ".join(notes),
+                stacklevel=3,
+            )
+
+    # -- training --------------------------------------------------------------------------------------
+    def fit(
+        self,
+        events: ak.Array,
+        *,
+        nonfinite: Literal["raise", "drop"] = "raise",
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        resume: bool = True,
+        progress: bool | None = None,
+    ) -> Surrogate:
+        """Split ``events`` (train/validation/test by ``training.fractions`` and seed), fit the preprocessing on
+        the training split, train the flow and keep the best epoch. Returns ``self``.
+
+        ``checkpoint_dir`` keeps ``last``/``best`` checkpoints; a run killed and started again with the same
+        data, configuration and directory resumes where it stopped.
+        """
+        _, x, c, data_report = self._prepare(events, nonfinite)
+        cfg = self.train_config
+        split = split_indices(len(x), cfg.fractions, cfg.seed)
+        self.preprocessor.fit(x[split.train])
+        if self.condition_preprocessor is not None and c is not None:
+            self.condition_preprocessor.fit(c[split.train])
+        xt, xv, xs = (self.preprocessor.forward(x[i]) for i in (split.train, split.validation, split.test))
+        ct = cv = cs = None
+        if c is not None and self.condition_preprocessor is not None:
+            ct, cv, cs = (self.condition_preprocessor.forward(c[i]) for i in (split.train, split.validation, split.test))
+        torch.manual_seed(cfg.seed)
+        self.model = build_flow(self.flow_config, len(self.targets), len(self.conditions) or None)
+        run_id = fingerprint(self._config_dict(), x[split.train], c[split.train] if c is not None else None)
+        self.result = train_flow(
+            self.model, xt, ct, xv, cv, cfg, checkpoint_dir=checkpoint_dir, resume=resume, run_id=run_id, progress=progress,
+        )
+        self.device = resolve_device(cfg.device)
+        test_nll = None
+        if len(xs):
+            test_nll = float(-np.mean(self._flow_log_prob(xs, cs)))
+        self.metrics = {
+            "data": data_report,
+            "split": split.sizes(),
+            "training": self.result.to_dict(),
+            "test_nll_flow_space": test_nll,
+            "n_parameters": int(sum(p.numel() for p in self.model.parameters())),
+            "condition_ranges": (
+                {} if c is None else {col: [float(c[split.train, j].min()), float(c[split.train, j].max())]
+                                      for j, col in enumerate(self.conditions)}
+            ),
+        }
+        return self
+
+    def split(self, events: ak.Array, *, nonfinite: Literal["raise", "drop"] = "raise") -> dict[str, ak.Array]:
+        """The train/validation/test split of ``events`` that :meth:`fit` used (same config and seed)."""
+        flat, _, _, _ = self._prepare(events, nonfinite)
+        s = split_indices(len(flat), self.train_config.fractions, self.train_config.seed)
+        return {"train": flat[s.train], "validation": flat[s.validation], "test": flat[s.test]}
+
+    # -- evaluation ------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def _flow_log_prob(self, y: np.ndarray, cy: np.ndarray | None, batch_size: int = 65536) -> np.ndarray:
+        model = self._require_model().to(self.device).eval()
+        out = []
+        for i in range(0, len(y), batch_size):
+            yt = torch.as_tensor(y[i : i + batch_size], dtype=torch.float32, device=self.device)
+            ct = None if cy is None else torch.as_tensor(cy[i : i + batch_size], dtype=torch.float32, device=self.device)
+            out.append(model.log_prob(yt, ct).double().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros(0)
+
+    def log_prob(self, events: ak.Array) -> np.ndarray:
+        """Log density of the targets given the conditions, in the data's original units, shape (n,)."""
+        _, x, c, _ = self._prepare(events, "raise")
+        y = self.preprocessor.forward(x)
+        cy = None if c is None or self.condition_preprocessor is None else self.condition_preprocessor.forward(c)
+        return self._flow_log_prob(y, cy) + self.preprocessor.log_abs_det(x)
+
+    # -- sampling --------------------------------------------------------------------------------------
+    def sample_batches(
+        self,
+        n: int | None = None,
+        conditions: ak.Array | np.ndarray | Mapping[str, Any] | None = None,
+        *,
+        seed: int | np.random.Generator = 0,
+        batch_size: int = 100_000,
+        progress: bool | None = None,
+    ) -> Iterator[ak.Array]:
+        """Yield the sample of :meth:`sample` in batches of at most ``batch_size`` events (bounded memory)."""
+        model = self._require_model().to(self.device).eval()
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        c = None
+        if self.conditional:
+            if conditions is None:
+                raise InputError(f"this surrogate is conditional: pass conditions with columns {self.conditions}")
+            c = self._condition_matrix(conditions)
+            if n is not None and n != len(c):
+                raise InputError(f"n={n} differs from the number of condition rows ({len(c)}); pass one or the other")
+            n = len(c)
+            cy = self.condition_preprocessor.forward(c) if self.condition_preprocessor is not None else c
+        else:
+            if conditions is not None:
+                raise InputError("this surrogate is unconditional: pass n, not conditions")
+            if n is None or n < 0:
+                raise InputError(f"pass the number of events to sample as a non-negative n, got {n!r}")
+        if batch_size < 1:
+            raise InputError(f"batch_size must be positive, got {batch_size}")
+        bar = tqdm(total=n, disable=(None if progress is None else not progress), desc="sampling", unit="ev", unit_scale=True)
+        try:
+            for start in range(0, n, batch_size):
+                stop = min(n, start + batch_size)
+                noise = model.draw_noise(stop - start, rng).to(self.device)
+                ctx = None if c is None else torch.as_tensor(cy[start:stop], dtype=torch.float32, device=self.device)
+                with torch.inference_mode():
+                    y = model.sample_from_noise(noise, ctx).double().cpu().numpy()
+                x = self.preprocessor.inverse(y)
+                yield self._records(x, None if c is None else c[start:stop])
+                bar.update(stop - start)
+        finally:
+            bar.close()
+
+    def sample(
+        self,
+        n: int | None = None,
+        conditions: ak.Array | np.ndarray | Mapping[str, Any] | None = None,
+        *,
+        seed: int | np.random.Generator = 0,
+        batch_size: int = 100_000,
+        progress: bool | None = None,
+    ) -> ak.Array:
+        """Generate events: ``n`` of them (unconditional), or one per row of ``conditions``.
+
+        Returns flat records with the target columns (original units) and the condition columns; objects of the
+        spec whose columns are all present come back too, as vector ``Momentum4D`` lists (e.g. ``photons``),
+        so ``(ev.photons[:, 0] + ev.photons[:, 1]).mass`` works. Same seed, same sample, whatever ``batch_size``.
+        """
+        parts = list(self.sample_batches(n, conditions, seed=seed, batch_size=batch_size, progress=progress))
+        if not parts:
+            return self._records(np.zeros((0, len(self.targets))), np.zeros((0, len(self.conditions))) if self.conditional else None)
+        return ak.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    def _records(self, x: np.ndarray, c: np.ndarray | None) -> ak.Array:
+        matrix = x if c is None else np.hstack([x, c])
+        flat = from_matrix(matrix, self.targets + self.conditions)
+        for slots in self.spec.objects:
+            if all(col in flat.fields for col in slots.columns()):
+                flat = ak.with_field(flat, to_objects(flat, slots), slots.collection)
+        return flat
+
+    # -- persistence -----------------------------------------------------------------------------------
+    def _config_dict(self) -> dict[str, Any]:
+        return {
+            "format": MODEL_FORMAT,
+            "schema_version": SCHEMA_VERSION,
+            "spec": self.spec.to_dict(),
+            "flow": self.flow_config.to_dict(),
+            "training": self.train_config.to_dict(),
+        }
+
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+        """Write the model directory atomically (a temporary directory renamed into place)."""
+        model = self._require_model()
+        dest = Path(path)
+        if dest.exists() and not overwrite:
+            raise OutputExistsError(f"{dest} exists already; choose another directory or pass overwrite=True (--overwrite)")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+        try:
+            config = self._config_dict() | {
+                "mcsurrogate_version": __version__,
+                "saved": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            }
+            atomic_write_text(tmp / "config.json", json.dumps(config, indent=2))
+            pre = {
+                "targets": self.preprocessor.to_dict(),
+                "conditions": None if self.condition_preprocessor is None else self.condition_preprocessor.to_dict(),
+            }
+            atomic_write_text(tmp / "preprocessing.json", json.dumps(pre, indent=2))
+            save_tensors(tmp / "weights.safetensors", model.state_dict(), {"format": MODEL_FORMAT})
+            atomic_write_text(tmp / "metrics.json", json.dumps(self.metrics, indent=2, default=float))
+            if dest.exists():
+                old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+                os.replace(dest, old)
+                os.replace(tmp, dest)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, dest)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        return dest
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, device: str = "auto") -> Surrogate:
+        """Load a model directory written by :meth:`save`; never unpickles.
+
+        Raises :class:`ModelDirectoryError` for a directory that is missing files, damaged, not written by
+        mcsurrogate, or from a newer schema version.
+        """
+        root = Path(path)
+        if not root.is_dir():
+            raise ModelDirectoryError(f"{root}: no such model directory")
+        if not (root / "config.json").is_file():
+            raise ModelDirectoryError(
+                f"{root} is not an mcsurrogate model directory (no config.json; expected {', '.join(_FILES)})"
+            )
+        config = read_json(root / "config.json")
+        if config.get("format") != MODEL_FORMAT:
+            raise ModelDirectoryError(f"{root}/config.json was not written by mcsurrogate (format {config.get('format')!r})")
+        version = config.get("schema_version")
+        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            raise ModelDirectoryError(
+                f"{root} uses model schema {version!r}, newer than this mcsurrogate {__version__} reads "
+                f"(schema {SCHEMA_VERSION}); upgrade mcsurrogate"
+            )
+        missing = [f for f in _FILES if not (root / f).is_file()]
+        if missing:
+            raise ModelDirectoryError(f"{root} is incomplete: missing {', '.join(missing)}")
+        try:
+            spec = FeatureSpec.from_dict(config["spec"])
+            flow = FlowConfig.from_dict(config["flow"])
+            training = TrainConfig.from_dict(config["training"])
+            pre = read_json(root / "preprocessing.json")
+            target_pre = Preprocessor.from_dict(pre["targets"])
+            cond_pre = None if pre.get("conditions") is None else Preprocessor.from_dict(pre["conditions"])
+        except (KeyError, TypeError, InputError) as exc:
+            raise ModelDirectoryError(f"{root}: configuration is damaged ({exc})") from exc
+        if list(target_pre.columns) != list(spec.targets):
+            raise ModelDirectoryError(f"{root}: preprocessing columns {target_pre.columns} differ from targets {spec.targets}")
+        obj = cls(spec=spec, flow=flow, training=training, preprocessing=target_pre,
+                  condition_preprocessing=cond_pre if cond_pre is not None else "standardize")
+        obj.condition_preprocessor = cond_pre
+        obj.model = build_flow(flow, len(spec.targets), len(spec.conditions) or None)
+        tensors, _ = load_tensors(root / "weights.safetensors")
+        try:
+            obj.model.load_state_dict(tensors)
+        except RuntimeError as exc:
+            raise ModelDirectoryError(f"{root}/weights.safetensors does not match config.json ({exc})") from exc
+        obj.model.eval()
+        obj.metrics = read_json(root / "metrics.json")
+        obj.device = resolve_device(device)
+        return obj
+
+    def info(self) -> dict[str, Any]:
+        """Features, preprocessing, model size and training metrics, JSON-serialisable."""
+        model = self._require_model()
+        n_par = int(sum(p.numel() for p in model.parameters()))
+        return {
+            "targets": self.targets,
+            "conditions": self.conditions,
+            "flow": self.flow_config.to_dict(),
+            "training": self.train_config.to_dict(),
+            "preprocessing": self.preprocessor.to_dict(),
+            "n_parameters": n_par,
+            "size_mb": n_par * 4 / 1e6,
+            "metrics": self.metrics,
+        }
