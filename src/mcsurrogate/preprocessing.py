@@ -191,11 +191,12 @@ class BoundedMinMax(Transform):
 
 
 class MinMaxLogit(Transform):
-    """Paper B: min-max to [0, 1] on the (optionally widened) training range, squeezed to [α, 1 − α], then logit."""
+    """Paper B: min-max to [0, 1] on the training range widened by ``margin`` × range on each side (values of
+    test or generated data beyond the training extremes stay inside), squeezed to [α, 1 − α], then logit."""
 
     name = "minmax-logit"
 
-    def __init__(self, alpha: float = 1e-6, margin: float = 0.0, xmin: float | None = None, xmax: float | None = None) -> None:
+    def __init__(self, alpha: float = 1e-6, margin: float = 0.05, xmin: float | None = None, xmax: float | None = None) -> None:
         if not 0 < alpha < 0.5:
             raise InputError(f"logit alpha must be in (0, 0.5), got {alpha}")
         self.alpha, self.margin, self.xmin, self.xmax = float(alpha), float(margin), xmin, xmax
@@ -300,9 +301,9 @@ class GaussRank(Transform):
 
     The empirical CDF is piecewise linear through ``n_quantiles`` knots (unique quantiles of the training
     values from the minimum to the maximum, so ties and discrete values keep it invertible) at probabilities
-    from ``eps`` to ``1 − eps``, with ``eps = 1/(2 n_train)``; beyond the outermost knots it continues linearly with the slope of the outermost
-    segment until it reaches probability ``eps/1000`` (``1 − eps/1000``); values beyond are clipped there,
-    so far outside the fitted range the map is not invertible (documented: the surrogate cannot generate there). Then
+    from ``eps`` to ``1 − eps``, with ``eps = 1/(2 n_train)``; beyond the outermost knots the CDF continues as an
+    exponential tail matching the value and slope of the outermost segment, so the map is smooth, strictly
+    monotonic and invertible on the whole real line (generated values can leave the training range, gently). Then
     ``y = Φ⁻¹(F(x))``. Inside the fitted range forward and inverse are exact inverses of each other.
     """
 
@@ -332,42 +333,46 @@ class GaussRank(Transform):
         self.knots, self.probs = knots, 0.5 * (p[idx] + p[last])
         return self
 
-    def _tails(self) -> tuple[float, float, float, float]:
+    def _tails(self) -> tuple[float, float]:
         self._require("knots", "probs")
         k, p = self.knots, self.probs
-        s_lo = (p[1] - p[0]) / (k[1] - k[0])
-        s_hi = (p[-1] - p[-2]) / (k[-1] - k[-2])
-        p_min, p_max = p[0] / 1000, 1 - (1 - p[-1]) / 1000
-        return s_lo, s_hi, p_min, p_max
+        return (p[1] - p[0]) / (k[1] - k[0]), (p[-1] - p[-2]) / (k[-1] - k[-2])
 
-    def _cdf(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _cdf(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(F(x), 1 − F(x), F'(x))`` — both tails kept separately for precision far out."""
         k, p = self.knots, self.probs
-        s_lo, s_hi, p_min, p_max = self._tails()
+        s_lo, s_hi = self._tails()
         x = np.asarray(x, dtype=np.float64)
-        u = np.interp(x, k, p)
         seg = np.clip(np.searchsorted(k, x, side="right") - 1, 0, len(k) - 2)
         slope = (p[seg + 1] - p[seg]) / (k[seg + 1] - k[seg])
+        u = np.interp(x, k, p)
         lo, hi = x < k[0], x > k[-1]
-        u = np.where(lo, p[0] + s_lo * (x - k[0]), u)
-        u = np.where(hi, p[-1] + s_hi * (x - k[-1]), u)
-        slope = np.where(lo, s_lo, np.where(hi, s_hi, slope))
-        clipped = (u < p_min) | (u > p_max)
-        return np.clip(u, p_min, p_max), np.where(clipped, 0.0, slope)
+        with np.errstate(over="ignore", under="ignore"):
+            u_lo = p[0] * np.exp(s_lo * (np.minimum(x, k[0]) - k[0]) / p[0])
+            v_hi = (1 - p[-1]) * np.exp(-s_hi * (np.maximum(x, k[-1]) - k[-1]) / (1 - p[-1]))
+        u = np.where(lo, u_lo, u)
+        v = np.where(hi, v_hi, 1.0 - u)
+        slope = np.where(lo, s_lo * u_lo / p[0], np.where(hi, s_hi * v_hi / (1 - p[-1]), slope))
+        return u, v, slope
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        return ndtri(self._cdf(x)[0])
+        u, v, _ = self._cdf(x)
+        tiny = np.finfo(np.float64).tiny
+        return np.where(u < 0.5, ndtri(np.maximum(u, tiny)), -ndtri(np.maximum(v, tiny)))
 
     def inverse(self, y: np.ndarray) -> np.ndarray:
         k, p = self.knots, self.probs
-        s_lo, s_hi, p_min, p_max = self._tails()
-        u = np.clip(ndtr(np.asarray(y, dtype=np.float64)), p_min, p_max)
+        s_lo, s_hi = self._tails()
+        y = np.asarray(y, dtype=np.float64)
+        u, v = ndtr(y), ndtr(-y)
         x = np.interp(u, p, k)
-        x = np.where(u < p[0], k[0] + (u - p[0]) / s_lo, x)
-        return np.where(u > p[-1], k[-1] + (u - p[-1]) / s_hi, x)
+        with np.errstate(divide="ignore"):
+            x = np.where(u < p[0], k[0] + p[0] / s_lo * np.log(u / p[0]), x)
+            return np.where(v < 1 - p[-1], k[-1] - (1 - p[-1]) / s_hi * np.log(v / (1 - p[-1])), x)
 
     def log_abs_det(self, x: np.ndarray) -> np.ndarray:
-        u, slope = self._cdf(x)
-        y = ndtri(u)
+        _, _, slope = self._cdf(x)
+        y = self.forward(x)
         with np.errstate(divide="ignore"):
             return np.log(slope) + 0.5 * y * y + _LOG_SQRT_2PI
 

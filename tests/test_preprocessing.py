@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from mcsurrogate.errors import InputError
+from mcsurrogate.preprocessing import (
+    Atanh, BoundedMinMax, ColumnChain, GaussRank, Log, MinMaxLogit, Preprocessor, Scale, Standardize, make_transform,
+)
+
+RNG = np.random.default_rng(0)
+DATA = {
+    "skewed": RNG.exponential(30.0, 20000) + 20.0,       # E_T-like, GeV
+    "heavy": RNG.standard_t(2.5, 20000),                 # heavy tails
+    "discrete": RNG.integers(0, 5, 20000).astype(float),  # ties
+}
+TRANSFORMS = [
+    lambda: [Standardize()], lambda: [MinMaxLogit(), Standardize()], lambda: [GaussRank()],
+    lambda: [BoundedMinMax()], lambda: [Scale(20.0), Standardize()],
+]
+
+
+@pytest.mark.parametrize("kind", DATA)
+@pytest.mark.parametrize("make", TRANSFORMS, ids=["standardize", "logit", "gauss-rank", "minmax", "scale"])
+def test_round_trip_is_exact(kind: str, make) -> None:
+    x = DATA[kind]
+    chain = ColumnChain(make()).fit(x[:15000])  # fitted on a training part only
+    inside = chain.in_domain(x)  # logit: bounded support, the training range widened by 5 %
+    assert inside.mean() > 0.999
+    x = x[inside]
+    back = chain.inverse(chain.forward(x))
+    np.testing.assert_allclose(back, x, rtol=1e-6, atol=1e-9 * np.abs(x).max())
+
+
+def test_gauss_rank_is_normal_on_its_training_data_and_handles_outside_values() -> None:
+    x = DATA["skewed"]
+    g = GaussRank().fit(x)
+    y = g.forward(x)
+    assert abs(y.mean()) < 0.01 and y.std() == pytest.approx(1.0, abs=0.01)
+    assert stats.kstest(y, "norm").pvalue > 0.01
+    outside = np.array([x.min() - 1e-3, x.max() + 1e-3, x.min() - 100.0, x.max() + 1e4])
+    y_out = g.forward(outside)
+    assert np.isfinite(y_out).all() and y_out[0] < y.min() and y_out[1] > y.max()
+    np.testing.assert_allclose(g.inverse(g.forward(outside[:2])), outside[:2], rtol=1e-6)
+
+
+@pytest.mark.parametrize("transform", [Standardize(), MinMaxLogit(), GaussRank(), BoundedMinMax(), Log(), Scale(0.01), Atanh()],
+                         ids=lambda t: t.name)
+def test_log_abs_det_matches_finite_differences(transform) -> None:
+    x = DATA["skewed"] / 1000.0 if transform.name == "atanh" else DATA["skewed"]
+    transform.fit(x)
+    pts = np.quantile(x, [0.05, 0.3, 0.5, 0.8, 0.97])
+    h = 1e-6 * np.maximum(1.0, np.abs(pts))
+    numeric = np.log(np.abs((transform.forward(pts + h) - transform.forward(pts - h)) / (2 * h)))
+    np.testing.assert_allclose(transform.log_abs_det(pts), numeric, atol=1e-4)
+
+
+def test_json_round_trip_is_bit_identical() -> None:
+    x = np.stack([DATA["skewed"], DATA["heavy"], DATA["discrete"]], axis=1)
+    p = Preprocessor(["pt", "eta", "n"], {"pt": "logit", "eta": "gauss-rank", "n": [Scale(2.0)]}).fit(x)
+    q = Preprocessor.from_json(p.to_json())
+    assert np.array_equal(p.forward(x), q.forward(x))
+    assert np.array_equal(p.log_abs_det(x), q.log_abs_det(x))
+
+
+def test_domain_masks() -> None:
+    p = Preprocessor(["d"], [Scale(20.0), Atanh()])
+    assert p.in_domain(np.array([[0.0], [19.9], [-20.0], [25.0]])).tolist() == [True, True, False, False]
+    assert Log().in_domain(np.array([1.0, 0.0, -1.0])).tolist() == [True, False, False]
+
+
+def test_errors_name_the_problem() -> None:
+    with pytest.raises(InputError, match="'c' is constant"):
+        Preprocessor(["c"], "standardize").fit(np.ones((10, 1)))
+    with pytest.raises(InputError, match=r"'x': 2"):
+        Preprocessor(["x"], "standardize").fit(np.array([[1.0], [np.nan], [np.inf], [2.0]]))
+    with pytest.raises(InputError, match="log-transformed"):
+        Preprocessor(["e"], [Log()]).fit(np.array([[1.0], [-1.0]]))
+    with pytest.raises(InputError, match="unknown transform 'boxcox'.*gauss-rank"):
+        make_transform({"name": "boxcox"})
+    with pytest.raises(InputError, match="before fit"):
+        Preprocessor(["x"], "standardize").forward(np.ones((2, 1)))
+    with pytest.raises(InputError, match=r"shape \(n, 2\).*\(3, 3\)"):
+        Preprocessor(["x", "y"]).fit(np.ones((3, 3)))
+    with pytest.raises(InputError, match="unknown preprocessing preset"):
+        Preprocessor(["x"], "quantile")
