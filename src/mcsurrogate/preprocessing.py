@@ -79,6 +79,13 @@ class Transform(abc.ABC):
         except TypeError as exc:
             raise InputError(f"bad parameters for transform {cls.name!r}: {args} ({exc})") from exc
 
+    #: attributes set by :meth:`fit`; the transform is usable once they are all set
+    _state: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def is_fitted(self) -> bool:
+        return all(getattr(self, a) is not None for a in self._state)
+
     def _require(self, *attrs: str) -> None:
         if any(getattr(self, a) is None for a in attrs):
             raise InputError(f"transform {self.name!r} of column {self.column!r} is used before it was fitted")
@@ -125,6 +132,7 @@ class Standardize(Transform):
     """y = (x − mean) / std with mean and std of the training values."""
 
     name = "standardize"
+    _state = ("mean", "std")
 
     def __init__(self, mean: float | None = None, std: float | None = None) -> None:
         self.mean, self.std = mean, std
@@ -157,6 +165,7 @@ class BoundedMinMax(Transform):
     """Affine map of the training range [min − margin·range, max + margin·range] onto [low, high]."""
 
     name = "minmax"
+    _state = ("xmin", "xmax")
 
     def __init__(self, low: float = -1.0, high: float = 1.0, margin: float = 0.0,
                  xmin: float | None = None, xmax: float | None = None) -> None:
@@ -195,6 +204,7 @@ class MinMaxLogit(Transform):
     test or generated data beyond the training extremes stay inside), squeezed to [α, 1 − α], then logit."""
 
     name = "minmax-logit"
+    _state = ("xmin", "xmax")
 
     def __init__(self, alpha: float = 1e-6, margin: float = 0.05, xmin: float | None = None, xmax: float | None = None) -> None:
         if not 0 < alpha < 0.5:
@@ -216,8 +226,6 @@ class MinMaxLogit(Transform):
         return self.alpha + (1 - 2 * self.alpha) * t
 
     def in_domain(self, x: np.ndarray) -> np.ndarray:
-        if self.xmin is None:  # before fit the range is whatever the data span
-            return np.ones(np.shape(x), dtype=bool)
         u = self._u(x)
         return (u > 0) & (u < 1)
 
@@ -308,6 +316,7 @@ class GaussRank(Transform):
     """
 
     name = "gauss-rank"
+    _state = ("knots", "probs")
 
     def __init__(self, n_quantiles: int = 1000, subsample: int | None = 1_000_000, seed: int = 0,
                  knots: list[float] | None = None, probs: list[float] | None = None) -> None:
@@ -447,10 +456,15 @@ class ColumnChain:
         return total
 
     def in_domain(self, x: np.ndarray) -> np.ndarray:
-        """Mask of the values every transform of the chain accepts (each checked on the previous one's output)."""
+        """Mask of the values every transform of the chain accepts (each checked on the previous one's output).
+
+        Before :meth:`fit`, the check stops at the first transform that needs fitting (its range is the data's).
+        """
         x = np.array(x, dtype=np.float64)
         ok = np.ones(np.shape(x), dtype=bool)
         for t in self.transforms:
+            if not t.is_fitted:
+                break
             ok &= t.in_domain(x)
             if not ok.any():
                 break

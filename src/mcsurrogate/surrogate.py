@@ -164,6 +164,19 @@ class Surrogate:
             c = None if c is None else c[keep]
             info["dropped_nonfinite"] = counts
             info["n_kept"] = int(keep.sum())
+        inside = self.preprocessor.in_domain(x)
+        if not inside.all():
+            # a bounded preprocessing (e.g. paper A's scale + atanh) cannot represent these events: drop, count, warn
+            n_out = int((~inside).sum())
+            warnings.warn(
+                f"{n_out} of {len(x)} events ({n_out / len(x):.2%}) lie outside the domain of the target "
+                "preprocessing and were dropped",
+                stacklevel=3,
+            )
+            flat, x = flat[inside], x[inside]
+            c = None if c is None else c[inside]
+            info["dropped_outside_preprocessing_domain"] = n_out
+            info["n_kept"] = int(len(x))
         return flat, x, c, info
 
     def _condition_matrix(self, conditions: ak.Array | np.ndarray | Mapping[str, Any]) -> np.ndarray:
