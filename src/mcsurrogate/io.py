@@ -38,7 +38,7 @@ import awkward as ak
 import numpy as np
 
 from .errors import InputError, OutputExistsError
-from .persistence import temporary_path
+from .persistence import replace_atomically, temporary_path
 
 __all__ = [
     "PARQUET_SUFFIXES",
@@ -414,25 +414,6 @@ def _branch_type(value: Any) -> Any:
     return value.dtype if isinstance(value, np.ndarray) else value.type.content
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _fsync_and_replace(tmp: Path, dest: Path) -> None:
-    with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.chmod(tmp, 0o666 & ~_umask())  # the temporary file was created private (0600); give it the usual mode
-    os.replace(tmp, dest)
-    with contextlib.suppress(OSError):  # directory fsync: not possible on every platform
-        fd = os.open(dest.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 class EventWriter:
     """Write events chunk by chunk to a ROOT or Parquet file, atomically.
 
@@ -545,7 +526,7 @@ class EventWriter:
             if self.n_chunks == 0:
                 raise InputError(f"no events were given, so {self.dest} was not written (write at least one chunk)")
             self._check_dest()
-            _fsync_and_replace(tmp, self.dest)
+            replace_atomically(tmp, self.dest)
         finally:
             tmp.unlink(missing_ok=True)
 

@@ -6,6 +6,7 @@ name only when complete, so a process killed mid-write leaves the previous file 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -19,7 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from .errors import ModelDirectoryError
 
-__all__ = ["atomic_write_text", "load_tensors", "read_json", "save_tensors", "temporary_path"]
+__all__ = ["atomic_write_text", "load_tensors", "read_json", "replace_atomically", "save_tensors", "temporary_path"]
 
 
 def temporary_path(dest: Path) -> Path:
@@ -29,10 +30,24 @@ def temporary_path(dest: Path) -> Path:
     return Path(name)
 
 
-def _replace(tmp: Path, dest: Path) -> None:
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def replace_atomically(tmp: Path, dest: Path) -> None:
+    """fsync ``tmp``, give it the usual file mode (``mkstemp`` makes it 0600), rename it over ``dest``, fsync the dir."""
     with open(tmp, "rb+") as fh:
         os.fsync(fh.fileno())
+    os.chmod(tmp, 0o666 & ~_umask())
     os.replace(tmp, dest)
+    with contextlib.suppress(OSError):  # directory fsync: not possible on every platform
+        fd = os.open(dest.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def atomic_write_text(dest: str | os.PathLike[str], text: str) -> None:
@@ -41,7 +56,7 @@ def atomic_write_text(dest: str | os.PathLike[str], text: str) -> None:
     tmp = temporary_path(dest)
     try:
         tmp.write_text(text, encoding="utf-8")
-        _replace(tmp, dest)
+        replace_atomically(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -55,7 +70,7 @@ def save_tensors(
     try:
         contiguous = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
         save_file(contiguous, str(tmp), metadata={"json": json.dumps(meta or {})})
-        _replace(tmp, dest)
+        replace_atomically(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -1,0 +1,142 @@
+"""Detector-response and generation commands: ``generate``, ``smear``, ``train-response``, ``apply``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from ..errors import InputError, OutputExistsError
+from ..persistence import atomic_write_text
+
+
+def cmd_generate_higgs(args: argparse.Namespace) -> int:
+    from .. import __version__
+    from ..generators import GenerationStats, higgs_diphoton_settings, iterate_higgs_diphoton
+    from ..io import EventWriter
+
+    stats = GenerationStats()
+    out = Path(args.output)
+    meta_path = out.with_suffix(".json")
+    if meta_path.exists() and not args.overwrite:
+        raise OutputExistsError(f"{meta_path} exists already; pass --overwrite")
+    with EventWriter(out, overwrite=args.overwrite) as writer:
+        for chunk in iterate_higgs_diphoton(args.n, seed=args.seed, process=args.process, mpi=args.mpi,
+                                            hadronization=args.hadronization, n_workers=args.workers,
+                                            chunk_size=args.chunk_size, stats=stats):
+            writer.write(chunk)
+    from importlib.metadata import version
+
+    meta = {
+        "description": f"pp -> H -> gamma gamma ({args.process}) at 13 TeV, Pythia 8, truth photons from the Higgs "
+                       "decay with E_T > 20 GeV and |eta| < 2.5 ordered by E_T; mu ~ Uniform(0, 40)",
+        "command": f"mcsurrogate generate higgs-diphoton -n {args.n} --seed {args.seed} --process {args.process}"
+                   f"{' --mpi' if args.mpi else ''}{' --hadronization' if args.hadronization else ''}"
+                   f" --chunk-size {args.chunk_size} -o {out.name}",
+        "n_events": stats.accepted, "seed": args.seed, "process": args.process, "chunk_size": args.chunk_size,
+        "settings": higgs_diphoton_settings(args.process, mpi=args.mpi, hadronization=args.hadronization),
+        "pythia8mc_version": version("pythia8mc"), "mcsurrogate_version": __version__,
+        "stats": stats.to_dict(),
+    }
+    atomic_write_text(meta_path, json.dumps(meta, indent=2))
+    print(f"wrote {stats.accepted} events to {out} ({stats.events_per_second:.0f} events/s, "
+          f"{stats.accepted / max(stats.tried, 1):.1%} accepted); metadata in {meta_path}")
+    return 0
+
+
+def cmd_smear(args: argparse.Namespace) -> int:
+    from ..io import read_events, write_events
+    from ..response.smearing import SmearingConfig, smear_photons
+
+    if args.rho is not None and args.scenario != "correlation":
+        raise InputError("--rho applies to --scenario correlation only")
+    config = SmearingConfig(scenario=args.scenario, rho=0.5 if args.rho is None else args.rho)
+    truth = read_events(args.truth, tree=args.tree)
+    reco = smear_photons(truth, config, seed=args.seed)
+    write_events(reco, args.output, overwrite=args.overwrite)
+    print(f"smeared {len(reco)} events ({args.scenario}{'' if args.scenario != 'correlation' else f', rho={config.rho}'})"
+          f" -> {args.output}")
+    return 0
+
+
+def cmd_train_response(args: argparse.Namespace) -> int:
+    from ..io import read_events
+    from ..response.surrogate import train_response
+    from .core import checkpoint_dir_for
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise OutputExistsError(f"{out} exists already; choose another --out or pass --overwrite")
+    training = {k: v for k, v in (("epochs", args.epochs), ("seed", args.seed), ("device", args.device)) if v is not None}
+    smeared = read_events(args.smeared, tree=args.tree)
+    ckpt = checkpoint_dir_for(out)
+    model = train_response(smeared, args.preset, training=training, checkpoint_dir=str(ckpt))
+    model.save(out, overwrite=args.overwrite)
+    shutil.rmtree(ckpt, ignore_errors=True)
+    res = model.result
+    assert res is not None
+    print(f"saved {out}: {args.preset} preset, best epoch {res.best_epoch}/{len(res.history)} "
+          f"({res.selection} {res.best_metric:.5g})")
+    return 0
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    from ..io import read_events, write_events
+    from ..response.surrogate import apply_response
+    from ..surrogate import Surrogate
+
+    model = Surrogate.load(args.model, device=args.device)
+    truth = read_events(args.truth, tree=args.tree)
+    reco = apply_response(model, truth, seed=args.seed, batch_size=args.batch_size)
+    write_events(reco, args.output, overwrite=args.overwrite)
+    print(f"smeared {len(reco)} events with {args.model} -> {args.output}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    gen = sub.add_parser("generate", help="truth-level event generation with Pythia 8 (extra 'generate')")
+    gsub = gen.add_subparsers(dest="generator", metavar="PROCESS", required=True)
+    p = gsub.add_parser("higgs-diphoton", help="pp -> H -> gamma gamma at 13 TeV (paper A's truth sample)")
+    p.add_argument("-n", type=int, required=True, help="selected events")
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--process", choices=("ggH", "ttH"), default="ggH")
+    p.add_argument("--mpi", action="store_true", help="multi-parton interactions on (~10x slower)")
+    p.add_argument("--hadronization", action="store_true", help="hadronisation on (slower)")
+    p.add_argument("--workers", type=int, default=1, help="processes (independent seeds per chunk)")
+    p.add_argument("--chunk-size", type=int, default=10_000)
+    p.add_argument("-o", "--output", required=True, help="OUT.parquet or OUT.root (metadata in OUT.json)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_generate_higgs)
+
+    p = sub.add_parser("smear", help="paper A's reference photon smearing of a truth sample")
+    p.add_argument("truth", metavar="TRUTH")
+    p.add_argument("--scenario", choices=("baseline", "correlation", "asymmetric"), default="baseline")
+    p.add_argument("--rho", type=float, help="correlation between the two photons' responses (correlation scenario)")
+    p.add_argument("--tree")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_smear)
+
+    p = sub.add_parser("train-response", help="train a photon-response surrogate on smeared events")
+    p.add_argument("smeared", metavar="SMEARED", help="output of 'mcsurrogate smear' (reco + truth photons, mu)")
+    p.add_argument("--preset", choices=("paper-a", "spline", "demo"), default="spline")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device")
+    p.add_argument("--tree")
+    p.add_argument("--out", required=True)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_train_response)
+
+    p = sub.add_parser("apply", help="smear truth events with a response surrogate: reco = truth + sampled response")
+    p.add_argument("model", metavar="MODEL_DIR")
+    p.add_argument("truth", metavar="TRUTH")
+    p.add_argument("--tree")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=100_000)
+    p.add_argument("--device", default="auto")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_apply)

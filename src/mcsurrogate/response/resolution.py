@@ -1,0 +1,109 @@
+"""Core resolution of a response distribution: an iterative truncated-Gaussian width.
+
+Estimator (documented choice): start from the median and 1.4826 × MAD; keep the values within
+``mean ± k·σ`` (k = 2 by default); for a Gaussian truncated at ±k σ the sample standard deviation is
+``σ · sqrt(1 − 2kφ(k)/(2Φ(k) − 1))``, so divide by that factor; iterate until the window stops moving.
+For a Gaussian this is unbiased; for a core + wide-tail mixture it measures the core, not the tails.
+Statistical uncertainties come from a seeded bootstrap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.stats import norm
+
+__all__ = ["BinnedWidths", "binned_core_widths", "core_width"]
+
+
+def _truncation_factor(k: float) -> float:
+    return float(np.sqrt(1.0 - 2.0 * k * norm.pdf(k) / (2.0 * norm.cdf(k) - 1.0)))
+
+
+def core_width(values: np.ndarray, k: float = 2.0, iterations: int = 20) -> tuple[float, float]:
+    """``(mean, σ)`` of the Gaussian core of ``values`` (see the module docstring); NaN for < 10 values."""
+    x = np.asarray(values, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    if len(x) < 10:
+        return float("nan"), float("nan")
+    mean = float(np.median(x))
+    sigma = 1.4826 * float(np.median(np.abs(x - mean)))
+    if sigma == 0:
+        return mean, 0.0
+    factor = _truncation_factor(k)
+    for _ in range(iterations):
+        window = x[np.abs(x - mean) < k * sigma]
+        if len(window) < 5:
+            break
+        new_mean, new_sigma = float(window.mean()), float(window.std()) / factor
+        converged = abs(new_sigma - sigma) < 1e-6 * sigma and abs(new_mean - mean) < 1e-6 * sigma
+        mean, sigma = new_mean, new_sigma
+        if converged:
+            break
+    return mean, sigma
+
+
+@dataclass
+class BinnedWidths:
+    """Core widths of a response in bins of a variable, for a target and a generated sample."""
+
+    variable: str
+    edges: list[float]
+    target: list[float]
+    target_err: list[float]
+    generated: list[float]
+    generated_err: list[float]
+    counts: list[int] = field(default_factory=list)
+
+    @property
+    def ratio(self) -> np.ndarray:
+        return np.asarray(self.generated) / np.asarray(self.target)
+
+    @property
+    def ratio_err(self) -> np.ndarray:
+        r = self.ratio
+        return np.abs(r) * np.hypot(np.asarray(self.target_err) / np.asarray(self.target),
+                                    np.asarray(self.generated_err) / np.asarray(self.generated))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "variable": self.variable, "edges": self.edges, "target": self.target, "target_err": self.target_err,
+            "generated": self.generated, "generated_err": self.generated_err, "counts": self.counts,
+            "ratio": self.ratio.tolist(), "ratio_err": self.ratio_err.tolist(),
+        }
+
+
+def _bootstrap_width(x: np.ndarray, rng: np.random.Generator, n_boot: int) -> tuple[float, float]:
+    w = core_width(x)[1]
+    if len(x) < 10 or n_boot < 2:
+        return w, float("nan")
+    boots = [core_width(x[rng.integers(0, len(x), len(x))])[1] for _ in range(n_boot)]
+    return w, float(np.std(boots, ddof=1))
+
+
+def binned_core_widths(
+    variable: np.ndarray,
+    target: np.ndarray,
+    generated: np.ndarray,
+    edges: np.ndarray,
+    *,
+    name: str = "x",
+    n_boot: int = 20,
+    seed: int = 0,
+) -> BinnedWidths:
+    """Core width of ``target`` and ``generated`` responses (same events, same ``variable``) per bin of ``variable``."""
+    rng = np.random.default_rng(seed)
+    idx = np.digitize(variable, edges) - 1
+    out = BinnedWidths(name, [float(e) for e in edges], [], [], [], [], [])
+    for b in range(len(edges) - 1):
+        sel = idx == b
+        t, te = _bootstrap_width(target[sel], rng, n_boot)
+        g, ge = _bootstrap_width(generated[sel], rng, n_boot)
+        out.target.append(t)
+        out.target_err.append(te)
+        out.generated.append(g)
+        out.generated_err.append(ge)
+        out.counts.append(int(sel.sum()))
+    return out

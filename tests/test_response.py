@@ -1,0 +1,131 @@
+"""Response surrogate on the packaged Pythia truth sample, smeared by the reference smearing (small, fast)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+
+import awkward as ak
+import numpy as np
+import pytest
+
+from mcsurrogate import Surrogate
+from mcsurrogate.data_files import load_default_truth
+from mcsurrogate.errors import InputError
+from mcsurrogate.response import SmearingConfig, apply_response, response_table, smear_photons
+from mcsurrogate.response.evaluation import evaluate_response
+from mcsurrogate.response.resolution import binned_core_widths, core_width
+from mcsurrogate.response.study import run_scenario
+from mcsurrogate.response.surrogate import response_surrogate, wrap_phi
+
+TINY = {"flow": {"blocks": 2, "hidden": 32}, "training": {"epochs": 4, "device": "cpu"}}
+
+
+@pytest.fixture(scope="module")
+def smeared() -> ak.Array:
+    return smear_photons(load_default_truth()[:20000], SmearingConfig("baseline"), seed=0)
+
+
+@pytest.fixture(scope="module")
+def study(smeared: ak.Array):
+    return run_scenario(smeared, preset="demo", n_boot=3, **TINY)
+
+
+def test_response_table_and_phi_wrapping(smeared: ak.Array) -> None:
+    t = response_table(smeared)
+    assert "d_photon1_pt" in t.fields and "photon2_eta" in t.fields and "mu" in t.fields
+    d = t.d_photon1_phi.to_numpy()
+    assert np.all(np.abs(d) < 0.1)  # wrapped: no 2π jumps
+    assert wrap_phi(np.array([np.pi + 0.1, -np.pi - 0.1, -np.pi]))[2] == pytest.approx(np.pi)
+
+
+def test_study_trains_on_disjoint_events_and_reproduces_the_mass_peak(study) -> None:
+    assert study.n_events == 20000 and len(study.reference) == 2000
+    split = study.model.metrics["split"]
+    assert split["train"] + split["validation"] == 18000 and split["test"] == 0
+    ev = study.evaluation.to_dict()
+    # even a 4-epoch model gets the diphoton mass peak roughly right
+    assert abs(ev["mass_mean_difference_gev"]) < 0.3
+    assert 0.8 < ev["mass_sd_ratio"] < 1.25
+    assert len(ev["widths"]) == 6 and set(ev["widths"]["d_photon1_pt"]) == {"pt", "eta", "mu"}
+    m = (study.generated.photons[:, 0] + study.generated.photons[:, 1]).mass  # vector behaviours on the output
+    assert abs(float(np.median(ak.to_numpy(m))) - 125.0) < 0.5
+
+
+def test_apply_is_seeded_and_checks_its_input(study) -> None:
+    truth = ak.zip({"photons": study.reference.truth_photons[:50], "mu": study.reference.mu[:50]}, depth_limit=1)
+    a = apply_response(study.model, truth, seed=3)
+    b = apply_response(study.model, truth, seed=3)
+    assert ak.all(a.photons.pt == b.photons.pt)
+    assert ak.all(a.truth_photons.pt == truth.photons.pt)
+    with pytest.raises(InputError, match="pile-up field 'mu'"):
+        apply_response(study.model, ak.zip({"photons": truth.photons}, depth_limit=1))
+    nan_mu = ak.with_field(truth, np.r_[np.nan, np.ones(49)], "mu")
+    with pytest.raises(InputError, match="mu.*1 NaN"):
+        apply_response(study.model, nan_mu)
+    far = ak.with_field(truth, np.full(50, 80.0), "mu")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        apply_response(study.model, far)
+    assert any("mu: 100.00% outside" in str(w.message) for w in caught)
+    other = Surrogate(["x"], ["mu"])
+    with pytest.raises(InputError, match="do not match the response layout"):
+        apply_response(other, truth)
+
+
+def test_paper_a_preset_drops_and_counts_responses_outside_the_tanh_bound(smeared: ak.Array) -> None:
+    asym = smear_photons(load_default_truth()[:3000], SmearingConfig("asymmetric"), seed=1)
+    model = response_surrogate("paper-a", flow={"blocks": 1, "hidden": 8}, training={"epochs": 1, "device": "cpu"})
+    with pytest.warns(UserWarning, match="outside the domain"):
+        model.fit(response_table(asym), progress=False)
+    dropped = model.metrics["data"]["dropped_outside_preprocessing_domain"]
+    assert 0 < dropped < 0.3 * len(asym)
+
+
+def test_core_width_estimator() -> None:
+    rng = np.random.default_rng(0)
+    assert core_width(rng.normal(2.0, 3.0, 100_000))[1] == pytest.approx(3.0, rel=0.01)
+    mix = np.where(rng.random(100_000) < 0.84, rng.normal(0, 1, 100_000), rng.normal(-3, 3, 100_000))
+    assert core_width(mix)[1] == pytest.approx(1.0, abs=0.08)  # the core, not the tails (full SD ≈ 1.9)
+    x = rng.uniform(0, 10, 50_000)
+    w = binned_core_widths(x, rng.normal(0, 1 + x / 10), rng.normal(0, 1 + x / 10), np.array([0, 5, 10.0]), n_boot=5)
+    assert w.target[1] > w.target[0] and np.all(np.abs(w.ratio - 1) < 0.05)
+
+
+def test_evaluation_requires_the_same_events(smeared: ak.Array) -> None:
+    with pytest.raises(ValueError, match="same truth events"):
+        evaluate_response(smeared[:10], smeared[:20])
+
+
+def test_apply_and_train_response_cli(study, tmp_path) -> None:
+    from mcsurrogate.io import read_events, write_events
+
+    study.model.save(tmp_path / "model")
+    truth = ak.zip({"photons": study.reference.truth_photons[:300], "mu": study.reference.mu[:300]}, depth_limit=1)
+    write_events(truth, tmp_path / "truth.root")
+    proc = subprocess.run([sys.executable, "-m", "mcsurrogate", "apply", str(tmp_path / "model"), str(tmp_path / "truth.root"),
+                           "-o", str(tmp_path / "reco.parquet")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    reco = read_events(tmp_path / "reco.parquet")
+    assert len(reco) == 300
+    write_events(study.reference[:3000], tmp_path / "smeared.parquet")
+    proc = subprocess.run([sys.executable, "-m", "mcsurrogate", "train-response", str(tmp_path / "smeared.parquet"),
+                           "--preset", "demo", "--epochs", "1", "--out", str(tmp_path / "m2")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "m2" / "weights.safetensors").is_file()
+
+
+def test_demo_writes_its_report(tmp_path) -> None:
+    import json
+
+    from mcsurrogate.demo import run_demo
+    from mcsurrogate.errors import OutputExistsError
+
+    report = run_demo(tmp_path / "demo", n_events=4000, epochs=1, progress=False)
+    files = {p.name for p in (tmp_path / "demo").iterdir()}
+    assert {"report.json", "summary.md", "model", "diphoton.png", "width_vs_pt.png", "correlations.png"} <= files
+    on_disk = json.loads((tmp_path / "demo" / "report.json").read_text())
+    assert on_disk["verdict"] == report["verdict"] and on_disk["n_test"] == 400
+    with pytest.raises(OutputExistsError):
+        run_demo(tmp_path / "demo", n_events=4000, epochs=1, progress=False)
