@@ -75,11 +75,27 @@ class ResponseEvaluation:
         ratios = ratios[np.isfinite(ratios)]
         return float(ratios.min()), float(ratios.max())
 
+    def width_ratio_consistency(self, precise: float = 0.02) -> dict[str, float]:
+        """Agreement of the core widths beyond statistics: χ²/bins of (ratio − 1)/σ_ratio over all bins, and the
+        ratio range over the bins measured to better than ``precise`` (relative)."""
+        r = np.concatenate([w.ratio for per in self.widths.values() for w in per.values()])
+        e = np.concatenate([w.ratio_err for per in self.widths.values() for w in per.values()])
+        ok = np.isfinite(r) & np.isfinite(e) & (e > 0)
+        good = ok & (e < precise)
+        return {
+            "chi2_per_bin": float(np.mean(((r[ok] - 1) / e[ok]) ** 2)) if ok.any() else float("nan"),
+            "n_bins": int(ok.sum()),
+            "precise_bins": int(good.sum()),
+            "precise_ratio_min": float(r[good].min()) if good.any() else float("nan"),
+            "precise_ratio_max": float(r[good].max()) if good.any() else float("nan"),
+        }
+
     def to_dict(self) -> dict[str, Any]:
         lo, hi = self.worst_width_ratio()
         return {
             "responses": self.responses,
             "width_ratio_range": [lo, hi],
+            "width_ratio_consistency": self.width_ratio_consistency(),
             "widths": {r: {v: w.to_dict() for v, w in per.items()} for r, per in self.widths.items()},
             "correlation_target": self.correlation_target.tolist(),
             "correlation_generated": self.correlation_generated.tolist(),
