@@ -161,6 +161,16 @@ class Standardize(Transform):
         return {"mean": self.mean, "std": self.std}
 
 
+def _padded_range(x: np.ndarray, margin: float, column: str, what: str) -> tuple[float, float]:
+    """Training range widened by ``margin`` × range on each side; a constant column is an error."""
+    x = np.asarray(x, dtype=np.float64)
+    lo, hi = float(x.min()), float(x.max())
+    if not hi > lo:
+        raise InputError(f"column {column!r} is constant ({lo}): it cannot be {what}")
+    pad = margin * (hi - lo)
+    return lo - pad, hi + pad
+
+
 class BoundedMinMax(Transform):
     """Affine map of the training range [min − margin·range, max + margin·range] onto [low, high]."""
 
@@ -174,12 +184,7 @@ class BoundedMinMax(Transform):
         self.low, self.high, self.margin, self.xmin, self.xmax = float(low), float(high), float(margin), xmin, xmax
 
     def fit(self, x: np.ndarray) -> BoundedMinMax:
-        x = np.asarray(x, dtype=np.float64)
-        lo, hi = float(x.min()), float(x.max())
-        if not hi > lo:
-            raise InputError(f"column {self.column!r} is constant ({lo}): it cannot be min-max scaled")
-        pad = self.margin * (hi - lo)
-        self.xmin, self.xmax = lo - pad, hi + pad
+        self.xmin, self.xmax = _padded_range(x, self.margin, self.column, "min-max scaled")
         return self
 
     def _slope(self) -> float:
@@ -212,12 +217,7 @@ class MinMaxLogit(Transform):
         self.alpha, self.margin, self.xmin, self.xmax = float(alpha), float(margin), xmin, xmax
 
     def fit(self, x: np.ndarray) -> MinMaxLogit:
-        x = np.asarray(x, dtype=np.float64)
-        lo, hi = float(x.min()), float(x.max())
-        if not hi > lo:
-            raise InputError(f"column {self.column!r} is constant ({lo}): it cannot be logit-transformed")
-        pad = self.margin * (hi - lo)
-        self.xmin, self.xmax = lo - pad, hi + pad
+        self.xmin, self.xmax = _padded_range(x, self.margin, self.column, "logit-transformed")
         return self
 
     def _u(self, x: np.ndarray) -> np.ndarray:
