@@ -129,3 +129,12 @@ def test_demo_writes_its_report(tmp_path) -> None:
     assert on_disk["verdict"] == report["verdict"] and on_disk["n_test"] == 400
     with pytest.raises(OutputExistsError):
         run_demo(tmp_path / "demo", n_events=4000, epochs=1, progress=False)
+
+
+def test_demo_command_never_overwrites_an_earlier_demo(tmp_path) -> None:
+    for expected in ("mcsurrogate-demo", "mcsurrogate-demo-2"):
+        proc = subprocess.run([sys.executable, "-m", "mcsurrogate", "demo", "--events", "3000", "--epochs", "1"],
+                              capture_output=True, text=True, cwd=tmp_path, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        assert "core-resolution ratio" in proc.stdout and f"{expected}/summary.md" in proc.stdout
+        assert (tmp_path / expected / "report.json").is_file()

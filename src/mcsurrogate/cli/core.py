@@ -137,11 +137,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     print("mcsurrogate demo: H→γγ photon detector response (paper A, baseline scenario) on the packaged "
           "Pythia 8 gg→H truth sample")
-    report = run_demo(args.out, n_events=args.events, epochs=args.epochs, seed=args.seed, overwrite=args.overwrite)
+    out = args.out
+    if out is None:  # the default name: never overwrite an earlier demo, take the next free one
+        out, k = "mcsurrogate-demo", 1
+        while Path(out).exists():
+            k += 1
+            out = f"mcsurrogate-demo-{k}"
+    report = run_demo(out, n_events=args.events, epochs=args.epochs, seed=args.seed, overwrite=args.overwrite)
     print()
     for line in report["verdict"]:
         print(f"  {line}")
-    print(f"\nreport: {args.out}/summary.md, {args.out}/report.json; model: {args.out}/model")
+    print(f"\nreport: {out}/summary.md, {out}/report.json, figures {out}/*.png; model: {out}/model")
     return 0
 
 
@@ -149,7 +155,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="train and validate a photon-response surrogate on the packaged sample",
                        description="The main job on the embedded default: smear the packaged H→γγ truth photons, "
                                    "train a response surrogate, validate it on a held-out split, write a report.")
-    p.add_argument("--out", default="mcsurrogate-demo", help="report directory (default mcsurrogate-demo)")
+    p.add_argument("--out", help="report directory (default: mcsurrogate-demo, or -2, -3 … if it exists)")
     p.add_argument("--events", type=int, help="use only the first N packaged events")
     p.add_argument("--epochs", type=int, help="training epochs (default: the demo preset's)")
     p.add_argument("--seed", type=int, default=0)
