@@ -1,0 +1,63 @@
+"""Known-answer tests of the validation suite."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import norm
+
+from mcsurrogate.errors import InputError
+from mcsurrogate.validation import binned_divergences, c2st, compare_features
+
+
+def test_c2st_recovers_the_analytic_auc_of_two_gaussians() -> None:
+    rng = np.random.default_rng(0)
+    d = 0.6
+    r = c2st(rng.normal(0, 1, (20000, 1)), rng.normal(d, 1, (20000, 1)), n_permutations=50, n_bootstrap=100)
+    optimal = norm.cdf(d / np.sqrt(2))
+    # the classifier cannot beat the Bayes-optimal AUC, and gets close to it
+    assert r.auc_ci[0] - 0.01 <= optimal and r.auc > optimal - 0.02
+    assert r.p_value < 0.05
+
+
+def test_c2st_under_the_null_is_consistent_with_half_and_p_values_are_not_small() -> None:
+    pvals = []
+    for seed in range(5):
+        rng = np.random.default_rng(100 + seed)
+        r = c2st(rng.normal(0, 1, (3000, 3)), rng.normal(0, 1, (3000, 3)), n_permutations=100, n_bootstrap=50, seed=seed)
+        assert r.auc_ci[0] <= 0.5 + 0.01 and r.auc_ci[1] >= 0.5 - 0.01
+        pvals.append(r.p_value)
+    assert np.median(pvals) > 0.1
+
+
+def test_c2st_input_checks_and_subsampling() -> None:
+    rng = np.random.default_rng(1)
+    r = c2st(rng.normal(size=(400, 2)), rng.normal(size=(100, 2)), n_permutations=10, n_bootstrap=10)
+    assert r.notes and "subsampled to 100" in r.notes[0]
+    with pytest.raises(InputError, match="features"):
+        c2st(np.zeros((50, 2)), np.zeros((50, 3)))
+    with pytest.raises(InputError, match="NaN"):
+        c2st(np.r_[np.full((1, 2), np.nan), np.zeros((49, 2))], np.zeros((50, 2)))
+    with pytest.raises(InputError, match="negative"):
+        c2st(np.zeros((50, 2)), np.zeros((50, 2)), weights_candidate=-np.ones(50))
+    with pytest.raises(InputError, match=r"shape \(3,\)"):
+        c2st(np.zeros((50, 2)), np.zeros((50, 2)), weights_reference=np.ones(3))
+
+
+def test_wasserstein_between_shifted_gaussians_is_the_shift_and_baseline_flags() -> None:
+    rng = np.random.default_rng(2)
+    ref = rng.normal(0, 1, (40000, 2))
+    cand = np.c_[rng.normal(0.3, 1, 20000), rng.normal(0, 1, 20000)]
+    out = compare_features(ref, cand, ["shifted", "same"])
+    assert out["shifted"].values["wasserstein"] == pytest.approx(0.3, abs=0.02)
+    assert out["shifted"].flagged and not out["same"].flagged
+    assert out["same"].values["chi2_pvalue"] > 0.001 and out["shifted"].values["chi2_pvalue"] < 1e-6
+    assert out["same"].to_dict()["wasserstein_baseline"] > 0
+
+
+def test_binned_divergences_of_identical_histograms_are_zero() -> None:
+    x = np.random.default_rng(3).normal(size=5000)
+    d = binned_divergences(x, x, np.linspace(-3, 3, 21))
+    assert d["chi2"] == 0 and d["kl"] == pytest.approx(0, abs=1e-9) and d["hellinger"] == pytest.approx(0, abs=1e-6)
+    with pytest.raises(InputError, match="must be"):
+        compare_features(np.zeros((10, 2)), np.zeros((10, 2)), ["only_one"])
