@@ -34,6 +34,7 @@ __all__ = [
     "Split",
     "TrainConfig",
     "TrainResult",
+    "fingerprint",
     "learning_rate",
     "mean_wasserstein",
     "resolve_device",
