@@ -4,6 +4,9 @@ classifier two-sample tests."""
 from __future__ import annotations
 
 from .c2st import C2STResult, c2st
+from .correlations import CorrelationComparison, compare_correlations
+from .density_ratio import DensityRatio, fit_density_ratio, reweighted_c2st
 from .divergences import FeatureDivergence, binned_divergences, compare_features
 
-__all__ = ["C2STResult", "FeatureDivergence", "binned_divergences", "c2st", "compare_features"]
+__all__ = ["C2STResult", "CorrelationComparison", "DensityRatio", "FeatureDivergence", "binned_divergences", "c2st",
+           "compare_correlations", "compare_features", "fit_density_ratio", "reweighted_c2st"]
