@@ -39,10 +39,26 @@ def test_gauss_rank_is_normal_on_its_training_data_and_handles_outside_values() 
     y = g.forward(x)
     assert abs(y.mean()) < 0.01 and y.std() == pytest.approx(1.0, abs=0.01)
     assert stats.kstest(y, "norm").pvalue > 0.01
-    outside = np.array([x.min() - 1e-3, x.max() + 1e-3, x.min() - 100.0, x.max() + 1e4])
+    # the exponential tails are evaluated in log space: invertible and monotonic far beyond the fitted range too
+    outside = np.array([x.min() - 100.0, x.min() - 1.0, x.min() - 1e-3, x.max() + 1e-3, x.max() + 1e4])
     y_out = g.forward(outside)
-    assert np.isfinite(y_out).all() and y_out[0] < y.min() and y_out[1] > y.max()
-    np.testing.assert_allclose(g.inverse(g.forward(outside[:2])), outside[:2], rtol=1e-6)
+    assert np.isfinite(y_out).all() and (np.diff(y_out) > 0).all()
+    assert y_out[2] < y.min() and y_out[3] > y.max()
+    np.testing.assert_allclose(g.inverse(y_out), outside, rtol=1e-6)
+
+
+def test_gauss_rank_subsample_is_seeded() -> None:
+    x = DATA["heavy"]
+    a, b, c = (GaussRank(n_quantiles=200, subsample=2000, seed=s).fit(x) for s in (1, 1, 2))
+    assert np.array_equal(a.knots, b.knots) and not np.array_equal(a.knots, c.knots)
+    np.testing.assert_allclose(a.inverse(a.forward(x)), x, rtol=1e-6, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", DATA)
+def test_log_round_trip(kind: str) -> None:
+    x = DATA[kind]
+    chain = ColumnChain([Log(offset=1.0 - x.min()), Standardize()]).fit(x)
+    np.testing.assert_allclose(chain.inverse(chain.forward(x)), x, rtol=1e-6, atol=1e-9 * np.abs(x).max())
 
 
 @pytest.mark.parametrize("transform", [Standardize(), MinMaxLogit(), GaussRank(), BoundedMinMax(), Log(), Scale(0.01), Atanh()],
@@ -54,6 +70,19 @@ def test_log_abs_det_matches_finite_differences(transform) -> None:
     h = 1e-6 * np.maximum(1.0, np.abs(pts))
     numeric = np.log(np.abs((transform.forward(pts + h) - transform.forward(pts - h)) / (2 * h)))
     np.testing.assert_allclose(transform.log_abs_det(pts), numeric, atol=1e-4)
+
+
+def test_log_abs_det_of_gauss_rank_tails_and_of_a_chain() -> None:
+    x = DATA["heavy"][:15000]
+    g = GaussRank().fit(x)
+    pts = np.array([x.min() - 5.0, x.min() - 0.01, x.max() + 0.01, x.max() + 5.0])
+    h = 1e-6 * np.abs(pts)
+    numeric = np.log((g.forward(pts + h) - g.forward(pts - h)) / (2 * h))
+    np.testing.assert_allclose(g.log_abs_det(pts), numeric, atol=1e-4)
+    chain = ColumnChain([Scale(20.0), MinMaxLogit(), Standardize()]).fit(DATA["skewed"])
+    pts = np.array([25.0, 60.0, 200.0])
+    numeric = np.log((chain.forward(pts + 1e-5) - chain.forward(pts - 1e-5)) / 2e-5)
+    np.testing.assert_allclose(chain.log_abs_det(pts), numeric, atol=1e-4)
 
 
 def test_json_round_trip_is_bit_identical() -> None:
@@ -81,6 +110,10 @@ def test_errors_name_the_problem() -> None:
         make_transform({"name": "boxcox"})
     with pytest.raises(InputError, match="before fit"):
         Preprocessor(["x"], "standardize").forward(np.ones((2, 1)))
+    with pytest.raises(InputError, match="before fit"):
+        Preprocessor.from_json(Preprocessor(["x"], "gauss-rank").to_json()).inverse(np.ones((2, 1)))
+    with pytest.raises(InputError, match="'gauss-rank'.* used before it was fitted"):
+        GaussRank().forward(np.ones(2))
     with pytest.raises(InputError, match=r"shape \(n, 2\).*\(3, 3\)"):
         Preprocessor(["x", "y"]).fit(np.ones((3, 3)))
     with pytest.raises(InputError, match="unknown preprocessing preset"):

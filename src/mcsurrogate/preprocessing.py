@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy.special import expit, logit, ndtr, ndtri
+from scipy.special import expit, log_ndtr, logit, ndtr, ndtri, ndtri_exp
 
 from .errors import InputError
 
@@ -309,10 +309,14 @@ class GaussRank(Transform):
 
     The empirical CDF is piecewise linear through ``n_quantiles`` knots (unique quantiles of the training
     values from the minimum to the maximum, so ties and discrete values keep it invertible) at probabilities
-    from ``eps`` to ``1 − eps``, with ``eps = 1/(2 n_train)``; beyond the outermost knots the CDF continues as an
-    exponential tail matching the value and slope of the outermost segment, so the map is smooth, strictly
-    monotonic and invertible on the whole real line (generated values can leave the training range, gently). Then
-    ``y = Φ⁻¹(F(x))``. Inside the fitted range forward and inverse are exact inverses of each other.
+    from ``eps`` to ``1 − eps``, with ``eps = 1/(2 n_train)``; then ``y = Φ⁻¹(F(x))``.
+
+    Outside the fitted range the CDF continues as an exponential tail matching the value and slope of the
+    outermost segment (``F(x) = p₀ exp(s₀ (x − k₀) / p₀)`` below the first knot, the mirror image above the
+    last), so the map is smooth, strictly monotonic and a proper density in ``x``. The tails are evaluated in
+    log space (``ndtri_exp`` / ``log_ndtr``), so the map stays exactly invertible on the whole real line, also
+    far beyond the training range where ``F`` itself would underflow; there ``|y|`` grows like
+    ``sqrt(2 |x − k| / L)`` with the tail length ``L = p₀ / s₀`` (short for a column with a sharp edge).
     """
 
     name = "gauss-rank"
@@ -342,48 +346,55 @@ class GaussRank(Transform):
         self.knots, self.probs = knots, 0.5 * (p[idx] + p[last])
         return self
 
-    def _tails(self) -> tuple[float, float]:
+    def _tails(self) -> tuple[float, float, float, float]:
+        """``(p₀, s₀, 1 − p₋₁, s₋₁)``: outermost probabilities and CDF slopes, per unit of x."""
         self._require("knots", "probs")
         k, p = self.knots, self.probs
-        return (p[1] - p[0]) / (k[1] - k[0]), (p[-1] - p[-2]) / (k[-1] - k[-2])
+        return p[0], (p[1] - p[0]) / (k[1] - k[0]), 1.0 - p[-1], (p[-1] - p[-2]) / (k[-1] - k[-2])
 
-    def _cdf(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(F(x), 1 − F(x), F'(x))`` — both tails kept separately for precision far out."""
-        k, p = self.knots, self.probs
-        s_lo, s_hi = self._tails()
-        x = np.asarray(x, dtype=np.float64)
-        seg = np.clip(np.searchsorted(k, x, side="right") - 1, 0, len(k) - 2)
-        slope = (p[seg + 1] - p[seg]) / (k[seg + 1] - k[seg])
-        u = np.interp(x, k, p)
+    def _log_tail(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Masks of the points below / above the knots, and ``log F`` (below) and ``log(1 − F)`` (above) there."""
+        k = self.knots
+        p_lo, s_lo, q_hi, s_hi = self._tails()
         lo, hi = x < k[0], x > k[-1]
-        with np.errstate(over="ignore", under="ignore"):
-            u_lo = p[0] * np.exp(s_lo * (np.minimum(x, k[0]) - k[0]) / p[0])
-            v_hi = (1 - p[-1]) * np.exp(-s_hi * (np.maximum(x, k[-1]) - k[-1]) / (1 - p[-1]))
-        u = np.where(lo, u_lo, u)
-        v = np.where(hi, v_hi, 1.0 - u)
-        slope = np.where(lo, s_lo * u_lo / p[0], np.where(hi, s_hi * v_hi / (1 - p[-1]), slope))
-        return u, v, slope
+        log_u = np.log(p_lo) + s_lo * (x[lo] - k[0]) / p_lo
+        log_v = np.log(q_hi) - s_hi * (x[hi] - k[-1]) / q_hi
+        return lo, hi, log_u, log_v
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        u, v, _ = self._cdf(x)
-        tiny = np.finfo(np.float64).tiny
-        return np.where(u < 0.5, ndtri(np.maximum(u, tiny)), -ndtri(np.maximum(v, tiny)))
+        self._require("knots", "probs")
+        x = np.asarray(x, dtype=np.float64)
+        k, p = self.knots, self.probs
+        u, v = np.interp(x, k, p), np.interp(x, k, 1.0 - p)  # v keeps its precision close to F = 1
+        y = np.array(np.where(u < 0.5, ndtri(u), -ndtri(v)))
+        lo, hi, log_u, log_v = self._log_tail(x)
+        y[lo], y[hi] = ndtri_exp(log_u), -ndtri_exp(log_v)
+        return y
 
     def inverse(self, y: np.ndarray) -> np.ndarray:
-        k, p = self.knots, self.probs
-        s_lo, s_hi = self._tails()
+        self._require("knots", "probs")
         y = np.asarray(y, dtype=np.float64)
-        u, v = ndtr(y), ndtr(-y)
-        x = np.interp(u, p, k)
-        with np.errstate(divide="ignore"):
-            x = np.where(u < p[0], k[0] + p[0] / s_lo * np.log(u / p[0]), x)
-            return np.where(v < 1 - p[-1], k[-1] - (1 - p[-1]) / s_hi * np.log(v / (1 - p[-1])), x)
+        k, p = self.knots, self.probs
+        p_lo, s_lo, q_hi, s_hi = self._tails()
+        x = np.array(np.interp(ndtr(y), p, k))
+        lo, hi = y < ndtri(p_lo), y > -ndtri(q_hi)
+        x[lo] = k[0] + p_lo / s_lo * (log_ndtr(y[lo]) - np.log(p_lo))
+        x[hi] = k[-1] - q_hi / s_hi * (log_ndtr(-y[hi]) - np.log(q_hi))
+        return x
 
     def log_abs_det(self, x: np.ndarray) -> np.ndarray:
-        _, _, slope = self._cdf(x)
+        """``log F'(x) − log φ(y)``: the CDF's slope over the normal density at ``y``."""
+        self._require("knots", "probs")
+        x = np.asarray(x, dtype=np.float64)
+        k, p = self.knots, self.probs
+        p_lo, s_lo, q_hi, s_hi = self._tails()
+        seg = np.clip(np.searchsorted(k, x, side="right") - 1, 0, len(k) - 2)
+        log_slope = np.array(np.log((p[seg + 1] - p[seg]) / (k[seg + 1] - k[seg])))
+        lo, hi, log_u, log_v = self._log_tail(x)
+        log_slope[lo] = np.log(s_lo / p_lo) + log_u  # d/dx of p₀ exp(s₀ (x − k₀) / p₀)
+        log_slope[hi] = np.log(s_hi / q_hi) + log_v
         y = self.forward(x)
-        with np.errstate(divide="ignore"):
-            return np.log(slope) + 0.5 * y * y + _LOG_SQRT_2PI
+        return log_slope + 0.5 * y * y + _LOG_SQRT_2PI
 
     def params(self) -> dict[str, Any]:
         return {
