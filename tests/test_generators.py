@@ -13,7 +13,18 @@ pytest.importorskip("pythia8mc")
 
 from mcsurrogate.data_files import default_truth_metadata, load_default_truth  # noqa: E402
 from mcsurrogate.errors import InputError  # noqa: E402
-from mcsurrogate.generators import generate_higgs_diphoton, higgs_diphoton_settings  # noqa: E402
+from mcsurrogate.generators import (  # noqa: E402
+    generate_higgs_diphoton, higgs_diphoton_settings, iterate_final_state, read_settings, run_pythia,
+)
+from mcsurrogate.generators.higgs_diphoton import higgs_photons  # noqa: E402
+
+Z_MUMU = ["Beams:eCM = 13000", "WeakSingleBoson:ffbar2gmZ = on", "23:onMode = off", "23:onIfAny = 13",
+          "PhaseSpace:mHatMin = 60", "PartonLevel:MPI = off", "HadronLevel:all = off"]
+
+
+def count_higgs_photons(event) -> dict:  # a top-level selection: it could be sent to worker processes
+    products = higgs_photons(event)
+    return {"n": len(products), "final_photons": sum(p.id() == 22 and p.isFinal() for p in products)}
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +54,38 @@ def test_same_seed_same_events_whatever_the_workers(events: ak.Array) -> None:
     assert not ak.all(other.photons.pt == events.photons.pt[:150])
 
 
+def test_no_event_loses_a_higgs_photon() -> None:
+    # before any cut, every event holds both decay photons in the final state (no shower branching γ → ff̄)
+    counts, stats = run_pythia(higgs_diphoton_settings(hadronization=True), 60, seed=8, select=count_higgs_photons,
+                               progress=False)
+    assert stats.accepted == stats.tried == 60 and stats.failed == 0
+    assert ak.all(counts.n == 2) and ak.all(counts.final_photons == 2)
+
+
+def test_any_settings_final_state_particles(tmp_path) -> None:
+    events = ak.concatenate(list(iterate_final_state(Z_MUMU, 40, seed=2, pdg_ids=[13], pt_min=5, min_count=2,
+                                                     chunk_size=20, progress=False)))
+    assert len(events) == 40 and ak.all(ak.num(events.particles) >= 2)
+    particles = events.particles
+    assert ak.all(abs(particles.pdg_id) == 13) and ak.all(particles.pt > 5)
+    assert ak.all(particles.pt[:, :-1] >= particles.pt[:, 1:])
+    mass = ak.to_numpy((particles[:, 0] + particles[:, 1]).mass)
+    assert 80 < np.median(mass) < 100  # the Z peak
+    cmnd = tmp_path / "z.cmnd"
+    cmnd.write_text("! Drell-Yan\n\n" + "\n".join(Z_MUMU) + "\n")
+    assert read_settings(cmnd) == Z_MUMU
+    cmnd.write_text("Beams:eCM = 13000\nRandom:seed = 4\n")
+    with pytest.raises(InputError, match="sets the random seed"):
+        read_settings(cmnd)
+    with pytest.raises(InputError, match="does not exist"):
+        read_settings(tmp_path / "missing.cmnd")
+
+
 def test_settings_and_errors() -> None:
     assert "HiggsSM:gg2Httbar = on" in higgs_diphoton_settings("ttH")
     assert "PartonLevel:MPI = on" in higgs_diphoton_settings(mpi=True)
     with pytest.raises(InputError, match="unknown Higgs production"):
         higgs_diphoton_settings("VBF")  # type: ignore[arg-type]
-    from mcsurrogate.generators import run_pythia
     from mcsurrogate.generators.higgs_diphoton import select_higgs_photons
 
     with pytest.raises(InputError, match="rejected the setting"):
@@ -57,9 +94,15 @@ def test_settings_and_errors() -> None:
 
 def test_packaged_sample_matches_its_metadata() -> None:
     meta = default_truth_metadata()
+    code = ("from mcsurrogate.data_files import load_default_truth as load; t = load(); "
+            "print((t.photons[:, 0] + t.photons[:, 1]).mass[0])")
+    fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert fresh.returncode == 0 and abs(float(fresh.stdout) - 125.0) < 0.3, fresh.stderr  # vector registered by itself
     truth = load_default_truth()
-    assert len(truth) == meta["n_events"] >= 100_000
-    assert meta["seed"] and meta["settings"] and "mcsurrogate generate higgs-diphoton" in meta["command"]
+    assert len(truth) == meta["n_events"] == meta["stats"]["accepted"] >= 100_000
+    assert meta["settings"] == higgs_diphoton_settings(meta["process"])  # made by this code's settings
+    assert f"--seed {meta['seed']}" in meta["command"] and meta["command"].startswith("mcsurrogate generate higgs-")
+    assert ak.all(truth.photons.pt > 20) and ak.all(abs(truth.photons.eta) < 2.5)
     mass = (truth.photons[:, 0] + truth.photons[:, 1]).mass
     assert abs(float(np.median(ak.to_numpy(mass))) - 125.0) < 0.05
 
@@ -72,3 +115,15 @@ def test_generate_cli(tmp_path) -> None:
     from mcsurrogate.io import read_events
 
     assert len(read_events(out)) == 100 and (tmp_path / "h.json").is_file()
+    again = subprocess.run([sys.executable, "-m", "mcsurrogate", "generate", "higgs-diphoton", "-n", "100", "--seed",
+                            "3", "-o", str(out)], capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and "exists" in again.stderr
+    (tmp_path / "z.cmnd").write_text("\n".join(Z_MUMU))
+    z = subprocess.run([sys.executable, "-m", "mcsurrogate", "generate", "pythia", "--settings",
+                        str(tmp_path / "z.cmnd"), "-n", "20", "--seed", "1", "--pdg-ids", "13", "--min-count", "2",
+                        "-o", str(tmp_path / "z.parquet")], capture_output=True, text=True, timeout=120)
+    assert z.returncode == 0, z.stderr
+    import json
+
+    meta = json.loads((tmp_path / "z.json").read_text())
+    assert meta["settings"] == Z_MUMU and meta["n_events"] == len(read_events(tmp_path / "z.parquet")) == 20

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -40,9 +41,13 @@ def test_baseline_widths_match_sigma_in_bins(j: int, kind: str) -> None:
     sigma = resolution(kind, PT, ETA, MU[:, None])
     pulls = d[:, :, j] / sigma
     assert pulls.mean() == pytest.approx(0.0, abs=0.01)
-    for lo in (20, 80, 140):  # E_T bins: the normalised width is 1 everywhere
-        sel = (PT >= lo) & (PT < lo + 60)
-        assert pulls[sel].std() == pytest.approx(1.0, abs=0.01)
+    # in bins of E_T, |η| and μ: the sample width over the expected one (rms of σ in the bin) is 1 within 4 stat. SDs
+    mu2 = np.broadcast_to(MU[:, None], PT.shape)
+    for values, edges in ((PT, (20, 50, 100, 200)), (abs(ETA), (0, 0.8, 1.6, 2.5)), (mu2, (0, 13, 26, 40))):
+        for lo, hi in zip(edges[:-1], edges[1:]):
+            sel = (values >= lo) & (values < hi)
+            ratio = d[:, :, j][sel].std() / np.sqrt((sigma[sel] ** 2).mean())
+            assert ratio == pytest.approx(1.0, abs=4 / np.sqrt(2 * sel.sum())), (kind, lo, hi)
     # and the raw width follows sigma: wide vs narrow halves
     wide = sigma > np.median(sigma)
     assert d[:, :, j][wide].std() / d[:, :, j][~wide].std() == pytest.approx(
@@ -79,6 +84,7 @@ def test_smear_photons_records_seed_and_phi_wrapping() -> None:
     b = smear_photons(truth, SmearingConfig(), seed=4)
     assert a.fields == ["photons", "truth_photons", "mu"]
     assert ak.all(a.photons.pt == b.photons.pt)
+    assert not ak.any(smear_photons(truth, SmearingConfig(), seed=5).photons.pt == a.photons.pt)
     assert ak.all(abs(a.photons.phi) <= np.pi)
     assert ak.all(a.truth_photons.pt == truth.photons.pt)
     m = (a.photons[:, 0] + a.photons[:, 1]).mass
@@ -98,6 +104,12 @@ def test_bad_truth_input() -> None:
         smear_photons(bad)
     with pytest.raises(InputError, match="scenario"):
         SmearingConfig("gaussian")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="rho"):
+        SmearingConfig("correlation", rho=1.5)
+    with pytest.raises(InputError, match="shape"):
+        smear_responses(PT[:10, 0], ETA[:10], MU[:10], SmearingConfig())
+    config = SmearingConfig("asymmetric", core_fraction=0.9, mapping=PolynomialMapping(pt_range=(25.0, 250.0)))
+    assert SmearingConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     assert PolynomialMapping.from_dict(PolynomialMapping().to_dict()) == PolynomialMapping()
 
 

@@ -25,7 +25,8 @@ def default_truth_metadata() -> dict[str, Any]:
 
 
 def load_default_truth() -> ak.Array:
-    """The packaged truth sample as awkward records with vector ``Momentum4D`` photons."""
+    """The packaged truth sample as awkward records with vector ``Momentum4D`` photons (behaviours registered)."""
+    from . import records  # noqa: F401  (registers vector's awkward behaviours)
     from .io import read_events
 
     return read_events(default_truth_path())

@@ -5,43 +5,73 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from ..errors import InputError, OutputExistsError
 from ..persistence import atomic_write_text
 
 
-def cmd_generate_higgs(args: argparse.Namespace) -> int:
+def _write_generated(args: argparse.Namespace, chunks: Iterator[Any], stats: Any, meta: dict[str, Any]) -> None:
+    """Stream ``chunks`` to ``args.output`` and write the run's metadata (command, seed, versions, counts) beside it."""
+    from importlib.metadata import version
+
     from .. import __version__
-    from ..generators import GenerationStats, higgs_diphoton_settings, iterate_higgs_diphoton
     from ..io import EventWriter
 
-    stats = GenerationStats()
     out = Path(args.output)
     meta_path = out.with_suffix(".json")
     if meta_path.exists() and not args.overwrite:
-        raise OutputExistsError(f"{meta_path} exists already; pass --overwrite")
+        raise OutputExistsError(f"{meta_path} (the metadata of {out.name}) exists already; pass --overwrite")
     with EventWriter(out, overwrite=args.overwrite) as writer:
-        for chunk in iterate_higgs_diphoton(args.n, seed=args.seed, process=args.process, mpi=args.mpi,
-                                            hadronization=args.hadronization, n_workers=args.workers,
-                                            chunk_size=args.chunk_size, stats=stats):
+        for chunk in chunks:
             writer.write(chunk)
-    from importlib.metadata import version
+    meta |= {"n_events": stats.accepted, "seed": args.seed, "chunk_size": args.chunk_size,
+             "pythia8mc_version": version("pythia8mc"), "mcsurrogate_version": __version__, "stats": stats.to_dict()}
+    atomic_write_text(meta_path, json.dumps(meta, indent=2))
+    print(f"wrote {stats.accepted} events to {out} ({stats.events_per_second:.0f} events/s, "
+          f"{stats.accepted / max(stats.tried, 1):.1%} of the tried events accepted); metadata in {meta_path}")
 
+
+def cmd_generate_higgs(args: argparse.Namespace) -> int:
+    from ..generators import GenerationStats, higgs_diphoton_settings, iterate_higgs_diphoton
+
+    stats = GenerationStats()
+    chunks = iterate_higgs_diphoton(args.n, seed=args.seed, process=args.process, mpi=args.mpi,
+                                    hadronization=args.hadronization, n_workers=args.workers,
+                                    chunk_size=args.chunk_size, stats=stats)
     meta = {
         "description": f"pp -> H -> gamma gamma ({args.process}) at 13 TeV, Pythia 8, truth photons from the Higgs "
                        "decay with E_T > 20 GeV and |eta| < 2.5 ordered by E_T; mu ~ Uniform(0, 40)",
         "command": f"mcsurrogate generate higgs-diphoton -n {args.n} --seed {args.seed} --process {args.process}"
                    f"{' --mpi' if args.mpi else ''}{' --hadronization' if args.hadronization else ''}"
-                   f" --chunk-size {args.chunk_size} -o {out.name}",
-        "n_events": stats.accepted, "seed": args.seed, "process": args.process, "chunk_size": args.chunk_size,
+                   f" --chunk-size {args.chunk_size} -o {Path(args.output).name}",
+        "process": args.process,
         "settings": higgs_diphoton_settings(args.process, mpi=args.mpi, hadronization=args.hadronization),
-        "pythia8mc_version": version("pythia8mc"), "mcsurrogate_version": __version__,
-        "stats": stats.to_dict(),
     }
-    atomic_write_text(meta_path, json.dumps(meta, indent=2))
-    print(f"wrote {stats.accepted} events to {out} ({stats.events_per_second:.0f} events/s, "
-          f"{stats.accepted / max(stats.tried, 1):.1%} accepted); metadata in {meta_path}")
+    _write_generated(args, chunks, stats, meta)
+    return 0
+
+
+def cmd_generate_pythia(args: argparse.Namespace) -> int:
+    from ..generators import GenerationStats, iterate_final_state, read_settings
+
+    settings = read_settings(args.settings)
+    stats = GenerationStats()
+    chunks = iterate_final_state(settings, args.n, seed=args.seed, pdg_ids=args.pdg_ids, pt_min=args.pt_min,
+                                 eta_max=args.eta_max, min_count=args.min_count, n_workers=args.workers,
+                                 chunk_size=args.chunk_size, stats=stats)
+    meta = {
+        "description": f"Pythia 8 with the settings of {Path(args.settings).name}; final-state particles with |PDG id| "
+                       f"in {list(args.pdg_ids)}, p_T > {args.pt_min} GeV, |eta| < {args.eta_max}, ordered by p_T; "
+                       f"events with fewer than {args.min_count} such particles rejected",
+        "command": f"mcsurrogate generate pythia --settings {Path(args.settings).name} -n {args.n} --seed {args.seed}"
+                   f" --pdg-ids {' '.join(map(str, args.pdg_ids))} --pt-min {args.pt_min} --eta-max {args.eta_max}"
+                   f" --min-count {args.min_count} --chunk-size {args.chunk_size} -o {Path(args.output).name}",
+        "settings": settings,
+    }
+    _write_generated(args, chunks, stats, meta)
     return 0
 
 
@@ -97,17 +127,30 @@ def cmd_apply(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     gen = sub.add_parser("generate", help="truth-level event generation with Pythia 8 (extra 'generate')")
     gsub = gen.add_subparsers(dest="generator", metavar="PROCESS", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-n", type=int, required=True, help="accepted (selected) events to write")
+        p.add_argument("--seed", type=int, required=True, help="Pythia seeds are derived from it per chunk")
+        p.add_argument("--workers", type=int, default=1, help="processes; the events do not depend on it")
+        p.add_argument("--chunk-size", type=int, default=10_000, help="events per chunk (the events depend on it)")
+        p.add_argument("-o", "--output", required=True, help="OUT.parquet or OUT.root (metadata in OUT.json)")
+        p.add_argument("--overwrite", action="store_true")
+
     p = gsub.add_parser("higgs-diphoton", help="pp -> H -> gamma gamma at 13 TeV (paper A's truth sample)")
-    p.add_argument("-n", type=int, required=True, help="selected events")
-    p.add_argument("--seed", type=int, required=True)
     p.add_argument("--process", choices=("ggH", "ttH"), default="ggH")
-    p.add_argument("--mpi", action="store_true", help="multi-parton interactions on (~10x slower)")
-    p.add_argument("--hadronization", action="store_true", help="hadronisation on (slower)")
-    p.add_argument("--workers", type=int, default=1, help="processes (independent seeds per chunk)")
-    p.add_argument("--chunk-size", type=int, default=10_000)
-    p.add_argument("-o", "--output", required=True, help="OUT.parquet or OUT.root (metadata in OUT.json)")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--mpi", action="store_true", help="multi-parton interactions on (slower; Higgs photons unchanged)")
+    p.add_argument("--hadronization", action="store_true", help="hadronisation on (slower; Higgs photons unchanged)")
+    common(p)
     p.set_defaults(func=cmd_generate_higgs)
+
+    p = gsub.add_parser("pythia", help="any Pythia 8 settings file; writes the final-state photons and leptons")
+    p.add_argument("--settings", required=True, help="file of Pythia settings, one 'Key = value' a line (! comments)")
+    p.add_argument("--pdg-ids", type=int, nargs="+", default=[11, 13, 22], help="|PDG ids| kept (default 11 13 22)")
+    p.add_argument("--pt-min", type=float, default=0.0, help="p_T threshold in GeV")
+    p.add_argument("--eta-max", type=float, default=float("inf"), help="|eta| limit")
+    p.add_argument("--min-count", type=int, default=0, help="reject events with fewer particles passing")
+    common(p)
+    p.set_defaults(func=cmd_generate_pythia)
 
     p = sub.add_parser("smear", help="paper A's reference photon smearing of a truth sample")
     p.add_argument("truth", metavar="TRUTH")

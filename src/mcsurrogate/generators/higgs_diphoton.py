@@ -1,12 +1,16 @@
 """pp → H → γγ at √s = 13 TeV with Pythia 8: paper A's truth sample.
 
-Selection at truth level: the two photons from the Higgs decay (final-state photons whose mother is the
-Higgs — hadron-decay photons, present with hadronisation on, never enter), each with E_T > 20 GeV and |η| < 2.5,
-ordered by E_T. μ ~ Uniform(0, 40) per event, shared by both photons, drawn with numpy from the seed.
+Selection at truth level: the two photons from the Higgs decay, followed through their recoil copies to the
+final state (photons from hadron decays, present with hadronisation on, never enter), each with E_T > 20 GeV and
+|η| < 2.5, ordered by E_T. μ ~ Uniform(0, 40) per event, shared by both photons, drawn with numpy from the seed.
+In ~5 % of events Pythia's QED shower would let one Higgs photon branch into a fermion pair (γ → ℓℓ, qq̄, with the
+other photon as recoiler); ``TimeShower:QEDshowerByGamma = off`` keeps both decay photons intact, so no event is
+lost or distorted by that branching.
 
-Speed settings: ISR is on (the Higgs needs its p_T); multi-parton interactions and hadronisation do not change
-the Higgs photons and cost ~20× in speed, so both are off by default (``mpi=True`` / ``hadronization=True``
-switch them on; see docs/generation.md for the measured events/s).
+Speed settings: ISR is on (the Higgs needs its p_T). Hadronisation never touches the Higgs photons, and
+multi-parton interactions only compete with ISR for phase space; together they make generation ~9× slower, so both
+are off by default (``mpi=True`` / ``hadronization=True`` switch them on; docs/generation.md lists the measured
+events/s of each setting). No isolation is applied at truth level, so the hadronic activity is not needed.
 """
 
 from __future__ import annotations
@@ -20,8 +24,8 @@ from .. import records as _records  # noqa: F401  (registers the vector behaviou
 from ..errors import InputError
 from .pythia import GenerationStats, iterate_pythia
 
-__all__ = ["ETA_MAX", "PT_MIN", "generate_higgs_diphoton", "higgs_diphoton_settings", "iterate_higgs_diphoton",
-           "select_higgs_photons"]
+__all__ = ["ETA_MAX", "PT_MIN", "generate_higgs_diphoton", "higgs_diphoton_settings", "higgs_photons",
+           "iterate_higgs_diphoton", "select_higgs_photons"]
 
 PT_MIN = 20.0  # GeV
 ETA_MAX = 2.5
@@ -40,17 +44,24 @@ def higgs_diphoton_settings(
         "25:onMode = off",
         "25:onIfMatch = 22 22",
         "PartonLevel:ISR = on",
+        "TimeShower:QEDshowerByGamma = off",
         f"PartonLevel:MPI = {'on' if mpi else 'off'}",
         f"HadronLevel:all = {'on' if hadronization else 'off'}",
     ]
 
 
+def higgs_photons(event: Any) -> list[Any]:
+    """The final-state copies of the Higgs-decay products of a Pythia event (the first Higgs of the record)."""
+    higgs = next((i for i in range(event.size()) if event[i].id() == 25), None)
+    if higgs is None:
+        return []
+    last = event[event[higgs].iBotCopyId()]
+    return [event[event[d].iBotCopyId()] for d in last.daughterList()]
+
+
 def select_higgs_photons(event: Any) -> dict[str, Any] | None:
     """The two Higgs-decay photons passing E_T > 20 GeV, |η| < 2.5, ordered by E_T; ``None`` otherwise."""
-    photons = []
-    for particle in event:
-        if particle.id() == 22 and particle.isFinal() and event[particle.mother1()].id() == 25:
-            photons.append((particle.pT(), particle.eta(), particle.phi()))
+    photons = [(p.pT(), p.eta(), p.phi()) for p in higgs_photons(event) if p.id() == 22 and p.isFinal()]
     if len(photons) != 2 or any(pt <= PT_MIN or abs(eta) >= ETA_MAX for pt, eta, _ in photons):
         return None
     photons.sort(reverse=True)

@@ -117,6 +117,8 @@ class SmearingConfig:
             raise InputError(f"correlation rho must be in [-1, 1], got {self.rho}")
         if not 0.0 < self.core_fraction <= 1.0:
             raise InputError(f"core_fraction must be in (0, 1], got {self.core_fraction}")
+        if not self.tail_width > 0.0:
+            raise InputError(f"tail_width (in units of σ) must be positive, got {self.tail_width}")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -154,6 +156,9 @@ def smear_responses(
     """Responses Δ of two photons, shape (n, 2, 3) ordered (photon, [E_T, η, φ]); ``pt``/``eta`` shape (n, 2)."""
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     n = len(mu)
+    if np.shape(pt) != (n, 2) or np.shape(eta) != (n, 2) or np.ndim(mu) != 1:
+        raise InputError(f"need pt and eta of shape (n, 2) and mu of shape (n,); got {np.shape(pt)}, {np.shape(eta)}, "
+                         f"{np.shape(mu)}")
     sigma = np.stack([resolution(k, pt, eta, mu[:, None], mapping=config.mapping) for k in FIELDS], axis=-1)
     z = rng.standard_normal((n, 2, 3))
     if config.scenario == "correlation":
