@@ -1,0 +1,19 @@
+"""pyhf HistFactory statistics for generated templates: templates from hist, workspaces, fast asymptotic
+inference (μ̂ ± σ, Z₀, CLs limits with bands), scans versus luminosity, N_gen and systematic, and paper B's
+classifier-cut analysis."""
+
+from __future__ import annotations
+
+from .classifier_cut import ClassifierCut, cut_crosscheck, train_signal_classifier
+from .inference import BANDS, DiscoveryResult, FitResult, Inference, MuFit, UpperLimit
+from .plots import save_scan_plots
+from .scan import Sample, evaluate_point, rows_to_csv, scan
+from .templates import check_binning, fill_template, floor_empty_bins, scale_template, template_arrays
+from .workspace import asimov_counts, build_workspace, model_and_data
+
+__all__ = [
+    "BANDS", "ClassifierCut", "DiscoveryResult", "FitResult", "Inference", "MuFit", "Sample", "UpperLimit",
+    "asimov_counts", "build_workspace", "check_binning", "cut_crosscheck", "evaluate_point", "fill_template",
+    "floor_empty_bins", "model_and_data", "rows_to_csv", "save_scan_plots", "scale_template", "scan",
+    "template_arrays", "train_signal_classifier",
+]

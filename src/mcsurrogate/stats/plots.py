@@ -1,0 +1,179 @@
+"""Paper B's statistics figures from a scan table (rows of :func:`mcsurrogate.stats.scan.scan`).
+
+* μ̂ − μ_inj with its ±σ band versus background yield (luminosity), MC reference and generated templates;
+* signed discovery significance Z₀ (spurious signal when μ_inj = 0) versus luminosity and versus N_gen;
+* CLs upper limit with the expected ±1σ/±2σ bands of the MC reference versus luminosity and versus N_gen;
+* ΔUL (generated − MC) of the median expected limit versus N_gen, one line per systematic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import mplhep
+import numpy as np
+from matplotlib.figure import Figure
+
+__all__ = ["plot_delta_ul_vs_ngen", "plot_mu_bias_vs_lumi", "plot_ul_vs", "plot_z0_vs", "save_scan_plots"]
+
+_BAND_1 = "#00cc00"
+_BAND_2 = "#ffcc00"
+
+
+def _select(rows: Sequence[dict[str, Any]], **match: Any) -> list[dict[str, Any]]:
+    return [r for r in rows if all(r.get(k) == v for k, v in match.items())]
+
+
+def _figure(title: str) -> tuple[Figure, Any]:
+    fig = Figure(figsize=(6.4, 4.8))
+    ax = fig.add_subplot()
+    mplhep.label.exp_label(exp="mcsurrogate", llabel="", rlabel=title, ax=ax, loc=0)
+    return fig, ax
+
+
+def _ngens(rows: Sequence[dict[str, Any]]) -> list[int]:
+    return sorted({r["n_generated"] for r in rows if r["template"] == "generated"})
+
+
+def plot_mu_bias_vs_lumi(rows: Sequence[dict[str, Any]], systematic: float, n_generated: int | None = None) -> Figure:
+    """μ̂ − μ_inj ± σ versus background yield for the MC template and the generated one (largest N_gen)."""
+    n_generated = n_generated or max(_ngens(rows), default=None)
+    fig, ax = _figure(f"μ̂ bias, {systematic:.0%} bkg. systematic")
+    for template, n, colour in (("mc", None, "black"), ("generated", n_generated, "tab:red")):
+        sel = sorted(_select(rows, systematic=systematic, template=template, n_generated=n),
+                     key=lambda r: r["background_yield"])
+        if not sel:
+            continue
+        x = np.array([r["background_yield"] for r in sel])
+        y = np.array([r["mu_bias"] for r in sel])
+        e = np.array([r["mu_sigma"] for r in sel])
+        label = "MC template" if template == "mc" else f"generated, N_gen = {n:,}"
+        ax.plot(x, y, marker="o", color=colour, label=label)
+        ax.fill_between(x, y - e, y + e, color=colour, alpha=0.2)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("expected background events")
+    ax.set_ylabel(r"$\hat\mu - \mu_\mathrm{inj}$")
+    ax.legend()
+    return fig
+
+
+def plot_z0_vs(rows: Sequence[dict[str, Any]], axis: str, systematic: float, *, fixed: float | int | None = None) -> Figure:
+    """Signed Z₀ versus ``axis`` = ``"luminosity"`` (one line per N_gen) or ``"n_generated"`` (one per luminosity)."""
+    fig, ax = _figure(f"Z₀, {systematic:.0%} bkg. systematic")
+    _lines(ax, rows, axis, systematic, "z_signed", fixed)
+    for z in (-1, 1):
+        ax.axhline(z, color="grey", ls="--", lw=0.8)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_ylabel(r"signed $Z_0$ ($\sigma$)")
+    return fig
+
+
+def _lines(ax: Any, rows: Sequence[dict[str, Any]], axis: str, systematic: float, key: str, fixed: Any) -> None:
+    if axis == "luminosity":
+        groups = [("mc", None)] + [("generated", n) for n in (_ngens(rows) if fixed is None else [fixed])]
+        for template, n in groups:
+            sel = sorted(_select(rows, systematic=systematic, template=template, n_generated=n),
+                         key=lambda r: r["background_yield"])
+            if sel:
+                ax.plot([r["background_yield"] for r in sel], [r[key] for r in sel], marker=".",
+                        color="black" if template == "mc" else None,
+                        label="MC template" if template == "mc" else f"N_gen = {n:,}")
+        ax.set_xlabel("expected background events")
+    elif axis == "n_generated":
+        lumis = sorted({r["luminosity"] for r in rows}) if fixed is None else [fixed]
+        for lumi in lumis:
+            sel = sorted(_select(rows, systematic=systematic, template="generated", luminosity=lumi),
+                         key=lambda r: r["n_generated"])
+            if sel:
+                ax.plot([r["n_generated"] for r in sel], [r[key] for r in sel], marker=".",
+                        label=f"B = {sel[0]['background_yield']:.3g}")
+        ax.set_xlabel(r"generated events $N_\mathrm{gen}$")
+    else:
+        raise ValueError(f"axis must be 'luminosity' or 'n_generated'; got {axis!r}")
+    ax.set_xscale("log")
+    ax.legend(fontsize="small", ncol=2)
+
+
+def plot_ul_vs(rows: Sequence[dict[str, Any]], axis: str, systematic: float, *, fixed: float | int | None = None) -> Figure:
+    """Upper limit on μ: MC-reference expected bands (green ±1σ, yellow ±2σ) and generated-template limits.
+
+    ``axis = "luminosity"``: versus background yield, generated at N_gen = ``fixed`` (default: largest).
+    ``axis = "n_generated"``: versus N_gen at luminosity ``fixed`` (default: largest), the MC band constant.
+    """
+    fig, ax = _figure(f"{systematic:.0%} bkg. systematic")
+    if axis == "luminosity":
+        n = fixed or max(_ngens(rows), default=None)
+        ref = sorted(_select(rows, systematic=systematic, template="mc"), key=lambda r: r["background_yield"])
+        gen = sorted(_select(rows, systematic=systematic, template="generated", n_generated=n),
+                     key=lambda r: r["background_yield"])
+        x_ref = np.array([r["background_yield"] for r in ref])
+        x_gen = np.array([r["background_yield"] for r in gen])
+        ax.set_xlabel("expected background events")
+        label = f"generated, N_gen = {n:,}" if n else "generated"
+    else:
+        lumi = fixed or max(r["luminosity"] for r in rows)
+        gen = sorted(_select(rows, systematic=systematic, template="generated", luminosity=lumi),
+                     key=lambda r: r["n_generated"])
+        one = _select(rows, systematic=systematic, template="mc", luminosity=lumi)
+        x_gen = np.array([r["n_generated"] for r in gen])
+        ref = one * len(gen)
+        x_ref = x_gen
+        ax.set_xlabel(r"generated events $N_\mathrm{gen}$")
+        label = f"generated, B = {one[0]['background_yield']:.3g}" if one else "generated"
+    if ref:
+        band = {k: np.array([r[f"ul_expected_{k}"] for r in ref]) for k in ("m2", "m1", "median", "p1", "p2")}
+        ax.fill_between(x_ref, band["m2"], band["p2"], color=_BAND_2, label=r"MC expected $\pm2\sigma$")
+        ax.fill_between(x_ref, band["m1"], band["p1"], color=_BAND_1, label=r"MC expected $\pm1\sigma$")
+        ax.plot(x_ref, band["median"], color="black", ls="--", label="MC expected median")
+    if gen:
+        ax.plot(x_gen, [r["ul_expected_median"] for r in gen], color="tab:red", marker=".", label=label + " (median)")
+        ax.plot(x_gen, [r["ul_observed"] for r in gen], color="tab:blue", marker=".", label=label + " (obs.)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_ylabel(r"95% CL$_s$ upper limit on $\mu$")
+    ax.legend(fontsize="small")
+    return fig
+
+
+def plot_delta_ul_vs_ngen(rows: Sequence[dict[str, Any]], *, luminosity: float | None = None) -> Figure:
+    """ΔUL = median expected limit (generated) − (MC) versus N_gen, one line per systematic, with the MC
+    reference's ±1σ half-width for scale."""
+    lumi = luminosity or max(r["luminosity"] for r in rows)
+    fig, ax = _figure("median-limit shift (band: MC ±1σ half-width)")
+    for syst in sorted({r["systematic"] for r in rows}):
+        sel = sorted(_select(rows, systematic=syst, template="generated", luminosity=lumi), key=lambda r: r["n_generated"])
+        ref = _select(rows, systematic=syst, template="mc", luminosity=lumi)
+        if not sel:
+            continue
+        line = ax.plot([r["n_generated"] for r in sel], [r["delta_ul_median"] for r in sel], marker=".",
+                       label=f"{syst:.0%} systematic")[0]
+        if ref:
+            half = 0.5 * (ref[0]["ul_expected_p1"] - ref[0]["ul_expected_m1"])
+            ax.axhspan(-half, half, color=line.get_color(), alpha=0.1)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel(r"generated events $N_\mathrm{gen}$")
+    ax.set_ylabel(r"$\Delta$UL (generated $-$ MC)")
+    ax.legend(fontsize="small")
+    return fig
+
+
+def save_scan_plots(rows: Sequence[dict[str, Any]], out_dir: str | Path) -> list[str]:
+    """Write every scan figure as PNG into ``out_dir``; returns the file names."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    figures: dict[str, Figure] = {}
+    for syst in sorted({r["systematic"] for r in rows}):
+        tag = f"syst{round(syst * 100):02d}"
+        figures[f"mu_bias_vs_lumi_{tag}.png"] = plot_mu_bias_vs_lumi(rows, syst)
+        figures[f"z0_vs_lumi_{tag}.png"] = plot_z0_vs(rows, "luminosity", syst)
+        figures[f"z0_vs_ngen_{tag}.png"] = plot_z0_vs(rows, "n_generated", syst)
+        figures[f"ul_vs_lumi_{tag}.png"] = plot_ul_vs(rows, "luminosity", syst)
+        figures[f"ul_vs_ngen_{tag}.png"] = plot_ul_vs(rows, "n_generated", syst)
+    figures["delta_ul_vs_ngen.png"] = plot_delta_ul_vs_ngen(rows)
+    for name, fig in figures.items():
+        fig.savefig(out / name, dpi=90, bbox_inches="tight")
+    return sorted(figures)

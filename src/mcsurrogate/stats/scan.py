@@ -1,0 +1,201 @@
+"""Scans of μ̂, spurious-signal Z₀ and CLs limits versus luminosity, generated statistics and systematic.
+
+Paper B §5: the data are the Asimov counts of the *MC* (signal injected at μ_inj, default 0 for a
+spurious-signal test); the model's background template comes either from the MC itself (the reference)
+or from ``n_generated`` events of the generative surrogate, normalised to the same expected yield. Each
+template's staterror comes from its own events, so a larger generated sample is a better-known template;
+whether it is also a *correct* one is what μ̂ − μ_inj, Z₀ and the limit shift measure.
+
+Units: a luminosity L multiplies the sample weights (weights are expected events per unit luminosity; with
+unit weights, L = 1 means data as large as the MC sample). The signal is normalised either by its weights
+or, with ``signal_fraction``, to that fraction of the MC background yield (paper B: 5 %).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..errors import FitError, InputError
+from .inference import Inference
+from .templates import fill_template, scale_template, template_arrays
+from .workspace import SystematicKind, asimov_counts, build_workspace, model_and_data
+
+__all__ = ["Sample", "evaluate_point", "rows_to_csv", "scan"]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Values of the fit variable for one sample (GeV for masses) and optional per-event weights."""
+
+    values: np.ndarray
+    weights: np.ndarray | None = None
+
+    def checked(self, name: str) -> Sample:
+        v = np.asarray(self.values, dtype=float).ravel()
+        if v.size == 0:
+            raise InputError(f"the {name} sample is empty")
+        if not np.all(np.isfinite(v)):
+            raise InputError(f"the {name} sample has {int((~np.isfinite(v)).sum())} non-finite values")
+        w = None
+        if self.weights is not None:
+            w = np.asarray(self.weights, dtype=float).ravel()
+            if w.shape != v.shape:
+                raise InputError(f"the {name} weights have {w.size} entries for {v.size} events")
+            if not np.all(np.isfinite(w)):
+                raise InputError(f"the {name} weights contain NaN or inf")
+        return Sample(v, w)
+
+
+def evaluate_point(
+    signal: Any, background: Any, observed: np.ndarray, *, systematic: float, systematic_kind: SystematicKind,
+    level: float = 0.05, empty_bins: Literal["error", "floor"] = "error", label: str = "",
+) -> dict[str, float]:
+    """μ̂ ± σ, discovery Z₀ and the CLs limit with bands for one set of templates and one observation."""
+    try:
+        ws = build_workspace(signal, background, observed, systematic=systematic, systematic_kind=systematic_kind,
+                             empty_bins=empty_bins)
+    except InputError as exc:
+        raise InputError(f"scan point {label}: {exc}") from exc
+    model, data = model_and_data(ws)
+    inf = Inference(model, data)
+    try:
+        fit = inf.mu_hat()
+        disc = inf.discovery()
+        limit = inf.upper_limit(level)
+    except FitError as exc:
+        raise FitError(f"scan point {label}: {exc}") from exc
+    row = {"mu_hat": fit.mu, "mu_sigma": fit.sigma, "z0": disc.z0, "z_signed": disc.z_signed, "p0": disc.p0,
+           "ul_observed": limit.observed, "n_fits": inf.n_fits}
+    for band, value in zip(("m2", "m1", "median", "p1", "p2"), limit.expected):
+        row[f"ul_expected_{band}"] = value
+    return row
+
+
+def _run(task: dict[str, Any]) -> dict[str, Any]:
+    result = evaluate_point(**task["args"])
+    return {**task["meta"], **result}
+
+
+def scan(
+    signal: Sample,
+    background_mc: Sample,
+    generated: Sample,
+    *,
+    bins: int | Sequence[float],
+    range: tuple[float, float] | None = None,  # noqa: A002
+    luminosities: Sequence[float] = tuple(np.logspace(0, 3, 10)),
+    n_generated: Sequence[int] = (1000, 10_000, 100_000),
+    systematics: Sequence[float] = (0.05, 0.10, 0.20),
+    systematic_kind: SystematicKind = "normsys",
+    mu_injected: float = 0.0,
+    signal_fraction: float | None = 0.05,
+    level: float = 0.05,
+    empty_bins: Literal["error", "floor"] = "error",
+    seed: int = 0,
+    processes: int = 1,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """The full scan: one row per (systematic, luminosity, template), template = MC reference or N_gen.
+
+    Each row holds the settings (``systematic``, ``luminosity``, ``background_yield``, ``signal_yield``,
+    ``template`` = ``"mc"`` or ``"generated"``, ``n_generated``), the results (``mu_hat``, ``mu_sigma``,
+    ``mu_bias`` = μ̂ − μ_inj, ``z0``, ``z_signed``, ``p0``, ``ul_observed``, ``ul_expected_{m2,m1,median,p1,p2}``)
+    and, for generated templates, the differences to the MC reference at the same point (``delta_mu_hat``,
+    ``delta_ul_observed``, ``delta_ul_median``). The generated events used for N_gen are the first N_gen of one
+    seeded permutation, so the samples are nested. Runs in ``processes`` worker processes.
+    """
+    signal = signal.checked("signal")
+    background_mc = background_mc.checked("MC background")
+    generated = generated.checked("generated background")
+    lumis = [float(x) for x in luminosities]
+    if not lumis or min(lumis) <= 0 or not all(math.isfinite(x) for x in lumis):
+        raise InputError(f"luminosities must be positive and finite; got {lumis}")
+    ngens = [int(n) for n in n_generated]
+    if any(n <= 0 for n in ngens):
+        raise InputError(f"every n_generated must be positive; got {ngens}")
+    if ngens and max(ngens) > generated.values.size:
+        raise InputError(
+            f"n_generated asks for up to {max(ngens):,} events but the generated sample has "
+            f"{generated.values.size:,}; generate more or lower the scan's maximum"
+        )
+    if any(not 0 <= s < 1 for s in systematics):
+        raise InputError(f"systematics are relative uncertainties in [0, 1); got {list(systematics)}")
+
+    sig_h = fill_template(signal.values, bins=bins, range=range, weights=signal.weights, name="signal")
+    axis = sig_h.axes[0]
+    bkg_h = fill_template(background_mc.values, bins=axis, weights=background_mc.weights, name="background")
+    order = np.random.default_rng(seed).permutation(generated.values.size)
+    gen_h = {}
+    for n in ngens:
+        idx = order[:n]
+        w = None if generated.weights is None else generated.weights[idx]
+        gen_h[n] = fill_template(generated.values[idx], bins=axis, weights=w, name="generated")
+        if not template_arrays(gen_h[n])[0].sum() > 0:
+            raise InputError(f"the first {n} generated events put no yield in the fit range")
+
+    tasks = []
+    for syst in systematics:
+        for lumi in lumis:
+            b = scale_template(bkg_h, factor=lumi)
+            b_yield = float(template_arrays(b)[0].sum())
+            s = (scale_template(sig_h, total=signal_fraction * b_yield) if signal_fraction is not None
+                 else scale_template(sig_h, factor=lumi))
+            observed = asimov_counts(s, b, mu_injected)
+            base = {"systematic": syst, "luminosity": lumi, "background_yield": b_yield,
+                    "signal_yield": float(template_arrays(s)[0].sum()), "mu_injected": mu_injected}
+            common = {"systematic": syst, "systematic_kind": systematic_kind, "level": level, "empty_bins": empty_bins}
+            tasks.append({"meta": {**base, "template": "mc", "n_generated": None},
+                          "args": {"signal": s, "background": b, "observed": observed, **common,
+                                   "label": f"(systematic {syst}, luminosity {lumi:g}, MC template)"}})
+            for n in ngens:
+                g = scale_template(gen_h[n], total=b_yield)
+                tasks.append({"meta": {**base, "template": "generated", "n_generated": n},
+                              "args": {"signal": s, "background": g, "observed": observed, **common,
+                                       "label": f"(systematic {syst}, luminosity {lumi:g}, N_gen {n})"}})
+    rows = list(_map(tasks, processes, progress))
+    reference = {(r["systematic"], r["luminosity"]): r for r in rows if r["template"] == "mc"}
+    for r in rows:
+        r["mu_bias"] = r["mu_hat"] - mu_injected
+        ref = reference[(r["systematic"], r["luminosity"])]
+        r["delta_mu_hat"] = r["mu_hat"] - ref["mu_hat"]
+        r["delta_ul_observed"] = r["ul_observed"] - ref["ul_observed"]
+        r["delta_ul_median"] = r["ul_expected_median"] - ref["ul_expected_median"]
+    return rows
+
+
+def _map(tasks: list[dict[str, Any]], processes: int, progress: bool) -> Iterable[dict[str, Any]]:
+    bar = tqdm(total=len(tasks), desc="scan points", unit="pt", disable=not progress)
+    try:
+        if processes <= 1:
+            for t in tasks:
+                yield _run(t)
+                bar.update()
+        else:
+            with ProcessPoolExecutor(processes) as pool:
+                for row in pool.map(_run, tasks, chunksize=max(1, len(tasks) // (4 * processes))):
+                    yield row
+                    bar.update()
+    finally:
+        bar.close()
+
+
+def rows_to_csv(rows: Sequence[dict[str, Any]]) -> str:
+    """The scan table as CSV text (one header line, one line per row; empty cells for missing values)."""
+    if not rows:
+        return ""
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in fields})
+    return buf.getvalue()

@@ -1,0 +1,230 @@
+"""pyhf statistics: known answers (Cowan–Cranmer–Gross–Vitells asymptotics), agreement with plain pyhf on the
+exported workspace, scans, the classifier cut, the CLI, and bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pyhf
+import pytest
+from scipy import optimize
+from scipy.stats import norm
+
+from mcsurrogate.cli import main
+from mcsurrogate.errors import InputError
+from mcsurrogate.stats import (
+    Inference,
+    Sample,
+    asimov_counts,
+    build_workspace,
+    cut_crosscheck,
+    fill_template,
+    model_and_data,
+    rows_to_csv,
+    scale_template,
+    scan,
+    train_signal_classifier,
+)
+
+
+def counting(s: float, b: float, n: float) -> Inference:
+    """One-bin counting experiment, no systematics, no staterror."""
+    sig = scale_template(fill_template(np.array([0.5]), bins=1, range=(0, 1)), total=s)
+    bkg = scale_template(fill_template(np.array([0.5]), bins=1, range=(0, 1)), total=b)
+    ws = build_workspace(sig, bkg, np.array([n]), systematic=0.0, staterror=False)
+    return Inference(*model_and_data(ws))
+
+
+def test_discovery_significance_matches_asimov_formula():
+    s, b = 12.0, 40.0
+    z_expected = math.sqrt(2 * ((s + b) * math.log(1 + s / b) - s))  # CCGV eq. (97)
+    d = counting(s, b, s + b).discovery()
+    assert d.z0 == pytest.approx(z_expected, rel=1e-5)
+    assert d.p0 == pytest.approx(norm.sf(z_expected), rel=1e-4)
+    assert d.mu_hat == pytest.approx(1.0, abs=1e-5)
+
+
+def test_mu_hat_and_sigma_of_counting_experiment():
+    s, b, mu = 20.0, 100.0, 0.7
+    n = mu * s + b
+    fit = counting(s, b, n).mu_hat()
+    assert fit.mu == pytest.approx(mu, abs=1e-5)
+    assert fit.sigma == pytest.approx(math.sqrt(n) / s, rel=1e-3)
+
+
+def test_expected_limit_matches_asymptotic_formula():
+    s, b = 10.0, 50.0
+    # median expected CLs limit, background-only Asimov data n = b: √q_μ,A = Φ⁻¹(1 − α/2)
+    target = norm.ppf(1 - 0.05 / 2) ** 2 / 2
+    mu_up = optimize.brentq(lambda mu: mu * s - b * math.log(1 + mu * s / b) - target, 1e-6, 100)
+    limit = counting(s, b, b).upper_limit()
+    assert limit.median == pytest.approx(mu_up, rel=1e-4)
+    assert limit.observed == pytest.approx(mu_up, rel=1e-4)
+    assert list(limit.expected) == sorted(limit.expected)
+
+
+def _templates(rng: np.random.Generator, n_b: int = 20_000):
+    sig = fill_template(rng.normal(125, 10, 5_000), bins=12, range=(60, 200))
+    bkg = fill_template(rng.exponential(50, n_b) + 60, bins=sig.axes[0])
+    bkg = scale_template(bkg, total=5_000.0)
+    sig = scale_template(sig, total=250.0)
+    return sig, bkg
+
+
+def test_asimov_recovers_injected_mu_and_zero_significance():
+    sig, bkg = _templates(np.random.default_rng(1))
+    for mu in (0.0, 1.0):
+        ws = build_workspace(sig, bkg, asimov_counts(sig, bkg, mu))
+        inf = Inference(*model_and_data(ws))
+        assert inf.mu_hat().mu == pytest.approx(mu, abs=1e-4)
+        if mu == 0.0:
+            assert inf.discovery().z0 == pytest.approx(0.0, abs=1e-3)
+
+
+def test_agrees_with_plain_pyhf_on_the_exported_workspace():
+    rng = np.random.default_rng(2)
+    sig, bkg = _templates(rng)
+    observed = asimov_counts(sig, bkg, 0.3) + rng.normal(0, 5, 12)
+    ws = build_workspace(sig, bkg, np.clip(observed, 0, None), systematic=0.1)
+    spec = json.loads(json.dumps(dict(ws)))  # the JSON anyone can re-fit
+    model, data = model_and_data(pyhf.Workspace(spec))
+    inf = Inference(model, data)
+    limit = inf.upper_limit()
+    cls_obs = pyhf.infer.hypotest(limit.observed, data, model)
+    assert float(cls_obs) == pytest.approx(0.05, abs=2e-4)
+    for band, mu in enumerate(limit.expected):
+        expected_set = pyhf.infer.hypotest(mu, data, model, return_expected_set=True)[1]
+        assert float(expected_set[band]) == pytest.approx(0.05, abs=2e-4)
+    # CLs at a fixed μ: identical to pyhf's
+    ours_obs, ours_exp = inf.cls(0.3)
+    theirs_obs, theirs_exp = pyhf.infer.hypotest(0.3, data, model, return_expected_set=True)
+    assert ours_obs == pytest.approx(float(theirs_obs), rel=1e-3)
+    assert ours_exp == pytest.approx([float(v) for v in theirs_exp], rel=1e-3)
+    # μ̂ and p₀ against pyhf's fit and q0 hypotest
+    pars = pyhf.infer.mle.fit(data, model)
+    assert inf.mu_hat().mu == pytest.approx(float(pars[model.config.poi_index]), abs=2e-3)
+    assert inf.discovery().p0 == pytest.approx(float(pyhf.infer.hypotest(0.0, data, model, test_stat="q0")), rel=1e-2)
+
+
+def test_staterror_shrinks_with_generated_statistics():
+    rng = np.random.default_rng(3)
+    sig, _ = _templates(rng)
+    rel = []
+    for n in (1_000, 100_000):
+        gen = scale_template(fill_template(rng.exponential(50, n) + 60, bins=sig.axes[0]), total=5_000.0)
+        ws = build_workspace(sig, gen, gen.values())
+        mod = next(m for m in ws["channels"][0]["samples"][1]["modifiers"] if m["type"] == "staterror")
+        rel.append(np.array(mod["data"]) / gen.values())
+    assert np.median(rel[0] / rel[1]) == pytest.approx(10.0, rel=0.1)
+
+
+def test_systematic_kinds_build_valid_models():
+    sig, bkg = _templates(np.random.default_rng(4))
+    for kind, types in (("normsys", {"normsys"}), ("shapesys", {"shapesys"}), ("both", {"normsys", "shapesys"})):
+        ws = build_workspace(sig, bkg, bkg.values(), systematic=0.2, systematic_kind=kind)
+        found = {m["type"] for m in ws["channels"][0]["samples"][1]["modifiers"]} - {"staterror"}
+        assert found == types
+        assert Inference(*model_and_data(ws)).upper_limit().median > 0
+
+
+def test_bad_input_is_named():
+    rng = np.random.default_rng(5)
+    sig, bkg = _templates(rng)
+    holes = fill_template(np.full(100, 70.0), bins=sig.axes[0])
+    with pytest.raises(InputError, match="bin"):
+        build_workspace(sig, holes, holes.values())
+    ws = build_workspace(sig, holes, holes.values(), empty_bins="floor")
+    assert min(ws["channels"][0]["samples"][1]["data"]) > 0
+    other = fill_template(rng.normal(125, 10, 100), bins=10, range=(60, 200))
+    with pytest.raises(InputError, match="binning"):
+        build_workspace(sig, other, other.values())
+    with pytest.raises(InputError, match="non-negative"):
+        build_workspace(sig, bkg, -bkg.values())
+    with pytest.raises(InputError, match="positive"):
+        scale_template(bkg, factor=0.0)
+    with pytest.raises(InputError, match="NaN"):
+        fill_template(np.array([1.0, np.nan]), bins=2, range=(0, 2))
+
+
+@pytest.fixture(scope="module")
+def scan_inputs():
+    rng = np.random.default_rng(6)
+    return (Sample(rng.normal(125, 10, 5_000)), Sample(rng.exponential(50, 20_000) + 60),
+            Sample(rng.exponential(50, 200_000) + 60))
+
+
+def test_scan_rows_reference_and_reproducibility(scan_inputs, tmp_path):
+    kwargs = dict(bins=10, range=(60, 200), luminosities=[0.5, 5.0], n_generated=[2_000, 200_000],
+                  systematics=[0.05, 0.2], progress=False)
+    rows = scan(*scan_inputs, **kwargs)
+    assert len(rows) == 2 * 2 * 3
+    for r in rows:
+        if r["template"] == "mc":  # the data are the MC's Asimov counts: no bias, no spurious signal
+            assert abs(r["mu_hat"]) < 1e-4 and abs(r["z_signed"]) < 1e-2 and r["delta_ul_median"] == 0
+        assert r["ul_expected_m2"] < r["ul_expected_median"] < r["ul_expected_p2"]
+    big = [r for r in rows if r["n_generated"] == 200_000]
+    assert all(abs(r["z_signed"]) < 3 for r in big)  # same distribution as the MC
+    # the background yield follows the luminosity, the signal is 5 % of it
+    r = rows[0]
+    assert r["signal_yield"] == pytest.approx(0.05 * r["background_yield"])
+    assert rows == scan(*scan_inputs, **kwargs, processes=2)
+    assert rows_to_csv(rows).count("\n") == len(rows) + 1
+
+
+def test_scan_bad_input(scan_inputs):
+    with pytest.raises(InputError, match="luminosities"):
+        scan(*scan_inputs, bins=10, range=(60, 200), luminosities=[0.0], progress=False)
+    with pytest.raises(InputError, match="n_generated"):
+        scan(*scan_inputs, bins=10, range=(60, 200), n_generated=[0], progress=False)
+    with pytest.raises(InputError, match="has 200,000"):
+        scan(*scan_inputs, bins=10, range=(60, 200), n_generated=[10**6], progress=False)
+    with pytest.raises(InputError, match="scan point .*N_gen 10\\b"):
+        scan(*scan_inputs, bins=10, range=(60, 200), luminosities=[1.0], n_generated=[10], systematics=[0.1],
+             progress=False)
+
+
+def test_classifier_cut_and_crosscheck():
+    rng = np.random.default_rng(7)
+    sig = rng.normal([1.0, 1.0], 1.0, size=(4_000, 2))
+    gen = rng.normal([-1.0, 0.0], 1.5, size=(8_000, 2))
+    mc = rng.normal([-1.0, 0.0], 1.5, size=(8_000, 2))
+    cut = train_signal_classifier(sig, gen, seed=0)
+    assert cut.select(sig).mean() > 0.7 and cut.select(mc).mean() < 0.3
+    check = cut_crosscheck(cut, gen[:4000], mc[:4000], fit_generated=gen[:4000, 0], fit_mc=mc[:4000, 0],
+                           edges=np.linspace(-6, 6, 13))
+    assert abs(check["efficiency_pull"]) < 4 and check["shape_chi2_pvalue"] > 1e-4
+    shifted = cut_crosscheck(cut, gen[:4000] + [1.0, 0.5], mc[:4000], fit_generated=gen[:4000, 0] + 1.0,
+                             fit_mc=mc[:4000, 0], edges=np.linspace(-6, 6, 13))
+    assert abs(shifted["efficiency_pull"]) > 5
+    with pytest.raises(InputError, match="features"):
+        cut.score(np.zeros((3, 5)))
+
+
+def test_cli_fit_and_scan(tmp_path, scan_inputs):
+    import awkward as ak
+
+    from mcsurrogate.io import write_events
+
+    paths = {}
+    for name, sample in zip(("sig", "bkg", "gen"), scan_inputs):
+        paths[name] = str(tmp_path / f"{name}.parquet")
+        write_events(ak.Array({"m_bb": sample.values[:50_000]}), paths[name])
+    out = tmp_path / "fit"
+    assert main(["fit", paths["sig"], paths["bkg"], "--var", "m_bb", "--bins", "10", "--range", "60,200",
+                 "--asimov-mu", "1", "--out", str(out)]) == 0
+    result = json.loads((out / "fit.json").read_text())
+    assert result["mu_hat"] == pytest.approx(1.0, abs=1e-3)
+    model, data = model_and_data(pyhf.Workspace(json.loads((out / "workspace.json").read_text())))
+    assert float(pyhf.infer.hypotest(result["ul_observed"], data, model)) == pytest.approx(0.05, abs=2e-4)
+    assert main(["fit", paths["sig"], paths["bkg"], "--var", "m_bb", "--range", "60,200", "--out", str(out)]) == 2
+    assert main(["fit", paths["sig"], paths["bkg"], "--var", "nope", "--range", "60,200",
+                 "--out", str(tmp_path / "x")]) == 2
+    out = tmp_path / "scan"
+    assert main(["scan", paths["sig"], paths["bkg"], paths["gen"], "--var", "m_bb", "--bins", "10",
+                 "--range", "60,200", "--lumis", "1,10", "--ngen", "1000,50000", "--systematics", "0.1",
+                 "--out", str(out)]) == 0
+    rows = json.loads((out / "scan.json").read_text())["rows"]
+    assert len(rows) == 2 * 3
+    assert (out / "scan.csv").exists() and (out / "ul_vs_lumi_syst10.png").stat().st_size > 1000
