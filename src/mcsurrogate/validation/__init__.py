@@ -1,5 +1,5 @@
 """Statistical validation of generated samples against Monte Carlo: 1-D divergences with MC-vs-MC baselines and
-classifier two-sample tests."""
+classifier two-sample tests, density ratios, Fréchet/kernel physics distances, correlations, plots and reports."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ from .c2st import C2STResult, c2st
 from .correlations import CorrelationComparison, compare_correlations
 from .density_ratio import DensityRatio, fit_density_ratio, reweighted_c2st
 from .divergences import FeatureDivergence, binned_divergences, compare_features
+from .physics_distances import fpd, frechet_distance, kpd
+from .report import ValidationReport, validate, write_report
 
-__all__ = ["C2STResult", "CorrelationComparison", "DensityRatio", "FeatureDivergence", "binned_divergences", "c2st",
-           "compare_correlations", "compare_features", "fit_density_ratio", "reweighted_c2st"]
+__all__ = ["C2STResult", "CorrelationComparison", "DensityRatio", "FeatureDivergence", "ValidationReport",
+           "binned_divergences", "c2st", "compare_correlations", "compare_features", "fit_density_ratio", "fpd",
+           "frechet_distance", "kpd", "reweighted_c2st", "validate", "write_report"]

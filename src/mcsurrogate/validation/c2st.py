@@ -74,6 +74,21 @@ def _weights(w: np.ndarray | None, n: int, name: str) -> np.ndarray:
     return w
 
 
+def _grouped_auc(group: np.ndarray, n_groups: int, w_pos: np.ndarray, w_neg: np.ndarray) -> float:
+    """Weighted ROC AUC from events grouped by tied score (``group`` = rank of the score among unique values).
+
+    AUC = Σ_u P_u (N_{<u} + ½ N_u) / (ΣP ΣN), with P_u, N_u the positive and negative weight at score value u.
+    One ``bincount`` per call (O(n)), the same number as ``sklearn.metrics.roc_auc_score`` with weights
+    (tested), which re-sorts at every call: this is what makes 200 permutations and 200 bootstrap
+    resamplings of 10⁶ held-out events take seconds instead of minutes.
+    """
+    pos = np.bincount(group, weights=w_pos, minlength=n_groups)
+    neg = np.bincount(group, weights=w_neg, minlength=n_groups)
+    below = np.cumsum(neg) - neg
+    total = pos.sum() * neg.sum()
+    return float(np.sum(pos * (below + 0.5 * neg)) / total) if total > 0 else float("nan")
+
+
 def c2st(
     reference: np.ndarray,
     candidate: np.ndarray,
@@ -120,12 +135,17 @@ def c2st(
     yt, wt = y[test], w[test]
     auc = float(roc_auc_score(yt, s, sample_weight=wt))
     acc = float(accuracy_score(yt, s > 0.5, sample_weight=wt))
+    values, group = np.unique(s, return_inverse=True)
+    k = len(values)
     boots = []
     for _ in range(n_bootstrap):
-        i = rng.integers(0, len(yt), len(yt))
-        if 0 < yt[i].sum() < len(i):
-            boots.append(roc_auc_score(yt[i], s[i], sample_weight=wt[i]))
+        counts = np.bincount(rng.integers(0, len(yt), len(yt)), minlength=len(yt)) * wt
+        boots.append(_grouped_auc(group, k, counts * yt, counts * (1 - yt)))
+    boots = [b for b in boots if np.isfinite(b)]
     ci = (float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))) if boots else (float("nan"),) * 2
-    null = np.array([roc_auc_score(rng.permutation(yt), s, sample_weight=wt) for _ in range(n_permutations)])
+    null = np.empty(n_permutations)
+    for i in range(n_permutations):
+        yp = rng.permutation(yt)
+        null[i] = _grouped_auc(group, k, wt * yp, wt * (1 - yp))
     p = float((1 + np.sum(null >= auc)) / (1 + n_permutations))
     return C2STResult(auc, ci, acc, p, len(a), len(b), classifier, notes, s, yt)
