@@ -127,10 +127,13 @@ def c2st(
                                                                random_state=seed))
     else:
         raise InputError(f"unknown classifier {classifier!r}; choose 'hgb' or 'mlp'")
-    fit_kw = {"sample_weight": w[train]} if classifier == "hgb" else {}
-    if classifier == "mlp" and not np.allclose(w, 1):
-        notes.append("MLPClassifier cannot take event weights in its fit; the weights enter AUC and accuracy only")
-    model.fit(x[train], y[train], **fit_kw)
+    fit_kw = {"sample_weight": w[train]} if classifier == "hgb" else {"mlpclassifier__sample_weight": w[train]}
+    try:
+        model.fit(x[train], y[train], **fit_kw)
+    except TypeError:  # scikit-learn < 1.7: MLPClassifier.fit takes no sample_weight
+        notes.append("this scikit-learn's MLPClassifier takes no event weights in its fit; they enter AUC and "
+                     "accuracy only")
+        model.fit(x[train], y[train])
     s = model.predict_proba(x[test])[:, 1]
     yt, wt = y[test], w[test]
     auc = float(roc_auc_score(yt, s, sample_weight=wt))
