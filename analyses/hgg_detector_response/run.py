@@ -52,8 +52,8 @@ def quality(name: str, result: dict) -> dict:
         designed = [(j, j + 3) for j in range(3)]
         diff = [abs(cg[a, b] - ct[a, b]) for a, b in designed]
         others = [abs(cg[a, b]) for a in range(6) for b in range(a + 1, 6) if (a, b) not in designed]
-        bars["designed_correlations_within_0.03"] = {"value": max(diff), "holds": max(diff) <= 0.03}
-        bars["other_correlations_within_0.03_of_zero"] = {"value": max(others), "holds": max(others) <= 0.03}
+        bars["designed_correlations_within_0.03"] = {"value": max(diff), "holds": bool(max(diff) <= 0.03)}
+        bars["other_correlations_within_0.03_of_zero"] = {"value": max(others), "holds": bool(max(others) <= 0.03)}
     if name == "asymmetric":
         dropped = (result.get("data") or {}).get("dropped_outside_preprocessing_domain", 0)
         rel = max(abs(ev["tail_fraction_generated"][k] / ev["tail_fraction_target"][k] - 1)
