@@ -132,6 +132,11 @@ class Surrogate:
         return list(self.spec.conditions)
 
     @property
+    def noise_features(self) -> int:
+        """Dimension of the standard-normal noise one sampled event consumes (see ``noise=`` of :meth:`sample`)."""
+        return self._require_model().noise_features
+
+    @property
     def conditional(self) -> bool:
         return bool(self.spec.conditions)
 
@@ -313,8 +318,13 @@ class Surrogate:
         seed: int | np.random.Generator = 0,
         batch_size: int = 100_000,
         progress: bool | None = None,
+        noise: np.ndarray | None = None,
     ) -> Iterator[ak.Array]:
-        """Yield the sample of :meth:`sample` in batches of at most ``batch_size`` events (bounded memory)."""
+        """Yield the sample of :meth:`sample` in batches of at most ``batch_size`` events (bounded memory).
+
+        ``noise`` (shape (n, noise_features), standard normal) replaces the seeded draw, e.g. noise keyed to
+        event numbers so that a result does not depend on how the events were partitioned.
+        """
         model = self._require_model().to(self.device).eval()
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         c = None
@@ -333,14 +343,19 @@ class Surrogate:
                 raise InputError(f"pass the number of events to sample as a non-negative n, got {n!r}")
         if batch_size < 1:
             raise InputError(f"batch_size must be positive, got {batch_size}")
+        if noise is not None:
+            noise = np.asarray(noise, dtype=np.float32)
+            if noise.shape != (n, model.noise_features):
+                raise InputError(f"noise must have shape ({n}, {model.noise_features}); got {noise.shape}")
         bar = tqdm(total=n, disable=(None if progress is None else not progress), desc="sampling", unit="ev", unit_scale=True)
         try:
             for start in range(0, n, batch_size):
                 stop = min(n, start + batch_size)
-                noise = model.draw_noise(stop - start, rng).to(self.device)
+                z = (model.draw_noise(stop - start, rng) if noise is None
+                     else torch.from_numpy(noise[start:stop])).to(self.device)
                 ctx = None if c is None else torch.as_tensor(cy[start:stop], dtype=torch.float32, device=self.device)
                 with torch.inference_mode():
-                    y = model.sample_from_noise(noise, ctx).double().cpu().numpy()
+                    y = model.sample_from_noise(z, ctx).double().cpu().numpy()
                 x = self.preprocessor.inverse(y)
                 yield self._records(x, None if c is None else c[start:stop])
                 bar.update(stop - start)
@@ -355,6 +370,7 @@ class Surrogate:
         seed: int | np.random.Generator = 0,
         batch_size: int = 100_000,
         progress: bool | None = None,
+        noise: np.ndarray | None = None,
     ) -> ak.Array:
         """Generate events: ``n`` of them (unconditional), or one per row of ``conditions``.
 
@@ -362,7 +378,8 @@ class Surrogate:
         spec whose columns are all present come back too, as vector ``Momentum4D`` lists (e.g. ``photons``),
         so ``(ev.photons[:, 0] + ev.photons[:, 1]).mass`` works. Same seed, same sample, whatever ``batch_size``.
         """
-        parts = list(self.sample_batches(n, conditions, seed=seed, batch_size=batch_size, progress=progress))
+        parts = list(self.sample_batches(n, conditions, seed=seed, batch_size=batch_size, progress=progress,
+                                         noise=noise))
         if not parts:
             return self._records(np.zeros((0, len(self.targets))), np.zeros((0, len(self.conditions))) if self.conditional else None)
         return ak.concatenate(parts) if len(parts) > 1 else parts[0]

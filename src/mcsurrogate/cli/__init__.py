@@ -18,7 +18,7 @@ from ..errors import MCSurrogateError
 
 #: command-group modules, each with ``register(subparsers)``; imported lazily so that
 #: ``mcsurrogate --help`` stays fast and a missing optional extra only breaks its own command.
-_GROUPS = ("core", "response", "validate", "stats")
+_GROUPS = ("core", "response", "validate", "stats", "distributed")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,212 @@
+"""Surrogate detector response inside columnar analyses: plain awkward arrays, coffea processors, dask-awkward.
+
+:func:`add_surrogate_objects` takes events with a truth collection (e.g. ``GenPhoton``: pt in GeV, eta, phi) and
+pile-up (e.g. ``Pileup.nTrueInt``) and returns them with a new collection (e.g. ``SmearedPhoton``) of surrogate
+reco objects, ``reco = truth + Δ`` with Δ drawn from a response model (:func:`~.surrogate.train_response`). The
+same call works on
+
+* a plain ``ak.Array`` (any record array with those fields), or coffea NanoEvents in eager mode;
+* a ``dask_awkward.Array`` (coffea's default NanoEvents, or ``dak.from_parquet``): it becomes one
+  ``map_partitions`` task per partition, so it runs unchanged inside a coffea processor's ``process(events)``.
+
+Reproducibility: when the events carry event identifiers (NanoAOD's ``run``, ``luminosityBlock``, ``event``) the
+noise of each event is a counter-based hash of (seed, identifiers, noise index) mapped through Φ⁻¹, so an event
+gets the same reco objects whatever partition or chunk it is processed in. Without identifiers, each chunk is
+seeded from (seed, a digest of its truth p_T values): reproducible for a fixed partitioning.
+
+Objects are taken in decreasing p_T; events with fewer than the model's number of objects (two photons) get an
+empty ``SmearedPhoton`` list. The new objects are vector ``Momentum4D`` records (pt, eta, phi, mass = 0).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import awkward as ak
+import numpy as np
+import vector
+from scipy.special import ndtri
+
+from ..errors import InputError
+from ..surrogate import Surrogate
+from .surrogate import DEFAULT_LAYOUT, ResponseLayout, wrap_phi
+
+__all__ = ["add_surrogate_objects", "event_noise", "pair_mass"]
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    z = x + _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def event_noise(keys: np.ndarray, dims: int, seed: int) -> np.ndarray:
+    """Standard-normal noise (n, ``dims``), float32, a pure function of (seed, each row of ``keys``, column).
+
+    ``keys`` is an (n, k) integer array identifying events (e.g. run, lumi block, event number). SplitMix64 mixes
+    them into 53-bit uniforms in (0, 1), mapped to normals with Φ⁻¹.
+    """
+    keys = np.atleast_2d(np.asarray(keys)).astype(np.uint64)
+    with np.errstate(over="ignore"):
+        h = _splitmix64(np.full(len(keys), np.uint64(seed & 0xFFFFFFFFFFFFFFFF)))
+        for j in range(keys.shape[1]):
+            h = _splitmix64(h ^ keys[:, j])
+        cols = [_splitmix64(h ^ np.uint64(d + 1) * _GOLDEN) for d in range(dims)]
+    bits = np.stack(cols, axis=1) >> np.uint64(11)
+    u = (bits.astype(np.float64) + 0.5) / float(1 << 53)
+    return ndtri(u).astype(np.float32)
+
+
+def _field(events: ak.Array, path: str) -> ak.Array:
+    """``events[path]`` where ``path`` is ``"a.b"`` (nested) or a top-level name; clear error otherwise."""
+    current = events
+    for part in path.split("."):
+        if part not in ak.fields(current):
+            raise InputError(f"the events have no field {path!r} (at {part!r}; fields there: {ak.fields(current)})")
+        current = current[part]
+    return current
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(path: str) -> Surrogate:
+    return Surrogate.load(path, device="cpu")
+
+
+def _model(model: Surrogate | str | os.PathLike[str]) -> Surrogate:
+    return model if isinstance(model, Surrogate) else _load_cached(str(Path(model)))
+
+
+def _eager(
+    events: ak.Array, model: Surrogate | str | os.PathLike[str], truth: str, pileup: str, out: str, seed: int,
+    event_id: Sequence[str], layout: ResponseLayout,
+) -> ak.Array:
+    surrogate = _model(model)
+    objects = _field(events, truth)
+    for f in ("pt", "eta", "phi"):
+        if f not in ak.fields(objects):
+            raise InputError(f"the truth collection {truth!r} has no field {f!r} (fields: {ak.fields(objects)})")
+    mu = ak.to_numpy(_field(events, pileup)).astype(np.float64)
+    objects = objects[ak.argsort(objects.pt, axis=1, ascending=False)]
+    n = layout.n
+    keep = ak.to_numpy(ak.num(objects, axis=1) >= n)
+    sel = objects[keep][:, :n]
+    columns = {}
+    for i in range(n):
+        for f in layout.fields:
+            columns[f"{layout.prefix}{i + 1}_{f}"] = ak.to_numpy(sel[:, i][f]).astype(np.float64)
+    columns[layout.pileup] = mu[keep]
+    n_sel = int(keep.sum())
+    reco = {f: np.zeros((n_sel, n)) for f in layout.fields}
+    if n_sel:
+        missing = [c for c in surrogate.conditions if c not in columns]
+        if missing:
+            raise InputError(f"the response model needs conditions {missing} that {truth!r}/{pileup!r} do not give")
+        bad = [c for c in surrogate.conditions if not np.isfinite(columns[c]).all()]
+        if bad:
+            raise InputError(f"truth columns {bad} have NaN/inf values")
+        noise = _noise(events, keep, columns, surrogate.noise_features, seed, event_id)
+        conditions = ak.zip({c: columns[c] for c in surrogate.conditions})
+        delta = surrogate.sample(conditions=conditions, noise=noise, progress=False)
+        for i in range(n):
+            for f in layout.fields:
+                col = f"{layout.prefix}{i + 1}_{f}"
+                value = columns[col] + ak.to_numpy(delta[f"d_{col}"])
+                reco[f][:, i] = wrap_phi(value) if f == "phi" else value
+    counts = np.where(keep, n, 0)
+    flat = {f: reco[f].reshape(-1) for f in ("pt", "eta", "phi")}
+    flat["mass"] = np.zeros(n_sel * n)
+    objs = ak.unflatten(ak.zip(flat, with_name="Momentum4D"), counts)
+    result = ak.with_field(events, objs, out)
+    return ak.Array(result, behavior={**vector.backends.awkward.behavior, **(events.behavior or {})})
+
+
+def _partition(
+    events: ak.Array, model: Surrogate | str | os.PathLike[str], truth: str, pileup: str, out: str, seed: int,
+    event_id: Sequence[str], layout: ResponseLayout,
+) -> ak.Array:
+    """One dask partition. On typetracer input (dask-awkward's column optimisation) it touches the columns the
+    real call reads and returns the output's type without running the model."""
+    if ak.backend(events) != "typetracer":
+        return _eager(events, model, truth, pileup, out, seed, event_id, layout)
+    objects = _field(events, truth)
+    for f in layout.fields:
+        ak.typetracer.touch_data(objects[f])
+    ak.typetracer.touch_data(_field(events, pileup))
+    for name in event_id:
+        if name in ak.fields(events):
+            ak.typetracer.touch_data(events[name])
+    empty = ak.Array(events.layout.form.length_zero_array(), behavior=events.behavior)
+    objs = _eager(empty, model, truth, pileup, out, seed, event_id, layout)[out]
+    result = ak.with_field(events, ak.Array(objs.layout.to_typetracer(forget_length=True)), out)
+    return ak.Array(result, behavior={**vector.backends.awkward.behavior, **(events.behavior or {})})
+
+
+def _noise(events: ak.Array, keep: np.ndarray, columns: dict[str, np.ndarray], dims: int, seed: int,
+           event_id: Sequence[str]) -> np.ndarray:
+    if event_id and all(name in ak.fields(events) for name in event_id):
+        keys = np.stack([ak.to_numpy(events[name]).astype(np.int64).view(np.uint64)[keep] for name in event_id], axis=1)
+        return event_noise(keys, dims, seed)
+    digest = hashlib.blake2b(np.ascontiguousarray(columns[next(iter(columns))]).tobytes(), digest_size=8).digest()
+    rng = np.random.default_rng([seed, int.from_bytes(digest, "little")])
+    return rng.standard_normal((int(keep.sum()), dims), dtype=np.float32)
+
+
+def add_surrogate_objects(
+    events: Any,
+    model: Surrogate | str | os.PathLike[str],
+    *,
+    truth: str = "GenPhoton",
+    pileup: str = "Pileup.nTrueInt",
+    out: str = "SmearedPhoton",
+    seed: int = 0,
+    event_id: Sequence[str] = ("run", "luminosityBlock", "event"),
+    layout: ResponseLayout = DEFAULT_LAYOUT,
+) -> Any:
+    """Return ``events`` with a new collection ``out`` of surrogate reco objects (see the module docstring).
+
+    ``model`` is a response surrogate or the path of its saved directory (loaded once per process, which is what
+    dask workers need). ``truth`` and ``pileup`` name fields, nested with dots (``"Pileup.nTrueInt"``).
+    Works on awkward arrays and, lazily, on dask-awkward arrays.
+    """
+    if "dask_awkward" in sys.modules:
+        import dask_awkward as dak
+
+        if isinstance(events, dak.Array):
+            meta = _partition(events._meta, model, truth, pileup, out, seed, tuple(event_id), layout)
+            return dak.map_partitions(_partition, events, model, truth, pileup, out, seed, tuple(event_id), layout,
+                                      meta=meta, label="mcsurrogate-response")
+    return _eager(events, model, truth, pileup, out, seed, event_id, layout)
+
+
+def _pair_mass(objects: ak.Array) -> ak.Array:
+    if ak.backend(objects) == "typetracer":
+        for f in ("pt", "eta", "phi", "mass"):
+            ak.typetracer.touch_data(objects[f])
+        empty = _pair_mass(ak.Array(objects.layout.form.length_zero_array()))
+        return ak.Array(empty.layout.to_typetracer(forget_length=True))
+    two = objects[ak.num(objects, axis=1) >= 2]
+    first = ak.zip({f: two[:, 0][f] for f in ("pt", "eta", "phi", "mass")}, with_name="Momentum4D",
+                   behavior=vector.backends.awkward.behavior)
+    second = ak.zip({f: two[:, 1][f] for f in ("pt", "eta", "phi", "mass")}, with_name="Momentum4D",
+                    behavior=vector.backends.awkward.behavior)
+    return (first + second).mass
+
+
+def pair_mass(objects: Any) -> Any:
+    """Invariant mass (GeV) of the two leading objects, for events with at least two (awkward or dask-awkward)."""
+    if "dask_awkward" in sys.modules:
+        import dask_awkward as dak
+
+        if isinstance(objects, dak.Array):
+            return dak.map_partitions(_pair_mass, objects, meta=_pair_mass(objects._meta),
+                                      label="mcsurrogate-pair-mass")
+    return _pair_mass(objects)
