@@ -47,12 +47,22 @@ def main() -> None:
     for _ in range(5):
         roc_auc_score(rng.permutation(result.labels), result.scores)
     sk = (time.perf_counter() - t1) / 5 * args.permutations
-    report = {"events": 2 * n, "features": ref.shape[1], "cores": os.cpu_count(), "seconds": total,
-              "auc": result.auc, "auc_ci": list(result.auc_ci), "p_value": result.p_value,
-              "permutations": args.permutations, "sklearn_permutation_null_seconds_estimate": sk}
-    print(f"C2ST on {2 * n:,} events × {ref.shape[1]} features ({os.cpu_count()} cores): {total:.1f} s "
-          f"(target ≤ 180 s); AUC {result.auc:.4f} [{result.auc_ci[0]:.4f}, {result.auc_ci[1]:.4f}], "
-          f"p = {result.p_value:.3g} ({args.permutations} permutations)")
+    report = {
+        "events": 2 * n,
+        "features": ref.shape[1],
+        "cores": os.cpu_count(),
+        "seconds": total,
+        "auc": result.auc,
+        "auc_ci": list(result.auc_ci),
+        "p_value": result.p_value,
+        "permutations": args.permutations,
+        "sklearn_permutation_null_seconds_estimate": sk,
+    }
+    print(
+        f"C2ST on {2 * n:,} events × {ref.shape[1]} features ({os.cpu_count()} cores): {total:.1f} s "
+        f"(target ≤ 180 s); AUC {result.auc:.4f} [{result.auc_ci[0]:.4f}, {result.auc_ci[1]:.4f}], "
+        f"p = {result.p_value:.3g} ({args.permutations} permutations)"
+    )
     print(f"the permutation null with sklearn.metrics.roc_auc_score would take ≈ {sk:.0f} s on its own")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:

@@ -90,7 +90,11 @@ def main() -> None:
     base.eval()
     base_sample = time_sampling(lambda c: base.sample(1, context=c), device, sample_batch, seconds)
     n_par = sum(p.numel() for p in base.parameters())
-    results["nflows-default-maf"] = {"train_events_per_s": base_train, "sample_events_per_s": base_sample, "parameters": n_par}
+    results["nflows-default-maf"] = {
+        "train_events_per_s": base_train,
+        "sample_events_per_s": base_sample,
+        "parameters": n_par,
+    }
     print(f"{'model':<22}{'params':>10}{'train ev/s':>14}{'× base':>8}{'sample ev/s':>14}{'× base':>8}")
     print(f"{'nflows-default-maf':<22}{n_par:>10}{base_train:>14.3g}{1:>8.2f}{base_sample:>14.3g}{1:>8.2f}")
 
@@ -100,16 +104,31 @@ def main() -> None:
         flow = build_flow(cfg, D, C).to(device)
         tr = time_training(flow.log_prob, flow.parameters(), device, train_batch, seconds)
         flow.eval()
-        sa = time_sampling(lambda c: flow.sample_from_noise(flow.draw_noise(len(c), rng).to(device), c), device, sample_batch, seconds)
+        sa = time_sampling(
+            lambda c, flow=flow: flow.sample_from_noise(flow.draw_noise(len(c), rng).to(device), c),
+            device,
+            sample_batch,
+            seconds,
+        )
         n_par = sum(p.numel() for p in flow.parameters())
-        results[name] = {"train_events_per_s": tr, "sample_events_per_s": sa, "parameters": n_par,
-                         "train_ratio": tr / base_train, "sample_ratio": sa / base_sample}
+        results[name] = {
+            "train_events_per_s": tr,
+            "sample_events_per_s": sa,
+            "parameters": n_par,
+            "train_ratio": tr / base_train,
+            "sample_ratio": sa / base_sample,
+        }
         print(f"{name:<22}{n_par:>10}{tr:>14.3g}{tr / base_train:>8.2f}{sa:>14.3g}{sa / base_sample:>8.2f}")
 
-    meta = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "machine": platform.platform(), "processor": platform.processor(),
-            "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else None,
-            "size": {"targets": D, "conditions": C, "blocks": BLOCKS, "hidden": HIDDEN, "layers": 2}}
+    meta = {
+        "device": str(device),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.platform(),
+        "processor": platform.processor(),
+        "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else None,
+        "size": {"targets": D, "conditions": C, "blocks": BLOCKS, "hidden": HIDDEN, "layers": 2},
+    }
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"meta": meta, "results": results}, fh, indent=2)

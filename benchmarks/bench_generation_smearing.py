@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable
 
 import awkward as ak
-import numpy as np
 
 from mcsurrogate.data_files import load_default_truth
 from mcsurrogate.generators import generate_higgs_diphoton
@@ -36,14 +35,21 @@ def main() -> None:
     print(f"{'path':<44}{'events/s':>12}")
     for mpi, had in ((False, False), (True, False), (False, True), (True, True)):
         t = time.perf_counter()
-        _, stats = generate_higgs_diphoton(args.events, seed=1, mpi=mpi, hadronization=had, chunk_size=args.events,
-                                           progress=False)
+        _, stats = generate_higgs_diphoton(
+            args.events, seed=1, mpi=mpi, hadronization=had, chunk_size=args.events, progress=False
+        )
         rate = args.events / (time.perf_counter() - t)
         key = f"pythia mpi={'on' if mpi else 'off'} hadronization={'on' if had else 'off'}"
-        out["pythia"][key] = {"accepted_per_s": rate, "accepted_per_cpu_s": stats.events_per_cpu_second,
-                              "init_cpu_s": stats.init_cpu_seconds, "acceptance": stats.accepted / stats.tried}
-        print(f"{key + ' (per CPU s)':<44}{stats.events_per_cpu_second:>12.3g}"
-              f"   wall-clock {rate:.3g} (initialisation {stats.init_cpu_seconds:.1f} CPU s)")
+        out["pythia"][key] = {
+            "accepted_per_s": rate,
+            "accepted_per_cpu_s": stats.events_per_cpu_second,
+            "init_cpu_s": stats.init_cpu_seconds,
+            "acceptance": stats.accepted / stats.tried,
+        }
+        print(
+            f"{key + ' (per CPU s)':<44}{stats.events_per_cpu_second:>12.3g}"
+            f"   wall-clock {rate:.3g} (initialisation {stats.init_cpu_seconds:.1f} CPU s)"
+        )
     truth = load_default_truth()
     big = ak.concatenate([truth] * (1 + 1_000_000 // len(truth)))[:1_000_000]
     pt, eta = (ak.to_numpy(big.photons[f]) for f in ("pt", "eta"))
@@ -60,15 +66,20 @@ def main() -> None:
         return n / min(times)
 
     for scenario in ("baseline", "correlation", "asymmetric"):
-        rate = best_rate(lambda: smear_responses(pt, eta, mu, SmearingConfig(scenario), seed=2), len(mu))
+        rate = best_rate(
+            lambda scenario=scenario: smear_responses(pt, eta, mu, SmearingConfig(scenario), seed=2), len(mu)
+        )
         out["smearing"][f"responses {scenario}"] = rate
         print(f"{'reference smearing, numpy, ' + scenario:<44}{rate:>12.3g}")
     smear_rate = best_rate(lambda: smear_photons(big, SmearingConfig("baseline"), seed=2), len(big))
     out["smearing"]["smear_photons baseline"] = smear_rate
     print(f"{'reference smearing (awkward records)':<44}{smear_rate:>12.3g}")
     smeared = smear_photons(truth, SmearingConfig("baseline"), seed=2)
-    model = Surrogate.load(args.model) if args.model else train_response(
-        smeared[:50_000], "demo", training={"epochs": 2, "device": "cpu"}, progress=False)
+    model = (
+        Surrogate.load(args.model)
+        if args.model
+        else train_response(smeared[:50_000], "demo", training={"epochs": 2, "device": "cpu"}, progress=False)
+    )
     sub = truth[:100_000]
     apply_response(model, sub[:1000], seed=0)  # warm-up
     t = time.perf_counter()
@@ -80,9 +91,14 @@ def main() -> None:
     full = out["pythia"]["pythia mpi=on hadronization=on"]["accepted_per_cpu_s"]
     reference_rate = 1 / (1 / full + 1 / smear_rate)
     print(f"surrogate vs Pythia (MPI + hadronisation) + smearing, per event: {apply_rate / reference_rate:.3g}×")
-    print(f"surrogate vs Pythia (fast settings) + smearing, per event:       {apply_rate / (1 / (1 / slow + 1 / smear_rate)):.3g}×")
-    out |= {"smearing_per_s": smear_rate, "surrogate_apply_per_s": apply_rate,
-            "speedup_vs_full_pythia_and_smearing": apply_rate / reference_rate}
+    print(
+        f"surrogate vs Pythia (fast settings) + smearing, per event:       {apply_rate / (1 / (1 / slow + 1 / smear_rate)):.3g}×"
+    )
+    out |= {
+        "smearing_per_s": smear_rate,
+        "surrogate_apply_per_s": apply_rate,
+        "speedup_vs_full_pythia_and_smearing": apply_rate / reference_rate,
+    }
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(out, fh, indent=2)

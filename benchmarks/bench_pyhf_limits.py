@@ -29,11 +29,28 @@ def workspace_model(seed: int = 0) -> tuple[object, np.ndarray]:
     x = np.linspace(0.0, 1.0, 20)
     b = 1000.0 * np.exp(-3.0 * x) + 20.0
     s = 50.0 * np.exp(-0.5 * ((x - 0.5) / 0.1) ** 2)
-    spec = {"channels": [{"name": "sr", "samples": [
-        {"name": "signal", "data": s.tolist(), "modifiers": [{"name": "mu", "type": "normfactor", "data": None}]},
-        {"name": "background", "data": b.tolist(), "modifiers": [
-            {"name": "bkg_norm", "type": "normsys", "data": {"hi": 1.1, "lo": 0.9}},
-            {"name": "staterror_sr", "type": "staterror", "data": (0.3 * np.sqrt(b)).tolist()}]}]}]}
+    spec = {
+        "channels": [
+            {
+                "name": "sr",
+                "samples": [
+                    {
+                        "name": "signal",
+                        "data": s.tolist(),
+                        "modifiers": [{"name": "mu", "type": "normfactor", "data": None}],
+                    },
+                    {
+                        "name": "background",
+                        "data": b.tolist(),
+                        "modifiers": [
+                            {"name": "bkg_norm", "type": "normsys", "data": {"hi": 1.1, "lo": 0.9}},
+                            {"name": "staterror_sr", "type": "staterror", "data": (0.3 * np.sqrt(b)).tolist()},
+                        ],
+                    },
+                ],
+            }
+        ]
+    }
     model = pyhf.Model(spec, poi_name="mu")
     observed = np.random.default_rng(seed).poisson(b).astype(float)
     return model, np.concatenate([observed, model.config.auxdata])
@@ -45,9 +62,12 @@ def main() -> None:
     ap.add_argument("--skip-scan", action="store_true")
     ap.add_argument("--processes", type=int, default=1, help="worker processes for the scan")
     args = ap.parse_args()
-    report: dict[str, object] = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-                                 "pyhf": pyhf.__version__, "backend": pyhf.get_backend()[0].name,
-                                 "optimizer": pyhf.get_backend()[1].name}
+    report: dict[str, object] = {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "pyhf": pyhf.__version__,
+        "backend": pyhf.get_backend()[0].name,
+        "optimizer": pyhf.get_backend()[1].name,
+    }
     model, data = workspace_model()
 
     t0 = time.perf_counter()
@@ -59,11 +79,19 @@ def main() -> None:
     ref = np.array([float(ref_obs), *[float(v) for v in ref_exp]])
     new = np.array([ours.observed, *ours.expected])
     rel = float(np.max(np.abs(new / ref - 1)))
-    report["upper_limit"] = {"pyhf_default_s": t_pyhf, "mcsurrogate_s": t_ours, "speedup": t_pyhf / t_ours,
-                             "max_relative_difference": rel, "pyhf_limits": ref.tolist(),
-                             "mcsurrogate_limits": new.tolist(), "fits": ours.n_fits}
-    print(f"one CLs upper limit with ±1σ/±2σ bands, 20 bins, staterror + normsys ({report['backend']}/"
-          f"{report['optimizer']}):")
+    report["upper_limit"] = {
+        "pyhf_default_s": t_pyhf,
+        "mcsurrogate_s": t_ours,
+        "speedup": t_pyhf / t_ours,
+        "max_relative_difference": rel,
+        "pyhf_limits": ref.tolist(),
+        "mcsurrogate_limits": new.tolist(),
+        "fits": ours.n_fits,
+    }
+    print(
+        f"one CLs upper limit with ±1σ/±2σ bands, 20 bins, staterror + normsys ({report['backend']}/"
+        f"{report['optimizer']}):"
+    )
     print(f"  pyhf default upper_limit : {t_pyhf:8.3f} s   obs {ref[0]:.5f}  exp {np.round(ref[1:], 5).tolist()}")
     print(f"  mcsurrogate Inference    : {t_ours:8.3f} s   obs {new[0]:.5f}  exp {np.round(new[1:], 5).tolist()}")
     print(f"  speed-up {t_pyhf / t_ours:.0f}× (target ≥ 50×); largest relative difference {rel:.1e} (target ≤ 1e-2)")
@@ -74,14 +102,28 @@ def main() -> None:
         mc = Sample(rng.exponential(60.0, 100_000) + 40.0)
         generated = Sample(rng.exponential(60.5, 10**7) + 40.0)  # a slightly wrong surrogate
         t0 = time.perf_counter()
-        rows = scan(signal, mc, generated, bins=20, range=(40.0, 300.0), luminosities=np.geomspace(0.1, 100, 10),
-                    n_generated=np.geomspace(1e3, 1e7, 10).astype(int), systematics=(0.05, 0.10, 0.20),
-                    processes=args.processes)
+        rows = scan(
+            signal,
+            mc,
+            generated,
+            bins=20,
+            range=(40.0, 300.0),
+            luminosities=np.geomspace(0.1, 100, 10),
+            n_generated=np.geomspace(1e3, 1e7, 10).astype(int),
+            systematics=(0.05, 0.10, 0.20),
+            processes=args.processes,
+        )
         t_scan = time.perf_counter() - t0
-        report["scan"] = {"points": len(rows), "seconds": t_scan, "processes": args.processes,
-                          "seconds_per_point": t_scan / len(rows)}
-        print(f"full scan: {len(rows)} points (3 syst × 10 lumi × (10 N_gen + MC)) in {t_scan:.1f} s "
-              f"({t_scan / len(rows) * 1e3:.0f} ms/point, {args.processes} process(es); target ≤ 300 s)")
+        report["scan"] = {
+            "points": len(rows),
+            "seconds": t_scan,
+            "processes": args.processes,
+            "seconds_per_point": t_scan / len(rows),
+        }
+        print(
+            f"full scan: {len(rows)} points (3 syst × 10 lumi × (10 N_gen + MC)) in {t_scan:.1f} s "
+            f"({t_scan / len(rows) * 1e3:.0f} ms/point, {args.processes} process(es); target ≤ 300 s)"
+        )
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(report, fh, indent=1)

@@ -15,13 +15,16 @@ import numpy as np
 import pytest
 import uproot
 
+from mcsurrogate.errors import ModelDirectoryError
 from mcsurrogate.persistence import load_tensors
 
 from .conftest import correlated_events
 
 
 def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "mcsurrogate", *args], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mcsurrogate", *args], capture_output=True, check=False, text=True, timeout=300
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
     return proc
@@ -48,9 +51,30 @@ def root_file(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def model_dir(root_file: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("models") / "maf"
-    proc = run("train", f"{root_file}:mc", "--targets", "a,b,c", "--conditions", "mu", "--model", "maf",
-               "--blocks", "3", "--hidden", "32", "--epochs", "25", "--batch-size", "256", "--lr", "3e-3",
-               "--device", "cpu", "--out", str(out))
+    proc = run(
+        "train",
+        f"{root_file}:mc",
+        "--targets",
+        "a,b,c",
+        "--conditions",
+        "mu",
+        "--model",
+        "maf",
+        "--blocks",
+        "3",
+        "--hidden",
+        "32",
+        "--epochs",
+        "25",
+        "--batch-size",
+        "256",
+        "--lr",
+        "3e-3",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    )
     assert "saved" in proc.stdout
     assert not Path(str(out) + ".checkpoints").exists()
     return out
@@ -67,7 +91,9 @@ def test_train_then_sample_reproduces_the_distributions(model_dir: Path, root_fi
         t, g = truth[col], gen[col].to_numpy()
         assert abs(g.mean() - t.mean()) < 0.1 * t.std(), col
         assert g.std() == pytest.approx(t.std(), rel=0.1), col
-    np.testing.assert_allclose(np.corrcoef([gen.a, gen.b, gen.c]), np.corrcoef([truth["a"], truth["b"], truth["c"]]), atol=0.1)
+    np.testing.assert_allclose(
+        np.corrcoef([gen.a, gen.b, gen.c]), np.corrcoef([truth["a"], truth["b"], truth["c"]]), atol=0.1
+    )
     # ROOT output too, and the same seed gives the same numbers
     out_root = tmp_path / "gen.root"
     run("sample", str(model_dir), "--conditions-from", str(root_file), "-o", str(out_root), "--seed", "4")
@@ -83,43 +109,75 @@ def test_info(model_dir: Path) -> None:
 
 
 def test_bad_inputs_get_one_paragraph(root_file: Path, model_dir: Path, tmp_path: Path) -> None:
-    fails_with(run("train", str(tmp_path / "nope.root"), "--targets", "a", "--out", str(tmp_path / "m"), check=False),
-               "nope.root")
-    fails_with(run("train", f"{root_file}:wrongtree", "--targets", "a", "--out", str(tmp_path / "m"), check=False),
-               "wrongtree", "mc")
+    fails_with(
+        run("train", str(tmp_path / "nope.root"), "--targets", "a", "--out", str(tmp_path / "m"), check=False),
+        "nope.root",
+    )
+    fails_with(
+        run("train", f"{root_file}:wrongtree", "--targets", "a", "--out", str(tmp_path / "m"), check=False),
+        "wrongtree",
+        "mc",
+    )
     fails_with(run("train", str(root_file), "--targets", "a,zzz", "--out", str(tmp_path / "m"), check=False), "zzz")
     fails_with(run("train", str(root_file), "--targets", "a", "--out", str(model_dir), check=False), "exists already")
     fails_with(run("sample", str(model_dir), "-o", str(tmp_path / "x.parquet"), check=False), "--conditions-from", "mu")
-    fails_with(run("sample", str(tmp_path), "-n", "5", "-o", str(tmp_path / "x.parquet"), check=False),
-               "not an mcsurrogate model directory")
+    fails_with(
+        run("sample", str(tmp_path), "-n", "5", "-o", str(tmp_path / "x.parquet"), check=False),
+        "not an mcsurrogate model directory",
+    )
     existing = tmp_path / "exists.parquet"
     existing.write_bytes(b"precious")
-    fails_with(run("sample", str(model_dir), "--conditions-from", str(root_file), "-o", str(existing), check=False),
-               "exists")
+    fails_with(
+        run("sample", str(model_dir), "--conditions-from", str(root_file), "-o", str(existing), check=False), "exists"
+    )
     assert existing.read_bytes() == b"precious"
     bad = write_root(tmp_path / "nan.root", ak.zip({"a": np.r_[np.nan, np.ones(99)], "mu": np.ones(100)}))
-    fails_with(run("train", str(bad), "--targets", "a", "--conditions", "mu", "--out", str(tmp_path / "m"), check=False),
-               "'a': 1", "--drop-nonfinite")
+    fails_with(
+        run("train", str(bad), "--targets", "a", "--conditions", "mu", "--out", str(tmp_path / "m"), check=False),
+        "'a': 1",
+        "--drop-nonfinite",
+    )
 
 
 def _checkpoint_epoch(path: Path) -> int:
     try:
         _, meta = load_tensors(path)
-    except Exception:
+    except ModelDirectoryError:  # a checkpoint being written: not readable yet
         return 0
     return len(meta.get("result", {}).get("history", []))
 
 
 def test_training_killed_with_sigkill_resumes_to_the_same_model(tmp_path: Path) -> None:
     data = write_root(tmp_path / "big.root", correlated_events(30000, seed=5))
-    common = ["--targets", "a,b", "--conditions", "mu", "--model", "maf", "--blocks", "2", "--hidden", "32",
-              "--epochs", "8", "--batch-size", "128", "--device", "cpu", "--seed", "3"]
+    common = [
+        "--targets",
+        "a,b",
+        "--conditions",
+        "mu",
+        "--model",
+        "maf",
+        "--blocks",
+        "2",
+        "--hidden",
+        "32",
+        "--epochs",
+        "8",
+        "--batch-size",
+        "128",
+        "--device",
+        "cpu",
+        "--seed",
+        "3",
+    ]
     run("train", str(data), *common, "--out", str(tmp_path / "reference"))
 
     out = tmp_path / "interrupted"
     last = Path(str(out) + ".checkpoints") / "last.safetensors"
-    proc = subprocess.Popen([sys.executable, "-m", "mcsurrogate", "train", str(data), *common, "--out", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mcsurrogate", "train", str(data), *common, "--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 240
     while _checkpoint_epoch(last) < 2 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
@@ -143,8 +201,23 @@ def test_sampling_killed_while_writing_leaves_no_partial_file(model_dir: Path, t
     cond = tmp_path / "cond.parquet"
     ak.to_parquet(correlated_events(2_000_000, seed=6), cond)
     out = tmp_path / "gen.parquet"
-    proc = subprocess.Popen([sys.executable, "-m", "mcsurrogate", "sample", str(model_dir), "--conditions-from", str(cond),
-                             "--batch-size", "20000", "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mcsurrogate",
+            "sample",
+            str(model_dir),
+            "--conditions-from",
+            str(cond),
+            "--batch-size",
+            "20000",
+            "-o",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     while not any(p.name.startswith(".gen.parquet.tmp") and p.stat().st_size > 0 for p in tmp_path.iterdir()):
         assert proc.poll() is None and time.time() < deadline, "sampling ended before a partial file appeared"

@@ -20,8 +20,9 @@ from mcsurrogate.response.columnar import add_surrogate_objects, event_noise, pa
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> str:
     smeared = smear_photons(load_default_truth()[:4000], SmearingConfig("baseline"), seed=0)
-    model = train_response(smeared, "demo", flow={"blocks": 2, "hidden": 32}, training={"epochs": 1, "device": "cpu"},
-                           progress=False)
+    model = train_response(
+        smeared, "demo", flow={"blocks": 2, "hidden": 32}, training={"epochs": 1, "device": "cpu"}, progress=False
+    )
     path = tmp_path_factory.mktemp("response") / "model"
     model.save(path)
     return str(path)
@@ -29,12 +30,18 @@ def model_dir(tmp_path_factory) -> str:
 
 def nano(truth: ak.Array, ids: bool = True) -> ak.Array:
     n = len(truth)
-    fields = {"GenPhoton": ak.zip({"pt": truth.photons.pt, "eta": truth.photons.eta, "phi": truth.photons.phi,
-                                   "mass": truth.photons.pt * 0.0}),
-              "Pileup": ak.zip({"nTrueInt": ak.values_astype(truth.mu, np.float32)})}
+    fields = {
+        "GenPhoton": ak.zip(
+            {"pt": truth.photons.pt, "eta": truth.photons.eta, "phi": truth.photons.phi, "mass": truth.photons.pt * 0.0}
+        ),
+        "Pileup": ak.zip({"nTrueInt": ak.values_astype(truth.mu, np.float32)}),
+    }
     if ids:
-        fields |= {"run": np.ones(n, np.int64), "luminosityBlock": np.ones(n, np.int64),
-                   "event": np.arange(n, dtype=np.int64) + 1000}
+        fields |= {
+            "run": np.ones(n, np.int64),
+            "luminosityBlock": np.ones(n, np.int64),
+            "event": np.arange(n, dtype=np.int64) + 1000,
+        }
     return ak.zip(fields, depth_limit=1)
 
 
@@ -52,10 +59,12 @@ def test_surrogate_objects_do_not_depend_on_chunking(model_dir):
     events = nano(load_default_truth()[4000:4600])
     events = ak.with_field(events, events.GenPhoton[:, ::-1], "GenPhoton")  # unordered input: sorted by pt inside
     whole = add_surrogate_objects(events, model_dir, pileup="Pileup.nTrueInt")
-    parts = ak.concatenate([add_surrogate_objects(events[:250], model_dir),
-                            add_surrogate_objects(events[250:], model_dir)])
-    np.testing.assert_allclose(ak.to_numpy(ak.flatten(whole.SmearedPhoton.pt)),
-                               ak.to_numpy(ak.flatten(parts.SmearedPhoton.pt)))
+    parts = ak.concatenate(
+        [add_surrogate_objects(events[:250], model_dir), add_surrogate_objects(events[250:], model_dir)]
+    )
+    np.testing.assert_allclose(
+        ak.to_numpy(ak.flatten(whole.SmearedPhoton.pt)), ak.to_numpy(ak.flatten(parts.SmearedPhoton.pt))
+    )
     mass = pair_mass(whole.SmearedPhoton)
     assert 115 < float(ak.mean(mass)) < 135
     lead = whole.SmearedPhoton[:, 0]
@@ -83,11 +92,11 @@ def test_bad_input_names_the_field(model_dir):
 
 def test_coffea_processor_eager_and_dask_agree(model_dir, tmp_path):
     pytest.importorskip("coffea")
-    import dask
-    from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
-
     import importlib.util
     import pathlib
+
+    import dask
+    from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
 
     root = pathlib.Path(__file__).resolve().parents[1] / "analyses" / "coffea_hgg"
     spec = importlib.util.spec_from_file_location("coffea_hgg_processor", root / "processor.py")
@@ -100,11 +109,16 @@ def test_coffea_processor_eager_and_dask_agree(model_dir, tmp_path):
     proc = module.DiphotonMassProcessor(model_dir)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        eager = proc.process(NanoEventsFactory.from_root({str(tmp_path / "nano.root"): "Events"},
-                                                         schemaclass=NanoAODSchema, mode="virtual").events())
-        lazy = proc.process(NanoEventsFactory.from_root({str(tmp_path / "nano.root"): "Events"},
-                                                        schemaclass=NanoAODSchema, mode="dask",
-                                                        steps_per_file=3).events())
+        eager = proc.process(
+            NanoEventsFactory.from_root(
+                {str(tmp_path / "nano.root"): "Events"}, schemaclass=NanoAODSchema, mode="virtual"
+            ).events()
+        )
+        lazy = proc.process(
+            NanoEventsFactory.from_root(
+                {str(tmp_path / "nano.root"): "Events"}, schemaclass=NanoAODSchema, mode="dask", steps_per_file=3
+            ).events()
+        )
         (computed,) = dask.compute(lazy)
     assert int(eager["events"]) == 1000 == int(computed["events"])
     np.testing.assert_array_equal(eager["mgg"].values(), computed["mgg"].values())
@@ -115,8 +129,11 @@ def test_coffea_processor_eager_and_dask_agree(model_dir, tmp_path):
 def unconditional_dir(tmp_path_factory) -> str:
     rng = np.random.default_rng(0)
     events = ak.zip({"a": rng.normal(size=2000), "b": rng.exponential(size=2000)})
-    model = Surrogate(targets=["a", "b"], flow={"model": "realnvp", "blocks": 2, "hidden": 16},
-                      training={"epochs": 1, "device": "cpu"})
+    model = Surrogate(
+        targets=["a", "b"],
+        flow={"model": "realnvp", "blocks": 2, "hidden": 16},
+        training={"epochs": 1, "device": "cpu"},
+    )
     model.fit(events, progress=False)
     path = tmp_path_factory.mktemp("unconditional") / "model"
     model.save(path)
@@ -134,8 +151,10 @@ def test_dask_sampling_on_a_local_cluster(unconditional_dir, tmp_path):
     array = sample_partitions(unconditional_dir, 1000, 4, seed=5)
     expected = ak.concatenate([sample_partition(unconditional_dir, i, 250, 5) for i in range(4)])
     h = hist.dask.Hist.new.Reg(20, -4, 4, name="a").Double().fill(array.a)
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-            Client(cluster):
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        Client(cluster),
+    ):
         sampled, filled = array.compute(), h.compute()
         write_partitioned(array, tmp_path / "parts")
     np.testing.assert_array_equal(ak.to_numpy(sampled.a), ak.to_numpy(expected.a))

@@ -152,14 +152,16 @@ def test_onnx_reproduces_the_flow_for_a_fixed_noise_draw(surrogates, tmp_path, f
     assert meta["file_format"] == "onnx" and meta["opset"] == 17
     inputs = _inputs(s, seed=42)
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    got = session.run(None, {n: t.numpy() for n, t in zip(meta["input_names"], inputs)})[0]
+    got = session.run(None, {n: t.numpy() for n, t in zip(meta["input_names"], inputs, strict=False)})[0]
     np.testing.assert_allclose(got, _expected(s, inputs), rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize(("family", "operation"), [("glow", "solve_triangular"), ("made-mog", "searchsorted")])
 def test_onnx_refuses_a_flow_it_cannot_express(tmp_path, family, operation) -> None:
     s = _fit(family, conditional=True, blocks=1, hidden=8)
-    with pytest.raises(InputError, match=rf"flow family '{family}' cannot be exported to ONNX.*{operation}.*TorchScript"):
+    with pytest.raises(
+        InputError, match=rf"flow family '{family}' cannot be exported to ONNX.*{operation}.*TorchScript"
+    ):
         export_onnx(s, tmp_path / "m.onnx")
     assert not list(tmp_path.iterdir())
     module = load_torchscript(export_torchscript(s, tmp_path / "m.pt", example_batch=64))  # the way out works

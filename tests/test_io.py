@@ -33,12 +33,14 @@ def make_events(n: int = 500, seed: int = 0) -> ak.Array:
     counts = rng.integers(0, 4, n)
     total = int(counts.sum())
     photons = ak.unflatten(
-        ak.zip({
-            "pt": rng.uniform(20, 200, total),
-            "eta": rng.uniform(-2.5, 2.5, total),
-            "phi": rng.uniform(-np.pi, np.pi, total),
-            "conv": rng.integers(0, 3, total),
-        }),
+        ak.zip(
+            {
+                "pt": rng.uniform(20, 200, total),
+                "eta": rng.uniform(-2.5, 2.5, total),
+                "phi": rng.uniform(-np.pi, np.pi, total),
+                "conv": rng.integers(0, 3, total),
+            }
+        ),
         counts,
     )
     return ak.zip(
@@ -149,7 +151,7 @@ def test_reads_rntuple(tmp_path: Path) -> None:
 def test_bad_inputs_name_the_problem(tmp_path: Path, suffix: str) -> None:
     with pytest.raises(InputError, match=r"missing\.root: no such file"):
         read_events(tmp_path / "missing.root")
-    with pytest.raises(InputError, match="unknown file type '.txt'"):
+    with pytest.raises(InputError, match=r"unknown file type '.txt'"):
         read_events(tmp_path / "events.txt")
     path = write_events(make_events(20), tmp_path / f"ev.{suffix}")
     with pytest.raises(InputError, match=r"no column\(s\) \['m_gg'\]; columns present: \['mu', 'nvtx', 'photons'\]"):
@@ -221,7 +223,7 @@ def test_writer_leaves_nothing_on_exception(tmp_path: Path, suffix: str) -> None
 def test_writer_rejects_mismatched_chunks_and_bad_types(tmp_path: Path, suffix: str) -> None:
     dest = tmp_path / f"ev.{suffix}"
     events = make_events(100)
-    with pytest.raises(InputError, match="chunk 2 does not match.*mu"), EventWriter(dest) as out:
+    with pytest.raises(InputError, match=r"chunk 2 does not match.*mu"), EventWriter(dest) as out:
         out.write(events[:50])
         out.write(ak.with_field(events[50:], ak.values_astype(events[50:].mu, np.float32), "mu"))
     assert list(tmp_path.iterdir()) == []

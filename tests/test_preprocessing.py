@@ -6,18 +6,30 @@ from scipy import stats
 
 from mcsurrogate.errors import InputError
 from mcsurrogate.preprocessing import (
-    Atanh, BoundedMinMax, ColumnChain, GaussRank, Log, MinMaxLogit, Preprocessor, Scale, Standardize, make_transform,
+    Atanh,
+    BoundedMinMax,
+    ColumnChain,
+    GaussRank,
+    Log,
+    MinMaxLogit,
+    Preprocessor,
+    Scale,
+    Standardize,
+    make_transform,
 )
 
 RNG = np.random.default_rng(0)
 DATA = {
-    "skewed": RNG.exponential(30.0, 20000) + 20.0,       # E_T-like, GeV
-    "heavy": RNG.standard_t(2.5, 20000),                 # heavy tails
+    "skewed": RNG.exponential(30.0, 20000) + 20.0,  # E_T-like, GeV
+    "heavy": RNG.standard_t(2.5, 20000),  # heavy tails
     "discrete": RNG.integers(0, 5, 20000).astype(float),  # ties
 }
 TRANSFORMS = [
-    lambda: [Standardize()], lambda: [MinMaxLogit(), Standardize()], lambda: [GaussRank()],
-    lambda: [BoundedMinMax()], lambda: [Scale(20.0), Standardize()],
+    lambda: [Standardize()],
+    lambda: [MinMaxLogit(), Standardize()],
+    lambda: [GaussRank()],
+    lambda: [BoundedMinMax()],
+    lambda: [Scale(20.0), Standardize()],
 ]
 
 
@@ -61,8 +73,11 @@ def test_log_round_trip(kind: str) -> None:
     np.testing.assert_allclose(chain.inverse(chain.forward(x)), x, rtol=1e-6, atol=1e-9 * np.abs(x).max())
 
 
-@pytest.mark.parametrize("transform", [Standardize(), MinMaxLogit(), GaussRank(), BoundedMinMax(), Log(), Scale(0.01), Atanh()],
-                         ids=lambda t: t.name)
+@pytest.mark.parametrize(
+    "transform",
+    [Standardize(), MinMaxLogit(), GaussRank(), BoundedMinMax(), Log(), Scale(0.01), Atanh()],
+    ids=lambda t: t.name,
+)
 def test_log_abs_det_matches_finite_differences(transform) -> None:
     x = DATA["skewed"] / 1000.0 if transform.name == "atanh" else DATA["skewed"]
     transform.fit(x)
@@ -106,13 +121,13 @@ def test_errors_name_the_problem() -> None:
         Preprocessor(["x"], "standardize").fit(np.array([[1.0], [np.nan], [np.inf], [2.0]]))
     with pytest.raises(InputError, match="log-transformed"):
         Preprocessor(["e"], [Log()]).fit(np.array([[1.0], [-1.0]]))
-    with pytest.raises(InputError, match="unknown transform 'boxcox'.*gauss-rank"):
+    with pytest.raises(InputError, match=r"unknown transform 'boxcox'.*gauss-rank"):
         make_transform({"name": "boxcox"})
     with pytest.raises(InputError, match="before fit"):
         Preprocessor(["x"], "standardize").forward(np.ones((2, 1)))
     with pytest.raises(InputError, match="before fit"):
         Preprocessor.from_json(Preprocessor(["x"], "gauss-rank").to_json()).inverse(np.ones((2, 1)))
-    with pytest.raises(InputError, match="'gauss-rank'.* used before it was fitted"):
+    with pytest.raises(InputError, match=r"'gauss-rank'.* used before it was fitted"):
         GaussRank().forward(np.ones(2))
     with pytest.raises(InputError, match=r"shape \(n, 2\).*\(3, 3\)"):
         Preprocessor(["x", "y"]).fit(np.ones((3, 3)))

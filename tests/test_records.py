@@ -29,15 +29,17 @@ def photon_events(n: int = 400, seed: int = 1, dtype: type = np.float64) -> ak.A
     counts = rng.integers(1, 5, n)
     total = int(counts.sum())
     pt = ak.sort(ak.unflatten(rng.uniform(20, 200, total).astype(dtype), counts), axis=1, ascending=False)
-    photons = ak.zip({
-        "pt": pt,
-        "eta": ak.unflatten(rng.uniform(-2.5, 2.5, total).astype(dtype), counts),
-        "phi": ak.unflatten(rng.uniform(-np.pi, np.pi, total).astype(dtype), counts),
-    })
+    photons = ak.zip(
+        {
+            "pt": pt,
+            "eta": ak.unflatten(rng.uniform(-2.5, 2.5, total).astype(dtype), counts),
+            "phi": ak.unflatten(rng.uniform(-np.pi, np.pi, total).astype(dtype), counts),
+        }
+    )
     return ak.zip({"mu": rng.uniform(0, 40, n).astype(dtype), "photons": photons}, depth_limit=1)
 
 
-def hand_mass(pt1, eta1, phi1, pt2, eta2, phi2):  # noqa: ANN001, ANN201 - numpy formula
+def hand_mass(pt1, eta1, phi1, pt2, eta2, phi2):
     """Invariant mass of two massless objects: m^2 = 2 pt1 pt2 (cosh(deta) - cos(dphi))."""
     return np.sqrt(2 * pt1 * pt2 * (np.cosh(eta1 - eta2) - np.cos(phi1 - phi2)))
 
@@ -65,12 +67,16 @@ def test_flatten_to_objects_round_trip_and_drop_count() -> None:
     kept = events[n_counts >= 2]
     np.testing.assert_array_equal(ak.to_numpy(flat.photon2_eta), ak.to_numpy(kept.photons.eta[:, 1]))
     photons = to_objects(flat, slots)
-    assert str(photons.type) == f"{len(flat)} * var * Momentum4D[pt: float64, eta: float64, phi: float64, mass: float64]"
+    assert (
+        str(photons.type) == f"{len(flat)} * var * Momentum4D[pt: float64, eta: float64, phi: float64, mass: float64]"
+    )
     assert ak.all(ak.num(photons) == 2)
     for field in ("pt", "eta", "phi"):
         assert ak.array_equal(photons[field], kept.photons[field][:, :2])
     assert ak.all(photons.mass == 0)
-    with pytest.raises(InputError, match=rf"{dropped} of {len(events)} events have too few objects.*fewer than 2 photons"):
+    with pytest.raises(
+        InputError, match=rf"{dropped} of {len(events)} events have too few objects.*fewer than 2 photons"
+    ):
         flatten_objects(events, slots, too_few="raise")
     four, dropped4 = flatten_objects(events, ObjectSlots("photons", 4))
     assert dropped4 == int((n_counts < 4).sum())
@@ -78,11 +84,28 @@ def test_flatten_to_objects_round_trip_and_drop_count() -> None:
 
 
 def test_sort_by_orders_descending() -> None:
-    events = ak.Array([{"photons": [{"pt": 30.0, "eta": 1.0, "phi": 0.0}, {"pt": 80.0, "eta": -1.0, "phi": 2.0},
-                                    {"pt": 50.0, "eta": 0.0, "phi": 1.0}]}])
+    events = ak.Array(
+        [
+            {
+                "photons": [
+                    {"pt": 30.0, "eta": 1.0, "phi": 0.0},
+                    {"pt": 80.0, "eta": -1.0, "phi": 2.0},
+                    {"pt": 50.0, "eta": 0.0, "phi": 1.0},
+                ]
+            }
+        ]
+    )
     flat, _ = flatten_objects(events, ObjectSlots("photons", 2, sort_by="pt"))
-    assert ak.to_list(flat) == [{"photon1_pt": 80.0, "photon1_eta": -1.0, "photon1_phi": 2.0,
-                                 "photon2_pt": 50.0, "photon2_eta": 0.0, "photon2_phi": 1.0}]
+    assert ak.to_list(flat) == [
+        {
+            "photon1_pt": 80.0,
+            "photon1_eta": -1.0,
+            "photon1_phi": 2.0,
+            "photon2_pt": 50.0,
+            "photon2_eta": 0.0,
+            "photon2_phi": 1.0,
+        }
+    ]
     stored, _ = flatten_objects(events, ObjectSlots("photons", 1))
     assert ak.to_list(stored.photon1_pt) == [30.0]
 
@@ -120,10 +143,16 @@ def test_other_derived_kinds() -> None:
         np.testing.assert_allclose(got, ak.to_numpy(want), rtol=1e-9, atol=1e-12)
     pz = a.pt * np.sinh(a.eta) + b.pt * np.sinh(b.eta)
     e = a.pt * np.cosh(a.eta) + b.pt * np.cosh(b.eta)
-    np.testing.assert_allclose(DerivedObservable("y", "pair_rapidity", "photons", (0, 2)).compute(kept),
-                               ak.to_numpy(0.5 * np.log((e + pz) / (e - pz))), rtol=1e-9)
-    np.testing.assert_allclose(DerivedObservable("eta", "pair_eta", "photons", (0, 2)).compute(kept),
-                               ak.to_numpy(np.arcsinh(pz / np.hypot(px, py))), rtol=1e-9)
+    np.testing.assert_allclose(
+        DerivedObservable("y", "pair_rapidity", "photons", (0, 2)).compute(kept),
+        ak.to_numpy(0.5 * np.log((e + pz) / (e - pz))),
+        rtol=1e-9,
+    )
+    np.testing.assert_allclose(
+        DerivedObservable("eta", "pair_eta", "photons", (0, 2)).compute(kept),
+        ak.to_numpy(np.arcsinh(pz / np.hypot(px, py))),
+        rtol=1e-9,
+    )
     with pytest.raises(InputError, match=r"unknown kind 'mass'; kinds: \['pair_mass'"):
         DerivedObservable("m", "mass", "photons")
     with pytest.raises(InputError, match="two distinct"):
@@ -143,8 +172,12 @@ def test_feature_spec_matrices_and_report() -> None:
     x, c, report = spec.matrices(events)
     n2 = int(ak.sum(ak.num(events.photons) >= 2))
     assert isinstance(report, FlattenReport)
-    assert report.to_dict() == {"n_input": len(events), "n_kept": n2,
-                                "dropped_too_few_objects": len(events) - n2, "dropped_nonfinite": {}}
+    assert report.to_dict() == {
+        "n_input": len(events),
+        "n_kept": n2,
+        "dropped_too_few_objects": len(events) - n2,
+        "dropped_nonfinite": {},
+    }
     assert x.shape == (n2, 2) and c is not None and c.shape == (n2, 2)
     assert x.dtype == c.dtype == np.float64 and x.flags.c_contiguous
     kept = events[ak.num(events.photons) >= 2]
@@ -160,9 +193,11 @@ def test_feature_spec_matrices_and_report() -> None:
 
 def test_feature_spec_dict_round_trip() -> None:
     spec = FeatureSpec(
-        targets=["photon1_pt", "photon1_eta"], conditions=["mu"],
+        targets=["photon1_pt", "photon1_eta"],
+        conditions=["mu"],
         objects=[ObjectSlots("photons", 2, sort_by="pt")],
-        derived=[DerivedObservable("m_gg", "pair_mass", "photons", (0, 1))], too_few_objects="raise",
+        derived=[DerivedObservable("m_gg", "pair_mass", "photons", (0, 1))],
+        too_few_objects="raise",
     )
     data = json.loads(json.dumps(spec.to_dict()))
     assert FeatureSpec.from_dict(data) == spec
@@ -171,7 +206,9 @@ def test_feature_spec_dict_round_trip() -> None:
         FeatureSpec.from_dict({"target": ["a"]})
     with pytest.raises(InputError, match="more than once"):
         FeatureSpec(targets=["a", "a"])
-    with pytest.raises(InputError, match=r"\['photon1_eta', 'photon1_phi', 'photon1_pt'\] are produced by more than one"):
+    with pytest.raises(
+        InputError, match=r"\['photon1_eta', 'photon1_phi', 'photon1_pt'\] are produced by more than one"
+    ):
         FeatureSpec(targets=["a"], objects=[ObjectSlots("photons", 1), ObjectSlots("photons", 2)])
 
 
@@ -185,10 +222,16 @@ def test_spec_skips_collections_it_does_not_need() -> None:
 
 
 def test_to_matrix_errors_name_the_column() -> None:
-    events = ak.zip({
-        "x": np.arange(3.0), "n": np.arange(3), "ok": np.array([True, False, True]),
-        "label": ["a", "b", "c"], "jagged": ak.Array([[1.0], [], [2.0, 3.0]]),
-    }, depth_limit=1)
+    events = ak.zip(
+        {
+            "x": np.arange(3.0),
+            "n": np.arange(3),
+            "ok": np.array([True, False, True]),
+            "label": ["a", "b", "c"],
+            "jagged": ak.Array([[1.0], [], [2.0, 3.0]]),
+        },
+        depth_limit=1,
+    )
     m = to_matrix(events, ["x", "n", "ok"])
     np.testing.assert_array_equal(m, [[0, 0, 1], [1, 1, 0], [2, 2, 1]])
     assert m.dtype == np.float64
@@ -230,15 +273,22 @@ def test_from_matrix_round_trip() -> None:
 def test_float32_inputs_are_promoted() -> None:
     """vector's mass of float32 massless photons goes negative after arithmetic; everything here is float64."""
     events = photon_events(2000, dtype=np.float32)
-    spec = FeatureSpec(targets=["photon1_pt", "m_gg", "self"], objects=[ObjectSlots("photons", 2)],
-                       derived=[DerivedObservable("m_gg", "pair_mass", "photons"),
-                                DerivedObservable("self", "pair_mass", "photons", (1, 0))])
+    spec = FeatureSpec(
+        targets=["photon1_pt", "m_gg", "self"],
+        objects=[ObjectSlots("photons", 2)],
+        derived=[
+            DerivedObservable("m_gg", "pair_mass", "photons"),
+            DerivedObservable("self", "pair_mass", "photons", (1, 0)),
+        ],
+    )
     flat, _ = spec.flatten(events)
     assert all(str(flat[f].type.content) == "float64" for f in flat.fields)
     photons = to_objects(flat, spec.objects[0])
     same = ak.to_numpy((photons[:, 0] + photons[:, 0] - photons[:, 0]).mass)  # a massless photon, after arithmetic
     assert np.all(np.abs(same) < 1e-6 * ak.to_numpy(photons.pt[:, 0]))
-    f32 = ak.zip({f: ak.values_astype(photons[f], np.float32) for f in ("pt", "eta", "phi", "mass")}, with_name="Momentum4D")
+    f32 = ak.zip(
+        {f: ak.values_astype(photons[f], np.float32) for f in ("pt", "eta", "phi", "mass")}, with_name="Momentum4D"
+    )
     assert ak.min((f32[:, 0] + f32[:, 0] - f32[:, 0]).mass) < 0  # what promotion avoids
     x, _, _ = spec.matrices(events)
     assert x.dtype == np.float64
@@ -255,8 +305,11 @@ def test_to_objects_mass_and_extra_fields() -> None:
     e1, e2 = np.hypot(40.0, 0.10566), np.hypot(30.0, 0.10566)
     np.testing.assert_allclose(float((muons[:, 0] + muons[:, 1]).mass[0]), np.sqrt((e1 + e2) ** 2 - 10.0**2))
     with pytest.raises(InputError, match=r"missing column\(s\) \['muon2_q'\]"):
-        to_objects(flat[["muon1_pt", "muon1_eta", "muon1_phi", "muon1_q", "muon2_pt", "muon2_eta", "muon2_phi"]],
-                   slots, extra_fields=["q"])
+        to_objects(
+            flat[["muon1_pt", "muon1_eta", "muon1_phi", "muon1_q", "muon2_pt", "muon2_eta", "muon2_phi"]],
+            slots,
+            extra_fields=["q"],
+        )
     with pytest.raises(InputError, match="needs slots with fields"):
         to_objects(flat, ObjectSlots("muons", 1, fields=("pt",)))
     with pytest.raises(InputError, match="2 object lists for 3 events"):

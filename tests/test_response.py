@@ -62,7 +62,7 @@ def test_apply_is_seeded_and_checks_its_input(study) -> None:
     with pytest.raises(InputError, match="pile-up field 'mu'"):
         apply_response(study.model, ak.zip({"photons": truth.photons}, depth_limit=1))
     nan_mu = ak.with_field(truth, np.r_[np.nan, np.ones(49)], "mu")
-    with pytest.raises(InputError, match="mu.*1 NaN"):
+    with pytest.raises(InputError, match=r"mu.*1 NaN"):
         apply_response(study.model, nan_mu)
     far = ak.with_field(truth, np.full(50, 80.0), "mu")
     with warnings.catch_warnings(record=True) as caught:
@@ -104,14 +104,43 @@ def test_apply_and_train_response_cli(study, tmp_path) -> None:
     study.model.save(tmp_path / "model")
     truth = ak.zip({"photons": study.reference.truth_photons[:300], "mu": study.reference.mu[:300]}, depth_limit=1)
     write_events(truth, tmp_path / "truth.root")
-    proc = subprocess.run([sys.executable, "-m", "mcsurrogate", "apply", str(tmp_path / "model"), str(tmp_path / "truth.root"),
-                           "-o", str(tmp_path / "reco.parquet")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mcsurrogate",
+            "apply",
+            str(tmp_path / "model"),
+            str(tmp_path / "truth.root"),
+            "-o",
+            str(tmp_path / "reco.parquet"),
+        ],
+        capture_output=True,
+        check=False,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     reco = read_events(tmp_path / "reco.parquet")
     assert len(reco) == 300
     write_events(study.reference[:3000], tmp_path / "smeared.parquet")
-    proc = subprocess.run([sys.executable, "-m", "mcsurrogate", "train-response", str(tmp_path / "smeared.parquet"),
-                           "--preset", "demo", "--epochs", "1", "--out", str(tmp_path / "m2")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mcsurrogate",
+            "train-response",
+            str(tmp_path / "smeared.parquet"),
+            "--preset",
+            "demo",
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path / "m2"),
+        ],
+        capture_output=True,
+        check=False,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "m2" / "weights.safetensors").is_file()
 
@@ -133,8 +162,14 @@ def test_demo_writes_its_report(tmp_path) -> None:
 
 def test_demo_command_never_overwrites_an_earlier_demo(tmp_path) -> None:
     for expected in ("mcsurrogate-demo", "mcsurrogate-demo-2"):
-        proc = subprocess.run([sys.executable, "-m", "mcsurrogate", "demo", "--events", "3000", "--epochs", "1"],
-                              capture_output=True, text=True, cwd=tmp_path, timeout=300)
+        proc = subprocess.run(
+            [sys.executable, "-m", "mcsurrogate", "demo", "--events", "3000", "--epochs", "1"],
+            capture_output=True,
+            check=False,
+            text=True,
+            cwd=tmp_path,
+            timeout=300,
+        )
         assert proc.returncode == 0, proc.stderr
         assert "core-resolution ratio" in proc.stdout and f"{expected}/summary.md" in proc.stdout
         assert (tmp_path / expected / "report.json").is_file()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -11,7 +12,13 @@ import pytest
 from mcsurrogate.errors import InputError
 from mcsurrogate.response.resolution import core_width
 from mcsurrogate.response.smearing import (
-    POLYNOMIALS, PolynomialMapping, SmearingConfig, factor, resolution, smear_photons, smear_responses,
+    POLYNOMIALS,
+    PolynomialMapping,
+    SmearingConfig,
+    factor,
+    resolution,
+    smear_photons,
+    smear_responses,
 )
 
 N = 200_000
@@ -23,14 +30,19 @@ MU = RNG.uniform(0, 40, N)
 
 def truth_records(n: int = 1000, seed: int = 1) -> ak.Array:
     rng = np.random.default_rng(seed)
-    ph = ak.zip({"pt": rng.uniform(20, 150, (n, 2)), "eta": rng.uniform(-2.4, 2.4, (n, 2)),
-                 "phi": rng.uniform(-np.pi, np.pi, (n, 2))})
+    ph = ak.zip(
+        {
+            "pt": rng.uniform(20, 150, (n, 2)),
+            "eta": rng.uniform(-2.4, 2.4, (n, 2)),
+            "phi": rng.uniform(-np.pi, np.pi, (n, 2)),
+        }
+    )
     return ak.zip({"photons": ph, "mu": rng.uniform(0, 40, n)}, depth_limit=1)
 
 
 def test_all_polynomials_positive_with_factors_in_the_documented_range() -> None:
     grids = {"pt": np.linspace(0, 400, 401), "eta": np.linspace(-3, 3, 301), "mu": np.linspace(-5, 60, 301)}
-    for (response, variable) in POLYNOMIALS:
+    for response, variable in POLYNOMIALS:
         f = factor(response, variable, grids[variable])
         assert f.min() > 0.5 and f.max() < 2.7, (response, variable, f.min(), f.max())
 
@@ -44,14 +56,15 @@ def test_baseline_widths_match_sigma_in_bins(j: int, kind: str) -> None:
     # in bins of E_T, |η| and μ: the sample width over the expected one (rms of σ in the bin) is 1 within 4 stat. SDs
     mu2 = np.broadcast_to(MU[:, None], PT.shape)
     for values, edges in ((PT, (20, 50, 100, 200)), (abs(ETA), (0, 0.8, 1.6, 2.5)), (mu2, (0, 13, 26, 40))):
-        for lo, hi in zip(edges[:-1], edges[1:]):
+        for lo, hi in itertools.pairwise(edges):
             sel = (values >= lo) & (values < hi)
             ratio = d[:, :, j][sel].std() / np.sqrt((sigma[sel] ** 2).mean())
             assert ratio == pytest.approx(1.0, abs=4 / np.sqrt(2 * sel.sum())), (kind, lo, hi)
     # and the raw width follows sigma: wide vs narrow halves
     wide = sigma > np.median(sigma)
     assert d[:, :, j][wide].std() / d[:, :, j][~wide].std() == pytest.approx(
-        np.sqrt((sigma[wide] ** 2).mean() / (sigma[~wide] ** 2).mean()), rel=0.02)
+        np.sqrt((sigma[wide] ** 2).mean() / (sigma[~wide] ** 2).mean()), rel=0.02
+    )
 
 
 @pytest.mark.parametrize("rho", [0.5, 1.0])
@@ -74,7 +87,7 @@ def test_asymmetric_scenario_mean_and_tail_fraction() -> None:
 
     expected = 0.84 * norm.cdf(-2) + 0.16 * norm.cdf((-2 + 3) / 3)
     assert np.mean(z < -2) == pytest.approx(expected, abs=0.003)
-    mean, width = core_width(z.ravel())
+    _mean, width = core_width(z.ravel())
     assert width == pytest.approx(1.0, abs=0.08)
 
 
@@ -89,8 +102,15 @@ def test_smear_photons_records_seed_and_phi_wrapping() -> None:
     assert ak.all(a.truth_photons.pt == truth.photons.pt)
     m = (a.photons[:, 0] + a.photons[:, 1]).mass
     assert ak.all(m > 0)
-    near = ak.zip({"photons": ak.zip({"pt": np.full((5, 2), 50.0), "eta": np.zeros((5, 2)),
-                                      "phi": np.full((5, 2), np.pi - 1e-7)}), "mu": np.zeros(5)}, depth_limit=1)
+    near = ak.zip(
+        {
+            "photons": ak.zip(
+                {"pt": np.full((5, 2), 50.0), "eta": np.zeros((5, 2)), "phi": np.full((5, 2), np.pi - 1e-7)}
+            ),
+            "mu": np.zeros(5),
+        },
+        depth_limit=1,
+    )
     assert ak.all(abs(smear_photons(near, seed=0).photons.phi) <= np.pi)
 
 
@@ -100,7 +120,7 @@ def test_bad_truth_input() -> None:
         smear_photons(one)
     t = truth_records(10)
     bad = ak.with_field(t, np.r_[np.nan, np.ones(9)], "mu")
-    with pytest.raises(InputError, match="NaN.*mu"):
+    with pytest.raises(InputError, match=r"NaN.*mu"):
         smear_photons(bad)
     with pytest.raises(InputError, match="scenario"):
         SmearingConfig("gaussian")  # type: ignore[arg-type]
@@ -117,8 +137,24 @@ def test_smear_cli(tmp_path) -> None:
     from mcsurrogate.io import read_events, write_events
 
     write_events(truth_records(200), tmp_path / "t.parquet")
-    proc = subprocess.run([sys.executable, "-m", "mcsurrogate", "smear", str(tmp_path / "t.parquet"), "--scenario",
-                           "correlation", "--rho", "1.0", "-o", str(tmp_path / "r.root")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mcsurrogate",
+            "smear",
+            str(tmp_path / "t.parquet"),
+            "--scenario",
+            "correlation",
+            "--rho",
+            "1.0",
+            "-o",
+            str(tmp_path / "r.root"),
+        ],
+        capture_output=True,
+        check=False,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     reco = read_events(tmp_path / "r.root")
     assert len(reco) == 200 and {"photons", "truth_photons", "mu"} <= set(reco.fields)

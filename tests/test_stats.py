@@ -151,13 +151,22 @@ def test_bad_input_is_named():
 @pytest.fixture(scope="module")
 def scan_inputs():
     rng = np.random.default_rng(6)
-    return (Sample(rng.normal(125, 10, 5_000)), Sample(rng.exponential(50, 20_000) + 60),
-            Sample(rng.exponential(50, 200_000) + 60))
+    return (
+        Sample(rng.normal(125, 10, 5_000)),
+        Sample(rng.exponential(50, 20_000) + 60),
+        Sample(rng.exponential(50, 200_000) + 60),
+    )
 
 
 def test_scan_rows_reference_and_reproducibility(scan_inputs, tmp_path):
-    kwargs = dict(bins=10, range=(60, 200), luminosities=[0.5, 5.0], n_generated=[2_000, 200_000],
-                  systematics=[0.05, 0.2], progress=False)
+    kwargs = {
+        "bins": 10,
+        "range": (60, 200),
+        "luminosities": [0.5, 5.0],
+        "n_generated": [2_000, 200_000],
+        "systematics": [0.05, 0.2],
+        "progress": False,
+    }
     rows = scan(*scan_inputs, **kwargs)
     assert len(rows) == 2 * 2 * 3
     for r in rows:
@@ -180,9 +189,16 @@ def test_scan_bad_input(scan_inputs):
         scan(*scan_inputs, bins=10, range=(60, 200), n_generated=[0], progress=False)
     with pytest.raises(InputError, match="has 200,000"):
         scan(*scan_inputs, bins=10, range=(60, 200), n_generated=[10**6], progress=False)
-    with pytest.raises(InputError, match="scan point .*N_gen 10\\b"):
-        scan(*scan_inputs, bins=10, range=(60, 200), luminosities=[1.0], n_generated=[10], systematics=[0.1],
-             progress=False)
+    with pytest.raises(InputError, match=r"scan point .*N_gen 10\b"):
+        scan(
+            *scan_inputs,
+            bins=10,
+            range=(60, 200),
+            luminosities=[1.0],
+            n_generated=[10],
+            systematics=[0.1],
+            progress=False,
+        )
 
 
 def test_classifier_cut_and_crosscheck():
@@ -192,11 +208,18 @@ def test_classifier_cut_and_crosscheck():
     mc = rng.normal([-1.0, 0.0], 1.5, size=(8_000, 2))
     cut = train_signal_classifier(sig, gen, seed=0)
     assert cut.select(sig).mean() > 0.7 and cut.select(mc).mean() < 0.3
-    check = cut_crosscheck(cut, gen[:4000], mc[:4000], fit_generated=gen[:4000, 0], fit_mc=mc[:4000, 0],
-                           edges=np.linspace(-6, 6, 13))
+    check = cut_crosscheck(
+        cut, gen[:4000], mc[:4000], fit_generated=gen[:4000, 0], fit_mc=mc[:4000, 0], edges=np.linspace(-6, 6, 13)
+    )
     assert abs(check["efficiency_pull"]) < 4 and check["shape_chi2_pvalue"] > 1e-4
-    shifted = cut_crosscheck(cut, gen[:4000] + [1.0, 0.5], mc[:4000], fit_generated=gen[:4000, 0] + 1.0,
-                             fit_mc=mc[:4000, 0], edges=np.linspace(-6, 6, 13))
+    shifted = cut_crosscheck(
+        cut,
+        gen[:4000] + np.array([1.0, 0.5]),
+        mc[:4000],
+        fit_generated=gen[:4000, 0] + 1.0,
+        fit_mc=mc[:4000, 0],
+        edges=np.linspace(-6, 6, 13),
+    )
     assert abs(shifted["efficiency_pull"]) > 5
     with pytest.raises(InputError, match="features"):
         cut.score(np.zeros((3, 5)))
@@ -208,23 +231,65 @@ def test_cli_fit_and_scan(tmp_path, scan_inputs):
     from mcsurrogate.io import write_events
 
     paths = {}
-    for name, sample in zip(("sig", "bkg", "gen"), scan_inputs):
+    for name, sample in zip(("sig", "bkg", "gen"), scan_inputs, strict=False):
         paths[name] = str(tmp_path / f"{name}.parquet")
         write_events(ak.Array({"m_bb": sample.values[:50_000]}), paths[name])
     out = tmp_path / "fit"
-    assert main(["fit", paths["sig"], paths["bkg"], "--var", "m_bb", "--bins", "10", "--range", "60,200",
-                 "--asimov-mu", "1", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                paths["sig"],
+                paths["bkg"],
+                "--var",
+                "m_bb",
+                "--bins",
+                "10",
+                "--range",
+                "60,200",
+                "--asimov-mu",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     result = json.loads((out / "fit.json").read_text())
     assert result["mu_hat"] == pytest.approx(1.0, abs=1e-3)
     model, data = model_and_data(pyhf.Workspace(json.loads((out / "workspace.json").read_text())))
     assert float(pyhf.infer.hypotest(result["ul_observed"], data, model)) == pytest.approx(0.05, abs=2e-4)
     assert main(["fit", paths["sig"], paths["bkg"], "--var", "m_bb", "--range", "60,200", "--out", str(out)]) == 2
-    assert main(["fit", paths["sig"], paths["bkg"], "--var", "nope", "--range", "60,200",
-                 "--out", str(tmp_path / "x")]) == 2
+    assert (
+        main(["fit", paths["sig"], paths["bkg"], "--var", "nope", "--range", "60,200", "--out", str(tmp_path / "x")])
+        == 2
+    )
     out = tmp_path / "scan"
-    assert main(["scan", paths["sig"], paths["bkg"], paths["gen"], "--var", "m_bb", "--bins", "10",
-                 "--range", "60,200", "--lumis", "1,10", "--ngen", "1000,50000", "--systematics", "0.1",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "scan",
+                paths["sig"],
+                paths["bkg"],
+                paths["gen"],
+                "--var",
+                "m_bb",
+                "--bins",
+                "10",
+                "--range",
+                "60,200",
+                "--lumis",
+                "1,10",
+                "--ngen",
+                "1000,50000",
+                "--systematics",
+                "0.1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     rows = json.loads((out / "scan.json").read_text())["rows"]
     assert len(rows) == 2 * 3
     assert (out / "scan.csv").exists() and (out / "ul_vs_lumi_syst10.png").stat().st_size > 1000

@@ -54,7 +54,10 @@ def test_same_seed_same_sample_whatever_the_batch_size(trained: Surrogate) -> No
 def test_save_load_round_trip(trained: Surrogate, tmp_path) -> None:
     trained.save(tmp_path / "m")
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
-        "config.json", "metrics.json", "preprocessing.json", "weights.safetensors"
+        "config.json",
+        "metrics.json",
+        "preprocessing.json",
+        "weights.safetensors",
     ]
     again = Surrogate.load(tmp_path / "m", device="cpu")
     cond = correlated_events(300, seed=4)
@@ -72,7 +75,9 @@ def test_log_prob_is_a_density_in_original_units() -> None:
     rng = np.random.default_rng(0)
     x = 1000 + 50 * rng.standard_normal(3000)  # a scale far from 1: the preprocessing Jacobian matters
     ev = ak.zip({"x": x})
-    s = Surrogate(["x"], flow={"model": "rqs-ar", "blocks": 2, "hidden": 16}, training=FAST | {"epochs": 5}).fit(ev, progress=False)
+    s = Surrogate(["x"], flow={"model": "rqs-ar", "blocks": 2, "hidden": 16}, training=FAST | {"epochs": 5}).fit(
+        ev, progress=False
+    )
     grid = np.linspace(600, 1400, 4001)
     dens = np.exp(s.log_prob(ak.zip({"x": grid})))
     assert dens.sum() * (grid[1] - grid[0]) == pytest.approx(1.0, abs=0.01)
@@ -91,7 +96,7 @@ def test_unconditional_sampling_and_argument_errors(small_events: ak.Array) -> N
 
 
 def test_conditions_missing_or_misnamed_at_sampling(trained: Surrogate) -> None:
-    with pytest.raises(InputError, match="conditional.*mu"):
+    with pytest.raises(InputError, match=r"conditional.*mu"):
         trained.sample(100)
     with pytest.raises(InputError, match=r"mu"):
         trained.sample(conditions=ak.zip({"pileup": np.ones(3)}))
@@ -122,7 +127,7 @@ def test_non_numeric_and_missing_columns(small_events: ak.Array) -> None:
     ev = ak.with_field(small_events, np.array(["x"] * len(small_events)), "label")
     with pytest.raises(InputError, match="label"):
         Surrogate(["a", "label"], training=FAST).fit(ev, progress=False)
-    with pytest.raises(InputError, match="nope.*(a|available)"):
+    with pytest.raises(InputError, match=r"nope.*(a|available)"):
         Surrogate(["nope"], training=FAST).fit(small_events, progress=False)
 
 
@@ -140,7 +145,7 @@ def test_damaged_model_directories(trained: Surrogate, tmp_path) -> None:
 
     d = _saved(trained, tmp_path / "incomplete")
     (d / "weights.safetensors").unlink()
-    with pytest.raises(ModelDirectoryError, match="incomplete: missing weights.safetensors"):
+    with pytest.raises(ModelDirectoryError, match=r"incomplete: missing weights.safetensors"):
         Surrogate.load(d)
 
     d = _saved(trained, tmp_path / "corrupt")
@@ -152,7 +157,7 @@ def test_damaged_model_directories(trained: Surrogate, tmp_path) -> None:
     cfg = json.loads((d / "config.json").read_text())
     cfg["schema_version"] = SCHEMA_VERSION + 1
     (d / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(ModelDirectoryError, match="newer.*upgrade"):
+    with pytest.raises(ModelDirectoryError, match=r"newer.*upgrade"):
         Surrogate.load(d)
 
     d = _saved(trained, tmp_path / "foreign")
@@ -168,7 +173,7 @@ def test_damaged_model_directories(trained: Surrogate, tmp_path) -> None:
 
 
 def test_wasserstein_selection_and_checkpoints(small_events: ak.Array, tmp_path) -> None:
-    kw = dict(flow={"model": "maf", "blocks": 1, "hidden": 8})
+    kw = {"flow": {"model": "maf", "blocks": 1, "hidden": 8}}
     cfg = FAST | {"epochs": 4, "selection": "wasserstein", "selection_events": 500}
     full = Surrogate(["a", "b"], ["mu"], training=cfg, **kw).fit(small_events, checkpoint_dir=tmp_path, progress=False)
     assert full.result.selection == "wasserstein" and math.isfinite(full.result.best_metric)
@@ -177,8 +182,11 @@ def test_wasserstein_selection_and_checkpoints(small_events: ak.Array, tmp_path)
     again = Surrogate(["a", "b"], ["mu"], training=cfg, **kw).fit(small_events, checkpoint_dir=tmp_path, progress=False)
     assert again.result.resumed_from_epoch == 4
     cond = correlated_events(200, seed=9)
-    np.testing.assert_array_equal(full.sample(conditions=cond, seed=2).a.to_numpy(),
-                                  again.sample(conditions=cond, seed=2).a.to_numpy())
+    np.testing.assert_array_equal(
+        full.sample(conditions=cond, seed=2).a.to_numpy(), again.sample(conditions=cond, seed=2).a.to_numpy()
+    )
     # a different configuration never resumes a foreign checkpoint
-    other = Surrogate(["a", "b"], ["mu"], training=cfg | {"lr": 1e-3}, **kw).fit(small_events, checkpoint_dir=tmp_path, progress=False)
+    other = Surrogate(["a", "b"], ["mu"], training=cfg | {"lr": 1e-3}, **kw).fit(
+        small_events, checkpoint_dir=tmp_path, progress=False
+    )
     assert other.result.resumed_from_epoch == 0

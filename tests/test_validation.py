@@ -24,7 +24,9 @@ def test_c2st_under_the_null_is_consistent_with_half_and_p_values_are_not_small(
     pvals = []
     for seed in range(5):
         rng = np.random.default_rng(100 + seed)
-        r = c2st(rng.normal(0, 1, (3000, 3)), rng.normal(0, 1, (3000, 3)), n_permutations=100, n_bootstrap=50, seed=seed)
+        r = c2st(
+            rng.normal(0, 1, (3000, 3)), rng.normal(0, 1, (3000, 3)), n_permutations=100, n_bootstrap=50, seed=seed
+        )
         assert r.auc_ci[0] <= 0.5 + 0.01 and r.auc_ci[1] >= 0.5 - 0.01
         pvals.append(r.p_value)
     assert np.median(pvals) > 0.1

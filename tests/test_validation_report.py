@@ -19,7 +19,7 @@ from mcsurrogate.validation.c2st import _grouped_auc
 def test_frechet_distance_of_shifted_gaussians():
     rng = np.random.default_rng(0)
     a = rng.normal(size=(50_000, 3))
-    b = rng.normal(size=(50_000, 3)) + [0.2, 0.0, 0.0]
+    b = rng.normal(size=(50000, 3)) + np.array([0.2, 0.0, 0.0])
     assert frechet_distance(a, b) == pytest.approx(0.04, abs=0.005)
     value, error = fpd(a, b, n_min=5_000, n_max=40_000)
     assert value == pytest.approx(0.04, abs=max(4 * error, 0.004))
@@ -43,7 +43,8 @@ def test_grouped_auc_equals_sklearn_with_ties_and_weights():
     w = rng.random(5_000)
     values, group = np.unique(s, return_inverse=True)
     assert _grouped_auc(group, len(values), w * y, w * (1 - y)) == pytest.approx(
-        roc_auc_score(y, s, sample_weight=w), abs=1e-12)
+        roc_auc_score(y, s, sample_weight=w), abs=1e-12
+    )
 
 
 def test_validate_finds_the_broken_feature_and_writes_the_report(tmp_path):
@@ -93,10 +94,34 @@ def test_validate_cli(tmp_path):
     write_events(ak.Array(ref), tmp_path / "ref.parquet")
     write_events(ak.Array(can), tmp_path / "can.parquet")
     out = tmp_path / "report"
-    assert main(["validate", str(tmp_path / "ref.parquet"), str(tmp_path / "can.parquet"), "--permutations", "30",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "validate",
+                str(tmp_path / "ref.parquet"),
+                str(tmp_path / "can.parquet"),
+                "--permutations",
+                "30",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     data = json.loads((out / "report.json").read_text())
     assert set(data["features"]) == {"pt", "eta"}
     assert any("unequal" in n or "subsampled" in n for n in data["notes"])
-    assert main(["validate", str(tmp_path / "ref.parquet"), str(tmp_path / "can.parquet"), "--features", "pt,nope",
-                 "--out", str(tmp_path / "r2")]) == 2
+    assert (
+        main(
+            [
+                "validate",
+                str(tmp_path / "ref.parquet"),
+                str(tmp_path / "can.parquet"),
+                "--features",
+                "pt,nope",
+                "--out",
+                str(tmp_path / "r2"),
+            ]
+        )
+        == 2
+    )

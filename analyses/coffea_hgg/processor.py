@@ -29,19 +29,29 @@ def _is_dask(array: Any) -> bool:
 class DiphotonMassProcessor(processor.ProcessorABC):
     """Fill m_γγ (GeV) of the two leading truth photons and of their surrogate-smeared versions."""
 
-    def __init__(self, model_dir: str | os.PathLike[str], *, seed: int = 0, bins: int = 60,
-                 mass_range: tuple[float, float] = (110.0, 140.0)) -> None:
+    def __init__(
+        self,
+        model_dir: str | os.PathLike[str],
+        *,
+        seed: int = 0,
+        bins: int = 60,
+        mass_range: tuple[float, float] = (110.0, 140.0),
+    ) -> None:
         self.model_dir = str(model_dir)
         self.seed = seed
         self.bins = bins
         self.mass_range = mass_range
 
     def process(self, events: Any) -> dict[str, Any]:
-        events = add_surrogate_objects(events, self.model_dir, truth="GenPhoton", pileup="Pileup.nTrueInt",
-                                       out="SmearedPhoton", seed=self.seed)
+        events = add_surrogate_objects(
+            events, self.model_dir, truth="GenPhoton", pileup="Pileup.nTrueInt", out="SmearedPhoton", seed=self.seed
+        )
         factory = dask_hist.Hist if _is_dask(events) else hist.Hist
-        h = (factory.new.StrCat(["truth", "surrogate"], name="level")
-             .Reg(self.bins, *self.mass_range, name="mass", label=r"$m_{\gamma\gamma}$ [GeV]").Weight())
+        h = (
+            factory.new.StrCat(["truth", "surrogate"], name="level")
+            .Reg(self.bins, *self.mass_range, name="mass", label=r"$m_{\gamma\gamma}$ [GeV]")
+            .Weight()
+        )
         h.fill(level="truth", mass=pair_mass(events.GenPhoton))
         h.fill(level="surrogate", mass=pair_mass(events.SmearedPhoton))
         return {"mgg": h, "events": ak.num(events, axis=0)}

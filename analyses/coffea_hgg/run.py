@@ -23,23 +23,33 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from processor import DiphotonMassProcessor  # noqa: E402
+from processor import DiphotonMassProcessor
 
-from mcsurrogate.data_files import load_default_truth  # noqa: E402
-from mcsurrogate.io import write_events  # noqa: E402
-from mcsurrogate.response import SmearingConfig, smear_photons, train_response  # noqa: E402
+from mcsurrogate.data_files import load_default_truth
+from mcsurrogate.io import write_events
+from mcsurrogate.response import SmearingConfig, smear_photons, train_response
 
 
 def nanoaod_like(truth: ak.Array, first_event: int = 0) -> ak.Array:
     """Truth records (photons, mu) as NanoAOD-style event records with event identifiers."""
     n = len(truth)
-    return ak.zip({
-        "run": np.ones(n, np.int64), "luminosityBlock": np.ones(n, np.int64),
-        "event": np.arange(first_event, first_event + n, dtype=np.int64),
-        "GenPhoton": ak.zip({"pt": truth.photons.pt, "eta": truth.photons.eta, "phi": truth.photons.phi,
-                             "mass": truth.photons.pt * 0.0}),
-        "Pileup_nTrueInt": ak.values_astype(truth.mu, np.float32),
-    }, depth_limit=1)
+    return ak.zip(
+        {
+            "run": np.ones(n, np.int64),
+            "luminosityBlock": np.ones(n, np.int64),
+            "event": np.arange(first_event, first_event + n, dtype=np.int64),
+            "GenPhoton": ak.zip(
+                {
+                    "pt": truth.photons.pt,
+                    "eta": truth.photons.eta,
+                    "phi": truth.photons.phi,
+                    "mass": truth.photons.pt * 0.0,
+                }
+            ),
+            "Pileup_nTrueInt": ak.values_astype(truth.mu, np.float32),
+        },
+        depth_limit=1,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,24 +72,28 @@ def main(argv: list[str] | None = None) -> int:
         model = train_response(smeared, "demo", training={"epochs": 5})
         model_dir = str(out / "model")
         model.save(model_dir, overwrite=True)
-    sample = truth[args.train_events: args.train_events + args.events]
+    sample = truth[args.train_events : args.train_events + args.events]
     nano = out / "nano_like.root"
     write_events(nanoaod_like(sample, args.train_events), nano, tree="Events", overwrite=True)
     proc = DiphotonMassProcessor(model_dir)
     t1 = time.perf_counter()
-    eager = proc.process(NanoEventsFactory.from_root({str(nano): "Events"}, schemaclass=NanoAODSchema,
-                                                     mode="virtual").events())
+    eager = proc.process(
+        NanoEventsFactory.from_root({str(nano): "Events"}, schemaclass=NanoAODSchema, mode="virtual").events()
+    )
     t2 = time.perf_counter()
     import dask
 
-    lazy = proc.process(NanoEventsFactory.from_root({str(nano): "Events"}, schemaclass=NanoAODSchema, mode="dask",
-                                                    steps_per_file=args.partitions).events())
+    lazy = proc.process(
+        NanoEventsFactory.from_root(
+            {str(nano): "Events"}, schemaclass=NanoAODSchema, mode="dask", steps_per_file=args.partitions
+        ).events()
+    )
     (computed,) = dask.compute(lazy)
     t3 = time.perf_counter()
     h_eager, h_dask = eager["mgg"], computed["mgg"]
     identical = bool(np.array_equal(h_eager.values(), h_dask.values()))
-    from matplotlib.figure import Figure
     import mplhep
+    from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6.4, 4.8))
     ax = fig.add_subplot()
@@ -92,14 +106,22 @@ def main(argv: list[str] | None = None) -> int:
     sur = h_eager["surrogate", :]
     centres = sur.axes[0].centers
     mean = float(np.sum(sur.values() * centres) / sur.values().sum())
-    report = {"events": int(eager["events"]), "model": model_dir, "partitions": args.partitions,
-              "eager_dask_identical": identical, "surrogate_mgg_mean_in_range_gev": mean,
-              "mgg_edges": sur.axes[0].edges.tolist(), "mgg_truth": h_eager["truth", :].values().tolist(),
-              "mgg_surrogate": sur.values().tolist(),
-              "seconds": {"training": t1 - t0, "eager": t2 - t1, "dask": t3 - t2}}
+    report = {
+        "events": int(eager["events"]),
+        "model": model_dir,
+        "partitions": args.partitions,
+        "eager_dask_identical": identical,
+        "surrogate_mgg_mean_in_range_gev": mean,
+        "mgg_edges": sur.axes[0].edges.tolist(),
+        "mgg_truth": h_eager["truth", :].values().tolist(),
+        "mgg_surrogate": sur.values().tolist(),
+        "seconds": {"training": t1 - t0, "eager": t2 - t1, "dask": t3 - t2},
+    }
     (out / "report.json").write_text(json.dumps(report, indent=1))
-    print(f"{report['events']} events; eager and dask histograms identical: {identical}; "
-          f"processor {t2 - t1:.1f} s eager, {t3 - t2:.1f} s dask ({args.partitions} partitions)")
+    print(
+        f"{report['events']} events; eager and dask histograms identical: {identical}; "
+        f"processor {t2 - t1:.1f} s eager, {t3 - t2:.1f} s dask ({args.partitions} partitions)"
+    )
     return 0 if identical else 1
 
 

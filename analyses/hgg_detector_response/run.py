@@ -40,12 +40,16 @@ def quality(name: str, result: dict) -> dict:
     if name == "baseline":
         bars["core_width_ratio_0.95_1.05"] = {
             "value": [cons["precise_ratio_min"], cons["precise_ratio_max"]],
-            "holds": 0.95 <= cons["precise_ratio_min"] and cons["precise_ratio_max"] <= 1.05}
+            "holds": 0.95 <= cons["precise_ratio_min"] and cons["precise_ratio_max"] <= 1.05,
+        }
         bars["core_width_ratio_0.98_1.02_goal"] = {
             "value": [cons["precise_ratio_min"], cons["precise_ratio_max"]],
-            "holds": 0.98 <= cons["precise_ratio_min"] and cons["precise_ratio_max"] <= 1.02}
-        bars["mass_mean_within_0.05_GeV"] = {"value": ev["mass_mean_difference_gev"],
-                                             "holds": abs(ev["mass_mean_difference_gev"]) < 0.05}
+            "holds": 0.98 <= cons["precise_ratio_min"] and cons["precise_ratio_max"] <= 1.02,
+        }
+        bars["mass_mean_within_0.05_GeV"] = {
+            "value": ev["mass_mean_difference_gev"],
+            "holds": abs(ev["mass_mean_difference_gev"]) < 0.05,
+        }
         bars["mass_sd_within_2pct"] = {"value": ev["mass_sd_ratio"], "holds": abs(ev["mass_sd_ratio"] - 1) < 0.02}
     if name.startswith("correlation"):
         ct, cg = np.array(ev["correlation_target"]), np.array(ev["correlation_generated"])
@@ -56,8 +60,10 @@ def quality(name: str, result: dict) -> dict:
         bars["other_correlations_within_0.03_of_zero"] = {"value": max(others), "holds": bool(max(others) <= 0.03)}
     if name == "asymmetric":
         dropped = (result.get("data") or {}).get("dropped_outside_preprocessing_domain", 0)
-        rel = max(abs(ev["tail_fraction_generated"][k] / ev["tail_fraction_target"][k] - 1)
-                  for k in ev["tail_fraction_target"])
+        rel = max(
+            abs(ev["tail_fraction_generated"][k] / ev["tail_fraction_target"][k] - 1)
+            for k in ev["tail_fraction_target"]
+        )
         bars["no_event_dropped"] = {"value": dropped, "holds": dropped == 0}
         bars["tail_fraction_within_10pct"] = {"value": rel, "holds": rel <= 0.10}
     return bars
@@ -82,27 +88,40 @@ def main(argv: list[str] | None = None) -> int:
     epochs = 3 if args.small and not args.epochs else args.epochs
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    report: dict = {"truth": args.truth or default_truth_metadata(), "n_truth_events": len(truth),
-                    "preset": args.preset, "process": "ggH" if not args.truth else "see truth", "scenarios": {}}
+    report: dict = {
+        "truth": args.truth or default_truth_metadata(),
+        "n_truth_events": len(truth),
+        "preset": args.preset,
+        "process": "ggH" if not args.truth else "see truth",
+        "scenarios": {},
+    }
     for k, name in enumerate(args.scenarios.split(",")):
         config = SCENARIOS[name]
         print(f"[{name}] smearing {len(truth)} events and training the {args.preset} preset", flush=True)
         smeared = smear_photons(truth, config, seed=args.seed + 100 * k)
-        result = run_scenario(smeared, preset=args.preset, training={"epochs": epochs} if epochs else None,
-                              seed=args.seed + 100 * k + 1)
+        result = run_scenario(
+            smeared, preset=args.preset, training={"epochs": epochs} if epochs else None, seed=args.seed + 100 * k + 1
+        )
         figures = save_all(result.evaluation, result.reference, result.generated, out, prefix=f"{name}_")
         entry = result.to_dict() | {"smearing": config.to_dict(), "figures": figures}
         entry["training"] = {k2: v for k2, v in entry["training"].items() if k2 != "history"} | {
-            "history": [{"epoch": h["epoch"], "train_loss": h["train_loss"], "val_nll": h["val_nll"]}
-                        for h in entry["training"].get("history", [])]}
+            "history": [
+                {"epoch": h["epoch"], "train_loss": h["train_loss"], "val_nll": h["val_nll"]}
+                for h in entry["training"].get("history", [])
+            ]
+        }
         entry["quality"] = quality(name, entry)
         report["scenarios"][name] = entry
         for bar, v in entry["quality"].items():
             print(f"  {bar}: {v['value']} -> {'ok' if v['holds'] else 'NOT MET'}", flush=True)
     report["wall_seconds"] = time.perf_counter() - t0
     (out / "report.json").write_text(json.dumps(report, indent=2, default=float))
-    lines = [f"# H→γγ detector response ({args.preset} preset, Pythia 8 gg→H truth, {len(truth)} events)", "",
-             f"Wall time: {report['wall_seconds'] / 60:.1f} min on this machine.", ""]
+    lines = [
+        f"# H→γγ detector response ({args.preset} preset, Pythia 8 gg→H truth, {len(truth)} events)",
+        "",
+        f"Wall time: {report['wall_seconds'] / 60:.1f} min on this machine.",
+        "",
+    ]
     for name, entry in report["scenarios"].items():
         lines += [f"## {name}", "", "| quality bar | value | holds |", "|---|---|---|"]
         lines += [f"| {b} | {v['value']} | {'yes' if v['holds'] else 'no'} |" for b, v in entry["quality"].items()]

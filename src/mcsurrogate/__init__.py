@@ -31,7 +31,18 @@ _LAZY = {
     "write_events": "mcsurrogate.io",
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = [
+    "DerivedObservable",
+    "FeatureSpec",
+    "FlowConfig",
+    "ObjectSlots",
+    "Preprocessor",
+    "Surrogate",
+    "TrainConfig",
+    "__version__",
+    "read_events",
+    "write_events",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -47,8 +47,9 @@ def run_demo(
     if n_events is not None:
         truth = truth[:n_events]
     smeared = smear_photons(truth, SmearingConfig(scenario="baseline"), seed=seed)
-    result = run_scenario(smeared, preset=preset, training={"epochs": epochs} if epochs else None, seed=seed,
-                          progress=progress)
+    result = run_scenario(
+        smeared, preset=preset, training={"epochs": epochs} if epochs else None, seed=seed, progress=progress
+    )
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
@@ -56,22 +57,33 @@ def run_demo(
         figures = save_all(result.evaluation, result.reference, result.generated, tmp)
         result.model.save(tmp / "model")
         lo, hi = result.evaluation.worst_width_ratio()
-        report = {"sample": default_truth_metadata(), "scenario": "baseline", "preset": preset,
-                  **result.to_dict(), "figures": figures}
+        report = {
+            "sample": default_truth_metadata(),
+            "scenario": "baseline",
+            "preset": preset,
+            **result.to_dict(),
+            "figures": figures,
+        }
         report["seconds"]["total"] = time.perf_counter() - t0
         ev = report["evaluation"]
         cons = ev["width_ratio_consistency"]
         verdict = [
-            f"core-resolution ratio surrogate/reference in bins of truth E_T, η, μ: {lo:.3f} – {hi:.3f} over all "
-            f"{cons['n_bins']} bins, {cons['precise_ratio_min']:.3f} – {cons['precise_ratio_max']:.3f} over the "
-            f"{cons['precise_bins']} bins measured to 2 %; χ²/bin of (ratio − 1) = {cons['chi2_per_bin']:.2f} "
-            "(paper A: within 0.95 – 1.05)",
-            f"m_γγ in [120, 130] GeV: mean {ev['diphoton_generated']['mass_mean']:.3f} vs "
-            f"{ev['diphoton_target']['mass_mean']:.3f} GeV (Δ = {ev['mass_mean_difference_gev']:+.3f} GeV), "
-            f"SD ratio {ev['mass_sd_ratio']:.3f}",
+            (
+                f"core-resolution ratio surrogate/reference in bins of truth E_T, η, μ: {lo:.3f} – {hi:.3f} over all "
+                f"{cons['n_bins']} bins, {cons['precise_ratio_min']:.3f} – {cons['precise_ratio_max']:.3f} over the "
+                f"{cons['precise_bins']} bins measured to 2 %; χ²/bin of (ratio − 1) = {cons['chi2_per_bin']:.2f} "
+                "(paper A: within 0.95 – 1.05)"
+            ),
+            (
+                f"m_γγ in [120, 130] GeV: mean {ev['diphoton_generated']['mass_mean']:.3f} vs "
+                f"{ev['diphoton_target']['mass_mean']:.3f} GeV (Δ = {ev['mass_mean_difference_gev']:+.3f} GeV), "
+                f"SD ratio {ev['mass_sd_ratio']:.3f}"
+            ),
             f"largest difference between response correlation matrices: {ev['max_abs_correlation_difference']:.3f}",
-            f"trained in {result.seconds['train']:.0f} s; smeared the {len(result.reference)} test events (never seen in "
-            f"training) at {report['apply_events_per_second']:.3g} events/s",
+            (
+                f"trained in {result.seconds['train']:.0f} s; smeared the {len(result.reference)} test events (never seen in "
+                f"training) at {report['apply_events_per_second']:.3g} events/s"
+            ),
         ]
         report["verdict"] = verdict
         (tmp / "report.json").write_text(json.dumps(report, indent=2, default=float))

@@ -48,8 +48,10 @@ def sample_partition(model: Surrogate | str | os.PathLike[str], index: int, size
     """Partition ``index`` of :func:`sample_partitions`: ``size`` events from ``default_rng([seed, index])``."""
     surrogate = model if isinstance(model, Surrogate) else _load(str(Path(model)))
     if surrogate.conditional:
-        raise InputError("sample_partitions needs an unconditional surrogate; a conditional one is applied to "
-                         "events with mcsurrogate.response.columnar.add_surrogate_objects")
+        raise InputError(
+            "sample_partitions needs an unconditional surrogate; a conditional one is applied to "
+            "events with mcsurrogate.response.columnar.add_surrogate_objects"
+        )
     return surrogate.sample(size, seed=np.random.default_rng([seed, index]), progress=False)
 
 
@@ -62,28 +64,33 @@ class _Partition:
         return sample_partition(self.model, item[0], item[1], self.seed)
 
 
-def sample_partitions(
-    model: str | os.PathLike[str], n_events: int, n_partitions: int, *, seed: int = 0
-) -> Any:
+def sample_partitions(model: str | os.PathLike[str], n_events: int, n_partitions: int, *, seed: int = 0) -> Any:
     """A lazy ``dask_awkward.Array`` of ``n_events`` events sampled from the saved surrogate at ``model``."""
-    dak = require_extra("dask_awkward", "dask")
+    dak: Any = require_extra("dask_awkward", "dask")
     path = str(Path(model).resolve())
     if not Path(path).is_dir():
         raise InputError(f"{model}: not a model directory (save the surrogate with Surrogate.save first)")
     sizes = partition_sizes(n_events, n_partitions)
     empty = sample_partition(path, 0, 0, seed)
     meta = ak.Array(empty.layout.to_typetracer(forget_length=True), behavior=empty.behavior)
-    return dak.from_map(_Partition(path, seed), list(enumerate(sizes)), label="mcsurrogate-sample", meta=meta,  # type: ignore[attr-defined]
-                        divisions=tuple(np.r_[0, np.cumsum(sizes)].tolist()))
+    return dak.from_map(
+        _Partition(path, seed),
+        list(enumerate(sizes)),
+        label="mcsurrogate-sample",
+        meta=meta,  # type: ignore[attr-defined]
+        divisions=tuple(np.r_[0, np.cumsum(sizes)].tolist()),
+    )
 
 
-def write_partitioned(array: Any, out_dir: str | os.PathLike[str], *, overwrite: bool = False, compute: bool = True) -> Any:
+def write_partitioned(
+    array: Any, out_dir: str | os.PathLike[str], *, overwrite: bool = False, compute: bool = True
+) -> Any:
     """Write a dask-awkward array as one Parquet file per partition into ``out_dir`` (``part*.parquet``).
 
     Refuses a non-empty ``out_dir`` unless ``overwrite``. With ``compute=False`` returns the dask object to
     compute later (e.g. together with histograms, in one pass).
     """
-    dak = require_extra("dask_awkward", "dask")
+    dak: Any = require_extra("dask_awkward", "dask")
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise InputError(f"{out} exists and is not empty; choose another directory or pass overwrite=True")

@@ -8,12 +8,12 @@ Messages name the file, column or parameter and say what was expected.
 from __future__ import annotations
 
 __all__ = [
+    "FitError",
     "InputError",
     "MCSurrogateError",
     "MissingExtraError",
     "ModelDirectoryError",
     "OutputExistsError",
-    "FitError",
     "TrainingError",
 ]
 
@@ -54,6 +54,5 @@ def require_extra(module: str, extra: str) -> object:
         return importlib.import_module(module)
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise MissingExtraError(
-            f"this feature needs the optional package {module!r}; install it with "
-            f'pip install "mcsurrogate[{extra}]"'
+            f'this feature needs the optional package {module!r}; install it with pip install "mcsurrogate[{extra}]"'
         ) from exc

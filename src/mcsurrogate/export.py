@@ -129,7 +129,9 @@ def _destination(path: str | os.PathLike[str], overwrite: bool) -> tuple[Path, P
     if dest.is_dir():
         raise InputError(f"{dest} is a directory; give the path of the file to write, e.g. {dest / 'sampler.pt'}")
     if dest.suffix.lower() == ".json":
-        raise InputError(f"{dest}: the exported model cannot end in .json, the name of its sidecar; use e.g. .pt or .onnx")
+        raise InputError(
+            f"{dest}: the exported model cannot end in .json, the name of its sidecar; use e.g. .pt or .onnx"
+        )
     sidecar = dest.with_suffix(".json")
     if not overwrite:
         for p in (dest, sidecar):
@@ -142,14 +144,17 @@ def _destination(path: str | os.PathLike[str], overwrite: bool) -> tuple[Path, P
     return dest, sidecar
 
 
-def _sidecar(surrogate: Surrogate, flow: FlowModel, dest: Path, file_format: str, extra: dict[str, Any]) -> dict[str, Any]:
+def _sidecar(
+    surrogate: Surrogate, flow: FlowModel, dest: Path, file_format: str, extra: dict[str, Any]
+) -> dict[str, Any]:
     """Everything needed to feed the exported graph from user units and to map its output back."""
     inputs: dict[str, Any] = {
         "noise": {"shape": ["batch", flow.noise_features], "dtype": "float32", "distribution": "standard normal"},
     }
     if flow.context_features is not None:
         inputs["context"] = {
-            "shape": ["batch", flow.context_features], "dtype": "float32",
+            "shape": ["batch", flow.context_features],
+            "dtype": "float32",
             "space": "conditions after preprocessing.conditions (forward)",
         }
     cond_pre = surrogate.condition_preprocessor
@@ -169,7 +174,8 @@ def _sidecar(surrogate: Surrogate, flow: FlowModel, dest: Path, file_format: str
         "noise_features": flow.noise_features,
         "inputs": inputs,
         "output": {
-            "shape": ["batch", flow.features], "dtype": "float32",
+            "shape": ["batch", flow.features],
+            "dtype": "float32",
             "space": "targets before preprocessing.targets (apply its inverse)",
         },
         "condition_ranges": surrogate.metrics.get("condition_ranges") or {},
@@ -314,12 +320,20 @@ def export_onnx(
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore", torch.jit.TracerWarning)
                 # the TorchScript-based exporter handles the masked spline updates that torch.export rejects
-                warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export", category=DeprecationWarning)
+                warnings.filterwarnings(
+                    "ignore", message=".*legacy TorchScript-based ONNX export", category=DeprecationWarning
+                )
                 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
                 warnings.filterwarnings("ignore", message="Constant folding - Only steps=1", category=UserWarning)
                 torch.onnx.export(
-                    sampler, example, str(tmp), input_names=names, output_names=["samples"],
-                    opset_version=opset, dynamic_axes={n: {0: "batch"} for n in [*names, "samples"]}, **legacy,
+                    sampler,
+                    example,
+                    str(tmp),
+                    input_names=names,
+                    output_names=["samples"],
+                    opset_version=opset,
+                    dynamic_axes={n: {0: "batch"} for n in [*names, "samples"]},
+                    **legacy,  # type: ignore[arg-type]
                 )
         except (RuntimeError, ValueError) as exc:  # torch.onnx.errors.OnnxExporterError is a RuntimeError
             raise InputError(
@@ -329,8 +343,10 @@ def export_onnx(
         try:
             onnx.checker.check_model(str(tmp))
         except Exception as exc:  # onnx's checker raises its own ValidationError
-            raise InputError(f"flow family {family!r}: the ONNX export does not pass onnx's checker ({_first_line(exc)}); "
-                             "export it to TorchScript instead (export_torchscript)") from exc
+            raise InputError(
+                f"flow family {family!r}: the ONNX export does not pass onnx's checker ({_first_line(exc)}); "
+                "export it to TorchScript instead (export_torchscript)"
+            ) from exc
         try:
             import onnxruntime
         except ImportError:
@@ -338,7 +354,7 @@ def export_onnx(
         session = onnxruntime.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
 
         def run(inputs: tuple[torch.Tensor, ...]) -> np.ndarray:
-            return session.run(None, {n: t.numpy() for n, t in zip(names, inputs)})[0]
+            return session.run(None, {n: t.numpy() for n, t in zip(names, inputs, strict=False)})[0]
 
         _check_reproduces(run, flow, 37, "ONNX", family)
 

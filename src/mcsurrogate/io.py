@@ -132,7 +132,7 @@ class _Field:
 def _tree_fields(obj: Any) -> list[_Field]:
     """Logical columns of a TTree (counter + ``<name>_<field>`` groups zipped) or an RNTuple (its top fields)."""
     if not hasattr(obj, "branches"):  # RNTuple: collections are stored as such
-        return [_Field(k, {"": k}) for k in obj.keys() if "." not in k]
+        return [_Field(k, {"": k}) for k in obj.keys() if "." not in k]  # noqa: SIM118 - iterating an RNTuple yields fields, not names
     names = [b.name for b in obj.branches]
     present = set(names)
     hidden: set[str] = set()  # counters made redundant by zipping (ak.num gives them back)
@@ -194,9 +194,7 @@ def _resolve_tree(handle: Any, path: Path, tree: str | None) -> tuple[Any, str]:
             held = ", ".join(f"{k} ({c})" for k, c in classes.items()) or "nothing"
             raise InputError(f"{path} holds no TTree or RNTuple; it holds: {held}")
         else:
-            raise InputError(
-                f"{path} holds several trees {trees}; choose one with '{path}:TREE' (CLI) or tree=..."
-            )
+            raise InputError(f"{path} holds several trees {trees}; choose one with '{path}:TREE' (CLI) or tree=...")
     name = tree.strip("/")
     if name not in trees:
         raise InputError(f"{path}: no tree {tree!r}; trees in the file: {trees or 'none'}")
@@ -241,7 +239,9 @@ def _rows_per_step(step_size: int | str, bytes_per_row: float) -> int:
             )
         return max(1, int(float(m.group(1)) * _UNITS[m.group(2).lower()] / max(bytes_per_row, 1.0)))
     if isinstance(step_size, bool) or not isinstance(step_size, (int, np.integer)) or step_size < 1:
-        raise InputError(f"step_size must be a positive number of events or a memory size like '100 MB', got {step_size!r}")
+        raise InputError(
+            f"step_size must be a positive number of events or a memory size like '100 MB', got {step_size!r}"
+        )
     return int(step_size)
 
 
@@ -365,7 +365,9 @@ def _root_branches(chunk: ak.Array) -> dict[str, Any]:
     fields = chunk.fields
     for name in fields:
         if not _BRANCH_NAME.match(name):
-            raise InputError(f"field {name!r} is not a valid ROOT branch name (letters, digits and _; not first a digit)")
+            raise InputError(
+                f"field {name!r} is not a valid ROOT branch name (letters, digits and _; not first a digit)"
+            )
         arr = chunk[name]
         if isinstance(arr.type.content, ak.types.RegularType):
             arr = ak.from_regular(arr, axis=1)
@@ -389,7 +391,9 @@ def _root_branches(chunk: ak.Array) -> dict[str, Any]:
                 isinstance(inner, ak.types.RecordType) and all(_is_number(c) for c in inner.contents)
             )
             if ok and f"n{name}" in fields:
-                raise InputError(f"field {name!r} is a list: its counter branch n{name} collides with the field n{name}")
+                raise InputError(
+                    f"field {name!r} is a list: its counter branch n{name} collides with the field n{name}"
+                )
             if ok and isinstance(inner, ak.types.RecordType):
                 clash = [f"{name}_{s}" for s in inner.fields if f"{name}_{s}" in fields]
                 if clash:
@@ -437,7 +441,9 @@ class EventWriter:
         self.n_events = 0
         self.n_chunks = 0
         if self.format == "root" and (not tree or not all(_BRANCH_NAME.match(p) for p in tree.split("/"))):
-            raise InputError(f"tree name {tree!r} is not valid for ROOT (letters, digits and _, '/' between directories)")
+            raise InputError(
+                f"tree name {tree!r} is not valid for ROOT (letters, digits and _, '/' between directories)"
+            )
         self._check_dest()
         self._tmp: Path | None = None
         self._file: Any = None
@@ -449,9 +455,11 @@ class EventWriter:
         if self.dest.is_dir():
             raise InputError(f"{self.dest} is a directory; give a file name ending in .root or .parquet")
         if self.dest.exists() and not self.overwrite:
-            raise OutputExistsError(f"{self.dest} exists already; choose another name or pass overwrite=True (--overwrite)")
+            raise OutputExistsError(
+                f"{self.dest} exists already; choose another name or pass overwrite=True (--overwrite)"
+            )
 
-    def __enter__(self) -> EventWriter:
+    def __enter__(self) -> EventWriter:  # noqa: PYI034 - typing.Self needs Python 3.11
         self.dest.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = temporary_path(self.dest)
         return self
@@ -465,7 +473,11 @@ class EventWriter:
         """Append ``chunk`` (a record array, one record per event) to the output."""
         if self._tmp is None:
             raise RuntimeError("EventWriter.write must be called inside a 'with EventWriter(...)' block")
-        if not isinstance(chunk, ak.Array) or not isinstance(chunk.type.content, ak.types.RecordType) or not chunk.fields:
+        if (
+            not isinstance(chunk, ak.Array)
+            or not isinstance(chunk.type.content, ak.types.RecordType)
+            or not chunk.fields
+        ):
             shown = chunk.type if isinstance(chunk, ak.Array) else type(chunk).__name__
             raise InputError(f"write takes an awkward record array (one record per event), got {shown}")
         if self.format == "root":
@@ -485,7 +497,9 @@ class EventWriter:
             self._writer = self._file.mktree(self.tree, {k: _branch_type(v) for k, v in branches.items()})
             self._types = types
         elif types != self._types:
-            raise InputError(f"chunk {self.n_chunks + 1} does not match the first chunk's fields: {_diff(self._types, types)}")
+            raise InputError(
+                f"chunk {self.n_chunks + 1} does not match the first chunk's fields: {_diff(self._types, types)}"
+            )
         self._writer.extend(branches)
 
     def _write_parquet(self, chunk: ak.Array) -> None:
@@ -532,8 +546,11 @@ class EventWriter:
 
 
 def _diff(first: dict[str, str], now: dict[str, str]) -> str:
-    parts = [f"{k}: {first.get(k, 'absent')} then {now.get(k, 'absent')}" for k in dict.fromkeys([*first, *now])
-             if first.get(k) != now.get(k)]
+    parts = [
+        f"{k}: {first.get(k, 'absent')} then {now.get(k, 'absent')}"
+        for k in dict.fromkeys([*first, *now])
+        if first.get(k) != now.get(k)
+    ]
     return "; ".join(parts)
 
 

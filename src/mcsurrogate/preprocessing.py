@@ -99,7 +99,8 @@ class Identity(Transform):
     def forward(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(x, dtype=np.float64)
 
-    inverse = forward
+    def inverse(self, y: np.ndarray) -> np.ndarray:
+        return np.asarray(y, dtype=np.float64)
 
     def log_abs_det(self, x: np.ndarray) -> np.ndarray:
         return np.zeros(np.shape(x))
@@ -141,21 +142,28 @@ class Standardize(Transform):
         x = np.asarray(x, dtype=np.float64)
         std = float(x.std())
         if not std > 0:
-            raise InputError(f"column {self.column!r} is constant ({x[0] if len(x) else 'empty'}): it cannot be standardised or learned")
+            raise InputError(
+                f"column {self.column!r} is constant ({x[0] if len(x) else 'empty'}): it cannot be standardised or learned"
+            )
         self.mean, self.std = float(x.mean()), std
         return self
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def _fitted(self) -> tuple[float, float]:
         self._require("mean", "std")
-        return (np.asarray(x, dtype=np.float64) - self.mean) / self.std
+        assert self.mean is not None and self.std is not None
+        return self.mean, self.std
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        mean, std = self._fitted()
+        return (np.asarray(x, dtype=np.float64) - mean) / std
 
     def inverse(self, y: np.ndarray) -> np.ndarray:
-        self._require("mean", "std")
-        return np.asarray(y, dtype=np.float64) * self.std + self.mean
+        mean, std = self._fitted()
+        return np.asarray(y, dtype=np.float64) * std + mean
 
     def log_abs_det(self, x: np.ndarray) -> np.ndarray:
-        self._require("mean", "std")
-        return np.full(np.shape(x), -np.log(self.std))
+        _, std = self._fitted()
+        return np.full(np.shape(x), -np.log(std))
 
     def params(self) -> dict[str, Any]:
         return {"mean": self.mean, "std": self.std}
@@ -177,8 +185,14 @@ class BoundedMinMax(Transform):
     name = "minmax"
     _state = ("xmin", "xmax")
 
-    def __init__(self, low: float = -1.0, high: float = 1.0, margin: float = 0.0,
-                 xmin: float | None = None, xmax: float | None = None) -> None:
+    def __init__(
+        self,
+        low: float = -1.0,
+        high: float = 1.0,
+        margin: float = 0.0,
+        xmin: float | None = None,
+        xmax: float | None = None,
+    ) -> None:
         if not high > low:
             raise InputError(f"minmax needs high > low, got low={low}, high={high}")
         self.low, self.high, self.margin, self.xmin, self.xmax = float(low), float(high), float(margin), xmin, xmax
@@ -187,15 +201,20 @@ class BoundedMinMax(Transform):
         self.xmin, self.xmax = _padded_range(x, self.margin, self.column, "min-max scaled")
         return self
 
-    def _slope(self) -> float:
+    def _range(self) -> tuple[float, float]:
         self._require("xmin", "xmax")
-        return (self.high - self.low) / (self.xmax - self.xmin)  # type: ignore[operator]
+        assert self.xmin is not None and self.xmax is not None
+        return self.xmin, self.xmax
+
+    def _slope(self) -> float:
+        xmin, xmax = self._range()
+        return (self.high - self.low) / (xmax - xmin)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        return self.low + (np.asarray(x, dtype=np.float64) - self.xmin) * self._slope()
+        return self.low + (np.asarray(x, dtype=np.float64) - self._range()[0]) * self._slope()
 
     def inverse(self, y: np.ndarray) -> np.ndarray:
-        return self.xmin + (np.asarray(y, dtype=np.float64) - self.low) / self._slope()
+        return self._range()[0] + (np.asarray(y, dtype=np.float64) - self.low) / self._slope()
 
     def log_abs_det(self, x: np.ndarray) -> np.ndarray:
         return np.full(np.shape(x), np.log(self._slope()))
@@ -211,7 +230,9 @@ class MinMaxLogit(Transform):
     name = "minmax-logit"
     _state = ("xmin", "xmax")
 
-    def __init__(self, alpha: float = 1e-6, margin: float = 0.05, xmin: float | None = None, xmax: float | None = None) -> None:
+    def __init__(
+        self, alpha: float = 1e-6, margin: float = 0.05, xmin: float | None = None, xmax: float | None = None
+    ) -> None:
         if not 0 < alpha < 0.5:
             raise InputError(f"logit alpha must be in (0, 0.5), got {alpha}")
         self.alpha, self.margin, self.xmin, self.xmax = float(alpha), float(margin), xmin, xmax
@@ -263,14 +284,16 @@ class Atanh(Transform):
         x = np.asarray(x, dtype=np.float64)
         bad = ~(np.abs(x) < 1)
         if bad.any():
-            raise InputError(f"column {self.column!r}: {int(bad.sum())} values outside (−1, 1) cannot pass atanh; drop them first")
+            raise InputError(
+                f"column {self.column!r}: {int(bad.sum())} values outside (−1, 1) cannot pass atanh; drop them first"
+            )
         return np.arctanh(x)
 
     def inverse(self, y: np.ndarray) -> np.ndarray:
         return np.tanh(np.asarray(y, dtype=np.float64))
 
     def log_abs_det(self, x: np.ndarray) -> np.ndarray:
-        return -np.log1p(-np.asarray(x, dtype=np.float64) ** 2)
+        return -np.log1p(-(np.asarray(x, dtype=np.float64) ** 2))
 
 
 class Log(Transform):
@@ -287,7 +310,9 @@ class Log(Transform):
     def forward(self, x: np.ndarray) -> np.ndarray:
         v = np.asarray(x, dtype=np.float64) + self.offset
         if not (v > 0).all():
-            raise InputError(f"column {self.column!r}: {int((~(v > 0)).sum())} values with x + offset <= 0 cannot be log-transformed (offset {self.offset})")
+            raise InputError(
+                f"column {self.column!r}: {int((~(v > 0)).sum())} values with x + offset <= 0 cannot be log-transformed (offset {self.offset})"
+            )
         return np.log(v)
 
     def fit(self, x: np.ndarray) -> Log:
@@ -322,8 +347,14 @@ class GaussRank(Transform):
     name = "gauss-rank"
     _state = ("knots", "probs")
 
-    def __init__(self, n_quantiles: int = 1000, subsample: int | None = 1_000_000, seed: int = 0,
-                 knots: list[float] | None = None, probs: list[float] | None = None) -> None:
+    def __init__(
+        self,
+        n_quantiles: int = 1000,
+        subsample: int | None = 1_000_000,
+        seed: int = 0,
+        knots: list[float] | None = None,
+        probs: list[float] | None = None,
+    ) -> None:
         if n_quantiles < 2:
             raise InputError(f"gauss-rank needs n_quantiles >= 2, got {n_quantiles}")
         self.n_quantiles, self.subsample, self.seed = int(n_quantiles), subsample, int(seed)
@@ -346,15 +377,19 @@ class GaussRank(Transform):
         self.knots, self.probs = knots, 0.5 * (p[idx] + p[last])
         return self
 
+    def _fitted(self) -> tuple[np.ndarray, np.ndarray]:
+        self._require("knots", "probs")
+        assert self.knots is not None and self.probs is not None
+        return self.knots, self.probs
+
     def _tails(self) -> tuple[float, float, float, float]:
         """``(p₀, s₀, 1 − p₋₁, s₋₁)``: outermost probabilities and CDF slopes, per unit of x."""
-        self._require("knots", "probs")
-        k, p = self.knots, self.probs
+        k, p = self._fitted()
         return p[0], (p[1] - p[0]) / (k[1] - k[0]), 1.0 - p[-1], (p[-1] - p[-2]) / (k[-1] - k[-2])
 
     def _log_tail(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Masks of the points below / above the knots, and ``log F`` (below) and ``log(1 − F)`` (above) there."""
-        k = self.knots
+        k, _ = self._fitted()
         p_lo, s_lo, q_hi, s_hi = self._tails()
         lo, hi = x < k[0], x > k[-1]
         log_u = np.log(p_lo) + s_lo * (x[lo] - k[0]) / p_lo
@@ -362,9 +397,8 @@ class GaussRank(Transform):
         return lo, hi, log_u, log_v
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self._require("knots", "probs")
         x = np.asarray(x, dtype=np.float64)
-        k, p = self.knots, self.probs
+        k, p = self._fitted()
         u, v = np.interp(x, k, p), np.interp(x, k, 1.0 - p)  # v keeps its precision close to F = 1
         y = np.array(np.where(u < 0.5, ndtri(u), -ndtri(v)))
         lo, hi, log_u, log_v = self._log_tail(x)
@@ -372,9 +406,8 @@ class GaussRank(Transform):
         return y
 
     def inverse(self, y: np.ndarray) -> np.ndarray:
-        self._require("knots", "probs")
         y = np.asarray(y, dtype=np.float64)
-        k, p = self.knots, self.probs
+        k, p = self._fitted()
         p_lo, s_lo, q_hi, s_hi = self._tails()
         x = np.array(np.interp(ndtr(y), p, k))
         lo, hi = y < ndtri(p_lo), y > -ndtri(q_hi)
@@ -384,9 +417,8 @@ class GaussRank(Transform):
 
     def log_abs_det(self, x: np.ndarray) -> np.ndarray:
         """``log F'(x) − log φ(y)``: the CDF's slope over the normal density at ``y``."""
-        self._require("knots", "probs")
         x = np.asarray(x, dtype=np.float64)
-        k, p = self.knots, self.probs
+        k, p = self._fitted()
         p_lo, s_lo, q_hi, s_hi = self._tails()
         seg = np.clip(np.searchsorted(k, x, side="right") - 1, 0, len(k) - 2)
         log_slope = np.array(np.log((p[seg + 1] - p[seg]) / (k[seg + 1] - k[seg])))
@@ -398,7 +430,9 @@ class GaussRank(Transform):
 
     def params(self) -> dict[str, Any]:
         return {
-            "n_quantiles": self.n_quantiles, "subsample": self.subsample, "seed": self.seed,
+            "n_quantiles": self.n_quantiles,
+            "subsample": self.subsample,
+            "seed": self.seed,
             "knots": None if self.knots is None else self.knots.tolist(),
             "probs": None if self.probs is None else self.probs.tolist(),
         }
@@ -499,7 +533,11 @@ class Preprocessor:
     def __init__(
         self,
         columns: Sequence[str],
-        chains: Mapping[str, ColumnChain | Sequence[Transform] | str] | ColumnChain | Sequence[Transform] | str | None = None,
+        chains: Mapping[str, ColumnChain | Sequence[Transform] | str]
+        | ColumnChain
+        | Sequence[Transform]
+        | str
+        | None = None,
     ) -> None:
         self.columns = list(columns)
         if chains is None:
@@ -519,14 +557,16 @@ class Preprocessor:
     def _check(self, x: np.ndarray, what: str = "x") -> np.ndarray:
         x = np.asarray(x, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != len(self.columns):
-            raise InputError(f"expected {what} of shape (n, {len(self.columns)}) for columns {self.columns}, got {x.shape}")
+            raise InputError(
+                f"expected {what} of shape (n, {len(self.columns)}) for columns {self.columns}, got {x.shape}"
+            )
         return x
 
     def fit(self, x: np.ndarray) -> Preprocessor:
         x = self._check(x)
         bad = ~np.isfinite(x)
         if bad.any():
-            counts = {c: int(k) for c, k in zip(self.columns, bad.sum(axis=0)) if k}
+            counts = {c: int(k) for c, k in zip(self.columns, bad.sum(axis=0), strict=False) if k}
             raise InputError(f"non-finite values in the preprocessing fit: counts per column {counts}")
         for j, c in enumerate(self.columns):
             self.chains[c].fit(x[:, j])
@@ -561,13 +601,19 @@ class Preprocessor:
         return ok
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema": self.SCHEMA, "columns": self.columns, "fitted": self.fitted,
-                "chains": {c: self.chains[c].to_dict() for c in self.columns}}
+        return {
+            "schema": self.SCHEMA,
+            "columns": self.columns,
+            "fitted": self.fitted,
+            "chains": {c: self.chains[c].to_dict() for c in self.columns},
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Preprocessor:
         if d.get("schema", 0) > cls.SCHEMA:
-            raise InputError(f"preprocessing schema {d.get('schema')} is newer than this mcsurrogate reads ({cls.SCHEMA})")
+            raise InputError(
+                f"preprocessing schema {d.get('schema')} is newer than this mcsurrogate reads ({cls.SCHEMA})"
+            )
         try:
             obj = cls(d["columns"], {c: ColumnChain.from_dict(t) for c, t in d["chains"].items()})
         except KeyError as exc:

@@ -27,7 +27,7 @@ massless photons goes negative after arithmetic. Units: GeV and radians.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal, get_args
 
 import awkward as ak
@@ -62,7 +62,7 @@ def _from_dict(cls: type, data: Mapping[str, Any], required: Sequence[str]) -> d
     """Check ``data``'s keys against ``cls``'s fields; unknown or missing keys raise :class:`InputError`."""
     if not isinstance(data, Mapping):
         raise InputError(f"{cls.__name__}.from_dict takes a mapping, got {type(data).__name__}")
-    valid = list(cls.__dataclass_fields__)
+    valid = [f.name for f in fields(cls)]
     unknown = sorted(set(data) - set(valid))
     if unknown:
         raise InputError(f"{cls.__name__}: unknown key(s) {unknown}; valid keys: {valid}")
@@ -143,8 +143,13 @@ class ObjectSlots:
         return [self.column(i, f) for i in range(1, self.n + 1) for f in self.fields]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"collection": self.collection, "n": self.n, "fields": list(self.fields),
-                "prefix": self.prefix, "sort_by": self.sort_by}
+        return {
+            "collection": self.collection,
+            "n": self.n,
+            "fields": list(self.fields),
+            "prefix": self.prefix,
+            "sort_by": self.sort_by,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ObjectSlots:
@@ -169,8 +174,10 @@ def _enough(events: ak.Array, requirements: Mapping[str, int], what: str) -> tup
 
 def _too_few_message(dropped: Mapping[str, int], requirements: Mapping[str, int], n_bad: int, n: int) -> str:
     parts = ", ".join(f"{dropped[c]} with fewer than {requirements[c]} {c}" for c in dropped)
-    return (f"{n_bad} of {n} events have too few objects ({parts}); select them first or use "
-            "too_few_objects='drop' to drop them (the count is reported)")
+    return (
+        f"{n_bad} of {n} events have too few objects ({parts}); select them first or use "
+        "too_few_objects='drop' to drop them (the count is reported)"
+    )
 
 
 def _slot_columns(coll: ak.Array, slots: ObjectSlots, what: str) -> dict[str, np.ndarray]:
@@ -239,8 +246,11 @@ class DerivedObservable:
         if self.kind not in _KINDS:
             raise InputError(f"DerivedObservable {self.name!r}: unknown kind {self.kind!r}; kinds: {list(_KINDS)}")
         idx = tuple(self.indices)
-        if (len(idx) != 2 or any(isinstance(i, bool) or not isinstance(i, (int, np.integer)) or i < 0 for i in idx)
-                or idx[0] == idx[1]):
+        if (
+            len(idx) != 2
+            or any(isinstance(i, bool) or not isinstance(i, (int, np.integer)) or i < 0 for i in idx)
+            or idx[0] == idx[1]
+        ):
             raise InputError(
                 f"DerivedObservable {self.name!r}: indices must be two distinct non-negative ints, got {self.indices!r}"
             )
@@ -273,8 +283,9 @@ class DerivedObservable:
             value = a.deltaphi(b)
         else:
             pair = a + b
-            value = {"pair_mass": pair.mass, "pair_pt": pair.pt, "pair_eta": pair.eta,
-                     "pair_rapidity": pair.rapidity}[self.kind]
+            value = {"pair_mass": pair.mass, "pair_pt": pair.pt, "pair_eta": pair.eta, "pair_rapidity": pair.rapidity}[
+                self.kind
+            ]
         return np.asarray(ak.to_numpy(value), dtype=np.float64)
 
     def to_dict(self) -> dict[str, Any]:
@@ -299,9 +310,12 @@ class FlattenReport:
     dropped_nonfinite: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"n_input": self.n_input, "n_kept": self.n_kept,
-                "dropped_too_few_objects": self.dropped_too_few_objects,
-                "dropped_nonfinite": dict(self.dropped_nonfinite)}
+        return {
+            "n_input": self.n_input,
+            "n_kept": self.n_kept,
+            "dropped_too_few_objects": self.dropped_too_few_objects,
+            "dropped_nonfinite": dict(self.dropped_nonfinite),
+        }
 
 
 @dataclass
@@ -339,7 +353,9 @@ class FeatureSpec:
         self.objects = [o if isinstance(o, ObjectSlots) else ObjectSlots.from_dict(o) for o in self.objects]
         self.derived = [d if isinstance(d, DerivedObservable) else DerivedObservable.from_dict(d) for d in self.derived]
         if self.too_few_objects not in _TOO_FEW:
-            raise InputError(f"FeatureSpec.too_few_objects must be one of {list(_TOO_FEW)}, got {self.too_few_objects!r}")
+            raise InputError(
+                f"FeatureSpec.too_few_objects must be one of {list(_TOO_FEW)}, got {self.too_few_objects!r}"
+            )
         produced = [c for o in self.objects for c in o.columns()] + [d.name for d in self.derived]
         dup = sorted({c for c in produced if produced.count(c) > 1})
         if dup:
@@ -351,9 +367,13 @@ class FeatureSpec:
         return self.targets + self.conditions
 
     def to_dict(self) -> dict[str, Any]:
-        return {"targets": list(self.targets), "conditions": list(self.conditions),
-                "objects": [o.to_dict() for o in self.objects], "derived": [d.to_dict() for d in self.derived],
-                "too_few_objects": self.too_few_objects}
+        return {
+            "targets": list(self.targets),
+            "conditions": list(self.conditions),
+            "objects": [o.to_dict() for o in self.objects],
+            "derived": [d.to_dict() for d in self.derived],
+            "too_few_objects": self.too_few_objects,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FeatureSpec:
@@ -400,7 +420,9 @@ class FeatureSpec:
         kept = events[keep] if n_bad else events
         values: dict[str, Any] = {}
         for o in objects:
-            values.update(_slot_columns(_collection(kept, o.collection, "FeatureSpec"), o, f"ObjectSlots({o.collection!r})"))
+            values.update(
+                _slot_columns(_collection(kept, o.collection, "FeatureSpec"), o, f"ObjectSlots({o.collection!r})")
+            )
         for d in derived:
             values[d.name] = d.compute(kept)
         order = self.columns + [c for c in produced if c not in self.columns]
@@ -424,7 +446,7 @@ class FeatureSpec:
         bad = ~np.isfinite(both)
         if bad.any():
             _, keep = check_finite(both, self.columns, policy=nonfinite, what="targets and conditions")
-            report.dropped_nonfinite = {col: int(k) for col, k in zip(self.columns, bad.sum(axis=0)) if k}
+            report.dropped_nonfinite = {col: int(k) for col, k in zip(self.columns, bad.sum(axis=0), strict=False) if k}
             report.n_kept = int(keep.sum())
             x = x[keep]
             c = None if c is None else c[keep]
@@ -460,8 +482,11 @@ def to_matrix(events: ak.Array, columns: Sequence[str], *, what: str = "column")
         col = events[name]
         t = col.type.content
         if not _numeric(t):
-            hint = " (a list per event: flatten it with ObjectSlots)" if isinstance(
-                t, (ak.types.ListType, ak.types.RegularType)) and t.parameter("__array__") != "string" else ""
+            hint = (
+                " (a list per event: flatten it with ObjectSlots)"
+                if isinstance(t, (ak.types.ListType, ak.types.RegularType)) and t.parameter("__array__") != "string"
+                else ""
+            )
             raise InputError(f"{what} column {name!r} has type {t}, not one number per event{hint}")
         if isinstance(t, ak.types.OptionType):
             col = ak.fill_none(col, np.nan)
@@ -491,16 +516,18 @@ def check_finite(
         raise InputError(f"policy must be 'raise' or 'drop', got {policy!r}")
     arr = np.asarray(matrix, dtype=np.float64)
     if arr.ndim != 2 or arr.shape[1] != len(columns):
-        raise InputError(f"{what}: matrix must have shape (n, {len(columns)}) for columns {list(columns)}, got {arr.shape}")
+        raise InputError(
+            f"{what}: matrix must have shape (n, {len(columns)}) for columns {list(columns)}, got {arr.shape}"
+        )
     finite = np.isfinite(arr)
-    keep = finite.all(axis=1)
+    keep = np.asarray(finite.all(axis=1))
     if keep.all():
         return arr, keep
     if policy == "raise":
         nan = np.isnan(arr).sum(axis=0)
         inf = np.isinf(arr).sum(axis=0)
         counts = "; ".join(
-            f"{c}: {int(n)} NaN, {int(i)} inf" for c, n, i in zip(columns, nan, inf) if n or i
+            f"{c}: {int(n)} NaN, {int(i)} inf" for c, n, i in zip(columns, nan, inf, strict=False) if n or i
         )
         raise InputError(
             f"{what}: {int((~keep).sum())} of {len(arr)} rows hold non-finite values ({counts}); clean the data or "
@@ -510,9 +537,7 @@ def check_finite(
 
 
 # -- back to objects -----------------------------------------------------------------------------------
-def to_objects(
-    flat: ak.Array, slots: ObjectSlots, *, mass: float = 0.0, extra_fields: Sequence[str] = ()
-) -> ak.Array:
+def to_objects(flat: ak.Array, slots: ObjectSlots, *, mass: float = 0.0, extra_fields: Sequence[str] = ()) -> ak.Array:
     """The inverse of the flattening: a list of ``slots.n`` vector ``Momentum4D`` records per event (float64).
 
     Needs the ``pt``, ``eta`` and ``phi`` slot columns; ``mass`` (GeV) fills in when the slots have no mass
@@ -521,13 +546,14 @@ def to_objects(
     """
     missing_fields = [f for f in _MOMENTUM if f not in slots.fields]
     if missing_fields:
-        raise InputError(f"to_objects needs slots with fields {list(_MOMENTUM)}; {slots.collection} lacks {missing_fields}")
+        raise InputError(
+            f"to_objects needs slots with fields {list(_MOMENTUM)}; {slots.collection} lacks {missing_fields}"
+        )
     unknown = [f for f in extra_fields if f not in slots.fields]
     if unknown:
         raise InputError(f"extra_fields {unknown} are not fields of the slots {list(slots.fields)}")
     names = [*_MOMENTUM, "mass", *[f for f in extra_fields if f not in (*_MOMENTUM, "mass")]]
-    needed = [slots.column(i, f) for i in range(1, slots.n + 1) for f in names
-              if f != "mass" or "mass" in slots.fields]
+    needed = [slots.column(i, f) for i in range(1, slots.n + 1) for f in names if f != "mass" or "mass" in slots.fields]
     absent = [c for c in needed if c not in flat.fields]
     if absent:
         raise InputError(f"to_objects: missing column(s) {absent}; columns present: {flat.fields}")

@@ -95,7 +95,9 @@ class Surrogate:
     ) -> None:
         if spec is None:
             if not targets:
-                raise InputError("a surrogate needs at least one target column (targets=[...] or spec=FeatureSpec(...))")
+                raise InputError(
+                    "a surrogate needs at least one target column (targets=[...] or spec=FeatureSpec(...))"
+                )
             spec = FeatureSpec(targets=list(targets), conditions=list(conditions or []))
         elif targets is not None or conditions is not None:
             raise InputError("give either targets/conditions or spec, not both")
@@ -158,7 +160,7 @@ class Surrogate:
         info = report.to_dict()
         if bad.any():
             columns = self.targets + self.conditions
-            counts = {col: int(k) for col, k in zip(columns, bad.sum(axis=0)) if k}
+            counts = {col: int(k) for col, k in zip(columns, bad.sum(axis=0), strict=False) if k}
             if nonfinite != "drop":
                 raise InputError(
                     f"non-finite values (NaN or inf) in {sorted(counts)}: counts per column {counts}; "
@@ -181,7 +183,7 @@ class Surrogate:
             flat, x = flat[inside], x[inside]
             c = None if c is None else c[inside]
             info["dropped_outside_preprocessing_domain"] = n_out
-            info["n_kept"] = int(len(x))
+            info["n_kept"] = len(x)
         return flat, x, c, info
 
     def _condition_matrix(self, conditions: ak.Array | np.ndarray | Mapping[str, Any]) -> np.ndarray:
@@ -196,7 +198,9 @@ class Surrogate:
         else:
             events = ak.Array(conditions) if isinstance(conditions, Mapping) else conditions
             cond_spec = FeatureSpec(
-                targets=self.conditions, objects=self.spec.objects, derived=self.spec.derived,
+                targets=self.conditions,
+                objects=self.spec.objects,
+                derived=self.spec.derived,
                 too_few_objects=self.spec.too_few_objects,
             )
             missing = [f for f in self.conditions if f not in events.fields]
@@ -214,7 +218,7 @@ class Surrogate:
             c = to_matrix(flat, self.conditions, what="condition")
         bad = ~np.isfinite(c)
         if bad.any():
-            counts = {col: int(k) for col, k in zip(self.conditions, bad.sum(axis=0)) if k}
+            counts = {col: int(k) for col, k in zip(self.conditions, bad.sum(axis=0), strict=False) if k}
             raise InputError(f"non-finite condition values: counts per column {counts}")
         self._warn_outside_training_range(c)
         return c
@@ -261,12 +265,23 @@ class Surrogate:
         xt, xv, xs = (self.preprocessor.forward(x[i]) for i in (split.train, split.validation, split.test))
         ct = cv = cs = None
         if c is not None and self.condition_preprocessor is not None:
-            ct, cv, cs = (self.condition_preprocessor.forward(c[i]) for i in (split.train, split.validation, split.test))
+            ct, cv, cs = (
+                self.condition_preprocessor.forward(c[i]) for i in (split.train, split.validation, split.test)
+            )
         torch.manual_seed(cfg.seed)
         self.model = build_flow(self.flow_config, len(self.targets), len(self.conditions) or None)
         run_id = fingerprint(self._config_dict(), x[split.train], c[split.train] if c is not None else None)
         self.result = train_flow(
-            self.model, xt, ct, xv, cv, cfg, checkpoint_dir=checkpoint_dir, resume=resume, run_id=run_id, progress=progress,
+            self.model,
+            xt,
+            ct,
+            xv,
+            cv,
+            cfg,
+            checkpoint_dir=checkpoint_dir,
+            resume=resume,
+            run_id=run_id,
+            progress=progress,
         )
         self.device = resolve_device(cfg.device)
         test_nll = None
@@ -279,8 +294,12 @@ class Surrogate:
             "test_nll_flow_space": test_nll,
             "n_parameters": int(sum(p.numel() for p in self.model.parameters())),
             "condition_ranges": (
-                {} if c is None else {col: [float(c[split.train, j].min()), float(c[split.train, j].max())]
-                                      for j, col in enumerate(self.conditions)}
+                {}
+                if c is None
+                else {
+                    col: [float(c[split.train, j].min()), float(c[split.train, j].max())]
+                    for j, col in enumerate(self.conditions)
+                }
             ),
         }
         return self
@@ -298,7 +317,9 @@ class Surrogate:
         out = []
         for i in range(0, len(y), batch_size):
             yt = torch.as_tensor(y[i : i + batch_size], dtype=torch.float32, device=self.device)
-            ct = None if cy is None else torch.as_tensor(cy[i : i + batch_size], dtype=torch.float32, device=self.device)
+            ct = (
+                None if cy is None else torch.as_tensor(cy[i : i + batch_size], dtype=torch.float32, device=self.device)
+            )
             out.append(model.log_prob(yt, ct).double().cpu().numpy())
         return np.concatenate(out) if out else np.zeros(0)
 
@@ -347,12 +368,15 @@ class Surrogate:
             noise = np.asarray(noise, dtype=np.float32)
             if noise.shape != (n, model.noise_features):
                 raise InputError(f"noise must have shape ({n}, {model.noise_features}); got {noise.shape}")
-        bar = tqdm(total=n, disable=(None if progress is None else not progress), desc="sampling", unit="ev", unit_scale=True)
+        bar = tqdm(
+            total=n, disable=(None if progress is None else not progress), desc="sampling", unit="ev", unit_scale=True
+        )
         try:
             for start in range(0, n, batch_size):
                 stop = min(n, start + batch_size)
-                z = (model.draw_noise(stop - start, rng) if noise is None
-                     else torch.from_numpy(noise[start:stop])).to(self.device)
+                z = (model.draw_noise(stop - start, rng) if noise is None else torch.from_numpy(noise[start:stop])).to(
+                    self.device
+                )
                 ctx = None if c is None else torch.as_tensor(cy[start:stop], dtype=torch.float32, device=self.device)
                 with torch.inference_mode():
                     y = model.sample_from_noise(z, ctx).double().cpu().numpy()
@@ -378,10 +402,13 @@ class Surrogate:
         spec whose columns are all present come back too, as vector ``Momentum4D`` lists (e.g. ``photons``),
         so ``(ev.photons[:, 0] + ev.photons[:, 1]).mass`` works. Same seed, same sample, whatever ``batch_size``.
         """
-        parts = list(self.sample_batches(n, conditions, seed=seed, batch_size=batch_size, progress=progress,
-                                         noise=noise))
+        parts = list(
+            self.sample_batches(n, conditions, seed=seed, batch_size=batch_size, progress=progress, noise=noise)
+        )
         if not parts:
-            return self._records(np.zeros((0, len(self.targets))), np.zeros((0, len(self.conditions))) if self.conditional else None)
+            return self._records(
+                np.zeros((0, len(self.targets))), np.zeros((0, len(self.conditions))) if self.conditional else None
+            )
         return ak.concatenate(parts) if len(parts) > 1 else parts[0]
 
     def _records(self, x: np.ndarray, c: np.ndarray | None) -> ak.Array:
@@ -407,7 +434,9 @@ class Surrogate:
         model = self._require_model()
         dest = Path(path)
         if dest.exists() and not overwrite:
-            raise OutputExistsError(f"{dest} exists already; choose another directory or pass overwrite=True (--overwrite)")
+            raise OutputExistsError(
+                f"{dest} exists already; choose another directory or pass overwrite=True (--overwrite)"
+            )
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
         try:
@@ -451,7 +480,9 @@ class Surrogate:
             )
         config = read_json(root / "config.json")
         if config.get("format") != MODEL_FORMAT:
-            raise ModelDirectoryError(f"{root}/config.json was not written by mcsurrogate (format {config.get('format')!r})")
+            raise ModelDirectoryError(
+                f"{root}/config.json was not written by mcsurrogate (format {config.get('format')!r})"
+            )
         version = config.get("schema_version")
         if not isinstance(version, int) or version > SCHEMA_VERSION:
             raise ModelDirectoryError(
@@ -471,9 +502,16 @@ class Surrogate:
         except (KeyError, TypeError, InputError) as exc:
             raise ModelDirectoryError(f"{root}: configuration is damaged ({exc})") from exc
         if list(target_pre.columns) != list(spec.targets):
-            raise ModelDirectoryError(f"{root}: preprocessing columns {target_pre.columns} differ from targets {spec.targets}")
-        obj = cls(spec=spec, flow=flow, training=training, preprocessing=target_pre,
-                  condition_preprocessing=cond_pre if cond_pre is not None else "standardize")
+            raise ModelDirectoryError(
+                f"{root}: preprocessing columns {target_pre.columns} differ from targets {spec.targets}"
+            )
+        obj = cls(
+            spec=spec,
+            flow=flow,
+            training=training,
+            preprocessing=target_pre,
+            condition_preprocessing=cond_pre if cond_pre is not None else "standardize",
+        )
         obj.condition_preprocessor = cond_pre
         obj.model = build_flow(flow, len(spec.targets), len(spec.conditions) or None)
         tensors, _ = load_tensors(root / "weights.safetensors")

@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -152,20 +153,16 @@ def split_indices(n: int, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: in
     Raises :class:`InputError` when a non-empty split would get fewer than ``min_events`` rows.
     """
     perm = np.random.default_rng([seed, 7919]).permutation(n)
-    n_train = int(round(fractions[0] * n))
-    n_val = int(round(fractions[1] * n))
+    n_train = round(float(fractions[0]) * n)
+    n_val = round(float(fractions[1]) * n)
     sizes = (n_train, n_val, n - n_train - n_val)
-    need = max(
-        math.ceil(min_events / f) if f > 0 else 0 for f in fractions
-    )
-    if any(s < min_events for s, f in zip(sizes, fractions) if f > 0):
+    need = max(math.ceil(min_events / f) if f > 0 else 0 for f in fractions)
+    if any(s < min_events for s, f in zip(sizes, fractions, strict=False) if f > 0):
         raise InputError(
             f"too few events for the split {tuple(fractions)}: got {n}, need at least {need} "
             f"(at least {min_events} in each of train/validation/test)"
         )
-    return Split(
-        np.sort(perm[:n_train]), np.sort(perm[n_train : n_train + n_val]), np.sort(perm[n_train + n_val :])
-    )
+    return Split(np.sort(perm[:n_train]), np.sort(perm[n_train : n_train + n_val]), np.sort(perm[n_train + n_val :]))
 
 
 def learning_rate(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
@@ -288,7 +285,7 @@ def train_flow(
     c_val: np.ndarray | None,
     config: TrainConfig,
     *,
-    checkpoint_dir: str | Path | None = None,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
     resume: bool = True,
     run_id: str = "",
     progress: bool | None = None,
@@ -336,8 +333,12 @@ def train_flow(
                 best_state = _split_model(best_tensors)
     epochs_since_best = (start_epoch - result.best_epoch) if result.history else 0
     bar = tqdm(
-        total=config.epochs, initial=start_epoch, disable=(None if progress is None else not progress),
-        desc="training", unit="epoch", dynamic_ncols=True,
+        total=config.epochs,
+        initial=start_epoch,
+        disable=(None if progress is None else not progress),
+        desc="training",
+        unit="epoch",
+        dynamic_ncols=True,
     )
     train_time = 0.0
     trained_events = 0
@@ -373,7 +374,9 @@ def train_flow(
                 val_nll = float(-_batched_log_prob(flow, xv, cv).mean())
             w1 = None
             if config.selection == "wasserstein":
-                w1 = mean_wasserstein(flow, xv, cv, np.random.default_rng([config.seed, epoch, 1]), config.selection_events)
+                w1 = mean_wasserstein(
+                    flow, xv, cv, np.random.default_rng([config.seed, epoch, 1]), config.selection_events
+                )
             metric = w1 if config.selection == "wasserstein" else val_nll
             record = EpochRecord(epoch, total / steps_per_epoch, val_nll, w1, lr, time.perf_counter() - t0)
             result.history.append(record)

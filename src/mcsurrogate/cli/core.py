@@ -57,20 +57,30 @@ def cmd_train(args: argparse.Namespace) -> int:
             flow[key] = value
     flow.setdefault("model", "maf")
     training = dict(cfg.get("training", {}))
-    for key, value in (("epochs", args.epochs), ("seed", args.seed), ("device", args.device),
-                       ("batch_size", args.batch_size), ("lr", args.lr)):
+    for key, value in (
+        ("epochs", args.epochs),
+        ("seed", args.seed),
+        ("device", args.device),
+        ("batch_size", args.batch_size),
+        ("lr", args.lr),
+    ):
         if value is not None:
             training[key] = value
     events = read_events(args.data, tree=args.tree, columns=None)
     model = Surrogate(
-        targets, conditions or None, flow=flow, training=training,
+        targets,
+        conditions or None,
+        flow=flow,
+        training=training,
         preprocessing=args.preprocessing or cfg.get("preprocessing", "standardize"),
         condition_preprocessing=cfg.get("condition_preprocessing", "standardize"),
     )
     ckpt = checkpoint_dir_for(out)
     print(f"training {flow['model']} on {len(events)} events: targets {targets}, conditions {conditions or 'none'}")
     print(f"checkpoints in {ckpt} (re-run the same command to resume after an interruption)")
-    model.fit(events, nonfinite="drop" if args.drop_nonfinite else "raise", checkpoint_dir=ckpt, resume=not args.no_resume)
+    model.fit(
+        events, nonfinite="drop" if args.drop_nonfinite else "raise", checkpoint_dir=ckpt, resume=not args.no_resume
+    )
     dropped = model.metrics["data"].get("dropped_nonfinite")
     if dropped:
         print(f"dropped events with non-finite values, per column: {dropped}")
@@ -135,8 +145,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from ..demo import run_demo
 
-    print("mcsurrogate demo: H→γγ photon detector response (paper A, baseline scenario) on the packaged "
-          "Pythia 8 gg→H truth sample")
+    print(
+        "mcsurrogate demo: H→γγ photon detector response (paper A, baseline scenario) on the packaged "
+        "Pythia 8 gg→H truth sample"
+    )
     out = args.out
     if out is None:  # the default name: never overwrite an earlier demo, take the next free one
         out, k = "mcsurrogate-demo", 1
@@ -152,9 +164,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="train and validate a photon-response surrogate on the packaged sample",
-                       description="The main job on the embedded default: smear the packaged H→γγ truth photons, "
-                                   "train a response surrogate, validate it on a held-out split, write a report.")
+    p = sub.add_parser(
+        "demo",
+        help="train and validate a photon-response surrogate on the packaged sample",
+        description="The main job on the embedded default: smear the packaged H→γγ truth photons, "
+        "train a response surrogate, validate it on a held-out split, write a report.",
+    )
     p.add_argument("--out", help="report directory (default: mcsurrogate-demo, or -2, -3 … if it exists)")
     p.add_argument("--events", type=int, help="use only the first N packaged events")
     p.add_argument("--epochs", type=int, help="training epochs (default: the demo preset's)")
@@ -162,8 +177,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing report directory")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("train", help="train a surrogate on a ROOT or Parquet file",
-                       description="Train a normalizing-flow surrogate of TARGETS (given CONDITIONS) on DATA.")
+    p = sub.add_parser(
+        "train",
+        help="train a surrogate on a ROOT or Parquet file",
+        description="Train a normalizing-flow surrogate of TARGETS (given CONDITIONS) on DATA.",
+    )
     p.add_argument("data", metavar="DATA", help="ROOT (file.root or file.root:tree) or Parquet file")
     p.add_argument("--targets", help="comma-separated target columns")
     p.add_argument("--conditions", help="comma-separated condition columns (omit for an unconditional model)")
@@ -184,8 +202,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing model directory")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("sample", help="generate events from a trained surrogate",
-                       description="Generate events with a trained surrogate and write them to ROOT or Parquet.")
+    p = sub.add_parser(
+        "sample",
+        help="generate events from a trained surrogate",
+        description="Generate events with a trained surrogate and write them to ROOT or Parquet.",
+    )
     p.add_argument("model", metavar="MODEL_DIR")
     p.add_argument("-n", type=int, help="number of events (unconditional models)")
     p.add_argument("--conditions-from", help="file with the condition columns: one generated event per row")

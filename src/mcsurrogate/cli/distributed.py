@@ -45,16 +45,23 @@ def cmd_sample_dask(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sample-dask", help="sample a surrogate into partitioned Parquet with dask (laptop or cluster)",
-                       description="Partition i uses numpy.random.default_rng([seed, i]): the output is reproducible "
-                                   "for fixed -n, --partitions and --seed, whatever the scheduler.")
+    p = sub.add_parser(
+        "sample-dask",
+        help="sample a surrogate into partitioned Parquet with dask (laptop or cluster)",
+        description="Partition i uses numpy.random.default_rng([seed, i]): the output is reproducible "
+        "for fixed -n, --partitions and --seed, whatever the scheduler.",
+    )
     p.add_argument("model", help="saved (unconditional) surrogate directory, readable by every worker")
     p.add_argument("-n", required=True, help="number of events (e.g. 1e9)")
     p.add_argument("--partitions", type=int, required=True, help="number of partitions (= output files)")
     p.add_argument("--out", required=True, help="output directory of part*.parquet files")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scheduler", help="address of a dask.distributed scheduler (default: run locally)")
-    p.add_argument("--local-scheduler", default="processes", choices=("processes", "threads", "sync"),
-                   help="local dask scheduler when no --scheduler is given (default: processes)")
+    p.add_argument(
+        "--local-scheduler",
+        default="processes",
+        choices=("processes", "threads", "sync"),
+        help="local dask scheduler when no --scheduler is given (default: processes)",
+    )
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_sample_dask)

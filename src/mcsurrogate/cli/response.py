@@ -27,26 +27,41 @@ def _write_generated(args: argparse.Namespace, chunks: Iterator[Any], stats: Any
     with EventWriter(out, overwrite=args.overwrite) as writer:
         for chunk in chunks:
             writer.write(chunk)
-    meta |= {"n_events": stats.accepted, "seed": args.seed, "chunk_size": args.chunk_size,
-             "pythia8mc_version": version("pythia8mc"), "mcsurrogate_version": __version__, "stats": stats.to_dict()}
+    meta |= {
+        "n_events": stats.accepted,
+        "seed": args.seed,
+        "chunk_size": args.chunk_size,
+        "pythia8mc_version": version("pythia8mc"),
+        "mcsurrogate_version": __version__,
+        "stats": stats.to_dict(),
+    }
     atomic_write_text(meta_path, json.dumps(meta, indent=2))
-    print(f"wrote {stats.accepted} events to {out} ({stats.events_per_second:.0f} events/s, "
-          f"{stats.accepted / max(stats.tried, 1):.1%} of the tried events accepted); metadata in {meta_path}")
+    print(
+        f"wrote {stats.accepted} events to {out} ({stats.events_per_second:.0f} events/s, "
+        f"{stats.accepted / max(stats.tried, 1):.1%} of the tried events accepted); metadata in {meta_path}"
+    )
 
 
 def cmd_generate_higgs(args: argparse.Namespace) -> int:
     from ..generators import GenerationStats, higgs_diphoton_settings, iterate_higgs_diphoton
 
     stats = GenerationStats()
-    chunks = iterate_higgs_diphoton(args.n, seed=args.seed, process=args.process, mpi=args.mpi,
-                                    hadronization=args.hadronization, n_workers=args.workers,
-                                    chunk_size=args.chunk_size, stats=stats)
+    chunks = iterate_higgs_diphoton(
+        args.n,
+        seed=args.seed,
+        process=args.process,
+        mpi=args.mpi,
+        hadronization=args.hadronization,
+        n_workers=args.workers,
+        chunk_size=args.chunk_size,
+        stats=stats,
+    )
     meta = {
         "description": f"pp -> H -> gamma gamma ({args.process}) at 13 TeV, Pythia 8, truth photons from the Higgs "
-                       "decay with E_T > 20 GeV and |eta| < 2.5 ordered by E_T; mu ~ Uniform(0, 40)",
+        "decay with E_T > 20 GeV and |eta| < 2.5 ordered by E_T; mu ~ Uniform(0, 40)",
         "command": f"mcsurrogate generate higgs-diphoton -n {args.n} --seed {args.seed} --process {args.process}"
-                   f"{' --mpi' if args.mpi else ''}{' --hadronization' if args.hadronization else ''}"
-                   f" --chunk-size {args.chunk_size} -o {Path(args.output).name}",
+        f"{' --mpi' if args.mpi else ''}{' --hadronization' if args.hadronization else ''}"
+        f" --chunk-size {args.chunk_size} -o {Path(args.output).name}",
         "process": args.process,
         "settings": higgs_diphoton_settings(args.process, mpi=args.mpi, hadronization=args.hadronization),
     }
@@ -59,16 +74,25 @@ def cmd_generate_pythia(args: argparse.Namespace) -> int:
 
     settings = read_settings(args.settings)
     stats = GenerationStats()
-    chunks = iterate_final_state(settings, args.n, seed=args.seed, pdg_ids=args.pdg_ids, pt_min=args.pt_min,
-                                 eta_max=args.eta_max, min_count=args.min_count, n_workers=args.workers,
-                                 chunk_size=args.chunk_size, stats=stats)
+    chunks = iterate_final_state(
+        settings,
+        args.n,
+        seed=args.seed,
+        pdg_ids=args.pdg_ids,
+        pt_min=args.pt_min,
+        eta_max=args.eta_max,
+        min_count=args.min_count,
+        n_workers=args.workers,
+        chunk_size=args.chunk_size,
+        stats=stats,
+    )
     meta = {
         "description": f"Pythia 8 with the settings of {Path(args.settings).name}; final-state particles with |PDG id| "
-                       f"in {list(args.pdg_ids)}, p_T > {args.pt_min} GeV, |eta| < {args.eta_max}, ordered by p_T; "
-                       f"events with fewer than {args.min_count} such particles rejected",
+        f"in {list(args.pdg_ids)}, p_T > {args.pt_min} GeV, |eta| < {args.eta_max}, ordered by p_T; "
+        f"events with fewer than {args.min_count} such particles rejected",
         "command": f"mcsurrogate generate pythia --settings {Path(args.settings).name} -n {args.n} --seed {args.seed}"
-                   f" --pdg-ids {' '.join(map(str, args.pdg_ids))} --pt-min {args.pt_min} --eta-max {args.eta_max}"
-                   f" --min-count {args.min_count} --chunk-size {args.chunk_size} -o {Path(args.output).name}",
+        f" --pdg-ids {' '.join(map(str, args.pdg_ids))} --pt-min {args.pt_min} --eta-max {args.eta_max}"
+        f" --min-count {args.min_count} --chunk-size {args.chunk_size} -o {Path(args.output).name}",
         "settings": settings,
     }
     _write_generated(args, chunks, stats, meta)
@@ -85,8 +109,10 @@ def cmd_smear(args: argparse.Namespace) -> int:
     truth = read_events(args.truth, tree=args.tree)
     reco = smear_photons(truth, config, seed=args.seed)
     write_events(reco, args.output, overwrite=args.overwrite)
-    print(f"smeared {len(reco)} events ({args.scenario}{'' if args.scenario != 'correlation' else f', rho={config.rho}'})"
-          f" -> {args.output}")
+    print(
+        f"smeared {len(reco)} events ({args.scenario}{'' if args.scenario != 'correlation' else f', rho={config.rho}'})"
+        f" -> {args.output}"
+    )
     return 0
 
 
@@ -98,7 +124,9 @@ def cmd_train_response(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise OutputExistsError(f"{out} exists already; choose another --out or pass --overwrite")
-    training = {k: v for k, v in (("epochs", args.epochs), ("seed", args.seed), ("device", args.device)) if v is not None}
+    training = {
+        k: v for k, v in (("epochs", args.epochs), ("seed", args.seed), ("device", args.device)) if v is not None
+    }
     smeared = read_events(args.smeared, tree=args.tree)
     ckpt = checkpoint_dir_for(out)
     model = train_response(smeared, args.preset, training=training, checkpoint_dir=str(ckpt))
@@ -106,8 +134,10 @@ def cmd_train_response(args: argparse.Namespace) -> int:
     shutil.rmtree(ckpt, ignore_errors=True)
     res = model.result
     assert res is not None
-    print(f"saved {out}: {args.preset} preset, best epoch {res.best_epoch}/{len(res.history)} "
-          f"({res.selection} {res.best_metric:.5g})")
+    print(
+        f"saved {out}: {args.preset} preset, best epoch {res.best_epoch}/{len(res.history)} "
+        f"({res.selection} {res.best_metric:.5g})"
+    )
     return 0
 
 

@@ -37,7 +37,7 @@ def _matrix(path: str, features: list[str], weights: str | None) -> tuple[np.nda
         raise InputError(f"{path}: every validated column must be one number per event (flat)") from exc
     bad = ~np.isfinite(x)
     if bad.any():
-        counts = {f: int(k) for f, k in zip(features, bad.sum(axis=0)) if k}
+        counts = {f: int(k) for f, k in zip(features, bad.sum(axis=0), strict=False) if k}
         raise InputError(f"{path}: NaN/inf values per column {counts}; remove or fill them first")
     return x, w
 
@@ -55,15 +55,27 @@ def cmd_validate(args: argparse.Namespace) -> int:
         features = [f for f in in_ref if f in in_can and f != args.weights]
         only = sorted(set(in_ref) ^ set(in_can))
         if not features:
-            raise InputError(f"{args.reference} and {args.candidate} share no flat numeric column; "
-                             f"reference has {in_ref}, candidate has {in_can}")
+            raise InputError(
+                f"{args.reference} and {args.candidate} share no flat numeric column; "
+                f"reference has {in_ref}, candidate has {in_can}"
+            )
         if only:
             print(f"note: columns in only one file are skipped: {only}")
     ref, wr = _matrix(args.reference, features, args.weights)
     can, wc = _matrix(args.candidate, features, args.weights)
-    report = validate(ref, can, features, weights_reference=wr, weights_candidate=wc, bins=args.bins,
-                      n_resamples=args.resamples, classifier=args.classifier, n_permutations=args.permutations,
-                      max_events=args.max_events, seed=args.seed)
+    report = validate(
+        ref,
+        can,
+        features,
+        weights_reference=wr,
+        weights_candidate=wc,
+        bins=args.bins,
+        n_resamples=args.resamples,
+        classifier=args.classifier,
+        n_permutations=args.permutations,
+        max_events=args.max_events,
+        seed=args.seed,
+    )
     corner = [c.strip() for c in args.corner.split(",")] if args.corner else None
     figures = write_report(report, ref, can, out, corner_features=corner)
     print(report.verdict())
@@ -72,9 +84,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("validate", help="divergences, C2ST, density ratio, FPD/KPD and correlations: generated vs MC",
-                       description="Compare CANDIDATE (generated) with REFERENCE (MC), feature by feature and jointly; "
-                                   "writes report.json (every number), PNG figures and index.html.")
+    p = sub.add_parser(
+        "validate",
+        help="divergences, C2ST, density ratio, FPD/KPD and correlations: generated vs MC",
+        description="Compare CANDIDATE (generated) with REFERENCE (MC), feature by feature and jointly; "
+        "writes report.json (every number), PNG figures and index.html.",
+    )
     p.add_argument("reference", help="MC sample (ROOT or Parquet)")
     p.add_argument("candidate", help="generated sample")
     p.add_argument("--features", help="comma-separated columns (default: every flat numeric column in both)")

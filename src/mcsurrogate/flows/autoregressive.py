@@ -37,8 +37,13 @@ class AffineAutoregressive(MaskedAffineAutoregressiveTransform):
         self.features = features
         self._epsilon = 1e-3
         net = ConditionalMADE(
-            features, hidden, context_features, output_multiplier=2,
-            layers=layers, activation=activation, residual=residual,
+            features,
+            hidden,
+            context_features,
+            output_multiplier=2,
+            layers=layers,
+            activation=activation,
+            residual=residual,
         )
         AutoregressiveTransform.__init__(self, net)
 
@@ -64,7 +69,12 @@ class SplineAutoregressive(MaskedPiecewiseRationalQuadraticAutoregressiveTransfo
         self.tails = "linear"
         self.tail_bound = tail_bound
         net = ConditionalMADE(
-            features, hidden, context_features, output_multiplier=self._output_dim_multiplier(),
-            layers=layers, activation=activation, residual=residual,
+            features,
+            hidden,
+            context_features,
+            output_multiplier=self._output_dim_multiplier(),
+            layers=layers,
+            activation=activation,
+            residual=residual,
         )
         AutoregressiveTransform.__init__(self, net)

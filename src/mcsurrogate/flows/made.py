@@ -39,7 +39,8 @@ class MaskedLinear(nn.Linear):
         self.register_buffer("mask", mask.to(torch.get_default_dtype()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight * self.mask, self.bias)
+        mask: torch.Tensor = self.mask  # type: ignore[assignment]  # a registered buffer
+        return F.linear(x, self.weight * mask, self.bias)
 
 
 def _hidden_degrees(width: int, features: int, conditional: bool) -> torch.Tensor:
@@ -104,7 +105,7 @@ class ConditionalMADE(nn.Module):
         self.inner = nn.ModuleList(MaskedLinear(hidden_mask(hid_deg)) for _ in range(n_inner))
         self.context_layers = (
             nn.ModuleList(nn.Linear(context_features, hidden) for _ in range(1 + n_inner))
-            if conditional
+            if context_features is not None
             else None
         )
         self.output_layer = MaskedLinear((out_deg[:, None] > hid_deg[None, :]).float())
@@ -113,6 +114,7 @@ class ConditionalMADE(nn.Module):
         nn.init.zeros_(self.output_layer.bias)
         if residual:
             for layer in self.inner:
+                assert isinstance(layer, MaskedLinear)
                 nn.init.uniform_(layer.weight, -1e-3, 1e-3)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:

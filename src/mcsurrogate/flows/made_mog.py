@@ -37,8 +37,13 @@ class MADEMoG(nn.Module):
         self.features = features
         self.components = components
         self.net = ConditionalMADE(
-            features, hidden, context_features, output_multiplier=3 * components,
-            layers=layers, activation=activation, residual=residual,
+            features,
+            hidden,
+            context_features,
+            output_multiplier=3 * components,
+            layers=layers,
+            activation=activation,
+            residual=residual,
         )
         # spread the initial component means so that the mixture starts multimodal-capable
         with torch.no_grad():
@@ -48,9 +53,7 @@ class MADEMoG(nn.Module):
     #: noise per event: two standard normals per feature (one for the draw, one for the component)
     noise_multiplier = 2
 
-    def _params(
-        self, z: torch.Tensor, context: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _params(self, z: torch.Tensor, context: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         p = self.net(z, context).view(-1, self.features, 3, self.components)
         logits, means = p[:, :, 0], p[:, :, 1]
         log_stds = p[:, :, 2].clamp(-7.0, 5.0)

@@ -108,8 +108,14 @@ def _autoregressive_stack(cfg: FlowConfig, d: int, c: int | None, spline: bool) 
         if spline:
             layers.append(
                 SplineAutoregressive(
-                    d, cfg.hidden, c, bins=cfg.bins, tail_bound=cfg.tail_bound,
-                    layers=cfg.layers, activation=cfg.activation, residual=cfg.residual,
+                    d,
+                    cfg.hidden,
+                    c,
+                    bins=cfg.bins,
+                    tail_bound=cfg.tail_bound,
+                    layers=cfg.layers,
+                    activation=cfg.activation,
+                    residual=cfg.residual,
                 )
             )
         else:
@@ -133,8 +139,13 @@ def _build_rqs_ar(cfg: FlowConfig, d: int, c: int | None) -> FlowModel:
 
 def _mog(cfg: FlowConfig, d: int, c: int | None, blocks: int) -> MADEMoG:
     return MADEMoG(
-        d, cfg.hidden, c, components=cfg.components, layers=blocks + 1,
-        activation=cfg.activation, residual=True if blocks > 1 else cfg.residual,
+        d,
+        cfg.hidden,
+        c,
+        components=cfg.components,
+        layers=blocks + 1,
+        activation=cfg.activation,
+        residual=True if blocks > 1 else cfg.residual,
     )
 
 
@@ -179,8 +190,14 @@ def _build_rqs_coupling(cfg: FlowConfig, d: int, c: int | None) -> FlowModel:
     for i in range(cfg.blocks):
         layers.append(
             spline_coupling(
-                d, i, cfg.hidden, c, bins=cfg.bins, tail_bound=cfg.tail_bound,
-                layers=cfg.layers, activation=cfg.activation,
+                d,
+                i,
+                cfg.hidden,
+                c,
+                bins=cfg.bins,
+                tail_bound=cfg.tail_bound,
+                layers=cfg.layers,
+                activation=cfg.activation,
             )
         )
         if d > 2:

@@ -24,8 +24,15 @@ from .. import records as _records  # noqa: F401  (registers the vector behaviou
 from ..errors import InputError
 from .pythia import GenerationStats, iterate_pythia
 
-__all__ = ["ETA_MAX", "PT_MIN", "generate_higgs_diphoton", "higgs_diphoton_settings", "higgs_photons",
-           "iterate_higgs_diphoton", "select_higgs_photons"]
+__all__ = [
+    "ETA_MAX",
+    "PT_MIN",
+    "generate_higgs_diphoton",
+    "higgs_diphoton_settings",
+    "higgs_photons",
+    "iterate_higgs_diphoton",
+    "select_higgs_photons",
+]
 
 PT_MIN = 20.0  # GeV
 ETA_MAX = 2.5
@@ -89,9 +96,16 @@ def iterate_higgs_diphoton(
 ) -> Any:
     """Yield selected H → γγ events chunk by chunk: ``photons`` (vector Momentum4D: pt [GeV], eta, phi [rad],
     mass 0) and ``mu``."""
-    chunks = iterate_pythia(higgs_diphoton_settings(process, mpi=mpi, hadronization=hadronization), n_events,
-                            seed=seed, select=select_higgs_photons, n_workers=n_workers, chunk_size=chunk_size,
-                            progress=progress, stats=stats)
+    chunks = iterate_pythia(
+        higgs_diphoton_settings(process, mpi=mpi, hadronization=hadronization),
+        n_events,
+        seed=seed,
+        select=select_higgs_photons,
+        n_workers=n_workers,
+        chunk_size=chunk_size,
+        progress=progress,
+        stats=stats,
+    )
     for index, chunk in enumerate(chunks):
         yield _with_mu(chunk, seed, index)
 
@@ -109,6 +123,17 @@ def generate_higgs_diphoton(
 ) -> tuple[ak.Array, GenerationStats]:
     """Generate ``n_events`` selected H → γγ events; returns ``(events, stats)``."""
     stats = GenerationStats()
-    parts = list(iterate_higgs_diphoton(n_events, seed=seed, process=process, mpi=mpi, hadronization=hadronization,
-                                        n_workers=n_workers, chunk_size=chunk_size, progress=progress, stats=stats))
+    parts = list(
+        iterate_higgs_diphoton(
+            n_events,
+            seed=seed,
+            process=process,
+            mpi=mpi,
+            hadronization=hadronization,
+            n_workers=n_workers,
+            chunk_size=chunk_size,
+            progress=progress,
+            stats=stats,
+        )
+    )
     return ak.concatenate(parts), stats

@@ -22,14 +22,28 @@ from tqdm.auto import tqdm
 
 from ..errors import InputError, require_extra
 
-__all__ = ["FINAL_STATE_IDS", "ChunkResult", "GenerationStats", "iterate_final_state", "iterate_pythia", "pythia_seed",
-           "read_settings", "run_pythia", "select_final_state"]
+__all__ = [
+    "FINAL_STATE_IDS",
+    "ChunkResult",
+    "GenerationStats",
+    "iterate_final_state",
+    "iterate_pythia",
+    "pythia_seed",
+    "read_settings",
+    "run_pythia",
+    "select_final_state",
+]
 
 #: a selection: Pythia event → record (dict of numbers / lists of dicts) or ``None`` to reject the event
 Selector = Callable[[Any], "dict[str, Any] | None"]
 
-QUIET = ("Print:quiet = on", "Next:numberCount = 0", "Next:numberShowEvent = 0", "Next:numberShowInfo = 0",
-         "Next:numberShowProcess = 0")
+QUIET = (
+    "Print:quiet = on",
+    "Next:numberCount = 0",
+    "Next:numberShowEvent = 0",
+    "Next:numberShowInfo = 0",
+    "Next:numberShowProcess = 0",
+)
 
 
 def pythia_seed(seed: int, chunk: int) -> int:
@@ -62,11 +76,17 @@ class GenerationStats:
         return self.accepted / self.loop_cpu_seconds if self.loop_cpu_seconds else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"tried": self.tried, "accepted": self.accepted, "failed": self.failed, "seconds": self.seconds,
-                "init_cpu_seconds": self.init_cpu_seconds, "loop_cpu_seconds": self.loop_cpu_seconds,
-                "accepted_per_second": self.events_per_second,
-                "accepted_per_cpu_second": self.events_per_cpu_second,
-                "sigma_gen_mb": float(np.mean(self.cross_section_mb)) if self.cross_section_mb else None}
+        return {
+            "tried": self.tried,
+            "accepted": self.accepted,
+            "failed": self.failed,
+            "seconds": self.seconds,
+            "init_cpu_seconds": self.init_cpu_seconds,
+            "loop_cpu_seconds": self.loop_cpu_seconds,
+            "accepted_per_second": self.events_per_second,
+            "accepted_per_cpu_second": self.events_per_cpu_second,
+            "sigma_gen_mb": float(np.mean(self.cross_section_mb)) if self.cross_section_mb else None,
+        }
 
 
 @dataclass
@@ -84,7 +104,7 @@ class ChunkResult:
 
 def _run_chunk(args: tuple[Sequence[str], int, int, int, Selector]) -> ChunkResult:
     settings, seed, chunk, n_accept, select = args
-    pythia8 = require_extra("pythia8mc", "generate")
+    pythia8: Any = require_extra("pythia8mc", "generate")
     t0 = time.process_time()
     p = pythia8.Pythia("", False)
     for line in (*QUIET, *settings, "Random:setSeed = on", f"Random:seed = {pythia_seed(seed, chunk)}"):
@@ -93,7 +113,8 @@ def _run_chunk(args: tuple[Sequence[str], int, int, int, Selector]) -> ChunkResu
     if not p.init():
         raise InputError("Pythia 8 failed to initialise with these settings: " + "; ".join(settings))
     t1 = time.process_time()
-    records, tried, failed = [], 0, 0
+    records: list[Any] = []
+    tried, failed = 0, 0
     max_tries = 1000 * n_accept + 1000
     while len(records) < n_accept:
         tried += 1
@@ -170,8 +191,18 @@ def run_pythia(
 ) -> tuple[ak.Array, GenerationStats]:
     """Generate ``n_events`` accepted events with Pythia 8 ``settings``; returns ``(events, stats)``."""
     stats = GenerationStats()
-    chunks = list(iterate_pythia(settings, n_events, seed=seed, select=select, n_workers=n_workers,
-                                 chunk_size=chunk_size, progress=progress, stats=stats))
+    chunks = list(
+        iterate_pythia(
+            settings,
+            n_events,
+            seed=seed,
+            select=select,
+            n_workers=n_workers,
+            chunk_size=chunk_size,
+            progress=progress,
+            stats=stats,
+        )
+    )
     return ak.concatenate(chunks), stats
 
 
@@ -179,7 +210,8 @@ def run_pythia(
 FINAL_STATE_IDS = (11, 13, 22)
 
 _FINAL_STATE_TYPE = ak.types.from_datashape(
-    "{particles: var * {pt: float64, eta: float64, phi: float64, mass: float64, pdg_id: int32}}", highlevel=False)
+    "{particles: var * {pt: float64, eta: float64, phi: float64, mass: float64, pdg_id: int32}}", highlevel=False
+)
 
 
 def read_settings(path: str | os.PathLike[str]) -> list[str]:
@@ -200,7 +232,11 @@ def read_settings(path: str | os.PathLike[str]) -> list[str]:
 
 
 def select_final_state(
-    event: Any, *, pdg_ids: Sequence[int] = FINAL_STATE_IDS, pt_min: float = 0.0, eta_max: float = math.inf,
+    event: Any,
+    *,
+    pdg_ids: Sequence[int] = FINAL_STATE_IDS,
+    pt_min: float = 0.0,
+    eta_max: float = math.inf,
     min_count: int = 0,
 ) -> dict[str, Any] | None:
     """Every final-state particle with ``|id|`` in ``pdg_ids``, p_T > ``pt_min`` (GeV) and |η| < ``eta_max``,
@@ -209,13 +245,17 @@ def select_final_state(
     generic dump, not an isolation-based selection. Bind the options with ``functools.partial`` to make it a
     ``select`` for :func:`iterate_pythia`."""
     wanted = set(pdg_ids)
-    found = [(p.pT(), p.eta(), p.phi(), p.m(), p.id()) for p in event
-             if p.isFinal() and p.idAbs() in wanted and p.pT() > pt_min and abs(p.eta()) < eta_max]
+    found = [
+        (p.pT(), p.eta(), p.phi(), p.m(), p.id())
+        for p in event
+        if p.isFinal() and p.idAbs() in wanted and p.pT() > pt_min and abs(p.eta()) < eta_max
+    ]
     if len(found) < min_count:
         return None
     found.sort(reverse=True)
-    return {"particles": [{"pt": pt, "eta": eta, "phi": phi, "mass": m, "pdg_id": pid}
-                          for pt, eta, phi, m, pid in found]}
+    return {
+        "particles": [{"pt": pt, "eta": eta, "phi": phi, "mass": m, "pdg_id": pid} for pt, eta, phi, m, pid in found]
+    }
 
 
 def iterate_final_state(
@@ -236,9 +276,18 @@ def iterate_final_state(
     :func:`select_final_state` (vector ``Momentum4D``: pt [GeV], eta, phi [rad], mass [GeV], plus ``pdg_id``)."""
     if min_count < 0 or pt_min < 0 or eta_max <= 0:
         raise InputError(f"need min_count ≥ 0, pt_min ≥ 0 and eta_max > 0; got {min_count}, {pt_min}, {eta_max}")
-    select = functools.partial(select_final_state, pdg_ids=tuple(pdg_ids), pt_min=pt_min, eta_max=eta_max,
-                               min_count=min_count)
-    for chunk in iterate_pythia(settings, n_events, seed=seed, select=select, n_workers=n_workers,
-                                chunk_size=chunk_size, progress=progress, stats=stats):
+    select = functools.partial(
+        select_final_state, pdg_ids=tuple(pdg_ids), pt_min=pt_min, eta_max=eta_max, min_count=min_count
+    )
+    for chunk in iterate_pythia(
+        settings,
+        n_events,
+        seed=seed,
+        select=select,
+        n_workers=n_workers,
+        chunk_size=chunk_size,
+        progress=progress,
+        stats=stats,
+    ):
         typed = ak.enforce_type(chunk, _FINAL_STATE_TYPE)
         yield ak.zip({"particles": ak.with_name(typed.particles, "Momentum4D")}, depth_limit=1)

@@ -5,5 +5,16 @@ from __future__ import annotations
 from .smearing import PolynomialMapping, SmearingConfig, resolution, smear_photons, smear_responses
 from .surrogate import PRESETS, ResponseLayout, apply_response, response_surrogate, response_table, train_response
 
-__all__ = ["PRESETS", "PolynomialMapping", "ResponseLayout", "SmearingConfig", "apply_response", "resolution",
-           "response_surrogate", "response_table", "smear_photons", "smear_responses", "train_response"]
+__all__ = [
+    "PRESETS",
+    "PolynomialMapping",
+    "ResponseLayout",
+    "SmearingConfig",
+    "apply_response",
+    "resolution",
+    "response_surrogate",
+    "response_table",
+    "smear_photons",
+    "smear_responses",
+    "train_response",
+]

@@ -86,8 +86,14 @@ def _model(model: Surrogate | str | os.PathLike[str]) -> Surrogate:
 
 
 def _eager(
-    events: ak.Array, model: Surrogate | str | os.PathLike[str], truth: str, pileup: str, out: str, seed: int,
-    event_id: Sequence[str], layout: ResponseLayout,
+    events: ak.Array,
+    model: Surrogate | str | os.PathLike[str],
+    truth: str,
+    pileup: str,
+    out: str,
+    seed: int,
+    event_id: Sequence[str],
+    layout: ResponseLayout,
 ) -> ak.Array:
     surrogate = _model(model)
     objects = _field(events, truth)
@@ -130,8 +136,14 @@ def _eager(
 
 
 def _partition(
-    events: ak.Array, model: Surrogate | str | os.PathLike[str], truth: str, pileup: str, out: str, seed: int,
-    event_id: Sequence[str], layout: ResponseLayout,
+    events: ak.Array,
+    model: Surrogate | str | os.PathLike[str],
+    truth: str,
+    pileup: str,
+    out: str,
+    seed: int,
+    event_id: Sequence[str],
+    layout: ResponseLayout,
 ) -> ak.Array:
     """One dask partition. On typetracer input (dask-awkward's column optimisation) it touches the columns the
     real call reads and returns the output's type without running the model."""
@@ -150,8 +162,9 @@ def _partition(
     return ak.Array(result, behavior={**vector.backends.awkward.behavior, **(events.behavior or {})})
 
 
-def _noise(events: ak.Array, keep: np.ndarray, columns: dict[str, np.ndarray], dims: int, seed: int,
-           event_id: Sequence[str]) -> np.ndarray:
+def _noise(
+    events: ak.Array, keep: np.ndarray, columns: dict[str, np.ndarray], dims: int, seed: int, event_id: Sequence[str]
+) -> np.ndarray:
     if event_id and all(name in ak.fields(events) for name in event_id):
         keys = np.stack([ak.to_numpy(events[name]).astype(np.int64).view(np.uint64)[keep] for name in event_id], axis=1)
         return event_noise(keys, dims, seed)
@@ -182,8 +195,19 @@ def add_surrogate_objects(
 
         if isinstance(events, dak.Array):
             meta = _partition(events._meta, model, truth, pileup, out, seed, tuple(event_id), layout)
-            return dak.map_partitions(_partition, events, model, truth, pileup, out, seed, tuple(event_id), layout,
-                                      meta=meta, label="mcsurrogate-response")
+            return dak.map_partitions(
+                _partition,
+                events,
+                model,
+                truth,
+                pileup,
+                out,
+                seed,
+                tuple(event_id),
+                layout,
+                meta=meta,
+                label="mcsurrogate-response",
+            )
     return _eager(events, model, truth, pileup, out, seed, event_id, layout)
 
 
@@ -194,10 +218,16 @@ def _pair_mass(objects: ak.Array) -> ak.Array:
         empty = _pair_mass(ak.Array(objects.layout.form.length_zero_array()))
         return ak.Array(empty.layout.to_typetracer(forget_length=True))
     two = objects[ak.num(objects, axis=1) >= 2]
-    first = ak.zip({f: two[:, 0][f] for f in ("pt", "eta", "phi", "mass")}, with_name="Momentum4D",
-                   behavior=vector.backends.awkward.behavior)
-    second = ak.zip({f: two[:, 1][f] for f in ("pt", "eta", "phi", "mass")}, with_name="Momentum4D",
-                    behavior=vector.backends.awkward.behavior)
+    first = ak.zip(
+        {f: two[:, 0][f] for f in ("pt", "eta", "phi", "mass")},
+        with_name="Momentum4D",
+        behavior=vector.backends.awkward.behavior,
+    )
+    second = ak.zip(
+        {f: two[:, 1][f] for f in ("pt", "eta", "phi", "mass")},
+        with_name="Momentum4D",
+        behavior=vector.backends.awkward.behavior,
+    )
     return (first + second).mass
 
 
@@ -207,6 +237,7 @@ def pair_mass(objects: Any) -> Any:
         import dask_awkward as dak
 
         if isinstance(objects, dak.Array):
-            return dak.map_partitions(_pair_mass, objects, meta=_pair_mass(objects._meta),
-                                      label="mcsurrogate-pair-mass")
+            return dak.map_partitions(
+                _pair_mass, objects, meta=_pair_mass(objects._meta), label="mcsurrogate-pair-mass"
+            )
     return _pair_mass(objects)

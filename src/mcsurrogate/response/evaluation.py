@@ -43,15 +43,24 @@ class DiphotonSummary:
         return dict(self.__dict__, window=list(self.window))
 
 
-def diphoton_summary(events: ak.Array, collection: str = "photons", window: tuple[float, float] = (120.0, 130.0)) -> DiphotonSummary:
+def diphoton_summary(
+    events: ak.Array, collection: str = "photons", window: tuple[float, float] = (120.0, 130.0)
+) -> DiphotonSummary:
     """Mean and SD of m_γγ in ``window`` (GeV), the fraction of events there, and the mean p_T^γγ."""
     pair = events[collection][:, 0] + events[collection][:, 1]
     m = ak.to_numpy(pair.mass).astype(np.float64)
     pt = ak.to_numpy(pair.pt).astype(np.float64)
     sel = (m > window[0]) & (m < window[1])
     mw = m[sel]
-    return DiphotonSummary(window, float(sel.mean()), float(mw.mean()), float(mw.std()),
-                           float(mw.std() / np.sqrt(max(len(mw), 1))), float(pt.mean()), int(len(m)))
+    return DiphotonSummary(
+        window,
+        float(sel.mean()),
+        float(mw.mean()),
+        float(mw.std()),
+        float(mw.std() / np.sqrt(max(len(mw), 1))),
+        float(pt.mean()),
+        len(m),
+    )
 
 
 @dataclass
@@ -99,7 +108,9 @@ class ResponseEvaluation:
             "widths": {r: {v: w.to_dict() for v, w in per.items()} for r, per in self.widths.items()},
             "correlation_target": self.correlation_target.tolist(),
             "correlation_generated": self.correlation_generated.tolist(),
-            "max_abs_correlation_difference": float(np.max(np.abs(self.correlation_target - self.correlation_generated))),
+            "max_abs_correlation_difference": float(
+                np.max(np.abs(self.correlation_target - self.correlation_generated))
+            ),
             "tail_fraction_target": self.tail_fraction_target,
             "tail_fraction_generated": self.tail_fraction_generated,
             "diphoton_target": self.diphoton_target.to_dict(),

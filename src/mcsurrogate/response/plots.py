@@ -17,9 +17,6 @@ _UNITS = {"pt": "GeV", "eta": "", "phi": "rad"}
 _LABEL = {"pt": r"$E_T$", "eta": r"$\eta$", "phi": r"$\phi$", "mu": r"$\mu$"}
 
 
-
-
-
 def plot_widths(ev: ResponseEvaluation, variable: str) -> Figure:
     """Core width of every response versus the truth ``variable``, target vs generated, with the ratio."""
     n = len(ev.responses)
@@ -56,6 +53,7 @@ def plot_correlations(ev: ResponseEvaluation) -> Figure:
         (ev.correlation_target, ev.correlation_generated, ev.correlation_generated - ev.correlation_target),
         ("reference smearing", "surrogate", "surrogate − reference"),
         (1.0, 1.0, 0.1),
+        strict=False,
     ):
         im = ax.imshow(mat, vmin=-lim, vmax=lim, cmap="RdBu_r")
         for (i, k), v in np.ndenumerate(mat):
@@ -79,7 +77,9 @@ def plot_responses(ev: ResponseEvaluation) -> Figure:
         edges = np.linspace(lo, hi, 81)
         ht, _ = np.histogram(t, edges)
         hg, _ = np.histogram(g, edges)
-        mplhep.histplot(ht, edges, ax=axes[j], yerr=np.sqrt(ht), label="reference", color="k", histtype="errorbar", markersize=2)
+        mplhep.histplot(
+            ht, edges, ax=axes[j], yerr=np.sqrt(ht), label="reference", color="k", histtype="errorbar", markersize=2
+        )
         mplhep.histplot(hg, edges, ax=axes[j], label="surrogate", color="tab:red")
         axes[j].set_yscale("log")
         unit = _UNITS.get(col.rsplit("_", 1)[1], "")
@@ -94,15 +94,26 @@ def plot_diphoton(target: ak.Array, generated: ak.Array, collection: str = "phot
     fig = Figure(figsize=(11, 5))
     grid = fig.add_gridspec(2, 2, height_ratios=[3, 1], hspace=0.05)
     for k, (quantity, edges, label) in enumerate(
-        (("mass", np.linspace(115, 135, 81), r"$m_{\gamma\gamma}$ [GeV]"),
-         ("pt", np.linspace(0, 300, 61), r"$p_T^{\gamma\gamma}$ [GeV]"))
+        (
+            ("mass", np.linspace(115, 135, 81), r"$m_{\gamma\gamma}$ [GeV]"),
+            ("pt", np.linspace(0, 300, 61), r"$p_T^{\gamma\gamma}$ [GeV]"),
+        )
     ):
         ax, rax = fig.add_subplot(grid[0, k]), fig.add_subplot(grid[1, k])
         vals = []
         for sample in (target, generated):
             pair = sample[collection][:, 0] + sample[collection][:, 1]
             vals.append(np.histogram(ak.to_numpy(getattr(pair, quantity)), edges)[0].astype(float))
-        mplhep.histplot(vals[0], edges, ax=ax, yerr=np.sqrt(vals[0]), histtype="errorbar", color="k", label="reference", markersize=2)
+        mplhep.histplot(
+            vals[0],
+            edges,
+            ax=ax,
+            yerr=np.sqrt(vals[0]),
+            histtype="errorbar",
+            color="k",
+            label="reference",
+            markersize=2,
+        )
         mplhep.histplot(vals[1], edges, ax=ax, color="tab:red", label="surrogate")
         ax.legend(fontsize="small")
         ax.tick_params(labelbottom=False)
@@ -118,7 +129,9 @@ def plot_diphoton(target: ak.Array, generated: ak.Array, collection: str = "phot
     return fig
 
 
-def save_all(ev: ResponseEvaluation, target: ak.Array, generated: ak.Array, out_dir: str | Path, prefix: str = "") -> list[str]:
+def save_all(
+    ev: ResponseEvaluation, target: ak.Array, generated: ak.Array, out_dir: str | Path, prefix: str = ""
+) -> list[str]:
     """Write every figure as PNG into ``out_dir``; returns the file names."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -64,14 +64,22 @@ class BinnedWidths:
     @property
     def ratio_err(self) -> np.ndarray:
         r = self.ratio
-        return np.abs(r) * np.hypot(np.asarray(self.target_err) / np.asarray(self.target),
-                                    np.asarray(self.generated_err) / np.asarray(self.generated))
+        return np.abs(r) * np.hypot(
+            np.asarray(self.target_err) / np.asarray(self.target),
+            np.asarray(self.generated_err) / np.asarray(self.generated),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "variable": self.variable, "edges": self.edges, "target": self.target, "target_err": self.target_err,
-            "generated": self.generated, "generated_err": self.generated_err, "counts": self.counts,
-            "ratio": self.ratio.tolist(), "ratio_err": self.ratio_err.tolist(),
+            "variable": self.variable,
+            "edges": self.edges,
+            "target": self.target,
+            "target_err": self.target_err,
+            "generated": self.generated,
+            "generated_err": self.generated_err,
+            "counts": self.counts,
+            "ratio": self.ratio.tolist(),
+            "ratio_err": self.ratio_err.tolist(),
         }
 
 

@@ -23,8 +23,8 @@ import numpy as np
 from ..errors import InputError
 
 __all__ = [
-    "POLYNOMIALS",
     "BASE_WIDTH",
+    "POLYNOMIALS",
     "PolynomialMapping",
     "SmearingConfig",
     "resolution",
@@ -75,27 +75,38 @@ class PolynomialMapping:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PolynomialMapping:
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        return cls(**values)
 
 
 DEFAULT_MAPPING = PolynomialMapping()
 
 
-def factor(response: str, variable: str, values: np.ndarray, mapping: PolynomialMapping = DEFAULT_MAPPING) -> np.ndarray:
+def factor(
+    response: str, variable: str, values: np.ndarray, mapping: PolynomialMapping = DEFAULT_MAPPING
+) -> np.ndarray:
     """One quartic factor R(x) of the ``response`` width as a function of ``variable``."""
     *p, c = POLYNOMIALS[(response, variable)]
     return np.polynomial.polynomial.polyval(mapping.x(variable, values), p) / c
 
 
 def resolution(
-    kind: Literal["pt", "eta", "phi"], pt: np.ndarray, eta: np.ndarray, mu: np.ndarray,
-    *, mapping: PolynomialMapping = DEFAULT_MAPPING,
+    kind: Literal["pt", "eta", "phi"],
+    pt: np.ndarray,
+    eta: np.ndarray,
+    mu: np.ndarray,
+    *,
+    mapping: PolynomialMapping = DEFAULT_MAPPING,
 ) -> np.ndarray:
     """σ of the ``kind`` response for photons of truth E_T ``pt`` (GeV), ``eta`` and pile-up ``mu``."""
     if kind not in BASE_WIDTH:
         raise InputError(f"unknown response {kind!r}; choose one of {list(BASE_WIDTH)}")
-    return (BASE_WIDTH[kind] * factor(kind, "pt", pt, mapping) * factor(kind, "eta", eta, mapping)
-            * factor(kind, "mu", mu, mapping))
+    return (
+        BASE_WIDTH[kind]
+        * factor(kind, "pt", pt, mapping)
+        * factor(kind, "eta", eta, mapping)
+        * factor(kind, "mu", mu, mapping)
+    )
 
 
 @dataclass(frozen=True)
@@ -139,7 +150,9 @@ def _truth_arrays(truth: ak.Array, collection: str, pileup: str) -> tuple[dict[s
             raise InputError(f"truth records lack the field {name!r} (fields: {truth.fields})")
     counts = ak.to_numpy(ak.num(truth[collection], axis=1))
     if (counts < 2).any():
-        raise InputError(f"{int((counts < 2).sum())} truth events have fewer than two {collection}; select events first")
+        raise InputError(
+            f"{int((counts < 2).sum())} truth events have fewer than two {collection}; select events first"
+        )
     lead = truth[collection][:, :2]
     kin = {f: ak.to_numpy(lead[f]).astype(np.float64) for f in FIELDS}  # (n, 2)
     mu = ak.to_numpy(truth[pileup]).astype(np.float64)
@@ -157,9 +170,10 @@ def smear_responses(
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     n = len(mu)
     if np.shape(pt) != (n, 2) or np.shape(eta) != (n, 2) or np.ndim(mu) != 1:
-        raise InputError(f"need pt and eta of shape (n, 2) and mu of shape (n,); got {np.shape(pt)}, {np.shape(eta)}, "
-                         f"{np.shape(mu)}")
-    sigma = np.stack([resolution(k, pt, eta, mu[:, None], mapping=config.mapping) for k in FIELDS], axis=-1)
+        raise InputError(
+            f"need pt and eta of shape (n, 2) and mu of shape (n,); got {np.shape(pt)}, {np.shape(eta)}, {np.shape(mu)}"
+        )
+    sigma = np.stack([resolution(k, pt, eta, mu[:, None], mapping=config.mapping) for k in FIELDS], axis=-1)  # type: ignore[arg-type]
     z = rng.standard_normal((n, 2, 3))
     if config.scenario == "correlation":
         z[:, 1] = config.rho * z[:, 0] + np.sqrt(1.0 - config.rho**2) * z[:, 1]
@@ -195,5 +209,7 @@ def smear_photons(
     def flat(values: dict[str, np.ndarray]) -> ak.Array:
         return ak.zip({f"photon{i + 1}_{f}": values[f][:, i] for i in range(2) for f in FIELDS})
 
-    return ak.zip({collection: to_objects(flat(reco), slots), truth_collection: to_objects(flat(kin), slots),
-                   pileup: mu}, depth_limit=1)
+    return ak.zip(
+        {collection: to_objects(flat(reco), slots), truth_collection: to_objects(flat(kin), slots), pileup: mu},
+        depth_limit=1,
+    )

@@ -68,12 +68,18 @@ def run_scenario(
     model = train_response(fit_part, preset, layout=layout, flow=flow, training=training, progress=progress)
     t_train = time.perf_counter() - t0
     reference = smeared[split.test]
-    truth = ak.zip({layout.collection: reference[layout.truth_collection], layout.pileup: reference[layout.pileup]},
-                   depth_limit=1)
+    truth = ak.zip(
+        {layout.collection: reference[layout.truth_collection], layout.pileup: reference[layout.pileup]}, depth_limit=1
+    )
     t1 = time.perf_counter()
     generated = apply_response(model, truth, layout=layout, seed=seed + 1)
     t_apply = time.perf_counter() - t1
     evaluation = evaluate_response(reference, generated, layout=layout, n_boot=n_boot, seed=seed)
-    return ScenarioResult(model, reference, generated, evaluation,
-                          {"train": t_train, "apply": t_apply, "evaluate": time.perf_counter() - t1 - t_apply},
-                          len(smeared))
+    return ScenarioResult(
+        model,
+        reference,
+        generated,
+        evaluation,
+        {"train": t_train, "apply": t_apply, "evaluate": time.perf_counter() - t1 - t_apply},
+        len(smeared),
+    )

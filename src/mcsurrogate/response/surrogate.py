@@ -8,7 +8,7 @@ out: the detector is symmetric in φ). Applying the model: ``reco = truth + Δ``
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import awkward as ak
@@ -65,7 +65,7 @@ class ResponseLayout:
     def condition_columns(self) -> list[str]:
         """Paper A's order: E_T1, E_T2, η1, η2, then μ."""
         cols = [f"{self.prefix}{i}_{f}" for f in self.condition_fields for i in range(1, self.n + 1)]
-        return cols + [self.pileup]
+        return [*cols, self.pileup]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -135,23 +135,47 @@ def _preset(name: str, layout: ResponseLayout) -> dict[str, Any]:
             "flow": FlowConfig(model="maf", blocks=10, hidden=128, layers=2, activation="relu"),
             # responses scaled to [-1, 1] and a final tanh bijection: events outside are dropped (counted)
             "preprocessing": _scaled(layout, "atanh"),
-            "training": TrainConfig(epochs=500, batch_size=512, lr=1e-3, lr_final=1e-5, schedule="power",
-                                    power=0.5, selection="wasserstein", patience=None),
+            "training": TrainConfig(
+                epochs=500,
+                batch_size=512,
+                lr=1e-3,
+                lr_final=1e-5,
+                schedule="power",
+                power=0.5,
+                selection="wasserstein",
+                patience=None,
+            ),
         }
     if name == "spline":
         # one network pass per block when sampling; no bound on the responses, so no event is dropped
         return {
             "flow": FlowConfig(model="rqs-coupling", blocks=6, hidden=128, layers=2, bins=12, tail_bound=6.0),
             "preprocessing": _scaled(layout, "standardize"),
-            "training": TrainConfig(epochs=40, batch_size=1024, lr=2e-3, lr_final=2e-5, schedule="power",
-                                    power=1.0, selection="nll", patience=8),
+            "training": TrainConfig(
+                epochs=40,
+                batch_size=1024,
+                lr=2e-3,
+                lr_final=2e-5,
+                schedule="power",
+                power=1.0,
+                selection="nll",
+                patience=8,
+            ),
         }
     if name == "demo":
         return {
             "flow": FlowConfig(model="rqs-coupling", blocks=4, hidden=64, layers=2, bins=8, tail_bound=6.0),
             "preprocessing": _scaled(layout, "standardize"),
-            "training": TrainConfig(epochs=12, batch_size=1024, lr=3e-3, lr_final=3e-5, schedule="power",
-                                    power=1.0, selection="nll", patience=None),
+            "training": TrainConfig(
+                epochs=12,
+                batch_size=1024,
+                lr=3e-3,
+                lr_final=3e-5,
+                schedule="power",
+                power=1.0,
+                selection="nll",
+                patience=None,
+            ),
         }
     raise InputError(f"unknown response preset {name!r}; choose one of {', '.join(PRESETS)}")
 
@@ -172,8 +196,14 @@ def response_surrogate(
     flow_cfg = FlowConfig.from_dict(p["flow"].to_dict() | (flow or {}))
     train_cfg = TrainConfig.from_dict(p["training"].to_dict() | (training or {}))
     pre = Preprocessor(layout.response_columns, p["preprocessing"])
-    return Surrogate(layout.response_columns, layout.condition_columns, flow=flow_cfg, training=train_cfg,
-                     preprocessing=pre, condition_preprocessing="standardize")
+    return Surrogate(
+        layout.response_columns,
+        layout.condition_columns,
+        flow=flow_cfg,
+        training=train_cfg,
+        preprocessing=pre,
+        condition_preprocessing="standardize",
+    )
 
 
 def train_response(
@@ -218,7 +248,9 @@ def apply_response(
     if dropped:
         import warnings
 
-        warnings.warn(f"{dropped} truth events with fewer than {layout.n} {layout.collection} were dropped", stacklevel=2)
+        warnings.warn(
+            f"{dropped} truth events with fewer than {layout.n} {layout.collection} were dropped", stacklevel=2
+        )
     for col in layout.condition_columns:
         values = to_matrix(flat, [col])
         if not np.isfinite(values).all():

@@ -86,8 +86,12 @@ def train_signal_classifier(
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
 
-        clf = make_pipeline(StandardScaler(), MLPClassifier(
-            hidden_layer_sizes=(512, 512, 512), activation="logistic", early_stopping=True, random_state=seed))
+        clf = make_pipeline(
+            StandardScaler(),
+            MLPClassifier(
+                hidden_layer_sizes=(512, 512, 512), activation="logistic", early_stopping=True, random_state=seed
+            ),
+        )
         try:
             clf.fit(x, y, mlpclassifier__sample_weight=w)
         except TypeError as exc:  # scikit-learn < 1.7: MLPClassifier.fit has no sample_weight
@@ -124,9 +128,15 @@ def cut_crosscheck(
         raise InputError("no event passes the cut in one of the samples; lower the threshold")
     shape = binned_divergences(fm, fg, np.asarray(edges, dtype=float))
     return {
-        "efficiency_generated": eff_g, "efficiency_generated_error": err_g,
-        "efficiency_mc": eff_m, "efficiency_mc_error": err_m,
-        "efficiency_pull": float(pull), "efficiency_pvalue": float(2 * stats.norm.sf(abs(pull))),
-        "shape_chi2": shape["chi2"], "shape_ndf": shape["chi2_ndf"], "shape_chi2_pvalue": shape["chi2_pvalue"],
-        "n_selected_generated": int(sel_g.sum()), "n_selected_mc": int(sel_m.sum()),
+        "efficiency_generated": eff_g,
+        "efficiency_generated_error": err_g,
+        "efficiency_mc": eff_m,
+        "efficiency_mc_error": err_m,
+        "efficiency_pull": float(pull),
+        "efficiency_pvalue": float(2 * stats.norm.sf(abs(pull))),
+        "shape_chi2": shape["chi2"],
+        "shape_ndf": shape["chi2_ndf"],
+        "shape_chi2_pvalue": shape["chi2_pvalue"],
+        "n_selected_generated": int(sel_g.sum()),
+        "n_selected_mc": int(sel_m.sum()),
     }

@@ -16,7 +16,7 @@ from ``pyhf.infer`` is how the fits and the limit search are driven:
   t_N of √q_μ,A is solved in closed form and μ is found by secant steps on √q_μ,A(μ), which is
   nearly linear in μ (μ/σ), so each band costs two or three Asimov fits.
 * **Observed limit** by Brent's method on ln CLs_obs(μ) − ln α in a bracket seeded from the expected
-  median, re-using the Asimov fits of the bands.
+  median, reusing the Asimov fits of the bands.
 
 A fit that fails is retried from pyhf's suggested initial values, then with ``pyhf.infer.mle`` (pyhf's
 own optimiser); if that fails too, :class:`~mcsurrogate.errors.FitError` names what was being fitted.
@@ -271,7 +271,11 @@ class Inference:
 
         z0 = np.clip(start[free], bounds[free, 0], bounds[free, 1])
         res = optimize.minimize(
-            fg, z0, jac=True, method="L-BFGS-B", bounds=bounds[free],
+            fg,
+            z0,
+            jac=True,
+            method="L-BFGS-B",
+            bounds=bounds[free],
             options={"maxiter": 5000, "ftol": 1e-14, "gtol": 1e-7, "maxcor": 20},
         )
         out = start.copy()
@@ -344,8 +348,12 @@ class Inference:
         Retries from pyhf's suggested initial values, then with pyhf's optimiser, then raises
         :class:`~mcsurrogate.errors.FitError`.
         """
-        return self._fit(self._observed, poi_value=poi_value, poi_bounds=poi_bounds,
-                         start=self._free_fit(self._observed, "the free fit").parameters)
+        return self._fit(
+            self._observed,
+            poi_value=poi_value,
+            poi_bounds=poi_bounds,
+            start=self._free_fit(self._observed, "the free fit").parameters,
+        )
 
     # ------------------------------------------------------------------------------- μ̂ and σ(μ̂)
     @property
@@ -407,7 +415,9 @@ class Inference:
                 self._signed = bounded
             else:
                 self._signed = self._fit(
-                    self._observed, start=bounded.parameters, poi_bounds=(lo, self.bounds[self.poi, 1]),
+                    self._observed,
+                    start=bounded.parameters,
+                    poi_bounds=(lo, self.bounds[self.poi, 1]),
                     what="the free fit with negative μ allowed",
                 )
         return self._signed
@@ -426,7 +436,7 @@ class Inference:
     # ---------------------------------------------------------------------------------- CLs parts
     def _free_fit(self, ds: _Dataset, what: str) -> FitResult:
         if ds.free is None:
-            start = None if ds is self._observed else self._asimov_fit.parameters
+            start = None if ds is self._observed or self._asimov_fit is None else self._asimov_fit.parameters
             ds.free = self._fit(ds, start=start, what=what)
         return ds.free
 
@@ -521,7 +531,9 @@ class Inference:
         def g(mu: float) -> float:
             return math.log(max(self.cls(mu)[0], 1e-300)) - math.log(level)
 
-        mu_hat = max(float(self._free_fit(self._observed, "the free fit to the observed data").parameters[self.poi]), 0.0)
+        mu_hat = max(
+            float(self._free_fit(self._observed, "the free fit to the observed data").parameters[self.poi]), 0.0
+        )
         lo, hi = max(expected[0] * 0.5, 1e-6), expected[4] + mu_hat
         for _ in range(60):
             if g(lo) > 0:

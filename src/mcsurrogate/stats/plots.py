@@ -42,8 +42,9 @@ def plot_mu_bias_vs_lumi(rows: Sequence[dict[str, Any]], systematic: float, n_ge
     n_generated = n_generated or max(_ngens(rows), default=None)
     fig, ax = _figure(f"μ̂ bias, {systematic:.0%} bkg. systematic")
     for template, n, colour in (("mc", None, "black"), ("generated", n_generated, "tab:red")):
-        sel = sorted(_select(rows, systematic=systematic, template=template, n_generated=n),
-                     key=lambda r: r["background_yield"])
+        sel = sorted(
+            _select(rows, systematic=systematic, template=template, n_generated=n), key=lambda r: r["background_yield"]
+        )
         if not sel:
             continue
         x = np.array([r["background_yield"] for r in sel])
@@ -60,7 +61,7 @@ def plot_mu_bias_vs_lumi(rows: Sequence[dict[str, Any]], systematic: float, n_ge
     return fig
 
 
-def plot_z0_vs(rows: Sequence[dict[str, Any]], axis: str, systematic: float, *, fixed: float | int | None = None) -> Figure:
+def plot_z0_vs(rows: Sequence[dict[str, Any]], axis: str, systematic: float, *, fixed: float | None = None) -> Figure:
     """Signed Z₀ versus ``axis`` = ``"luminosity"`` (one line per N_gen) or ``"n_generated"`` (one per luminosity)."""
     fig, ax = _figure(f"Z₀, {systematic:.0%} bkg. systematic")
     _lines(ax, rows, axis, systematic, "z_signed", fixed)
@@ -75,21 +76,33 @@ def _lines(ax: Any, rows: Sequence[dict[str, Any]], axis: str, systematic: float
     if axis == "luminosity":
         groups = [("mc", None)] + [("generated", n) for n in (_ngens(rows) if fixed is None else [fixed])]
         for template, n in groups:
-            sel = sorted(_select(rows, systematic=systematic, template=template, n_generated=n),
-                         key=lambda r: r["background_yield"])
+            sel = sorted(
+                _select(rows, systematic=systematic, template=template, n_generated=n),
+                key=lambda r: r["background_yield"],
+            )
             if sel:
-                ax.plot([r["background_yield"] for r in sel], [r[key] for r in sel], marker=".",
-                        color="black" if template == "mc" else None,
-                        label="MC template" if template == "mc" else f"N_gen = {n:,}")
+                ax.plot(
+                    [r["background_yield"] for r in sel],
+                    [r[key] for r in sel],
+                    marker=".",
+                    color="black" if template == "mc" else None,
+                    label="MC template" if template == "mc" else f"N_gen = {n:,}",
+                )
         ax.set_xlabel("expected background events")
     elif axis == "n_generated":
         lumis = sorted({r["luminosity"] for r in rows}) if fixed is None else [fixed]
         for lumi in lumis:
-            sel = sorted(_select(rows, systematic=systematic, template="generated", luminosity=lumi),
-                         key=lambda r: r["n_generated"])
+            sel = sorted(
+                _select(rows, systematic=systematic, template="generated", luminosity=lumi),
+                key=lambda r: r["n_generated"],
+            )
             if sel:
-                ax.plot([r["n_generated"] for r in sel], [r[key] for r in sel], marker=".",
-                        label=f"B = {sel[0]['background_yield']:.3g}")
+                ax.plot(
+                    [r["n_generated"] for r in sel],
+                    [r[key] for r in sel],
+                    marker=".",
+                    label=f"B = {sel[0]['background_yield']:.3g}",
+                )
         ax.set_xlabel(r"generated events $N_\mathrm{gen}$")
     else:
         raise ValueError(f"axis must be 'luminosity' or 'n_generated'; got {axis!r}")
@@ -97,7 +110,7 @@ def _lines(ax: Any, rows: Sequence[dict[str, Any]], axis: str, systematic: float
     ax.legend(fontsize="small", ncol=2)
 
 
-def plot_ul_vs(rows: Sequence[dict[str, Any]], axis: str, systematic: float, *, fixed: float | int | None = None) -> Figure:
+def plot_ul_vs(rows: Sequence[dict[str, Any]], axis: str, systematic: float, *, fixed: float | None = None) -> Figure:
     """Upper limit on μ: MC-reference expected bands (green ±1σ, yellow ±2σ) and generated-template limits.
 
     ``axis = "luminosity"``: versus background yield, generated at N_gen = ``fixed`` (default: largest).
@@ -107,16 +120,19 @@ def plot_ul_vs(rows: Sequence[dict[str, Any]], axis: str, systematic: float, *, 
     if axis == "luminosity":
         n = fixed or max(_ngens(rows), default=None)
         ref = sorted(_select(rows, systematic=systematic, template="mc"), key=lambda r: r["background_yield"])
-        gen = sorted(_select(rows, systematic=systematic, template="generated", n_generated=n),
-                     key=lambda r: r["background_yield"])
+        gen = sorted(
+            _select(rows, systematic=systematic, template="generated", n_generated=n),
+            key=lambda r: r["background_yield"],
+        )
         x_ref = np.array([r["background_yield"] for r in ref])
         x_gen = np.array([r["background_yield"] for r in gen])
         ax.set_xlabel("expected background events")
         label = f"generated, N_gen = {n:,}" if n else "generated"
     else:
         lumi = fixed or max(r["luminosity"] for r in rows)
-        gen = sorted(_select(rows, systematic=systematic, template="generated", luminosity=lumi),
-                     key=lambda r: r["n_generated"])
+        gen = sorted(
+            _select(rows, systematic=systematic, template="generated", luminosity=lumi), key=lambda r: r["n_generated"]
+        )
         one = _select(rows, systematic=systematic, template="mc", luminosity=lumi)
         x_gen = np.array([r["n_generated"] for r in gen])
         ref = one * len(gen)
@@ -144,12 +160,18 @@ def plot_delta_ul_vs_ngen(rows: Sequence[dict[str, Any]], *, luminosity: float |
     lumi = luminosity or max(r["luminosity"] for r in rows)
     fig, ax = _figure("median-limit shift (band: MC ±1σ half-width)")
     for syst in sorted({r["systematic"] for r in rows}):
-        sel = sorted(_select(rows, systematic=syst, template="generated", luminosity=lumi), key=lambda r: r["n_generated"])
+        sel = sorted(
+            _select(rows, systematic=syst, template="generated", luminosity=lumi), key=lambda r: r["n_generated"]
+        )
         ref = _select(rows, systematic=syst, template="mc", luminosity=lumi)
         if not sel:
             continue
-        line = ax.plot([r["n_generated"] for r in sel], [r["delta_ul_median"] for r in sel], marker=".",
-                       label=f"{syst:.0%} systematic")[0]
+        line = ax.plot(
+            [r["n_generated"] for r in sel],
+            [r["delta_ul_median"] for r in sel],
+            marker=".",
+            label=f"{syst:.0%} systematic",
+        )[0]
         if ref:
             half = 0.5 * (ref[0]["ul_expected_p1"] - ref[0]["ul_expected_m1"])
             ax.axhspan(-half, half, color=line.get_color(), alpha=0.1)

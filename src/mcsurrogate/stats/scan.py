@@ -56,13 +56,21 @@ class Sample:
 
 
 def evaluate_point(
-    signal: Any, background: Any, observed: np.ndarray, *, systematic: float, systematic_kind: SystematicKind,
-    level: float = 0.05, empty_bins: Literal["error", "floor"] = "error", label: str = "",
+    signal: Any,
+    background: Any,
+    observed: np.ndarray,
+    *,
+    systematic: float,
+    systematic_kind: SystematicKind,
+    level: float = 0.05,
+    empty_bins: Literal["error", "floor"] = "error",
+    label: str = "",
 ) -> dict[str, float]:
     """μ̂ ± σ, discovery Z₀ and the CLs limit with bands for one set of templates and one observation."""
     try:
-        ws = build_workspace(signal, background, observed, systematic=systematic, systematic_kind=systematic_kind,
-                             empty_bins=empty_bins)
+        ws = build_workspace(
+            signal, background, observed, systematic=systematic, systematic_kind=systematic_kind, empty_bins=empty_bins
+        )
     except InputError as exc:
         raise InputError(f"scan point {label}: {exc}") from exc
     model, data = model_and_data(ws)
@@ -73,9 +81,16 @@ def evaluate_point(
         limit = inf.upper_limit(level)
     except FitError as exc:
         raise FitError(f"scan point {label}: {exc}") from exc
-    row = {"mu_hat": fit.mu, "mu_sigma": fit.sigma, "z0": disc.z0, "z_signed": disc.z_signed, "p0": disc.p0,
-           "ul_observed": limit.observed, "n_fits": inf.n_fits}
-    for band, value in zip(("m2", "m1", "median", "p1", "p2"), limit.expected):
+    row = {
+        "mu_hat": fit.mu,
+        "mu_sigma": fit.sigma,
+        "z0": disc.z0,
+        "z_signed": disc.z_signed,
+        "p0": disc.p0,
+        "ul_observed": limit.observed,
+        "n_fits": inf.n_fits,
+    }
+    for band, value in zip(("m2", "m1", "median", "p1", "p2"), limit.expected, strict=False):
         row[f"ul_expected_{band}"] = value
     return row
 
@@ -91,7 +106,7 @@ def scan(
     generated: Sample,
     *,
     bins: int | Sequence[float],
-    range: tuple[float, float] | None = None,  # noqa: A002
+    range: tuple[float, float] | None = None,
     luminosities: Sequence[float] = tuple(np.logspace(0, 3, 10)),
     n_generated: Sequence[int] = (1000, 10_000, 100_000),
     systematics: Sequence[float] = (0.05, 0.10, 0.20),
@@ -147,20 +162,46 @@ def scan(
         for lumi in lumis:
             b = scale_template(bkg_h, factor=lumi)
             b_yield = float(template_arrays(b)[0].sum())
-            s = (scale_template(sig_h, total=signal_fraction * b_yield) if signal_fraction is not None
-                 else scale_template(sig_h, factor=lumi))
+            s = (
+                scale_template(sig_h, total=signal_fraction * b_yield)
+                if signal_fraction is not None
+                else scale_template(sig_h, factor=lumi)
+            )
             observed = asimov_counts(s, b, mu_injected)
-            base = {"systematic": syst, "luminosity": lumi, "background_yield": b_yield,
-                    "signal_yield": float(template_arrays(s)[0].sum()), "mu_injected": mu_injected}
+            base = {
+                "systematic": syst,
+                "luminosity": lumi,
+                "background_yield": b_yield,
+                "signal_yield": float(template_arrays(s)[0].sum()),
+                "mu_injected": mu_injected,
+            }
             common = {"systematic": syst, "systematic_kind": systematic_kind, "level": level, "empty_bins": empty_bins}
-            tasks.append({"meta": {**base, "template": "mc", "n_generated": None},
-                          "args": {"signal": s, "background": b, "observed": observed, **common,
-                                   "label": f"(systematic {syst}, luminosity {lumi:g}, MC template)"}})
+            tasks.append(
+                {
+                    "meta": {**base, "template": "mc", "n_generated": None},
+                    "args": {
+                        "signal": s,
+                        "background": b,
+                        "observed": observed,
+                        **common,
+                        "label": f"(systematic {syst}, luminosity {lumi:g}, MC template)",
+                    },
+                }
+            )
             for n in ngens:
                 g = scale_template(gen_h[n], total=b_yield)
-                tasks.append({"meta": {**base, "template": "generated", "n_generated": n},
-                              "args": {"signal": s, "background": g, "observed": observed, **common,
-                                       "label": f"(systematic {syst}, luminosity {lumi:g}, N_gen {n})"}})
+                tasks.append(
+                    {
+                        "meta": {**base, "template": "generated", "n_generated": n},
+                        "args": {
+                            "signal": s,
+                            "background": g,
+                            "observed": observed,
+                            **common,
+                            "label": f"(systematic {syst}, luminosity {lumi:g}, N_gen {n})",
+                        },
+                    }
+                )
     rows = list(_map(tasks, processes, progress))
     reference = {(r["systematic"], r["luminosity"]): r for r in rows if r["template"] == "mc"}
     for r in rows:

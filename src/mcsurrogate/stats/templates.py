@@ -13,7 +13,7 @@ background template, because a Poisson expectation must be positive.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import hist
 import numpy as np
@@ -27,7 +27,7 @@ def fill_template(
     values: np.ndarray,
     *,
     bins: int | Sequence[float] | np.ndarray | hist.axis.Regular | hist.axis.Variable,
-    range: tuple[float, float] | None = None,  # noqa: A002 - the numpy name for it
+    range: tuple[float, float] | None = None,
     weights: np.ndarray | None = None,
     name: str = "x",
     label: str | None = None,
@@ -53,7 +53,7 @@ def fill_template(
     elif np.ndim(bins) == 0:
         if range is None:
             raise InputError(f"a number of bins ({bins}) needs range=(low, high) for {name!r}")
-        axis = hist.axis.Regular(int(bins), float(range[0]), float(range[1]), name=name, label=label or name)
+        axis = hist.axis.Regular(int(bins), float(range[0]), float(range[1]), name=name, label=label or name)  # type: ignore[arg-type]
     else:
         edges = np.asarray(bins, dtype=float)
         if edges.ndim != 1 or edges.size < 2 or np.any(np.diff(edges) <= 0):
@@ -88,7 +88,7 @@ def scale_template(h: hist.Hist, *, factor: float | None = None, total: float | 
     if not (np.isfinite(factor) and factor > 0):
         raise InputError(f"the scale factor (luminosity or yield ratio) must be positive; got {factor}")
     out = h.copy()
-    view = out.view()
+    view: Any = out.view()
     view.value = view.value * factor
     view.variance = view.variance * factor**2
     return out

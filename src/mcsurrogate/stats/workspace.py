@@ -83,8 +83,9 @@ def build_workspace(
     sig_mods: list[dict[str, Any]] = [{"name": "mu", "type": "normfactor", "data": None}]
     bkg_mods: list[dict[str, Any]] = []
     if systematic > 0 and systematic_kind in ("normsys", "both"):
-        bkg_mods.append({"name": "bkg_norm", "type": "normsys",
-                         "data": {"hi": 1.0 + systematic, "lo": 1.0 - systematic}})
+        bkg_mods.append(
+            {"name": "bkg_norm", "type": "normsys", "data": {"hi": 1.0 + systematic, "lo": 1.0 - systematic}}
+        )
     if systematic > 0 and systematic_kind in ("shapesys", "both"):
         bkg_mods.append({"name": "bkg_shape", "type": "shapesys", "data": (systematic * b).tolist()})
     if staterror:
@@ -93,10 +94,15 @@ def build_workspace(
         if signal_staterror:
             sig_mods.append({"name": stat_name, "type": "staterror", "data": np.sqrt(s_var).tolist()})
     spec = {
-        "channels": [{"name": channel, "samples": [
-            {"name": "signal", "data": s.tolist(), "modifiers": sig_mods},
-            {"name": "background", "data": b.tolist(), "modifiers": bkg_mods},
-        ]}],
+        "channels": [
+            {
+                "name": channel,
+                "samples": [
+                    {"name": "signal", "data": s.tolist(), "modifiers": sig_mods},
+                    {"name": "background", "data": b.tolist(), "modifiers": bkg_mods},
+                ],
+            }
+        ],
         "observations": [{"name": channel, "data": obs.tolist()}],
         "measurements": [{"name": "measurement", "config": {"poi": "mu", "parameters": []}}],
         "version": "1.0.0",

@@ -10,6 +10,21 @@ from .divergences import FeatureDivergence, binned_divergences, compare_features
 from .physics_distances import fpd, frechet_distance, kpd
 from .report import ValidationReport, validate, write_report
 
-__all__ = ["C2STResult", "CorrelationComparison", "DensityRatio", "FeatureDivergence", "ValidationReport",
-           "binned_divergences", "c2st", "compare_correlations", "compare_features", "fit_density_ratio", "fpd",
-           "frechet_distance", "kpd", "reweighted_c2st", "validate", "write_report"]
+__all__ = [
+    "C2STResult",
+    "CorrelationComparison",
+    "DensityRatio",
+    "FeatureDivergence",
+    "ValidationReport",
+    "binned_divergences",
+    "c2st",
+    "compare_correlations",
+    "compare_features",
+    "fit_density_ratio",
+    "fpd",
+    "frechet_distance",
+    "kpd",
+    "reweighted_c2st",
+    "validate",
+    "write_report",
+]

@@ -39,13 +39,20 @@ class C2STResult:
     n_candidate: int
     classifier: str
     notes: list[str] = field(default_factory=list)
-    scores: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
-    labels: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+    scores: np.ndarray | None = field(default=None, repr=False)  # held-out classifier scores (for the ROC curve)
+    labels: np.ndarray | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"auc": self.auc, "auc_ci": list(self.auc_ci), "accuracy": self.accuracy, "p_value": self.p_value,
-                "n_reference": self.n_reference, "n_candidate": self.n_candidate, "classifier": self.classifier,
-                "notes": self.notes}
+        return {
+            "auc": self.auc,
+            "auc_ci": list(self.auc_ci),
+            "accuracy": self.accuracy,
+            "p_value": self.p_value,
+            "n_reference": self.n_reference,
+            "n_candidate": self.n_candidate,
+            "classifier": self.classifier,
+            "notes": self.notes,
+        }
 
 
 def _check(x: np.ndarray, name: str, d: int | None = None) -> np.ndarray:
@@ -69,8 +76,10 @@ def _weights(w: np.ndarray | None, n: int, name: str) -> np.ndarray:
     if w.shape != (n,):
         raise InputError(f"{name} weights have shape {w.shape}, expected ({n},)")
     if not np.isfinite(w).all() or (w < 0).any():
-        raise InputError(f"{name} weights must be finite and non-negative ({int((w < 0).sum())} negative); "
-                         "negative-weight events cannot be used by the classifier test")
+        raise InputError(
+            f"{name} weights must be finite and non-negative ({int((w < 0).sum())} negative); "
+            "negative-weight events cannot be used by the classifier test"
+        )
     return w
 
 
@@ -119,20 +128,22 @@ def c2st(
     y = np.r_[np.zeros(n), np.ones(n)]
     w = np.r_[wa / wa.mean(), wb / wb.mean()]
     order = rng.permutation(2 * n)
-    train, test = order[: n], order[n:]
+    train, test = order[:n], order[n:]
     if classifier == "hgb":
         model = HistGradientBoostingClassifier(max_iter=200, early_stopping=True, random_state=seed)
     elif classifier == "mlp":
-        model = make_pipeline(StandardScaler(), MLPClassifier((64, 64), max_iter=200, early_stopping=True,
-                                                               random_state=seed))
+        model = make_pipeline(
+            StandardScaler(), MLPClassifier((64, 64), max_iter=200, early_stopping=True, random_state=seed)
+        )
     else:
         raise InputError(f"unknown classifier {classifier!r}; choose 'hgb' or 'mlp'")
     fit_kw = {"sample_weight": w[train]} if classifier == "hgb" else {"mlpclassifier__sample_weight": w[train]}
     try:
         model.fit(x[train], y[train], **fit_kw)
     except TypeError:  # scikit-learn < 1.7: MLPClassifier.fit takes no sample_weight
-        notes.append("this scikit-learn's MLPClassifier takes no event weights in its fit; they enter AUC and "
-                     "accuracy only")
+        notes.append(
+            "this scikit-learn's MLPClassifier takes no event weights in its fit; they enter AUC and accuracy only"
+        )
         model.fit(x[train], y[train])
     s = model.predict_proba(x[test])[:, 1]
     yt, wt = y[test], w[test]

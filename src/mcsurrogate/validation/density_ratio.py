@@ -16,7 +16,7 @@ import numpy as np
 from sklearn.calibration import calibration_curve
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from .c2st import _check, c2st
+from .c2st import C2STResult, _check, c2st
 
 __all__ = ["DensityRatio", "fit_density_ratio", "reweighted_c2st"]
 
@@ -39,8 +39,11 @@ class DensityRatio:
         return float(np.max(np.abs(p - q))) if len(p) else float("nan")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"prior_ratio": self.prior_ratio, "calibration": self.calibration,
-                "max_calibration_error": self.max_calibration_error()}
+        return {
+            "prior_ratio": self.prior_ratio,
+            "calibration": self.calibration,
+            "max_calibration_error": self.max_calibration_error(),
+        }
 
 
 def fit_density_ratio(reference: np.ndarray, candidate: np.ndarray, *, seed: int = 0, bins: int = 10) -> DensityRatio:
@@ -59,7 +62,6 @@ def fit_density_ratio(reference: np.ndarray, candidate: np.ndarray, *, seed: int
     return DensityRatio(model, hb / ha, {"fraction_positive": frac.tolist(), "mean_predicted": mean.tolist()})
 
 
-def reweighted_c2st(reference: np.ndarray, candidate: np.ndarray, ratio: DensityRatio, **kw: Any):
+def reweighted_c2st(reference: np.ndarray, candidate: np.ndarray, ratio: DensityRatio, **kw: Any) -> C2STResult:
     """C2ST of the reference against the candidate weighted by w(x): close to 0.5 when the reweighting worked."""
     return c2st(reference, candidate, weights_candidate=ratio.weights(candidate), **kw)
-

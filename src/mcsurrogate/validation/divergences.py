@@ -46,13 +46,17 @@ def binned_divergences(
     ndf = max(int(ok.sum()) - 1, 1)
     pa, pb = sa / na, sb / nb
     return {
-        "chi2": chi2, "chi2_ndf": ndf, "chi2_pvalue": float(stats.chi2.sf(chi2, ndf)),
+        "chi2": chi2,
+        "chi2_ndf": ndf,
+        "chi2_pvalue": float(stats.chi2.sf(chi2, ndf)),
         "kl": float(np.sum((pa + 1e-12) * np.log((pa + 1e-12) / (pb + 1e-12)))),
         "hellinger": float(np.sqrt(max(0.0, 1.0 - np.sum(np.sqrt(pa * pb))))),
     }
 
 
-def _one(a, b, wa, wb, edges) -> dict[str, float]:
+def _one(
+    a: np.ndarray, b: np.ndarray, wa: np.ndarray | None, wb: np.ndarray | None, edges: np.ndarray
+) -> dict[str, float]:
     return {
         "wasserstein": float(stats.wasserstein_distance(a, b, wa, wb)),
         "ks_pvalue": float(stats.ks_2samp(a, b).pvalue),
@@ -75,9 +79,14 @@ class FeatureDivergence:
         return self.values["wasserstein"] > self.baseline_mean["wasserstein"] + 3 * self.baseline_sd["wasserstein"]
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.values, "wasserstein_baseline": self.baseline_mean["wasserstein"],
-                "wasserstein_baseline_sd": self.baseline_sd["wasserstein"], "baseline_mean": self.baseline_mean,
-                "baseline_sd": self.baseline_sd, "flagged": self.flagged}
+        return {
+            **self.values,
+            "wasserstein_baseline": self.baseline_mean["wasserstein"],
+            "wasserstein_baseline_sd": self.baseline_sd["wasserstein"],
+            "baseline_mean": self.baseline_mean,
+            "baseline_sd": self.baseline_sd,
+            "flagged": self.flagged,
+        }
 
 
 def compare_features(
@@ -95,13 +104,15 @@ def compare_features(
     ref = np.asarray(reference, dtype=np.float64)
     can = np.asarray(candidate, dtype=np.float64)
     if ref.ndim != 2 or can.ndim != 2 or ref.shape[1] != can.shape[1] or ref.shape[1] != len(names):
-        raise InputError(f"reference {ref.shape} and candidate {can.shape} must be (n, {len(names)}) for features {list(names)}")
+        raise InputError(
+            f"reference {ref.shape} and candidate {can.shape} must be (n, {len(names)}) for features {list(names)}"
+        )
     if len(ref) < 4 or len(can) < 2:
         raise InputError(f"too few events: reference {len(ref)}, candidate {len(can)}")
     for label, arr in (("reference", ref), ("candidate", can)):
         bad = ~np.isfinite(arr)
         if bad.any():
-            counts = {n: int(k) for n, k in zip(names, bad.sum(axis=0)) if k}
+            counts = {n: int(k) for n, k in zip(names, bad.sum(axis=0), strict=False) if k}
             raise InputError(f"{label} has NaN/inf values, counts per feature {counts}")
     rng = np.random.default_rng(seed)
     wr = np.ones(len(ref)) if weights_reference is None else np.asarray(weights_reference, dtype=np.float64)
@@ -120,7 +131,8 @@ def compare_features(
             base.append(_one(ref[i1, j], ref[i2, j], wr[i1], wr[i2], edges))
         keys = base[0].keys()
         out[name] = FeatureDivergence(
-            name, values,
+            name,
+            values,
             {k: float(np.mean([b[k] for b in base])) for k in keys},
             {k: float(np.std([b[k] for b in base], ddof=1)) if n_resamples > 1 else 0.0 for k in keys},
         )

@@ -21,7 +21,7 @@ from scipy import linalg
 
 from ..errors import InputError
 
-__all__ = ["frechet_distance", "fpd", "kpd"]
+__all__ = ["fpd", "frechet_distance", "kpd"]
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -47,7 +47,12 @@ def _standardise(reference: np.ndarray, candidate: np.ndarray) -> tuple[np.ndarr
 
 
 def fpd(
-    reference: np.ndarray, candidate: np.ndarray, *, n_min: int = 5_000, n_max: int = 50_000, n_points: int = 10,
+    reference: np.ndarray,
+    candidate: np.ndarray,
+    *,
+    n_min: int = 5_000,
+    n_max: int = 50_000,
+    n_points: int = 10,
     seed: int = 0,
 ) -> tuple[float, float]:
     """FPD extrapolated to infinite sample size, and its error (see the module docstring)."""
@@ -58,7 +63,9 @@ def fpd(
     sizes = np.unique(np.linspace(low, top, n_points).astype(int))
     values = []
     for n in sizes:
-        values.append(frechet_distance(a[rng.choice(len(a), n, replace=False)], b[rng.choice(len(b), n, replace=False)]))
+        values.append(
+            frechet_distance(a[rng.choice(len(a), n, replace=False)], b[rng.choice(len(b), n, replace=False)])
+        )
     if len(sizes) < 3:
         return float(values[-1]), float("nan")
     x = 1.0 / sizes
@@ -72,8 +79,9 @@ def _mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
     kyy = (y @ y.T / d + 1.0) ** 3
     kxy = (x @ y.T / d + 1.0) ** 3
     m, n = len(x), len(y)
-    return float((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
-                 - 2.0 * kxy.mean())
+    return float(
+        (kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (n * (n - 1)) - 2.0 * kxy.mean()
+    )
 
 
 def kpd(
@@ -83,7 +91,9 @@ def kpd(
     a, b = _standardise(reference, candidate)
     rng = np.random.default_rng(seed)
     n = min(subset_size, len(a), len(b))
-    vals = [_mmd2_unbiased(a[rng.choice(len(a), n, replace=False)], b[rng.choice(len(b), n, replace=False)])
-            for _ in range(n_subsets)]
+    vals = [
+        _mmd2_unbiased(a[rng.choice(len(a), n, replace=False)], b[rng.choice(len(b), n, replace=False)])
+        for _ in range(n_subsets)
+    ]
     q1, med, q3 = np.quantile(vals, [0.25, 0.5, 0.75])
     return float(med), float((q3 - q1) / 2)

@@ -27,8 +27,14 @@ def _density(x: np.ndarray, w: np.ndarray | None, edges: np.ndarray) -> tuple[hi
 
 
 def plot_feature(
-    name: str, reference: np.ndarray, candidate: np.ndarray, *, weights_reference: np.ndarray | None = None,
-    weights_candidate: np.ndarray | None = None, bins: int = 50, labels: tuple[str, str] = ("MC", "generated"),
+    name: str,
+    reference: np.ndarray,
+    candidate: np.ndarray,
+    *,
+    weights_reference: np.ndarray | None = None,
+    weights_candidate: np.ndarray | None = None,
+    bins: int = 50,
+    labels: tuple[str, str] = ("MC", "generated"),
 ) -> Figure:
     """Normalised histograms of one feature with statistical errors, and the ratio candidate/reference with the
     reference's uncertainty as a band. Binning: the central 99.8 % of the reference."""
@@ -49,8 +55,15 @@ def plot_feature(
         ratio = np.where(dr > 0, dc / dr, np.nan)
         ratio_err = np.where(dr > 0, ec / dr, np.nan)
         band = np.where(dr > 0, er / dr, np.nan)
-    bottom.fill_between(edges, np.r_[1 - band, 1 - band[-1]], np.r_[1 + band, 1 + band[-1]], step="post",
-                        color="grey", alpha=0.3, label="MC stat.")
+    bottom.fill_between(
+        edges,
+        np.r_[1 - band, 1 - band[-1]],
+        np.r_[1 + band, 1 + band[-1]],
+        step="post",
+        color="grey",
+        alpha=0.3,
+        label="MC stat.",
+    )
     mplhep.histplot(ratio, edges, yerr=ratio_err, ax=bottom, color="tab:red", histtype="errorbar")
     bottom.axhline(1, color="black", lw=0.8)
     bottom.set_ylim(0.8, 1.2)
@@ -78,8 +91,12 @@ def plot_roc(result: C2STResult) -> Figure:
     fpr, tpr, _ = roc_curve(result.labels, result.scores)
     fig = Figure(figsize=(5.2, 5.0))
     ax = fig.add_subplot()
-    ax.plot(fpr, tpr, color="tab:red", label=f"AUC {result.auc:.4f} [{result.auc_ci[0]:.4f}, {result.auc_ci[1]:.4f}], "
-                                             f"p = {result.p_value:.3g}")
+    ax.plot(
+        fpr,
+        tpr,
+        color="tab:red",
+        label=f"AUC {result.auc:.4f} [{result.auc_ci[0]:.4f}, {result.auc_ci[1]:.4f}], p = {result.p_value:.3g}",
+    )
     ax.plot([0, 1], [0, 1], color="grey", ls="--")
     ax.set_xlabel("false-positive rate (MC called generated)")
     ax.set_ylabel("true-positive rate")
@@ -118,18 +135,25 @@ def plot_corner(reference: np.ndarray, candidate: np.ndarray, names: Sequence[st
                 ax.set_axis_off()
                 continue
             if i == j:
-                edges = np.linspace(*ranges[j], bins + 1)
+                edges = np.linspace(ranges[j][0], ranges[j][1], bins + 1)
                 ax.hist(reference[:, j], edges, density=True, histtype="step", color="black")
                 ax.hist(candidate[:, j], edges, density=True, histtype="step", color="tab:red")
                 ax.set_yticks([])
             else:
-                ex, ey = np.linspace(*ranges[j], bins + 1), np.linspace(*ranges[i], bins + 1)
+                ex = np.linspace(ranges[j][0], ranges[j][1], bins + 1)
+                ey = np.linspace(ranges[i][0], ranges[i][1], bins + 1)
                 for data, colour in ((reference, "black"), (candidate, "tab:red")):
                     h, _, _ = np.histogram2d(data[:, j], data[:, i], [ex, ey], density=True)
                     levels = np.quantile(h[h > 0], [0.5, 0.9, 0.99]) if (h > 0).sum() > 3 else None
                     if levels is not None and np.all(np.diff(levels) > 0):
-                        ax.contour(0.5 * (ex[1:] + ex[:-1]), 0.5 * (ey[1:] + ey[:-1]), h.T, levels=levels,
-                                   colors=colour, linewidths=0.8)
+                        ax.contour(
+                            0.5 * (ex[1:] + ex[:-1]),
+                            0.5 * (ey[1:] + ey[:-1]),
+                            h.T,
+                            levels=levels,
+                            colors=colour,
+                            linewidths=0.8,
+                        )
             if i == k - 1:
                 ax.set_xlabel(names[j], fontsize="small")
             else:

@@ -19,7 +19,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -70,10 +70,12 @@ class ValidationReport:
         """A short human summary."""
         c = self.c2st
         flagged = self.flagged_features
-        return (f"C2ST AUC {c.auc:.4f} [{c.auc_ci[0]:.4f}, {c.auc_ci[1]:.4f}], p = {c.p_value:.3g} "
-                f"({'consistent with 0.5' if c.p_value > 0.05 else 'distinguishable'}); "
-                f"{len(flagged)} of {len(self.names)} features outside the MC-vs-MC W1 band"
-                + (f": {', '.join(flagged)}" if flagged else ""))
+        return (
+            f"C2ST AUC {c.auc:.4f} [{c.auc_ci[0]:.4f}, {c.auc_ci[1]:.4f}], p = {c.p_value:.3g} "
+            f"({'consistent with 0.5' if c.p_value > 0.05 else 'distinguishable'}); "
+            f"{len(flagged)} of {len(self.names)} features outside the MC-vs-MC W1 band"
+            + (f": {', '.join(flagged)}" if flagged else "")
+        )
 
 
 def validate(
@@ -85,7 +87,7 @@ def validate(
     weights_candidate: np.ndarray | None = None,
     bins: int = 50,
     n_resamples: int = 5,
-    classifier: str = "hgb",
+    classifier: Literal["hgb", "mlp"] = "hgb",
     n_permutations: int = 200,
     n_bootstrap: int = 200,
     max_events: int | None = 1_000_000,
@@ -105,17 +107,30 @@ def validate(
     wc = _weights(weights_candidate, len(can), "candidate")
     notes: list[str] = []
     if max(len(ref), len(can)) > 10 * min(len(ref), len(can)):
-        notes.append(f"very unequal sizes ({len(ref)} reference, {len(can)} candidate): the classifier tests use "
-                     f"{min(len(ref), len(can), max_events or len(ref))} events of each")
+        notes.append(
+            f"very unequal sizes ({len(ref)} reference, {len(can)} candidate): the classifier tests use "
+            f"{min(len(ref), len(can), max_events or len(ref))} events of each"
+        )
     uw_r = None if weights_reference is None else wr
     uw_c = None if weights_candidate is None else wc
-    feats = compare_features(ref, can, names, weights_reference=uw_r, weights_candidate=uw_c, bins=bins,
-                             n_resamples=n_resamples, seed=seed)
-    test = c2st(ref, can, weights_reference=uw_r, weights_candidate=uw_c, classifier=classifier,  # type: ignore[arg-type]
-                n_permutations=n_permutations, n_bootstrap=n_bootstrap, max_events=max_events, seed=seed)
+    feats = compare_features(
+        ref, can, names, weights_reference=uw_r, weights_candidate=uw_c, bins=bins, n_resamples=n_resamples, seed=seed
+    )
+    test = c2st(
+        ref,
+        can,
+        weights_reference=uw_r,
+        weights_candidate=uw_c,
+        classifier=classifier,  # type: ignore[arg-type]
+        n_permutations=n_permutations,
+        n_bootstrap=n_bootstrap,
+        max_events=max_events,
+        seed=seed,
+    )
     notes += test.notes
-    report = ValidationReport(names, feats, test, compare_correlations(ref, can, names), notes=notes,
-                              _weights_ref=uw_r, _weights_can=uw_c)
+    report = ValidationReport(
+        names, feats, test, compare_correlations(ref, can, names), notes=notes, _weights_ref=uw_r, _weights_can=uw_c
+    )
     if density_ratio:
         ratio = fit_density_ratio(ref, can, seed=seed)
         w_can = ratio.weights(can)
@@ -123,31 +138,59 @@ def validate(
         tails = {}
         for label, cut in (("overpopulated_w_below_0.5", w_can < 0.5), ("underpopulated_w_above_2", w_can > 2.0)):
             sel = can[cut]
-            tails[label] = {"fraction_of_generated": float(cut.mean()),
-                            "mean_of_features": dict(zip(names, sel.mean(axis=0).tolist())) if len(sel) else {},
-                            "mean_of_features_all_generated": dict(zip(names, can.mean(axis=0).tolist()))}
-        report.density_ratio = {**ratio.to_dict(), "tails": tails,
-                                "quantiles_generated": dict(zip(("1%", "50%", "99%"), np.quantile(w_can, [0.01, 0.5, 0.99]).tolist()))}
+            tails[label] = {
+                "fraction_of_generated": float(cut.mean()),
+                "mean_of_features": dict(zip(names, sel.mean(axis=0).tolist(), strict=False)) if len(sel) else {},
+                "mean_of_features_all_generated": dict(zip(names, can.mean(axis=0).tolist(), strict=False)),
+            }
+        report.density_ratio = {
+            **ratio.to_dict(),
+            "tails": tails,
+            "quantiles_generated": dict(
+                zip(("1%", "50%", "99%"), np.quantile(w_can, [0.01, 0.5, 0.99]).tolist(), strict=False)
+            ),
+        }
         report._ratio_values = (w_ref, w_can)  # type: ignore[attr-defined]
-        report.reweighted_c2st = c2st(ref, can, weights_reference=uw_r, weights_candidate=w_can * wc,
-                                      classifier=classifier, n_permutations=n_permutations,  # type: ignore[arg-type]
-                                      n_bootstrap=n_bootstrap, max_events=max_events, seed=seed + 1)
+        report.reweighted_c2st = c2st(
+            ref,
+            can,
+            weights_reference=uw_r,
+            weights_candidate=w_can * wc,
+            classifier=classifier,
+            n_permutations=n_permutations,  # type: ignore[arg-type]
+            n_bootstrap=n_bootstrap,
+            max_events=max_events,
+            seed=seed + 1,
+        )
     if physics_distances:
         half = len(ref) // 2
         perm = np.random.default_rng(seed).permutation(len(ref))
-        r1, r2 = ref[perm[:half]], ref[perm[half: 2 * half]]
+        r1, r2 = ref[perm[:half]], ref[perm[half : 2 * half]]
         f, fe = fpd(ref, can, seed=seed)
         fb, fbe = fpd(r1, r2, seed=seed)
         k, ke = kpd(ref, can, seed=seed)
         kb, kbe = kpd(r1, r2, seed=seed)
-        report.physics_distances = {"fpd": f, "fpd_error": fe, "fpd_baseline": fb, "fpd_baseline_error": fbe,
-                                    "kpd": k, "kpd_error": ke, "kpd_baseline": kb, "kpd_baseline_error": kbe}
+        report.physics_distances = {
+            "fpd": f,
+            "fpd_error": fe,
+            "fpd_baseline": fb,
+            "fpd_baseline_error": fbe,
+            "kpd": k,
+            "kpd_error": ke,
+            "kpd_baseline": kb,
+            "kpd_baseline_error": kbe,
+        }
     return report
 
 
 def write_report(
-    report: ValidationReport, reference: np.ndarray, candidate: np.ndarray, out_dir: str | Path,
-    *, corner_features: Sequence[str] | None = None, max_plot_events: int = 200_000,
+    report: ValidationReport,
+    reference: np.ndarray,
+    candidate: np.ndarray,
+    out_dir: str | Path,
+    *,
+    corner_features: Sequence[str] | None = None,
+    max_plot_events: int = 200_000,
 ) -> list[str]:
     """Write ``report.json``, the PNG figures and ``index.html`` into ``out_dir``; returns the figure names."""
     from .plots import plot_corner, plot_correlation_difference, plot_density_ratio, plot_feature, plot_roc
@@ -163,8 +206,9 @@ def write_report(
     wc = None if report._weights_can is None else report._weights_can[ic]
     figures = {}
     for j, name in enumerate(report.names):
-        figures[f"feature_{j:02d}_{_safe(name)}.png"] = plot_feature(name, ref[ir, j], can[ic, j],
-                                                                      weights_reference=wr, weights_candidate=wc)
+        figures[f"feature_{j:02d}_{_safe(name)}.png"] = plot_feature(
+            name, ref[ir, j], can[ic, j], weights_reference=wr, weights_candidate=wc
+        )
     figures["correlation_difference.png"] = plot_correlation_difference(report.correlations)
     figures["c2st_roc.png"] = plot_roc(report.c2st)
     if getattr(report, "_ratio_values", None) is not None:
@@ -196,17 +240,27 @@ def _index(report: ValidationReport, figures: list[str]) -> str:
         f"<td>{f.values['wasserstein']:.4g}</td><td>{f.baseline_mean['wasserstein']:.4g} ± "
         f"{f.baseline_sd['wasserstein']:.2g}</td><td>{f.values['chi2_pvalue']:.3g}</td>"
         f"<td>{f.values['ks_pvalue']:.3g}</td><td>{f.values['hellinger']:.4g}</td></tr>"
-        for n, f in report.features.items())
+        for n, f in report.features.items()
+    )
     pd = report.physics_distances
-    extra = (f"<p>FPD {pd['fpd']:.4g} ± {pd['fpd_error']:.2g} (MC vs MC {pd['fpd_baseline']:.4g}); "
-             f"KPD {pd['kpd']:.4g} ± {pd['kpd_error']:.2g} (MC vs MC {pd['kpd_baseline']:.4g})</p>") if pd else ""
+    extra = (
+        (
+            f"<p>FPD {pd['fpd']:.4g} ± {pd['fpd_error']:.2g} (MC vs MC {pd['fpd_baseline']:.4g}); "
+            f"KPD {pd['kpd']:.4g} ± {pd['kpd_error']:.2g} (MC vs MC {pd['kpd_baseline']:.4g})</p>"
+        )
+        if pd
+        else ""
+    )
     rw = report.reweighted_c2st
     if rw is not None:
         extra += f"<p>C2ST after density-ratio reweighting: AUC {rw.auc:.4f}, p = {rw.p_value:.3g}</p>"
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in report.notes)
-    imgs = "".join(f'<figure><img src="{f}" style="max-width:32%"><figcaption>{f}</figcaption></figure>'
-                   for f in figures)
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>mcsurrogate validation</title></head><body>"
-            f"<h1>Validation: generated vs MC</h1><p><b>{html.escape(report.verdict())}</b></p>{extra}"
-            f"<ul>{notes}</ul><table border=1 cellpadding=3><tr><th>feature</th><th>W1</th><th>W1 MC-vs-MC</th>"
-            f"<th>χ² p</th><th>KS p</th><th>Hellinger</th></tr>{rows}</table>{imgs}</body></html>")
+    imgs = "".join(
+        f'<figure><img src="{f}" style="max-width:32%"><figcaption>{f}</figcaption></figure>' for f in figures
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>mcsurrogate validation</title></head><body>"
+        f"<h1>Validation: generated vs MC</h1><p><b>{html.escape(report.verdict())}</b></p>{extra}"
+        f"<ul>{notes}</ul><table border=1 cellpadding=3><tr><th>feature</th><th>W1</th><th>W1 MC-vs-MC</th>"
+        f"<th>χ² p</th><th>KS p</th><th>Hellinger</th></tr>{rows}</table>{imgs}</body></html>"
+    )
