@@ -23,6 +23,7 @@ from mcsurrogate.io import read_events
 from mcsurrogate.response.plots import save_all
 from mcsurrogate.response.smearing import SmearingConfig, smear_photons
 from mcsurrogate.response.study import run_scenario
+from mcsurrogate.response.surrogate import PRESETS
 
 SCENARIOS = {
     "baseline": SmearingConfig("baseline"),
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="reports/hgg_detector_response")
     ap.add_argument("--truth", help="truth sample (default: the packaged Pythia 8 gg→H sample)")
     ap.add_argument("--events", type=int, help="use the first N truth events")
-    ap.add_argument("--preset", default="spline", choices=("spline", "paper-a", "demo"))
+    ap.add_argument("--preset", default="spline", choices=PRESETS)
     ap.add_argument("--epochs", type=int)
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
     ap.add_argument("--small", action="store_true", help="20 000 events, 3 epochs: a smoke run in about a minute")

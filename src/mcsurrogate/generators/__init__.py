@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+from .higgs_benchmark import (
+    DetectorModel,
+    generate_higgs_benchmark,
+    iterate_higgs_benchmark,
+    signal_settings,
+    ttbar_settings,
+)
 from .higgs_diphoton import generate_higgs_diphoton, higgs_diphoton_settings, iterate_higgs_diphoton
 from .pythia import GenerationStats, iterate_final_state, iterate_pythia, read_settings, run_pythia, select_final_state
 
 __all__ = [
+    "DetectorModel",
     "GenerationStats",
+    "generate_higgs_benchmark",
     "generate_higgs_diphoton",
     "higgs_diphoton_settings",
     "iterate_final_state",
+    "iterate_higgs_benchmark",
     "iterate_higgs_diphoton",
     "iterate_pythia",
     "read_settings",
     "run_pythia",
     "select_final_state",
+    "signal_settings",
+    "ttbar_settings",
 ]
