@@ -242,3 +242,22 @@ def test_generate_to_parquet_and_root(tmp_path) -> None:
     assert read_events(f"{path}:events").fields == list(FEATURES)
     with pytest.raises(InputError):
         next(iterate_higgs_benchmark("zz", 10, seed=1))  # type: ignore[arg-type]
+
+
+@needs_pythia
+def test_generate_cli_writes_events_and_metadata(tmp_path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "tt.parquet"
+    cmd = [sys.executable, "-m", "mcsurrogate", "generate", "higgs-benchmark", "--process", "ttbar", "-n", "25"]
+    cmd += ["--seed", "4", "--chunk-size", "25", "-o", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, check=False, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert read_events(out).fields == list(FEATURES) and len(read_events(out)) == 25
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["n_events"] == 25 and meta["seed"] == 4 and "Top:gg2ttbar = on" in meta["settings"]
+    assert meta["command"].startswith("mcsurrogate generate higgs-benchmark --process ttbar -n 25 --seed 4")
+    again = subprocess.run(cmd, capture_output=True, check=False, text=True, timeout=180)
+    assert again.returncode != 0 and "exists" in again.stderr  # nothing overwritten without --overwrite

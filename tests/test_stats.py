@@ -65,6 +65,17 @@ def test_expected_limit_matches_asymptotic_formula():
     assert list(limit.expected) == sorted(limit.expected)
 
 
+def test_limit_above_the_suggested_poi_range():
+    # a weak signal: the limit on μ lies far above pyhf's suggested normfactor bound of 10
+    s, b = 2.0, 400.0
+    target = norm.ppf(1 - 0.05 / 2) ** 2 / 2
+    mu_up = optimize.brentq(lambda mu: mu * s - b * math.log(1 + mu * s / b) - target, 1e-6, 1e4)
+    assert mu_up > 20
+    limit = counting(s, b, b).upper_limit()
+    assert limit.median == pytest.approx(mu_up, rel=1e-4)
+    assert limit.observed == pytest.approx(mu_up, rel=1e-4)
+
+
 def _templates(rng: np.random.Generator, n_b: int = 20_000):
     sig = fill_template(rng.normal(125, 10, 5_000), bins=12, range=(60, 200))
     bkg = fill_template(rng.exponential(50, n_b) + 60, bins=sig.axes[0])

@@ -69,6 +69,45 @@ def cmd_generate_higgs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_generate_benchmark(args: argparse.Namespace) -> int:
+    from ..generators import GenerationStats
+    from ..generators.higgs_benchmark import (
+        DEFAULT_DETECTOR,
+        FEATURES,
+        iterate_higgs_benchmark,
+        signal_settings,
+        ttbar_settings,
+    )
+
+    stats = GenerationStats()
+    chunks = iterate_higgs_benchmark(
+        args.process,
+        args.n,
+        seed=args.seed,
+        n_workers=args.workers,
+        chunk_size=args.chunk_size,
+        stats=stats,
+        mpi=args.mpi,
+    )
+    settings = signal_settings if args.process == "signal" else ttbar_settings
+    meta = {
+        "description": (
+            "HIGGS-like benchmark at 13 TeV: gg -> H0 (425 GeV) -> W H+- (325 GeV), H+- -> W h, h -> b b"
+            if args.process == "signal"
+            else "HIGGS-like benchmark at 13 TeV: t tbar, one W -> l nu (l = e, mu)"
+        )
+        + "; Pythia 8 + FastJet anti-kt 0.4 + parametric detector; exactly one lepton, >= 4 jets; 28 features",
+        "command": f"mcsurrogate generate higgs-benchmark --process {args.process} -n {args.n} --seed {args.seed}"
+        f"{' --mpi' if args.mpi else ''} --chunk-size {args.chunk_size} -o {Path(args.output).name}",
+        "process": args.process,
+        "features": list(FEATURES),
+        "settings": settings(mpi=args.mpi),
+        "detector": DEFAULT_DETECTOR.to_dict(),
+    }
+    _write_generated(args, chunks, stats, meta)
+    return 0
+
+
 def cmd_generate_pythia(args: argparse.Namespace) -> int:
     from ..generators import GenerationStats, iterate_final_state, read_settings
 
@@ -172,6 +211,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hadronization", action="store_true", help="hadronisation on (slower; Higgs photons unchanged)")
     common(p)
     p.set_defaults(func=cmd_generate_higgs)
+
+    p = gsub.add_parser(
+        "higgs-benchmark",
+        help="HIGGS-like signal or semileptonic t tbar with FastJet jets and a detector model (paper B)",
+    )
+    p.add_argument("--process", choices=("ttbar", "signal"), required=True)
+    p.add_argument("--mpi", action="store_true", help="multi-parton interactions on (about 4x slower)")
+    common(p)
+    p.set_defaults(func=cmd_generate_benchmark)
 
     p = gsub.add_parser("pythia", help="any Pythia 8 settings file; writes the final-state photons and leptons")
     p.add_argument("--settings", required=True, help="file of Pythia settings, one 'Key = value' a line (! comments)")

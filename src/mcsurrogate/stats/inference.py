@@ -310,6 +310,8 @@ class Inference:
         if poi_value is not None:
             fixed[self.poi] = True
             x0[self.poi] = poi_value
+            # a fixed μ outside the suggested range (normfactor: [0, 10]) is evaluated there, not clipped to it
+            bounds[self.poi] = (min(bounds[self.poi, 0], poi_value), max(bounds[self.poi, 1], poi_value))
         x0 = np.clip(x0, bounds[:, 0], bounds[:, 1])
         newton = self._newton(ds.data, x0, fixed, bounds, ds.hessian)
         if newton is not None:

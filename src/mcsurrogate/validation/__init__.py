@@ -7,6 +7,7 @@ from .c2st import C2STResult, c2st
 from .correlations import CorrelationComparison, compare_correlations
 from .density_ratio import DensityRatio, fit_density_ratio, reweighted_c2st
 from .divergences import FeatureDivergence, binned_divergences, compare_features
+from .effective_statistics import EffectiveStatistics, effective_statistics
 from .physics_distances import fpd, frechet_distance, kpd
 from .report import ValidationReport, validate, write_report
 
@@ -14,12 +15,14 @@ __all__ = [
     "C2STResult",
     "CorrelationComparison",
     "DensityRatio",
+    "EffectiveStatistics",
     "FeatureDivergence",
     "ValidationReport",
     "binned_divergences",
     "c2st",
     "compare_correlations",
     "compare_features",
+    "effective_statistics",
     "fit_density_ratio",
     "fpd",
     "frechet_distance",

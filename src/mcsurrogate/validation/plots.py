@@ -1,5 +1,5 @@
 """mplhep figures of a validation: per-feature histograms with ratio panels, the correlation-difference map, the
-C2ST ROC curve, density-ratio distributions and a corner plot."""
+C2ST ROC curve, density-ratio distributions, a corner plot and effective statistics versus template size."""
 
 from __future__ import annotations
 
@@ -13,8 +13,16 @@ from sklearn.metrics import roc_curve
 
 from .c2st import C2STResult
 from .correlations import CorrelationComparison
+from .effective_statistics import EffectiveStatistics
 
-__all__ = ["plot_corner", "plot_correlation_difference", "plot_density_ratio", "plot_feature", "plot_roc"]
+__all__ = [
+    "plot_corner",
+    "plot_correlation_difference",
+    "plot_density_ratio",
+    "plot_effective_statistics",
+    "plot_feature",
+    "plot_roc",
+]
 
 
 def _density(x: np.ndarray, w: np.ndarray | None, edges: np.ndarray) -> tuple[hist.Hist, np.ndarray, np.ndarray]:
@@ -162,4 +170,29 @@ def plot_corner(reference: np.ndarray, candidate: np.ndarray, names: Sequence[st
                 ax.set_ylabel(names[i], fontsize="small")
             elif j > 0:
                 ax.set_yticklabels([])
+    return fig
+
+
+def plot_effective_statistics(result: EffectiveStatistics, *, variable: str = "") -> Figure:
+    """MC-equivalent events N_eff of generated templates versus their size n: the median over bins with the
+    16–84 % band across bins, the line N_eff = n (a perfect generator) and the saturation from the whole pool."""
+    used = result.used_bins
+    n = result.sizes.astype(float)
+    ratio = np.minimum(result.n_eff[:, used], 1e12)
+    lo, med, hi = np.quantile(ratio, [0.16, 0.5, 0.84], axis=1)
+    fig = Figure(figsize=(6.4, 4.8))
+    ax = fig.add_subplot()
+    ax.fill_between(n, lo, hi, color="tab:red", alpha=0.25, label="16–84 % of bins")
+    ax.plot(n, med, "o-", color="tab:red", label="median over bins")
+    ax.plot(n, n, color="grey", ls="--", label=r"$N_\mathrm{eff} = n$ (perfect generator)")
+    worth = result.worth()
+    if np.isfinite(worth):
+        ax.axhline(worth, color="black", ls=":", label=f"saturation ≈ {worth:,.0f} MC events")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_ylim(min(n[0], np.nanmin(lo)) / 2, max(n[-1], np.nanmax(med)) * 3)
+    ax.set_xlabel("generated events in the template, $n$")
+    ax.set_ylabel(r"MC-equivalent events $N_\mathrm{eff}$")
+    ax.legend(fontsize="small")
+    mplhep.label.exp_label(exp="mcsurrogate", llabel="", rlabel=variable, ax=ax, loc=0)
     return fig

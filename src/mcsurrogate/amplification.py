@@ -1,0 +1,242 @@
+"""Paper B's amplification workflow as library calls: the 18 continuous observables of the HIGGS-like benchmark,
+the model candidates (six flow families × two preprocessings), and their comparison on events the models never
+saw.
+
+Each candidate is an unconditional :class:`~mcsurrogate.surrogate.Surrogate` on the background's continuous
+features. :func:`compare_models` trains every candidate on the same events and scores it on a separate selection
+split: mean negative log-likelihood in the data's units (GeV, radians), the 1-D Wasserstein distances against
+their MC-vs-MC baseline, the C2ST AUC with its p-value, and FPD/KPD. :func:`best_candidate` picks the winner on
+that split, so a held-out sample stays untouched for the final quality bars.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import awkward as ak
+import numpy as np
+
+from .errors import InputError
+from .surrogate import Surrogate
+from .validation import validate
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "CONTINUOUS_FEATURES",
+    "Candidate",
+    "ComparisonRow",
+    "best_candidate",
+    "compare_models",
+    "feature_matrix",
+    "paper_b_candidates",
+]
+
+#: paper B's 18 continuous observables: the 28 HIGGS features without the six azimuthal angles (uniform by
+#: symmetry) and the four b-tags (discrete). GeV for momenta and masses.
+CONTINUOUS_FEATURES: tuple[str, ...] = (
+    "lepton_pt",
+    "lepton_eta",
+    "met",
+    *(f"jet{i}_{q}" for i in range(1, 5) for q in ("pt", "eta")),
+    "m_jj",
+    "m_jjj",
+    "m_lv",
+    "m_jlv",
+    "m_bb",
+    "m_wbb",
+    "m_wwbb",
+)
+
+#: flow families of paper B's comparison, with the options that make each one what the paper means by it
+FAMILY_OPTIONS: dict[str, dict[str, Any]] = {
+    "made-mog": {"residual": True, "components": 10},
+    "maf": {},
+    "maf-made-mog": {"components": 10},
+    "rqs-ar": {"bins": 32, "tail_bound": 6.0},
+    "realnvp": {},
+    "glow": {},
+}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One model of the comparison: a name, the flow configuration and the preprocessing preset."""
+
+    name: str
+    flow: Mapping[str, Any]
+    preprocessing: str
+
+    def surrogate(self, features: Sequence[str], training: Mapping[str, Any]) -> Surrogate:
+        """An untrained surrogate of ``features`` with this candidate's configuration."""
+        return Surrogate(
+            targets=list(features), flow=dict(self.flow), preprocessing=self.preprocessing, training=dict(training)
+        )
+
+
+def paper_b_candidates(
+    *,
+    families: Sequence[str] = tuple(FAMILY_OPTIONS),
+    preprocessings: Sequence[str] = ("logit", "gauss-rank"),
+    blocks: int = 10,
+    hidden: int = 128,
+    activation: str = "relu",
+) -> list[Candidate]:
+    """Paper B's early-phase grid: each family at ``blocks`` × ``hidden`` (10 × 128, ReLU) with each preprocessing
+    (``logit``: min-max + logit + standardise; ``gauss-rank``: empirical CDF to a normal)."""
+    unknown = sorted(set(families) - set(FAMILY_OPTIONS))
+    if unknown:
+        raise InputError(f"unknown flow families {unknown}; choose from {', '.join(FAMILY_OPTIONS)}")
+    return [
+        Candidate(
+            name=f"{family}/{prep}",
+            flow={"model": family, "blocks": blocks, "hidden": hidden, "activation": activation}
+            | FAMILY_OPTIONS[family],
+            preprocessing=prep,
+        )
+        for family in families
+        for prep in preprocessings
+    ]
+
+
+def feature_matrix(events: ak.Array, features: Sequence[str]) -> np.ndarray:
+    """The (events × features) float64 matrix of flat record fields; a clear error names a missing column."""
+    missing = [f for f in features if f not in ak.fields(events)]
+    if missing:
+        raise InputError(f"the events lack the columns {missing}; they have {ak.fields(events)}")
+    return np.column_stack([ak.to_numpy(events[f]).astype(np.float64) for f in features])
+
+
+@dataclass
+class ComparisonRow:
+    """One candidate's scores on the selection split (see :func:`compare_models`). ``nll`` is the mean negative
+    log-likelihood per event in the data's units over the events it is defined for; ``nll_excluded`` counts the
+    others (outside a bounded preprocessing's fitted range, or non-finite)."""
+
+    name: str
+    family: str
+    preprocessing: str
+    parameters: int
+    best_epoch: int
+    epochs_run: int
+    train_seconds: float
+    train_events_per_second: float
+    sample_events_per_second: float
+    nll: float
+    nll_excluded: int
+    auc: float
+    auc_ci: tuple[float, float]
+    p_value: float
+    w1_ratio_max: float
+    w1_ratio_median: float
+    w1_ratio_by_feature: dict[str, float]
+    flagged_features: list[str]
+    fpd: float
+    fpd_baseline: float
+    kpd: float
+    kpd_baseline: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        import dataclasses
+
+        d = dataclasses.asdict(self)
+        d["auc_ci"] = list(self.auc_ci)
+        return d
+
+
+def compare_models(
+    train: ak.Array,
+    select: ak.Array,
+    candidates: Sequence[Candidate],
+    *,
+    features: Sequence[str] = CONTINUOUS_FEATURES,
+    training: Mapping[str, Any] | None = None,
+    n_permutations: int = 100,
+    seed: int = 0,
+    progress: bool | None = None,
+) -> tuple[list[ComparisonRow], dict[str, Surrogate]]:
+    """Train every candidate on ``train`` and score it on ``select`` (events it never saw).
+
+    ``training`` is a :class:`~mcsurrogate.training.TrainConfig` dict shared by all candidates (paper B's early
+    phase: batch 1024, Adam, ≤ 100 epochs, patience 15). Each candidate generates ``len(select)`` events (seed
+    ``seed + 1``) for the 1-D divergences, the C2ST and FPD/KPD. Returns the rows and the trained surrogates.
+    """
+    if not candidates:
+        raise InputError("compare_models needs at least one candidate")
+    names = [c.name for c in candidates]
+    if len(set(names)) != len(names):
+        raise InputError(f"candidate names must be unique; got {names}")
+    features = list(features)
+    x_select = feature_matrix(select, features)
+    feature_matrix(train, features)  # fail early on a missing column, before the first training
+    cfg = {"batch_size": 1024, "epochs": 100, "patience": 15, "seed": seed} | dict(training or {})
+    rows: list[ComparisonRow] = []
+    models: dict[str, Surrogate] = {}
+    for cand in candidates:
+        log.info("training %s", cand.name)
+        t0 = time.perf_counter()
+        model = cand.surrogate(features, cfg).fit(train, progress=progress)
+        train_s = time.perf_counter() - t0
+        result = model.result
+        assert result is not None
+        lp = model.log_prob(select)  # events outside a bounded preprocessing's domain are dropped (with a warning)
+        finite = np.isfinite(lp)
+        t1 = time.perf_counter()
+        generated = model.sample(len(select), seed=seed + 1)
+        sample_s = time.perf_counter() - t1
+        x_gen = feature_matrix(generated, features)
+        report = validate(
+            x_select,
+            x_gen,
+            features,
+            n_permutations=n_permutations,
+            density_ratio=False,
+            physics_distances=True,
+            seed=seed,
+        )
+        ratios = {
+            f: fd.values["wasserstein"] / max(fd.baseline_mean["wasserstein"], 1e-300)
+            for f, fd in report.features.items()
+        }
+        pd = report.physics_distances
+        rows.append(
+            ComparisonRow(
+                name=cand.name,
+                family=str(cand.flow["model"]),
+                preprocessing=cand.preprocessing,
+                parameters=int(sum(p.numel() for p in model._require_model().parameters())),
+                best_epoch=result.best_epoch,
+                epochs_run=len(result.history),
+                train_seconds=train_s,
+                train_events_per_second=result.train_events_per_second,
+                sample_events_per_second=len(select) / max(sample_s, 1e-9),
+                nll=float(-lp[finite].mean()) if finite.any() else float("nan"),
+                nll_excluded=len(select) - int(finite.sum()),
+                auc=report.c2st.auc,
+                auc_ci=(float(report.c2st.auc_ci[0]), float(report.c2st.auc_ci[1])),
+                p_value=report.c2st.p_value,
+                w1_ratio_max=float(max(ratios.values())),
+                w1_ratio_median=float(np.median(list(ratios.values()))),
+                w1_ratio_by_feature=ratios,
+                flagged_features=report.flagged_features,
+                fpd=float(pd["fpd"]),
+                fpd_baseline=float(pd["fpd_baseline"]),
+                kpd=float(pd["kpd"]),
+                kpd_baseline=float(pd["kpd_baseline"]),
+            )
+        )
+        models[cand.name] = model
+        log.info("%s: AUC %.4f, max W1/baseline %.2f", cand.name, report.c2st.auc, rows[-1].w1_ratio_max)
+    return rows, models
+
+
+def best_candidate(rows: Sequence[ComparisonRow]) -> ComparisonRow:
+    """The candidate whose C2ST AUC is closest to 0.5 on the selection split; ties go to the lower max W1 ratio."""
+    if not rows:
+        raise InputError("no comparison rows to choose from")
+    return min(rows, key=lambda r: (round(abs(r.auc - 0.5), 4), r.w1_ratio_max))
