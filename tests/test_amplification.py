@@ -59,3 +59,21 @@ def test_compare_models_scores_every_candidate_on_unseen_events():
     assert set(models) == {r.name for r in rows}
     with pytest.raises(InputError, match="lack the columns"):
         feature_matrix(train, ["pt", "lepton_pt"])
+
+
+def test_diverging_candidates_are_reported_not_fatal():
+    train, select = _events(2000, 3), _events(800, 4)
+    cands = paper_b_candidates(families=["maf", "realnvp"], preprocessings=["gauss-rank"], blocks=2, hidden=16)
+    rows, models = compare_models(
+        train,
+        select,
+        cands,
+        features=["pt", "eta", "m"],
+        training={"epochs": 2, "batch_size": 256, "lr": 1e8, "clip_grad_norm": None},
+        n_permutations=10,
+        progress=False,
+    )
+    assert [r.name for r in rows] == [c.name for c in cands]  # the loop went on after the first failure
+    assert all(r.failure and np.isnan(r.auc) for r in rows) and not models
+    with pytest.raises(InputError, match="every candidate failed"):
+        best_candidate(rows)

@@ -150,12 +150,13 @@ def plot_w1_matrix(rows: list[dict[str, Any]], features: list[str]) -> Figure:
     m = np.array([[r["w1_ratio_by_feature"][f] for f in features] for r in rows])
     fig = Figure(figsize=(12, 0.45 * len(rows) + 2.5))
     ax = fig.add_subplot()
-    im = ax.imshow(np.clip(m, 0.1, None), norm=LogNorm(vmin=0.3, vmax=max(30.0, float(m.max()))), cmap="RdYlGn_r")
+    vmax = max(30.0, float(np.nanmax(m))) if np.isfinite(m).any() else 30.0
+    im = ax.imshow(np.clip(m, 0.1, None), norm=LogNorm(vmin=0.3, vmax=vmax), cmap="RdYlGn_r")
     ax.set_xticks(np.arange(len(features)), features, rotation=60, ha="right")
     ax.set_yticks(np.arange(len(rows)), [r["name"] for r in rows])
     for i in range(m.shape[0]):
         for j in range(m.shape[1]):
-            ax.text(j, i, f"{m[i, j]:.1f}", ha="center", va="center", fontsize=6)
+            ax.text(j, i, f"{m[i, j]:.1f}" if np.isfinite(m[i, j]) else "failed", ha="center", va="center", fontsize=6)
     fig.colorbar(im, ax=ax, label="W1 / MC-vs-MC baseline")
     fig.tight_layout()
     return fig
@@ -416,6 +417,9 @@ def markdown(r: dict[str, Any]) -> str:
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for c in r["comparison"]:
+        if c["failure"]:
+            lines.append(f"| {c['name']} | — | failed to train: {c['failure']} | | | | | | | | |")
+            continue
         lines.append(
             f"| {c['name']} | {c['parameters']:,} | {c['epochs_run']} ({c['best_epoch']}) | {c['nll']:.3f} | "
             f"{c['auc']:.4f} [{c['auc_ci'][0]:.4f}, {c['auc_ci'][1]:.4f}] | {c['p_value']:.2g} | "

@@ -20,7 +20,7 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, TrainingError
 from .surrogate import Surrogate
 from .validation import validate
 
@@ -139,6 +139,7 @@ class ComparisonRow:
     fpd_baseline: float
     kpd: float
     kpd_baseline: float
+    failure: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -164,7 +165,8 @@ def compare_models(
 
     ``training`` is a :class:`~mcsurrogate.training.TrainConfig` dict shared by all candidates (paper B's early
     phase: batch 1024, Adam, ≤ 100 epochs, patience 15). Each candidate generates ``len(select)`` events (seed
-    ``seed + 1``) for the 1-D divergences, the C2ST and FPD/KPD. Returns the rows and the trained surrogates.
+    ``seed + 1``) for the 1-D divergences, the C2ST and FPD/KPD. A candidate whose training diverges gets a row with
+    its ``failure`` message and NaN scores. Returns the rows and the trained surrogates.
     """
     if not candidates:
         raise InputError("compare_models needs at least one candidate")
@@ -180,7 +182,12 @@ def compare_models(
     for cand in candidates:
         log.info("training %s", cand.name)
         t0 = time.perf_counter()
-        model = cand.surrogate(features, cfg).fit(train, progress=progress)
+        try:
+            model = cand.surrogate(features, cfg).fit(train, progress=progress)
+        except TrainingError as exc:  # a diverging candidate is a result of the comparison, not the end of it
+            log.warning("%s failed to train: %s", cand.name, exc)
+            rows.append(_failed_row(cand, str(exc), features))
+            continue
         train_s = time.perf_counter() - t0
         result = model.result
         assert result is not None
@@ -235,8 +242,39 @@ def compare_models(
     return rows, models
 
 
+def _failed_row(cand: Candidate, message: str, features: Sequence[str]) -> ComparisonRow:
+    nan = float("nan")
+    return ComparisonRow(
+        name=cand.name,
+        family=str(cand.flow["model"]),
+        preprocessing=cand.preprocessing,
+        parameters=0,
+        best_epoch=0,
+        epochs_run=0,
+        train_seconds=nan,
+        train_events_per_second=nan,
+        sample_events_per_second=nan,
+        nll=nan,
+        nll_excluded=0,
+        auc=nan,
+        auc_ci=(nan, nan),
+        p_value=nan,
+        w1_ratio_max=nan,
+        w1_ratio_median=nan,
+        w1_ratio_by_feature=dict.fromkeys(features, nan),
+        flagged_features=[],
+        fpd=nan,
+        fpd_baseline=nan,
+        kpd=nan,
+        kpd_baseline=nan,
+        failure=message,
+    )
+
+
 def best_candidate(rows: Sequence[ComparisonRow]) -> ComparisonRow:
-    """The candidate whose C2ST AUC is closest to 0.5 on the selection split; ties go to the lower max W1 ratio."""
-    if not rows:
-        raise InputError("no comparison rows to choose from")
-    return min(rows, key=lambda r: (round(abs(r.auc - 0.5), 4), r.w1_ratio_max))
+    """The candidate whose C2ST AUC is closest to 0.5 on the selection split; ties go to the lower max W1 ratio.
+    Candidates that failed to train are skipped."""
+    trained = [r for r in rows if r.failure is None]
+    if not trained:
+        raise InputError("no trained candidate to choose from" + (" (every candidate failed)" if rows else ""))
+    return min(trained, key=lambda r: (round(abs(r.auc - 0.5), 4), r.w1_ratio_max))
