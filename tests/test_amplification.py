@@ -23,6 +23,20 @@ def _events(n: int, seed: int) -> ak.Array:
     return ak.zip({"pt": pt, "eta": rng.normal(0, 1.2, n), "m": pt * rng.uniform(1.5, 3.0, n)})
 
 
+def _compare(train: ak.Array, select: ak.Array, training: dict, n_permutations: int):
+    cands = paper_b_candidates(families=["maf", "realnvp"], preprocessings=["gauss-rank"], blocks=2, hidden=16)
+    rows, models = compare_models(
+        train,
+        select,
+        cands,
+        features=["pt", "eta", "m"],
+        training=training,
+        n_permutations=n_permutations,
+        progress=False,
+    )
+    return cands, rows, models
+
+
 def test_continuous_features_are_paper_b_s_eighteen():
     assert len(CONTINUOUS_FEATURES) == 18
     assert set(CONTINUOUS_FEATURES) <= set(FEATURES)
@@ -40,16 +54,7 @@ def test_candidate_grid_and_bad_family():
 
 def test_compare_models_scores_every_candidate_on_unseen_events():
     train, select = _events(3000, 1), _events(1500, 2)
-    cands = paper_b_candidates(families=["maf", "realnvp"], preprocessings=["gauss-rank"], blocks=2, hidden=16)
-    rows, models = compare_models(
-        train,
-        select,
-        cands,
-        features=["pt", "eta", "m"],
-        training={"epochs": 3, "batch_size": 256},
-        n_permutations=20,
-        progress=False,
-    )
+    _, rows, models = _compare(train, select, {"epochs": 3, "batch_size": 256}, 20)
     assert [r.name for r in rows] == ["maf/gauss-rank", "realnvp/gauss-rank"]
     for r in rows:
         assert 0.0 <= r.auc <= 1.0 and r.auc_ci[0] <= r.auc <= r.auc_ci[1]
@@ -63,15 +68,8 @@ def test_compare_models_scores_every_candidate_on_unseen_events():
 
 def test_diverging_candidates_are_reported_not_fatal():
     train, select = _events(2000, 3), _events(800, 4)
-    cands = paper_b_candidates(families=["maf", "realnvp"], preprocessings=["gauss-rank"], blocks=2, hidden=16)
-    rows, models = compare_models(
-        train,
-        select,
-        cands,
-        features=["pt", "eta", "m"],
-        training={"epochs": 2, "batch_size": 256, "lr": 1e8, "clip_grad_norm": None},
-        n_permutations=10,
-        progress=False,
+    cands, rows, models = _compare(
+        train, select, {"epochs": 2, "batch_size": 256, "lr": 1e8, "clip_grad_norm": None}, 10
     )
     assert [r.name for r in rows] == [c.name for c in cands]  # the loop went on after the first failure
     assert all(r.failure and np.isnan(r.auc) for r in rows) and not models

@@ -11,6 +11,7 @@ that split, so a held-out sample stays untouched for the final quality bars.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -21,6 +22,7 @@ import awkward as ak
 import numpy as np
 
 from .errors import InputError, TrainingError
+from .records import feature_matrix
 from .surrogate import Surrogate
 from .validation import validate
 
@@ -103,14 +105,6 @@ def paper_b_candidates(
     ]
 
 
-def feature_matrix(events: ak.Array, features: Sequence[str]) -> np.ndarray:
-    """The (events × features) float64 matrix of flat record fields; a clear error names a missing column."""
-    missing = [f for f in features if f not in ak.fields(events)]
-    if missing:
-        raise InputError(f"the events lack the columns {missing}; they have {ak.fields(events)}")
-    return np.column_stack([ak.to_numpy(events[f]).astype(np.float64) for f in features])
-
-
 @dataclass
 class ComparisonRow:
     """One candidate's scores on the selection split (see :func:`compare_models`). ``nll`` is the mean negative
@@ -143,8 +137,6 @@ class ComparisonRow:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        import dataclasses
-
         d = dataclasses.asdict(self)
         d["auc_ci"] = list(self.auc_ci)
         return d

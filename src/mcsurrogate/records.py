@@ -44,6 +44,7 @@ __all__ = [
     "FlattenReport",
     "ObjectSlots",
     "check_finite",
+    "feature_matrix",
     "flatten_objects",
     "from_matrix",
     "to_matrix",
@@ -576,3 +577,11 @@ def with_objects(events: ak.Array, name: str, objects: ak.Array) -> ak.Array:
     if len(objects) != len(events):
         raise InputError(f"with_objects: {len(objects)} object lists for {len(events)} events")
     return ak.with_field(events, objects, name)
+
+
+def feature_matrix(events: ak.Array, features: Sequence[str]) -> np.ndarray:
+    """The (events × features) float64 matrix of flat record fields; a clear error names a missing column."""
+    missing = [f for f in features if f not in ak.fields(events)]
+    if missing:
+        raise InputError(f"the events lack the columns {missing}; they have {ak.fields(events)}")
+    return np.column_stack([ak.to_numpy(events[f]).astype(np.float64) for f in features])

@@ -28,10 +28,11 @@ def _matrix(path: str, features: list[str], weights: str | None) -> tuple[np.nda
     import awkward as ak
 
     from ..io import read_events
+    from ..records import feature_matrix
 
     events = read_events(path, columns=features + ([weights] if weights else []))
     try:
-        x = np.column_stack([ak.to_numpy(events[f]).astype(float) for f in features])
+        x = feature_matrix(events, features)
         w = ak.to_numpy(events[weights]).astype(float) if weights else None
     except (ValueError, TypeError) as exc:
         raise InputError(f"{path}: every validated column must be one number per event (flat)") from exc
