@@ -13,7 +13,7 @@ from scipy import optimize
 from scipy.stats import norm
 
 from mcsurrogate.cli import main
-from mcsurrogate.errors import InputError
+from mcsurrogate.errors import FitError, InputError
 from mcsurrogate.stats import (
     Inference,
     Sample,
@@ -74,6 +74,21 @@ def test_limit_above_the_suggested_poi_range():
     limit = counting(s, b, b).upper_limit()
     assert limit.median == pytest.approx(mu_up, rel=1e-4)
     assert limit.observed == pytest.approx(mu_up, rel=1e-4)
+
+
+def test_expected_limit_solver_falls_back_to_a_bracket():
+    # √q_A(μ) with an inflection at the root stalls the secant steps; the bracketed fallback still solves it, and a
+    # target that √q_A never reaches is an error, not a silently wrong limit
+    inf = counting(10.0, 50.0, 50.0)
+    curve = lambda mu: 1.64 + (mu - 1.3) ** 3
+    inf.sqrt_q_asimov = curve  # type: ignore[method-assign]
+    for target in (1.64, 2.0, 3.0):
+        mu = inf._solve_sqrt_qa(target, {1.0: curve(1.0)}, 1e-4)
+        assert curve(mu) == pytest.approx(target, abs=1e-4)
+    saturating = lambda mu: 3.0 * (1 - math.exp(-mu / 5))
+    inf.sqrt_q_asimov = saturating  # type: ignore[method-assign]
+    with pytest.raises(FitError, match="cannot be reached"):
+        inf._solve_sqrt_qa(3.5, {1.0: saturating(1.0)}, 1e-4)
 
 
 def _templates(rng: np.random.Generator, n_b: int = 20_000):
@@ -210,6 +225,18 @@ def test_scan_bad_input(scan_inputs):
             systematics=[0.1],
             progress=False,
         )
+
+
+def test_scan_records_failed_points(scan_inputs):
+    kwargs = {"bins": 10, "range": (60, 200), "luminosities": [1.0], "systematics": [0.1], "progress": False}
+    with pytest.raises(InputError, match="on_error"):
+        scan(*scan_inputs, n_generated=[10], on_error="skip", **kwargs)  # type: ignore[arg-type]
+    rows = scan(*scan_inputs, n_generated=[10, 20_000], on_error="record", **kwargs)
+    by_n = {r["n_generated"]: r for r in rows}
+    assert by_n[None]["error"] is None and by_n[20_000]["error"] is None and math.isfinite(by_n[20_000]["z0"])
+    bad = by_n[10]
+    assert "N_gen 10" in bad["error"] and math.isnan(bad["mu_hat"]) and math.isnan(bad["delta_ul_median"])
+    assert bad["luminosity"] == 1.0 and bad["systematic"] == 0.1  # the settings are kept
 
 
 def test_classifier_cut_and_crosscheck():

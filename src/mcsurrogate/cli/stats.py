@@ -138,6 +138,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
         signal_fraction=args.signal_fraction or None,
         level=args.level,
         empty_bins=args.empty_bins,
+        on_error="record" if args.keep_going else "raise",
         seed=args.seed,
         processes=args.processes,
         **binning,
@@ -148,7 +149,10 @@ def cmd_scan(args: argparse.Namespace) -> int:
     )
     atomic_write_text(out / "scan.csv", rows_to_csv(rows))
     figures = save_scan_plots(rows, out)
-    worst = max((r for r in rows if r["template"] == "generated"), key=lambda r: abs(r["z_signed"]), default=None)
+    fitted = [r for r in rows if r["error"] is None]
+    worst = max((r for r in fitted if r["template"] == "generated"), key=lambda r: abs(r["z_signed"]), default=None)
+    if len(fitted) < len(rows):
+        print(f"{len(rows) - len(fitted)} scan points failed to fit (their 'error' field says why)")
     print(f"{len(rows)} scan points → {out / 'scan.json'}, {out / 'scan.csv'} and {len(figures)} figures")
     if worst:
         print(
@@ -215,6 +219,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--systematics", default="0.05,0.10,0.20")
     p.add_argument("--processes", type=int, default=1)
+    p.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="record a point whose fit fails (NaN results and the message in 'error') instead of stopping",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the permutation that picks the N_gen events")
     _common(p)
     p.set_defaults(func=cmd_scan)

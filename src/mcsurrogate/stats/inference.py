@@ -490,8 +490,16 @@ class Inference:
 
     # -------------------------------------------------------------------------------- upper limit
     def _solve_sqrt_qa(self, target: float, points: dict[float, float], rtol: float) -> float:
-        """μ with √q_μ,A(μ) = target, by secant steps from the nearest evaluated points."""
-        for _ in range(30):
+        """μ with √q_μ,A(μ) = target: secant steps from the nearest evaluated points (√q_A is nearly linear in μ,
+        so a few steps usually do), then Brent's method on a bracket, which cannot oscillate when the fits leave
+        √q_A slightly rough or curved. ``points`` caches μ → √q_A."""
+
+        def value(m: float) -> float:
+            if m not in points:
+                points[m] = self.sqrt_q_asimov(m)
+            return points[m]
+
+        for _ in range(10):
             pos = sorted((m, v) for m, v in points.items() if v > 0)
             if len(pos) >= 2:
                 below = [p for p in pos if p[1] <= target]
@@ -505,13 +513,31 @@ class Inference:
                 m1, v1 = pos[0]
                 guess = m1 * target / v1
             guess = max(guess, 1e-9)
-            done = any(abs(guess - m) <= rtol * guess for m in points) and len(pos) >= 2
-            if done:
+            near = [m for m in points if abs(guess - m) <= rtol * guess and abs(points[m] - target) <= 1e-2 * target]
+            if near and len(pos) >= 2:
                 return float(guess)
-            points[guess] = self.sqrt_q_asimov(guess)
-            if abs(points[guess] - target) <= 1e-6 * max(target, 1.0):
+            if abs(value(guess) - target) <= 1e-6 * max(target, 1.0):
                 return float(guess)
-        raise FitError(f"the expected limit for √q_A = {target:.4g} did not converge in 30 secant steps")
+        above_m = [m for m, v in points.items() if v > target]
+        hi = min(above_m) if above_m else max(points)
+        for _ in range(60):
+            if value(hi) > target:
+                break
+            hi *= 2.0
+        else:
+            raise FitError(
+                f"√q_A stays below {target:.4g} up to μ = {hi:.4g}: the expected limit cannot be reached; is the "
+                "signal template empty or swamped by the systematic uncertainties?"
+            )
+        below_m = [m for m, v in points.items() if v <= target and m < hi]
+        lo = max(below_m) if below_m else hi
+        for _ in range(60):
+            if value(lo) <= target:
+                break
+            lo *= 0.5
+        else:
+            raise FitError(f"√q_A stays above {target:.4g} down to μ = {lo:.4g}: the Asimov fits look broken")
+        return float(optimize.brentq(lambda m: value(m) - target, lo, hi, xtol=1e-12, rtol=rtol))
 
     def upper_limit(self, level: float = 0.05, *, rtol: float = 1e-4) -> UpperLimit:
         """CLs upper limit on μ at 1 − ``level`` confidence, observed and expected ±1σ/±2σ bands."""

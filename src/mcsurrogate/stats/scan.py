@@ -95,9 +95,26 @@ def evaluate_point(
     return row
 
 
+RESULT_FIELDS = (
+    "mu_hat",
+    "mu_sigma",
+    "z0",
+    "z_signed",
+    "p0",
+    "ul_observed",
+    "n_fits",
+    *(f"ul_expected_{band}" for band in ("m2", "m1", "median", "p1", "p2")),
+)
+
+
 def _run(task: dict[str, Any]) -> dict[str, Any]:
-    result = evaluate_point(**task["args"])
-    return {**task["meta"], **result}
+    try:
+        result = evaluate_point(**task["args"])
+    except (FitError, InputError) as exc:  # a point's own templates (empty bins) or fits
+        if task["on_error"] == "raise":
+            raise
+        return {**task["meta"], **dict.fromkeys(RESULT_FIELDS, math.nan), "error": str(exc)}
+    return {**task["meta"], **result, "error": None}
 
 
 def scan(
@@ -115,6 +132,7 @@ def scan(
     signal_fraction: float | None = 0.05,
     level: float = 0.05,
     empty_bins: Literal["error", "floor"] = "error",
+    on_error: Literal["raise", "record"] = "raise",
     seed: int = 0,
     processes: int = 1,
     progress: bool = True,
@@ -127,7 +145,13 @@ def scan(
     and, for generated templates, the differences to the MC reference at the same point (``delta_mu_hat``,
     ``delta_ul_observed``, ``delta_ul_median``). The generated events used for N_gen are the first N_gen of one
     seeded permutation, so the samples are nested. Runs in ``processes`` worker processes.
+
+    A point whose workspace cannot be built (e.g. empty template bins) or whose fit fails ends the scan with
+    ``on_error="raise"``; with ``"record"`` its row keeps the settings, NaN results and the message in ``error`` (``None`` elsewhere), so a
+    long scan is not lost to one point.
     """
+    if on_error not in ("raise", "record"):
+        raise InputError(f"on_error must be 'raise' or 'record'; got {on_error!r}")
     signal = signal.checked("signal")
     background_mc = background_mc.checked("MC background")
     generated = generated.checked("generated background")
@@ -157,7 +181,7 @@ def scan(
         if not template_arrays(gen_h[n])[0].sum() > 0:
             raise InputError(f"the first {n} generated events put no yield in the fit range")
 
-    tasks = []
+    tasks: list[dict[str, Any]] = []
     for syst in systematics:
         for lumi in lumis:
             b = scale_template(bkg_h, factor=lumi)
@@ -178,6 +202,7 @@ def scan(
             common = {"systematic": syst, "systematic_kind": systematic_kind, "level": level, "empty_bins": empty_bins}
             tasks.append(
                 {
+                    "on_error": on_error,
                     "meta": {**base, "template": "mc", "n_generated": None},
                     "args": {
                         "signal": s,
@@ -192,6 +217,7 @@ def scan(
                 g = scale_template(gen_h[n], total=b_yield)
                 tasks.append(
                     {
+                        "on_error": on_error,
                         "meta": {**base, "template": "generated", "n_generated": n},
                         "args": {
                             "signal": s,
