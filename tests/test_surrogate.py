@@ -6,10 +6,13 @@ import math
 import awkward as ak
 import numpy as np
 import pytest
+import torch
 
 from mcsurrogate import Surrogate
 from mcsurrogate.errors import InputError, ModelDirectoryError, OutputExistsError
+from mcsurrogate.flows import FlowConfig, build_flow
 from mcsurrogate.surrogate import SCHEMA_VERSION
+from mcsurrogate.training import TrainConfig, train_flow
 
 from .conftest import correlated_events
 
@@ -190,3 +193,43 @@ def test_wasserstein_selection_and_checkpoints(small_events: ak.Array, tmp_path)
         small_events, checkpoint_dir=tmp_path, progress=False
     )
     assert other.result.resumed_from_epoch == 0
+
+
+def test_weight_averaging_keeps_training_and_selects_the_averaged_weights(small_events: ak.Array, tmp_path) -> None:
+    kw = {"flow": {"model": "maf", "blocks": 2, "hidden": 16}}
+    base = FAST | {"epochs": 5}
+    plain = Surrogate(["a", "b"], ["mu"], training=base, **kw).fit(small_events, progress=False)
+    tiny = Surrogate(["a", "b"], ["mu"], training=base | {"ema_decay": 1e-9}, **kw).fit(small_events, progress=False)
+    ema = Surrogate(["a", "b"], ["mu"], training=base | {"ema_decay": 0.99}, **kw).fit(
+        small_events, checkpoint_dir=tmp_path, progress=False
+    )
+    train_loss = [[h.train_loss for h in m.result.history] for m in (plain, tiny, ema)]
+    assert train_loss[0] == train_loss[1] == train_loss[2]  # averaging never feeds back into the optimiser
+    val = [[h.val_nll for h in m.result.history] for m in (plain, tiny, ema)]
+    np.testing.assert_allclose(val[1], val[0], rtol=1e-5)  # decay → 0: the average is the last step
+    assert not np.allclose(val[2], val[0], rtol=1e-5)
+    # a finished averaged run resumed from its checkpoint ends with the same model
+    cond = correlated_events(300, seed=4)
+    again = Surrogate(["a", "b"], ["mu"], training=base | {"ema_decay": 0.99}, **kw).fit(
+        small_events, checkpoint_dir=tmp_path, progress=False
+    )
+    assert again.result.resumed_from_epoch == 5
+    np.testing.assert_array_equal(
+        ema.sample(conditions=cond, seed=1).a.to_numpy(), again.sample(conditions=cond, seed=1).a.to_numpy()
+    )
+    with pytest.raises(InputError, match="ema_decay"):
+        Surrogate(["a", "b"], ["mu"], training=base | {"ema_decay": 1.0}, **kw)
+
+
+def test_the_flow_kept_is_the_averaged_one_of_the_best_epoch() -> None:
+    rng = np.random.default_rng(3)
+    c = rng.normal(size=(2_000, 1))
+    x = np.concatenate([c + 0.3 * rng.normal(size=(2_000, 1)), rng.gamma(2.0, size=(2_000, 1))], axis=1)
+    flow = build_flow(FlowConfig(model="maf", blocks=2, hidden=16), 2, 1)
+    cfg = TrainConfig(epochs=6, batch_size=128, lr=3e-3, device="cpu", patience=None, ema_decay=0.95)
+    result = train_flow(flow, x[:1_600], c[:1_600], x[1_600:], c[1_600:], cfg, progress=False)
+    with torch.inference_mode():
+        nll = -flow.log_prob(
+            torch.as_tensor(x[1_600:], dtype=torch.float32), torch.as_tensor(c[1_600:], dtype=torch.float32)
+        )
+    assert float(nll.mean()) == pytest.approx(result.history[result.best_epoch - 1].val_nll, rel=1e-5)
