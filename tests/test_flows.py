@@ -90,7 +90,23 @@ def test_nflows_made_ignores_context_in_its_first_output() -> None:
 
 @pytest.mark.parametrize(("model", "context"), CASES, ids=IDS)
 def test_inverse_round_trip_and_log_det_match_numerical_jacobian(model: str, context: int) -> None:
-    flow = make(model, context).double()
+    check_round_trip_and_log_det(make(model, context), context)
+
+
+def test_affine_then_spline_autoregressive_blocks() -> None:
+    flow = make("rqs-ar", 2, affine_blocks=2)
+    kinds = [type(t).__name__ for t in flow.transform._transforms if "Permutation" not in type(t).__name__]
+    assert kinds == ["AffineAutoregressive", "AffineAutoregressive", "SplineAutoregressive", "SplineAutoregressive"]
+    check_round_trip_and_log_det(flow, 2)
+    with pytest.raises(InputError, match="'affine_blocks' applies to model 'rqs-ar'"):
+        FlowConfig(model="maf", affine_blocks=1)
+    with pytest.raises(InputError, match="'affine_blocks'"):
+        FlowConfig(model="rqs-ar", affine_blocks=-1)
+
+
+def check_round_trip_and_log_det(flow: torch.nn.Module, context: int) -> None:
+    """inverse(forward(x)) = x and the log-determinant equals log|det J| of the numerical Jacobian."""
+    flow = flow.double()
     perturb(flow, 0.1)
     flow.eval()
     x = torch.randn(4, D, dtype=torch.float64)

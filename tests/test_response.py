@@ -29,7 +29,10 @@ def smeared() -> ak.Array:
 
 @pytest.fixture(scope="module")
 def study(smeared: ak.Array):
-    return run_scenario(smeared, preset="demo", n_boot=3, **TINY)
+    def resmear(truth: ak.Array, seed: int) -> ak.Array:
+        return smear_photons(truth, SmearingConfig("baseline"), seed=seed)
+
+    return run_scenario(smeared, preset="demo", n_boot=3, oversample=2, resmear=resmear, **TINY)
 
 
 def test_response_table_and_phi_wrapping(smeared: ak.Array) -> None:
@@ -41,7 +44,12 @@ def test_response_table_and_phi_wrapping(smeared: ak.Array) -> None:
 
 
 def test_study_trains_on_disjoint_events_and_reproduces_the_mass_peak(study) -> None:
-    assert study.n_events == 20000 and len(study.reference) == 2000
+    assert study.n_events == 20000 and study.n_test == 2000
+    # two smearings of every test truth event on each side: the first reference smearing, then a fresh one
+    assert len(study.reference) == len(study.generated) == 4000
+    first, second = study.reference[:2000], study.reference[2000:]
+    assert ak.all(first.truth_photons.pt == second.truth_photons.pt) and ak.all(first.photons.pt != second.photons.pt)
+    assert ak.all(study.generated.truth_photons.pt[:2000] == first.truth_photons.pt)
     split = study.model.metrics["split"]
     assert split["train"] + split["validation"] == 18000 and split["test"] == 0
     ev = study.evaluation.to_dict()
@@ -95,7 +103,33 @@ def test_core_width_estimator() -> None:
 
 def test_evaluation_requires_the_same_events(smeared: ak.Array) -> None:
     with pytest.raises(ValueError, match="same truth events"):
-        evaluate_response(smeared[:10], smeared[:20])
+        evaluate_response(smeared[:10], smeared[:25])
+    with pytest.raises(ValueError, match="column 'photon1_pt' differs"):
+        evaluate_response(smeared[:10], smeared[10:30])
+
+
+def test_evaluation_with_several_smearings_per_truth_event(smeared: ak.Array) -> None:
+    # the reference smearing against itself, three independent smearings per truth event: ratios at 1 within
+    # errors, and the generated side three times better measured
+    target = smeared[:6000]
+    truth = ak.zip({"photons": target.truth_photons, "mu": target.mu}, depth_limit=1)
+    generated = ak.concatenate([smear_photons(truth, SmearingConfig("baseline"), seed=s) for s in (11, 12, 13)])
+    ev = evaluate_response(target, generated, n_boot=10)
+    w = ev.widths["d_photon1_pt"]["pt"]
+    ok = np.array(w.counts) > 500
+    assert np.all(np.abs(w.ratio[ok] - 1) < 4 * w.ratio_err[ok])
+    err_ratio = [
+        ge / te
+        for per in ev.widths.values()
+        for b in per.values()
+        for ge, te, n in zip(b.generated_err, b.target_err, b.counts, strict=True)
+        if n > 500
+    ]
+    assert np.median(err_ratio) < 0.75  # 1/√3 ≈ 0.58 expected
+    assert np.abs(ev.correlation_generated - ev.correlation_target).max() < 0.05
+    assert abs(ev.to_dict()["mass_mean_difference_gev"]) < 0.1
+    with pytest.raises(InputError, match="oversample"):
+        run_scenario(smeared, preset="demo", oversample=0)
 
 
 def test_apply_and_train_response_cli(study, tmp_path) -> None:

@@ -1,11 +1,12 @@
 """Paper A reproduced: H→γγ photon detector response with a conditional flow, in four smearing scenarios.
 
-    python analyses/hgg_detector_response/run.py --out reports/hgg [--small] [--preset spline] [--truth FILE]
+    python analyses/hgg_detector_response/run.py --out reports/hgg [--small] [--preset affine-spline] [--truth FILE]
 
 For each scenario (baseline; correlation ρ = 0.5 and 1.0; asymmetric tails) the truth sample (default: the
 packaged Pythia 8 gg→H sample) is smeared with the reference smearing, a response surrogate is trained on 90 %
-of the events (80 % training, 10 % model selection) and applied to the remaining 10 %, which it never saw; the
-comparison gives paper A's Figures 1–6 as PNGs, ``report.json`` with every number plotted, and ``report.md``.
+of the events (80 % training, 10 % model selection) and applied ``--oversample`` times to the remaining 10 %, which
+it never saw, and so is the reference smearing; the comparison gives paper A's Figures 1–6 as PNGs, ``report.json`` with every number plotted, and
+``report.md``.
 """
 
 from __future__ import annotations
@@ -39,8 +40,13 @@ def quality(name: str, result: dict) -> dict:
     cons = ev["width_ratio_consistency"]
     bars: dict[str, dict] = {}
     if name == "baseline":
+        # judged over the bins whose ratio is measured to better than 2 % (``precise_bins`` of ``n_bins``); the
+        # χ²/bin of (ratio − 1)/σ over all bins says whether the rest agree within their errors
         bars["core_width_ratio_0.95_1.05"] = {
             "value": [cons["precise_ratio_min"], cons["precise_ratio_max"]],
+            "precise_bins": cons["precise_bins"],
+            "n_bins": cons["n_bins"],
+            "chi2_per_bin": cons["chi2_per_bin"],
             "holds": 0.95 <= cons["precise_ratio_min"] and cons["precise_ratio_max"] <= 1.05,
         }
         bars["core_width_ratio_0.98_1.02_goal"] = {
@@ -49,6 +55,10 @@ def quality(name: str, result: dict) -> dict:
         }
         bars["mass_mean_within_0.05_GeV"] = {
             "value": ev["mass_mean_difference_gev"],
+            "statistical_uncertainty": float(
+                np.hypot(ev["diphoton_target"]["mass_mean_err"], ev["diphoton_generated"]["mass_mean_err"])
+            ),
+            "against_the_first_reference_smearing_alone": result["mass_mean_difference_vs_first_reference_gev"],
             "holds": abs(ev["mass_mean_difference_gev"]) < 0.05,
         }
         bars["mass_sd_within_2pct"] = {"value": ev["mass_sd_ratio"], "holds": abs(ev["mass_sd_ratio"] - 1) < 0.02}
@@ -75,11 +85,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="reports/hgg_detector_response")
     ap.add_argument("--truth", help="truth sample (default: the packaged Pythia 8 gg→H sample)")
     ap.add_argument("--events", type=int, help="use the first N truth events")
-    ap.add_argument("--preset", default="spline", choices=PRESETS)
+    ap.add_argument("--preset", default="affine-spline", choices=PRESETS)
     ap.add_argument("--epochs", type=int)
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
     ap.add_argument("--small", action="store_true", help="20 000 events, 3 epochs: a smoke run in about a minute")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--oversample",
+        type=int,
+        default=5,
+        help="smearings per test truth event, by the surrogate and by the reference (default 5): every comparison is "
+        "that much more precise; the first reference smearing alone is reported beside it",
+    )
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     truth = read_events(args.truth) if args.truth else load_default_truth()
@@ -93,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         "truth": args.truth or default_truth_metadata(),
         "n_truth_events": len(truth),
         "preset": args.preset,
+        "oversample": args.oversample,
         "process": "ggH" if not args.truth else "see truth",
         "scenarios": {},
     }
@@ -101,7 +119,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{name}] smearing {len(truth)} events and training the {args.preset} preset", flush=True)
         smeared = smear_photons(truth, config, seed=args.seed + 100 * k)
         result = run_scenario(
-            smeared, preset=args.preset, training={"epochs": epochs} if epochs else None, seed=args.seed + 100 * k + 1
+            smeared,
+            preset=args.preset,
+            training={"epochs": epochs} if epochs else None,
+            seed=args.seed + 100 * k + 1,
+            oversample=args.oversample,
+            resmear=lambda truth, seed, config=config: smear_photons(truth, config, seed=seed),
         )
         figures = save_all(result.evaluation, result.reference, result.generated, out, prefix=f"{name}_")
         entry = result.to_dict() | {"smearing": config.to_dict(), "figures": figures}

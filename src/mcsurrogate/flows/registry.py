@@ -49,6 +49,9 @@ class FlowConfig:
     components: Gaussians per conditional of a MADE-MoG.
     permutation: ``reverse`` or ``random`` (seeded by ``permutation_seed``) between autoregressive blocks.
     batch_norm: batch normalisation between coupling blocks (RealNVP option).
+    affine_blocks: for ``rqs-ar``, affine autoregressive (MAF) blocks applied to the data before the ``blocks``
+        spline blocks: they learn the conditional location and scale (a resolution that varies by a factor of a
+        few with the conditions), so that the splines, whose bins have a fixed width, only shape what is left.
     """
 
     model: str = "maf"
@@ -63,6 +66,7 @@ class FlowConfig:
     permutation: str = "reverse"
     permutation_seed: int = 0
     batch_norm: bool = False
+    affine_blocks: int = 0
 
     def __post_init__(self) -> None:
         if self.model not in FLOW_FAMILIES:
@@ -75,6 +79,12 @@ class FlowConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise InputError(f"flow parameter {name!r} must be a positive integer, got {value!r}")
+        if not isinstance(self.affine_blocks, int) or self.affine_blocks < 0:
+            raise InputError(
+                f"flow parameter 'affine_blocks' must be a non-negative integer, got {self.affine_blocks!r}"
+            )
+        if self.affine_blocks and self.model != "rqs-ar":
+            raise InputError(f"flow parameter 'affine_blocks' applies to model 'rqs-ar' only, not {self.model!r}")
         if not self.tail_bound > 0:
             raise InputError(f"flow parameter 'tail_bound' must be positive, got {self.tail_bound!r}")
 
@@ -104,6 +114,12 @@ def _permutation(cfg: FlowConfig, features: int, index: int) -> Transform:
 
 def _autoregressive_stack(cfg: FlowConfig, d: int, c: int | None, spline: bool) -> Transform:
     layers: list[Transform] = []
+    for i in range(cfg.affine_blocks if spline else 0):
+        layers.append(
+            AffineAutoregressive(d, cfg.hidden, c, layers=cfg.layers, activation=cfg.activation, residual=cfg.residual)
+        )
+        if d > 1:
+            layers.append(_permutation(cfg, d, cfg.blocks + i))
     for i in range(cfg.blocks):
         if spline:
             layers.append(

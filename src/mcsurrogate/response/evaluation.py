@@ -136,11 +136,23 @@ def evaluate_response(
     n_boot: int = 20,
     seed: int = 0,
 ) -> ResponseEvaluation:
-    """Compare two smeared samples of the same truth events (reference ``target``, surrogate ``generated``)."""
+    """Compare two smeared samples of the same truth events (reference ``target``, surrogate ``generated``).
+
+    ``generated`` may hold k surrogate smearings of every truth event, as the target's events repeated k times in
+    blocks (``run_scenario(oversample=k)``): the surrogate side is then measured k times more precisely.
+    """
     bins = DEFAULT_BINS | (bins or {})
     tt, tg = response_table(target, layout), response_table(generated, layout)
-    if len(tt) != len(tg):
-        raise ValueError(f"target and generated must smear the same truth events: {len(tt)} vs {len(tg)} events")
+    if len(tt) == 0 or len(tg) % len(tt):
+        raise ValueError(
+            f"target and generated must smear the same truth events (generated: k times each, in blocks): "
+            f"{len(tt)} vs {len(tg)} events"
+        )
+    k = len(tg) // len(tt)
+    truth_cols = [f"{layout.prefix}{i}_{f}" for i in range(1, layout.n + 1) for f in layout.fields] + [layout.pileup]
+    for col in truth_cols:
+        if not np.array_equal(np.tile(tt[col].to_numpy(), k), tg[col].to_numpy()):
+            raise ValueError(f"generated events do not smear the target's truth events (column {col!r} differs)")
     cols = layout.response_columns
     rt = np.stack([tt[c].to_numpy() for c in cols], axis=1)
     rg = np.stack([tg[c].to_numpy() for c in cols], axis=1)
@@ -151,7 +163,9 @@ def evaluate_response(
         for var in ("pt", "eta", layout.pileup):
             x = _truth_variable(tt, layout, col, var)
             edges = bins["mu" if var == layout.pileup else var]
-            widths[col][var] = binned_core_widths(x, rt[:, j], rg[:, j], edges, name=var, n_boot=n_boot, seed=seed + j)
+            widths[col][var] = binned_core_widths(
+                x, rt[:, j], rg[:, j], edges, name=var, n_boot=n_boot, seed=seed + j, generated_variable=np.tile(x, k)
+            )
         mean, sigma = core_width(rt[:, j])
         tails_t[col] = float(np.mean(rt[:, j] < mean - 2 * sigma))
         tails_g[col] = float(np.mean(rg[:, j] < mean - 2 * sigma))

@@ -80,7 +80,8 @@ def plot_responses(ev: ResponseEvaluation) -> Figure:
         mplhep.histplot(
             ht, edges, ax=axes[j], yerr=np.sqrt(ht), label="reference", color="k", histtype="errorbar", markersize=2
         )
-        mplhep.histplot(hg, edges, ax=axes[j], label="surrogate", color="tab:red")
+        # the surrogate may smear every truth event several times: scale to the reference's event count
+        mplhep.histplot(hg * (len(t) / len(g)), edges, ax=axes[j], label="surrogate", color="tab:red")
         axes[j].set_yscale("log")
         unit = _UNITS.get(col.rsplit("_", 1)[1], "")
         axes[j].set_xlabel(f"{col} {f'[{unit}]' if unit else ''}")
@@ -104,6 +105,8 @@ def plot_diphoton(target: ak.Array, generated: ak.Array, collection: str = "phot
         for sample in (target, generated):
             pair = sample[collection][:, 0] + sample[collection][:, 1]
             vals.append(np.histogram(ak.to_numpy(getattr(pair, quantity)), edges)[0].astype(float))
+        raw_generated = vals[1]
+        vals[1] = raw_generated * (len(target) / len(generated))  # several smearings per truth event: per event
         mplhep.histplot(
             vals[0],
             edges,
@@ -119,7 +122,7 @@ def plot_diphoton(target: ak.Array, generated: ak.Array, collection: str = "phot
         ax.tick_params(labelbottom=False)
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = vals[1] / vals[0]
-            err = ratio * np.sqrt(1 / vals[0] + 1 / vals[1])
+            err = ratio * np.sqrt(1 / vals[0] + 1 / raw_generated)
         centres = 0.5 * (edges[1:] + edges[:-1])
         rax.errorbar(centres, ratio, yerr=err, fmt="o", ms=2, color="tab:red")
         rax.axhline(1, color="k", lw=0.8)

@@ -100,15 +100,18 @@ def binned_core_widths(
     name: str = "x",
     n_boot: int = 20,
     seed: int = 0,
+    generated_variable: np.ndarray | None = None,
 ) -> BinnedWidths:
-    """Core width of ``target`` and ``generated`` responses (same events, same ``variable``) per bin of ``variable``."""
+    """Core width of ``target`` and ``generated`` responses per bin of ``variable``; ``generated_variable`` bins the
+    generated responses when they are not one per target event (e.g. several per truth event)."""
     rng = np.random.default_rng(seed)
     idx = np.digitize(variable, edges) - 1
+    idx_g = idx if generated_variable is None else np.digitize(generated_variable, edges) - 1
     out = BinnedWidths(name, [float(e) for e in edges], [], [], [], [], [])
     for b in range(len(edges) - 1):
         sel = idx == b
         t, te = _bootstrap_width(target[sel], rng, n_boot)
-        g, ge = _bootstrap_width(generated[sel], rng, n_boot)
+        g, ge = _bootstrap_width(generated[idx_g == b], rng, n_boot)
         out.target.append(t)
         out.target_err.append(te)
         out.generated.append(g)

@@ -5,15 +5,17 @@ test split, and evaluate it there. Shared by ``mcsurrogate demo`` and ``analyses
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import awkward as ak
 import numpy as np
 
+from ..errors import InputError
 from ..surrogate import Surrogate
 from ..training import split_indices
-from .evaluation import ResponseEvaluation, evaluate_response
+from .evaluation import DiphotonSummary, ResponseEvaluation, diphoton_summary, evaluate_response
 from .surrogate import DEFAULT_LAYOUT, ResponseLayout, apply_response, train_response
 
 __all__ = ["ScenarioResult", "run_scenario"]
@@ -21,7 +23,8 @@ __all__ = ["ScenarioResult", "run_scenario"]
 
 @dataclass
 class ScenarioResult:
-    """The trained model, the reference and surrogate smearing of the test split, their comparison and timings (s)."""
+    """The trained model, the reference and surrogate smearings of the test split (``n_test`` truth events, each
+    smeared one or more times), their comparison, timings (s), and m_γγ of the first reference smearing alone."""
 
     model: Surrogate
     reference: ak.Array
@@ -29,20 +32,27 @@ class ScenarioResult:
     evaluation: ResponseEvaluation
     seconds: dict[str, float]
     n_events: int
+    n_test: int
+    first_reference: DiphotonSummary
 
     def to_dict(self) -> dict[str, Any]:
         training = dict(self.model.metrics.get("training", {}))
         return {
             "n_events": self.n_events,
-            "n_test": len(self.reference),
+            "n_test": self.n_test,
+            "n_reference": len(self.reference),
             "data": self.model.metrics.get("data"),
             "flow": self.model.flow_config.to_dict(),
             "training_config": self.model.train_config.to_dict(),
             "training": training,
             "n_parameters": self.model.metrics.get("n_parameters"),
             "seconds": self.seconds,
-            "apply_events_per_second": len(self.reference) / max(self.seconds["apply"], 1e-9),
+            "n_generated": len(self.generated),
+            "apply_events_per_second": len(self.generated) / max(self.seconds["apply"], 1e-9),
             "evaluation": self.evaluation.to_dict(),
+            "first_reference_diphoton": self.first_reference.to_dict(),
+            "mass_mean_difference_vs_first_reference_gev": self.evaluation.diphoton_generated.mass_mean
+            - self.first_reference.mass_mean,
         }
 
 
@@ -56,21 +66,38 @@ def run_scenario(
     seed: int = 0,
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
     n_boot: int = 20,
+    oversample: int = 1,
+    resmear: Callable[[ak.Array, int], ak.Array] | None = None,
     progress: bool | None = None,
 ) -> ScenarioResult:
     """Split ``smeared`` (reco + truth) events 80/10/10 (seeded), train on the first two parts (training and model
-    selection) and evaluate on the test part, which the surrogate never sees; it smears their truth with ``seed + 1``.
+    selection) and evaluate on the test part, which the surrogate never sees; it smears their truth with ``seed + 1``,
+    ``oversample`` times per event (the surrogate is cheap: its side of every comparison gets that much more precise).
+
+    ``resmear(truth, seed)``, the reference smearing as a function (e.g. ``smear_photons`` with the scenario's
+    config), smears the test truth ``oversample − 1`` more times for the reference side too, so that a fluctuation of
+    the one reference smearing of a 10 % split is not mistaken for a surrogate bias. The comparison with that first
+    smearing alone is kept in ``ScenarioResult.first_reference``.
     """
+    if not isinstance(oversample, int) or oversample < 1:
+        raise InputError(f"oversample must be a positive integer, got {oversample!r}")
     split = split_indices(len(smeared), fractions, seed)
     training = {"seed": seed, "fractions": (0.8 / 0.9, 0.1 / 0.9, 0.0)} | (training or {})
     t0 = time.perf_counter()
     fit_part = smeared[np.sort(np.concatenate([split.train, split.validation]))]
     model = train_response(fit_part, preset, layout=layout, flow=flow, training=training, progress=progress)
     t_train = time.perf_counter() - t0
-    reference = smeared[split.test]
+    fields = [layout.collection, layout.truth_collection, layout.pileup]
+    first = ak.zip({f: smeared[split.test][f] for f in fields}, depth_limit=1)
     truth = ak.zip(
-        {layout.collection: reference[layout.truth_collection], layout.pileup: reference[layout.pileup]}, depth_limit=1
+        {layout.collection: first[layout.truth_collection], layout.pileup: first[layout.pileup]}, depth_limit=1
     )
+    reference = first
+    if resmear is not None and oversample > 1:
+        more = [resmear(truth, seed + 1000 + j) for j in range(1, oversample)]
+        reference = ak.concatenate([first, *(ak.zip({f: m[f] for f in fields}, depth_limit=1) for m in more)])
+    if oversample > 1:
+        truth = truth[np.tile(np.arange(len(truth)), oversample)]
     t1 = time.perf_counter()
     generated = apply_response(model, truth, layout=layout, seed=seed + 1)
     t_apply = time.perf_counter() - t1
@@ -82,4 +109,6 @@ def run_scenario(
         evaluation,
         {"train": t_train, "apply": t_apply, "evaluate": time.perf_counter() - t1 - t_apply},
         len(smeared),
+        len(first),
+        diphoton_summary(first, layout.collection),
     )

@@ -180,6 +180,28 @@ def _preset(name: str, layout: ResponseLayout) -> dict[str, Any]:
                 patience=8,
             ),
         }
+    if name == "affine-spline":
+        # two affine autoregressive blocks learn the conditional location and scale (the resolutions vary by a
+        # factor ~4 with E_T, η and μ), three spline blocks shape what is left (asymmetric tails); weight averaging
+        # and a schedule that anneals within 20 epochs instead of early stopping (the validation NLL turns up after
+        # ~15 epochs on 1.6 × 10⁵ events)
+        return {
+            "flow": FlowConfig(
+                model="rqs-ar", affine_blocks=2, blocks=3, hidden=128, layers=2, bins=12, tail_bound=6.0
+            ),
+            "preprocessing": _scaled(layout, "standardize"),
+            "training": TrainConfig(
+                epochs=20,
+                batch_size=1024,
+                lr=2e-3,
+                lr_final=2e-5,
+                schedule="power",
+                power=1.0,
+                selection="nll",
+                patience=None,
+                ema_decay=0.998,
+            ),
+        }
     if name == "demo":
         return {
             "flow": FlowConfig(model="rqs-coupling", blocks=4, hidden=64, layers=2, bins=8, tail_bound=6.0),
@@ -199,8 +221,9 @@ def _preset(name: str, layout: ResponseLayout) -> dict[str, Any]:
 
 
 #: preset names: ``paper-a`` (the paper's MAF), ``spline`` (coupling splines: fast sampling, unbounded),
-#: ``spline-ar`` (autoregressive splines), ``demo`` (minutes on 2 cores)
-PRESETS = ("paper-a", "spline", "spline-ar", "demo")
+#: ``spline-ar`` (autoregressive splines), ``affine-spline`` (affine then spline autoregressive blocks, weight
+#: averaging: the analysis default), ``demo`` (minutes on 2 cores)
+PRESETS = ("paper-a", "spline", "spline-ar", "affine-spline", "demo")
 
 
 def response_surrogate(
