@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 
 from mcsurrogate import Surrogate
+from mcsurrogate.cli.response import RESPONSE_PRESETS
 from mcsurrogate.data_files import load_default_truth
 from mcsurrogate.errors import InputError
 from mcsurrogate.response import SmearingConfig, apply_response, response_table, smear_photons
 from mcsurrogate.response.evaluation import evaluate_response
 from mcsurrogate.response.resolution import binned_core_widths, core_width
 from mcsurrogate.response.study import run_scenario
-from mcsurrogate.response.surrogate import response_surrogate, wrap_phi
+from mcsurrogate.response.surrogate import PRESETS, response_surrogate, wrap_phi
 
 TINY = {"flow": {"blocks": 2, "hidden": 32}, "training": {"epochs": 4, "device": "cpu"}}
 
@@ -207,3 +208,7 @@ def test_demo_command_never_overwrites_an_earlier_demo(tmp_path) -> None:
         assert proc.returncode == 0, proc.stderr
         assert "core-resolution ratio" in proc.stdout and f"{expected}/summary.md" in proc.stdout
         assert (tmp_path / expected / "report.json").is_file()
+
+
+def test_the_command_line_offers_every_preset() -> None:
+    assert RESPONSE_PRESETS == PRESETS

@@ -12,6 +12,9 @@ from typing import Any
 from ..errors import InputError, OutputExistsError
 from ..persistence import atomic_write_text
 
+#: the names of mcsurrogate.response.surrogate.PRESETS, repeated here so that parsing the command line needs no torch
+RESPONSE_PRESETS = ("paper-a", "spline", "spline-ar", "affine-spline", "demo")
+
 
 def _write_generated(args: argparse.Namespace, chunks: Iterator[Any], stats: Any, meta: dict[str, Any]) -> None:
     """Stream ``chunks`` to ``args.output`` and write the run's metadata (command, seed, versions, counts) beside it."""
@@ -242,7 +245,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("train-response", help="train a photon-response surrogate on smeared events")
     p.add_argument("smeared", metavar="SMEARED", help="output of 'mcsurrogate smear' (reco + truth photons, mu)")
-    p.add_argument("--preset", choices=("paper-a", "spline", "demo"), default="spline")
+    p.add_argument("--preset", choices=RESPONSE_PRESETS, default="affine-spline")
     p.add_argument("--epochs", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--device")

@@ -59,7 +59,7 @@ class ScenarioResult:
 def run_scenario(
     smeared: ak.Array,
     *,
-    preset: str = "spline",
+    preset: str = "affine-spline",
     flow: dict[str, Any] | None = None,
     training: dict[str, Any] | None = None,
     layout: ResponseLayout = DEFAULT_LAYOUT,
