@@ -12,7 +12,7 @@ from mcsurrogate import Surrogate
 from mcsurrogate.errors import InputError, ModelDirectoryError, OutputExistsError
 from mcsurrogate.flows import FlowConfig, build_flow
 from mcsurrogate.surrogate import SCHEMA_VERSION
-from mcsurrogate.training import TrainConfig, train_flow
+from mcsurrogate.training import TrainConfig, split_indices, train_flow
 
 from .conftest import correlated_events
 
@@ -233,3 +233,19 @@ def test_the_flow_kept_is_the_averaged_one_of_the_best_epoch() -> None:
             torch.as_tensor(x[1_600:], dtype=torch.float32), torch.as_tensor(c[1_600:], dtype=torch.float32)
         )
     assert float(nll.mean()) == pytest.approx(result.history[result.best_epoch - 1].val_nll, rel=1e-5)
+
+
+def test_validation_events_beyond_the_fitted_logit_range_are_left_out_and_counted(small_events: ak.Array) -> None:
+    cfg = FAST | {"epochs": 1}
+    split = split_indices(len(small_events), TrainConfig().fractions, cfg.get("seed", 0))
+    a = small_events.a.to_numpy().copy()
+    a[split.validation[:2]] = a.max() + 100 * (a.max() - a.min())  # far beyond the training range + 5 %
+    a[split.test[:1]] = a.min() - 100 * (a.max() - a.min())
+    events = ak.with_field(small_events, a, "a")
+    model = Surrogate(
+        ["a", "b"], ["mu"], flow={"model": "maf", "blocks": 1, "hidden": 8}, training=cfg, preprocessing="logit"
+    )
+    with pytest.warns(UserWarning, match=r"left out of validation \(2\), test \(1\)"):
+        model.fit(events, progress=False)
+    assert model.metrics["data"]["outside_fitted_range"] == {"validation": 2, "test": 1}
+    assert math.isfinite(model.result.best_metric)

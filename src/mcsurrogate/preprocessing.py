@@ -255,7 +255,7 @@ class MinMaxLogit(Transform):
         if not ((u > 0) & (u < 1)).all():
             raise InputError(
                 f"column {self.column!r}: {int(((u <= 0) | (u >= 1)).sum())} values lie outside the fitted range "
-                f"[{self.xmin}, {self.xmax}] widened by alpha; refit or raise 'margin'"
+                f"[{self.xmin}, {self.xmax}] (the training range widened by 'margin'); refit or raise 'margin'"
             )
         return logit(u)
 

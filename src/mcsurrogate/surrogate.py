@@ -262,12 +262,29 @@ class Surrogate:
         self.preprocessor.fit(x[split.train])
         if self.condition_preprocessor is not None and c is not None:
             self.condition_preprocessor.fit(c[split.train])
-        xt, xv, xs = (self.preprocessor.forward(x[i]) for i in (split.train, split.validation, split.test))
+        # a range fitted on the training split (paper B's min-max + logit) need not cover every validation or
+        # test event of a heavy-tailed feature: those cannot be scored; drop, count, warn (as for bounded targets)
+        parts = {"train": split.train, "validation": split.validation, "test": split.test}
+        outside = {}
+        for name in ("validation", "test"):
+            idx = parts[name]
+            ok = self.preprocessor.in_domain(x[idx])
+            if c is not None and self.condition_preprocessor is not None:
+                ok &= self.condition_preprocessor.in_domain(c[idx])
+            if not ok.all():
+                outside[name] = int((~ok).sum())
+                parts[name] = idx[ok]
+        if outside:
+            warnings.warn(
+                f"events outside the preprocessing ranges fitted on the training split were left out of "
+                f"{', '.join(f'{k} ({v})' for k, v in outside.items())}",
+                stacklevel=2,
+            )
+            data_report["outside_fitted_range"] = outside
+        xt, xv, xs = (self.preprocessor.forward(x[i]) for i in parts.values())
         ct = cv = cs = None
         if c is not None and self.condition_preprocessor is not None:
-            ct, cv, cs = (
-                self.condition_preprocessor.forward(c[i]) for i in (split.train, split.validation, split.test)
-            )
+            ct, cv, cs = (self.condition_preprocessor.forward(c[i]) for i in parts.values())
         torch.manual_seed(cfg.seed)
         self.model = build_flow(self.flow_config, len(self.targets), len(self.conditions) or None)
         run_id = fingerprint(self._config_dict(), x[split.train], c[split.train] if c is not None else None)

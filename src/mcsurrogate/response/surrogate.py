@@ -186,7 +186,9 @@ def _preset(name: str, layout: ResponseLayout) -> dict[str, Any]:
         # and a schedule that anneals within 24 epochs instead of early stopping (the validation NLL turns up after
         # ~15 epochs on 1.6 × 10⁵ events); lr 1e-3 rather than 2e-3 halved the χ²/bin of the width ratios
         return {
-            "flow": FlowConfig(model="rqs-ar", affine_blocks=2, blocks=3, hidden=128, layers=2, bins=12, tail_bound=6.0),
+            "flow": FlowConfig(
+                model="rqs-ar", affine_blocks=2, blocks=3, hidden=128, layers=2, bins=12, tail_bound=6.0
+            ),
             "preprocessing": _scaled(layout, "standardize"),
             "training": TrainConfig(
                 epochs=24,
