@@ -60,6 +60,7 @@ FULL = {
     "epochs": 100,
     "patience": 15,
     "batch_size": 1024,
+    "scan_points": 10,
 }
 SMALL = {
     "n_background": 12_000,
@@ -69,6 +70,7 @@ SMALL = {
     "epochs": 20,
     "patience": 5,
     "batch_size": 256,
+    "scan_points": 4,  # luminosities and N_gen values: 4 × (1 + 4) × 3 fits of ~5 s each on small templates
 }
 FIT_VARIABLE = "m_bb"
 FIT_BINS = 25
@@ -336,13 +338,15 @@ def main(argv: list[str] | None = None) -> int:
     sel_sig, sel_mc, sel_gen = cut.select(x_sig_tmpl), cut.select(x_hold), cut.select(pool)
     m_sig, m_mc, m_gen = x_sig_tmpl[sel_sig, fit_col], x_hold[sel_mc, fit_col], pool[sel_gen, fit_col]
     n_mc_cut = len(m_mc)
-    lumis = np.geomspace(1e4, 1e6, 10) / n_mc_cut  # MC background yield 10⁴ → 10⁶ events, as in paper B
+    lumis = (
+        np.geomspace(1e4, 1e6, mode["scan_points"]) / n_mc_cut
+    )  # MC background yield 10⁴ → 10⁶ events, as in paper B
     if len(m_gen) < 2_000:
         raise SystemExit(
             f"only {len(m_gen)} generated events pass the classifier cut; the scan needs at least 2 000 "
             "(raise --amplification or the sample sizes)"
         )
-    n_gens = np.unique(np.geomspace(1_000, len(m_gen), 10).astype(int))
+    n_gens = np.unique(np.geomspace(1_000, len(m_gen), mode["scan_points"]).astype(int))
     scan_rows = scan(
         Sample(m_sig),
         Sample(m_mc),
