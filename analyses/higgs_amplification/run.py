@@ -234,7 +234,7 @@ def quality_bars(validation: dict[str, Any], rows: list[dict[str, Any]], n_per_c
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, type=Path)
-    ap.add_argument("--small", action="store_true", help="small samples and models: minutes on 2 cores")
+    ap.add_argument("--small", action="store_true", help="small samples and models: ~15 min on 2 cores")
     ap.add_argument("--cache", type=Path, default=Path("cache/higgs_benchmark"), help="where generated MC is kept")
     ap.add_argument("--workers", type=int, default=2, help="Pythia processes")
     ap.add_argument("--n-background", type=int)
