@@ -127,6 +127,21 @@ def _scaled(layout: ResponseLayout, then: str) -> dict[str, list[Any]]:
     return chains
 
 
+def _linear_decay(*, epochs: int, lr: float, patience: int | None, ema_decay: float | None = None) -> TrainConfig:
+    """The unbounded presets' training: batch 1024, lr decaying linearly to lr/100, NLL selection."""
+    return TrainConfig(
+        epochs=epochs,
+        batch_size=1024,
+        lr=lr,
+        lr_final=lr / 100,
+        schedule="power",
+        power=1.0,
+        selection="nll",
+        patience=patience,
+        ema_decay=ema_decay,
+    )
+
+
 def _preset(name: str, layout: ResponseLayout) -> dict[str, Any]:
     if name == "paper-a":
         # paper A: MAF, 10 blocks, MADE 2 × 128 ReLU, permutations, power-law decay 1e-3 → 1e-5 (power 0.5),
@@ -151,16 +166,7 @@ def _preset(name: str, layout: ResponseLayout) -> dict[str, Any]:
         return {
             "flow": FlowConfig(model="rqs-coupling", blocks=6, hidden=128, layers=2, bins=12, tail_bound=6.0),
             "preprocessing": _scaled(layout, "standardize"),
-            "training": TrainConfig(
-                epochs=40,
-                batch_size=1024,
-                lr=2e-3,
-                lr_final=2e-5,
-                schedule="power",
-                power=1.0,
-                selection="nll",
-                patience=8,
-            ),
+            "training": _linear_decay(epochs=40, lr=2e-3, patience=8),
         }
     if name == "spline-ar":
         # autoregressive rational-quadratic splines: no dense mixing layer between blocks, so no correlation
@@ -169,16 +175,7 @@ def _preset(name: str, layout: ResponseLayout) -> dict[str, Any]:
         return {
             "flow": FlowConfig(model="rqs-ar", blocks=5, hidden=128, layers=2, bins=12, tail_bound=6.0),
             "preprocessing": _scaled(layout, "standardize"),
-            "training": TrainConfig(
-                epochs=40,
-                batch_size=1024,
-                lr=2e-3,
-                lr_final=2e-5,
-                schedule="power",
-                power=1.0,
-                selection="nll",
-                patience=8,
-            ),
+            "training": _linear_decay(epochs=40, lr=2e-3, patience=8),
         }
     if name == "affine-spline":
         # two affine autoregressive blocks learn the conditional location and scale (the resolutions vary by a
@@ -190,32 +187,13 @@ def _preset(name: str, layout: ResponseLayout) -> dict[str, Any]:
                 model="rqs-ar", affine_blocks=2, blocks=3, hidden=128, layers=2, bins=12, tail_bound=6.0
             ),
             "preprocessing": _scaled(layout, "standardize"),
-            "training": TrainConfig(
-                epochs=24,
-                batch_size=1024,
-                lr=1e-3,
-                lr_final=1e-5,
-                schedule="power",
-                power=1.0,
-                selection="nll",
-                patience=None,
-                ema_decay=0.998,
-            ),
+            "training": _linear_decay(epochs=24, lr=1e-3, patience=None, ema_decay=0.998),
         }
     if name == "demo":
         return {
             "flow": FlowConfig(model="rqs-coupling", blocks=4, hidden=64, layers=2, bins=8, tail_bound=6.0),
             "preprocessing": _scaled(layout, "standardize"),
-            "training": TrainConfig(
-                epochs=12,
-                batch_size=1024,
-                lr=3e-3,
-                lr_final=3e-5,
-                schedule="power",
-                power=1.0,
-                selection="nll",
-                patience=None,
-            ),
+            "training": _linear_decay(epochs=12, lr=3e-3, patience=None),
         }
     raise InputError(f"unknown response preset {name!r}; choose one of {', '.join(PRESETS)}")
 
