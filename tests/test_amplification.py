@@ -8,6 +8,7 @@ import pytest
 
 from mcsurrogate.amplification import (
     CONTINUOUS_FEATURES,
+    ComparisonRow,
     best_candidate,
     compare_models,
     feature_matrix,
@@ -75,3 +76,43 @@ def test_diverging_candidates_are_reported_not_fatal():
     assert all(r.failure and np.isnan(r.auc) for r in rows) and not models
     with pytest.raises(InputError, match="every candidate failed"):
         best_candidate(rows)
+
+
+def _row(name: str, auc: float, w1_ratio_max: float) -> ComparisonRow:
+    nan = float("nan")
+    return ComparisonRow(
+        name,
+        "maf",
+        "logit",
+        10,
+        1,
+        1,
+        nan,
+        nan,
+        nan,
+        nan,
+        0,
+        auc,
+        (auc, auc),
+        nan,
+        w1_ratio_max,
+        nan,
+        {},
+        [],
+        nan,
+        nan,
+        nan,
+        nan,
+    )
+
+
+def test_best_candidate_vetoes_far_out_samples_before_ranking_by_auc():
+    close_but_wild = _row("glow/gauss-rank", 0.51, 5e6)
+    sound = _row("maf/logit", 0.56, 1.8)
+    assert best_candidate([close_but_wild, sound]) is sound
+    assert best_candidate([_row("a", 0.51, float("nan")), sound]) is sound
+    assert best_candidate([close_but_wild, sound], max_w1_ratio=1e7) is close_but_wild
+    with pytest.warns(UserWarning, match="choosing by C2ST AUC alone"):
+        assert best_candidate([close_but_wild, _row("b", 0.6, 50.0)]) is close_but_wild
+    with pytest.raises(InputError, match="max_w1_ratio"):
+        best_candidate([sound], max_w1_ratio=0)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -263,10 +264,25 @@ def _failed_row(cand: Candidate, message: str, features: Sequence[str]) -> Compa
     )
 
 
-def best_candidate(rows: Sequence[ComparisonRow]) -> ComparisonRow:
+def best_candidate(rows: Sequence[ComparisonRow], *, max_w1_ratio: float = 10.0) -> ComparisonRow:
     """The candidate whose C2ST AUC is closest to 0.5 on the selection split; ties go to the lower max W1 ratio.
-    Candidates that failed to train are skipped."""
+
+    Candidates that failed to train are skipped, and so are those whose largest 1-D Wasserstein distance exceeds
+    ``max_w1_ratio`` × its MC-vs-MC baseline (or is not finite): a classifier can miss a few events generated
+    astronomically far out, the W1 distance cannot. Only when every trained candidate fails that veto is the best AUC
+    among them returned, with a warning.
+    """
+    if not max_w1_ratio > 0:
+        raise InputError(f"max_w1_ratio must be positive, got {max_w1_ratio!r}")
     trained = [r for r in rows if r.failure is None]
     if not trained:
         raise InputError("no trained candidate to choose from" + (" (every candidate failed)" if rows else ""))
-    return min(trained, key=lambda r: (round(abs(r.auc - 0.5), 4), r.w1_ratio_max))
+    sane = [r for r in trained if np.isfinite(r.w1_ratio_max) and r.w1_ratio_max <= max_w1_ratio]
+    if not sane:
+        warnings.warn(
+            f"every trained candidate has a 1-D Wasserstein distance above {max_w1_ratio} × its MC-vs-MC baseline; "
+            "choosing by C2ST AUC alone",
+            stacklevel=2,
+        )
+        sane = trained
+    return min(sane, key=lambda r: (round(abs(r.auc - 0.5), 4), r.w1_ratio_max))
