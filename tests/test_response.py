@@ -33,7 +33,7 @@ def study(smeared: ak.Array):
     def resmear(truth: ak.Array, seed: int) -> ak.Array:
         return smear_photons(truth, SmearingConfig("baseline"), seed=seed)
 
-    return run_scenario(smeared, preset="demo", n_boot=3, oversample=2, resmear=resmear, **TINY)
+    return run_scenario(smeared, preset="demo", n_boot=3, oversample=2, train_smearings=2, resmear=resmear, **TINY)
 
 
 def test_response_table_and_phi_wrapping(smeared: ak.Array) -> None:
@@ -51,8 +51,8 @@ def test_study_trains_on_disjoint_events_and_reproduces_the_mass_peak(study) -> 
     first, second = study.reference[:2000], study.reference[2000:]
     assert ak.all(first.truth_photons.pt == second.truth_photons.pt) and ak.all(first.photons.pt != second.photons.pt)
     assert ak.all(study.generated.truth_photons.pt[:2000] == first.truth_photons.pt)
-    split = study.model.metrics["split"]
-    assert split["train"] + split["validation"] == 18000 and split["test"] == 0
+    # 16 000 training and 2 000 validation truth events, each smeared twice, kept apart by truth event
+    assert study.model.metrics["split"] == {"train": 32000, "validation": 4000, "test": 0}
     ev = study.evaluation.to_dict()
     # even a 4-epoch model gets the diphoton mass peak roughly right
     assert abs(ev["mass_mean_difference_gev"]) < 0.3
@@ -131,6 +131,10 @@ def test_evaluation_with_several_smearings_per_truth_event(smeared: ak.Array) ->
     assert abs(ev.to_dict()["mass_mean_difference_gev"]) < 0.1
     with pytest.raises(InputError, match="oversample"):
         run_scenario(smeared, preset="demo", oversample=0)
+    with pytest.raises(InputError, match="train_smearings"):
+        run_scenario(smeared, preset="demo", train_smearings=0)
+    with pytest.raises(InputError, match="needs resmear"):
+        run_scenario(smeared, preset="demo", train_smearings=2)
 
 
 def test_apply_and_train_response_cli(study, tmp_path) -> None:

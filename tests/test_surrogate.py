@@ -249,3 +249,19 @@ def test_validation_events_beyond_the_fitted_logit_range_are_left_out_and_counte
         model.fit(events, progress=False)
     assert model.metrics["data"]["outside_fitted_range"] == {"validation": 2, "test": 1}
     assert math.isfinite(model.result.best_metric)
+
+
+def test_explicit_validation_events_select_and_every_given_event_trains(small_events: ak.Array) -> None:
+    n = len(small_events)
+    train, val = small_events[: n - 500], small_events[n - 500 :]
+    model = Surrogate(
+        ["a", "b"], ["mu"], flow={"model": "maf", "blocks": 1, "hidden": 8}, training=FAST | {"epochs": 2}
+    )
+    model.fit(train, validation=val, progress=False)
+    assert model.metrics["split"] == {"train": n - 500, "validation": 500, "test": 0}
+    # the selection metric is the flow-space NLL of exactly the given validation events
+    xv = model.preprocessor.forward(np.column_stack([val.a.to_numpy(), val.b.to_numpy()]))
+    cv = model.condition_preprocessor.forward(val.mu.to_numpy()[:, None])
+    assert float(-model._flow_log_prob(xv, cv).mean()) == pytest.approx(model.result.best_metric, rel=1e-4)
+    with pytest.raises(InputError, match="no events to validate on"):
+        model.fit(train, validation=val[:0], progress=False)

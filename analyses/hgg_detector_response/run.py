@@ -3,9 +3,10 @@
     python analyses/hgg_detector_response/run.py --out reports/hgg [--small] [--preset affine-spline] [--truth FILE]
 
 For each scenario (baseline; correlation ρ = 0.5 and 1.0; asymmetric tails) the truth sample (default: the
-packaged Pythia 8 gg→H sample) is smeared with the reference smearing, a response surrogate is trained on 90 %
-of the events (80 % training, 10 % model selection) and applied ``--oversample`` times to the remaining 10 %, which
-it never saw, and so is the reference smearing; the comparison gives paper A's Figures 1–6 as PNGs, ``report.json`` with every number plotted, and
+packaged Pythia 8 gg→H sample) is smeared with the reference smearing, ``--train-smearings`` times per truth event
+(the reference smearing stands in for the full simulation: several detector passes of each generated event), a
+response surrogate is trained on 80 % of the truth events, selected on 10 %, and applied ``--oversample`` times to the
+remaining 10 %, which it never saw, and so is the reference smearing; the comparison gives paper A's Figures 1–6 as PNGs, ``report.json`` with every number plotted, and
 ``report.md``.
 """
 
@@ -24,7 +25,7 @@ from mcsurrogate.io import read_events
 from mcsurrogate.response.plots import save_all
 from mcsurrogate.response.smearing import SmearingConfig, smear_photons
 from mcsurrogate.response.study import run_scenario
-from mcsurrogate.response.surrogate import PRESETS
+from mcsurrogate.response.surrogate import PRESETS, response_surrogate
 
 SCENARIOS = {
     "baseline": SmearingConfig("baseline"),
@@ -97,13 +98,22 @@ def main(argv: list[str] | None = None) -> int:
         help="smearings per test truth event, by the surrogate and by the reference (default 5): every comparison is "
         "that much more precise; the first reference smearing alone is reported beside it",
     )
+    ap.add_argument(
+        "--train-smearings",
+        type=int,
+        help="detector passes (reference smearings) per training and validation truth event (default 5, 1 with "
+        "--small); the preset's epochs are divided by it unless --epochs is given, so the optimiser steps stay the same",
+    )
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
+    train_smearings = args.train_smearings or (1 if args.small else 5)
     truth = read_events(args.truth) if args.truth else load_default_truth()
     n = 20_000 if args.small and not args.events else args.events
     if n:
         truth = truth[:n]
-    epochs = 3 if args.small and not args.epochs else args.epochs
+    epochs = args.epochs or (3 if args.small else None)
+    if epochs is None and train_smearings > 1:
+        epochs = max(1, round(response_surrogate(args.preset).train_config.epochs / train_smearings))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report: dict = {
@@ -111,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         "n_truth_events": len(truth),
         "preset": args.preset,
         "oversample": args.oversample,
+        "train_smearings": train_smearings,
+        "epochs": epochs,
         "process": "ggH" if not args.truth else "see truth",
         "scenarios": {},
     }
@@ -124,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             training={"epochs": epochs} if epochs else None,
             seed=args.seed + 100 * k + 1,
             oversample=args.oversample,
+            train_smearings=train_smearings,
             resmear=lambda truth, seed, config=config: smear_photons(truth, config, seed=seed),
         )
         figures = save_all(result.evaluation, result.reference, result.generated, out, prefix=f"{name}_")

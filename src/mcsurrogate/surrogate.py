@@ -36,7 +36,7 @@ from .flows import FlowConfig, FlowModel, build_flow
 from .persistence import atomic_write_text, load_tensors, read_json, save_tensors
 from .preprocessing import Preprocessor
 from .records import FeatureSpec, from_matrix, to_matrix, to_objects
-from .training import TrainConfig, TrainResult, fingerprint, resolve_device, split_indices, train_flow
+from .training import Split, TrainConfig, TrainResult, fingerprint, resolve_device, split_indices, train_flow
 
 __all__ = ["MODEL_FORMAT", "SCHEMA_VERSION", "Surrogate"]
 
@@ -246,6 +246,7 @@ class Surrogate:
         events: ak.Array,
         *,
         nonfinite: Literal["raise", "drop"] = "raise",
+        validation: ak.Array | None = None,
         checkpoint_dir: str | os.PathLike[str] | None = None,
         resume: bool = True,
         progress: bool | None = None,
@@ -253,12 +254,25 @@ class Surrogate:
         """Split ``events`` (train/validation/test by ``training.fractions`` and seed), fit the preprocessing on
         the training split, train the flow and keep the best epoch. Returns ``self``.
 
+        ``validation``: the model-selection events, when the caller keeps them apart (e.g. several detector
+        smearings of the same truth events must not straddle training and validation); every row of ``events``
+        then trains and ``training.fractions`` is not used.
         ``checkpoint_dir`` keeps ``last``/``best`` checkpoints; a run killed and started again with the same
         data, configuration and directory resumes where it stopped.
         """
         _, x, c, data_report = self._prepare(events, nonfinite)
         cfg = self.train_config
-        split = split_indices(len(x), cfg.fractions, cfg.seed)
+        if validation is None:
+            split = split_indices(len(x), cfg.fractions, cfg.seed)
+        else:
+            _, xv, cv, val_report = self._prepare(validation, nonfinite)
+            if len(x) == 0 or len(xv) == 0:
+                raise InputError(f"no events to {'train on' if len(x) == 0 else 'validate on'}")
+            data_report["validation"] = val_report
+            n = len(x)
+            x = np.concatenate([x, xv])
+            c = None if c is None or cv is None else np.concatenate([c, cv])
+            split = Split(np.arange(n), np.arange(n, len(x)), np.arange(0))
         self.preprocessor.fit(x[split.train])
         if self.condition_preprocessor is not None and c is not None:
             self.condition_preprocessor.fit(c[split.train])

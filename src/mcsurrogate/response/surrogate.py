@@ -233,12 +233,21 @@ def train_response(
     layout: ResponseLayout = DEFAULT_LAYOUT,
     flow: dict[str, Any] | None = None,
     training: dict[str, Any] | None = None,
+    validation: ak.Array | None = None,
     checkpoint_dir: str | None = None,
     progress: bool | None = None,
 ) -> Surrogate:
-    """Train a response surrogate on smeared (reco + truth) events; returns the fitted :class:`Surrogate`."""
+    """Train a response surrogate on smeared (reco + truth) events; returns the fitted :class:`Surrogate`.
+
+    ``validation``: smeared events for model selection kept apart by the caller (then all of ``smeared`` trains);
+    by default ``smeared`` is split by the training fractions."""
     model = response_surrogate(preset, layout=layout, flow=flow, training=training)
-    return model.fit(response_table(smeared, layout), checkpoint_dir=checkpoint_dir, progress=progress)
+    return model.fit(
+        response_table(smeared, layout),
+        validation=None if validation is None else response_table(validation, layout),
+        checkpoint_dir=checkpoint_dir,
+        progress=progress,
+    )
 
 
 def apply_response(
