@@ -6,7 +6,8 @@ reverse permutations, in ``nflows.flows.Flow``.
 
     python benchmarks/bench_flows.py [--json out.json] [--quick] [--device auto]
 
-Prints events/s and the ratio to the baseline; all timings from one process, same data, same threads. For sampling
+Then the detector-response presets (``mcsurrogate.response.PRESETS``) at their own sizes, on the same 6 targets and
+5 conditions. Prints events/s and the ratio to the baseline; all timings from one process, same data, same threads. For sampling
 it also prints the achieved FLOP/s (FLOPs per sampled event counted by ``torch.utils.flop_counter`` × events/s) as a
 fraction of a plain float32 matmul measured in the same run (the speed issue's target: ≥ 50 %).
 """
@@ -26,6 +27,7 @@ from nflows.transforms import CompositeTransform, MaskedAffineAutoregressiveTran
 from torch.utils.flop_counter import FlopCounterMode
 
 from mcsurrogate.flows import FLOW_FAMILIES, FlowConfig, build_flow
+from mcsurrogate.response import PRESETS, response_surrogate
 from mcsurrogate.training import resolve_device
 
 D, C, BLOCKS, HIDDEN = 6, 5, 10, 128
@@ -102,6 +104,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="shorter timings (noisier)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--families", default=",".join(FLOW_FAMILIES))
+    ap.add_argument("--presets", default=",".join(PRESETS), help="response presets to time ('' for none)")
     args = ap.parse_args()
     device = resolve_device(args.device)
     seconds = 1.0 if args.quick else 4.0
@@ -133,8 +136,12 @@ def main() -> None:
         f"{base_flops / 1e3:>10.0f}{100 * base_flops * base_sample / peak:>10.1f}"
     )
 
-    for name in args.families.split(","):
-        cfg = FlowConfig(model=name, blocks=BLOCKS, hidden=HIDDEN, layers=2)
+    configs = {
+        name: FlowConfig(model=name, blocks=BLOCKS, hidden=HIDDEN, layers=2) for name in args.families.split(",")
+    }
+    if args.presets:
+        configs |= {f"preset {p}": response_surrogate(p).flow_config for p in args.presets.split(",")}
+    for name, cfg in configs.items():
         torch.manual_seed(0)
         flow = build_flow(cfg, D, C).to(device)
         tr = time_training(flow.log_prob, flow.parameters(), device, train_batch, seconds)
@@ -150,6 +157,7 @@ def main() -> None:
             lambda c, flow=flow: flow.sample_from_noise(flow.draw_noise(len(c), rng).to(device), c), device
         )
         results[name] = {
+            "flow": cfg.to_dict(),
             "train_events_per_s": tr,
             "sample_events_per_s": sa,
             "parameters": n_par,

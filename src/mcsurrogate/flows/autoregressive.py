@@ -4,18 +4,21 @@ The elementwise maths is nflows' own (``MaskedAffineAutoregressiveTransform`` an
 ``MaskedPiecewiseRationalQuadraticAutoregressiveTransform``); only the network is replaced, so that a
 conditional transform conditions every feature (see :mod:`mcsurrogate.flows.made`).
 
-Direction: ``forward`` maps data → noise in one network pass (density evaluation, training);
-``inverse`` (sampling) needs one pass per feature.
+Direction: ``forward`` maps data → noise in one network pass (density evaluation, training); ``inverse``
+(sampling) draws the features one after the other with :meth:`ConditionalMADE.autoregressive_inverse`, whose D steps
+cost one network pass and one elementwise inverse per feature (nflows' loop: D passes, each inverting every feature).
 """
 
 from __future__ import annotations
 
+import torch
 from nflows.transforms.autoregressive import (
     AutoregressiveTransform,
     MaskedAffineAutoregressiveTransform,
     MaskedPiecewiseRationalQuadraticAutoregressiveTransform,
 )
 from nflows.transforms.splines import rational_quadratic
+from torch.nn import functional as F
 
 from .made import ConditionalMADE
 
@@ -46,6 +49,13 @@ class AffineAutoregressive(MaskedAffineAutoregressiveTransform):
             residual=residual,
         )
         AutoregressiveTransform.__init__(self, net)
+
+    def _feature_inverse(self, z: torch.Tensor, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        scale = F.softplus(params[:, 0]) + self._epsilon
+        return ((z[:, 0] - params[:, 1]) / scale)[:, None], -torch.log(scale)
+
+    def inverse(self, inputs: torch.Tensor, context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return _inverse(self, inputs, context)
 
 
 class SplineAutoregressive(MaskedPiecewiseRationalQuadraticAutoregressiveTransform):
@@ -78,3 +88,23 @@ class SplineAutoregressive(MaskedPiecewiseRationalQuadraticAutoregressiveTransfo
             residual=residual,
         )
         AutoregressiveTransform.__init__(self, net)
+
+    def _feature_inverse(self, z: torch.Tensor, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._elementwise(z, params.clone(), inverse=True)  # nflows' maths on one feature; it edits params
+
+    def inverse(self, inputs: torch.Tensor, context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return _inverse(self, inputs, context)
+
+
+def _inverse(
+    transform: AffineAutoregressive | SplineAutoregressive, inputs: torch.Tensor, context: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    net = transform.autoregressive_net
+    assert isinstance(net, ConditionalMADE)
+
+    def step(d: int, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return transform._feature_inverse(inputs[:, d : d + 1], params)
+
+    x, logdet = net.autoregressive_inverse(inputs, context, step)
+    assert logdet is not None
+    return x, logdet

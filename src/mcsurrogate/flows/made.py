@@ -8,6 +8,11 @@ the context only, and the first output reads them. The context also enters every
 
 The output layout matches nflows (``features × output_multiplier``, feature-major), so the network plugs
 into nflows' autoregressive transforms unchanged.
+
+Sampling (:meth:`ConditionalMADE.autoregressive_inverse`) needs the features one after the other; instead of
+running the whole network once per feature (nflows: D passes, each evaluating every output), it computes each
+hidden unit once, at the step where the inputs it sees are known, and only the outputs of the feature being drawn:
+D steps that together cost one network pass.
 """
 
 from __future__ import annotations
@@ -38,9 +43,12 @@ class MaskedLinear(nn.Linear):
         super().__init__(in_features, out_features, bias=bias)
         self.register_buffer("mask", mask.to(torch.get_default_dtype()))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def masked_weight(self) -> torch.Tensor:
         mask: torch.Tensor = self.mask  # type: ignore[assignment]  # a registered buffer
-        return F.linear(x, self.weight * mask, self.bias)
+        return self.weight * mask
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.masked_weight(), self.bias)
 
 
 def _hidden_degrees(width: int, features: int, conditional: bool) -> torch.Tensor:
@@ -133,3 +141,60 @@ class ConditionalMADE(nn.Module):
                 t = t + ctx[i](context)
             h = h + act(t) if self.residual else act(t)
         return self.output_layer(h)
+
+    def autoregressive_inverse(
+        self,
+        like: torch.Tensor,
+        context: torch.Tensor | None,
+        step: Callable[[int, torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]],
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Draw the features in order: ``step(d, params)`` turns feature ``d``'s parameters (batch,
+        ``output_multiplier``), computed from the features before it and the context, into its value (batch, 1) and a
+        log-Jacobian (batch,) or ``None``. Returns the features (batch, D) and the summed log-Jacobian (or ``None``).
+
+        Each hidden unit of degree k sees the features 1 … k only, so it is computed once, at step k + 1; the output
+        of feature d reads the units of degree < d. ``like`` (batch, ·) gives the batch size, dtype and device; sizes are
+        taken from tensors, not Python integers, so that a traced graph (TorchScript, ONNX) takes any batch size.
+        """
+        act = self.activation
+        ctx_terms = None if self.context_layers is None else [layer(context) for layer in self.context_layers]
+        mask_in: torch.Tensor = self.input_layer.mask  # type: ignore[assignment]  # a registered buffer
+        degrees = mask_in.sum(dim=1).round().long()  # a unit of degree k sees the first k features
+        w_in = self.input_layer.masked_weight()
+        inner: list[MaskedLinear] = [layer for layer in self.inner if isinstance(layer, MaskedLinear)]
+        w_inner = [layer.masked_weight() for layer in inner]
+        w_out = self.output_layer.masked_weight()
+        m = self.output_multiplier
+        chunks: list[list[torch.Tensor]] = [[] for _ in range(1 + len(self.inner))]
+        known: list[torch.Tensor] = []  # unit indices computed so far, in the order of the chunks
+        values: list[torch.Tensor] = []
+        empty = like[:, :0]
+        logdet: torch.Tensor | None = None
+        for d in range(self.features):
+            units = torch.nonzero(degrees == d).flatten()
+            if len(units):
+                seen = torch.cat(values, dim=1) if values else empty
+                pre = seen @ w_in[units, :d].T + self.input_layer.bias[units]
+                if ctx_terms is not None:
+                    pre = pre + ctx_terms[0][:, units]
+                h = act(pre)
+                chunks[0].append(h)
+                cols = torch.cat([*known, units])
+                for i, (layer, w) in enumerate(zip(inner, w_inner, strict=True), start=1):
+                    t = torch.cat(chunks[i - 1], dim=1) @ w[units][:, cols].T + layer.bias[units]
+                    if ctx_terms is not None:
+                        t = t + ctx_terms[i][:, units]
+                    h = h + act(t) if self.residual else act(t)
+                    chunks[i].append(h)
+                known.append(units)
+            rows = slice(d * m, (d + 1) * m)
+            if known:
+                last = torch.cat(chunks[-1], dim=1)
+                params = last @ w_out[rows][:, torch.cat(known)].T + self.output_layer.bias[rows]
+            else:
+                params = torch.zeros_like(like[:, :1]) + self.output_layer.bias[rows]
+            x, ld = step(d, params)
+            values.append(x)
+            if ld is not None:
+                logdet = ld if logdet is None else logdet + ld
+        return torch.cat(values, dim=1), logdet

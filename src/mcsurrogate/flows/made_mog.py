@@ -69,18 +69,19 @@ class MADEMoG(nn.Module):
     def from_noise(self, noise: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """Sample from standard-normal noise ``(batch, 2·features)``.
 
-        One network pass per feature (autoregressive). The first half of the noise gives each feature's
-        Gaussian draw; the second half, mapped to uniforms by the normal CDF, picks the component by
-        inverting the cumulative mixture weights.
+        Autoregressive: :meth:`ConditionalMADE.autoregressive_inverse` draws the features in order at the cost of one
+        network pass. The first half of the noise gives each feature's Gaussian draw; the second half, mapped to
+        uniforms by the normal CDF, picks the component by inverting the cumulative mixture weights.
         """
         eps, unif = noise[:, : self.features], torch.special.ndtr(noise[:, self.features :])
-        z = torch.zeros_like(eps)
-        for d in range(self.features):
-            log_w, means, log_stds = self._params(z, context)
-            cdf = torch.cumsum(log_w[:, d].exp(), dim=-1)
+
+        def step(d: int, params: torch.Tensor) -> tuple[torch.Tensor, None]:
+            p = params.view(-1, 3, self.components)
+            log_stds = p[:, 2].clamp(-7.0, 5.0)
+            cdf = torch.cumsum(F.softmax(p[:, 0], dim=-1), dim=-1)
             k = torch.searchsorted(cdf, unif[:, d : d + 1].contiguous()).clamp(max=self.components - 1)
-            mu = means[:, d].gather(1, k).squeeze(1)
-            sd = log_stds[:, d].gather(1, k).squeeze(1).exp()
-            z = z.clone()
-            z[:, d] = mu + sd * eps[:, d]
+            mu = p[:, 1].gather(1, k)
+            return mu + log_stds.gather(1, k).exp() * eps[:, d : d + 1], None
+
+        z, _ = self.net.autoregressive_inverse(eps, context, step)
         return z
