@@ -55,6 +55,19 @@ class Sample:
         return Sample(v, w)
 
 
+#: the numbers of one scan point, in the order :func:`evaluate_point` computes them (a failed point: NaN each)
+RESULT_FIELDS = (
+    "mu_hat",
+    "mu_sigma",
+    "z0",
+    "z_signed",
+    "p0",
+    "ul_observed",
+    "n_fits",
+    *(f"ul_expected_{band}" for band in ("m2", "m1", "median", "p1", "p2")),
+)
+
+
 def evaluate_point(
     signal: Any,
     background: Any,
@@ -81,30 +94,8 @@ def evaluate_point(
         limit = inf.upper_limit(level)
     except FitError as exc:
         raise FitError(f"scan point {label}: {exc}") from exc
-    row = {
-        "mu_hat": fit.mu,
-        "mu_sigma": fit.sigma,
-        "z0": disc.z0,
-        "z_signed": disc.z_signed,
-        "p0": disc.p0,
-        "ul_observed": limit.observed,
-        "n_fits": inf.n_fits,
-    }
-    for band, value in zip(("m2", "m1", "median", "p1", "p2"), limit.expected, strict=False):
-        row[f"ul_expected_{band}"] = value
-    return row
-
-
-RESULT_FIELDS = (
-    "mu_hat",
-    "mu_sigma",
-    "z0",
-    "z_signed",
-    "p0",
-    "ul_observed",
-    "n_fits",
-    *(f"ul_expected_{band}" for band in ("m2", "m1", "median", "p1", "p2")),
-)
+    values = (fit.mu, fit.sigma, disc.z0, disc.z_signed, disc.p0, limit.observed, inf.n_fits, *limit.expected)
+    return dict(zip(RESULT_FIELDS, values, strict=True))
 
 
 def _run(task: dict[str, Any]) -> dict[str, Any]:
