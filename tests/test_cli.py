@@ -197,7 +197,8 @@ def test_training_killed_with_sigkill_resumes_to_the_same_model(tmp_path: Path) 
         assert np.array_equal(ref[key].numpy(), got[key].numpy()), key
 
 
-def test_sampling_killed_while_writing_leaves_no_partial_file(model_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_sampling_killed_while_writing_leaves_no_partial_file(model_dir: Path, tmp_path: Path, sig: int) -> None:
     cond = tmp_path / "cond.parquet"
     ak.to_parquet(correlated_events(2_000_000, seed=6), cond)
     out = tmp_path / "gen.parquet"
@@ -222,6 +223,9 @@ def test_sampling_killed_while_writing_leaves_no_partial_file(model_dir: Path, t
     while not any(p.name.startswith(".gen.parquet.tmp") and p.stat().st_size > 0 for p in tmp_path.iterdir()):
         assert proc.poll() is None and time.time() < deadline, "sampling ended before a partial file appeared"
         time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    os.kill(proc.pid, sig)
+    code = proc.wait()
     assert not out.exists()
+    if sig == signal.SIGTERM:  # caught: the command unwinds, deletes its temporary file and exits with 128 + 15
+        assert code == 143
+        assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".gen.parquet.tmp")]

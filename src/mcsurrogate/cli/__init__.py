@@ -3,15 +3,18 @@
 Each command group lives in its own module with a ``register(subparsers)`` function that adds
 its sub-commands; each sub-command's handler takes the parsed arguments and returns an exit code.
 Errors derived from :class:`mcsurrogate.errors.MCSurrogateError` are printed as one paragraph
-(no traceback) with exit code 2.
+(no traceback) with exit code 2. Ctrl-C and SIGTERM (a batch system's kill) unwind the command like an exception,
+so half-written outputs (``.NAME.tmp-*`` beside the destination) are deleted; exit codes 130 and 143.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 import textwrap
+import threading
 from collections.abc import Sequence
 
 from ..errors import MCSurrogateError
@@ -49,6 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 1
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
         return int(args.func(args) or 0)
     except MCSurrogateError as exc:
@@ -58,6 +63,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"mcsurrogate {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"mcsurrogate {args.command}: terminated (SIGTERM)", file=sys.stderr)
+        return 143
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(BaseException):
+    """Raised by the SIGTERM handler the CLI installs: like KeyboardInterrupt, it unwinds every ``with`` and
+    ``finally`` block, so temporary outputs are removed."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
 
 
 if __name__ == "__main__":  # pragma: no cover
