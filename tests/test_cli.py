@@ -134,7 +134,7 @@ def test_bad_inputs_get_one_paragraph(root_file: Path, model_dir: Path, tmp_path
     bad = write_root(tmp_path / "nan.root", ak.zip({"a": np.r_[np.nan, np.ones(99)], "mu": np.ones(100)}))
     fails_with(
         run("train", str(bad), "--targets", "a", "--conditions", "mu", "--out", str(tmp_path / "m"), check=False),
-        "'a': 1",
+        "a: 1 NaN",
         "--drop-nonfinite",
     )
 

@@ -440,6 +440,13 @@ class FeatureSpec:
         Rows with NaN or ±inf raise :class:`InputError` with the counts per column, or are dropped and counted
         (``nonfinite="drop"``).
         """
+        _, x, c, report = self.flat_matrices(events, nonfinite=nonfinite)
+        return x, c, report
+
+    def flat_matrices(
+        self, events: ak.Array, *, nonfinite: Literal["raise", "drop"] = "raise"
+    ) -> tuple[ak.Array, np.ndarray, np.ndarray | None, FlattenReport]:
+        """As :meth:`matrices`, with the flat records of the kept rows (:meth:`flatten`) first."""
         flat, report = self.flatten(events)
         x = to_matrix(flat, self.targets, what="target")
         c = to_matrix(flat, self.conditions, what="condition") if self.conditions else None
@@ -449,9 +456,9 @@ class FeatureSpec:
             _, keep = check_finite(both, self.columns, policy=nonfinite, what="targets and conditions")
             report.dropped_nonfinite = {col: int(k) for col, k in zip(self.columns, bad.sum(axis=0), strict=False) if k}
             report.n_kept = int(keep.sum())
-            x = x[keep]
+            flat, x = flat[keep], x[keep]
             c = None if c is None else c[keep]
-        return x, c, report
+        return flat, x, c, report
 
 
 def _promoted(column: ak.Array) -> ak.Array:

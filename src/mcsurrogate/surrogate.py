@@ -152,25 +152,8 @@ class Surrogate:
         self, events: ak.Array, nonfinite: Literal["raise", "drop"]
     ) -> tuple[ak.Array, np.ndarray, np.ndarray | None, dict[str, Any]]:
         """Flat records, target and condition matrices (float64) and a report of what was dropped."""
-        flat, report = self.spec.flatten(events)
-        x = to_matrix(flat, self.targets, what="target")
-        c = to_matrix(flat, self.conditions, what="condition") if self.conditional else None
-        both = x if c is None else np.hstack([x, c])
-        bad = ~np.isfinite(both)
+        flat, x, c, report = self.spec.flat_matrices(events, nonfinite=nonfinite)
         info = report.to_dict()
-        if bad.any():
-            columns = self.targets + self.conditions
-            counts = {col: int(k) for col, k in zip(columns, bad.sum(axis=0), strict=False) if k}
-            if nonfinite != "drop":
-                raise InputError(
-                    f"non-finite values (NaN or inf) in {sorted(counts)}: counts per column {counts}; "
-                    "clean the data or pass nonfinite='drop' (CLI: --drop-nonfinite) to drop those events"
-                )
-            keep = ~bad.any(axis=1)
-            flat, x = flat[keep], x[keep]
-            c = None if c is None else c[keep]
-            info["dropped_nonfinite"] = counts
-            info["n_kept"] = int(keep.sum())
         inside = self.preprocessor.in_domain(x)
         if not inside.all():
             # a bounded preprocessing (e.g. paper A's scale + atanh) cannot represent these events: drop, count, warn
