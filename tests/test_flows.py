@@ -217,6 +217,10 @@ def test_one_pass_autoregressive_inverse_matches_nflows_loop(block: str, residua
         z_back, logdet_fwd = t(x, c)
     assert torch.allclose(x, x_loop, atol=1e-5) and torch.allclose(logdet, logdet_loop, atol=1e-4)
     assert torch.allclose(z_back, z, atol=1e-4) and torch.allclose(logdet, -logdet_fwd, atol=1e-4)
+    # with autograd on, the same values through the path that keeps the graph (no in-place buffers)
+    x_grad, logdet_grad = t.inverse(z, c)
+    x_grad.sum().backward()
+    assert torch.allclose(x_grad, x, atol=1e-6) and torch.allclose(logdet_grad, logdet, atol=1e-5)
 
 
 @pytest.mark.parametrize("context", [None, 3])

@@ -108,6 +108,9 @@ class ConditionalMADE(nn.Module):
         def hidden_mask(prev: torch.Tensor) -> torch.Tensor:
             return (hid_deg[:, None] >= prev[None, :]).float()
 
+        # sampling order of the hidden units (by degree) and where each degree ends: model constants, not saved
+        self.register_buffer("unit_order", torch.argsort(hid_deg, stable=True), persistent=False)
+        self.degree_ends: list[int] = torch.bincount(hid_deg, minlength=features).cumsum(0).tolist()
         self.input_layer = MaskedLinear(hidden_mask(in_deg))
         n_inner = layers - 1
         self.inner = nn.ModuleList(MaskedLinear(hidden_mask(hid_deg)) for _ in range(n_inner))
@@ -157,44 +160,65 @@ class ConditionalMADE(nn.Module):
         taken from tensors, not Python integers, so that a traced graph (TorchScript, ONNX) takes any batch size.
         """
         act = self.activation
-        ctx_terms = None if self.context_layers is None else [layer(context) for layer in self.context_layers]
-        mask_in: torch.Tensor = self.input_layer.mask  # type: ignore[assignment]  # a registered buffer
-        degrees = mask_in.sum(dim=1).round().long()  # a unit of degree k sees the first k features
-        w_in = self.input_layer.masked_weight()
+        # hidden units sorted by degree: those of degree ≤ k are the first ends[k], so every slice below is a view
+        order: torch.Tensor = self.unit_order  # type: ignore[assignment]  # a registered buffer
+        ends = self.degree_ends
         inner: list[MaskedLinear] = [layer for layer in self.inner if isinstance(layer, MaskedLinear)]
-        w_inner = [layer.masked_weight() for layer in inner]
-        w_out = self.output_layer.masked_weight()
-        m = self.output_multiplier
-        chunks: list[list[torch.Tensor]] = [[] for _ in range(1 + len(self.inner))]
-        known: list[torch.Tensor] = []  # unit indices computed so far, in the order of the chunks
+        w_in, b_in = self.input_layer.masked_weight()[order], self.input_layer.bias[order]
+        w_inner = [layer.masked_weight()[order][:, order] for layer in inner]
+        b_inner = [layer.bias[order] for layer in inner]
+        w_out, b_out = self.output_layer.masked_weight()[:, order], self.output_layer.bias
+        ctx_terms = None
+        if self.context_layers is not None:
+            if context is None:
+                raise ValueError("this MADE is conditional: a context tensor is required")
+            ctx_layers: list[nn.Linear] = [layer for layer in self.context_layers if isinstance(layer, nn.Linear)]
+            ctx_terms = [F.linear(context, layer.weight[order], layer.bias[order]) for layer in ctx_layers]
+        # without autograd (sampling), hidden values go into preallocated buffers; with it (or when tracing for
+        # TorchScript/ONNX) into lists joined with cat, since in-place writes would break the backward pass
+        in_place = not torch.is_grad_enabled() and not torch.jit.is_tracing()
+        n_layers = 1 + len(inner)
+        batch = like.shape[0]
+        buffers = [like.new_empty(batch, len(order)) for _ in range(n_layers)] if in_place else []
+        chunks: list[list[torch.Tensor]] = [[] for _ in range(n_layers)]
+        drawn = like.new_empty(batch, self.features) if in_place else None
         values: list[torch.Tensor] = []
-        empty = like[:, :0]
+
+        def hidden(i: int, end: int) -> torch.Tensor:
+            return buffers[i][:, :end] if in_place else torch.cat(chunks[i], dim=1)
+
+        m = self.output_multiplier
         logdet: torch.Tensor | None = None
+        start = 0
         for d in range(self.features):
-            units = torch.nonzero(degrees == d).flatten()
-            if len(units):
-                seen = torch.cat(values, dim=1) if values else empty
-                pre = seen @ w_in[units, :d].T + self.input_layer.bias[units]
+            end = ends[d]  # units of degree d are [start, end)
+            if end > start:
+                seen = drawn[:, :d] if drawn is not None else torch.cat(values, dim=1) if values else like[:, :0]
+                pre = seen @ w_in[start:end, :d].T + b_in[start:end]
                 if ctx_terms is not None:
-                    pre = pre + ctx_terms[0][:, units]
+                    pre = pre + ctx_terms[0][:, start:end]
                 h = act(pre)
-                chunks[0].append(h)
-                cols = torch.cat([*known, units])
-                for i, (layer, w) in enumerate(zip(inner, w_inner, strict=True), start=1):
-                    t = torch.cat(chunks[i - 1], dim=1) @ w[units][:, cols].T + layer.bias[units]
-                    if ctx_terms is not None:
-                        t = t + ctx_terms[i][:, units]
-                    h = h + act(t) if self.residual else act(t)
-                    chunks[i].append(h)
-                known.append(units)
+                for i in range(n_layers):
+                    if i:
+                        t = hidden(i - 1, end) @ w_inner[i - 1][start:end, :end].T + b_inner[i - 1][start:end]
+                        if ctx_terms is not None:
+                            t = t + ctx_terms[i][:, start:end]
+                        h = h + act(t) if self.residual else act(t)
+                    if in_place:
+                        buffers[i][:, start:end] = h
+                    else:
+                        chunks[i].append(h)
             rows = slice(d * m, (d + 1) * m)
-            if known:
-                last = torch.cat(chunks[-1], dim=1)
-                params = last @ w_out[rows][:, torch.cat(known)].T + self.output_layer.bias[rows]
+            if end > 0:
+                params = hidden(n_layers - 1, end) @ w_out[rows, :end].T + b_out[rows]
             else:
-                params = torch.zeros_like(like[:, :1]) + self.output_layer.bias[rows]
+                params = torch.zeros_like(like[:, :1]) + b_out[rows]
             x, ld = step(d, params)
-            values.append(x)
+            if drawn is not None:
+                drawn[:, d : d + 1] = x
+            else:
+                values.append(x)
             if ld is not None:
                 logdet = ld if logdet is None else logdet + ld
-        return torch.cat(values, dim=1), logdet
+            start = end
+        return (drawn if drawn is not None else torch.cat(values, dim=1)), logdet

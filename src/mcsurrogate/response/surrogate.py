@@ -170,8 +170,8 @@ def _preset(name: str, layout: ResponseLayout) -> dict[str, Any]:
         }
     if name == "spline-ar":
         # autoregressive rational-quadratic splines: no dense mixing layer between blocks, so no correlation
-        # between responses is created by a linear map the data do not constrain; sampling is one network
-        # pass per dimension and block
+        # between responses is created by a linear map the data do not constrain; sampling takes one network
+        # pass per block, in six sequential steps
         return {
             "flow": FlowConfig(model="rqs-ar", blocks=5, hidden=128, layers=2, bins=12, tail_bound=6.0),
             "preprocessing": _scaled(layout, "standardize"),
