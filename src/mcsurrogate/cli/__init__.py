@@ -52,8 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 1
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    # only from the main thread, and only over a handler Python can put back (None: installed outside Python)
+    previous = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
+    if previous is not None:
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         return int(args.func(args) or 0)
     except MCSurrogateError as exc:
@@ -67,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mcsurrogate {args.command}: terminated (SIGTERM)", file=sys.stderr)
         return 143
     finally:
-        if in_main_thread:
+        if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 
 
