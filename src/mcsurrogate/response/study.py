@@ -94,37 +94,21 @@ def run_scenario(
         raise InputError("train_smearings > 1 needs resmear, the reference smearing as a function")
     split = split_indices(len(smeared), fractions, seed)
     training = {"seed": seed} | (training or {})
-    fields = [layout.collection, layout.truth_collection, layout.pileup]
-
-    def detector_passes(part: ak.Array, base_seed: int) -> ak.Array:
-        first = ak.zip({f: part[f] for f in fields}, depth_limit=1)
-        if resmear is None or train_smearings == 1:
-            return first
-        truth = ak.zip(
-            {layout.collection: part[layout.truth_collection], layout.pileup: part[layout.pileup]}, depth_limit=1
-        )
-        more = [resmear(truth, base_seed + j) for j in range(1, train_smearings)]
-        return ak.concatenate([first, *(ak.zip({f: m[f] for f in fields}, depth_limit=1) for m in more)])
 
     t0 = time.perf_counter()
     model = train_response(
-        detector_passes(smeared[split.train], seed + 2000),
+        _detector_passes(smeared[split.train], train_smearings, seed + 2000, resmear, layout),
         preset,
         layout=layout,
         flow=flow,
         training=training,
-        validation=detector_passes(smeared[split.validation], seed + 3000),
+        validation=_detector_passes(smeared[split.validation], train_smearings, seed + 3000, resmear, layout),
         progress=progress,
     )
     t_train = time.perf_counter() - t0
-    first = ak.zip({f: smeared[split.test][f] for f in fields}, depth_limit=1)
-    truth = ak.zip(
-        {layout.collection: first[layout.truth_collection], layout.pileup: first[layout.pileup]}, depth_limit=1
-    )
-    reference = first
-    if resmear is not None and oversample > 1:
-        more = [resmear(truth, seed + 1000 + j) for j in range(1, oversample)]
-        reference = ak.concatenate([first, *(ak.zip({f: m[f] for f in fields}, depth_limit=1) for m in more)])
+    reference = _detector_passes(smeared[split.test], oversample, seed + 1000, resmear, layout)
+    first = reference[: len(split.test)]
+    truth = _truth_of(first, layout)
     if oversample > 1:
         truth = truth[np.tile(np.arange(len(truth)), oversample)]
     t1 = time.perf_counter()
@@ -141,3 +125,28 @@ def run_scenario(
         len(first),
         diphoton_summary(first, layout.collection),
     )
+
+
+def _truth_of(smeared: ak.Array, layout: ResponseLayout) -> ak.Array:
+    """Truth records (truth objects in ``layout.collection``, and μ) of smeared events."""
+    return ak.zip(
+        {layout.collection: smeared[layout.truth_collection], layout.pileup: smeared[layout.pileup]}, depth_limit=1
+    )
+
+
+def _detector_passes(
+    part: ak.Array,
+    passes: int,
+    base_seed: int,
+    resmear: Callable[[ak.Array, int], ak.Array] | None,
+    layout: ResponseLayout,
+) -> ak.Array:
+    """``part``'s smeared events (reco, truth, μ), then ``passes − 1`` more reference smearings of the same truth
+    (seeds ``base_seed + 1``, …), concatenated; just ``part`` when there is no ``resmear`` or one pass."""
+    fields = [layout.collection, layout.truth_collection, layout.pileup]
+    first = ak.zip({f: part[f] for f in fields}, depth_limit=1)
+    if resmear is None or passes == 1:
+        return first
+    truth = _truth_of(first, layout)
+    more = [resmear(truth, base_seed + j) for j in range(1, passes)]
+    return ak.concatenate([first, *(ak.zip({f: m[f] for f in fields}, depth_limit=1) for m in more)])
