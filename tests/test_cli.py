@@ -101,6 +101,25 @@ def test_train_then_sample_reproduces_the_distributions(model_dir: Path, root_fi
     np.testing.assert_array_equal(again["a"], gen.a.to_numpy())
 
 
+def test_distill_then_sample_close_to_the_flow(model_dir: Path, root_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "fast"
+    proc = run(
+        "distill", str(model_dir), "--conditions-from", f"{root_file}:mc", "--pairs", "60000", "--epochs", "5",
+        "--batch-size", "512", "--hidden", "64", "--device", "cpu", "--out", str(out),
+    )  # fmt: skip
+    assert "saved" in proc.stdout and "teacher variance" in proc.stdout
+    assert json.loads(run("info", str(out), "--json").stdout)["distilled_sampler"]["hidden"] == 64
+    for model, name in ((model_dir, "flow.parquet"), (out, "fast.parquet")):
+        run("sample", str(model), "--conditions-from", f"{root_file}:mc", "-o", str(tmp_path / name), "--seed", "4")
+    flow, fast = ak.from_parquet(tmp_path / "flow.parquet"), ak.from_parquet(tmp_path / "fast.parquet")
+    for col in ("a", "b", "c"):  # same noise: event by event close
+        f, g = flow[col].to_numpy(), fast[col].to_numpy()
+        assert np.sqrt(np.mean((f - g) ** 2)) < 0.2 * f.std(), col
+    fails_with(run("distill", str(model_dir), "--out", str(tmp_path / "x"), check=False), "--conditions-from")
+    fails_with(run("distill", str(model_dir), "--conditions-from", str(root_file), "--out", str(out), check=False),
+               "exists already")  # fmt: skip
+
+
 def test_info(model_dir: Path) -> None:
     proc = run("info", str(model_dir))
     assert "maf" in proc.stdout and "a, b, c" in proc.stdout and "mu" in proc.stdout

@@ -64,6 +64,7 @@ from . import __version__
 from .errors import InputError, MCSurrogateError, OutputExistsError, require_extra
 from .flows import FlowModel, MADEMoG
 from .flows.coupling import InvertibleLinear
+from .flows.distilled import DistilledFlow, MLPSampler
 from .persistence import replace_atomically, temporary_path
 
 if TYPE_CHECKING:
@@ -82,7 +83,7 @@ _JIT_DEPRECATED = r".*`torch\.jit\.\w+` is deprecated"
 class _UnconditionalSampler(nn.Module):
     """``noise → flow.sample_from_noise(noise)``."""
 
-    def __init__(self, flow: FlowModel) -> None:
+    def __init__(self, flow: FlowModel | MLPSampler) -> None:
         super().__init__()
         self.flow = flow
 
@@ -93,7 +94,7 @@ class _UnconditionalSampler(nn.Module):
 class _ConditionalSampler(nn.Module):
     """``(noise, context) → flow.sample_from_noise(noise, context)``."""
 
-    def __init__(self, flow: FlowModel) -> None:
+    def __init__(self, flow: FlowModel | MLPSampler) -> None:
         super().__init__()
         self.flow = flow
 
@@ -101,15 +102,17 @@ class _ConditionalSampler(nn.Module):
         return self.flow.sample_from_noise(noise, context)
 
 
-def _cpu_sampler(surrogate: Surrogate) -> tuple[nn.Module, FlowModel]:
-    """The sampler module around a float32 CPU copy of the surrogate's flow, in eval mode."""
+def _cpu_sampler(surrogate: Surrogate) -> tuple[nn.Module, FlowModel | DistilledFlow]:
+    """The sampler module around a float32 CPU copy of the surrogate's flow, in eval mode (of a distilled
+    surrogate: around its student network alone, so the file holds no teacher weights)."""
     model = surrogate._require_model()
     flow = copy.deepcopy(model).to(device="cpu", dtype=torch.float32).eval()
-    sampler = _ConditionalSampler(flow) if flow.context_features is not None else _UnconditionalSampler(flow)
+    inner = flow.sampler if isinstance(flow, DistilledFlow) else flow
+    sampler = _ConditionalSampler(inner) if flow.context_features is not None else _UnconditionalSampler(inner)
     return sampler.eval(), flow
 
 
-def _example_inputs(flow: FlowModel, n: int, seed: int) -> tuple[torch.Tensor, ...]:
+def _example_inputs(flow: FlowModel | DistilledFlow, n: int, seed: int) -> tuple[torch.Tensor, ...]:
     """Standard-normal noise and (for a conditional flow) a standard-normal stand-in for preprocessed conditions."""
     rng = np.random.default_rng(seed)
     noise = flow.draw_noise(n, rng)
@@ -145,7 +148,7 @@ def _destination(path: str | os.PathLike[str], overwrite: bool) -> tuple[Path, P
 
 
 def _sidecar(
-    surrogate: Surrogate, flow: FlowModel, dest: Path, file_format: str, extra: dict[str, Any]
+    surrogate: Surrogate, flow: FlowModel | DistilledFlow, dest: Path, file_format: str, extra: dict[str, Any]
 ) -> dict[str, Any]:
     """Everything needed to feed the exported graph from user units and to map its output back."""
     inputs: dict[str, Any] = {
@@ -168,6 +171,7 @@ def _sidecar(
         "torch_version": torch.__version__,
         "exported": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "flow": surrogate.flow_config.to_dict(),
+        "distilled_sampler": None if surrogate.distill_config is None else surrogate.distill_config.to_dict(),
         "targets": list(surrogate.targets),
         "conditions": list(surrogate.conditions),
         "spec": surrogate.spec.to_dict(),
@@ -186,13 +190,15 @@ def _sidecar(
     }
 
 
-def _onnx_blockers(flow: FlowModel) -> list[str]:
+def _onnx_blockers(flow: FlowModel | DistilledFlow) -> list[str]:
     """Parts of the sampler that PyTorch's ONNX exporter cannot translate (measured with torch 2.13, opset 17).
 
     Checked before exporting because the exporter prints the whole graph to the terminal when it fails; any
     other failure of the exporter is still caught and reported the same way.
     """
-    reasons = []
+    reasons: list[str] = []
+    if isinstance(flow, DistilledFlow):  # only the student network is exported
+        return reasons
     if isinstance(flow.base, MADEMoG):
         reasons.append("its mixture-of-Gaussians sampling uses torch.special.ndtr and torch.searchsorted")
     if any(isinstance(m, InvertibleLinear) for m in flow.modules()):
@@ -206,7 +212,11 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _check_reproduces(
-    run: Callable[[tuple[torch.Tensor, ...]], np.ndarray], flow: FlowModel, n: int, what: str, family: str
+    run: Callable[[tuple[torch.Tensor, ...]], np.ndarray],
+    flow: FlowModel | DistilledFlow,
+    n: int,
+    what: str,
+    family: str,
 ) -> None:
     """Compare the exported sampler with the eager flow on a fresh batch of another size."""
     inputs = _example_inputs(flow, n, seed=1)

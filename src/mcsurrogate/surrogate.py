@@ -15,6 +15,7 @@ A model directory holds ``config.json`` (schema-versioned), ``preprocessing.json
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import json
 import os
@@ -33,6 +34,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from .errors import InputError, ModelDirectoryError, OutputExistsError
 from .flows import FlowConfig, FlowModel, build_flow
+from .flows.distilled import DistillConfig, DistilledFlow, MLPSampler, distill_flow
 from .persistence import atomic_write_text, load_tensors, read_json, save_tensors
 from .preprocessing import Preprocessor
 from .records import FeatureSpec, from_matrix, to_matrix, to_objects
@@ -117,7 +119,8 @@ class Surrogate:
             if isinstance(condition_preprocessing, Preprocessor)
             else Preprocessor(spec.conditions, condition_preprocessing)
         )
-        self.model: FlowModel | None = None
+        self.model: FlowModel | DistilledFlow | None = None
+        self.distill_config: DistillConfig | None = None
         self.result: TrainResult | None = None
         self.metrics: dict[str, Any] = {}
         self.device = torch.device("cpu")
@@ -142,7 +145,7 @@ class Surrogate:
     def conditional(self) -> bool:
         return bool(self.spec.conditions)
 
-    def _require_model(self) -> FlowModel:
+    def _require_model(self) -> FlowModel | DistilledFlow:
         if self.model is None:
             raise InputError("this surrogate is not trained yet: call fit(...) or Surrogate.load(...)")
         return self.model
@@ -433,6 +436,41 @@ class Surrogate:
                 flat = ak.with_field(flat, to_objects(flat, slots), slots.collection)
         return flat
 
+    # -- distillation ----------------------------------------------------------------------------------
+    def distill(
+        self,
+        conditions: ak.Array | np.ndarray | Mapping[str, Any] | None = None,
+        config: DistillConfig | Mapping[str, Any] | None = None,
+        *,
+        progress: bool | None = None,
+    ) -> Surrogate:
+        """A copy of this surrogate that samples with a distilled feed-forward network (one dense pass per event).
+
+        The student learns this surrogate's own noise → sample map from pairs it generates at ``conditions``
+        (e.g. the training events; rows are drawn with replacement); ``None`` for an unconditional surrogate.
+        ``log_prob`` of the copy stays the flow's. Faster, and only as good as the regression: validate its samples
+        (``metrics["distillation"]`` has the held-out squared error per target, in the flow's standardised space).
+        See :mod:`mcsurrogate.flows.distilled`.
+        """
+        model = self._require_model()
+        if isinstance(model, DistilledFlow):
+            raise InputError("this surrogate is distilled already; distil the original flow")
+        cfg = config if isinstance(config, DistillConfig) else DistillConfig.from_dict(dict(config or {}))
+        contexts = None
+        if self.conditional:
+            if conditions is None:
+                raise InputError(f"this surrogate is conditional: pass conditions with columns {self.conditions}")
+            c = self._condition_matrix(conditions)
+            contexts = self.condition_preprocessor.forward(c) if self.condition_preprocessor is not None else c
+        elif conditions is not None:
+            raise InputError("this surrogate is unconditional: distil without conditions")
+        flow, report = distill_flow(model, contexts, cfg, device=self.device, progress=progress)
+        out = copy.copy(self)
+        out.model = flow.eval()
+        out.distill_config = cfg
+        out.metrics = dict(self.metrics) | {"distillation": report}
+        return out
+
     # -- persistence -----------------------------------------------------------------------------------
     def _config_dict(self) -> dict[str, Any]:
         return {
@@ -441,6 +479,7 @@ class Surrogate:
             "spec": self.spec.to_dict(),
             "flow": self.flow_config.to_dict(),
             "training": self.train_config.to_dict(),
+            "distilled_sampler": None if self.distill_config is None else self.distill_config.to_dict(),
         }
 
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
@@ -527,7 +566,18 @@ class Surrogate:
             condition_preprocessing=cond_pre if cond_pre is not None else "standardize",
         )
         obj.condition_preprocessor = cond_pre
-        obj.model = build_flow(flow, len(spec.targets), len(spec.conditions) or None)
+        teacher = build_flow(flow, len(spec.targets), len(spec.conditions) or None)
+        obj.model = teacher
+        if config.get("distilled_sampler") is not None:
+            try:
+                obj.distill_config = DistillConfig.from_dict(config["distilled_sampler"])
+            except (TypeError, InputError) as exc:
+                raise ModelDirectoryError(f"{root}: configuration is damaged ({exc})") from exc
+            d = obj.distill_config
+            obj.model = DistilledFlow(
+                teacher,
+                MLPSampler(teacher.features, teacher.context_features, d.hidden, d.layers, d.activation),
+            )
         tensors, _ = load_tensors(root / "weights.safetensors")
         try:
             obj.model.load_state_dict(tensors)
@@ -546,6 +596,7 @@ class Surrogate:
             "targets": self.targets,
             "conditions": self.conditions,
             "flow": self.flow_config.to_dict(),
+            "distilled_sampler": None if self.distill_config is None else self.distill_config.to_dict(),
             "training": self.train_config.to_dict(),
             "preprocessing": self.preprocessor.to_dict(),
             "n_parameters": n_par,

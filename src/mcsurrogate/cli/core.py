@@ -1,4 +1,4 @@
-"""Core commands: ``train``, ``sample``, ``info``."""
+"""Core commands: ``demo``, ``train``, ``sample``, ``distill``, ``info``."""
 
 from __future__ import annotations
 
@@ -116,6 +116,55 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_distill(args: argparse.Namespace) -> int:
+    from ..io import read_events
+    from ..response.surrogate import DEFAULT_LAYOUT, distill_response
+    from ..surrogate import Surrogate
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise OutputExistsError(f"{out} exists already; choose another --out or pass --overwrite")
+    model = Surrogate.load(args.model, device=args.device)
+    config = {
+        key: value
+        for key, value in (
+            ("hidden", args.hidden),
+            ("layers", args.layers),
+            ("pairs", args.pairs),
+            ("epochs", args.epochs),
+            ("batch_size", args.batch_size),
+            ("seed", args.seed),
+        )
+        if value is not None
+    }
+    if not model.conditional:
+        if args.conditions_from:
+            raise InputError(f"{args.model} is unconditional: distil it without --conditions-from")
+        distilled = model.distill(None, config)
+    else:
+        if not args.conditions_from:
+            raise InputError(
+                f"{args.model} is conditional: pass --conditions-from FILE with columns {model.conditions} "
+                f"(or, for a response model, truth events with {DEFAULT_LAYOUT.collection!r} and {DEFAULT_LAYOUT.pileup!r})"
+            )
+        events = read_events(args.conditions_from, tree=args.tree)
+        if set(model.conditions) <= set(events.fields) or DEFAULT_LAYOUT.collection not in events.fields:
+            distilled = model.distill(events, config)
+        else:  # truth photons and pile-up, as `mcsurrogate apply` takes them
+            distilled = distill_response(model, events, config)
+    distilled.save(out, overwrite=args.overwrite)
+    rep = distilled.metrics["distillation"]
+    rel = [
+        m / max(s, 1e-12) ** 2
+        for m, s in zip(rep["validation_mse_per_feature"], rep["teacher_std_per_feature"], strict=True)
+    ]
+    print(
+        f"saved {out}: {rep['n_parameters']} student parameters; held-out squared error / teacher variance per target "
+        + ", ".join(f"{t} {r:.1e}" for t, r in zip(distilled.targets, rel, strict=True))
+    )
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from ..surrogate import Surrogate
 
@@ -218,6 +267,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser(
+        "distill",
+        help="distil a trained surrogate into a one-pass sampler (fast sampling)",
+        description="Fit a dense network to MODEL's noise → sample map at the conditions of a file (e.g. the "
+        "training events) and save a copy of the model that samples with it; its density stays the flow's. "
+        "Validate its samples as you would the flow's.",
+    )
+    p.add_argument("model", metavar="MODEL_DIR")
+    p.add_argument("--conditions-from", help="file with the condition columns (or truth photons and mu)")
+    p.add_argument("--tree", help="TTree of --conditions-from")
+    p.add_argument("--hidden", type=int, help="hidden width of the student (default 256)")
+    p.add_argument("--layers", type=int, help="hidden layers of the student (default 3)")
+    p.add_argument("--pairs", type=int, help="teacher samples to fit (default 2 000 000)")
+    p.add_argument("--epochs", type=int, help="passes over the pairs (default 10)")
+    p.add_argument("--batch-size", type=int, help="pairs per optimiser step (default 4096)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", required=True, help="model directory to write")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_distill)
 
     p = sub.add_parser("info", help="describe a model directory")
     p.add_argument("model", metavar="MODEL_DIR")

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from .smearing import PolynomialMapping, SmearingConfig, resolution, smear_photons, smear_responses
-from .surrogate import PRESETS, ResponseLayout, apply_response, response_surrogate, response_table, train_response
+from .surrogate import (
+    PRESETS,
+    ResponseLayout,
+    apply_response,
+    distill_response,
+    response_surrogate,
+    response_table,
+    train_response,
+)
 
 __all__ = [
     "PRESETS",
@@ -11,6 +19,7 @@ __all__ = [
     "ResponseLayout",
     "SmearingConfig",
     "apply_response",
+    "distill_response",
     "resolution",
     "response_surrogate",
     "response_table",

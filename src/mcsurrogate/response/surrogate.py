@@ -8,6 +8,7 @@ out: the detector is symmetric in φ). Applying the model: ``reco = truth + Δ``
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..flows import FlowConfig
+from ..flows.distilled import DistillConfig
 from ..preprocessing import Atanh, Preprocessor, Scale, Standardize
 from ..records import ObjectSlots, flatten_objects, to_matrix, to_objects
 from ..surrogate import Surrogate
@@ -25,6 +27,7 @@ __all__ = [
     "PRESETS",
     "ResponseLayout",
     "apply_response",
+    "distill_response",
     "response_surrogate",
     "response_table",
     "train_response",
@@ -248,6 +251,20 @@ def train_response(
         checkpoint_dir=checkpoint_dir,
         progress=progress,
     )
+
+
+def distill_response(
+    model: Surrogate,
+    truth: ak.Array,
+    config: DistillConfig | Mapping[str, Any] | None = None,
+    *,
+    layout: ResponseLayout = DEFAULT_LAYOUT,
+    progress: bool | None = None,
+) -> Surrogate:
+    """:meth:`Surrogate.distill` at the conditions of truth events (``layout.collection`` objects and μ, as
+    :func:`apply_response` takes them; e.g. the training sample's truth): a copy that samples in one dense pass."""
+    flat, _ = _flat_truth(truth, layout.collection, layout)
+    return model.distill(flat, config, progress=progress)
 
 
 def apply_response(

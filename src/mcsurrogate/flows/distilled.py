@@ -1,0 +1,328 @@
+"""A distilled sampler: one feed-forward network that learns a trained flow's noise → sample map.
+
+A flow samples ``x = f⁻¹(z; c)``; the map is deterministic and smooth, so a plain network ``g(z, c)`` can be fitted
+to it by regression on pairs ``(z, c) → f⁻¹(z; c)`` drawn from the flow itself (the teacher). Sampling then costs
+one pass of a few dense layers — mostly matmul, whatever the flow's blocks, splines or autoregressive steps cost.
+The flow keeps the density: :class:`DistilledFlow` takes ``log_prob`` from the teacher and samples with the student.
+Distilling needs no data beyond the conditions to sample at (the training conditions): the teacher makes the pairs.
+
+The student is only as good as the regression: validate its samples like the flow's (the response analysis does).
+Flows whose base density is not N(0, I) (MADE-MoG draws a mixture component, a discontinuous choice) cannot be
+distilled this way and are refused.
+
+>>> import numpy as np, torch
+>>> from mcsurrogate.flows import FlowConfig, build_flow
+>>> from mcsurrogate.flows.distilled import DistillConfig, distill_flow
+>>> teacher = build_flow(FlowConfig(model="maf", blocks=1, hidden=8), features=2, context_features=1)
+>>> flow, report = distill_flow(teacher, np.zeros((50, 1), np.float32), DistillConfig(pairs=2000, epochs=1, hidden=16))
+>>> flow.sample_from_noise(torch.zeros(3, 2), torch.zeros(3, 1)).shape
+torch.Size([3, 2])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..errors import InputError
+from .made import ACTIVATIONS
+from .model import FlowModel, StandardNormal
+
+__all__ = ["DistillConfig", "DistilledFlow", "MLPSampler", "distill_flow"]
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Size and training of a distilled sampler.
+
+    Attributes
+    ----------
+    hidden, layers, activation: the student network, ``layers`` hidden layers of ``hidden`` units (smooth
+        activations fit the smooth map best).
+    pairs: (noise, condition) → teacher-sample pairs to fit; ``validation_fraction`` of them are held out.
+    epochs, batch_size, lr: Adam, the rate decaying linearly to lr/100 over the epochs.
+    seed: noise, condition draws and weight initialisation.
+    """
+
+    hidden: int = 256
+    layers: int = 3
+    activation: str = "silu"
+    pairs: int = 2_000_000
+    epochs: int = 20
+    batch_size: int = 4096
+    lr: float = 2e-3
+    validation_fraction: float = 0.05
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("hidden", "layers", "pairs", "epochs", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise InputError(f"distillation parameter {name!r} must be a positive integer, got {value!r}")
+        if self.activation not in ACTIVATIONS:
+            raise InputError(f"unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}")
+        if not self.lr > 0:
+            raise InputError(f"distillation parameter 'lr' must be positive, got {self.lr!r}")
+        if not 0 < self.validation_fraction < 0.5:
+            raise InputError(f"validation_fraction must lie in (0, 0.5), got {self.validation_fraction!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DistillConfig:
+        """Build from a dict, refusing unknown keys (listing the valid ones)."""
+        valid = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - valid)
+        if unknown:
+            raise InputError(f"unknown distillation parameter(s) {unknown}; valid: {sorted(valid)}")
+        return cls(**data)
+
+
+class _Activation(nn.Module):
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+        self.fn = ACTIVATIONS[name]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+
+class MLPSampler(nn.Module):
+    """``x = m(c) + exp(s(c)) ⊙ (z + g([z, c]))``: a dense network ``g`` on the noise and the (preprocessed)
+    conditions, inside a location ``m`` and log-scale ``s`` of the conditions alone (a small network; constants
+    for an unconditional flow). Identity at start.
+
+    The scale lets the fit weigh each event's error relative to its local width (:meth:`relative_error`): where the
+    responses are four times narrower (high E_T, say), an absolute error would be four times as harmful."""
+
+    def __init__(
+        self, features: int, context_features: int | None, hidden: int, layers: int, activation: str = "silu"
+    ) -> None:
+        super().__init__()
+        self.features = features
+        self.context_features = context_features or None
+        self.net = _mlp(features + (context_features or 0), hidden, layers, features, activation)
+        if context_features:
+            self.location_scale: nn.Module = _mlp(context_features, 64, 2, 2 * features, activation)
+        else:
+            self.location_scale = _Constant(2 * features)
+
+    def _parts(self, noise: torch.Tensor, context: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        inputs = noise if context is None else torch.cat([noise, context], dim=1)
+        loc, log_scale = self.location_scale(noise if context is None else context).chunk(2, dim=1)
+        return loc + torch.exp(log_scale) * (noise + self.net(inputs)), log_scale
+
+    def forward(self, noise: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        return self._parts(noise, context)[0]
+
+    def relative_error(self, noise: torch.Tensor, context: torch.Tensor | None, target: torch.Tensor) -> torch.Tensor:
+        """(sample − target) / exp(s(c)), the scale held fixed (no gradient through the weight)."""
+        x, log_scale = self._parts(noise, context)
+        return (x - target) * torch.exp(-log_scale.detach())
+
+    def sample_from_noise(self, noise: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """Same as calling the module (the interface the exporters trace)."""
+        return self.forward(noise, context)
+
+
+def _mlp(inputs: int, hidden: int, layers: int, outputs: int, activation: str) -> nn.Sequential:
+    """``layers`` hidden layers; the output layer starts at zero."""
+    dims = [inputs] + [hidden] * layers
+    mods: list[nn.Module] = []
+    for a, b in itertools.pairwise(dims):
+        mods += [nn.Linear(a, b), _Activation(activation)]
+    last = nn.Linear(hidden, outputs)
+    nn.init.zeros_(last.weight)
+    nn.init.zeros_(last.bias)
+    return nn.Sequential(*mods, last)
+
+
+class _Constant(nn.Module):
+    """A learned vector, the same for every event (the location and log-scale of an unconditional sampler)."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.value = nn.Parameter(torch.zeros(n))
+
+    def forward(self, like: torch.Tensor) -> torch.Tensor:
+        return self.value.expand(len(like), -1)
+
+
+class DistilledFlow(nn.Module):
+    """A trained flow (density: ``log_prob``) with a distilled sampler (``sample_from_noise``): the interface of
+    :class:`~mcsurrogate.flows.FlowModel`, so a :class:`~mcsurrogate.Surrogate` uses it unchanged."""
+
+    def __init__(self, teacher: FlowModel, sampler: MLPSampler) -> None:
+        super().__init__()
+        _require_gaussian_base(teacher)
+        self.teacher = teacher
+        self.sampler = sampler
+        self.features = teacher.features
+        self.context_features = teacher.context_features
+        self.chunk = 4096
+
+    @property
+    def noise_features(self) -> int:
+        return self.teacher.noise_features
+
+    def log_prob(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """The teacher's log density (the student has none)."""
+        return self.teacher.log_prob(x, context)
+
+    def sample_from_noise(self, noise: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """One pass of the student network: samples (batch, features) from standard-normal noise.
+
+        Without autograd, large batches go through in slices of :attr:`chunk` events whose hidden activations stay
+        in the CPU cache (measured 1.7× faster than one pass over 2 × 10⁴ events, 2-core CPU); same numbers."""
+        self.teacher._check_context(context)
+        n = len(noise)
+        if torch.is_grad_enabled() or n <= self.chunk or noise.device.type != "cpu":
+            return self.sampler(noise, context)
+        out = noise.new_empty((n, self.features))
+        for i in range(0, n, self.chunk):
+            ctx = None if context is None else context[i : i + self.chunk]
+            out[i : i + self.chunk] = self.sampler(noise[i : i + self.chunk], ctx)
+        return out
+
+    def draw_noise(self, n: int, rng: np.random.Generator) -> torch.Tensor:
+        return self.teacher.draw_noise(n, rng)
+
+
+def _require_gaussian_base(flow: FlowModel) -> None:
+    if not isinstance(flow.base, StandardNormal):
+        raise InputError(
+            f"only flows with a standard-normal base can be distilled; this one has {type(flow.base).__name__} "
+            "(a mixture draws a component: its noise → sample map is not continuous)"
+        )
+
+
+@torch.no_grad()  # not inference_mode: the pairs are used as training tensors afterwards
+def _teacher_pairs(
+    teacher: FlowModel, contexts: np.ndarray | None, n: int, rng: np.random.Generator, device: torch.device, bar: tqdm
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    zs, cs, xs = [], [], []
+    chunk = 50_000
+    for start in range(0, n, chunk):
+        m = min(chunk, n - start)
+        z = teacher.draw_noise(m, rng)
+        c = None if contexts is None else torch.from_numpy(contexts[rng.integers(0, len(contexts), m)])
+        x = teacher.sample_from_noise(z.to(device), None if c is None else c.to(device)).cpu()
+        zs.append(z)
+        xs.append(x)
+        if c is not None:
+            cs.append(c)
+        bar.update(m)
+    return torch.cat(zs), (torch.cat(cs) if cs else None), torch.cat(xs)
+
+
+def distill_flow(
+    teacher: FlowModel,
+    contexts: np.ndarray | None,
+    config: DistillConfig | None = None,
+    *,
+    device: torch.device | str = "cpu",
+    progress: bool | None = None,
+) -> tuple[DistilledFlow, dict[str, Any]]:
+    """Fit a :class:`MLPSampler` to ``teacher``'s noise → sample map; returns the distilled flow and a report.
+
+    ``contexts``: (n, context_features) preprocessed conditions to draw the pairs' conditions from (with
+    replacement), e.g. the training conditions; ``None`` for an unconditional flow. The report has the held-out
+    mean squared error per feature (flow space, where the samples have about unit width) and the teacher's width
+    (standard deviation) per feature on the same pairs, so the error can be read relative to it.
+    """
+    cfg = config or DistillConfig()
+    _require_gaussian_base(teacher)
+    if (contexts is None) != (teacher.context_features is None):
+        raise InputError(
+            "this flow is conditional: pass the conditions to distil at"
+            if contexts is None
+            else "this flow is unconditional: pass contexts=None"
+        )
+    if contexts is not None:
+        contexts = np.ascontiguousarray(contexts, dtype=np.float32)
+        if contexts.ndim != 2 or contexts.shape[1] != teacher.context_features or len(contexts) == 0:
+            raise InputError(
+                f"contexts must be a non-empty (n, {teacher.context_features}) array, got shape {contexts.shape}"
+            )
+        if not np.isfinite(contexts).all():
+            raise InputError(f"contexts have {int((~np.isfinite(contexts)).sum())} NaN/inf values")
+    device = torch.device(device)
+    rng = np.random.default_rng(cfg.seed)
+    teacher = teacher.to(device).eval()
+    disable = None if progress is None else not progress
+    with tqdm(total=cfg.pairs, disable=disable, desc="teacher samples", unit="ev", unit_scale=True) as bar:
+        z, c, x = _teacher_pairs(teacher, contexts, cfg.pairs, rng, device, bar)
+    finite = torch.isfinite(x).all(dim=1)
+    n_nonfinite = int((~finite).sum())
+    if n_nonfinite:  # a flow can overflow far out in its tails; such pairs teach nothing
+        z, x = z[finite], x[finite]
+        c = None if c is None else c[finite]
+        if len(x) < 2:
+            raise InputError(f"the flow gave non-finite samples for {n_nonfinite} of {cfg.pairs} pairs")
+    n_val = max(1, round(cfg.validation_fraction * len(x)))
+    n_train = len(x) - n_val
+    if n_train < 1:
+        raise InputError(f"pairs={cfg.pairs} leaves no training pair after the validation fraction")
+
+    torch.manual_seed(cfg.seed)
+    student = MLPSampler(teacher.features, teacher.context_features, cfg.hidden, cfg.layers, cfg.activation).to(device)
+    opt = torch.optim.Adam(student.parameters(), lr=cfg.lr)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    steps_per_epoch = math.ceil(n_train / cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    step = 0
+    history = []
+    with tqdm(total=cfg.epochs, disable=disable, desc="distilling", unit="epoch") as bar:
+        for _ in range(cfg.epochs):
+            student.train()
+            order = torch.randperm(n_train, generator=gen)
+            for i in range(0, n_train, cfg.batch_size):
+                idx = order[i : i + cfg.batch_size]
+                lr = cfg.lr * (1 - 0.99 * step / total)
+                for group in opt.param_groups:
+                    group["lr"] = lr
+                err = student.relative_error(
+                    z[idx].to(device), None if c is None else c[idx].to(device), x[idx].to(device)
+                )
+                loss = torch.mean(err**2)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step += 1
+            mse = _mse(student, z[n_train:], None if c is None else c[n_train:], x[n_train:], device)
+            history.append(float(mse.mean()))
+            bar.set_postfix(val_mse=f"{history[-1]:.2e}")
+            bar.update()
+    student.eval()
+    mse = _mse(student, z[n_train:], None if c is None else c[n_train:], x[n_train:], device)
+    report = {
+        "config": cfg.to_dict(),
+        "validation_mse_per_feature": [float(v) for v in mse],
+        "teacher_std_per_feature": [float(v) for v in x[n_train:].std(dim=0)],
+        "validation_mse_history": history,
+        "n_parameters": int(sum(p.numel() for p in student.parameters())),
+        "non_finite_teacher_samples_dropped": n_nonfinite,
+    }
+    return DistilledFlow(teacher, student), report
+
+
+@torch.inference_mode()
+def _mse(
+    student: MLPSampler, z: torch.Tensor, c: torch.Tensor | None, x: torch.Tensor, device: torch.device
+) -> torch.Tensor:
+    student.eval()
+    total = torch.zeros(x.shape[1], dtype=torch.float64)
+    for i in range(0, len(z), 65536):
+        pred = student(z[i : i + 65536].to(device), None if c is None else c[i : i + 65536].to(device)).cpu()
+        total += ((pred - x[i : i + 65536]) ** 2).sum(dim=0).double()
+    return total / max(len(z), 1)

@@ -1,0 +1,116 @@
+"""Distilled samplers: a dense network fitted to a flow's noise → sample map, saved, loaded and exported."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mcsurrogate import Surrogate
+from mcsurrogate.errors import InputError
+from mcsurrogate.export import export_onnx, export_torchscript, load_torchscript
+from mcsurrogate.flows import FlowConfig, build_flow
+from mcsurrogate.flows.distilled import DistillConfig, DistilledFlow, distill_flow
+
+from .conftest import correlated_events
+
+EVENTS = correlated_events(3000, seed=11)
+TRAIN = {"epochs": 4, "batch_size": 256, "device": "cpu", "patience": None, "seed": 0}
+SMALL = {"pairs": 40_000, "epochs": 6, "hidden": 64, "layers": 3, "batch_size": 512}
+
+
+@pytest.fixture(scope="module")
+def teacher() -> Surrogate:
+    flow = {"model": "rqs-coupling", "blocks": 2, "hidden": 16, "bins": 6}
+    return Surrogate(["a", "b", "c"], ["mu"], flow=flow, training=TRAIN).fit(EVENTS, progress=False)
+
+
+@pytest.fixture(scope="module")
+def student(teacher: Surrogate) -> Surrogate:
+    return teacher.distill(EVENTS, SMALL, progress=False)
+
+
+def test_student_reproduces_the_teacher_for_the_same_noise(teacher, student) -> None:
+    sub = EVENTS[:2000]
+    t = teacher.sample(conditions=sub, seed=3)
+    s = student.sample(conditions=sub, seed=3)
+    rep = student.metrics["distillation"]
+    # held-out squared error small against the teacher's width, per target (flow space, ~unit width)
+    ratio = np.array(rep["validation_mse_per_feature"]) / np.square(rep["teacher_std_per_feature"])
+    assert (ratio < 0.02).all(), ratio
+    for col in ("a", "b", "c"):
+        tv, sv = t[col].to_numpy(), s[col].to_numpy()
+        rms = np.sqrt(np.mean((tv - sv) ** 2))
+        assert rms < 0.15 * np.std(tv), (col, rms, np.std(tv))  # event by event, same noise
+        assert abs(np.std(sv) / np.std(tv) - 1) < 0.05
+    # the untouched original still samples with its flow
+    assert not isinstance(teacher.model, DistilledFlow) and teacher.distill_config is None
+
+
+def test_student_keeps_the_teacher_density(teacher, student) -> None:
+    np.testing.assert_array_equal(student.log_prob(EVENTS[:100]), teacher.log_prob(EVENTS[:100]))
+
+
+def test_same_seed_same_student(teacher, student) -> None:
+    again = teacher.distill(EVENTS, SMALL, progress=False)
+    for k, v in student.model.sampler.state_dict().items():
+        torch.testing.assert_close(again.model.sampler.state_dict()[k], v, rtol=0, atol=0)
+
+
+def test_saved_student_samples_the_same(student, tmp_path) -> None:
+    student.save(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["distilled_sampler"]["hidden"] == SMALL["hidden"]
+    back = Surrogate.load(tmp_path / "m", device="cpu")
+    assert isinstance(back.model, DistilledFlow) and back.distill_config == student.distill_config
+    assert back.info()["distilled_sampler"] == student.distill_config.to_dict()
+    a = student.sample(conditions=EVENTS[:300], seed=5)
+    b = back.sample(conditions=EVENTS[:300], seed=5)
+    np.testing.assert_array_equal(a["b"].to_numpy(), b["b"].to_numpy())
+
+
+def test_exported_student_holds_only_the_student(student, tmp_path) -> None:
+    out = export_torchscript(student, tmp_path / "s.pt", example_batch=64)
+    module = load_torchscript(out)
+    n_student = sum(p.numel() for p in student.model.sampler.parameters())
+    assert sum(p.numel() for p in module.parameters()) == n_student
+    noise = torch.randn(50, 3)
+    ctx = torch.randn(50, 1)
+    with torch.no_grad():
+        np.testing.assert_allclose(
+            module(noise, ctx).numpy(), student.model.sample_from_noise(noise, ctx).numpy(), atol=1e-6
+        )
+    assert json.loads((tmp_path / "s.json").read_text())["distilled_sampler"]["layers"] == SMALL["layers"]
+    pytest.importorskip("onnx")
+    export_onnx(
+        student, tmp_path / "onnx" / "s.onnx"
+    )  # a coupling flow with an LU layer would be refused; the MLP is not
+
+
+def test_bad_requests_are_refused(teacher, student) -> None:
+    with pytest.raises(InputError, match="conditional: pass conditions"):
+        teacher.distill(None, SMALL)
+    with pytest.raises(InputError, match="distilled already"):
+        student.distill(EVENTS, SMALL)
+    with pytest.raises(InputError, match="'pairs' must be a positive integer"):
+        teacher.distill(EVENTS, {"pairs": 0})
+    with pytest.raises(InputError, match="unknown distillation parameter"):
+        teacher.distill(EVENTS, {"width": 3})
+    with pytest.raises(InputError, match="lack column"):
+        teacher.distill(EVENTS[["a", "b"]], SMALL)
+
+
+def test_mixture_base_and_bad_contexts_are_refused() -> None:
+    mog = build_flow(FlowConfig(model="made-mog", blocks=1, hidden=8, components=2), 2, 1)
+    with pytest.raises(InputError, match="standard-normal base"):
+        distill_flow(mog, np.zeros((10, 1), np.float32), DistillConfig(pairs=100, epochs=1))
+    maf = build_flow(FlowConfig(model="maf", blocks=1, hidden=8), 2, 1)
+    with pytest.raises(InputError, match=r"\(n, 1\) array"):
+        distill_flow(maf, np.zeros((10, 2), np.float32), DistillConfig(pairs=100, epochs=1))
+    with pytest.raises(InputError, match="NaN"):
+        distill_flow(maf, np.full((10, 1), np.nan, np.float32), DistillConfig(pairs=100, epochs=1))
+    uncond = build_flow(FlowConfig(model="maf", blocks=1, hidden=8), 2, None)
+    flow, rep = distill_flow(uncond, None, DistillConfig(pairs=1000, epochs=1, hidden=8))
+    assert flow.sample_from_noise(torch.zeros(4, 2)).shape == (4, 2) and len(rep["validation_mse_history"]) == 1
