@@ -14,7 +14,8 @@ from mcsurrogate import Surrogate
 from mcsurrogate.cli.response import RESPONSE_PRESETS
 from mcsurrogate.data_files import load_default_truth
 from mcsurrogate.errors import InputError
-from mcsurrogate.response import SmearingConfig, apply_response, response_table, smear_photons
+from mcsurrogate.flows.distilled import DistilledFlow
+from mcsurrogate.response import SmearingConfig, apply_response, distill_response, response_table, smear_photons
 from mcsurrogate.response.evaluation import evaluate_response
 from mcsurrogate.response.resolution import binned_core_widths, core_width
 from mcsurrogate.response.study import run_scenario
@@ -81,6 +82,23 @@ def test_apply_is_seeded_and_checks_its_input(study) -> None:
     other = Surrogate(["x"], ["mu"])
     with pytest.raises(InputError, match="do not match the response layout"):
         apply_response(other, truth)
+
+
+def test_distilled_response_sampler(study, smeared: ak.Array) -> None:
+    truth = ak.zip({"photons": smeared.truth_photons[:3000], "mu": smeared.mu[:3000]}, depth_limit=1)
+    fast = distill_response(study.model, truth, {"pairs": 40_000, "epochs": 4, "hidden": 64, "batch_size": 512})
+    assert isinstance(fast.model, DistilledFlow) and not isinstance(study.model.model, DistilledFlow)
+    a, b = apply_response(study.model, truth, seed=4), apply_response(fast, truth, seed=4)
+    for f in ("pt", "eta"):  # same noise, event by event: the student tracks the flow well within the response width
+        da = ak.to_numpy(a.photons[f][:, 0] - truth.photons[f][:, 0])
+        db = ak.to_numpy(b.photons[f][:, 0] - truth.photons[f][:, 0])
+        assert np.sqrt(np.mean((da - db) ** 2)) < 0.25 * np.std(da), f
+    # and inside a study: the distilled sampler is what is evaluated, its report travels with the result
+    small = run_scenario(
+        smeared[:4000], preset="demo", n_boot=2, distill={"pairs": 5000, "epochs": 1, "hidden": 16}, **TINY
+    )
+    assert isinstance(small.model.model, DistilledFlow) and small.seconds["distill"] > 0
+    assert small.to_dict()["distillation"]["config"]["hidden"] == 16
 
 
 def test_paper_a_preset_drops_and_counts_responses_outside_the_tanh_bound(smeared: ak.Array) -> None:

@@ -281,7 +281,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hidden", type=int, help="hidden width of the student (default 256)")
     p.add_argument("--layers", type=int, help="hidden layers of the student (default 3)")
     p.add_argument("--pairs", type=int, help="teacher samples to fit (default 2 000 000)")
-    p.add_argument("--epochs", type=int, help="passes over the pairs (default 10)")
+    p.add_argument("--epochs", type=int, help="passes over the pairs (default 20)")
     p.add_argument("--batch-size", type=int, help="pairs per optimiser step (default 4096)")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", default="auto")
