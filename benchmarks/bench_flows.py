@@ -7,7 +7,7 @@ reverse permutations, in ``nflows.flows.Flow``.
     python benchmarks/bench_flows.py [--json out.json] [--quick] [--device auto]
 
 Then the detector-response presets (``mcsurrogate.response.PRESETS``) at their own sizes, on the same 6 targets and
-5 conditions. Prints events/s and the ratio to the baseline; all timings from one process, same data, same threads. For sampling
+5 conditions, and the distilled sampler (``mcsurrogate.flows.distilled``, default size: sampling only). Prints events/s and the ratio to the baseline; all timings from one process, same data, same threads. For sampling
 it also prints the achieved FLOP/s (FLOPs per sampled event counted by ``torch.utils.flop_counter`` × events/s) as a
 fraction of a plain float32 matmul measured in the same run (the speed issue's target: ≥ 50 %).
 """
@@ -27,6 +27,7 @@ from nflows.transforms import CompositeTransform, MaskedAffineAutoregressiveTran
 from torch.utils.flop_counter import FlopCounterMode
 
 from mcsurrogate.flows import FLOW_FAMILIES, FlowConfig, build_flow
+from mcsurrogate.flows.distilled import DistillConfig, DistilledFlow, MLPSampler
 from mcsurrogate.response import PRESETS, response_surrogate
 from mcsurrogate.training import resolve_device
 
@@ -105,6 +106,9 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--families", default=",".join(FLOW_FAMILIES))
     ap.add_argument("--presets", default=",".join(PRESETS), help="response presets to time ('' for none)")
+    ap.add_argument(
+        "--no-distilled", dest="distilled", action="store_false", help="skip the distilled sampler (default size)"
+    )
     args = ap.parse_args()
     device = resolve_device(args.device)
     seconds = 1.0 if args.quick else 4.0
@@ -136,15 +140,24 @@ def main() -> None:
         f"{base_flops / 1e3:>10.0f}{100 * base_flops * base_sample / peak:>10.1f}"
     )
 
-    configs = {
+    configs: dict[str, FlowConfig | DistillConfig] = {
         name: FlowConfig(model=name, blocks=BLOCKS, hidden=HIDDEN, layers=2) for name in args.families.split(",")
     }
     if args.presets:
         configs |= {f"preset {p}": response_surrogate(p).flow_config for p in args.presets.split(",")}
+    if args.distilled:
+        # the student's speed does not depend on the teacher it was fitted to: a one-block teacher stands in
+        dc = DistillConfig()
+        configs[f"distilled {dc.hidden}x{dc.layers}"] = dc
     for name, cfg in configs.items():
         torch.manual_seed(0)
-        flow = build_flow(cfg, D, C).to(device)
-        tr = time_training(flow.log_prob, flow.parameters(), device, train_batch, seconds)
+        if isinstance(cfg, DistillConfig):
+            teacher = build_flow(FlowConfig(model="maf", blocks=1, hidden=8), D, C)
+            flow = DistilledFlow(teacher, MLPSampler(D, C, cfg.hidden, cfg.layers, cfg.activation)).to(device)
+            tr = float("nan")  # distilled from a trained flow, not trained on data
+        else:
+            flow = build_flow(cfg, D, C).to(device)
+            tr = time_training(flow.log_prob, flow.parameters(), device, train_batch, seconds)
         flow.eval()
         sa = time_sampling(
             lambda c, flow=flow: flow.sample_from_noise(flow.draw_noise(len(c), rng).to(device), c),
@@ -152,12 +165,13 @@ def main() -> None:
             sample_batch,
             seconds,
         )
-        n_par = sum(p.numel() for p in flow.parameters())
+        sampling_part = flow.sampler if isinstance(flow, DistilledFlow) else flow
+        n_par = sum(p.numel() for p in sampling_part.parameters())
         fpe = flops_per_event(
             lambda c, flow=flow: flow.sample_from_noise(flow.draw_noise(len(c), rng).to(device), c), device
         )
         results[name] = {
-            "flow": cfg.to_dict(),
+            ("distilled_sampler" if isinstance(cfg, DistillConfig) else "flow"): cfg.to_dict(),
             "train_events_per_s": tr,
             "sample_events_per_s": sa,
             "parameters": n_par,
