@@ -109,6 +109,7 @@ def test_distill_then_sample_close_to_the_flow(model_dir: Path, root_file: Path,
     )  # fmt: skip
     assert "saved" in proc.stdout and "teacher variance" in proc.stdout
     assert json.loads(run("info", str(out), "--json").stdout)["distilled_sampler"]["hidden"] == 64
+    assert "distilled, 3 × 64 silu" in run("info", str(out)).stdout
     for model, name in ((model_dir, "flow.parquet"), (out, "fast.parquet")):
         run("sample", str(model), "--conditions-from", f"{root_file}:mc", "-o", str(tmp_path / name), "--seed", "4")
     flow, fast = ak.from_parquet(tmp_path / "flow.parquet"), ak.from_parquet(tmp_path / "fast.parquet")

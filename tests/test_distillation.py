@@ -62,7 +62,7 @@ def test_same_seed_same_student(teacher, student) -> None:
 def test_saved_student_samples_the_same(student, tmp_path) -> None:
     student.save(tmp_path / "m")
     config = json.loads((tmp_path / "m" / "config.json").read_text())
-    assert config["distilled_sampler"]["hidden"] == SMALL["hidden"]
+    assert config["distilled_sampler"]["hidden"] == SMALL["hidden"] and config["schema_version"] == 2
     back = Surrogate.load(tmp_path / "m", device="cpu")
     assert isinstance(back.model, DistilledFlow) and back.distill_config == student.distill_config
     assert back.info()["distilled_sampler"] == student.distill_config.to_dict()

@@ -43,7 +43,9 @@ from .training import Split, TrainConfig, TrainResult, fingerprint, resolve_devi
 __all__ = ["MODEL_FORMAT", "SCHEMA_VERSION", "Surrogate"]
 
 MODEL_FORMAT = "mcsurrogate.surrogate"
-SCHEMA_VERSION = 1
+#: the newest model schema this version reads; 1: a flow, 2: adds ``distilled_sampler`` (written only by distilled
+#: surrogates, so that an older mcsurrogate refuses them clearly instead of failing on the student's weights)
+SCHEMA_VERSION = 2
 _FILES = ("config.json", "preprocessing.json", "weights.safetensors", "metrics.json")
 
 
@@ -475,7 +477,7 @@ class Surrogate:
     def _config_dict(self) -> dict[str, Any]:
         return {
             "format": MODEL_FORMAT,
-            "schema_version": SCHEMA_VERSION,
+            "schema_version": 1 if self.distill_config is None else 2,
             "spec": self.spec.to_dict(),
             "flow": self.flow_config.to_dict(),
             "training": self.train_config.to_dict(),

@@ -176,6 +176,12 @@ def cmd_info(args: argparse.Namespace) -> int:
     train = info["metrics"].get("training", {})
     print(f"model directory: {args.model}")
     print(f"  flow:          {info['flow']['model']} ({info['n_parameters']} parameters, {info['size_mb']:.2f} MB)")
+    sampler = info.get("distilled_sampler")
+    if sampler:
+        print(
+            f"  sampler:       distilled, {sampler['layers']} × {sampler['hidden']} {sampler['activation']} "
+            "(log_prob stays the flow's)"
+        )
     print(f"  targets:       {', '.join(info['targets'])}")
     print(f"  conditions:    {', '.join(info['conditions']) or '(none: unconditional)'}")
     chains = info["preprocessing"].get("chains", info["preprocessing"])
