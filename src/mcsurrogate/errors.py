@@ -7,6 +7,10 @@ Messages name the file, column or parameter and say what was expected.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
 __all__ = [
     "FitError",
     "InputError",
@@ -15,6 +19,7 @@ __all__ = [
     "ModelDirectoryError",
     "OutputExistsError",
     "TrainingError",
+    "refuse_unknown_fields",
 ]
 
 
@@ -56,3 +61,12 @@ def require_extra(module: str, extra: str) -> object:
         raise MissingExtraError(
             f'this feature needs the optional package {module!r}; install it with pip install "mcsurrogate[{extra}]"'
         ) from exc
+
+
+def refuse_unknown_fields(config_class: type, data: Mapping[str, Any], what: str) -> None:
+    """Raise :class:`InputError` listing the keys of ``data`` that are not fields of the dataclass ``config_class``
+    (and the valid ones); ``what`` names the parameters in the message (``"flow"`` → "unknown flow parameter(s)")."""
+    valid = {f.name for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(data) - valid)
+    if unknown:
+        raise InputError(f"unknown {what} parameter(s) {unknown}; valid: {sorted(valid)}")

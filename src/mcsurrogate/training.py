@@ -27,7 +27,7 @@ from scipy.stats import wasserstein_distance
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
-from .errors import InputError, TrainingError
+from .errors import InputError, TrainingError, refuse_unknown_fields
 from .flows import FlowModel
 from .persistence import load_tensors, save_tensors
 
@@ -119,10 +119,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        valid = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - valid)
-        if unknown:
-            raise InputError(f"unknown training parameter(s) {unknown}; valid: {sorted(valid)}")
+        refuse_unknown_fields(cls, data, "training")
         data = dict(data)
         if "fractions" in data:
             data["fractions"] = tuple(data["fractions"])

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..errors import InputError
+from ..errors import InputError, refuse_unknown_fields
 from .made import ACTIVATIONS
 from .model import FlowModel, StandardNormal
 
@@ -80,10 +80,7 @@ class DistillConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DistillConfig:
         """Build from a dict, refusing unknown keys (listing the valid ones)."""
-        valid = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - valid)
-        if unknown:
-            raise InputError(f"unknown distillation parameter(s) {unknown}; valid: {sorted(valid)}")
+        refuse_unknown_fields(cls, data, "distillation")
         return cls(**data)
 
 

@@ -23,7 +23,7 @@ from nflows.transforms import (
 )
 from nflows.transforms.base import Transform
 
-from ..errors import InputError
+from ..errors import InputError, refuse_unknown_fields
 from .autoregressive import AffineAutoregressive, SplineAutoregressive
 from .coupling import InvertibleLinear, affine_coupling, spline_coupling
 from .made import ACTIVATIONS
@@ -94,10 +94,7 @@ class FlowConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FlowConfig:
         """Build from a dict, refusing unknown keys (listing the valid ones)."""
-        valid = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - valid)
-        if unknown:
-            raise InputError(f"unknown flow parameter(s) {unknown}; valid: {sorted(valid)}")
+        refuse_unknown_fields(cls, data, "flow")
         return cls(**data)
 
 
