@@ -12,7 +12,8 @@ from mcsurrogate import Surrogate
 from mcsurrogate.errors import InputError
 from mcsurrogate.export import export_onnx, export_torchscript, load_torchscript
 from mcsurrogate.flows import FlowConfig, build_flow
-from mcsurrogate.flows.distilled import DistillConfig, DistilledFlow, distill_flow
+from mcsurrogate.flows.distilled import DistillConfig, DistilledFlow, MLPSampler, distill_flow
+from mcsurrogate.training import adam_fused_if_available
 
 from .conftest import correlated_events
 
@@ -114,3 +115,97 @@ def test_mixture_base_and_bad_contexts_are_refused() -> None:
     uncond = build_flow(FlowConfig(model="maf", blocks=1, hidden=8), 2, None)
     flow, rep = distill_flow(uncond, None, DistillConfig(pairs=1000, epochs=1, hidden=8))
     assert flow.sample_from_noise(torch.zeros(4, 2)).shape == (4, 2) and len(rep["validation_mse_history"]) == 1
+
+
+def test_bfloat16_sampling_rounds_the_networks_only(teacher, student, tmp_path) -> None:
+    fp32 = student.model
+    bf16 = DistilledFlow(fp32.teacher, fp32.sampler, "bfloat16").eval()
+    gen = torch.Generator().manual_seed(0)
+    noise, ctx = torch.randn(3 * fp32.chunk + 17, 3, generator=gen), torch.randn(3 * fp32.chunk + 17, 1, generator=gen)
+    with torch.inference_mode():
+        a, b, again = (
+            fp32.sample_from_noise(noise, ctx),
+            bf16.sample_from_noise(noise, ctx),
+            bf16.sample_from_noise(noise, ctx),
+        )
+    torch.testing.assert_close(again, b, rtol=0, atol=0)  # deterministic
+    assert b.dtype == torch.float32 and not torch.equal(a, b)  # it did round
+    rms = (a - b).pow(2).mean(dim=0).sqrt()
+    assert (rms < 0.01 * a.std(dim=0)).all(), rms  # bfloat16's 8 significant bits on a fitted correction
+    with torch.no_grad():  # with autograd on (fitting, validation) the networks stay float32
+        torch.testing.assert_close(bf16.sampler(noise[:99], ctx[:99]), fp32.sample_from_noise(noise[:99], ctx[:99]))
+    small = teacher.distill(EVENTS, SMALL | {"pairs": 4000, "epochs": 1, "precision": "bfloat16"}, progress=False)
+    assert small.model.precision == "bfloat16"
+    small.save(tmp_path / "bf16")
+    back = Surrogate.load(tmp_path / "bf16", device="cpu")
+    assert back.model.precision == "bfloat16" and back.info()["distilled_sampler"]["precision"] == "bfloat16"
+    x, y = small.sample(conditions=EVENTS[:300], seed=5), back.sample(conditions=EVENTS[:300], seed=5)
+    np.testing.assert_array_equal(x["c"].to_numpy(), y["c"].to_numpy())
+    with pytest.raises(InputError, match="unknown precision 'float16'; choose one of float32, bfloat16"):
+        DistillConfig(precision="float16")
+    with pytest.raises(InputError, match="unknown precision"):
+        DistilledFlow(fp32.teacher, fp32.sampler, "half")
+
+
+def test_fused_adam_where_available_else_the_default() -> None:
+    param = torch.nn.Parameter(torch.zeros(3))
+    assert adam_fused_if_available(torch.optim.Adam, [param], lr=1e-3).defaults["fused"]  # torch ≥ 2.4 on CPU
+
+    class NoFusedKernel(torch.optim.Adam):
+        def __init__(self, params, fused=None, **options) -> None:
+            if fused:
+                raise RuntimeError("`fused=True` requires all the params to be on a supported device")
+            super().__init__(params, **options)
+
+    opt = adam_fused_if_available(NoFusedKernel, iter([param]), lr=1e-3)  # a generator is consumed once only
+    assert not opt.defaults["fused"] and opt.param_groups[0]["params"] == [param]
+
+
+def _small_student(hidden: int = 16) -> tuple[DistilledFlow, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    teacher = build_flow(FlowConfig(model="maf", blocks=1, hidden=8), 3, 1)
+    sampler = MLPSampler(3, 1, hidden, 2)
+    for p in sampler.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    gen = torch.Generator().manual_seed(1)
+    return DistilledFlow(teacher, sampler), torch.randn(5000, 3, generator=gen), torch.randn(5000, 1, generator=gen)
+
+
+def test_compiled_sampler_gives_the_eager_numbers() -> None:
+    eager, noise, ctx = _small_student()
+    compiled = DistilledFlow(eager.teacher, eager.sampler, compiled=True)
+    with torch.inference_mode():  # 5000 events: a full slice of 4096 and a padded one
+        torch.testing.assert_close(compiled.sample_from_noise(noise, ctx), eager.sample_from_noise(noise, ctx))
+        torch.testing.assert_close(
+            compiled.sample_from_noise(noise[:7], ctx[:7]), eager.sample_from_noise(noise[:7], ctx[:7])
+        )
+    with pytest.raises(InputError, match="'compile' must be true or false"):
+        DistillConfig(compile="yes")
+
+
+def test_compiled_sampler_follows_new_weights_and_falls_back(monkeypatch) -> None:
+    eager, noise, ctx = _small_student()
+    compiles = []
+    monkeypatch.setattr(torch, "compile", lambda module, **options: compiles.append(options) or module)
+    flow = DistilledFlow(eager.teacher, eager.sampler, compiled=True)
+    with torch.inference_mode():
+        first = flow.sample_from_noise(noise, ctx)
+        flow.sample_from_noise(noise, ctx)
+    assert len(compiles) == 1 and compiles[0]["options"] == {"freezing": True}  # compiled once, then cached
+    with torch.no_grad():
+        next(eager.sampler.parameters()).mul_(1.5)  # new weights: the frozen graph is stale
+    with torch.inference_mode():
+        second = flow.sample_from_noise(noise, ctx)
+        torch.testing.assert_close(second, eager.sample_from_noise(noise, ctx))
+    assert len(compiles) == 2 and not torch.equal(first, second)
+
+    def broken(module, **options):
+        def run(*args):
+            raise RuntimeError("no C++ compiler found")
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken)
+    fresh = DistilledFlow(eager.teacher, eager.sampler, compiled=True)
+    with torch.inference_mode(), pytest.warns(RuntimeWarning, match="no C.. compiler found.*sampling without it"):
+        torch.testing.assert_close(fresh.sample_from_noise(noise, ctx), second)

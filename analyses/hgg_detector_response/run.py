@@ -1,6 +1,6 @@
 """Paper A reproduced: H→γγ photon detector response with a conditional flow, in four smearing scenarios.
 
-    python analyses/hgg_detector_response/run.py --out reports/hgg [--small] [--preset affine-spline] [--truth FILE] [--distill]
+    python analyses/hgg_detector_response/run.py --out reports/hgg [--small] [--preset affine-spline] [--truth FILE] [--distill] [--distill-precision bfloat16]
 
 For each scenario (baseline; correlation ρ = 0.5 and 1.0; asymmetric tails) the truth sample (default: the
 packaged Pythia 8 gg→H sample) is smeared with the reference smearing, ``--train-smearings`` times per truth event
@@ -8,7 +8,8 @@ packaged Pythia 8 gg→H sample) is smeared with the reference smearing, ``--tra
 response surrogate is trained on 80 % of the truth events, selected on 10 %, and applied ``--oversample`` times to the
 remaining 10 %, which it never saw, and so is the reference smearing; the comparison gives paper A's Figures 1–6 as PNGs, ``report.json`` with every number plotted, and
 ``report.md``. With ``--distill`` each trained flow is distilled into a one-pass sampler
-(``mcsurrogate.flows.distilled``) and the distilled sampler is what gets evaluated.
+(``mcsurrogate.flows.distilled``) and the distilled sampler is what gets evaluated, in
+``--distill-precision`` arithmetic.
 """
 
 from __future__ import annotations
@@ -111,7 +112,20 @@ def main(argv: list[str] | None = None) -> int:
         help="distil each trained flow into a one-pass sampler (mcsurrogate.flows.distilled, default size) and "
         "evaluate the distilled sampler",
     )
+    ap.add_argument(
+        "--distill-precision",
+        choices=["float32", "bfloat16"],
+        default="float32",
+        help="arithmetic of the distilled sampler when sampling (implies --distill; bfloat16 is ~2× faster on CPUs "
+        "with AMX or AVX512-BF16)",
+    )
+    ap.add_argument(
+        "--save-models",
+        action="store_true",
+        help="also save each scenario's surrogate (the distilled one with --distill) under OUT/models/SCENARIO",
+    )
     args = ap.parse_args(argv)
+    args.distill = args.distill or args.distill_precision != "float32"
     t0 = time.perf_counter()
     train_smearings = args.train_smearings or (1 if args.small else 5)
     truth = read_events(args.truth) if args.truth else load_default_truth()
@@ -131,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         "train_smearings": train_smearings,
         "epochs": epochs,
         "distilled_sampler": args.distill,
+        "distilled_sampler_precision": args.distill_precision if args.distill else None,
         "process": "ggH" if not args.truth else "see truth",
         "scenarios": {},
     }
@@ -146,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             oversample=args.oversample,
             train_smearings=train_smearings,
             resmear=lambda truth, seed, config=config: smear_photons(truth, config, seed=seed),
-            distill={} if args.distill else None,
+            distill={"precision": args.distill_precision} if args.distill else None,
         )
         figures = save_all(result.evaluation, result.reference, result.generated, out, prefix=f"{name}_")
         entry = result.to_dict() | {"smearing": config.to_dict(), "figures": figures}
@@ -158,13 +173,15 @@ def main(argv: list[str] | None = None) -> int:
         }
         entry["quality"] = quality(name, entry)
         report["scenarios"][name] = entry
+        if args.save_models:
+            entry["model_directory"] = str(result.model.save(out / "models" / name, overwrite=True))
         for bar, v in entry["quality"].items():
             print(f"  {bar}: {v['value']} -> {'ok' if v['holds'] else 'NOT MET'}", flush=True)
     report["wall_seconds"] = time.perf_counter() - t0
     (out / "report.json").write_text(json.dumps(report, indent=2, default=float))
     lines = [
         (
-            f"# H→γγ detector response ({args.preset} preset{', distilled sampler' if args.distill else ''}, "
+            f"# H→γγ detector response ({args.preset} preset{f', distilled sampler ({args.distill_precision})' if args.distill else ''}, "
             f"Pythia 8 gg→H truth, {len(truth)} events)"
         ),
         "",

@@ -579,6 +579,8 @@ class Surrogate:
             obj.model = DistilledFlow(
                 teacher,
                 MLPSampler(teacher.features, teacher.context_features, d.hidden, d.layers, d.activation),
+                d.precision,
+                d.compile,
             )
         tensors, _ = load_tensors(root / "weights.safetensors")
         try:

@@ -21,9 +21,13 @@ torch.Size([3, 2])
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import itertools
 import math
+import warnings
+import weakref
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,10 +37,14 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..errors import InputError, refuse_unknown_fields
+from ..training import adam_fused_if_available
 from .made import ACTIVATIONS
 from .model import FlowModel, StandardNormal
 
-__all__ = ["DistillConfig", "DistilledFlow", "MLPSampler", "distill_flow"]
+__all__ = ["PRECISIONS", "DistillConfig", "DistilledFlow", "MLPSampler", "distill_flow"]
+
+#: sampling precisions of a distilled sampler, by name
+PRECISIONS: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,13 @@ class DistillConfig:
     pairs: (noise, condition) → teacher-sample pairs to fit; ``validation_fraction`` of them are held out.
     epochs, batch_size, lr: Adam, the rate decaying linearly to lr/100 over the epochs.
     seed: noise, condition draws and weight initialisation.
+    precision: arithmetic of the student's networks when sampling: ``"float32"``, or ``"bfloat16"`` (weights and
+        activations rounded to 8 significant bits, the location/scale assembly in float32) for CPUs with AMX or
+        AVX512-BF16 and for GPUs, where it samples about 2× faster; elsewhere bfloat16 is emulated and slower. Fitting
+        is always float32; the precision only changes how the fitted network is evaluated.
+    compile: sample through ``torch.compile`` (inductor, weights frozen into the graph, fixed slices of 4096 events):
+        ~1.7× on top of either precision on a 2-core CPU. The first sampling call of a process compiles (10–40 s, a
+        C++ compiler needed); if compiling fails the sampler warns and runs uncompiled. Same numbers to ~10⁻⁶.
     """
 
     hidden: int = 256
@@ -61,6 +76,8 @@ class DistillConfig:
     lr: float = 2e-3
     validation_fraction: float = 0.05
     seed: int = 0
+    precision: str = "float32"
+    compile: bool = False
 
     def __post_init__(self) -> None:
         for name in ("hidden", "layers", "pairs", "epochs", "batch_size"):
@@ -71,6 +88,10 @@ class DistillConfig:
             raise InputError(f"unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}")
         if not self.lr > 0:
             raise InputError(f"distillation parameter 'lr' must be positive, got {self.lr!r}")
+        if not isinstance(self.compile, bool):
+            raise InputError(f"distillation parameter 'compile' must be true or false, got {self.compile!r}")
+        if self.precision not in PRECISIONS:
+            raise InputError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         if not 0 < self.validation_fraction < 0.5:
             raise InputError(f"validation_fraction must lie in (0, 0.5), got {self.validation_fraction!r}")
 
@@ -115,9 +136,15 @@ class MLPSampler(nn.Module):
             self.location_scale = _Constant(2 * features)
 
     def _parts(self, noise: torch.Tensor, context: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        # the networks run in their weights' dtype (bfloat16 under DistilledFlow's precision), the assembly in the
+        # noise's: location + scale · (noise + correction) keeps float32 resolution on top of a rounded correction
+        first = self.net[0]
+        assert isinstance(first, nn.Linear)
+        dtype = first.weight.dtype
         inputs = noise if context is None else torch.cat([noise, context], dim=1)
-        loc, log_scale = self.location_scale(noise if context is None else context).chunk(2, dim=1)
-        return loc + torch.exp(log_scale) * (noise + self.net(inputs)), log_scale
+        ls = self.location_scale((noise if context is None else context).to(dtype)).to(noise.dtype)
+        loc, log_scale = ls.chunk(2, dim=1)
+        return loc + torch.exp(log_scale) * (noise + self.net(inputs.to(dtype)).to(noise.dtype)), log_scale
 
     def forward(self, noise: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         return self._parts(noise, context)[0]
@@ -159,11 +186,19 @@ class DistilledFlow(nn.Module):
     """A trained flow (density: ``log_prob``) with a distilled sampler (``sample_from_noise``): the interface of
     :class:`~mcsurrogate.flows.FlowModel`, so a :class:`~mcsurrogate.Surrogate` uses it unchanged."""
 
-    def __init__(self, teacher: FlowModel, sampler: MLPSampler) -> None:
+    def __init__(
+        self, teacher: FlowModel, sampler: MLPSampler, precision: str = "float32", compiled: bool = False
+    ) -> None:
         super().__init__()
         _require_gaussian_base(teacher)
+        if precision not in PRECISIONS:
+            raise InputError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
         self.teacher = teacher
         self.sampler = sampler
+        #: arithmetic of the student's networks when sampling without autograd (see DistillConfig.precision)
+        self.precision = precision
+        #: sample through torch.compile (see DistillConfig.compile; ``compile`` is nn.Module's method)
+        self.compiled = compiled
         self.features = teacher.features
         self.context_features = teacher.context_features
         self.chunk = 4096
@@ -180,19 +215,80 @@ class DistilledFlow(nn.Module):
         """One pass of the student network: samples (batch, features) from standard-normal noise.
 
         Without autograd, large batches go through in slices of :attr:`chunk` events whose hidden activations stay
-        in the CPU cache (measured 1.7× faster than one pass over 2 × 10⁴ events, 2-core CPU); same numbers."""
+        in the CPU cache (measured 1.7× faster than one pass over 2 × 10⁴ events, 2-core CPU); same numbers. Without
+        autograd the networks run in :attr:`precision` (weights rounded once per call), compiled if :attr:`compiled`
+        (the last slice padded to the same shape); with autograd, in float32 and uncompiled."""
         self.teacher._check_context(context)
-        n = len(noise)
-        if torch.is_grad_enabled() or n <= self.chunk or noise.device.type != "cpu":
+        if torch.is_grad_enabled():
             return self.sampler(noise, context)
+        run = self._runner(noise)
+        n, size = len(noise), self.chunk
+        if noise.device.type != "cpu" or (n <= size and not self.compiled):
+            return run(noise, context)
         out = noise.new_empty((n, self.features))
-        for i in range(0, n, self.chunk):
-            ctx = None if context is None else context[i : i + self.chunk]
-            out[i : i + self.chunk] = self.sampler(noise[i : i + self.chunk], ctx)
+        for i in range(0, n, size):
+            z = noise[i : i + size]
+            c = None if context is None else context[i : i + size]
+            m = len(z)
+            if self.compiled and m < size:  # one input shape for the compiled graph
+                z = nn.functional.pad(z, (0, 0, 0, size - m))
+                c = None if c is None else nn.functional.pad(c, (0, 0, 0, size - m))
+            out[i : i + m] = run(z, c)[:m]
         return out
+
+    def _runner(self, like: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]:
+        dtype = PRECISIONS[self.precision]
+        if self.compiled:
+            return _compiled_sampler(self, dtype)
+        if dtype == like.dtype:
+            return self.sampler
+        rounded = {name: p.to(dtype) for name, p in self.sampler.named_parameters()}
+
+        def run(z: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+            out: torch.Tensor = torch.func.functional_call(self.sampler, rounded, (z, c))
+            return out
+
+        return run
 
     def draw_noise(self, n: int, rng: np.random.Generator) -> torch.Tensor:
         return self.teacher.draw_noise(n, rng)
+
+
+#: compiled samplers by distilled flow, with the weights they were compiled from (a cache outside the module, so
+#: that copying or saving a DistilledFlow never touches a compiled graph)
+_COMPILED: weakref.WeakKeyDictionary[DistilledFlow, tuple[Hashable, Callable[..., torch.Tensor]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _compiled_sampler(flow: DistilledFlow, dtype: torch.dtype) -> Callable[..., torch.Tensor]:
+    """``torch.compile`` of a copy of the student in ``dtype``, weights frozen; recompiled when the weights change."""
+    params = list(flow.sampler.parameters())
+    key = (dtype, params[0].device, tuple((p.data_ptr(), p._version) for p in params))
+    hit = _COMPILED.get(flow)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    module = copy.deepcopy(flow.sampler).to(dtype).eval()
+    compiled: Callable[..., torch.Tensor] = torch.compile(module, dynamic=False, options={"freezing": True})
+
+    def run(z: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+        nonlocal compiled
+        try:
+            return compiled(z, c)
+        except Exception as exc:  # compiling failed (no C++ compiler, a backend limit): warn once, sample eagerly
+            if compiled is module:
+                raise
+            warnings.warn(
+                f"torch.compile of the distilled sampler failed ({type(exc).__name__}: {str(exc)[:200]}); "
+                "sampling without it",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+            compiled = module
+            return module(z, c)
+
+    _COMPILED[flow] = (key, run)
+    return run
 
 
 def _require_gaussian_base(flow: FlowModel) -> None:
@@ -273,7 +369,7 @@ def distill_flow(
 
     torch.manual_seed(cfg.seed)
     student = MLPSampler(teacher.features, teacher.context_features, cfg.hidden, cfg.layers, cfg.activation).to(device)
-    opt = torch.optim.Adam(student.parameters(), lr=cfg.lr)
+    opt = adam_fused_if_available(torch.optim.Adam, student.parameters(), lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
     steps_per_epoch = math.ceil(n_train / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
@@ -310,7 +406,7 @@ def distill_flow(
         "n_parameters": int(sum(p.numel() for p in student.parameters())),
         "non_finite_teacher_samples_dropped": n_nonfinite,
     }
-    return DistilledFlow(teacher, student), report
+    return DistilledFlow(teacher, student, cfg.precision, cfg.compile), report
 
 
 @torch.inference_mode()
