@@ -6,7 +6,8 @@ response surrogate applied to truth events — the surrogate path against the Py
 Pythia: one process, one chunk per setting; accepted events per CPU second of the event loop (initialisation
 excluded: what large samples cost per event and core, robust against other programs sharing the CPU) and the
 wall-clock rate. Smearing: 10⁶ events (the packaged sample repeated), best of three runs.
-Without ``--model`` a small response surrogate (demo preset, 2 epochs) is trained on the packaged sample first.
+Without ``--model`` a small response surrogate (demo preset, 2 epochs) is trained on the packaged sample first; a
+distilled model is timed in each sampling precision (float32, bfloat16).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Callable
 import awkward as ak
 
 from mcsurrogate.data_files import load_default_truth
+from mcsurrogate.flows.distilled import PRECISIONS, DistilledFlow
 from mcsurrogate.generators import generate_higgs_diphoton
 from mcsurrogate.response import SmearingConfig, apply_response, smear_photons, smear_responses, train_response
 from mcsurrogate.surrogate import Surrogate
@@ -81,16 +83,36 @@ def main() -> None:
         else train_response(smeared[:50_000], "demo", training={"epochs": 2, "device": "cpu"}, progress=False)
     )
     sub = truth[:100_000]
-    apply_response(model, sub[:1000], seed=0)  # warm-up
-    t = time.perf_counter()
-    apply_response(model, sub, seed=3)
-    apply_rate = len(sub) / (time.perf_counter() - t)
+
+    def apply_rate_now() -> float:
+        apply_response(model, sub[:1000], seed=0)  # warm-up
+        t = time.perf_counter()
+        apply_response(model, sub, seed=3)
+        return len(sub) / (time.perf_counter() - t)
+
+    apply_rate = apply_rate_now()
     print(f"{'surrogate: reco = truth + sampled response':<44}{apply_rate:>12.3g}")
+    variants = []
+    if isinstance(model.model, DistilledFlow):  # a distilled sampler: time it in each precision
+        saved = model.model.precision
+        out[f"surrogate_apply_per_s_{saved}"] = apply_rate
+        for precision in PRECISIONS:
+            variants.append(precision)
+            if precision != saved:
+                model.model.precision = precision
+                rate = apply_rate_now()
+                out[f"surrogate_apply_per_s_{precision}"] = rate
+                print(f"{'… the distilled sampler in ' + precision:<44}{rate:>12.3g}")
+        model.model.precision = saved
     # Pythia's initialisation is paid once per chunk: per event, large samples cost the event loop's CPU time
     slow = out["pythia"]["pythia mpi=off hadronization=off"]["accepted_per_cpu_s"]
     full = out["pythia"]["pythia mpi=on hadronization=on"]["accepted_per_cpu_s"]
     reference_rate = 1 / (1 / full + 1 / smear_rate)
     print(f"surrogate vs Pythia (MPI + hadronisation) + smearing, per event: {apply_rate / reference_rate:.3g}×")
+    for variant in variants:
+        ratio = out[f"surrogate_apply_per_s_{variant}"] / reference_rate
+        out[f"speedup_vs_full_pythia_and_smearing_{variant}"] = ratio
+        print(f"  … distilled sampler in {variant}: {ratio:.3g}×")
     print(
         f"surrogate vs Pythia (fast settings) + smearing, per event:       {apply_rate / (1 / (1 / slow + 1 / smear_rate)):.3g}×"
     )

@@ -12,7 +12,7 @@ from mcsurrogate import Surrogate
 from mcsurrogate.errors import InputError
 from mcsurrogate.export import export_onnx, export_torchscript, load_torchscript
 from mcsurrogate.flows import FlowConfig, build_flow
-from mcsurrogate.flows.distilled import DistillConfig, DistilledFlow, MLPSampler, distill_flow
+from mcsurrogate.flows.distilled import DistillConfig, DistilledFlow, distill_flow
 from mcsurrogate.training import adam_fused_if_available
 
 from .conftest import correlated_events
@@ -159,53 +159,3 @@ def test_fused_adam_where_available_else_the_default() -> None:
 
     opt = adam_fused_if_available(NoFusedKernel, iter([param]), lr=1e-3)  # a generator is consumed once only
     assert not opt.defaults["fused"] and opt.param_groups[0]["params"] == [param]
-
-
-def _small_student(hidden: int = 16) -> tuple[DistilledFlow, torch.Tensor, torch.Tensor]:
-    torch.manual_seed(0)
-    teacher = build_flow(FlowConfig(model="maf", blocks=1, hidden=8), 3, 1)
-    sampler = MLPSampler(3, 1, hidden, 2)
-    for p in sampler.parameters():
-        torch.nn.init.normal_(p, std=0.1)
-    gen = torch.Generator().manual_seed(1)
-    return DistilledFlow(teacher, sampler), torch.randn(5000, 3, generator=gen), torch.randn(5000, 1, generator=gen)
-
-
-def test_compiled_sampler_gives_the_eager_numbers() -> None:
-    eager, noise, ctx = _small_student()
-    compiled = DistilledFlow(eager.teacher, eager.sampler, compiled=True)
-    with torch.inference_mode():  # 5000 events: a full slice of 4096 and a padded one
-        torch.testing.assert_close(compiled.sample_from_noise(noise, ctx), eager.sample_from_noise(noise, ctx))
-        torch.testing.assert_close(
-            compiled.sample_from_noise(noise[:7], ctx[:7]), eager.sample_from_noise(noise[:7], ctx[:7])
-        )
-    with pytest.raises(InputError, match="'compile' must be true or false"):
-        DistillConfig(compile="yes")
-
-
-def test_compiled_sampler_follows_new_weights_and_falls_back(monkeypatch) -> None:
-    eager, noise, ctx = _small_student()
-    compiles = []
-    monkeypatch.setattr(torch, "compile", lambda module, **options: compiles.append(options) or module)
-    flow = DistilledFlow(eager.teacher, eager.sampler, compiled=True)
-    with torch.inference_mode():
-        first = flow.sample_from_noise(noise, ctx)
-        flow.sample_from_noise(noise, ctx)
-    assert len(compiles) == 1 and compiles[0]["options"] == {"freezing": True}  # compiled once, then cached
-    with torch.no_grad():
-        next(eager.sampler.parameters()).mul_(1.5)  # new weights: the frozen graph is stale
-    with torch.inference_mode():
-        second = flow.sample_from_noise(noise, ctx)
-        torch.testing.assert_close(second, eager.sample_from_noise(noise, ctx))
-    assert len(compiles) == 2 and not torch.equal(first, second)
-
-    def broken(module, **options):
-        def run(*args):
-            raise RuntimeError("no C++ compiler found")
-
-        return run
-
-    monkeypatch.setattr(torch, "compile", broken)
-    fresh = DistilledFlow(eager.teacher, eager.sampler, compiled=True)
-    with torch.inference_mode(), pytest.warns(RuntimeWarning, match="no C.. compiler found.*sampling without it"):
-        torch.testing.assert_close(fresh.sample_from_noise(noise, ctx), second)

@@ -580,7 +580,6 @@ class Surrogate:
                 teacher,
                 MLPSampler(teacher.features, teacher.context_features, d.hidden, d.layers, d.activation),
                 d.precision,
-                d.compile,
             )
         tensors, _ = load_tensors(root / "weights.safetensors")
         try:

@@ -135,7 +135,6 @@ def cmd_distill(args: argparse.Namespace) -> int:
             ("batch_size", args.batch_size),
             ("seed", args.seed),
             ("precision", args.precision),
-            ("compile", args.compile or None),
         )
         if value is not None
     }
@@ -182,8 +181,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     if sampler:
         print(
             f"  sampler:       distilled, {sampler['layers']} × {sampler['hidden']} {sampler['activation']}, "
-            f"{sampler.get('precision', 'float32')}{', compiled' if sampler.get('compile') else ''} "
-            "(log_prob stays the flow's)"
+            f"{sampler.get('precision', 'float32')} (log_prob stays the flow's)"
         )
     print(f"  targets:       {', '.join(info['targets'])}")
     print(f"  conditions:    {', '.join(info['conditions']) or '(none: unconditional)'}")
@@ -298,12 +296,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=["float32", "bfloat16"],
         help="arithmetic of the student when sampling (default float32; bfloat16 ~2× faster on CPUs with AMX or "
         "AVX512-BF16 and on GPUs, slower elsewhere)",
-    )
-    p.add_argument(
-        "--compile",
-        action="store_true",
-        help="sample through torch.compile (~1.7× more on a 2-core CPU; the first sampling call of a process compiles "
-        "for 10–40 s and needs a C++ compiler)",
     )
     p.add_argument("--device", default="auto")
     p.add_argument("--out", required=True, help="model directory to write")

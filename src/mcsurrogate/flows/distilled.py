@@ -21,13 +21,10 @@ torch.Size([3, 2])
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import itertools
 import math
-import warnings
-import weakref
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,9 +59,6 @@ class DistillConfig:
         activations rounded to 8 significant bits, the location/scale assembly in float32) for CPUs with AMX or
         AVX512-BF16 and for GPUs, where it samples about 2× faster; elsewhere bfloat16 is emulated and slower. Fitting
         is always float32; the precision only changes how the fitted network is evaluated.
-    compile: sample through ``torch.compile`` (inductor, weights frozen into the graph, fixed slices of 4096 events):
-        ~1.7× on top of either precision on a 2-core CPU. The first sampling call of a process compiles (10–40 s, a
-        C++ compiler needed); if compiling fails the sampler warns and runs uncompiled. Same numbers to ~10⁻⁶.
     """
 
     hidden: int = 256
@@ -77,7 +71,6 @@ class DistillConfig:
     validation_fraction: float = 0.05
     seed: int = 0
     precision: str = "float32"
-    compile: bool = False
 
     def __post_init__(self) -> None:
         for name in ("hidden", "layers", "pairs", "epochs", "batch_size"):
@@ -88,8 +81,6 @@ class DistillConfig:
             raise InputError(f"unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}")
         if not self.lr > 0:
             raise InputError(f"distillation parameter 'lr' must be positive, got {self.lr!r}")
-        if not isinstance(self.compile, bool):
-            raise InputError(f"distillation parameter 'compile' must be true or false, got {self.compile!r}")
         if self.precision not in PRECISIONS:
             raise InputError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         if not 0 < self.validation_fraction < 0.5:
@@ -186,9 +177,7 @@ class DistilledFlow(nn.Module):
     """A trained flow (density: ``log_prob``) with a distilled sampler (``sample_from_noise``): the interface of
     :class:`~mcsurrogate.flows.FlowModel`, so a :class:`~mcsurrogate.Surrogate` uses it unchanged."""
 
-    def __init__(
-        self, teacher: FlowModel, sampler: MLPSampler, precision: str = "float32", compiled: bool = False
-    ) -> None:
+    def __init__(self, teacher: FlowModel, sampler: MLPSampler, precision: str = "float32") -> None:
         super().__init__()
         _require_gaussian_base(teacher)
         if precision not in PRECISIONS:
@@ -197,8 +186,6 @@ class DistilledFlow(nn.Module):
         self.sampler = sampler
         #: arithmetic of the student's networks when sampling without autograd (see DistillConfig.precision)
         self.precision = precision
-        #: sample through torch.compile (see DistillConfig.compile; ``compile`` is nn.Module's method)
-        self.compiled = compiled
         self.features = teacher.features
         self.context_features = teacher.context_features
         self.chunk = 4096
@@ -216,30 +203,25 @@ class DistilledFlow(nn.Module):
 
         Without autograd, large batches go through in slices of :attr:`chunk` events whose hidden activations stay
         in the CPU cache (measured 1.7× faster than one pass over 2 × 10⁴ events, 2-core CPU); same numbers. Without
-        autograd the networks run in :attr:`precision` (weights rounded once per call), compiled if :attr:`compiled`
-        (the last slice padded to the same shape); with autograd, in float32 and uncompiled."""
+        autograd the networks run in :attr:`precision` (weights rounded once per call); with it, in float32.
+
+        ``torch.compile`` of the student (inductor, weights frozen) was measured and left out: 1.7× on the network
+        alone, but 1.0–1.2× on the sampling paths (noise draw, slicing and preprocessing then weigh), for 10–40 s of
+        compilation per process (2-core CPU)."""
         self.teacher._check_context(context)
         if torch.is_grad_enabled():
             return self.sampler(noise, context)
         run = self._runner(noise)
         n, size = len(noise), self.chunk
-        if noise.device.type != "cpu" or (n <= size and not self.compiled):
+        if n <= size or noise.device.type != "cpu":
             return run(noise, context)
         out = noise.new_empty((n, self.features))
         for i in range(0, n, size):
-            z = noise[i : i + size]
-            c = None if context is None else context[i : i + size]
-            m = len(z)
-            if self.compiled and m < size:  # one input shape for the compiled graph
-                z = nn.functional.pad(z, (0, 0, 0, size - m))
-                c = None if c is None else nn.functional.pad(c, (0, 0, 0, size - m))
-            out[i : i + m] = run(z, c)[:m]
+            out[i : i + size] = run(noise[i : i + size], None if context is None else context[i : i + size])
         return out
 
     def _runner(self, like: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]:
         dtype = PRECISIONS[self.precision]
-        if self.compiled:
-            return _compiled_sampler(self, dtype)
         if dtype == like.dtype:
             return self.sampler
         rounded = {name: p.to(dtype) for name, p in self.sampler.named_parameters()}
@@ -252,43 +234,6 @@ class DistilledFlow(nn.Module):
 
     def draw_noise(self, n: int, rng: np.random.Generator) -> torch.Tensor:
         return self.teacher.draw_noise(n, rng)
-
-
-#: compiled samplers by distilled flow, with the weights they were compiled from (a cache outside the module, so
-#: that copying or saving a DistilledFlow never touches a compiled graph)
-_COMPILED: weakref.WeakKeyDictionary[DistilledFlow, tuple[Hashable, Callable[..., torch.Tensor]]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _compiled_sampler(flow: DistilledFlow, dtype: torch.dtype) -> Callable[..., torch.Tensor]:
-    """``torch.compile`` of a copy of the student in ``dtype``, weights frozen; recompiled when the weights change."""
-    params = list(flow.sampler.parameters())
-    key = (dtype, params[0].device, tuple((p.data_ptr(), p._version) for p in params))
-    hit = _COMPILED.get(flow)
-    if hit is not None and hit[0] == key:
-        return hit[1]
-    module = copy.deepcopy(flow.sampler).to(dtype).eval()
-    compiled: Callable[..., torch.Tensor] = torch.compile(module, dynamic=False, options={"freezing": True})
-
-    def run(z: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
-        nonlocal compiled
-        try:
-            return compiled(z, c)
-        except Exception as exc:  # compiling failed (no C++ compiler, a backend limit): warn once, sample eagerly
-            if compiled is module:
-                raise
-            warnings.warn(
-                f"torch.compile of the distilled sampler failed ({type(exc).__name__}: {str(exc)[:200]}); "
-                "sampling without it",
-                RuntimeWarning,
-                stacklevel=4,
-            )
-            compiled = module
-            return module(z, c)
-
-    _COMPILED[flow] = (key, run)
-    return run
 
 
 def _require_gaussian_base(flow: FlowModel) -> None:
@@ -406,7 +351,7 @@ def distill_flow(
         "n_parameters": int(sum(p.numel() for p in student.parameters())),
         "non_finite_teacher_samples_dropped": n_nonfinite,
     }
-    return DistilledFlow(teacher, student, cfg.precision, cfg.compile), report
+    return DistilledFlow(teacher, student, cfg.precision), report
 
 
 @torch.inference_mode()
