@@ -63,13 +63,19 @@ def test_same_seed_same_student(teacher, student) -> None:
 def test_saved_student_samples_the_same(student, tmp_path) -> None:
     student.save(tmp_path / "m")
     config = json.loads((tmp_path / "m" / "config.json").read_text())
-    assert config["distilled_sampler"]["hidden"] == SMALL["hidden"] and config["schema_version"] == 2
+    assert config["distilled_sampler"]["hidden"] == SMALL["hidden"] and config["schema_version"] == 3
     back = Surrogate.load(tmp_path / "m", device="cpu")
     assert isinstance(back.model, DistilledFlow) and back.distill_config == student.distill_config
     assert back.info()["distilled_sampler"] == student.distill_config.to_dict()
     a = student.sample(conditions=EVENTS[:300], seed=5)
     b = back.sample(conditions=EVENTS[:300], seed=5)
     np.testing.assert_array_equal(a["b"].to_numpy(), b["b"].to_numpy())
+    # a directory of the previous schema (2: no sampling precision) still loads, sampling in float32
+    del config["distilled_sampler"]["precision"]
+    config["schema_version"] = 2
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    old = Surrogate.load(tmp_path / "m", device="cpu")
+    assert old.model.precision == "float32" and old.distill_config == student.distill_config
 
 
 def test_exported_student_holds_only_the_student(student, tmp_path) -> None:

@@ -44,8 +44,9 @@ __all__ = ["MODEL_FORMAT", "SCHEMA_VERSION", "Surrogate"]
 
 MODEL_FORMAT = "mcsurrogate.surrogate"
 #: the newest model schema this version reads; 1: a flow, 2: adds ``distilled_sampler`` (written only by distilled
-#: surrogates, so that an older mcsurrogate refuses them clearly instead of failing on the student's weights)
-SCHEMA_VERSION = 2
+#: surrogates, so that an older mcsurrogate refuses them clearly instead of failing on the student's weights), 3: the
+#: distilled sampler's ``precision`` (a schema-2 directory samples in float32)
+SCHEMA_VERSION = 3
 _FILES = ("config.json", "preprocessing.json", "weights.safetensors", "metrics.json")
 
 
@@ -477,7 +478,7 @@ class Surrogate:
     def _config_dict(self) -> dict[str, Any]:
         return {
             "format": MODEL_FORMAT,
-            "schema_version": 1 if self.distill_config is None else 2,
+            "schema_version": 1 if self.distill_config is None else 3,
             "spec": self.spec.to_dict(),
             "flow": self.flow_config.to_dict(),
             "training": self.train_config.to_dict(),
