@@ -96,13 +96,27 @@ class DistillConfig:
         return cls(**data)
 
 
+#: in-place versions of the activations (GELU has none): without autograd the student overwrites each layer's fresh
+#: output instead of allocating another; measured 1.15× on the float32 sampler, no change in bfloat16 (2-core CPU)
+_IN_PLACE: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "relu": torch.relu_,
+    "silu": lambda x: nn.functional.silu(x, inplace=True),
+    "elu": nn.functional.elu_,
+    "tanh": torch.tanh_,
+}
+
+
 class _Activation(nn.Module):
     def __init__(self, name: str) -> None:
         super().__init__()
         self.name = name
         self.fn = ACTIVATIONS[name]
+        self.fn_in_place = _IN_PLACE.get(name)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x is the preceding Linear's output, which nothing else holds: safe to overwrite when no graph records it
+        if self.fn_in_place is not None and not torch.is_grad_enabled():
+            return self.fn_in_place(x)
         return self.fn(x)
 
 
