@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from mcsurrogate.data_files import default_truth_metadata, load_default_truth
+from mcsurrogate.flows.distilled import PRECISIONS
 from mcsurrogate.io import read_events
 from mcsurrogate.response.plots import save_all
 from mcsurrogate.response.smearing import SmearingConfig, smear_photons
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--distill-precision",
-        choices=["float32", "bfloat16"],
+        choices=list(PRECISIONS),
         default="float32",
         help="arithmetic of the distilled sampler when sampling (implies --distill; bfloat16 is ~2× faster on CPUs "
         "with AMX or AVX512-BF16)",

@@ -81,8 +81,7 @@ class DistillConfig:
             raise InputError(f"unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}")
         if not self.lr > 0:
             raise InputError(f"distillation parameter 'lr' must be positive, got {self.lr!r}")
-        if self.precision not in PRECISIONS:
-            raise InputError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
+        _require_precision(self.precision)
         if not 0 < self.validation_fraction < 0.5:
             raise InputError(f"validation_fraction must lie in (0, 0.5), got {self.validation_fraction!r}")
 
@@ -194,8 +193,7 @@ class DistilledFlow(nn.Module):
     def __init__(self, teacher: FlowModel, sampler: MLPSampler, precision: str = "float32") -> None:
         super().__init__()
         _require_gaussian_base(teacher)
-        if precision not in PRECISIONS:
-            raise InputError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+        _require_precision(precision)
         self.teacher = teacher
         self.sampler = sampler
         #: arithmetic of the student's networks when sampling without autograd (see DistillConfig.precision)
@@ -248,6 +246,11 @@ class DistilledFlow(nn.Module):
 
     def draw_noise(self, n: int, rng: np.random.Generator) -> torch.Tensor:
         return self.teacher.draw_noise(n, rng)
+
+
+def _require_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
 
 
 def _require_gaussian_base(flow: FlowModel) -> None:
