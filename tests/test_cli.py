@@ -140,6 +140,21 @@ def test_info(model_dir: Path) -> None:
     assert info["targets"] == ["a", "b", "c"] and info["n_parameters"] > 0
 
 
+def test_reader_closing_the_pipe_ends_quietly(model_dir: Path) -> None:
+    """``mcsurrogate info MODEL | head -1``: the reader is gone before the command writes; exit 141, no traceback."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mcsurrogate", "info", str(model_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the child is still importing: its first write meets a closed pipe
+    err = proc.stderr.read()
+    assert proc.wait(timeout=300) == 141, err
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+
+
 def test_bad_inputs_get_one_paragraph(root_file: Path, model_dir: Path, tmp_path: Path) -> None:
     fails_with(
         run_here("train", str(tmp_path / "nope.root"), "--targets", "a", "--out", str(tmp_path / "m")),

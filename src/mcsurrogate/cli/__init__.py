@@ -5,12 +5,15 @@ its sub-commands; each sub-command's handler takes the parsed arguments and retu
 Errors derived from :class:`mcsurrogate.errors.MCSurrogateError` are printed as one paragraph
 (no traceback) with exit code 2. Ctrl-C and SIGTERM (a batch system's kill) unwind the command like an exception,
 so half-written outputs (``.NAME.tmp-*`` beside the destination) are deleted; exit codes 130 and 143.
+A reader that closes the pipe early (``mcsurrogate info MODEL | head -3``) ends the command quietly with exit code
+141 (128 + SIGPIPE, as a shell tool would), not a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
 import textwrap
@@ -57,7 +60,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if previous is not None:
         signal.signal(signal.SIGTERM, _terminate)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler below, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # the reader went away: point stdout at /dev/null so the interpreter's final flush cannot fail again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 141
     except MCSurrogateError as exc:
         message = textwrap.fill(str(exc), width=100, break_long_words=False, break_on_hyphens=False)
         print(f"mcsurrogate {args.command}: error: {message}", file=sys.stderr)
