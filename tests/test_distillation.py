@@ -11,8 +11,8 @@ import torch
 from mcsurrogate import Surrogate
 from mcsurrogate.errors import InputError
 from mcsurrogate.export import export_onnx, export_torchscript, load_torchscript
-from mcsurrogate.flows import FlowConfig, build_flow
-from mcsurrogate.flows.distilled import DistillConfig, DistilledFlow, distill_flow
+from mcsurrogate.flows import FlowConfig, build_flow, distilled
+from mcsurrogate.flows.distilled import DistillConfig, DistilledFlow, MLPSampler, distill_flow
 from mcsurrogate.training import adam_fused_if_available
 
 from .conftest import correlated_events
@@ -153,6 +153,29 @@ def test_bfloat16_sampling_rounds_the_networks_only(teacher, student, tmp_path) 
         DistillConfig(precision="float16")
     with pytest.raises(InputError, match="unknown precision"):
         DistilledFlow(fp32.teacher, fp32.sampler, "half")
+
+
+@pytest.mark.parametrize("activation", ["silu", "relu", "tanh"])
+@pytest.mark.parametrize("conditional", [True, False])
+def test_frozen_bfloat16_sampler_matches_plain_torch(activation: str, conditional: bool, monkeypatch) -> None:
+    """The inference path (oneDNN dense layers with fused bias and activation where it has them) against the same
+    weights through the plain torch modules, both in bfloat16; and against the float32 module."""
+    torch.manual_seed(4)
+    sampler = MLPSampler(3, 2 if conditional else None, hidden=32, layers=2, activation=activation)
+    for p in sampler.parameters():  # away from the identity start, so every layer matters
+        torch.nn.init.normal_(p, std=0.3)
+    noise = torch.randn(500, 3)
+    ctx = torch.randn(500, 2) if conditional else None
+    with torch.inference_mode():
+        fast = sampler.frozen(torch.bfloat16)(noise, ctx)
+        monkeypatch.setitem(distilled._onednn_dense, "works", False)  # what a CPU or build without oneDNN runs
+        plain = sampler.frozen(torch.bfloat16)(noise, ctx)
+        exact = sampler(noise, ctx)
+    assert fast.dtype == plain.dtype == torch.float32 and fast.shape == (500, 3)
+    scale = exact.std(dim=0)
+    for approx in (fast, plain):  # bfloat16 rounding of each layer: a percent-level error per layer at most
+        assert ((approx - exact).pow(2).mean(dim=0).sqrt() < 0.03 * scale).all()
+    assert not torch.equal(fast, exact)
 
 
 def test_fused_adam_where_available_else_the_default() -> None:
