@@ -14,6 +14,7 @@ from mcsurrogate.records import (
     FeatureSpec,
     FlattenReport,
     ObjectSlots,
+    _leading_block,
     check_finite,
     flatten_objects,
     from_matrix,
@@ -81,6 +82,41 @@ def test_flatten_to_objects_round_trip_and_drop_count() -> None:
     four, dropped4 = flatten_objects(events, ObjectSlots("photons", 4))
     assert dropped4 == int((n_counts < 4).sum())
     assert len(four) + dropped4 == len(events)
+
+
+def _layouts() -> dict[str, ak.Array]:
+    events = photon_events(300, seed=7)
+    with_int = ak.with_field(events, ak.values_astype(events.photons.pt, np.int32), ["photons", "n_cells"])
+    with_none = ak.with_field(
+        events, ak.mask(events.photons.eta, events.photons.pt > 60, valid_when=True), ["photons", "eta"]
+    )
+    return {
+        "plain": events,
+        "masked events": events[ak.num(events.photons) != 3],  # a ListArray: starts not from offsets
+        "sliced": events[57:],  # lists starting away from zero
+        "float32": photon_events(300, seed=7, dtype=np.float32),
+        "int field": with_int,
+        "missing values": with_none,  # an option type: the general path, NaN-free because None is kept as None
+        "from a list of dicts": ak.Array(ak.to_list(events[:40])),
+    }
+
+
+@pytest.mark.parametrize("name", list(_layouts()))
+def test_flattening_reads_every_layout_like_slot_by_slot(name: str) -> None:
+    """The direct read from the lists' starts and the general path give the same columns as indexing slot by slot."""
+    events = _layouts()[name]
+    fields = ("pt", "eta", "phi", "n_cells") if "n_cells" in events.photons.fields else ("pt", "eta", "phi")
+    slots = ObjectSlots("photons", 2, fields=fields)
+    flat, _ = flatten_objects(events, slots)
+    kept = events[ak.num(events.photons) >= 2]
+    for f in fields:
+        fast = _leading_block(kept.photons[f], 2)
+        assert (fast is None) == (name == "missing values" and f == "eta")
+        for i in range(2):
+            expected = ak.to_numpy(ak.fill_none(kept.photons[f][:, i], np.nan)).astype(np.float64)
+            got = ak.to_numpy(flat[slots.column(i + 1, f)])
+            assert got.dtype == np.float64
+            np.testing.assert_array_equal(got, expected)
 
 
 def test_sort_by_orders_descending() -> None:

@@ -186,15 +186,44 @@ def _slot_columns(coll: ak.Array, slots: ObjectSlots, what: str) -> dict[str, np
     _require_fields(coll, slots.collection, list(slots.fields) + ([slots.sort_by] if slots.sort_by else []), what)
     if slots.sort_by is not None:
         coll = coll[ak.argsort(coll[slots.sort_by], axis=1, ascending=False, stable=True)]
-    out: dict[str, np.ndarray] = {}
-    for i in range(slots.n):
-        obj = coll[:, i]
-        for f in slots.fields:
-            values = obj[f]
-            if not _numeric(values.type.content):
-                raise InputError(f"{what}: field {slots.collection}.{f} has type {values.type.content}, not numbers")
-            out[slots.column(i + 1, f)] = ak.to_numpy(_as_float64(values)).astype(np.float64, copy=False)
-    return out
+    by_field: dict[str, np.ndarray] = {}  # (n slots, events) per field
+    for f in slots.fields:
+        block = _leading_block(coll[f], slots.n)
+        if block is None:  # the general path: one object slot at a time
+            rows = []
+            for i in range(slots.n):
+                values = coll[:, i][f]
+                if not _numeric(values.type.content):
+                    raise InputError(
+                        f"{what}: field {slots.collection}.{f} has type {values.type.content}, not numbers"
+                    )
+                rows.append(ak.to_numpy(_as_float64(values)).astype(np.float64, copy=False))
+            block = np.stack(rows) if rows else np.zeros((0, len(coll)))
+        by_field[f] = block
+    return {slots.column(i + 1, f): by_field[f][i] for i in range(slots.n) for f in slots.fields}
+
+
+def _leading_block(values: ak.Array, n: int) -> np.ndarray | None:
+    """The first ``n`` numbers of each list as a float64 array (n, len(values)), read straight from the lists'
+    starts when the layout is a list of numbers, possibly behind an index (a selection of events), every list
+    holding ≥ n; ``None`` for any other layout (options, indexed or nested contents), which the caller reads the
+    general way."""
+    layout = ak.to_layout(values)
+    index = None
+    if isinstance(layout, ak.contents.IndexedArray):  # events[mask] of a record array: the rows to take
+        index = np.asarray(layout.index)
+        layout = layout.content
+    if not isinstance(layout, (ak.contents.ListOffsetArray, ak.contents.ListArray)):
+        return None
+    content = layout.content
+    if not isinstance(content, ak.contents.NumpyArray) or content.parameter("__array__") is not None:
+        return None
+    data = np.asarray(content.data)
+    if data.ndim != 1 or data.dtype.kind not in "biuf":
+        return None
+    starts = np.asarray(layout.starts) if index is None else np.asarray(layout.starts)[index]
+    block: np.ndarray = data[np.arange(n)[:, None] + starts[None, :]].astype(np.float64, copy=False)
+    return block
 
 
 def flatten_objects(events: ak.Array, slots: ObjectSlots, *, too_few: TooFew = "drop") -> tuple[ak.Array, int]:
