@@ -69,6 +69,16 @@ def test_apply_is_seeded_and_checks_its_input(study) -> None:
     b = apply_response(study.model, truth, seed=3)
     assert ak.all(a.photons.pt == b.photons.pt)
     assert ak.all(a.truth_photons.pt == truth.photons.pt)
+    # reco = truth + the model's sample at the truth conditions, object by object
+    columns = {f"photon{i + 1}_{f}": truth.photons[f][:, i] for i in range(2) for f in ("pt", "eta", "phi")}
+    gen = study.model.sample(conditions=ak.zip(columns | {"mu": truth.mu}, depth_limit=1), seed=3)
+    for i in range(2):
+        for f in ("pt", "eta"):
+            np.testing.assert_allclose(
+                ak.to_numpy(a.photons[f][:, i] - truth.photons[f][:, i]), gen[f"d_photon{i + 1}_{f}"], atol=1e-9
+            )
+    dphi = wrap_phi(ak.to_numpy(a.photons.phi[:, 1] - truth.photons.phi[:, 1]) - ak.to_numpy(gen.d_photon2_phi))
+    np.testing.assert_allclose(dphi, 0, atol=1e-9)
     with pytest.raises(InputError, match="pile-up field 'mu'"):
         apply_response(study.model, ak.zip({"photons": truth.photons}, depth_limit=1))
     nan_mu = ak.with_field(truth, np.r_[np.nan, np.ones(49)], "mu")

@@ -54,6 +54,23 @@ def test_same_seed_same_sample_whatever_the_batch_size(trained: Surrogate) -> No
     assert not ak.all(a.a == c.a)
 
 
+def test_sample_array_is_the_sample_without_records(trained: Surrogate, small_events: ak.Array) -> None:
+    cond = correlated_events(300, seed=5)
+    records = trained.sample(conditions=cond, seed=2, batch_size=128)
+    expected = np.column_stack([ak.to_numpy(records[t]) for t in trained.targets])
+    from_records = trained.sample_array(conditions=cond, seed=2, batch_size=100)
+    from_matrix = trained.sample_array(conditions=np.column_stack([ak.to_numpy(cond[c]) for c in trained.conditions]))
+    assert from_records.dtype == np.float64 and from_records.shape == (300, len(trained.targets))
+    np.testing.assert_array_equal(from_records, expected)
+    np.testing.assert_array_equal(from_matrix, trained.sample_array(conditions=cond))
+    s = Surrogate(["a", "b"], flow={"model": "realnvp", "blocks": 1, "hidden": 8}, training=FAST | {"epochs": 1})
+    s.fit(small_events, progress=False)
+    np.testing.assert_array_equal(s.sample_array(50, seed=1)[:, 1], ak.to_numpy(s.sample(50, seed=1).b))
+    assert s.sample_array(0).shape == (0, 2)
+    with pytest.raises(InputError, match="number of events"):
+        s.sample_array()
+
+
 def test_save_load_round_trip(trained: Surrogate, tmp_path) -> None:
     trained.save(tmp_path / "m")
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [

@@ -516,6 +516,10 @@ def to_matrix(events: ak.Array, columns: Sequence[str], *, what: str = "column")
         raise InputError(f"missing {what} column(s) {missing}; columns present: {fields}")
     out = np.empty((len(events), len(columns)), dtype=np.float64)
     for j, name in enumerate(columns):
+        numbers = _plain_column(events, name)
+        if numbers is not None:
+            out[:, j] = numbers
+            continue
         col = events[name]
         t = col.type.content
         if not _numeric(t):
@@ -529,6 +533,26 @@ def to_matrix(events: ak.Array, columns: Sequence[str], *, what: str = "column")
             col = ak.fill_none(col, np.nan)
         out[:, j] = ak.to_numpy(col)
     return out
+
+
+def _plain_column(events: ak.Array, name: str) -> np.ndarray | None:
+    """Field ``name`` of flat records as a numpy view, read from the layout when it is a plain array of numbers
+    (possibly behind an event selection); ``None`` for anything else (options, lists, strings), which
+    :func:`to_matrix` reads, and checks, through awkward."""
+    layout = ak.to_layout(events)
+    index = None
+    if isinstance(layout, ak.contents.IndexedArray):
+        index = np.asarray(layout.index)
+        layout = layout.content
+    if not isinstance(layout, ak.contents.RecordArray) or layout.is_tuple:
+        return None
+    content = layout.content(name)
+    if not isinstance(content, ak.contents.NumpyArray) or content.parameter("__array__") is not None:
+        return None
+    data = np.asarray(content.data)
+    if data.ndim != 1 or data.dtype.kind not in "biuf":
+        return None
+    return data if index is None else data[index]
 
 
 def from_matrix(matrix: np.ndarray, columns: Sequence[str]) -> ak.Array:
@@ -604,8 +628,12 @@ def to_objects(flat: ak.Array, slots: ObjectSlots, *, mass: float = 0.0, extra_f
             else:
                 block[:, i] = to_matrix(flat, [slots.column(i + 1, f)], what="object")[:, 0]
         parts[f] = block.reshape(-1)
-    counts = np.full(n, slots.n, dtype=np.int64)
-    return ak.unflatten(ak.zip(parts, with_name="Momentum4D"), counts)
+    # built from its layout: every event holds exactly slots.n objects (ak.zip + ak.unflatten took 2× as long)
+    objects = ak.contents.RecordArray(
+        [ak.contents.NumpyArray(parts[f]) for f in names], names, parameters={"__record__": "Momentum4D"}
+    )
+    offsets = ak.index.Index64(np.arange(0, n * slots.n + 1, slots.n, dtype=np.int64))
+    return ak.Array(ak.contents.ListOffsetArray(offsets, objects))
 
 
 def with_objects(events: ak.Array, name: str, objects: ak.Array) -> ak.Array:

@@ -366,6 +366,35 @@ class Surrogate:
         ``noise`` (shape (n, noise_features), standard normal) replaces the seeded draw, e.g. noise keyed to
         event numbers so that a result does not depend on how the events were partitioned.
         """
+        for x, c in self._sample_matrices(n, conditions, seed, batch_size, progress, noise):
+            yield self._records(x, c)
+
+    def sample_array(
+        self,
+        n: int | None = None,
+        conditions: ak.Array | np.ndarray | Mapping[str, Any] | None = None,
+        *,
+        seed: int | np.random.Generator = 0,
+        batch_size: int = 100_000,
+        progress: bool | None = None,
+        noise: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """The targets of :meth:`sample` as one float64 matrix ``(n, len(targets))``, columns in :attr:`targets`
+        order, original units: the same numbers for the same arguments, without building records (the fast path
+        for columnar code that has its conditions as a matrix in :attr:`conditions` order)."""
+        parts = [x for x, _ in self._sample_matrices(n, conditions, seed, batch_size, progress, noise)]
+        return np.concatenate(parts) if len(parts) > 1 else parts[0] if parts else np.zeros((0, len(self.targets)))
+
+    def _sample_matrices(
+        self,
+        n: int | None,
+        conditions: ak.Array | np.ndarray | Mapping[str, Any] | None,
+        seed: int | np.random.Generator,
+        batch_size: int,
+        progress: bool | None,
+        noise: np.ndarray | None,
+    ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        """Batches of (targets in original units, their condition rows or None)."""
         model = self._require_model().to(self.device).eval()
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         c = None
@@ -400,8 +429,7 @@ class Surrogate:
                 ctx = None if c is None else torch.as_tensor(cy[start:stop], dtype=torch.float32, device=self.device)
                 with torch.inference_mode():
                     y = model.sample_from_noise(z, ctx).double().cpu().numpy()
-                x = self.preprocessor.inverse(y)
-                yield self._records(x, None if c is None else c[start:stop])
+                yield self.preprocessor.inverse(y), None if c is None else c[start:stop]
                 bar.update(stop - start)
         finally:
             bar.close()

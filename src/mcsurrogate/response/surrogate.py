@@ -297,18 +297,19 @@ def apply_response(
         warnings.warn(
             f"{dropped} truth events with fewer than {layout.n} {layout.collection} were dropped", stacklevel=2
         )
-    for col in layout.condition_columns:
-        values = to_matrix(flat, [col])
-        if not np.isfinite(values).all():
-            raise InputError(f"truth column {col!r} has {int((~np.isfinite(values)).sum())} NaN/inf values")
-    gen = model.sample(conditions=flat[model.conditions], seed=seed, batch_size=batch_size, progress=progress)
+    # numpy from here on: the conditions as a matrix, the responses as one (no records in between)
+    c = to_matrix(flat, model.conditions)
+    bad = ~np.isfinite(c)
+    for j in np.flatnonzero(bad.any(axis=0))[:1]:
+        raise InputError(f"truth column {model.conditions[j]!r} has {int(bad[:, j].sum())} NaN/inf values")
+    delta = model.sample_array(conditions=c, seed=seed, batch_size=batch_size, progress=progress)
     reco = {}
     for i in range(1, layout.n + 1):
         for f in layout.fields:
             col = f"{layout.prefix}{i}_{f}"
-            value = flat[col].to_numpy() + gen[f"d_{col}"].to_numpy()
+            value = to_matrix(flat, [col])[:, 0] + delta[:, model.targets.index(f"d_{col}")]
             reco[col] = wrap_phi(value) if f == "phi" else value
-    reco_flat = ak.zip(reco)
+    reco_flat = ak.zip(reco, depth_limit=1)
     slots = layout.slots(layout.collection)
     return ak.zip(
         {
