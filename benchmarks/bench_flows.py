@@ -8,12 +8,16 @@ reverse permutations, in ``nflows.flows.Flow``.
 
 Then the detector-response presets (``mcsurrogate.response.PRESETS``) at their own sizes, on the same 6 targets and
 5 conditions, our MAF at the baseline's layer count (input layer + 4 residual layers: equal model size), and the
-distilled sampler (``mcsurrogate.flows.distilled``, default size: sampling only) in float32 and in bfloat16. Prints
-events/s and the ratio to the baseline; all timings from one process, same data, same threads. Training steps use
-torch's default Adam for the baseline and the optimiser ``train_flow`` uses (fused where available) for ours. For
-sampling it also prints the achieved FLOP/s (FLOPs per sampled event counted by ``torch.utils.flop_counter`` ×
-events/s) as a fraction of a plain matmul, in the sampler's arithmetic, measured in the same run (the speed issue's
-target: ≥ 50 %).
+distilled sampler (``mcsurrogate.flows.distilled``, default size: sampling only) in float32, in bfloat16, and with
+ReLU hidden layers in bfloat16. Prints events/s and the ratio to the baseline; all timings from one process, same
+data, same threads. Training steps use torch's default Adam for the baseline and the optimiser ``train_flow`` uses
+(fused where available) for ours.
+
+Achieved FLOP/s as a fraction of a plain matmul measured in the same run: for sampling, FLOPs per sampled event
+(``torch.utils.flop_counter``) × events/s against the matmul of the sampler's arithmetic (the speed issue's target:
+≥ 50 %); for training, forward + backward FLOPs per event × events/s against the float32 matmul, and how much faster
+a model with the baseline's training FLOPs would train at the full matmul rate: the ceiling of any speed-up at equal
+model size and batch size.
 """
 
 from __future__ import annotations
@@ -107,6 +111,15 @@ def flops_per_event(sample, device: torch.device, batch: int = 1024) -> float:
     return counter.get_total_flops() / batch
 
 
+def train_flops_per_event(log_prob, device: torch.device, batch: int) -> float:
+    """FLOPs of one training event (forward and backward of the negative log-likelihood; Adam's few per parameter
+    left out), counted by torch's FLOP counter on a batch."""
+    x, c = torch.randn(batch, D, device=device), torch.randn(batch, C, device=device)
+    with FlopCounterMode(display=False) as counter:
+        (-log_prob(x, c).mean()).backward()
+    return counter.get_total_flops() / batch
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", help="write the figures to this JSON file")
@@ -132,8 +145,11 @@ def main() -> None:
     n_par = sum(p.numel() for p in base.parameters())
     peak = matmul_flops(device, seconds)
     base_flops = flops_per_event(lambda c: base.sample(1, context=c), device)
+    base_train_flops = train_flops_per_event(base.log_prob, device, train_batch)
     results["nflows-default-maf"] = {
         "train_events_per_s": base_train,
+        "train_flops_per_event": base_train_flops,
+        "train_flops_fraction_of_matmul": base_train_flops * base_train / peak,
         "sample_events_per_s": base_sample,
         "parameters": n_par,
         "sample_flops_per_event": base_flops,
@@ -142,10 +158,20 @@ def main() -> None:
     peak_bf16 = matmul_flops(device, seconds, dtype=torch.bfloat16)
     results["matmul_flops_per_s"] = {"value": peak, "bfloat16": peak_bf16}
     print(f"float32 matmul (20000×128 @ 128×128): {peak / 1e9:.1f} GFLOP/s; bfloat16 {peak_bf16 / 1e9:.1f} GFLOP/s")
-    head = f"{'model':<22}{'params':>10}{'train ev/s':>14}{'× base':>8}{'sample ev/s':>14}{'× base':>8}"
+    # the most any model of the baseline's training FLOPs could gain per event at this batch size: running at the
+    # float32 matmul rate, every FLOP a matmul of the benchmark's shape
+    ceiling = peak / base_train_flops / base_train
+    results["nflows-default-maf"]["train_ratio_at_matmul_rate"] = ceiling
+    print(
+        f"nflows MAF training: {base_train_flops / 1e3:.0f} kFLOP per event (forward + backward), "
+        f"{100 * base_train_flops * base_train / peak:.0f} % of the float32 matmul rate; an equal-FLOP model at the "
+        f"full matmul rate would train {ceiling:.2f}× faster"
+    )
+    head = f"{'model':<26}{'params':>10}{'train ev/s':>14}{'× base':>8}{'% matmul':>10}{'sample ev/s':>14}{'× base':>8}"
     print(head + f"{'kFLOP/ev':>10}{'% matmul':>10}")
     print(
-        f"{'nflows-default-maf':<22}{n_par:>10}{base_train:>14.3g}{1:>8.2f}{base_sample:>14.3g}{1:>8.2f}"
+        f"{'nflows-default-maf':<26}{n_par:>10}{base_train:>14.3g}{1:>8.2f}"
+        f"{100 * base_train_flops * base_train / peak:>10.1f}{base_sample:>14.3g}{1:>8.2f}"
         f"{base_flops / 1e3:>10.0f}{100 * base_flops * base_sample / peak:>10.1f}"
     )
 
@@ -163,16 +189,18 @@ def main() -> None:
         dc = DistillConfig()
         configs[f"distilled {dc.hidden}x{dc.layers}"] = dc
         configs[f"distilled {dc.hidden}x{dc.layers} bf16"] = DistillConfig(precision="bfloat16")
+        configs[f"distilled {dc.hidden}x{dc.layers} relu bf16"] = DistillConfig(precision="bfloat16", activation="relu")
     for name, cfg in configs.items():
         torch.manual_seed(0)
         if isinstance(cfg, DistillConfig):
             teacher = build_flow(FlowConfig(model="maf", blocks=1, hidden=8), D, C)
             sampler = MLPSampler(D, C, cfg.hidden, cfg.layers, cfg.activation)
             flow = DistilledFlow(teacher, sampler, cfg.precision).to(device)
-            tr = float("nan")  # distilled from a trained flow, not trained on data
+            tr = tr_flops = float("nan")  # distilled from a trained flow, not trained on data
         else:
             flow = build_flow(cfg, D, C).to(device)
             tr = time_training(flow.log_prob, flow.parameters(), device, train_batch, seconds, ours=True)
+            tr_flops = train_flops_per_event(flow.log_prob, device, train_batch)
         flow.eval()
         sa = time_sampling(
             lambda c, flow=flow: flow.sample_from_noise(flow.draw_noise(len(c), rng).to(device), c),
@@ -190,6 +218,8 @@ def main() -> None:
         results[name] = {
             ("distilled_sampler" if isinstance(cfg, DistillConfig) else "flow"): cfg.to_dict(),
             "train_events_per_s": tr,
+            "train_flops_per_event": tr_flops,
+            "train_flops_fraction_of_matmul": tr_flops * tr / peak,
             "sample_events_per_s": sa,
             "parameters": n_par,
             "train_ratio": tr / base_train,
@@ -198,7 +228,8 @@ def main() -> None:
             "sample_flops_fraction_of_matmul": fpe * sa / ref,
         }
         print(
-            f"{name:<22}{n_par:>10}{tr:>14.3g}{tr / base_train:>8.2f}{sa:>14.3g}{sa / base_sample:>8.2f}"
+            f"{name:<26}{n_par:>10}{tr:>14.3g}{tr / base_train:>8.2f}{100 * tr_flops * tr / peak:>10.1f}"
+            f"{sa:>14.3g}{sa / base_sample:>8.2f}"
             f"{fpe / 1e3:>10.0f}{100 * fpe * sa / ref:>10.1f}"
         )
 

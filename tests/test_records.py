@@ -18,6 +18,8 @@ from mcsurrogate.records import (
     check_finite,
     flatten_objects,
     from_matrix,
+    object_blocks,
+    objects_from_blocks,
     to_matrix,
     to_objects,
     with_objects,
@@ -117,6 +119,28 @@ def test_flattening_reads_every_layout_like_slot_by_slot(name: str) -> None:
             got = ak.to_numpy(flat[slots.column(i + 1, f)])
             assert got.dtype == np.float64
             np.testing.assert_array_equal(got, expected)
+
+
+def test_object_blocks_round_trip_through_objects_from_blocks() -> None:
+    events = photon_events(200, seed=3)
+    blocks, dropped = object_blocks(events, ObjectSlots("photons", 2))
+    kept = events[ak.num(events.photons) >= 2]
+    assert dropped == len(events) - len(kept) and set(blocks) == {"pt", "eta", "phi"}
+    assert blocks["eta"].shape == (len(kept), 2) and blocks["eta"].dtype == np.float64
+    np.testing.assert_array_equal(blocks["phi"][:, 1], ak.to_numpy(kept.photons.phi[:, 1]))
+    objects = objects_from_blocks(blocks | {"iso": np.ones((len(kept), 2))})
+    assert objects.fields == ["pt", "eta", "phi", "mass", "iso"] and ak.all(objects.mass == 0)
+    assert ak.array_equal(objects.pt, kept.photons.pt[:, :2])
+    pair = objects[:, 0] + objects[:, 1]  # vector behaviours
+    np.testing.assert_allclose(ak.to_numpy(pair.mass), hand_mass(*(blocks[f][:, i] for i in (0, 1) for f in blocks)))
+    heavy = objects_from_blocks(blocks, mass=4.18)
+    assert ak.all(heavy.mass == 4.18) and len(objects_from_blocks({f: np.zeros((0, 3)) for f in blocks})) == 0
+    with pytest.raises(InputError, match=r"needs the fields \['pt', 'eta', 'phi'\]; missing \['phi'\]"):
+        objects_from_blocks({"pt": blocks["pt"], "eta": blocks["eta"]})
+    with pytest.raises(InputError, match=r"shape \(events, n\).*\['eta'\]"):
+        objects_from_blocks(blocks | {"eta": blocks["eta"][:, :1]})
+    with pytest.raises(InputError, match="too few objects"):
+        object_blocks(events, ObjectSlots("photons", 2), too_few="raise")
 
 
 def test_sort_by_orders_descending() -> None:

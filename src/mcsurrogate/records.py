@@ -47,6 +47,8 @@ __all__ = [
     "feature_matrix",
     "flatten_objects",
     "from_matrix",
+    "object_blocks",
+    "objects_from_blocks",
     "to_matrix",
     "to_objects",
     "with_objects",
@@ -181,12 +183,13 @@ def _too_few_message(dropped: Mapping[str, int], requirements: Mapping[str, int]
     )
 
 
-def _slot_columns(coll: ak.Array, slots: ObjectSlots, what: str) -> dict[str, np.ndarray]:
-    """Float64 columns of the slots for a collection where every event has at least ``slots.n`` objects."""
+def _slot_blocks(coll: ak.Array, slots: ObjectSlots, what: str) -> dict[str, np.ndarray]:
+    """Float64 ``(events, slots.n)`` arrays of the slot fields, by field, for a collection where every event has
+    at least ``slots.n`` objects."""
     _require_fields(coll, slots.collection, list(slots.fields) + ([slots.sort_by] if slots.sort_by else []), what)
     if slots.sort_by is not None:
         coll = coll[ak.argsort(coll[slots.sort_by], axis=1, ascending=False, stable=True)]
-    by_field: dict[str, np.ndarray] = {}  # (n slots, events) per field
+    by_field: dict[str, np.ndarray] = {}
     for f in slots.fields:
         block = _leading_block(coll[f], slots.n)
         if block is None:  # the general path: one object slot at a time
@@ -199,8 +202,8 @@ def _slot_columns(coll: ak.Array, slots: ObjectSlots, what: str) -> dict[str, np
                     )
                 rows.append(ak.to_numpy(_as_float64(values)).astype(np.float64, copy=False))
             block = np.stack(rows) if rows else np.zeros((0, len(coll)))
-        by_field[f] = block
-    return {slots.column(i + 1, f): by_field[f][i] for i in range(slots.n) for f in slots.fields}
+        by_field[f] = block.T  # each slot's column stays contiguous
+    return by_field
 
 
 def _leading_block(values: ak.Array, n: int) -> np.ndarray | None:
@@ -226,10 +229,13 @@ def _leading_block(values: ak.Array, n: int) -> np.ndarray | None:
     return block
 
 
-def flatten_objects(events: ak.Array, slots: ObjectSlots, *, too_few: TooFew = "drop") -> tuple[ak.Array, int]:
-    """Flat records of the slot columns (float64) for the events with at least ``slots.n`` objects.
+def object_blocks(
+    events: ak.Array, slots: ObjectSlots, *, too_few: TooFew = "drop"
+) -> tuple[dict[str, np.ndarray], int]:
+    """The slot fields as float64 numpy arrays of shape ``(events, slots.n)``, by field, for the events with at least
+    ``slots.n`` objects (the numpy form of :func:`flatten_objects`; :func:`objects_from_blocks` is its inverse).
 
-    Returns ``(flat, n_dropped)``; ``too_few="raise"`` raises :class:`InputError` with the count instead of dropping.
+    Returns ``(blocks, n_dropped)``; ``too_few="raise"`` raises :class:`InputError` with the count instead of dropping.
     """
     if too_few not in _TOO_FEW:
         raise InputError(f"too_few must be one of {list(_TOO_FEW)}, got {too_few!r}")
@@ -241,7 +247,17 @@ def flatten_objects(events: ak.Array, slots: ObjectSlots, *, too_few: TooFew = "
     coll = _collection(events, slots.collection, what)
     if n_bad:
         coll = coll[keep]
-    return ak.zip(_slot_columns(coll, slots, what), depth_limit=1), n_bad
+    return _slot_blocks(coll, slots, what), n_bad
+
+
+def flatten_objects(events: ak.Array, slots: ObjectSlots, *, too_few: TooFew = "drop") -> tuple[ak.Array, int]:
+    """Flat records of the slot columns (float64) for the events with at least ``slots.n`` objects.
+
+    Returns ``(flat, n_dropped)``; ``too_few="raise"`` raises :class:`InputError` with the count instead of dropping.
+    """
+    blocks, n_bad = object_blocks(events, slots, too_few=too_few)
+    columns = {slots.column(i + 1, f): blocks[f][:, i] for i in range(slots.n) for f in slots.fields}
+    return ak.zip(columns, depth_limit=1), n_bad
 
 
 # -- derived observables -------------------------------------------------------------------------------
@@ -450,9 +466,8 @@ class FeatureSpec:
         kept = events[keep] if n_bad else events
         values: dict[str, Any] = {}
         for o in objects:
-            values.update(
-                _slot_columns(_collection(kept, o.collection, "FeatureSpec"), o, f"ObjectSlots({o.collection!r})")
-            )
+            blocks = _slot_blocks(_collection(kept, o.collection, "FeatureSpec"), o, f"ObjectSlots({o.collection!r})")
+            values.update({o.column(i + 1, f): blocks[f][:, i] for i in range(o.n) for f in o.fields})
         for d in derived:
             values[d.name] = d.compute(kept)
         order = self.columns + [c for c in produced if c not in self.columns]
@@ -618,21 +633,37 @@ def to_objects(flat: ak.Array, slots: ObjectSlots, *, mass: float = 0.0, extra_f
     absent = [c for c in needed if c not in flat.fields]
     if absent:
         raise InputError(f"to_objects: missing column(s) {absent}; columns present: {flat.fields}")
-    n = len(flat)
-    parts: dict[str, np.ndarray] = {}
-    for f in names:
-        block = np.empty((n, slots.n), dtype=np.float64)
-        for i in range(slots.n):
-            if f == "mass" and "mass" not in slots.fields:
-                block[:, i] = mass
-            else:
-                block[:, i] = to_matrix(flat, [slots.column(i + 1, f)], what="object")[:, 0]
-        parts[f] = block.reshape(-1)
-    # built from its layout: every event holds exactly slots.n objects (ak.zip + ak.unflatten took 2× as long)
+    blocks = {
+        f: np.column_stack([to_matrix(flat, [slots.column(i + 1, f)], what="object")[:, 0] for i in range(slots.n)])
+        for f in names
+        if f != "mass" or "mass" in slots.fields
+    }
+    return objects_from_blocks(blocks, mass=mass)
+
+
+def objects_from_blocks(blocks: Mapping[str, np.ndarray], *, mass: float = 0.0) -> ak.Array:
+    """Lists of vector ``Momentum4D`` records from per-field arrays of shape ``(events, n)``: ``pt`` (GeV), ``eta``,
+    ``phi`` (radians) required, ``mass`` (GeV) optional (else the constant ``mass``), further fields carried along;
+    float64, n objects per event (the inverse of :func:`object_blocks`). ``(out[:, 0] + out[:, 1]).mass`` works."""
+    missing = [f for f in _MOMENTUM if f not in blocks]
+    if missing:
+        raise InputError(f"objects_from_blocks needs the fields {list(_MOMENTUM)}; missing {missing}")
+    arrays = {f: np.asarray(v, dtype=np.float64) for f, v in blocks.items()}
+    shape = arrays["pt"].shape
+    bad = [f for f, v in arrays.items() if v.ndim != 2 or v.shape != shape]
+    if len(shape) != 2 or bad:
+        raise InputError(f"objects_from_blocks: every field needs the shape (events, n) of 'pt' {shape}; not {bad}")
+    n, per_event = shape
+    if "mass" not in arrays:
+        arrays["mass"] = np.full(shape, float(mass))
+    names = [*_MOMENTUM, "mass", *[f for f in arrays if f not in (*_MOMENTUM, "mass")]]
+    # built from its layout: every event holds exactly n objects (ak.zip + ak.unflatten took 2× as long)
     objects = ak.contents.RecordArray(
-        [ak.contents.NumpyArray(parts[f]) for f in names], names, parameters={"__record__": "Momentum4D"}
+        [ak.contents.NumpyArray(np.ascontiguousarray(arrays[f]).reshape(-1)) for f in names],
+        names,
+        parameters={"__record__": "Momentum4D"},
     )
-    offsets = ak.index.Index64(np.arange(0, n * slots.n + 1, slots.n, dtype=np.int64))
+    offsets = ak.index.Index64(np.arange(0, n * per_event + 1, per_event, dtype=np.int64))
     return ak.Array(ak.contents.ListOffsetArray(offsets, objects))
 
 

@@ -196,7 +196,7 @@ def smear_photons(
 
     Returns records with ``collection`` (reco, vector Momentum4D, massless), ``truth_collection`` and ``pileup``.
     """
-    from ..records import ObjectSlots, to_objects
+    from ..records import objects_from_blocks
     from .surrogate import wrap_phi
 
     config = config or SmearingConfig()
@@ -204,12 +204,7 @@ def smear_photons(
     delta = smear_responses(kin["pt"], kin["eta"], mu, config, seed=seed)
     reco = {f: kin[f] + delta[:, :, j] for j, f in enumerate(FIELDS)}
     reco["phi"] = wrap_phi(reco["phi"])
-    slots = ObjectSlots(collection="photons", n=2, fields=FIELDS, prefix="photon")
-
-    def flat(values: dict[str, np.ndarray]) -> ak.Array:
-        return ak.zip({f"photon{i + 1}_{f}": values[f][:, i] for i in range(2) for f in FIELDS})
-
     return ak.zip(
-        {collection: to_objects(flat(reco), slots), truth_collection: to_objects(flat(kin), slots), pileup: mu},
+        {collection: objects_from_blocks(reco), truth_collection: objects_from_blocks(kin), pileup: mu},
         depth_limit=1,
     )

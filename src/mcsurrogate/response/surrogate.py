@@ -19,7 +19,7 @@ from ..errors import InputError
 from ..flows import FlowConfig
 from ..flows.distilled import DistillConfig
 from ..preprocessing import Atanh, Preprocessor, Scale, Standardize
-from ..records import ObjectSlots, flatten_objects, to_matrix, to_objects
+from ..records import ObjectSlots, flatten_objects, object_blocks, objects_from_blocks, to_matrix
 from ..surrogate import Surrogate
 from ..training import TrainConfig
 
@@ -80,16 +80,31 @@ DEFAULT_LAYOUT = ResponseLayout()
 RESPONSE_SCALES = {"pt": 20.0, "eta": 0.005, "phi": 0.01}
 
 
-def _flat_truth(events: ak.Array, collection: str, layout: ResponseLayout) -> tuple[ak.Array, int]:
+def _truth_blocks(
+    events: ak.Array, collection: str, layout: ResponseLayout
+) -> tuple[dict[str, np.ndarray], np.ndarray, int]:
+    """``(blocks, mu, n_dropped)``: the first ``layout.n`` objects' fields as float64 ``(events, n)`` arrays and μ,
+    for the events with at least ``layout.n`` objects."""
     if collection not in events.fields:
         raise InputError(f"the events have no field {collection!r} (fields: {events.fields})")
     if layout.pileup not in events.fields:
         raise InputError(f"the events have no pile-up field {layout.pileup!r} (fields: {events.fields})")
-    flat, dropped = flatten_objects(events, layout.slots(collection), too_few="drop")
+    blocks, dropped = object_blocks(events, layout.slots(collection), too_few="drop")
+    pileup = events[layout.pileup]
     if dropped:
-        keep = ak.num(events[collection], axis=1) >= layout.n
-        events = events[keep]
-    return ak.with_field(flat, ak.values_astype(events[layout.pileup], np.float64), layout.pileup), dropped
+        pileup = pileup[ak.num(events[collection], axis=1) >= layout.n]
+    return blocks, to_matrix(ak.zip({layout.pileup: pileup}, depth_limit=1), [layout.pileup])[:, 0], dropped
+
+
+def _flat_truth(events: ak.Array, collection: str, layout: ResponseLayout) -> tuple[ak.Array, int]:
+    blocks, mu, dropped = _truth_blocks(events, collection, layout)
+    return ak.zip(_columns(blocks, mu, layout), depth_limit=1), dropped
+
+
+def _columns(blocks: dict[str, np.ndarray], mu: np.ndarray, layout: ResponseLayout) -> dict[str, np.ndarray]:
+    """Flat columns ``photon1_pt, photon1_eta, …, mu`` of object blocks."""
+    columns = {f"{layout.prefix}{i + 1}_{f}": blocks[f][:, i] for i in range(layout.n) for f in layout.fields}
+    return columns | {layout.pileup: mu}
 
 
 def response_table(smeared: ak.Array, layout: ResponseLayout = DEFAULT_LAYOUT) -> ak.Array:
@@ -290,7 +305,7 @@ def apply_response(
             f"the model's columns (targets {model.targets}, conditions {model.conditions}) do not match the "
             f"response layout (targets {layout.response_columns}, conditions {layout.condition_columns})"
         )
-    flat, dropped = _flat_truth(truth, layout.collection, layout)
+    blocks, mu, dropped = _truth_blocks(truth, layout.collection, layout)
     if dropped:
         import warnings
 
@@ -298,24 +313,23 @@ def apply_response(
             f"{dropped} truth events with fewer than {layout.n} {layout.collection} were dropped", stacklevel=2
         )
     # numpy from here on: the conditions as a matrix, the responses as one (no records in between)
-    c = to_matrix(flat, model.conditions)
+    columns = _columns(blocks, mu, layout)
+    c = np.column_stack([columns[name] for name in model.conditions])
     bad = ~np.isfinite(c)
     for j in np.flatnonzero(bad.any(axis=0))[:1]:
         raise InputError(f"truth column {model.conditions[j]!r} has {int(bad[:, j].sum())} NaN/inf values")
     delta = model.sample_array(conditions=c, seed=seed, batch_size=batch_size, progress=progress)
     reco = {}
-    for i in range(1, layout.n + 1):
-        for f in layout.fields:
-            col = f"{layout.prefix}{i}_{f}"
-            value = to_matrix(flat, [col])[:, 0] + delta[:, model.targets.index(f"d_{col}")]
-            reco[col] = wrap_phi(value) if f == "phi" else value
-    reco_flat = ak.zip(reco, depth_limit=1)
-    slots = layout.slots(layout.collection)
+    for f in layout.fields:
+        which = [model.targets.index(f"d_{layout.prefix}{i}_{f}") for i in range(1, layout.n + 1)]
+        value = blocks[f] + delta[:, which]
+        reco[f] = wrap_phi(value) if f == "phi" else value
+    truth_objects = {f: blocks[f] for f in layout.fields}
     return ak.zip(
         {
-            layout.collection: to_objects(reco_flat, slots),
-            layout.truth_collection: to_objects(flat, slots),
-            layout.pileup: flat[layout.pileup],
+            layout.collection: objects_from_blocks(reco),
+            layout.truth_collection: objects_from_blocks(truth_objects),
+            layout.pileup: mu,
         },
         depth_limit=1,
     )
