@@ -43,6 +43,10 @@ def test_response_table_and_phi_wrapping(smeared: ak.Array) -> None:
     d = t.d_photon1_phi.to_numpy()
     assert np.all(np.abs(d) < 0.1)  # wrapped: no 2π jumps
     assert wrap_phi(np.array([np.pi + 0.1, -np.pi - 0.1, -np.pi]))[2] == pytest.approx(np.pi)
+    edges = np.array([np.nextafter(np.pi, 4), -np.pi, np.nextafter(-np.pi, -4), 3 * np.pi, -3 * np.pi, 1e6, 0.5])
+    wrapped = wrap_phi(np.concatenate([edges, np.random.default_rng(0).uniform(-60, 60, 100_000)]))
+    assert ((wrapped > -np.pi) & (wrapped <= np.pi)).all() and wrapped[6] == 0.5
+    np.testing.assert_allclose(np.cos(wrapped[:6]), np.cos(edges[:6]), atol=1e-9)
 
 
 def test_study_trains_on_disjoint_events_and_reproduces_the_mass_peak(study) -> None:
