@@ -135,6 +135,7 @@ def test_object_blocks_round_trip_through_objects_from_blocks() -> None:
     np.testing.assert_allclose(ak.to_numpy(pair.mass), hand_mass(*(blocks[f][:, i] for i in (0, 1) for f in blocks)))
     heavy = objects_from_blocks(blocks, mass=4.18)
     assert ak.all(heavy.mass == 4.18) and len(objects_from_blocks({f: np.zeros((0, 3)) for f in blocks})) == 0
+    assert ak.to_list(ak.num(objects_from_blocks({f: np.zeros((4, 0)) for f in blocks}))) == [0, 0, 0, 0]
     with pytest.raises(InputError, match=r"needs the fields \['pt', 'eta', 'phi'\]; missing \['phi'\]"):
         objects_from_blocks({"pt": blocks["pt"], "eta": blocks["eta"]})
     with pytest.raises(InputError, match=r"shape \(events, n\).*\['eta'\]"):

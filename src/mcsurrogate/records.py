@@ -209,24 +209,33 @@ def _slot_blocks(coll: ak.Array, slots: ObjectSlots, what: str) -> dict[str, np.
 def _leading_block(values: ak.Array, n: int) -> np.ndarray | None:
     """The first ``n`` numbers of each list as a float64 array (n, len(values)), read straight from the lists'
     starts when the layout is a list of numbers, possibly behind an index (a selection of events), every list
-    holding ≥ n; ``None`` for any other layout (options, indexed or nested contents), which the caller reads the
-    general way."""
-    layout = ak.to_layout(values)
-    index = None
-    if isinstance(layout, ak.contents.IndexedArray):  # events[mask] of a record array: the rows to take
-        index = np.asarray(layout.index)
-        layout = layout.content
+    holding ≥ n; ``None`` for any other layout (options, nested contents), which the caller reads the general way."""
+    layout, index = _without_index(ak.to_layout(values))
     if not isinstance(layout, (ak.contents.ListOffsetArray, ak.contents.ListArray)):
         return None
-    content = layout.content
-    if not isinstance(content, ak.contents.NumpyArray) or content.parameter("__array__") is not None:
-        return None
-    data = np.asarray(content.data)
-    if data.ndim != 1 or data.dtype.kind not in "biuf":
+    data = _plain_numbers(layout.content)
+    if data is None:
         return None
     starts = np.asarray(layout.starts) if index is None else np.asarray(layout.starts)[index]
     block: np.ndarray = data[np.arange(n)[:, None] + starts[None, :]].astype(np.float64, copy=False)
     return block
+
+
+def _without_index(layout: ak.contents.Content) -> tuple[ak.contents.Content, np.ndarray | None]:
+    """An :class:`~awkward.contents.IndexedArray` (what ``events[mask]`` of records gives) as its content and the
+    rows to take; any other layout as itself and ``None``."""
+    if isinstance(layout, ak.contents.IndexedArray):
+        return layout.content, np.asarray(layout.index)
+    return layout, None
+
+
+def _plain_numbers(content: ak.contents.Content) -> np.ndarray | None:
+    """The numpy data of a one-dimensional array of plain numbers (bool, int, float; no options, strings or
+    parameters), else ``None``."""
+    if not isinstance(content, ak.contents.NumpyArray) or content.parameter("__array__") is not None:
+        return None
+    data = np.asarray(content.data)
+    return data if data.ndim == 1 and data.dtype.kind in "biuf" else None
 
 
 def object_blocks(
@@ -551,23 +560,14 @@ def to_matrix(events: ak.Array, columns: Sequence[str], *, what: str = "column")
 
 
 def _plain_column(events: ak.Array, name: str) -> np.ndarray | None:
-    """Field ``name`` of flat records as a numpy view, read from the layout when it is a plain array of numbers
-    (possibly behind an event selection); ``None`` for anything else (options, lists, strings), which
-    :func:`to_matrix` reads, and checks, through awkward."""
-    layout = ak.to_layout(events)
-    index = None
-    if isinstance(layout, ak.contents.IndexedArray):
-        index = np.asarray(layout.index)
-        layout = layout.content
+    """Field ``name`` of flat records as numpy, read from the layout when it is a plain array of numbers (possibly
+    behind an event selection); ``None`` for anything else (options, lists, strings), which :func:`to_matrix` reads,
+    and checks, through awkward."""
+    layout, index = _without_index(ak.to_layout(events))
     if not isinstance(layout, ak.contents.RecordArray) or layout.is_tuple:
         return None
-    content = layout.content(name)
-    if not isinstance(content, ak.contents.NumpyArray) or content.parameter("__array__") is not None:
-        return None
-    data = np.asarray(content.data)
-    if data.ndim != 1 or data.dtype.kind not in "biuf":
-        return None
-    return data if index is None else data[index]
+    data = _plain_numbers(layout.content(name))
+    return data if data is None or index is None else data[index]
 
 
 def from_matrix(matrix: np.ndarray, columns: Sequence[str]) -> ak.Array:
@@ -663,7 +663,7 @@ def objects_from_blocks(blocks: Mapping[str, np.ndarray], *, mass: float = 0.0) 
         names,
         parameters={"__record__": "Momentum4D"},
     )
-    offsets = ak.index.Index64(np.arange(0, n * per_event + 1, per_event, dtype=np.int64))
+    offsets = ak.index.Index64(np.arange(n + 1, dtype=np.int64) * per_event)
     return ak.Array(ak.contents.ListOffsetArray(offsets, objects))
 
 
