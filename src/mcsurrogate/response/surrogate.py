@@ -317,7 +317,8 @@ def apply_response(
     columns = _columns(blocks, mu, layout)
     c = np.column_stack([columns[name] for name in model.conditions])
     bad = ~np.isfinite(c)
-    for j in np.flatnonzero(bad.any(axis=0))[:1]:
+    if bad.any():
+        j = int(np.flatnonzero(bad.any(axis=0))[0])
         raise InputError(f"truth column {model.conditions[j]!r} has {int(bad[:, j].sum())} NaN/inf values")
     delta = model.sample_array(conditions=c, seed=seed, batch_size=batch_size, progress=progress)
     reco = {}
