@@ -120,12 +120,12 @@ def _eager(
         if bad:
             raise InputError(f"truth columns {bad} have NaN/inf values")
         noise = _noise(events, keep, columns, surrogate.noise_features, seed, event_id)
-        conditions = ak.zip({c: columns[c] for c in surrogate.conditions})
-        delta = surrogate.sample(conditions=conditions, noise=noise, progress=False)
+        conditions = np.column_stack([columns[c] for c in surrogate.conditions])
+        delta = surrogate.sample_array(conditions=conditions, noise=noise, progress=False)
         for i in range(n):
             for f in layout.fields:
                 col = f"{layout.prefix}{i + 1}_{f}"
-                value = columns[col] + ak.to_numpy(delta[f"d_{col}"])
+                value = columns[col] + delta[:, surrogate.targets.index(f"d_{col}")]
                 reco[f][:, i] = wrap_phi(value) if f == "phi" else value
     counts = np.where(keep, n, 0)
     flat = {f: reco[f].reshape(-1) for f in ("pt", "eta", "phi")}
