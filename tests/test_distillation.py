@@ -9,10 +9,12 @@ import pytest
 import torch
 
 from mcsurrogate import Surrogate
+from mcsurrogate.cli.core import DISTILL_ACTIVATIONS, DISTILL_PRECISIONS
 from mcsurrogate.errors import InputError
 from mcsurrogate.export import export_onnx, export_torchscript, load_torchscript
 from mcsurrogate.flows import FlowConfig, build_flow, distilled
 from mcsurrogate.flows.distilled import DistillConfig, DistilledFlow, MLPSampler, distill_flow
+from mcsurrogate.flows.made import ACTIVATIONS
 from mcsurrogate.training import adam_fused_if_available
 
 from .conftest import correlated_events
@@ -176,6 +178,10 @@ def test_frozen_bfloat16_sampler_matches_plain_torch(activation: str, conditiona
     for approx in (fast, plain):  # bfloat16 rounding of each layer: a percent-level error per layer at most
         assert ((approx - exact).pow(2).mean(dim=0).sqrt() < 0.03 * scale).all()
     assert not torch.equal(fast, exact)
+
+
+def test_cli_choices_are_the_library_s() -> None:
+    assert DISTILL_ACTIVATIONS == tuple(ACTIVATIONS) and DISTILL_PRECISIONS == tuple(distilled.PRECISIONS)
 
 
 def test_fused_adam_where_available_else_the_default() -> None:

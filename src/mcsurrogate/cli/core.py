@@ -13,6 +13,11 @@ from ..errors import InputError, OutputExistsError
 FLOW_CHOICES = ("maf", "made-mog", "maf-made-mog", "rqs-ar", "rqs-coupling", "realnvp", "glow")
 
 
+#: the choices of ``mcsurrogate distill`` (literal: the parser imports no torch; tested against the library's)
+DISTILL_ACTIVATIONS = ("relu", "gelu", "elu", "silu", "tanh")
+DISTILL_PRECISIONS = ("float32", "bfloat16")
+
+
 def _columns(text: str | None) -> list[str]:
     return [c.strip() for c in text.split(",") if c.strip()] if text else []
 
@@ -135,6 +140,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
             ("batch_size", args.batch_size),
             ("seed", args.seed),
             ("precision", args.precision),
+            ("activation", args.activation),
         )
         if value is not None
     }
@@ -292,8 +298,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, help="pairs per optimiser step (default 4096)")
     p.add_argument("--seed", type=int)
     p.add_argument(
+        "--activation",
+        choices=DISTILL_ACTIVATIONS,
+        help="activation of the student's hidden layers (default silu; relu samples ~1.8× faster in bfloat16)",
+    )
+    p.add_argument(
         "--precision",
-        choices=["float32", "bfloat16"],
+        choices=DISTILL_PRECISIONS,
         help="arithmetic of the student when sampling (default float32; bfloat16 ~2× faster on CPUs with AMX or "
         "AVX512-BF16 and on GPUs, slower elsewhere)",
     )
