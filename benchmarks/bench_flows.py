@@ -8,8 +8,8 @@ reverse permutations, in ``nflows.flows.Flow``.
 
 Then the detector-response presets (``mcsurrogate.response.PRESETS``) at their own sizes, on the same 6 targets and
 5 conditions, our MAF at the baseline's layer count (input layer + 4 residual layers: equal model size), and the
-distilled sampler (``mcsurrogate.flows.distilled``, default size: sampling only) in float32, in bfloat16, and with
-ReLU hidden layers in bfloat16. Prints events/s and the ratio to the baseline; all timings from one process, same
+distilled sampler (``mcsurrogate.flows.distilled``, default size: sampling only) with SiLU and with ReLU hidden layers,
+each in float32 and in bfloat16. Prints events/s and the ratio to the baseline; all timings from one process, same
 data, same threads. Training steps use torch's default Adam for the baseline and the optimiser ``train_flow`` uses
 (fused where available) for ours.
 
@@ -35,7 +35,7 @@ from nflows.transforms import CompositeTransform, MaskedAffineAutoregressiveTran
 from torch.utils.flop_counter import FlopCounterMode
 
 from mcsurrogate.flows import FLOW_FAMILIES, FlowConfig, build_flow
-from mcsurrogate.flows.distilled import DistillConfig, DistilledFlow, MLPSampler
+from mcsurrogate.flows.distilled import PRECISIONS, DistillConfig, DistilledFlow, MLPSampler
 from mcsurrogate.response import PRESETS, response_surrogate
 from mcsurrogate.training import adam_fused_if_available, resolve_device
 
@@ -187,9 +187,10 @@ def main() -> None:
     if args.distilled:
         # the student's speed does not depend on the teacher it was fitted to: a one-block teacher stands in
         dc = DistillConfig()
-        configs[f"distilled {dc.hidden}x{dc.layers}"] = dc
-        configs[f"distilled {dc.hidden}x{dc.layers} bf16"] = DistillConfig(precision="bfloat16")
-        configs[f"distilled {dc.hidden}x{dc.layers} relu bf16"] = DistillConfig(precision="bfloat16", activation="relu")
+        for activation in ("silu", "relu"):
+            for precision in PRECISIONS:
+                name = f"distilled {dc.hidden}x{dc.layers} {activation}{' bf16' if precision == 'bfloat16' else ''}"
+                configs[name] = DistillConfig(activation=activation, precision=precision)
     for name, cfg in configs.items():
         torch.manual_seed(0)
         if isinstance(cfg, DistillConfig):
