@@ -125,8 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         "--distill-activation",
         choices=list(ACTIVATIONS),
         default=DistillConfig().activation,
-        help="activation of the distilled sampler's hidden layers (implies --distill; relu costs ~0.1× silu's "
-        "element-wise work when sampling)",
+        help="activation of the distilled sampler's hidden layers (default relu; a value other than the default "
+        "implies --distill)",
     )
     ap.add_argument(
         "--save-models",

@@ -51,8 +51,9 @@ class DistillConfig:
 
     Attributes
     ----------
-    hidden, layers, activation: the student network, ``layers`` hidden layers of ``hidden`` units (smooth
-        activations fit the smooth map best).
+    hidden, layers, activation: the student network, ``layers`` hidden layers of ``hidden`` units. ReLU by default:
+        it fits the flow's map as well as SiLU (held-out error and every detector-response bar, four scenarios) and,
+        without SiLU's exponential per unit, samples ~1.8× faster in bfloat16.
     pairs: (noise, condition) → teacher-sample pairs to fit; ``validation_fraction`` of them are held out.
     epochs, batch_size, lr: Adam, the rate decaying linearly to lr/100 over the epochs.
     seed: noise, condition draws and weight initialisation.
@@ -64,7 +65,7 @@ class DistillConfig:
 
     hidden: int = 256
     layers: int = 3
-    activation: str = "silu"
+    activation: str = "relu"
     pairs: int = 2_000_000
     epochs: int = 20
     batch_size: int = 4096
@@ -129,7 +130,7 @@ class MLPSampler(nn.Module):
     responses are four times narrower (high E_T, say), an absolute error would be four times as harmful."""
 
     def __init__(
-        self, features: int, context_features: int | None, hidden: int, layers: int, activation: str = "silu"
+        self, features: int, context_features: int | None, hidden: int, layers: int, activation: str = "relu"
     ) -> None:
         super().__init__()
         self.features = features
