@@ -35,7 +35,7 @@ from scipy.special import ndtri
 
 from ..errors import InputError
 from ..surrogate import Surrogate
-from .surrogate import DEFAULT_LAYOUT, ResponseLayout, wrap_phi
+from .surrogate import DEFAULT_LAYOUT, ResponseLayout, _reco_blocks
 
 __all__ = ["add_surrogate_objects", "event_noise", "pair_mass"]
 
@@ -122,11 +122,10 @@ def _eager(
         noise = _noise(events, keep, columns, surrogate.noise_features, seed, event_id)
         conditions = np.column_stack([columns[c] for c in surrogate.conditions])
         delta = surrogate.sample_array(conditions=conditions, noise=noise, progress=False)
-        for i in range(n):
-            for f in layout.fields:
-                col = f"{layout.prefix}{i + 1}_{f}"
-                value = columns[col] + delta[:, surrogate.targets.index(f"d_{col}")]
-                reco[f][:, i] = wrap_phi(value) if f == "phi" else value
+        truth_blocks = {
+            f: np.column_stack([columns[f"{layout.prefix}{i + 1}_{f}"] for i in range(n)]) for f in layout.fields
+        }
+        reco = _reco_blocks(truth_blocks, delta, surrogate.targets, layout)
     counts = np.where(keep, n, 0)
     flat = {f: reco[f].reshape(-1) for f in ("pt", "eta", "phi")}
     flat["mass"] = np.zeros(n_sel * n)

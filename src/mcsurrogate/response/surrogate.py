@@ -108,6 +108,19 @@ def _columns(blocks: dict[str, np.ndarray], mu: np.ndarray, layout: ResponseLayo
     return columns | {layout.pileup: mu}
 
 
+def _reco_blocks(
+    truth: dict[str, np.ndarray], delta: np.ndarray, targets: list[str], layout: ResponseLayout
+) -> dict[str, np.ndarray]:
+    """``reco = truth + Δ`` per field as ``(events, n)`` arrays, φ wrapped into (−π, π]: ``truth`` the truth objects'
+    fields, ``delta`` a surrogate's sampled targets (columns ``d_<prefix><i>_<field>`` of ``targets``)."""
+    reco = {}
+    for f in layout.fields:
+        which = [targets.index(f"d_{layout.prefix}{i}_{f}") for i in range(1, layout.n + 1)]
+        value = truth[f] + delta[:, which]
+        reco[f] = wrap_phi(value) if f == "phi" else value
+    return reco
+
+
 def response_table(smeared: ak.Array, layout: ResponseLayout = DEFAULT_LAYOUT) -> ak.Array:
     """Flat records of truth columns, μ and the responses Δ = reco − truth of smeared events.
 
@@ -321,11 +334,7 @@ def apply_response(
         j = int(np.flatnonzero(bad.any(axis=0))[0])
         raise InputError(f"truth column {model.conditions[j]!r} has {int(bad[:, j].sum())} NaN/inf values")
     delta = model.sample_array(conditions=c, seed=seed, batch_size=batch_size, progress=progress)
-    reco = {}
-    for f in layout.fields:
-        which = [model.targets.index(f"d_{layout.prefix}{i}_{f}") for i in range(1, layout.n + 1)]
-        value = blocks[f] + delta[:, which]
-        reco[f] = wrap_phi(value) if f == "phi" else value
+    reco = _reco_blocks(blocks, delta, model.targets, layout)
     truth_objects = {f: blocks[f] for f in layout.fields}
     return ak.zip(
         {
