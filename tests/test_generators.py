@@ -105,6 +105,10 @@ def test_settings_and_errors() -> None:
 
     with pytest.raises(InputError, match="rejected the setting"):
         run_pythia(["Beams:eCM = 13000", "NoSuch:thing = on"], 10, seed=1, select=select_higgs_photons, progress=False)
+    with pytest.raises(InputError, match="alternate must be a sequence of settings lists"):
+        run_pythia(["Beams:eCM = 13000"], 10, seed=1, select=select_higgs_photons, alternate=["24:onMode = off"])
+    with pytest.raises(InputError, match="rejected the setting"):  # a variant's lines are checked like the rest
+        run_pythia(higgs_diphoton_settings(), 4, seed=1, select=select_higgs_photons, alternate=[[], ["NoSuch:x = 1"]])
 
 
 def test_packaged_sample_matches_its_metadata() -> None:

@@ -46,9 +46,11 @@ QUIET = (
 )
 
 
-def pythia_seed(seed: int, chunk: int) -> int:
-    """Pythia's seed (1 … 900 000 000) for ``chunk`` of a run with ``seed``."""
-    return int(np.random.default_rng([seed, chunk, 8]).integers(1, 900_000_000))
+def pythia_seed(seed: int, chunk: int, variant: int = 0) -> int:
+    """Pythia's seed (1 … 900 000 000) for ``chunk`` of a run with ``seed`` (and for the Pythia instance of
+    alternating settings number ``variant`` > 0, see :func:`iterate_pythia`)."""
+    key = [seed, chunk, 8] if variant == 0 else [seed, chunk, 8, variant]
+    return int(np.random.default_rng(key).integers(1, 900_000_000))
 
 
 @dataclass
@@ -102,21 +104,28 @@ class ChunkResult:
     sigma_mb: float
 
 
-def _run_chunk(args: tuple[Sequence[str], int, int, int, Selector]) -> ChunkResult:
-    settings, seed, chunk, n_accept, select = args
+def _start_pythia(settings: Sequence[str], seed: int) -> Any:
     pythia8: Any = require_extra("pythia8mc", "generate")
-    t0 = time.process_time()
     p = pythia8.Pythia("", False)
-    for line in (*QUIET, *settings, "Random:setSeed = on", f"Random:seed = {pythia_seed(seed, chunk)}"):
+    for line in (*QUIET, *settings, "Random:setSeed = on", f"Random:seed = {seed}"):
         if not p.readString(line):
             raise InputError(f"Pythia 8 rejected the setting {line!r}")
     if not p.init():
         raise InputError("Pythia 8 failed to initialise with these settings: " + "; ".join(settings))
+    return p
+
+
+def _run_chunk(args: tuple[Sequence[str], Sequence[Sequence[str]], int, int, int, Selector]) -> ChunkResult:
+    settings, alternate, seed, chunk, n_accept, select = args
+    t0 = time.process_time()
+    variants = [list(v) for v in alternate] or [[]]
+    instances = [_start_pythia([*settings, *v], pythia_seed(seed, chunk, k)) for k, v in enumerate(variants)]
     t1 = time.process_time()
     records: list[Any] = []
     tried, failed = 0, 0
     max_tries = 1000 * n_accept + 1000
     while len(records) < n_accept:
+        p = instances[tried % len(instances)]  # alternate between the variants event by event
         tried += 1
         if tried > max_tries:
             raise InputError(f"the selection accepted {len(records)} of {tried} events: too few; loosen it")
@@ -126,7 +135,8 @@ def _run_chunk(args: tuple[Sequence[str], int, int, int, Selector]) -> ChunkResu
         rec = select(p.event)
         if rec is not None:
             records.append(rec)
-    sigma = float(p.infoPython().sigmaGen()) if hasattr(p, "infoPython") else float("nan")
+    sigmas = [float(p.infoPython().sigmaGen()) for p in instances if hasattr(p, "infoPython")]
+    sigma = float(np.mean(sigmas)) if sigmas else float("nan")
     return ChunkResult(chunk, ak.Array(records), tried, failed, t1 - t0, time.process_time() - t1, sigma)
 
 
@@ -140,14 +150,23 @@ def iterate_pythia(
     chunk_size: int = 10_000,
     progress: bool | None = None,
     stats: GenerationStats | None = None,
+    alternate: Sequence[Sequence[str]] = (),
 ) -> Iterator[ak.Array]:
     """Yield selected events chunk by chunk, in chunk order (bounded memory). ``select`` must be a top-level
-    function (it is sent to worker processes)."""
+    function (it is sent to worker processes).
+
+    ``alternate``: settings variants of equal cross section (for instance the two charge assignments of a forced
+    decay). Each chunk then runs one Pythia per variant (``settings`` followed by the variant's lines, seeded by
+    :func:`pythia_seed` with the variant's number) and takes the events from them in turn, so every chunk holds
+    equally many generated events of each variant."""
     if n_events < 1 or chunk_size < 1:
         raise InputError(f"n_events and chunk_size must be positive, got {n_events} and {chunk_size}")
+    if isinstance(alternate, str) or any(isinstance(v, str) for v in alternate):
+        raise InputError("alternate must be a sequence of settings lists (one list of strings per variant)")
     require_extra("pythia8mc", "generate")
     sizes = [min(chunk_size, n_events - start) for start in range(0, n_events, chunk_size)]
-    tasks = [(list(settings), seed, c, size, select) for c, size in enumerate(sizes)]
+    variants = [list(v) for v in alternate]
+    tasks = [(list(settings), variants, seed, c, size, select) for c, size in enumerate(sizes)]
     stats = stats if stats is not None else GenerationStats()
     t0 = time.perf_counter()
     bar = tqdm(total=n_events, disable=(None if progress is None else not progress), desc="pythia", unit="ev")
@@ -188,8 +207,10 @@ def run_pythia(
     n_workers: int = 1,
     chunk_size: int = 10_000,
     progress: bool | None = None,
+    alternate: Sequence[Sequence[str]] = (),
 ) -> tuple[ak.Array, GenerationStats]:
-    """Generate ``n_events`` accepted events with Pythia 8 ``settings``; returns ``(events, stats)``."""
+    """Generate ``n_events`` accepted events with Pythia 8 ``settings`` (and ``alternate`` variants, see
+    :func:`iterate_pythia`); returns ``(events, stats)``."""
     stats = GenerationStats()
     chunks = list(
         iterate_pythia(
@@ -201,6 +222,7 @@ def run_pythia(
             chunk_size=chunk_size,
             progress=progress,
             stats=stats,
+            alternate=alternate,
         )
     )
     return ak.concatenate(chunks), stats
