@@ -244,6 +244,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--blocks", type=int)
     ap.add_argument("--hidden", type=int)
     ap.add_argument("--epochs", type=int)
+    ap.add_argument(
+        "--ema-decay",
+        type=float,
+        help="exponential moving average of the weights per step (e.g. 0.999; off by default)",
+    )
     ap.add_argument("--amplification", type=float, default=10.0, help="generated events / training MC events")
     ap.add_argument("--permutations", type=int, default=200, help="label permutations of the C2ST p-values")
     ap.add_argument("--threshold", type=float, default=0.55, help="selection on the signal-classifier score")
@@ -278,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
         families=args.families.split(","), preprocessings=args.preprocessings.split(","), blocks=blocks, hidden=hidden
     )
     training = {"epochs": epochs, "patience": mode["patience"], "batch_size": mode["batch_size"], "seed": args.seed}
+    if args.ema_decay is not None:
+        training["ema_decay"] = args.ema_decay
     comparison, models = compare_models(
         parts["train"],
         parts["select"],
