@@ -283,6 +283,7 @@ def test_generate_cli_writes_events_and_metadata(tmp_path) -> None:
     assert read_events(out).fields == list(FEATURES) and len(read_events(out)) == 25
     meta = json.loads(out.with_suffix(".json").read_text())
     assert meta["n_events"] == 25 and meta["seed"] == 4 and "Top:gg2ttbar = on" in meta["settings"]
+    assert meta["alternating_settings"] == [list(v) for v in ONE_LEPTONIC_W]
     assert meta["command"].startswith("mcsurrogate generate higgs-benchmark --process ttbar -n 25 --seed 4")
     again = subprocess.run(cmd, capture_output=True, check=False, text=True, timeout=180)
     assert again.returncode != 0 and "exists" in again.stderr  # nothing overwritten without --overwrite

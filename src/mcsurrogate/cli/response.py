@@ -77,6 +77,7 @@ def cmd_generate_benchmark(args: argparse.Namespace) -> int:
     from ..generators.higgs_benchmark import (
         DEFAULT_DETECTOR,
         FEATURES,
+        ONE_LEPTONIC_W,
         iterate_higgs_benchmark,
         signal_settings,
         ttbar_settings,
@@ -105,6 +106,7 @@ def cmd_generate_benchmark(args: argparse.Namespace) -> int:
         "process": args.process,
         "features": list(FEATURES),
         "settings": settings(mpi=args.mpi),
+        "alternating_settings": [list(v) for v in ONE_LEPTONIC_W],  # generated in turn after "settings"
         "detector": DEFAULT_DETECTOR.to_dict(),
     }
     _write_generated(args, chunks, stats, meta)

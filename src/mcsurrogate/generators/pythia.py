@@ -136,7 +136,7 @@ def _run_chunk(args: tuple[Sequence[str], Sequence[Sequence[str]], int, int, int
         if rec is not None:
             records.append(rec)
     sigmas = [float(p.infoPython().sigmaGen()) for p in instances if hasattr(p, "infoPython")]
-    sigma = float(np.mean(sigmas)) if sigmas else float("nan")
+    sigma = float(np.sum(sigmas)) if sigmas else float("nan")  # the chunk stands for the union of the variants
     return ChunkResult(chunk, ak.Array(records), tried, failed, t1 - t0, time.process_time() - t1, sigma)
 
 
@@ -158,7 +158,7 @@ def iterate_pythia(
     ``alternate``: settings variants of equal cross section (for instance the two charge assignments of a forced
     decay). Each chunk then runs one Pythia per variant (``settings`` followed by the variant's lines, seeded by
     :func:`pythia_seed` with the variant's number) and takes the events from them in turn, so every chunk holds
-    equally many generated events of each variant."""
+    equally many generated events of each variant; its cross section is the sum of the variants'."""
     if n_events < 1 or chunk_size < 1:
         raise InputError(f"n_events and chunk_size must be positive, got {n_events} and {chunk_size}")
     if isinstance(alternate, str) or any(isinstance(v, str) for v in alternate):
