@@ -118,7 +118,7 @@ def _start_pythia(settings: Sequence[str], seed: int) -> Any:
 def _run_chunk(args: tuple[Sequence[str], Sequence[Sequence[str]], int, int, int, Selector]) -> ChunkResult:
     settings, alternate, seed, chunk, n_accept, select = args
     t0 = time.process_time()
-    variants = [list(v) for v in alternate] or [[]]
+    variants = alternate or [[]]  # iterate_pythia sends lists
     instances = [_start_pythia([*settings, *v], pythia_seed(seed, chunk, k)) for k, v in enumerate(variants)]
     t1 = time.process_time()
     records: list[Any] = []
