@@ -20,6 +20,7 @@ from mcsurrogate.generators.higgs_benchmark import (
     M_W,
     ONE_LEPTONIC_W,
     DetectorModel,
+    exact_w_mass,
     generate_higgs_benchmark,
     high_level_features,
     iterate_higgs_benchmark,
@@ -114,6 +115,9 @@ def test_neutrino_pz_and_masses_on_a_synthetic_event() -> None:
     assert list(high) == list(HIGH_LEVEL_FEATURES)
     assert all(np.isfinite(v).all() and (v >= 0).all() for v in high.values())
     assert np.allclose(high["m_lv"], m)
+    # the constraint is an exact atom, not m_W plus float rounding; the complex solutions keep their mass
+    assert np.all(high["m_lv"][real] == M_W) and np.all(high["m_lv"][~real] > M_W)
+    assert np.array_equal(exact_w_mass(high["m_lv"]), high["m_lv"])  # idempotent
     # b candidates: jets 3 and 4 tagged, 1 and 2 not → m_bb = m(j3, j4), m_jj = m(j1, j2)
     for i, tag in zip(range(1, 5), (0.0, 0.0, 1.0, 1.0), strict=True):
         events[f"jet{i}_btag"] = np.full(n, tag)

@@ -332,9 +332,17 @@ class Log(Transform):
 class GaussRank(Transform):
     """Quantile-to-normal with an exact inverse (paper B's final preprocessing).
 
-    The empirical CDF is piecewise linear through ``n_quantiles`` knots (unique quantiles of the training
-    values from the minimum to the maximum, so ties and discrete values keep it invertible) at probabilities
-    from ``eps`` to ``1 − eps``, with ``eps = 1/(2 n_train)``; then ``y = Φ⁻¹(F(x))``.
+    The empirical CDF is piecewise linear through ``n_quantiles`` knots (quantiles of the training values from the
+    minimum to the maximum) at probabilities from ``eps`` to ``1 − eps``, with ``eps = 1/(2 n_train)``; then
+    ``y = Φ⁻¹(F(x))``.
+
+    **Atoms.** A value that holds a finite fraction of the training events (it fills two or more quantiles: a
+    discrete column, a floor, a kinematic constraint such as m(ℓν) = m_W) keeps two knots at the same ``x``, at
+    ``F(a−)`` and ``F(a)``. :meth:`forward` spreads its events uniformly over that probability interval (a
+    seeded dequantization, the same for the same input), so the flow sees a smooth density instead of a spike,
+    and :meth:`inverse` maps the whole interval back onto the value exactly: generated samples reproduce the atom
+    with its probability, not a smeared peak. There :meth:`log_abs_det` uses the atom's probability in place of
+    the CDF slope (a dequantization bound on the log-probability).
 
     Outside the fitted range the CDF continues as an exponential tail matching the value and slope of the
     outermost segment (``F(x) = p₀ exp(s₀ (x − k₀) / p₀)`` below the first knot, the mirror image above the
@@ -365,16 +373,28 @@ class GaussRank(Transform):
         x = np.asarray(x, dtype=np.float64)
         if self.subsample and len(x) > self.subsample:
             x = np.random.default_rng(self.seed).choice(x, self.subsample, replace=False)
-        eps = 0.5 / len(x)
+        xs = np.sort(x)
+        n = len(xs)
+        eps = 0.5 / n
         grid = np.linspace(0.0, 1.0, self.n_quantiles)
-        q = np.quantile(x, grid)  # includes the minimum and the maximum
-        p = eps + (1 - 2 * eps) * grid
-        knots, idx = np.unique(q, return_index=True)
-        if len(knots) < 2:
+        q = np.quantile(xs, grid)  # includes the minimum and the maximum
+        values, first, count = np.unique(q, return_index=True, return_counts=True)
+        if len(values) < 2:
             raise InputError(f"column {self.column!r} is constant: it cannot be Gauss-rank transformed")
-        # for tied quantiles keep the probability of the middle of the tie: the CDF jumps there
-        last = np.r_[idx[1:] - 1, len(q) - 1]
-        self.knots, self.probs = knots, 0.5 * (p[idx] + p[last])
+        scale = 1 - 2 * eps
+        atoms = values[count > 1]  # a value filling several quantiles holds a finite fraction of the events
+        below = eps + scale * np.searchsorted(xs, atoms, side="left") / n
+        upto = eps + scale * np.searchsorted(xs, atoms, side="right") / n
+        smooth, p_smooth = values[count == 1], (eps + scale * grid)[first[count == 1]]
+        # a smooth knot next to an atom must fall strictly between the atoms' probability intervals
+        j = np.searchsorted(atoms, smooth)
+        lower = np.r_[-np.inf, upto][j]
+        upper = np.r_[below, np.inf][j]
+        keep = (p_smooth > lower) & (p_smooth < upper)
+        k = np.r_[smooth[keep], atoms, atoms]
+        p = np.r_[p_smooth[keep], below, upto]
+        order = np.lexsort((p, k))
+        self.knots, self.probs = k[order], p[order]
         return self
 
     def _fitted(self) -> tuple[np.ndarray, np.ndarray]:
@@ -382,10 +402,24 @@ class GaussRank(Transform):
         assert self.knots is not None and self.probs is not None
         return self.knots, self.probs
 
-    def _tails(self) -> tuple[float, float, float, float]:
-        """``(p₀, s₀, 1 − p₋₁, s₋₁)``: outermost probabilities and CDF slopes, per unit of x."""
+    def _atoms(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(value, F(a−), F(a))`` of every atom: the knots that appear twice."""
         k, p = self._fitted()
-        return p[0], (p[1] - p[0]) / (k[1] - k[0]), 1.0 - p[-1], (p[-1] - p[-2]) / (k[-1] - k[-2])
+        i = np.flatnonzero(np.diff(k) == 0)
+        return k[i], p[i], p[i + 1]
+
+    def _tails(self) -> tuple[float, float, float, float]:
+        """``(p₀, s₀, 1 − p₋₁, s₋₁)``: outermost probabilities and CDF slopes, per unit of x — of the outermost
+        segments with a positive slope when the minimum or maximum is an atom, of the whole range when no segment
+        has one (a purely discrete column)."""
+        k, p = self._fitted()
+        dk, dp = np.diff(k), np.diff(p)
+        rising = np.flatnonzero((dk > 0) & (dp > 0))
+        if not len(rising):
+            s = (p[-1] - p[0]) / (k[-1] - k[0])
+            return p[0], s, 1.0 - p[-1], s
+        lo, hi = rising[0], rising[-1]
+        return p[0], dp[lo] / dk[lo], 1.0 - p[-1], dp[hi] / dk[hi]
 
     def _log_tail(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Masks of the points below / above the knots, and ``log F`` (below) and ``log(1 − F)`` (above) there."""
@@ -396,10 +430,24 @@ class GaussRank(Transform):
         log_v = np.log(q_hi) - s_hi * (x[hi] - k[-1]) / q_hi
         return lo, hi, log_u, log_v
 
+    def _at_atoms(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Mask of the values sitting on an atom, and ``F(a−)``, ``F(a)`` of their atoms."""
+        value, below, upto = self._atoms()
+        if not len(value):
+            return np.zeros(x.shape, dtype=bool), np.empty(0), np.empty(0)
+        i = np.clip(np.searchsorted(value, x), 0, len(value) - 1)
+        on = value[i] == x
+        return on, below[i[on]], upto[i[on]]
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64)
         k, p = self._fitted()
         u, v = np.interp(x, k, p), np.interp(x, k, 1.0 - p)  # v keeps its precision close to F = 1
+        on, below, upto = self._at_atoms(x)
+        if on.any():  # dequantize: uniform over the atom's probability interval, seeded
+            r = np.random.default_rng(self.seed).random(int(on.sum()))
+            u[on] = below + r * (upto - below)
+            v[on] = (1.0 - upto) + (1.0 - r) * (upto - below)
         y = np.array(np.where(u < 0.5, ndtri(u), -ndtri(v)))
         lo, hi, log_u, log_v = self._log_tail(x)
         y[lo], y[hi] = ndtri_exp(log_u), -ndtri_exp(log_v)
@@ -409,22 +457,26 @@ class GaussRank(Transform):
         y = np.asarray(y, dtype=np.float64)
         k, p = self._fitted()
         p_lo, s_lo, q_hi, s_hi = self._tails()
-        x = np.array(np.interp(ndtr(y), p, k))
+        x = np.array(np.interp(ndtr(y), p, k))  # an atom's probability interval maps onto its value exactly
         lo, hi = y < ndtri(p_lo), y > -ndtri(q_hi)
         x[lo] = k[0] + p_lo / s_lo * (log_ndtr(y[lo]) - np.log(p_lo))
         x[hi] = k[-1] - q_hi / s_hi * (log_ndtr(-y[hi]) - np.log(q_hi))
         return x
 
     def log_abs_det(self, x: np.ndarray) -> np.ndarray:
-        """``log F'(x) − log φ(y)``: the CDF's slope over the normal density at ``y``."""
+        """``log F'(x) − log φ(y)``: the CDF's slope over the normal density at ``y``; on an atom its probability
+        ``F(a) − F(a−)`` takes the place of the slope."""
         x = np.asarray(x, dtype=np.float64)
         k, p = self._fitted()
         p_lo, s_lo, q_hi, s_hi = self._tails()
         seg = np.clip(np.searchsorted(k, x, side="right") - 1, 0, len(k) - 2)
-        log_slope = np.array(np.log((p[seg + 1] - p[seg]) / (k[seg + 1] - k[seg])))
+        with np.errstate(divide="ignore", invalid="ignore"):  # zero-width (atom) segments are replaced below
+            log_slope = np.array(np.log((p[seg + 1] - p[seg]) / (k[seg + 1] - k[seg])))
         lo, hi, log_u, log_v = self._log_tail(x)
         log_slope[lo] = np.log(s_lo / p_lo) + log_u  # d/dx of p₀ exp(s₀ (x − k₀) / p₀)
         log_slope[hi] = np.log(s_hi / q_hi) + log_v
+        on, below, upto = self._at_atoms(x)
+        log_slope[on] = np.log(upto - below)
         y = self.forward(x)
         return log_slope + 0.5 * y * y + _LOG_SQRT_2PI
 
