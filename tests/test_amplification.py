@@ -12,6 +12,7 @@ from mcsurrogate.amplification import (
     best_candidate,
     compare_models,
     feature_matrix,
+    generate,
     paper_b_candidates,
 )
 from mcsurrogate.errors import InputError
@@ -116,3 +117,35 @@ def test_best_candidate_vetoes_far_out_samples_before_ranking_by_auc():
         assert best_candidate([close_but_wild, _row("b", 0.6, 50.0)]) is close_but_wild
     with pytest.raises(InputError, match="max_w1_ratio"):
         best_candidate([sound], max_w1_ratio=0)
+
+
+def test_a_conditional_candidate_draws_its_discrete_conditions_from_the_training_mc():
+    def tagged(n: int, seed: int) -> ak.Array:
+        events = _events(n, seed)
+        tag = (np.random.default_rng(seed + 100).random(n) < 0.3).astype(float)
+        return ak.with_field(ak.with_field(events, events.m * (1 + 2 * tag), "m"), tag, "tag")  # tagged: 3x the mass
+
+    train, select = tagged(3000, 5), tagged(1500, 6)
+    cands = paper_b_candidates(families=["maf"], preprocessings=["gauss-rank"], blocks=2, hidden=16, conditions=["tag"])
+    assert [c.name for c in cands] == ["maf/gauss-rank/conditional"] and cands[0].conditions == ("tag",)
+    rows, models = compare_models(
+        train,
+        select,
+        cands,
+        features=["pt", "eta", "m"],
+        training={"epochs": 5, "batch_size": 256},
+        n_permutations=10,
+        progress=False,
+    )
+    model = models["maf/gauss-rank/conditional"]
+    assert model.conditions == ["tag"] and rows[0].failure is None
+    g = generate(model, 6000, source=train, seed=5)
+    tag = g.tag.to_numpy()
+    assert set(np.unique(tag)) == {0.0, 1.0} and tag.mean() == pytest.approx(train.tag.to_numpy().mean(), abs=0.03)
+    m = g.m.to_numpy()
+    assert np.median(m[tag == 1]) > 1.5 * np.median(m[tag == 0])  # the flow uses its condition (true ratio 3)
+    np.testing.assert_array_equal(
+        generate(model, 500, source=train, seed=7).m, generate(model, 500, source=train, seed=7).m
+    )
+    with pytest.raises(InputError, match="source="):
+        generate(model, 10)

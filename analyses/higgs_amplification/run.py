@@ -11,7 +11,8 @@ effective statistics.
    40 % for training (of which the surrogate keeps 10 % for early stopping). Signal: half trains the signal
    classifier, half makes the signal template.
 3. **Model comparison** on the 18 continuous features: six flow families × (logit + standardise, Gauss-rank),
-   scored on the selection split; the best by C2ST AUC is the amplifier.
+   scored on the selection split; the best by C2ST AUC is the amplifier. With ``--condition-on-btags`` every flow
+   is conditioned on the four b-tags, which generation draws from the training MC (``amplification.generate``).
 4. **Amplification**: the best model generates ``--amplification`` × the training MC; a validation report against
    the held-out MC (C2ST with ≥ 10⁵ events per class in the full run).
 5. **Classifier-cut analysis** (paper B §5): signal classifier on MC signal vs generated background, selection at
@@ -39,9 +40,11 @@ from matplotlib.figure import Figure
 
 from mcsurrogate.amplification import (
     CONTINUOUS_FEATURES,
+    DISCRETE_FEATURES,
     best_candidate,
     compare_models,
     feature_matrix,
+    generate,
     paper_b_candidates,
 )
 from mcsurrogate.generators.higgs_benchmark import exact_w_mass
@@ -253,6 +256,11 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         help="exponential moving average of the weights per step (e.g. 0.999; off by default)",
     )
+    ap.add_argument(
+        "--condition-on-btags",
+        action="store_true",
+        help="condition every flow on the four b-tags, drawn from the training MC when generating",
+    )
     ap.add_argument("--amplification", type=float, default=10.0, help="generated events / training MC events")
     ap.add_argument("--permutations", type=int, default=200, help="label permutations of the C2ST p-values")
     ap.add_argument("--threshold", type=float, default=0.55, help="selection on the signal-classifier score")
@@ -284,7 +292,11 @@ def main(argv: list[str] | None = None) -> int:
     # 3. model comparison
     t0 = time.perf_counter()
     candidates = paper_b_candidates(
-        families=args.families.split(","), preprocessings=args.preprocessings.split(","), blocks=blocks, hidden=hidden
+        families=args.families.split(","),
+        preprocessings=args.preprocessings.split(","),
+        blocks=blocks,
+        hidden=hidden,
+        conditions=DISCRETE_FEATURES if args.condition_on_btags else (),
     )
     training = {"epochs": epochs, "patience": mode["patience"], "batch_size": mode["batch_size"], "seed": args.seed}
     if args.ema_decay is not None:
@@ -315,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     n_train = len(parts["train"])
     n_gen = round(args.amplification * n_train)
-    generated = model.sample(n_gen, seed=args.seed + 10)
+    generated = generate(model, n_gen, source=parts["train"], seed=args.seed + 10)
     timings["generation_s"] = time.perf_counter() - t0
     x_hold = feature_matrix(parts["holdout"], features)
     x_gen = feature_matrix(generated, features)
@@ -402,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "features": features,
         "training": training | {"blocks": blocks, "hidden": hidden},
+        "conditions": list(model.conditions),
         "comparison": rows_cmp,
         "best_model": best.name,
         "amplification": {

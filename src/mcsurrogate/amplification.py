@@ -2,8 +2,10 @@
 the model candidates (six flow families × two preprocessings), and their comparison on events the models never
 saw.
 
-Each candidate is an unconditional :class:`~mcsurrogate.surrogate.Surrogate` on the background's continuous
-features. :func:`compare_models` trains every candidate on the same events and scores it on a separate selection
+Each candidate is a :class:`~mcsurrogate.surrogate.Surrogate` of the background's continuous features:
+unconditional (paper B), or conditioned on the discrete ones (the four b-tags, :data:`DISCRETE_FEATURES`), whose
+configurations :func:`generate` then draws from the training MC. The b-tag pattern decides which jets make m_bb, m_jj
+and the top candidates, so without it the flow must learn a 16-component mixture in the masses. :func:`compare_models` trains every candidate on the same events and scores it on a separate selection
 split: mean negative log-likelihood in the data's units (GeV, radians), the 1-D Wasserstein distances against
 their MC-vs-MC baseline, the C2ST AUC with its p-value, and FPD/KPD. :func:`best_candidate` picks the winner on
 that split, so a held-out sample stays untouched for the final quality bars.
@@ -31,11 +33,13 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "CONTINUOUS_FEATURES",
+    "DISCRETE_FEATURES",
     "Candidate",
     "ComparisonRow",
     "best_candidate",
     "compare_models",
     "feature_matrix",
+    "generate",
     "paper_b_candidates",
 ]
 
@@ -55,6 +59,9 @@ CONTINUOUS_FEATURES: tuple[str, ...] = (
     "m_wwbb",
 )
 
+#: the discrete HIGGS features (b-tags of the four leading jets, 0 or 1): conditions of a conditional candidate
+DISCRETE_FEATURES: tuple[str, ...] = tuple(f"jet{i}_btag" for i in range(1, 5))
+
 #: flow families of paper B's comparison, with the options that make each one what the paper means by it
 FAMILY_OPTIONS: dict[str, dict[str, Any]] = {
     "made-mog": {"residual": True, "components": 10},
@@ -68,16 +75,22 @@ FAMILY_OPTIONS: dict[str, dict[str, Any]] = {
 
 @dataclass(frozen=True)
 class Candidate:
-    """One model of the comparison: a name, the flow configuration and the preprocessing preset."""
+    """One model of the comparison: a name, the flow configuration, the preprocessing preset and the columns the
+    flow is conditioned on (none: unconditional)."""
 
     name: str
     flow: Mapping[str, Any]
     preprocessing: str
+    conditions: tuple[str, ...] = ()
 
     def surrogate(self, features: Sequence[str], training: Mapping[str, Any]) -> Surrogate:
         """An untrained surrogate of ``features`` with this candidate's configuration."""
         return Surrogate(
-            targets=list(features), flow=dict(self.flow), preprocessing=self.preprocessing, training=dict(training)
+            targets=list(features),
+            conditions=list(self.conditions) or None,
+            flow=dict(self.flow),
+            preprocessing=self.preprocessing,
+            training=dict(training),
         )
 
 
@@ -88,22 +101,45 @@ def paper_b_candidates(
     blocks: int = 10,
     hidden: int = 128,
     activation: str = "relu",
+    conditions: Sequence[str] = (),
 ) -> list[Candidate]:
     """Paper B's early-phase grid: each family at ``blocks`` × ``hidden`` (10 × 128, ReLU) with each preprocessing
-    (``logit``: min-max + logit + standardise; ``gauss-rank``: empirical CDF to a normal)."""
+    (``logit``: min-max + logit + standardise; ``gauss-rank``: empirical CDF to a normal). With ``conditions``
+    (e.g. :data:`DISCRETE_FEATURES`) every candidate is conditioned on those columns and its name ends in
+    ``/conditional``."""
     unknown = sorted(set(families) - set(FAMILY_OPTIONS))
     if unknown:
         raise InputError(f"unknown flow families {unknown}; choose from {', '.join(FAMILY_OPTIONS)}")
+    suffix = "/conditional" if conditions else ""
     return [
         Candidate(
-            name=f"{family}/{prep}",
+            name=f"{family}/{prep}{suffix}",
             flow={"model": family, "blocks": blocks, "hidden": hidden, "activation": activation}
             | FAMILY_OPTIONS[family],
             preprocessing=prep,
+            conditions=tuple(conditions),
         )
         for family in families
         for prep in preprocessings
     ]
+
+
+def generate(model: Surrogate, n: int, *, source: ak.Array | None = None, seed: int = 0) -> ak.Array:
+    """``n`` events from a trained candidate. A conditional one gets its conditions (the discrete features) from
+    rows of ``source`` (its training MC) drawn with replacement, so their frequencies and correlations are the MC's;
+    the records hold the conditions too. Seeded: the same seed gives the same events."""
+    if n < 0:
+        raise InputError(f"the number of events to generate must be >= 0, got {n}")
+    if not model.conditional:
+        return model.sample(n, seed=seed)
+    if source is None or len(source) == 0:
+        raise InputError(
+            f"the model is conditioned on {model.conditions}: generate() needs source= events (the training MC) "
+            "to draw them from"
+        )
+    table = feature_matrix(source, model.conditions)
+    rows = np.random.default_rng([seed, 1]).integers(0, len(table), n)
+    return model.sample(conditions=dict(zip(model.conditions, table[rows].T, strict=True)), seed=seed)
 
 
 @dataclass
@@ -158,7 +194,7 @@ def compare_models(
 
     ``training`` is a :class:`~mcsurrogate.training.TrainConfig` dict shared by all candidates (paper B's early
     phase: batch 1024, Adam, ≤ 100 epochs, patience 15). Each candidate generates ``len(select)`` events (seed
-    ``seed + 1``) for the 1-D divergences, the C2ST and FPD/KPD. A candidate whose training diverges gets a row with
+    ``seed + 1``; a conditional one with conditions drawn from ``train``, :func:`generate`) for the 1-D divergences, the C2ST and FPD/KPD. A candidate whose training diverges gets a row with
     its ``failure`` message and NaN scores. Returns the rows and the trained surrogates.
     """
     if not candidates:
@@ -187,7 +223,7 @@ def compare_models(
         lp = model.log_prob(select)  # events outside a bounded preprocessing's domain are dropped (with a warning)
         finite = np.isfinite(lp)
         t1 = time.perf_counter()
-        generated = model.sample(len(select), seed=seed + 1)
+        generated = generate(model, len(select), source=train, seed=seed + 1)
         sample_s = time.perf_counter() - t1
         x_gen = feature_matrix(generated, features)
         report = validate(
