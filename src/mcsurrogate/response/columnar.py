@@ -35,7 +35,7 @@ from scipy.special import ndtri
 
 from ..errors import InputError
 from ..surrogate import Surrogate
-from .surrogate import DEFAULT_LAYOUT, ResponseLayout, _reco_blocks
+from .surrogate import DEFAULT_LAYOUT, ResponseLayout
 
 __all__ = ["add_surrogate_objects", "event_noise", "pair_mass"]
 
@@ -125,7 +125,7 @@ def _eager(
         truth_blocks = {
             f: np.column_stack([columns[f"{layout.prefix}{i + 1}_{f}"] for i in range(n)]) for f in layout.fields
         }
-        reco = _reco_blocks(truth_blocks, delta, surrogate.targets, layout)
+        reco = layout.reco(truth_blocks, delta, surrogate.targets)
     counts = np.where(keep, n, 0)
     flat = {f: reco[f].reshape(-1) for f in ("pt", "eta", "phi")}
     flat["mass"] = np.zeros(n_sel * n)

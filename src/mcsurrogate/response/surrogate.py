@@ -8,7 +8,7 @@ out: the detector is symmetric in φ). Applying the model: ``reco = truth + Δ``
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,6 +71,18 @@ class ResponseLayout:
         cols = [f"{self.prefix}{i}_{f}" for f in self.condition_fields for i in range(1, self.n + 1)]
         return [*cols, self.pileup]
 
+    def reco(self, truth: dict[str, np.ndarray], delta: np.ndarray, targets: Sequence[str]) -> dict[str, np.ndarray]:
+        """``reco = truth + Δ`` per field as ``(events, n)`` arrays (GeV, radians), φ wrapped into (−π, π]:
+        ``truth`` the truth objects' fields as ``(events, n)`` arrays, ``delta`` a response surrogate's sampled
+        targets, whose columns ``targets`` name (``d_<prefix><i>_<field>``)."""
+        targets = list(targets)
+        out = {}
+        for f in self.fields:
+            which = [targets.index(f"d_{self.prefix}{i}_{f}") for i in range(1, self.n + 1)]
+            value = truth[f] + delta[:, which]
+            out[f] = wrap_phi(value) if f == "phi" else value
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -106,19 +118,6 @@ def _columns(blocks: dict[str, np.ndarray], mu: np.ndarray, layout: ResponseLayo
     """Flat columns ``photon1_pt, photon1_eta, …, mu`` of object blocks."""
     columns = {f"{layout.prefix}{i + 1}_{f}": blocks[f][:, i] for i in range(layout.n) for f in layout.fields}
     return columns | {layout.pileup: mu}
-
-
-def _reco_blocks(
-    truth: dict[str, np.ndarray], delta: np.ndarray, targets: list[str], layout: ResponseLayout
-) -> dict[str, np.ndarray]:
-    """``reco = truth + Δ`` per field as ``(events, n)`` arrays, φ wrapped into (−π, π]: ``truth`` the truth objects'
-    fields, ``delta`` a surrogate's sampled targets (columns ``d_<prefix><i>_<field>`` of ``targets``)."""
-    reco = {}
-    for f in layout.fields:
-        which = [targets.index(f"d_{layout.prefix}{i}_{f}") for i in range(1, layout.n + 1)]
-        value = truth[f] + delta[:, which]
-        reco[f] = wrap_phi(value) if f == "phi" else value
-    return reco
 
 
 def response_table(smeared: ak.Array, layout: ResponseLayout = DEFAULT_LAYOUT) -> ak.Array:
@@ -334,7 +333,7 @@ def apply_response(
         j = int(np.flatnonzero(bad.any(axis=0))[0])
         raise InputError(f"truth column {model.conditions[j]!r} has {int(bad[:, j].sum())} NaN/inf values")
     delta = model.sample_array(conditions=c, seed=seed, batch_size=batch_size, progress=progress)
-    reco = _reco_blocks(blocks, delta, model.targets, layout)
+    reco = layout.reco(blocks, delta, model.targets)
     truth_objects = {f: blocks[f] for f in layout.fields}
     return ak.zip(
         {
