@@ -12,7 +12,7 @@ from mcsurrogate import Surrogate
 from mcsurrogate.errors import InputError, ModelDirectoryError, OutputExistsError
 from mcsurrogate.flows import FlowConfig, build_flow
 from mcsurrogate.surrogate import SCHEMA_VERSION
-from mcsurrogate.training import TrainConfig, split_indices, train_flow
+from mcsurrogate.training import TrainConfig, ema_with_warmup, split_indices, train_flow
 
 from .conftest import correlated_events
 
@@ -236,6 +236,15 @@ def test_weight_averaging_keeps_training_and_selects_the_averaged_weights(small_
     )
     with pytest.raises(InputError, match="ema_decay"):
         Surrogate(["a", "b"], ["mu"], training=base | {"ema_decay": 1.0}, **kw)
+
+
+def test_weight_averaging_ramps_its_decay_up() -> None:
+    update = ema_with_warmup(0.999)
+    early, late = [torch.zeros(3)], [torch.zeros(1)]
+    update(early, [torch.ones(3)], torch.tensor(1))  # after one update the decay is 2/11, not 0.999
+    update(late, [torch.ones(1)], 10**6)
+    np.testing.assert_allclose(early[0].numpy(), 9 / 11, rtol=1e-6)
+    np.testing.assert_allclose(late[0].numpy(), 1e-3, rtol=1e-4)
 
 
 def test_the_flow_kept_is_the_averaged_one_of_the_best_epoch() -> None:
