@@ -4,10 +4,12 @@ saw.
 
 Each candidate is a :class:`~mcsurrogate.surrogate.Surrogate` of the background's continuous features:
 unconditional (paper B), or conditioned on the discrete ones (the four b-tags, :data:`DISCRETE_FEATURES`), whose
-configurations :func:`generate` then draws from the training MC. The b-tag pattern decides which jets make m_bb, m_jj
-and the top candidates, so without it the flow must learn a 16-component mixture in the masses. :func:`compare_models` trains every candidate on the same events and scores it on a separate selection
-split: mean negative log-likelihood in the data's units (GeV, radians), the 1-D Wasserstein distances against
-their MC-vs-MC baseline, the C2ST AUC with its p-value, and FPD/KPD. :func:`best_candidate` picks the winner on
+configurations :func:`generate` then draws from the training MC, so the generated records carry b-tags too (it
+did not improve the continuous features' C2ST on the HIGGS-like sample: docs/amplification.md).
+
+:func:`compare_models` trains every candidate on the same events and scores it on a separate selection split: mean
+negative log-likelihood in the data's units (GeV, radians), the 1-D Wasserstein distances against their MC-vs-MC
+baseline, the C2ST AUC with its p-value, and FPD/KPD. :func:`best_candidate` picks the winner on
 that split, so a held-out sample stays untouched for the final quality bars.
 """
 
