@@ -8,12 +8,16 @@ import pytest
 
 from mcsurrogate.amplification import (
     CONTINUOUS_FEATURES,
+    MASS_DIFFERENCES,
     ComparisonRow,
     best_candidate,
     compare_models,
     feature_matrix,
+    flow_features,
     generate,
+    masses_from_differences,
     paper_b_candidates,
+    with_mass_differences,
 )
 from mcsurrogate.errors import InputError
 from mcsurrogate.generators.higgs_benchmark import FEATURES
@@ -149,3 +153,63 @@ def test_a_conditional_candidate_draws_its_discrete_conditions_from_the_training
     )
     with pytest.raises(InputError, match="source="):
         generate(model, 10)
+
+
+MASSES = ["m_jj", "m_jjj", "m_lv", "m_jlv", "m_bb", "m_wbb", "m_wwbb"]
+
+
+def _masses(n: int, seed: int) -> ak.Array:
+    """The seven HIGGS masses (GeV) with their kinematic order: a system is heavier than its subsystems."""
+    rng = np.random.default_rng(seed)
+    m = {"m_jj": rng.gamma(5.0, 20.0, n) + 10.0, "m_bb": rng.gamma(4.0, 30.0, n) + 10.0}
+    m["m_lv"] = np.where(rng.random(n) < 0.7, 80.385, 80.385 + rng.exponential(10.0, n))
+    m["m_jjj"] = m["m_jj"] + 20.0 + rng.gamma(3.0, 20.0, n)
+    m["m_jlv"] = m["m_lv"] + 20.0 + rng.gamma(3.0, 20.0, n)
+    m["m_wbb"] = np.maximum(m["m_bb"], m["m_jlv"]) + 10.0 + rng.gamma(2.0, 30.0, n)
+    m["m_wwbb"] = np.maximum(m["m_wbb"], m["m_jjj"]) + 50.0 + rng.gamma(2.0, 40.0, n)
+    return ak.zip({k: m[k] for k in MASSES})
+
+
+def test_mass_differences_round_trip_and_always_give_masses_in_kinematic_order():
+    events = _masses(2000, 1)
+    learned = flow_features(MASSES, mass_differences=True)
+    assert learned == ["m_jj", "dm_jjj", "m_lv", "dm_jlv", "m_bb", "dm_wbb", "dm_wwbb"]
+    with_d = with_mass_differences(events)
+    assert (feature_matrix(with_d, list(MASS_DIFFERENCES)) >= 0).all()
+    back = masses_from_differences(ak.zip({f: with_d[f] for f in learned}))
+    np.testing.assert_allclose(feature_matrix(back, MASSES), feature_matrix(events, MASSES), rtol=1e-12)
+    # any non-negative differences, whatever the subsystem masses, put the masses back in order
+    rng = np.random.default_rng(2)
+    arbitrary = ak.zip({f: rng.exponential(50.0, 500) for f in learned})
+    m = dict(zip(MASSES, feature_matrix(masses_from_differences(arbitrary), MASSES).T, strict=True))
+    assert (m["m_jjj"] >= m["m_jj"]).all() and (m["m_jlv"] >= m["m_lv"]).all()
+    assert (m["m_wbb"] >= np.maximum(m["m_bb"], m["m_jlv"])).all()
+    assert (m["m_wwbb"] >= np.maximum(m["m_wbb"], m["m_jjj"])).all()
+    assert flow_features(MASSES, mass_differences=False) == MASSES
+    with pytest.raises(InputError, match=r"needs \['m_jj'\]"):
+        flow_features(["m_jjj", "m_bb"], mass_differences=True)
+    with pytest.raises(InputError, match="none of"):
+        flow_features(["pt", "eta"], mass_differences=True)
+
+
+def test_a_mass_difference_candidate_learns_the_differences_and_generates_the_masses():
+    train, select = _masses(3000, 3), _masses(1500, 4)
+    cands = paper_b_candidates(
+        families=["maf"], preprocessings=["gauss-rank"], blocks=2, hidden=16, mass_differences=True
+    )
+    assert [c.name for c in cands] == ["maf/gauss-rank/dm"]
+    rows, models = compare_models(
+        train,
+        select,
+        cands,
+        features=MASSES,
+        training={"epochs": 3, "batch_size": 256},
+        n_permutations=10,
+        progress=False,
+    )
+    model = models["maf/gauss-rank/dm"]
+    assert model.targets == flow_features(MASSES, mass_differences=True)
+    assert rows[0].failure is None and np.isfinite(rows[0].nll) and set(rows[0].w1_ratio_by_feature) == set(MASSES)
+    g = generate(model, 2000, seed=1)
+    np.testing.assert_allclose(g.m_jjj - g.m_jj, g.dm_jjj, atol=1e-9)
+    np.testing.assert_allclose(g.m_wwbb - np.maximum(g.m_wbb, g.m_jjj), g.dm_wwbb, atol=1e-9)

@@ -12,7 +12,9 @@ effective statistics.
    classifier, half makes the signal template.
 3. **Model comparison** on the 18 continuous features: six flow families × (logit + standardise, Gauss-rank),
    scored on the selection split; the best by C2ST AUC is the amplifier. With ``--condition-on-btags`` every flow
-   is conditioned on the four b-tags, which generation draws from the training MC (``amplification.generate``).
+   is conditioned on the four b-tags, which generation draws from the training MC (``amplification.generate``);
+   with ``--mass-differences`` the flows learn m_jjj − m_jj, m_jlv − m_lv, m_wbb − max(m_bb, m_jlv) and
+   m_wwbb − max(m_wbb, m_jjj) in place of those masses (``amplification.MASS_DIFFERENCES``).
 4. **Amplification**: the best model generates ``--amplification`` × the training MC; a validation report against
    the held-out MC (C2ST with ≥ 10⁵ events per class in the full run).
 5. **Classifier-cut analysis** (paper B §5): signal classifier on MC signal vs generated background, selection at
@@ -261,6 +263,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="condition every flow on the four b-tags, drawn from the training MC when generating",
     )
+    ap.add_argument(
+        "--mass-differences",
+        action="store_true",
+        help="flows learn each mass minus its subsystems' (amplification.MASS_DIFFERENCES), keeping kinematic edges",
+    )
     ap.add_argument("--amplification", type=float, default=10.0, help="generated events / training MC events")
     ap.add_argument("--permutations", type=int, default=200, help="label permutations of the C2ST p-values")
     ap.add_argument("--threshold", type=float, default=0.55, help="selection on the signal-classifier score")
@@ -297,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         blocks=blocks,
         hidden=hidden,
         conditions=DISCRETE_FEATURES if args.condition_on_btags else (),
+        mass_differences=args.mass_differences,
     )
     training = {"epochs": epochs, "patience": mode["patience"], "batch_size": mode["batch_size"], "seed": args.seed}
     if args.ema_decay is not None:
@@ -415,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
         "features": features,
         "training": training | {"blocks": blocks, "hidden": hidden},
         "conditions": list(model.conditions),
+        "flow_features": list(model.targets),
         "comparison": rows_cmp,
         "best_model": best.name,
         "amplification": {
