@@ -8,16 +8,17 @@ import pytest
 
 from mcsurrogate.amplification import (
     CONTINUOUS_FEATURES,
+    JET_PT_DIFFERENCES,
     MASS_DIFFERENCES,
     ComparisonRow,
     best_candidate,
     compare_models,
     feature_matrix,
     flow_features,
+    from_differences,
     generate,
-    masses_from_differences,
     paper_b_candidates,
-    with_mass_differences,
+    with_differences,
 )
 from mcsurrogate.errors import InputError
 from mcsurrogate.generators.higgs_benchmark import FEATURES
@@ -172,32 +173,50 @@ def _masses(n: int, seed: int) -> ak.Array:
 
 def test_mass_differences_round_trip_and_always_give_masses_in_kinematic_order():
     events = _masses(2000, 1)
-    learned = flow_features(MASSES, mass_differences=True)
+    learned = flow_features(MASSES, ["masses"])
     assert learned == ["m_jj", "dm_jjj", "m_lv", "dm_jlv", "m_bb", "dm_wbb", "dm_wwbb"]
-    with_d = with_mass_differences(events)
+    with_d = with_differences(events, ["masses"])
     assert (feature_matrix(with_d, list(MASS_DIFFERENCES)) >= 0).all()
-    back = masses_from_differences(ak.zip({f: with_d[f] for f in learned}))
+    back = from_differences(ak.zip({f: with_d[f] for f in learned}))
     np.testing.assert_allclose(feature_matrix(back, MASSES), feature_matrix(events, MASSES), rtol=1e-12)
     # any non-negative differences, whatever the subsystem masses, put the masses back in order
     rng = np.random.default_rng(2)
     arbitrary = ak.zip({f: rng.exponential(50.0, 500) for f in learned})
-    m = dict(zip(MASSES, feature_matrix(masses_from_differences(arbitrary), MASSES).T, strict=True))
+    m = dict(zip(MASSES, feature_matrix(from_differences(arbitrary), MASSES).T, strict=True))
     assert (m["m_jjj"] >= m["m_jj"]).all() and (m["m_jlv"] >= m["m_lv"]).all()
     assert (m["m_wbb"] >= np.maximum(m["m_bb"], m["m_jlv"])).all()
     assert (m["m_wwbb"] >= np.maximum(m["m_wbb"], m["m_jjj"])).all()
-    assert flow_features(MASSES, mass_differences=False) == MASSES
+    assert flow_features(MASSES) == MASSES
     with pytest.raises(InputError, match=r"needs \['m_jj'\]"):
-        flow_features(["m_jjj", "m_bb"], mass_differences=True)
-    with pytest.raises(InputError, match="none of"):
-        flow_features(["pt", "eta"], mass_differences=True)
+        flow_features(["m_jjj", "m_bb"], ["masses"])
+    with pytest.raises(InputError, match="replace none of"):
+        flow_features(["pt", "eta"], ["masses"])
+    with pytest.raises(InputError, match="unknown difference sets"):
+        paper_b_candidates(differences=["angles"])
+
+
+def test_jet_pt_differences_put_the_jets_back_in_p_t_order():
+    rng = np.random.default_rng(5)
+    pts = -np.sort(-(25.0 + rng.exponential(40.0, (1000, 4))), axis=1)
+    events = ak.zip({f"jet{i}_pt": pts[:, i - 1] for i in range(1, 5)} | {"jet1_eta": rng.normal(size=1000)})
+    features = ["jet1_pt", "jet1_eta", "jet2_pt", "jet3_pt", "jet4_pt"]
+    learned = flow_features(features, ["jet-pt"])
+    assert learned == ["dpt_jet1", "jet1_eta", "dpt_jet2", "dpt_jet3", "jet4_pt"]
+    with_d = with_differences(events, ["jet-pt"])
+    assert (feature_matrix(with_d, list(JET_PT_DIFFERENCES)) >= 0).all()
+    back = from_differences(ak.zip({f: with_d[f] for f in learned}))
+    np.testing.assert_allclose(feature_matrix(back, features), feature_matrix(events, features), rtol=1e-12)
+    arbitrary = ak.zip({f: rng.exponential(30.0, 300) for f in learned})
+    out = feature_matrix(from_differences(arbitrary), [f"jet{i}_pt" for i in range(1, 5)])
+    assert (np.diff(out, axis=1) <= 0).all()
 
 
 def test_a_mass_difference_candidate_learns_the_differences_and_generates_the_masses():
     train, select = _masses(3000, 3), _masses(1500, 4)
     cands = paper_b_candidates(
-        families=["maf"], preprocessings=["gauss-rank"], blocks=2, hidden=16, mass_differences=True
+        families=["maf"], preprocessings=["gauss-rank"], blocks=2, hidden=16, differences=["masses"]
     )
-    assert [c.name for c in cands] == ["maf/gauss-rank/dm"]
+    assert [c.name for c in cands] == ["maf/gauss-rank/masses"]
     rows, models = compare_models(
         train,
         select,
@@ -207,8 +226,8 @@ def test_a_mass_difference_candidate_learns_the_differences_and_generates_the_ma
         n_permutations=10,
         progress=False,
     )
-    model = models["maf/gauss-rank/dm"]
-    assert model.targets == flow_features(MASSES, mass_differences=True)
+    model = models["maf/gauss-rank/masses"]
+    assert model.targets == flow_features(MASSES, ["masses"])
     assert rows[0].failure is None and np.isfinite(rows[0].nll) and set(rows[0].w1_ratio_by_feature) == set(MASSES)
     g = generate(model, 2000, seed=1)
     np.testing.assert_allclose(g.m_jjj - g.m_jj, g.dm_jjj, atol=1e-9)

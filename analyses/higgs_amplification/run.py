@@ -14,7 +14,8 @@ effective statistics.
    scored on the selection split; the best by C2ST AUC is the amplifier. With ``--condition-on-btags`` every flow
    is conditioned on the four b-tags, which generation draws from the training MC (``amplification.generate``);
    with ``--mass-differences`` the flows learn m_jjj − m_jj, m_jlv − m_lv, m_wbb − max(m_bb, m_jlv) and
-   m_wwbb − max(m_wbb, m_jjj) in place of those masses (``amplification.MASS_DIFFERENCES``).
+   m_wwbb − max(m_wbb, m_jjj) in place of those masses (``amplification.MASS_DIFFERENCES``), with
+   ``--jet-pt-differences`` jet4_pt and the p_T differences of consecutive jets (``JET_PT_DIFFERENCES``).
 4. **Amplification**: the best model generates ``--amplification`` × the training MC; a validation report against
    the held-out MC (C2ST with ≥ 10⁵ events per class in the full run).
 5. **Classifier-cut analysis** (paper B §5): signal classifier on MC signal vs generated background, selection at
@@ -268,6 +269,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="flows learn each mass minus its subsystems' (amplification.MASS_DIFFERENCES), keeping kinematic edges",
     )
+    ap.add_argument(
+        "--jet-pt-differences",
+        action="store_true",
+        help="flows learn jet4_pt and each jet's p_T minus the next one's (amplification.JET_PT_DIFFERENCES)",
+    )
     ap.add_argument("--amplification", type=float, default=10.0, help="generated events / training MC events")
     ap.add_argument("--permutations", type=int, default=200, help="label permutations of the C2ST p-values")
     ap.add_argument("--threshold", type=float, default=0.55, help="selection on the signal-classifier score")
@@ -304,7 +310,9 @@ def main(argv: list[str] | None = None) -> int:
         blocks=blocks,
         hidden=hidden,
         conditions=DISCRETE_FEATURES if args.condition_on_btags else (),
-        mass_differences=args.mass_differences,
+        differences=[
+            name for name, on in (("masses", args.mass_differences), ("jet-pt", args.jet_pt_differences)) if on
+        ],
     )
     training = {"epochs": epochs, "patience": mode["patience"], "batch_size": mode["batch_size"], "seed": args.seed}
     if args.ema_decay is not None:
