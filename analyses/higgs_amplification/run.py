@@ -529,9 +529,12 @@ def markdown(r: dict[str, Any]) -> str:
         "## Effective statistics (post-cut m_bb)",
         "",
         (
-            f"A generated template is worth at most ≈ {r['effective_statistics']['worth'] or float('inf'):,.0f} MC events "
-            "(median over bins of p(1−p)/bias²). ![N_eff](effective_statistics.png)"
-        ),
+            f"A generated template is worth at most ≈ {worth:,.0f} MC events (median over bins of p(1−p)/bias²)."
+            if (worth := r["effective_statistics"]["worth"]) is not None
+            else "In the median bin the generated template's bias is below what the MC resolves: no saturation "
+            "measured (per-bin p(1−p)/bias² in report.json, `effective_statistics.n_eff_max`)."
+        )
+        + " ![N_eff](effective_statistics.png)",
         "",
         "## Quality bars",
         "",
