@@ -296,11 +296,13 @@ def ema_with_warmup(decay: float) -> Callable[[_Tensors, _Tensors, torch.Tensor 
     validation NLL rose for 15 epochs and stopped a training early."""
 
     def update(averaged: _Tensors, current: _Tensors, num_averaged: torch.Tensor | int) -> None:
-        t = float(num_averaged)
-        d = min(decay, (1.0 + t) / (10.0 + t))
+        # on the parameters' device: AveragedModel passes the count as a device tensor, and reading it on the host
+        # would wait for the GPU at every optimiser step
+        t = torch.as_tensor(num_averaged, dtype=averaged[0].dtype, device=averaged[0].device)
+        weight = 1.0 - torch.clamp((1.0 + t) / (10.0 + t), max=decay)
         with torch.no_grad():
             for a, c in zip(averaged, current, strict=True):
-                a.lerp_(c, 1.0 - d)
+                a.lerp_(c, weight)
 
     return update
 
