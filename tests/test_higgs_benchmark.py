@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import awkward as ak
 import numpy as np
@@ -30,7 +31,7 @@ from mcsurrogate.generators.higgs_benchmark import (
     ttbar_settings,
 )
 from mcsurrogate.generators.pythia import GenerationStats, run_pythia
-from mcsurrogate.io import read_events
+from mcsurrogate.io import read_events, write_events
 
 needs_pythia = pytest.mark.skipif(
     importlib.util.find_spec("pythia8mc") is None or importlib.util.find_spec("fastjet") is None,
@@ -235,6 +236,23 @@ def test_same_seed_same_events(ttbar: ak.Array) -> None:
         assert np.array_equal(again[f].to_numpy(), ttbar[f].to_numpy()), f
     other, _ = _run("ttbar", 100, seed=8, chunk_size=200)
     assert not np.array_equal(other.lepton_pt.to_numpy(), ttbar.lepton_pt.to_numpy()[:100])
+
+
+@needs_pythia
+def test_continuing_a_file_gives_the_events_of_one_longer_run(ttbar: ak.Array, tmp_path: Path) -> None:
+    # the fixture is chunks 0 and 1 (200 events each) of seed 7: a file of chunk 0, continued, must equal it
+    first = write_events(ttbar[:200], tmp_path / "first.parquet")
+    with pytest.raises(InputError, match="whole chunks"):
+        generate_higgs_benchmark("ttbar", 400, tmp_path / "x.parquet", seed=7, chunk_size=150, continue_from=first)
+    path, stats = generate_higgs_benchmark(
+        "ttbar", 400, first, seed=7, chunk_size=200, continue_from=first, overwrite=True, progress=False
+    )
+    assert stats.accepted == 200  # only chunk 1 was generated
+    longer = read_events(path)
+    for f in FEATURES:
+        assert np.array_equal(longer[f].to_numpy(), ttbar[f].to_numpy()), f
+    with pytest.raises(InputError, match="first_chunk"):
+        next(iter(iterate_higgs_benchmark("ttbar", 10, seed=7, first_chunk=-1)))
 
 
 @needs_pythia

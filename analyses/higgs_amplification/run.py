@@ -1,12 +1,14 @@
 """Paper B end to end on the HIGGS-like benchmark: model comparison, amplification, validation, pyhf scans and
 effective statistics.
 
-    python analyses/higgs_amplification/run.py --out reports/amp [--small] [--cache DIR] [--workers 2]
+    python analyses/higgs_amplification/run.py --out reports/amp [--small] [--cache DIR] [--workers 2] [--samples-only]
 
 1. **Samples.** t t̄ background and the heavy-Higgs signal from Pythia 8 + FastJet + the parametric detector
    (``mcsurrogate.generators.higgs_benchmark``), cached in ``--cache`` as ``{process}_n{N}_seed{S}_chunk{C}.parquet``;
    a cached run of at least N events with the same seed and chunk size is re-used (its first N events are exactly
-   what a run of N would give). Default: 10⁶ background and 2 × 10⁵ signal events (hours on 2 cores, once).
+   what a run of N would give); a smaller one is continued rather than redone, 10⁵ events a step, each step a
+   complete cache file (``--samples-only`` stops here). Default: 10⁶ background and 2 × 10⁵ signal events (hours on
+   2 cores, once).
 2. **Splits.** Background: 50 % held out (never used for training or any choice), 10 % for model selection,
    40 % for training (of which the surrogate keeps 10 % for early stopping). Signal: half trains the signal
    classifier, half makes the signal template.
@@ -83,12 +85,15 @@ FIT_VARIABLE = "m_bb"
 FIT_BINS = 25
 FIT_RANGE = (0.0, 500.0)  # GeV
 CHUNK_SIZE = 5_000
+EXTEND_STEP = 100_000  # events per step when a smaller cached run is continued
 
 
 # -- samples ------------------------------------------------------------------------------------------------
 def cached_sample(process: str, n: int, seed: int, cache: Path, workers: int) -> tuple[ak.Array, dict[str, Any]]:
     """The first ``n`` events of a cached run with this seed and chunk size, generating one when none is large
-    enough. Returns the events and where they came from."""
+    enough, ``EXTEND_STEP`` events at a time: a smaller cached run is continued, not redone, and each step is a
+    complete cache file (the smaller one is then deleted), so an interrupted generation keeps all but its last
+    step. Returns the events and where they came from."""
     pattern = re.compile(rf"{process}_n(\d+)_seed{seed}_chunk{CHUNK_SIZE}\.parquet$")
     found = sorted((int(m.group(1)), p) for p in cache.glob(f"{process}_n*.parquet") if (m := pattern.search(p.name)))
     usable = [(size, p) for size, p in found if size >= n]
@@ -101,18 +106,45 @@ def cached_sample(process: str, n: int, seed: int, cache: Path, workers: int) ->
         from mcsurrogate.generators.higgs_benchmark import generate_higgs_benchmark
 
         cache.mkdir(parents=True, exist_ok=True)
-        path = cache / f"{process}_n{n}_seed{seed}_chunk{CHUNK_SIZE}.parquet"
-        log.info("%s: generating %d selected events with Pythia 8 (%d workers) into %s", process, n, workers, path)
-        path, stats = generate_higgs_benchmark(
-            process,
-            n,
-            path,
-            seed=seed,
-            n_workers=workers,
-            chunk_size=CHUNK_SIZE,  # type: ignore[arg-type]
-        )
-        info |= {"file": path.name, "cached": False, "generation": stats.to_dict()}
-        atomic_write_text(path.with_suffix(".json"), json.dumps(info, indent=2))
+        target = -(-n // CHUNK_SIZE) * CHUNK_SIZE
+        previous = [(size, p) for size, p in found if size % CHUNK_SIZE == 0]
+        size, path_before = previous[-1] if previous else (0, None)
+        steps: list[dict[str, Any]] = []
+        if path_before is not None:
+            before = (
+                json.loads(path_before.with_suffix(".json").read_text())
+                if path_before.with_suffix(".json").exists()
+                else {}
+            )
+            steps = before.get("generation_steps", [before["generation"]] if "generation" in before else [])
+        while size < target:
+            step_to = min(target, size + EXTEND_STEP)
+            path = cache / f"{process}_n{step_to}_seed{seed}_chunk{CHUNK_SIZE}.parquet"
+            log.info(
+                "%s: generating events %d to %d with Pythia 8 (%d workers) into %s",
+                process,
+                size,
+                step_to,
+                workers,
+                path,
+            )
+            path, stats = generate_higgs_benchmark(
+                process,
+                step_to,
+                path,
+                seed=seed,
+                n_workers=workers,
+                chunk_size=CHUNK_SIZE,  # type: ignore[arg-type]
+                continue_from=path_before,
+            )
+            steps.append(stats.to_dict())
+            step_info = info | {"n_events": step_to, "file": path.name, "cached": False, "generation_steps": steps}
+            atomic_write_text(path.with_suffix(".json"), json.dumps(step_info, indent=2))
+            if path_before is not None:
+                path_before.unlink()
+                path_before.with_suffix(".json").unlink(missing_ok=True)
+            size, path_before = step_to, path
+        info |= {"file": path.name, "cached": False, "generation_steps": steps}
     events = read_events(path)[:n]
     # caches written before exact_w_mass hold m_lv = m_W with float rounding, which a C2ST (and the signal
     # classifier) tells apart from generated values; applying it again to newer caches changes nothing
@@ -278,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--permutations", type=int, default=200, help="label permutations of the C2ST p-values")
     ap.add_argument("--threshold", type=float, default=0.55, help="selection on the signal-classifier score")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--samples-only", action="store_true", help="generate (or continue) the cached samples, then stop")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stdout)
     logging.getLogger("pyhf").setLevel(logging.WARNING)
@@ -297,6 +330,9 @@ def main(argv: list[str] | None = None) -> int:
     background, bkg_info = cached_sample("ttbar", n_bkg, args.seed, args.cache, args.workers)
     signal, sig_info = cached_sample("signal", n_sig, args.seed + 1, args.cache, args.workers)
     timings["samples_s"] = time.perf_counter() - t0
+    if args.samples_only:
+        log.info("samples ready in %s: %s, %s", args.cache, bkg_info["file"], sig_info["file"])
+        return 0
     parts = split_background(background, args.seed)
     sig_perm = np.random.default_rng(args.seed + 2).permutation(len(signal))
     sig_train, sig_template = signal[sig_perm[: len(signal) // 2]], signal[sig_perm[len(signal) // 2 :]]

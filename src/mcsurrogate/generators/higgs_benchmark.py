@@ -34,7 +34,7 @@ import numpy as np
 import vector
 
 from ..errors import InputError, require_extra
-from ..io import EventWriter
+from ..io import EventWriter, available_columns, count_events, iterate_events
 from .pythia import GenerationStats, iterate_pythia
 
 __all__ = [
@@ -578,11 +578,13 @@ def iterate_higgs_benchmark(
     detector: DetectorModel = DEFAULT_DETECTOR,
     mpi: bool = False,
     ecm: float = 13000.0,
+    first_chunk: int = 0,
 ) -> Iterator[ak.Array]:
     """Yield ``n_events`` selected events of ``process`` (``"signal"`` or ``"ttbar"``) chunk by chunk: flat
     records with the 28 :data:`FEATURES` (float64; GeV, radians; b-tags 0 or 1). ``stats`` collects the counts
     (``tried`` = Pythia events, ``accepted`` = selected events) and the time; events/s is
-    ``stats.events_per_second``. The output depends only on ``(seed, chunk_size, detector, mpi, ecm)``."""
+    ``stats.events_per_second``. The output depends only on ``(seed, chunk_size, detector, mpi, ecm)``;
+    ``first_chunk = k`` continues a run of ``k * chunk_size`` events (see :func:`~mcsurrogate.generators.pythia.iterate_pythia`)."""
     if process not in _SETTINGS:
         raise InputError(f"unknown process {process!r}; choose 'signal' or 'ttbar'")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -603,6 +605,7 @@ def iterate_higgs_benchmark(
         progress=progress,
         stats=stats,
         alternate=ONE_LEPTONIC_W,
+        first_chunk=first_chunk,
     )
     return (_features(chunk) for chunk in chunks)  # a plain function: bad arguments raise at the call
 
@@ -621,15 +624,37 @@ def generate_higgs_benchmark(
     ecm: float = 13000.0,
     tree: str = "events",
     overwrite: bool = False,
+    continue_from: str | os.PathLike[str] | None = None,
 ) -> tuple[Path, GenerationStats]:
     """Generate ``n_events`` selected events (see :func:`iterate_higgs_benchmark`) and stream them to ``dest``
     (``.parquet`` or ``.root``, TTree ``tree``), atomically; returns ``(path, stats)`` and logs the selection
-    efficiency and the selected events per second."""
+    efficiency and the selected events per second.
+
+    ``continue_from``: a file this function wrote earlier with the same ``process``, ``seed``, ``chunk_size`` and
+    detector settings, holding ``k * chunk_size < n_events`` events. ``dest`` then gets its events followed by the
+    chunks from ``k`` on: the same events as one run of ``n_events``, for the price of the missing ones (``stats``
+    counts only those). ``dest`` may be ``continue_from`` itself (with ``overwrite=True``): it is replaced only
+    once the longer file is complete. The seed and settings of ``continue_from`` cannot be read back from it:
+    keeping them is the caller's part (a file name that says them, as the HIGGS analysis's cache does)."""
+    n_before = 0
+    if continue_from is not None:
+        n_before = count_events(continue_from)
+        if n_before % chunk_size or n_before >= n_events:
+            raise InputError(
+                f"{continue_from}: continue_from needs whole chunks of a shorter run; it holds {n_before} events, "
+                f"chunk_size is {chunk_size} and n_events {n_events}"
+            )
+        missing = sorted(set(FEATURES) - set(available_columns(continue_from)))
+        if missing:
+            raise InputError(f"{continue_from}: not a HIGGS-benchmark sample, no column(s) {', '.join(missing)}")
     stats = GenerationStats()
     with EventWriter(dest, tree=tree, overwrite=overwrite) as writer:
+        if continue_from is not None:
+            for chunk in iterate_events(continue_from, columns=FEATURES):
+                writer.write(chunk)
         for chunk in iterate_higgs_benchmark(
             process,
-            n_events,
+            n_events - n_before,
             seed=seed,
             n_workers=n_workers,
             chunk_size=chunk_size,
@@ -638,6 +663,7 @@ def generate_higgs_benchmark(
             detector=detector,
             mpi=mpi,
             ecm=ecm,
+            first_chunk=n_before // chunk_size,
         ):
             writer.write(chunk)
     log.info(

@@ -151,9 +151,12 @@ def iterate_pythia(
     progress: bool | None = None,
     stats: GenerationStats | None = None,
     alternate: Sequence[Sequence[str]] = (),
+    first_chunk: int = 0,
 ) -> Iterator[ak.Array]:
     """Yield selected events chunk by chunk, in chunk order (bounded memory). ``select`` must be a top-level
-    function (it is sent to worker processes).
+    function (it is sent to worker processes). Chunk ``c`` is seeded by ``(seed, c)`` alone, so a run that starts at
+    ``first_chunk = k`` continues one of ``k * chunk_size`` events with the same seed and chunk size: together they
+    are the events of a single longer run.
 
     ``alternate``: settings variants of equal cross section (for instance the two charge assignments of a forced
     decay). Each chunk then runs one Pythia per variant (``settings`` followed by the variant's lines, seeded by
@@ -161,12 +164,14 @@ def iterate_pythia(
     equally many generated events of each variant; its cross section is the sum of the variants'."""
     if n_events < 1 or chunk_size < 1:
         raise InputError(f"n_events and chunk_size must be positive, got {n_events} and {chunk_size}")
+    if isinstance(first_chunk, bool) or not isinstance(first_chunk, (int, np.integer)) or first_chunk < 0:
+        raise InputError(f"first_chunk must be a non-negative integer, got {first_chunk!r}")
     if isinstance(alternate, str) or any(isinstance(v, str) for v in alternate):
         raise InputError("alternate must be a sequence of settings lists (one list of strings per variant)")
     require_extra("pythia8mc", "generate")
     sizes = [min(chunk_size, n_events - start) for start in range(0, n_events, chunk_size)]
     variants = [list(v) for v in alternate]
-    tasks = [(list(settings), variants, seed, c, size, select) for c, size in enumerate(sizes)]
+    tasks = [(list(settings), variants, seed, c, size, select) for c, size in enumerate(sizes, start=int(first_chunk))]
     stats = stats if stats is not None else GenerationStats()
     t0 = time.perf_counter()
     bar = tqdm(total=n_events, disable=(None if progress is None else not progress), desc="pythia", unit="ev")
