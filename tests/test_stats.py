@@ -25,6 +25,7 @@ from mcsurrogate.stats import (
     rows_to_csv,
     scale_template,
     scan,
+    spurious_signal_toys,
     train_signal_classifier,
 )
 
@@ -237,6 +238,24 @@ def test_scan_records_failed_points(scan_inputs):
     bad = by_n[10]
     assert "N_gen 10" in bad["error"] and math.isnan(bad["mu_hat"]) and math.isnan(bad["delta_ul_median"])
     assert bad["luminosity"] == 1.0 and bad["systematic"] == 0.1  # the settings are kept
+
+
+def test_spurious_signal_toys_are_the_mc_statistics_floor(scan_inputs):
+    sig, bkg, _ = scan_inputs
+    mc = Sample(bkg.values[:5_000])
+    kwargs = {"bins": 10, "range": (60, 200), "luminosities": [1.0, 16.0], "systematic": 0.0, "progress": False}
+    rows = spurious_signal_toys(sig, mc, 10**7, n_toys=40, seed=3, **kwargs)
+    assert len(rows) == 80 and all(r["error"] is None for r in rows)
+    z = {lumi: np.array([r["z_signed"] for r in rows if r["luminosity"] == lumi]) for lumi in (1.0, 16.0)}
+    # data as large as the MC: its fluctuations are about one standard deviation of the fit (a bit less, the
+    # multinomial fixes the total); 16 × the MC with the same fluctuations frozen in: √16 × as significant
+    assert 0.6 < z[1.0].std() < 1.3 and abs(z[1.0].mean()) < 0.5
+    assert z[16.0].std() / z[1.0].std() == pytest.approx(4.0, rel=0.1)
+    assert rows == spurious_signal_toys(sig, mc, 10**7, n_toys=40, seed=3, **kwargs)
+    with pytest.raises(InputError, match="unweighted"):
+        spurious_signal_toys(sig, Sample(mc.values, np.ones(5_000)), 100, **kwargs)
+    with pytest.raises(InputError, match="n_toys"):
+        spurious_signal_toys(sig, mc, 100, n_toys=0, **kwargs)
 
 
 def test_classifier_cut_and_crosscheck():

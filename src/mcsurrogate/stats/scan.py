@@ -13,6 +13,7 @@ or, with ``signal_fraction``, to that fraction of the MC background yield (paper
 
 from __future__ import annotations
 
+import builtins
 import csv
 import io
 import math
@@ -21,6 +22,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import hist
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -29,7 +31,7 @@ from .inference import Inference
 from .templates import fill_template, scale_template, template_arrays
 from .workspace import SystematicKind, asimov_counts, build_workspace, model_and_data
 
-__all__ = ["Sample", "evaluate_point", "rows_to_csv", "scan"]
+__all__ = ["Sample", "evaluate_point", "rows_to_csv", "scan", "spurious_signal_toys"]
 
 
 @dataclass(frozen=True)
@@ -227,6 +229,116 @@ def scan(
         r["delta_mu_hat"] = r["mu_hat"] - ref["mu_hat"]
         r["delta_ul_observed"] = r["ul_observed"] - ref["ul_observed"]
         r["delta_ul_median"] = r["ul_expected_median"] - ref["ul_expected_median"]
+    return rows
+
+
+def _spurious_point(task: dict[str, Any]) -> dict[str, Any]:
+    try:
+        ws = build_workspace(**task["args"])
+        inf = Inference(*model_and_data(ws))
+        fit, disc = inf.mu_hat(), inf.discovery()
+    except (FitError, InputError) as exc:
+        return {**task["meta"], "mu_hat": math.nan, "mu_sigma": math.nan, "z_signed": math.nan, "error": str(exc)}
+    return {**task["meta"], "mu_hat": fit.mu, "mu_sigma": fit.sigma, "z_signed": disc.z_signed, "error": None}
+
+
+def _counts_template(axis: Any, counts: np.ndarray) -> hist.Hist:
+    h = hist.Hist(axis, storage=hist.storage.Weight())
+    view: Any = h.view()
+    view.value = counts
+    view.variance = counts
+    return h
+
+
+def spurious_signal_toys(
+    signal: Sample,
+    background_mc: Sample,
+    n_generated: int,
+    *,
+    bins: int | Sequence[float],
+    range: tuple[float, float] | None = None,
+    luminosities: Sequence[float] = tuple(np.logspace(0, 3, 10)),
+    systematic: float = 0.10,
+    systematic_kind: SystematicKind = "normsys",
+    signal_fraction: float | None = 0.05,
+    n_toys: int = 20,
+    empty_bins: Literal["error", "floor"] = "floor",
+    seed: int = 0,
+    processes: int = 1,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """The spurious signal a *perfect* generator would show in :func:`scan`: its floor set by finite MC.
+
+    In :func:`scan` the data are the Asimov counts of a finite MC sample, so their statistical fluctuations are
+    frozen in and grow in significance with the luminosity; a template of ``n_generated`` events drawn from the
+    true distribution would still fit a spurious signal to them. Each toy draws both, the MC (as many events as
+    ``background_mc`` has) and the template (``n_generated``), as independent multinomial samples of one parent
+    shape, the MC's own histogram, and fits them as :func:`scan` does at every luminosity (μ̂ ± σ and signed Z₀;
+    no limits). One row per (toy, luminosity): ``toy``, ``luminosity``, ``background_yield``, ``signal_yield``,
+    ``mu_hat``, ``mu_sigma``, ``z_signed``, ``error`` (``None``, or why the point failed: its numbers are NaN).
+    The spread of ``z_signed`` across toys is the |Z₀| that the finite MC alone explains. Unweighted samples
+    only (the toys count events). Seeded: toy ``k`` uses ``numpy.random.default_rng([seed, k])``.
+    """
+    signal = signal.checked("signal")
+    background_mc = background_mc.checked("MC background")
+    if background_mc.weights is not None:
+        raise InputError("spurious_signal_toys draws event counts: the MC background must be unweighted")
+    if isinstance(n_generated, bool) or int(n_generated) != n_generated or n_generated <= 0:
+        raise InputError(f"n_generated must be a positive number of events; got {n_generated!r}")
+    if isinstance(n_toys, bool) or int(n_toys) != n_toys or n_toys < 1:
+        raise InputError(f"n_toys must be a positive integer; got {n_toys!r}")
+    lumis = [float(x) for x in luminosities]
+    if not lumis or min(lumis) <= 0 or not all(math.isfinite(x) for x in lumis):
+        raise InputError(f"luminosities must be positive and finite; got {lumis}")
+    sig_h = fill_template(signal.values, bins=bins, range=range, weights=signal.weights, name="signal")
+    axis = sig_h.axes[0]
+    parent = np.asarray(fill_template(background_mc.values, bins=axis, name="background").values(flow=True))
+    n_mc = background_mc.values.size
+    tasks: list[dict[str, Any]] = []
+    for toy in builtins.range(int(n_toys)):
+        rng = np.random.default_rng([seed, toy])
+        mc = _counts_template(axis, rng.multinomial(n_mc, parent / parent.sum())[1:-1].astype(float))
+        gen = _counts_template(axis, rng.multinomial(int(n_generated), parent / parent.sum())[1:-1].astype(float))
+        if not template_arrays(mc)[0].sum() > 0:
+            raise InputError("the MC background has no events in the fit range")
+        for lumi in lumis:
+            b = scale_template(mc, factor=lumi)
+            b_yield = float(template_arrays(b)[0].sum())
+            s = (
+                scale_template(sig_h, total=signal_fraction * b_yield)
+                if signal_fraction is not None
+                else scale_template(sig_h, factor=lumi)
+            )
+            meta = {
+                "toy": toy,
+                "luminosity": lumi,
+                "background_yield": b_yield,
+                "signal_yield": float(template_arrays(s)[0].sum()),
+            }
+            args = {
+                "signal": s,
+                "background": scale_template(gen, total=b_yield),
+                "observed": asimov_counts(s, b, 0.0),
+                "systematic": systematic,
+                "systematic_kind": systematic_kind,
+                "empty_bins": empty_bins,
+            }
+            tasks.append({"meta": meta, "args": args})
+    bar = tqdm(total=len(tasks), desc="spurious-signal toys", unit="pt", disable=not progress)
+    try:
+        if processes <= 1:
+            rows = []
+            for t in tasks:
+                rows.append(_spurious_point(t))
+                bar.update()
+        else:
+            with ProcessPoolExecutor(processes) as pool:
+                rows = []
+                for row in pool.map(_spurious_point, tasks, chunksize=max(1, len(tasks) // (4 * processes))):
+                    rows.append(row)
+                    bar.update()
+    finally:
+        bar.close()
     return rows
 
 
