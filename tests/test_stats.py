@@ -22,6 +22,8 @@ from mcsurrogate.stats import (
     cut_crosscheck,
     fill_template,
     model_and_data,
+    plot_post_cut_shapes,
+    plot_spurious_signal_floor,
     rows_to_csv,
     scale_template,
     scan,
@@ -252,6 +254,12 @@ def test_spurious_signal_toys_are_the_mc_statistics_floor(scan_inputs):
     assert 0.6 < z[1.0].std() < 1.3 and abs(z[1.0].mean()) < 0.5
     assert z[16.0].std() / z[1.0].std() == pytest.approx(4.0, rel=0.1)
     assert rows == spurious_signal_toys(sig, mc, 10**7, n_toys=40, seed=3, **kwargs)
+    common = {k: kwargs[k] for k in ("bins", "range", "luminosities", "progress")}
+    measured = scan(sig, mc, bkg, n_generated=[10_000], systematics=[0.0], **common)
+    fig = plot_spurious_signal_floor(measured, rows, systematic=0.0)
+    ax = fig.axes[0]
+    assert len(ax.collections) == 2  # the 95 % and 68 % bands
+    assert [line.get_ydata()[0] for line in ax.lines[1:2]] == [measured[1]["z_signed"]]  # the generated template
     with pytest.raises(InputError, match="unweighted"):
         spurious_signal_toys(sig, Sample(mc.values, np.ones(5_000)), 100, **kwargs)
     with pytest.raises(InputError, match="n_toys"):
@@ -278,6 +286,14 @@ def test_classifier_cut_and_crosscheck():
         edges=np.linspace(-6, 6, 13),
     )
     assert abs(shifted["efficiency_pull"]) > 5
+    # the post-cut histograms behind the χ²: selected events per bin, and their ratio in the figure
+    assert sum(shifted["counts_mc"]) == shifted["n_selected_mc"] and len(shifted["counts_generated"]) == 12
+    fig = plot_post_cut_shapes(shifted, signal_counts=np.histogram(sig[:, 0], shifted["edges"])[0])
+    ratio = fig.axes[1].containers[0].lines[0].get_ydata()
+    mc_n, gen_n = np.array(shifted["counts_mc"], float), np.array(shifted["counts_generated"], float)
+    filled = (mc_n > 0) & (gen_n > 0)
+    assert filled.sum() >= 5 and np.isnan(ratio[~filled]).all()
+    np.testing.assert_allclose(ratio[filled], (gen_n[filled] / gen_n.sum()) / (mc_n[filled] / mc_n.sum()))
     with pytest.raises(InputError, match="features"):
         cut.score(np.zeros((3, 5)))
 

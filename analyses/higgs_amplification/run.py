@@ -55,7 +55,18 @@ from mcsurrogate.amplification import (
 from mcsurrogate.generators.higgs_benchmark import exact_w_mass
 from mcsurrogate.io import read_events
 from mcsurrogate.persistence import atomic_write_text
-from mcsurrogate.stats import Sample, cut_crosscheck, rows_to_csv, save_scan_plots, scan, train_signal_classifier
+from mcsurrogate.stats import (
+    Sample,
+    cut_crosscheck,
+    plot_post_cut_shapes,
+    plot_spurious_signal_floor,
+    rows_to_csv,
+    save_scan_plots,
+    scan,
+    spurious_signal_toys,
+    train_signal_classifier,
+)
+from mcsurrogate.surrogate import Surrogate
 from mcsurrogate.validation import effective_statistics, validate, write_report
 from mcsurrogate.validation.plots import plot_effective_statistics
 
@@ -70,6 +81,7 @@ FULL = {
     "patience": 15,
     "batch_size": 1024,
     "scan_points": 10,
+    "toys": 20,  # perfect-generator toys of the spurious-signal test, each fitted at every luminosity
 }
 SMALL = {
     "n_background": 12_000,
@@ -80,6 +92,7 @@ SMALL = {
     "patience": 5,
     "batch_size": 256,
     "scan_points": 4,  # luminosities and N_gen values: 4 × (1 + 4) × 3 fits of ~5 s each on small templates
+    "toys": 5,
 }
 FIT_VARIABLE = "m_bb"
 FIT_BINS = 25
@@ -206,13 +219,13 @@ def plot_w1_matrix(rows: list[dict[str, Any]], features: list[str]) -> Figure:
     return fig
 
 
-def plot_training(models: dict[str, Any]) -> Figure:
-    """Validation NLL (preprocessed space, per event) per epoch for every candidate."""
+def plot_training(histories: dict[str, list[dict[str, Any]]]) -> Figure:
+    """Validation NLL (preprocessed space, per event) per epoch for every candidate (``history`` of its
+    ``metrics["training"]``)."""
     fig = Figure(figsize=(7, 4.8))
     ax = fig.add_subplot()
-    for name, model in models.items():
-        hist_ = model.result.history
-        ax.plot([h.epoch for h in hist_], [h.val_nll for h in hist_], label=name, lw=1)
+    for name, history in histories.items():
+        ax.plot([h["epoch"] for h in history], [h["val_nll"] for h in history], label=name, lw=1)
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation NLL (preprocessed units)")
     ax.legend(fontsize=6, ncol=2)
@@ -221,8 +234,12 @@ def plot_training(models: dict[str, Any]) -> Figure:
 
 
 # -- analysis -----------------------------------------------------------------------------------------------
-def quality_bars(validation: dict[str, Any], rows: list[dict[str, Any]], n_per_class: int) -> dict[str, Any]:
-    """The issue's four quality bars, each with its number and whether it holds."""
+def quality_bars(
+    validation: dict[str, Any], rows: list[dict[str, Any]], n_per_class: int, toys: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The issue's four quality bars, each with its number and whether it holds. The spurious-signal bar also
+    says what a perfect generator would show with this much held-out MC (``toys``: rows of
+    ``spurious_signal_toys``): the quantiles over toys of their largest |Z₀| over the luminosity scan."""
     auc = validation["c2st"]["auc"]
     ratios = {
         f: v["wasserstein"] / v["wasserstein_baseline"]
@@ -263,6 +280,7 @@ def quality_bars(validation: dict[str, Any], rows: list[dict[str, Any]], n_per_c
             "n_generated": n_max,
             "failed_points": failed_z0,
             "holds": failed_z0 == 0 and z0_max < 1.0,
+            "perfect_generator": perfect_generator_z0(toys),
         },
         "ul_shift_within_mc_1sigma": {
             "value": shift_max,
@@ -270,6 +288,99 @@ def quality_bars(validation: dict[str, Any], rows: list[dict[str, Any]], n_per_c
             "failed_points": failed_ul,
             "holds": failed_ul == 0 and shift_max <= 1.0,
         },
+    }
+
+
+def run_comparison(
+    args: argparse.Namespace, parts: dict[str, ak.Array], features: list[str], out: Path, mode: dict[str, Any]
+) -> tuple[Any, list[dict[str, Any]], str, dict[str, Any], dict[str, Figure]]:
+    """Step 3: train every candidate on the training split, score it on the selection split, keep the best.
+    Returns the best model, the comparison rows, its name, the training settings and the comparison figures."""
+    blocks, hidden = args.blocks or mode["blocks"], args.hidden or mode["hidden"]
+    candidates = paper_b_candidates(
+        families=args.families.split(","),
+        preprocessings=args.preprocessings.split(","),
+        blocks=blocks,
+        hidden=hidden,
+        conditions=DISCRETE_FEATURES if args.condition_on_btags else (),
+        differences=[
+            name for name, on in (("masses", args.mass_differences), ("jet-pt", args.jet_pt_differences)) if on
+        ],
+    )
+    training = {
+        "epochs": args.epochs or mode["epochs"],
+        "patience": mode["patience"],
+        "batch_size": mode["batch_size"],
+        "seed": args.seed,
+    }
+    if args.ema_decay is not None:
+        training["ema_decay"] = args.ema_decay
+    comparison, models = compare_models(
+        parts["train"],
+        parts["select"],
+        candidates,
+        features=features,
+        training=training,
+        n_permutations=args.permutations,
+        seed=args.seed,
+    )
+    rows_cmp = [r.to_dict() for r in comparison]
+    atomic_write_text(out / "comparison.json", json.dumps(rows_cmp, indent=1))  # kept if a later step fails
+    best = best_candidate(comparison)
+    log.info("best model on the selection split: %s (AUC %.4f)", best.name, best.auc)
+    models[best.name].save(out / "best_model", overwrite=True)
+    figures = {
+        "comparison.png": plot_comparison(rows_cmp),
+        "comparison_w1.png": plot_w1_matrix(rows_cmp, features),
+        "training.png": plot_training({name: m.metrics["training"]["history"] for name, m in models.items()}),
+    }
+    return models[best.name], rows_cmp, best.name, training | {"blocks": blocks, "hidden": hidden}, figures
+
+
+def reused_model(path: Path, n_train: int) -> tuple[Any, list[dict[str, Any]], str, dict[str, Any]]:
+    """``--model``: a model directory written by an earlier run (its ``best_model``), which must have been trained
+    on a training split of this size (same samples and seed, or the held-out MC would not be held out). Returns the
+    model, the comparison rows that chose it (``comparison.json`` beside it, when there), its name and its
+    training settings."""
+    model = Surrogate.load(path)
+    n_trained = model.metrics.get("data", {}).get("n_input")
+    if n_trained != n_train:
+        raise SystemExit(
+            f"--model {path} was trained on {n_trained} events; this run's training split has {n_train}: use the "
+            "--n-background and --seed it was trained with, so that the held-out MC stays held out"
+        )
+    beside = path.parent / "comparison.json"
+    rows_cmp = json.loads(beside.read_text()) if beside.is_file() else []
+    trained = [r for r in rows_cmp if not r["failure"]]
+    name = trained[0]["name"] if len(trained) == 1 else str(path)
+    training = {**model.train_config.to_dict(), "reused_model": str(path)}
+    earlier = path.parent / "report.json"
+    if earlier.is_file():  # the command that trained it, when the model sits in that run's output
+        before = json.loads(earlier.read_text())
+        training["trained_by"] = before.get("training", {}).get("trained_by") or before.get("command")
+    return model, rows_cmp, name, training
+
+
+def perfect_generator_z0(toys: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median, 84 % and 95 % quantiles over toys of the largest |Z₀| of a toy's luminosity scan, and the fraction
+    of toys that would pass the |Z₀| < 1 bar."""
+    per_toy: dict[int, list[float]] = {}
+    failed = 0
+    for t in toys:
+        if t["error"] is not None:
+            failed += 1
+            continue
+        per_toy.setdefault(t["toy"], []).append(abs(t["z_signed"]))
+    worst = np.array([max(v) for v in per_toy.values()])
+    if worst.size == 0:
+        return {"n_toys": 0, "failed_points": failed}
+    return {
+        "n_toys": int(worst.size),
+        "failed_points": failed,
+        "max_abs_z0_median": float(np.median(worst)),
+        "max_abs_z0_q84": float(np.quantile(worst, 0.84)),
+        "max_abs_z0_q95": float(np.quantile(worst, 0.95)),
+        "fraction_below_1": float(np.mean(worst < 1.0)),
     }
 
 
@@ -306,6 +417,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="flows learn jet4_pt and each jet's p_T minus the next one's (amplification.JET_PT_DIFFERENCES)",
     )
+    ap.add_argument(
+        "--model",
+        type=Path,
+        help="re-use a model directory of an earlier run (its best_model) instead of the comparison (step 3)",
+    )
     ap.add_argument("--amplification", type=float, default=10.0, help="generated events / training MC events")
     ap.add_argument("--permutations", type=int, default=200, help="label permutations of the C2ST p-values")
     ap.add_argument("--threshold", type=float, default=0.55, help="selection on the signal-classifier score")
@@ -317,8 +433,6 @@ def main(argv: list[str] | None = None) -> int:
     mode = SMALL if args.small else FULL
     n_bkg = args.n_background or mode["n_background"]
     n_sig = args.n_signal or mode["n_signal"]
-    blocks, hidden = args.blocks or mode["blocks"], args.hidden or mode["hidden"]
-    epochs = args.epochs or mode["epochs"]
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
@@ -338,42 +452,18 @@ def main(argv: list[str] | None = None) -> int:
     sig_train, sig_template = signal[sig_perm[: len(signal) // 2]], signal[sig_perm[len(signal) // 2 :]]
     log.info("background: %s", {k: len(v) for k, v in parts.items()})
 
-    # 3. model comparison
+    # 3. model comparison, or a model trained before on the same training split
     t0 = time.perf_counter()
-    candidates = paper_b_candidates(
-        families=args.families.split(","),
-        preprocessings=args.preprocessings.split(","),
-        blocks=blocks,
-        hidden=hidden,
-        conditions=DISCRETE_FEATURES if args.condition_on_btags else (),
-        differences=[
-            name for name, on in (("masses", args.mass_differences), ("jet-pt", args.jet_pt_differences)) if on
-        ],
-    )
-    training = {"epochs": epochs, "patience": mode["patience"], "batch_size": mode["batch_size"], "seed": args.seed}
-    if args.ema_decay is not None:
-        training["ema_decay"] = args.ema_decay
-    comparison, models = compare_models(
-        parts["train"],
-        parts["select"],
-        candidates,
-        features=features,
-        training=training,
-        n_permutations=args.permutations,
-        seed=args.seed,
-    )
-    rows_cmp = [r.to_dict() for r in comparison]
-    atomic_write_text(out / "comparison.json", json.dumps(rows_cmp, indent=1))  # kept if a later step fails
-    best = best_candidate(comparison)
-    model = models[best.name]
+    if args.model is not None:
+        model, rows_cmp, best_name, training = reused_model(args.model, len(parts["train"]))
+        figures = {"training.png": plot_training({best_name: model.metrics["training"]["history"]})}
+        if rows_cmp:
+            figures["comparison.png"] = plot_comparison(rows_cmp)
+            figures["comparison_w1.png"] = plot_w1_matrix(rows_cmp, features)
+            atomic_write_text(out / "comparison.json", json.dumps(rows_cmp, indent=1))
+    else:
+        model, rows_cmp, best_name, training, figures = run_comparison(args, parts, features, out, mode)
     timings["comparison_s"] = time.perf_counter() - t0
-    log.info("best model on the selection split: %s (AUC %.4f)", best.name, best.auc)
-    model.save(out / "best_model", overwrite=True)
-    figures = {
-        "comparison.png": plot_comparison(rows_cmp),
-        "comparison_w1.png": plot_w1_matrix(rows_cmp, features),
-        "training.png": plot_training(models),
-    }
 
     # 4. amplification and validation against the held-out MC
     t0 = time.perf_counter()
@@ -443,6 +533,25 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(out / "scan" / "scan.json", json.dumps(scan_rows, indent=1))
     atomic_write_text(out / "scan" / "scan.csv", rows_to_csv(scan_rows))
     scan_figures = save_scan_plots(scan_rows, out / "scan")
+    # what finite held-out MC alone explains: the spurious signal of a perfect generator of as many events
+    toys = spurious_signal_toys(
+        Sample(m_sig),
+        Sample(m_mc),
+        max(n_gens),
+        bins=FIT_BINS,
+        range=FIT_RANGE,
+        luminosities=lumis,
+        systematic=0.10,
+        n_toys=mode["toys"],
+        seed=args.seed,
+        processes=2,
+    )
+    atomic_write_text(out / "scan" / "spurious_signal_toys.json", json.dumps(toys, indent=1))
+    figures["spurious_signal_floor.png"] = plot_spurious_signal_floor(scan_rows, toys, 0.10)
+    signal_counts = np.histogram(m_sig, edges)[0]
+    figures["post_cut_shapes.png"] = plot_post_cut_shapes(
+        crosscheck, signal_counts=signal_counts, variable="$m_{bb}$ [GeV]"
+    )
     timings["analysis_s"] = time.perf_counter() - t0
 
     # 6. effective statistics of the post-cut m_bb templates
@@ -452,7 +561,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, fig in figures.items():
         fig.savefig(out / name, dpi=110)
 
-    bars = quality_bars(validation, scan_rows, n_val)
+    bars = quality_bars(validation, scan_rows, n_val, toys)
     timings["total_s"] = time.perf_counter() - t_start
     result = {
         "mode": "small" if args.small else ("full" if args.n_background is None else "custom"),
@@ -465,11 +574,11 @@ def main(argv: list[str] | None = None) -> int:
             "signal_template": len(sig_template),
         },
         "features": features,
-        "training": training | {"blocks": blocks, "hidden": hidden},
+        "training": training,
         "conditions": list(model.conditions),
         "flow_features": list(model.targets),
         "comparison": rows_cmp,
-        "best_model": best.name,
+        "best_model": best_name,
         "amplification": {
             "factor": args.amplification,
             "n_train": n_train,
@@ -481,6 +590,7 @@ def main(argv: list[str] | None = None) -> int:
             "threshold": cut.threshold,
             "classifier_background_events": n_clf,
             "crosscheck": crosscheck,
+            "signal_template_counts": signal_counts.tolist(),  # post-cut m_bb of the signal template, per bin
             "selected": {"signal_template": int(sel_sig.sum()), "mc_holdout": n_mc_cut, "generated": len(m_gen)},
             "fit_variable": FIT_VARIABLE,
             "bins": FIT_BINS,
@@ -492,6 +602,7 @@ def main(argv: list[str] | None = None) -> int:
             "figures": scan_figures,
             "rows": "scan/scan.json",
             "failed_points": len(failed),
+            "spurious_signal_toys": "scan/spurious_signal_toys.json",
         },
         "effective_statistics": eff.to_dict(),
         "quality_bars": bars,
@@ -579,6 +690,18 @@ def markdown(r: dict[str, Any]) -> str:
     ]
     for name, bar in r["quality_bars"].items():
         lines.append(f"| {name} | {bar['value']:.4g} | {'yes' if bar['holds'] else 'no'} |")
+    floor = r["quality_bars"]["spurious_z0_below_1_at_10pct"].get("perfect_generator", {})
+    if floor.get("n_toys"):
+        lines += [
+            "",
+            (
+                f"A perfect generator of as many events, against this much held-out MC, would show a largest "
+                f"|Z₀| of {floor['max_abs_z0_median']:.2f} (median; 84 %: {floor['max_abs_z0_q84']:.2f}, 95 %: "
+                f"{floor['max_abs_z0_q95']:.2f}) over the luminosity scan, and pass the |Z₀| < 1 bar in "
+                f"{floor['fraction_below_1']:.0%} of {floor['n_toys']} toys: the MC statistics floor of that bar. "
+                "![floor](spurious_signal_floor.png) ![post-cut shapes](post_cut_shapes.png)"
+            ),
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from .classifier_cut import ClassifierCut, cut_crosscheck, train_signal_classifier
 from .inference import BANDS, DiscoveryResult, FitResult, Inference, MuFit, UpperLimit
-from .plots import save_scan_plots
+from .plots import plot_post_cut_shapes, plot_spurious_signal_floor, save_scan_plots
 from .scan import Sample, evaluate_point, rows_to_csv, scan, spurious_signal_toys
 from .templates import check_binning, fill_template, floor_empty_bins, scale_template, template_arrays
 from .workspace import asimov_counts, build_workspace, model_and_data
@@ -28,6 +28,8 @@ __all__ = [
     "fill_template",
     "floor_empty_bins",
     "model_and_data",
+    "plot_post_cut_shapes",
+    "plot_spurious_signal_floor",
     "rows_to_csv",
     "save_scan_plots",
     "scale_template",

@@ -109,12 +109,13 @@ def cut_crosscheck(
     fit_generated: np.ndarray,
     fit_mc: np.ndarray,
     edges: np.ndarray,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Does generated-vs-MC agreement survive the cut? Efficiencies and post-cut fit-variable shapes.
 
     ``generated`` and ``mc`` are background feature matrices (the MC independent of everything used in
     training); ``fit_*`` their fit-variable values. Returns the selection efficiencies with binomial
-    uncertainties, their pull, and the χ² of the normalised post-cut fit-variable histograms on ``edges``.
+    uncertainties, their pull, the χ² of the normalised post-cut fit-variable histograms on ``edges``, and those
+    histograms (``edges``, ``counts_generated``, ``counts_mc``: selected events per bin, flow bins left out).
     """
     sel_g = cut.select(generated)
     sel_m = cut.select(mc)
@@ -139,4 +140,7 @@ def cut_crosscheck(
         "shape_chi2_pvalue": shape["chi2_pvalue"],
         "n_selected_generated": int(sel_g.sum()),
         "n_selected_mc": int(sel_m.sum()),
+        "edges": np.asarray(edges, dtype=float).tolist(),
+        "counts_generated": np.histogram(fg, edges)[0].tolist(),
+        "counts_mc": np.histogram(fm, edges)[0].tolist(),
     }

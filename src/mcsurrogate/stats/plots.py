@@ -3,7 +3,10 @@
 * μ̂ − μ_inj with its ±σ band versus background yield (luminosity), MC reference and generated templates;
 * signed discovery significance Z₀ (spurious signal when μ_inj = 0) versus luminosity and versus N_gen;
 * CLs upper limit with the expected ±1σ/±2σ bands of the MC reference versus luminosity and versus N_gen;
-* ΔUL (generated − MC) of the median expected limit versus N_gen, one line per systematic.
+* ΔUL (generated − MC) of the median expected limit versus N_gen, one line per systematic;
+* the measured spurious signal against the band a perfect generator would give (:func:`~.scan.spurious_signal_toys`);
+* the post-cut fit-variable shapes of generated and held-out MC background and their ratio per bin
+  (:func:`~.classifier_cut.cut_crosscheck`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,15 @@ import mplhep
 import numpy as np
 from matplotlib.figure import Figure
 
-__all__ = ["plot_delta_ul_vs_ngen", "plot_mu_bias_vs_lumi", "plot_ul_vs", "plot_z0_vs", "save_scan_plots"]
+__all__ = [
+    "plot_delta_ul_vs_ngen",
+    "plot_mu_bias_vs_lumi",
+    "plot_post_cut_shapes",
+    "plot_spurious_signal_floor",
+    "plot_ul_vs",
+    "plot_z0_vs",
+    "save_scan_plots",
+]
 
 _BAND_1 = "#00cc00"
 _BAND_2 = "#ffcc00"
@@ -69,6 +80,78 @@ def plot_z0_vs(rows: Sequence[dict[str, Any]], axis: str, systematic: float, *, 
         ax.axhline(z, color="grey", ls="--", lw=0.8)
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_ylabel(r"signed $Z_0$ ($\sigma$)")
+    return fig
+
+
+def plot_spurious_signal_floor(
+    rows: Sequence[dict[str, Any]], toys: Sequence[dict[str, Any]], systematic: float, n_generated: int | None = None
+) -> Figure:
+    """Signed Z₀ of the generated template (largest N_gen, or ``n_generated``) versus background yield, over the
+    central 68 % and 95 % of the perfect-generator toys (rows of :func:`~.scan.spurious_signal_toys` run with the
+    same luminosities, systematic and N_gen): what finite MC alone explains."""
+    n_generated = n_generated or max(_ngens(rows), default=None)
+    fig, ax = _figure(f"spurious signal, {systematic:.0%} bkg. systematic")
+    lumis = sorted({t["luminosity"] for t in toys})
+    x = np.array([np.median([t["background_yield"] for t in toys if t["luminosity"] == lumi]) for lumi in lumis])
+    z = [np.array([t["z_signed"] for t in toys if t["luminosity"] == lumi]) for lumi in lumis]
+    z = [v[np.isfinite(v)] for v in z]
+    if lumis and all(v.size for v in z):
+        q = np.array([np.quantile(v, [0.025, 0.16, 0.5, 0.84, 0.975]) for v in z])
+        n_toys = min(v.size for v in z)
+        ax.fill_between(x, q[:, 0], q[:, 4], color=_BAND_2, label=f"perfect generator, 95 % ({n_toys} toys)")
+        ax.fill_between(x, q[:, 1], q[:, 3], color=_BAND_1, label="perfect generator, 68 %")
+        ax.plot(x, q[:, 2], color="black", ls=":", lw=1)
+    sel = sorted(
+        _select(rows, systematic=systematic, template="generated", n_generated=n_generated),
+        key=lambda r: r["background_yield"],
+    )
+    if sel:
+        ax.plot(
+            [r["background_yield"] for r in sel],
+            [r["z_signed"] for r in sel],
+            marker="o",
+            color="tab:red",
+            label=f"generated, N_gen = {n_generated:,}",
+        )
+    for level in (-1, 1):
+        ax.axhline(level, color="grey", ls="--", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("expected background events")
+    ax.set_ylabel(r"signed $Z_0$ ($\sigma$)")
+    ax.legend(fontsize="small")
+    return fig
+
+
+def plot_post_cut_shapes(
+    crosscheck: dict[str, Any], *, signal_counts: np.ndarray | None = None, variable: str = "fit variable"
+) -> Figure:
+    """Normalised post-cut shapes of held-out MC and generated background (``cut_crosscheck``'s histograms) and,
+    below, generated / MC per bin with the statistical error of both; ``signal_counts`` on the same edges adds the
+    signal template's shape, to show which bins a spurious signal is fitted from."""
+    edges = np.asarray(crosscheck["edges"], dtype=float)
+    mc = np.asarray(crosscheck["counts_mc"], dtype=float)
+    gen = np.asarray(crosscheck["counts_generated"], dtype=float)
+    fig = Figure(figsize=(6.4, 6.4))
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2, 1], "hspace": 0.05})
+    mplhep.label.exp_label(exp="mcsurrogate", llabel="", rlabel="after the cut", ax=top, loc=0)
+    mplhep.histplot(mc / mc.sum(), edges, yerr=np.sqrt(mc) / mc.sum(), ax=top, color="black", label="held-out MC")
+    mplhep.histplot(gen / gen.sum(), edges, ax=top, color="tab:red", label="generated")
+    if signal_counts is not None:
+        sig = np.asarray(signal_counts, dtype=float)
+        mplhep.histplot(sig / sig.sum(), edges, ax=top, color="tab:blue", ls="--", label="signal")
+    top.set_ylabel("fraction of events")
+    top.legend(fontsize="small")
+    filled = (mc > 0) & (gen > 0)  # a bin empty on either side has no ratio: left out
+    ratio = np.full(mc.shape, np.nan)
+    err = np.full(mc.shape, np.nan)
+    ratio[filled] = (gen[filled] / gen.sum()) / (mc[filled] / mc.sum())
+    err[filled] = ratio[filled] * np.sqrt(1 / mc[filled] + 1 / gen[filled])
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    bottom.errorbar(centres, ratio, yerr=err, xerr=0.5 * np.diff(edges), fmt="o", ms=3, color="tab:red")
+    bottom.axhline(1, color="grey", lw=0.8)
+    bottom.set_ylim(0.8, 1.2)
+    bottom.set_ylabel("generated / MC")
+    bottom.set_xlabel(variable)
     return fig
 
 
