@@ -17,7 +17,7 @@ import builtins
 import csv
 import io
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -221,7 +221,7 @@ def scan(
                         },
                     }
                 )
-    rows = list(_map(tasks, processes, progress))
+    rows = list(_map(_run, tasks, processes, progress))
     reference = {(r["systematic"], r["luminosity"]): r for r in rows if r["template"] == "mc"}
     for r in rows:
         r["mu_bias"] = r["mu_hat"] - mu_injected
@@ -324,34 +324,25 @@ def spurious_signal_toys(
                 "empty_bins": empty_bins,
             }
             tasks.append({"meta": meta, "args": args})
-    bar = tqdm(total=len(tasks), desc="spurious-signal toys", unit="pt", disable=not progress)
-    try:
-        if processes <= 1:
-            rows = []
-            for t in tasks:
-                rows.append(_spurious_point(t))
-                bar.update()
-        else:
-            with ProcessPoolExecutor(processes) as pool:
-                rows = []
-                for row in pool.map(_spurious_point, tasks, chunksize=max(1, len(tasks) // (4 * processes))):
-                    rows.append(row)
-                    bar.update()
-    finally:
-        bar.close()
-    return rows
+    return list(_map(_spurious_point, tasks, processes, progress, "spurious-signal toys"))
 
 
-def _map(tasks: list[dict[str, Any]], processes: int, progress: bool) -> Iterable[dict[str, Any]]:
-    bar = tqdm(total=len(tasks), desc="scan points", unit="pt", disable=not progress)
+def _map(
+    fn: Callable[[dict[str, Any]], dict[str, Any]],
+    tasks: list[dict[str, Any]],
+    processes: int,
+    progress: bool,
+    desc: str = "scan points",
+) -> Iterable[dict[str, Any]]:
+    bar = tqdm(total=len(tasks), desc=desc, unit="pt", disable=not progress)
     try:
         if processes <= 1:
             for t in tasks:
-                yield _run(t)
+                yield fn(t)
                 bar.update()
         else:
             with ProcessPoolExecutor(processes) as pool:
-                for row in pool.map(_run, tasks, chunksize=max(1, len(tasks) // (4 * processes))):
+                for row in pool.map(fn, tasks, chunksize=max(1, len(tasks) // (4 * processes))):
                     yield row
                     bar.update()
     finally:
