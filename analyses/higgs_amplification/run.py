@@ -2,6 +2,7 @@
 effective statistics.
 
     python analyses/higgs_amplification/run.py --out reports/amp [--small] [--cache DIR] [--workers 2] [--samples-only]
+    python analyses/higgs_amplification/run.py --out reports/amp2 --model reports/amp/best_model   # re-analyse
 
 1. **Samples.** t t̄ background and the heavy-Higgs signal from Pythia 8 + FastJet + the parametric detector
    (``mcsurrogate.generators.higgs_benchmark``), cached in ``--cache`` as ``{process}_n{N}_seed{S}_chunk{C}.parquet``;
@@ -18,11 +19,13 @@ effective statistics.
    with ``--mass-differences`` the flows learn m_jjj − m_jj, m_jlv − m_lv, m_wbb − max(m_bb, m_jlv) and
    m_wwbb − max(m_wbb, m_jjj) in place of those masses (``amplification.MASS_DIFFERENCES``), with
    ``--jet-pt-differences`` jet4_pt and the p_T differences of consecutive jets (``JET_PT_DIFFERENCES``).
+   ``--model DIR`` skips this step and re-uses the ``best_model`` of an earlier run on the same samples and seed.
 4. **Amplification**: the best model generates ``--amplification`` × the training MC; a validation report against
    the held-out MC (C2ST with ≥ 10⁵ events per class in the full run).
 5. **Classifier-cut analysis** (paper B §5): signal classifier on MC signal vs generated background, selection at
    score > 0.55, cross-check on held-out MC; fit in m_bb (25 bins), pyhf scans versus luminosity, N_gen and
-   systematic; the issue's quality bars.
+   systematic; the issue's quality bars, with the spurious-signal bar's MC statistics floor (perfect-generator toys,
+   ``stats.spurious_signal_toys``) and the post-cut m_bb shapes per bin.
 6. **Effective statistics**: MC-equivalent events of generated m_bb templates after the cut, versus their size.
 
 Writes ``report.json`` (every number plotted), ``report.md``, PNG figures, the best model and the scan tables.
