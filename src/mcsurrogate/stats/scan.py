@@ -110,6 +110,28 @@ def _run(task: dict[str, Any]) -> dict[str, Any]:
     return {**task["meta"], **result, "error": None}
 
 
+def _checked_luminosities(luminosities: Sequence[float]) -> list[float]:
+    lumis = [float(x) for x in luminosities]
+    if not lumis or min(lumis) <= 0 or not all(math.isfinite(x) for x in lumis):
+        raise InputError(f"luminosities must be positive and finite; got {lumis}")
+    return lumis
+
+
+def _at_luminosity(
+    signal: hist.Hist, background: hist.Hist, lumi: float, signal_fraction: float | None
+) -> tuple[hist.Hist, hist.Hist, float]:
+    """The MC background scaled by ``lumi``, the signal normalised to ``signal_fraction`` of its yield (or scaled
+    by ``lumi`` when None), and the background yield."""
+    b = scale_template(background, factor=lumi)
+    b_yield = float(template_arrays(b)[0].sum())
+    s = (
+        scale_template(signal, total=signal_fraction * b_yield)
+        if signal_fraction is not None
+        else scale_template(signal, factor=lumi)
+    )
+    return s, b, b_yield
+
+
 def scan(
     signal: Sample,
     background_mc: Sample,
@@ -148,9 +170,7 @@ def scan(
     signal = signal.checked("signal")
     background_mc = background_mc.checked("MC background")
     generated = generated.checked("generated background")
-    lumis = [float(x) for x in luminosities]
-    if not lumis or min(lumis) <= 0 or not all(math.isfinite(x) for x in lumis):
-        raise InputError(f"luminosities must be positive and finite; got {lumis}")
+    lumis = _checked_luminosities(luminosities)
     ngens = [int(n) for n in n_generated]
     if any(n <= 0 for n in ngens):
         raise InputError(f"every n_generated must be positive; got {ngens}")
@@ -177,13 +197,7 @@ def scan(
     tasks: list[dict[str, Any]] = []
     for syst in systematics:
         for lumi in lumis:
-            b = scale_template(bkg_h, factor=lumi)
-            b_yield = float(template_arrays(b)[0].sum())
-            s = (
-                scale_template(sig_h, total=signal_fraction * b_yield)
-                if signal_fraction is not None
-                else scale_template(sig_h, factor=lumi)
-            )
+            s, b, b_yield = _at_luminosity(sig_h, bkg_h, lumi, signal_fraction)
             observed = asimov_counts(s, b, mu_injected)
             base = {
                 "systematic": syst,
@@ -287,9 +301,7 @@ def spurious_signal_toys(
         raise InputError(f"n_generated must be a positive number of events; got {n_generated!r}")
     if isinstance(n_toys, bool) or int(n_toys) != n_toys or n_toys < 1:
         raise InputError(f"n_toys must be a positive integer; got {n_toys!r}")
-    lumis = [float(x) for x in luminosities]
-    if not lumis or min(lumis) <= 0 or not all(math.isfinite(x) for x in lumis):
-        raise InputError(f"luminosities must be positive and finite; got {lumis}")
+    lumis = _checked_luminosities(luminosities)
     sig_h = fill_template(signal.values, bins=bins, range=range, weights=signal.weights, name="signal")
     axis = sig_h.axes[0]
     parent = np.asarray(fill_template(background_mc.values, bins=axis, name="background").values(flow=True))
@@ -302,13 +314,7 @@ def spurious_signal_toys(
         if not template_arrays(mc)[0].sum() > 0:
             raise InputError("the MC background has no events in the fit range")
         for lumi in lumis:
-            b = scale_template(mc, factor=lumi)
-            b_yield = float(template_arrays(b)[0].sum())
-            s = (
-                scale_template(sig_h, total=signal_fraction * b_yield)
-                if signal_fraction is not None
-                else scale_template(sig_h, factor=lumi)
-            )
+            s, b, b_yield = _at_luminosity(sig_h, mc, lumi, signal_fraction)
             meta = {
                 "toy": toy,
                 "luminosity": lumi,
