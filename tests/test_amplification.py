@@ -22,6 +22,7 @@ from mcsurrogate.amplification import (
 )
 from mcsurrogate.errors import InputError
 from mcsurrogate.generators.higgs_benchmark import FEATURES
+from mcsurrogate.surrogate import Surrogate
 
 
 def _events(n: int, seed: int) -> ak.Array:
@@ -82,6 +83,35 @@ def test_diverging_candidates_are_reported_not_fatal():
     assert all(r.failure and np.isnan(r.auc) for r in rows) and not models
     with pytest.raises(InputError, match="every candidate failed"):
         best_candidate(rows)
+
+
+def test_a_comparison_started_again_resumes_from_its_checkpoints(tmp_path, monkeypatch):
+    train, select = _events(2000, 7), _events(800, 8)
+    cands = paper_b_candidates(families=["maf", "realnvp"], preprocessings=["gauss-rank"], blocks=2, hidden=16)
+    kwargs = {"features": ["pt", "eta", "m"], "training": {"epochs": 3, "batch_size": 256}, "n_permutations": 10}
+    reference, _ = compare_models(train, select, cands, progress=False, **kwargs)
+
+    fit = Surrogate.fit
+    calls = []
+
+    def killed_at_the_second_candidate(self, *args, **kw):
+        calls.append(kw["checkpoint_dir"])
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the batch job's wall-time limit
+        return fit(self, *args, **kw)
+
+    monkeypatch.setattr(Surrogate, "fit", killed_at_the_second_candidate)
+    with pytest.raises(KeyboardInterrupt):
+        compare_models(train, select, cands, checkpoint_dir=tmp_path, progress=False, **kwargs)
+    monkeypatch.setattr(Surrogate, "fit", fit)
+    assert calls == [tmp_path / "maf/gauss-rank", tmp_path / "realnvp/gauss-rank"]
+    assert (tmp_path / "maf/gauss-rank/last.safetensors").is_file()
+    assert not (tmp_path / "realnvp/gauss-rank").exists()
+
+    rows, _ = compare_models(train, select, cands, checkpoint_dir=tmp_path, progress=False, **kwargs)
+    assert [r.resumed_from_epoch for r in rows] == [3, 0]  # the finished candidate is not trained again
+    for again, ref in zip(rows, reference, strict=True):
+        assert again.nll == ref.nll and again.auc == ref.auc and again.best_epoch == ref.best_epoch
 
 
 def _row(name: str, auc: float, w1_ratio_max: float) -> ComparisonRow:

@@ -20,6 +20,8 @@ effective statistics.
    m_wwbb − max(m_wbb, m_jjj) in place of those masses (``amplification.MASS_DIFFERENCES``), with
    ``--jet-pt-differences`` jet4_pt and the p_T differences of consecutive jets (``JET_PT_DIFFERENCES``).
    ``--model DIR`` skips this step and re-uses the ``best_model`` of an earlier run on the same samples and seed.
+   Every candidate keeps its checkpoints in ``OUT/checkpoints/<name>``: the same command started again after a
+   kill (a batch job's wall-time limit) resumes each training where it stopped and does not retrain finished ones.
 4. **Amplification**: the best model generates ``--amplification`` × the training MC; a validation report against
    the held-out MC (C2ST with ≥ 10⁵ events per class in the full run).
 5. **Classifier-cut analysis** (paper B §5): signal classifier on MC signal vs generated background, selection at
@@ -326,6 +328,7 @@ def run_comparison(
         training=training,
         n_permutations=args.permutations,
         seed=args.seed,
+        checkpoint_dir=out / "checkpoints",
     )
     rows_cmp = [r.to_dict() for r in comparison]
     atomic_write_text(out / "comparison.json", json.dumps(rows_cmp, indent=1))  # kept if a later step fails

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import awkward as ak
@@ -238,7 +240,8 @@ def generate(model: Surrogate, n: int, *, source: ak.Array | None = None, seed: 
 class ComparisonRow:
     """One candidate's scores on the selection split (see :func:`compare_models`). ``nll`` is the mean negative
     log-likelihood per event in the data's units over the events it is defined for; ``nll_excluded`` counts the
-    others (outside a bounded preprocessing's fitted range, or non-finite)."""
+    others (outside a bounded preprocessing's fitted range, or non-finite). ``train_seconds`` is this call's
+    training time: when the candidate resumed a checkpoint, only the epochs after ``resumed_from_epoch``."""
 
     name: str
     family: str
@@ -263,6 +266,7 @@ class ComparisonRow:
     kpd: float
     kpd_baseline: float
     failure: str | None = None
+    resumed_from_epoch: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -280,6 +284,7 @@ def compare_models(
     training: Mapping[str, Any] | None = None,
     n_permutations: int = 100,
     seed: int = 0,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
     progress: bool | None = None,
 ) -> tuple[list[ComparisonRow], dict[str, Surrogate]]:
     """Train every candidate on ``train`` and score it on ``select`` (events it never saw).
@@ -290,6 +295,11 @@ def compare_models(
     the C2ST and FPD/KPD. A candidate with :data:`DIFFERENCES` learns them and is scored on the columns they replace
     (its NLL compares: the map has unit Jacobian). A candidate whose training diverges gets a row with its
     ``failure`` message and NaN scores. Returns the rows and the trained surrogates.
+
+    ``checkpoint_dir``: each candidate keeps its checkpoints in ``checkpoint_dir/<name>`` (see
+    :meth:`~mcsurrogate.surrogate.Surrogate.fit`), so a comparison killed part-way (a batch job's wall-time
+    limit) and started again with the same events and settings resumes each candidate where it stopped, and
+    re-scores the candidates it had finished without training them again.
     """
     if not candidates:
         raise InputError("compare_models needs at least one candidate")
@@ -311,7 +321,11 @@ def compare_models(
             else (train, select)
         )
         try:
-            model = cand.surrogate(features, cfg).fit(fit_on, progress=progress)
+            model = cand.surrogate(features, cfg).fit(
+                fit_on,
+                checkpoint_dir=None if checkpoint_dir is None else Path(checkpoint_dir) / cand.name,
+                progress=progress,
+            )
         except TrainingError as exc:  # a diverging candidate is a result of the comparison, not the end of it
             log.warning("%s failed to train: %s", cand.name, exc)
             rows.append(_failed_row(cand, str(exc), features))
@@ -363,6 +377,7 @@ def compare_models(
                 fpd_baseline=float(pd["fpd_baseline"]),
                 kpd=float(pd["kpd"]),
                 kpd_baseline=float(pd["kpd_baseline"]),
+                resumed_from_epoch=result.resumed_from_epoch,
             )
         )
         models[cand.name] = model
