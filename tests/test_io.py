@@ -297,6 +297,24 @@ def test_sigkill_mid_write_leaves_no_partial_output(tmp_path: Path, suffix: str)
     assert temporaries(tmp_path) == [temp]  # the leftover is recognisable by its name
 
 
+def test_sigterm_under_sigterm_raises_deletes_the_partial_output(tmp_path: Path) -> None:
+    dest = tmp_path / "ev.parquet"
+    before = make_events(30)
+    write_events(before, dest)
+    script = "from mcsurrogate.errors import sigterm_raises\nwith sigterm_raises():\n" + textwrap.indent(CHILD, "    ")
+    child = subprocess.Popen([sys.executable, "-c", script, str(dest)], stdout=subprocess.PIPE, text=True)
+    try:
+        temp = Path(child.stdout.readline().strip())
+        assert temp.stat().st_size > 0
+        child.send_signal(signal.SIGTERM)
+    finally:
+        child.wait(timeout=60)
+        child.stdout.close()
+    assert child.returncode == 143  # quiet exit with 128 + SIGTERM, after the with blocks unwound
+    assert temporaries(tmp_path) == []
+    assert ak.array_equal(read_events(dest), before)
+
+
 def test_sigkill_without_previous_output(tmp_path: Path) -> None:
     dest = tmp_path / "fresh.root"
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(dest)], stdout=subprocess.PIPE, text=True)

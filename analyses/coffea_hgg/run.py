@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from processor import DiphotonMassProcessor
 
 from mcsurrogate.data_files import load_default_truth
+from mcsurrogate.errors import sigterm_raises
 from mcsurrogate.io import write_events
 from mcsurrogate.response import SmearingConfig, smear_photons, train_response
 
@@ -126,4 +127,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with sigterm_raises():  # a batch kill unwinds: half-written outputs are deleted, exit code 143
+        sys.exit(main())

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from mcsurrogate.data_files import default_truth_metadata, load_default_truth
+from mcsurrogate.errors import sigterm_raises
 from mcsurrogate.flows.distilled import PRECISIONS, DistillConfig
 from mcsurrogate.flows.made import ACTIVATIONS
 from mcsurrogate.io import read_events
@@ -216,4 +217,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with sigterm_raises():  # a batch kill unwinds: half-written outputs are deleted, exit code 143
+        sys.exit(main())

@@ -57,6 +57,7 @@ from mcsurrogate.amplification import (
     generate,
     paper_b_candidates,
 )
+from mcsurrogate.errors import sigterm_raises
 from mcsurrogate.generators.higgs_benchmark import exact_w_mass
 from mcsurrogate.io import read_events
 from mcsurrogate.persistence import atomic_write_text
@@ -712,4 +713,5 @@ def markdown(r: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    with sigterm_raises():  # a batch kill unwinds: half-written outputs are deleted, exit code 143
+        sys.exit(main())

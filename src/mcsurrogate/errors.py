@@ -3,12 +3,18 @@
 Every error that a user can cause with their input derives from :class:`MCSurrogateError`,
 so that the command line can print the message as one paragraph instead of a traceback.
 Messages name the file, column or parameter and say what was expected.
+
+:class:`Terminated` and :func:`sigterm_raises` turn a batch system's SIGTERM into an exception, so that a killed
+command or analysis script unwinds its ``with`` blocks and deletes its half-written outputs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Mapping
+import signal
+import threading
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 __all__ = [
@@ -18,8 +24,10 @@ __all__ = [
     "MissingExtraError",
     "ModelDirectoryError",
     "OutputExistsError",
+    "Terminated",
     "TrainingError",
     "refuse_unknown_fields",
+    "sigterm_raises",
 ]
 
 
@@ -70,3 +78,35 @@ def refuse_unknown_fields(config_class: type, data: Mapping[str, Any], what: str
     unknown = sorted(set(data) - valid)
     if unknown:
         raise InputError(f"unknown {what} parameter(s) {unknown}; valid: {sorted(valid)}")
+
+
+class Terminated(SystemExit):
+    """Raised by :func:`sigterm_raises` on SIGTERM. Like KeyboardInterrupt it unwinds every ``with`` and
+    ``finally`` block (temporary ``.NAME.tmp-*`` outputs are deleted); uncaught, the process exits quietly with
+    code 143 (128 + SIGTERM), as if the signal had killed it."""
+
+    def __init__(self) -> None:
+        super().__init__(128 + signal.SIGTERM)
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` in the main thread; the previous handler is put back
+    afterwards. Does nothing outside the main thread or over a handler installed outside Python.
+
+    >>> with sigterm_raises():  # doctest: +SKIP
+    ...     main()
+    """
+    previous = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
+    if previous is None:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

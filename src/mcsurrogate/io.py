@@ -427,8 +427,9 @@ class EventWriter:
 
     The data go to ``.<name>.tmp-<pid>-<random>`` beside ``dest``; leaving the ``with`` block normally closes
     it, fsyncs it and renames it to ``dest``. An exception (KeyboardInterrupt included) deletes the temporary
-    file and leaves ``dest`` untouched; a process killed with SIGKILL leaves the temporary file (recognisable by
-    its name) but never a partial ``dest``. An existing ``dest`` raises :class:`OutputExistsError` unless
+    file and leaves ``dest`` untouched; a process killed with SIGKILL, or with SIGTERM outside
+    :func:`~mcsurrogate.errors.sigterm_raises` (which the CLI and the analysis scripts use), leaves the temporary
+    file (recognisable by its name) but never a partial ``dest``. An existing ``dest`` raises :class:`OutputExistsError` unless
     ``overwrite=True``. ROOT: the first chunk creates the TTree ``tree`` and fixes its branch types; later chunks
     must have the same types. Parquet: each chunk becomes a row group (``tree`` is ignored).
     """

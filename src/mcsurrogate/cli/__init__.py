@@ -14,13 +14,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import signal
 import sys
 import textwrap
-import threading
 from collections.abc import Sequence
 
-from ..errors import MCSurrogateError
+from ..errors import MCSurrogateError, Terminated, sigterm_raises
 
 #: command-group modules, each with ``register(subparsers)``; imported lazily so that
 #: ``mcsurrogate --help`` stays fast and a missing optional extra only breaks its own command.
@@ -55,12 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 1
-    # only from the main thread, and only over a handler Python can put back (None: installed outside Python)
-    previous = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
-    if previous is not None:
-        signal.signal(signal.SIGTERM, _terminate)
     try:
-        code = int(args.func(args) or 0)
+        with sigterm_raises():
+            code = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, inside the handler below, not at interpreter exit
         return code
     except BrokenPipeError:
@@ -79,18 +74,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Terminated:
         print(f"mcsurrogate {args.command}: terminated (SIGTERM)", file=sys.stderr)
         return 143
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-
-
-class Terminated(BaseException):
-    """Raised by the SIGTERM handler the CLI installs: like KeyboardInterrupt, it unwinds every ``with`` and
-    ``finally`` block, so temporary outputs are removed."""
-
-
-def _terminate(signum: int, frame: object) -> None:
-    raise Terminated
 
 
 if __name__ == "__main__":  # pragma: no cover
