@@ -266,6 +266,41 @@ def test_spurious_signal_toys_are_the_mc_statistics_floor(scan_inputs):
         spurious_signal_toys(sig, mc, 100, n_toys=0, **kwargs)
 
 
+def test_spurious_signal_toys_with_limits_size_the_limit_shift_of_a_perfect_generator(scan_inputs):
+    sig, bkg, gen = scan_inputs
+    mc = Sample(bkg.values[:5_000])
+    lumis = [0.1, 30.0]
+    kwargs = {"bins": 10, "range": (60, 200), "luminosities": lumis, "systematic": 0.1, "progress": False, "seed": 4}
+    plain = spurious_signal_toys(sig, mc, 10**6, n_toys=4, **kwargs)
+    rows = spurious_signal_toys(sig, mc, 10**6, n_toys=4, limits=True, **kwargs)
+    for p, r in zip(plain, rows, strict=True):  # the same toys and fits; the limits come on top
+        assert r["error"] is None and r["mu_hat"] == pytest.approx(p["mu_hat"], abs=1e-6)
+        assert r["ul_shift"] == pytest.approx(
+            (r["ul_expected_median"] - r["ul_expected_median_mc"]) / r["ul_half_band_mc"]
+        )
+    shift = {lumi: np.array([r["ul_shift"] for r in rows if r["luminosity"] == lumi]) for lumi in lumis}
+    # data a tenth of the MC: the data's own statistics set both limits. Data 30 × the MC: the MC template's
+    # staterror limits the reference, not the 200 × larger perfect template: its expected limit is more than a
+    # half band lower, for every toy
+    assert np.all(np.abs(shift[0.1]) < 0.3)
+    assert np.all(shift[30.0] < -1.0)
+    common = {k: kwargs[k] for k in ("bins", "range", "luminosities", "progress")}
+    measured = scan(sig, mc, gen, n_generated=[100_000], systematics=[0.1], **common)
+    generated = [r for r in measured if r["template"] == "generated"]
+    ref = {r["luminosity"]: r for r in measured if r["template"] == "mc"}
+    for r in generated:
+        m = ref[r["luminosity"]]
+        assert r["ul_shift"] == pytest.approx(
+            (r["ul_expected_median"] - m["ul_expected_median"]) / (0.5 * (m["ul_expected_p1"] - m["ul_expected_m1"]))
+        )
+    fig = plot_spurious_signal_floor(measured, rows, systematic=0.1, quantity="ul_shift")
+    assert [line.get_ydata()[0] for line in fig.axes[0].lines[1:2]] == [generated[0]["ul_shift"]]
+    with pytest.raises(InputError, match="limits=True"):
+        plot_spurious_signal_floor(measured, plain, systematic=0.1, quantity="ul_shift")
+    with pytest.raises(InputError, match="quantity"):
+        plot_spurious_signal_floor(measured, rows, systematic=0.1, quantity="mu_hat")  # type: ignore[arg-type]
+
+
 def test_classifier_cut_and_crosscheck():
     rng = np.random.default_rng(7)
     sig = rng.normal([1.0, 1.0], 1.0, size=(4_000, 2))

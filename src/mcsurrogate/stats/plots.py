@@ -13,11 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import mplhep
 import numpy as np
 from matplotlib.figure import Figure
+
+from ..errors import InputError
 
 __all__ = [
     "plot_delta_ul_vs_ngen",
@@ -84,16 +86,26 @@ def plot_z0_vs(rows: Sequence[dict[str, Any]], axis: str, systematic: float, *, 
 
 
 def plot_spurious_signal_floor(
-    rows: Sequence[dict[str, Any]], toys: Sequence[dict[str, Any]], systematic: float, n_generated: int | None = None
+    rows: Sequence[dict[str, Any]],
+    toys: Sequence[dict[str, Any]],
+    systematic: float,
+    n_generated: int | None = None,
+    quantity: Literal["z_signed", "ul_shift"] = "z_signed",
 ) -> Figure:
-    """Signed Z₀ of the generated template (largest N_gen, or ``n_generated``) versus background yield, over the
+    """Signed Z₀ (or, with ``quantity="ul_shift"``, the expected-limit shift in units of the MC template's ±1σ
+    half band) of the generated template (largest N_gen, or ``n_generated``) versus background yield, over the
     central 68 % and 95 % of the perfect-generator toys (rows of :func:`~.scan.spurious_signal_toys` run with the
-    same luminosities, systematic and N_gen): what finite MC alone explains."""
+    same luminosities, systematic and N_gen; ``limits=True`` for the limit shift): what finite MC alone explains."""
+    if quantity not in _FLOOR_LABELS:
+        raise InputError(f"quantity must be one of {sorted(_FLOOR_LABELS)}; got {quantity!r}")
+    if any(quantity not in t for t in toys):
+        raise InputError(f"the toys have no {quantity!r}: run spurious_signal_toys with limits=True")
     n_generated = n_generated or max(_ngens(rows), default=None)
-    fig, ax = _figure(f"spurious signal, {systematic:.0%} bkg. systematic")
+    title = "spurious signal" if quantity == "z_signed" else "expected-limit shift"
+    fig, ax = _figure(f"{title}, {systematic:.0%} bkg. systematic")
     lumis = sorted({t["luminosity"] for t in toys})
     x = np.array([np.median([t["background_yield"] for t in toys if t["luminosity"] == lumi]) for lumi in lumis])
-    z = [np.array([t["z_signed"] for t in toys if t["luminosity"] == lumi]) for lumi in lumis]
+    z = [np.array([t[quantity] for t in toys if t["luminosity"] == lumi]) for lumi in lumis]
     z = [v[np.isfinite(v)] for v in z]
     if lumis and all(v.size for v in z):
         q = np.array([np.quantile(v, [0.025, 0.16, 0.5, 0.84, 0.975]) for v in z])
@@ -108,7 +120,7 @@ def plot_spurious_signal_floor(
     if sel:
         ax.plot(
             [r["background_yield"] for r in sel],
-            [r["z_signed"] for r in sel],
+            [r[quantity] for r in sel],
             marker="o",
             color="tab:red",
             label=f"generated, N_gen = {n_generated:,}",
@@ -117,9 +129,15 @@ def plot_spurious_signal_floor(
         ax.axhline(level, color="grey", ls="--", lw=0.8)
     ax.set_xscale("log")
     ax.set_xlabel("expected background events")
-    ax.set_ylabel(r"signed $Z_0$ ($\sigma$)")
+    ax.set_ylabel(_FLOOR_LABELS[quantity])
     ax.legend(fontsize="small")
     return fig
+
+
+_FLOOR_LABELS = {
+    "z_signed": r"signed $Z_0$ ($\sigma$)",
+    "ul_shift": r"$\Delta$ expected limit / MC half $\pm1\sigma$ band",
+}
 
 
 def plot_post_cut_shapes(

@@ -158,7 +158,8 @@ def scan(
     ``template`` = ``"mc"`` or ``"generated"``, ``n_generated``), the results (``mu_hat``, ``mu_sigma``,
     ``mu_bias`` = μ̂ − μ_inj, ``z0``, ``z_signed``, ``p0``, ``ul_observed``, ``ul_expected_{m2,m1,median,p1,p2}``)
     and, for generated templates, the differences to the MC reference at the same point (``delta_mu_hat``,
-    ``delta_ul_observed``, ``delta_ul_median``). The generated events used for N_gen are the first N_gen of one
+    ``delta_ul_observed``, ``delta_ul_median``, and ``ul_shift``: ``delta_ul_median`` in units of half the MC
+    reference's ±1σ expected band). The generated events used for N_gen are the first N_gen of one
     seeded permutation, so the samples are nested. Runs in ``processes`` worker processes.
 
     A point whose workspace cannot be built (e.g. empty template bins) or whose fit fails ends the scan with
@@ -243,17 +244,46 @@ def scan(
         r["delta_mu_hat"] = r["mu_hat"] - ref["mu_hat"]
         r["delta_ul_observed"] = r["ul_observed"] - ref["ul_observed"]
         r["delta_ul_median"] = r["ul_expected_median"] - ref["ul_expected_median"]
+        r["ul_shift"] = r["delta_ul_median"] / _half_band(ref)
     return rows
 
 
+def _half_band(row: dict[str, Any]) -> float:
+    """Half the ±1σ band of a point's expected limit (NaN for a failed or zero-width band)."""
+    width = row["ul_expected_p1"] - row["ul_expected_m1"]
+    return 0.5 * width if width > 0 else math.nan
+
+
 def _spurious_point(task: dict[str, Any]) -> dict[str, Any]:
+    limits = task["mc_background"] is not None
     try:
-        ws = build_workspace(**task["args"])
-        inf = Inference(*model_and_data(ws))
-        fit, disc = inf.mu_hat(), inf.discovery()
+        if limits:  # the full point (μ̂, Z₀, limits) for the generated template and the toy MC's own
+            gen = evaluate_point(**task["args"], label=task["label"])
+            mc = evaluate_point(**{**task["args"], "background": task["mc_background"]}, label=task["label"])
+            fit_mu, fit_sigma, z_signed = gen["mu_hat"], gen["mu_sigma"], gen["z_signed"]
+        else:
+            ws = build_workspace(**task["args"])
+            inf = Inference(*model_and_data(ws))
+            fit, disc = inf.mu_hat(), inf.discovery()
+            fit_mu, fit_sigma, z_signed = fit.mu, fit.sigma, disc.z_signed
     except (FitError, InputError) as exc:
-        return {**task["meta"], "mu_hat": math.nan, "mu_sigma": math.nan, "z_signed": math.nan, "error": str(exc)}
-    return {**task["meta"], "mu_hat": fit.mu, "mu_sigma": fit.sigma, "z_signed": disc.z_signed, "error": None}
+        failed = dict.fromkeys(("mu_hat", "mu_sigma", "z_signed", *(_TOY_LIMIT_FIELDS if limits else ())), math.nan)
+        return {**task["meta"], **failed, "error": str(exc)}
+    row = {**task["meta"], "mu_hat": fit_mu, "mu_sigma": fit_sigma, "z_signed": z_signed}
+    if limits:
+        half_band = _half_band(mc)
+        row |= {
+            "ul_observed": gen["ul_observed"],
+            "ul_expected_median": gen["ul_expected_median"],
+            "ul_expected_median_mc": mc["ul_expected_median"],
+            "ul_half_band_mc": half_band,
+            "ul_shift": (gen["ul_expected_median"] - mc["ul_expected_median"]) / half_band,
+        }
+    return {**row, "error": None}
+
+
+#: the limit columns :func:`spurious_signal_toys` adds with ``limits=True``
+_TOY_LIMIT_FIELDS = ("ul_observed", "ul_expected_median", "ul_expected_median_mc", "ul_half_band_mc", "ul_shift")
 
 
 def _counts_template(axis: Any, counts: np.ndarray) -> hist.Hist:
@@ -276,6 +306,8 @@ def spurious_signal_toys(
     systematic_kind: SystematicKind = "normsys",
     signal_fraction: float | None = 0.05,
     n_toys: int = 20,
+    limits: bool = False,
+    level: float = 0.05,
     empty_bins: Literal["error", "floor"] = "floor",
     seed: int = 0,
     processes: int = 1,
@@ -292,6 +324,13 @@ def spurious_signal_toys(
     ``mu_hat``, ``mu_sigma``, ``z_signed``, ``error`` (``None``, or why the point failed: its numbers are NaN).
     The spread of ``z_signed`` across toys is the |Z₀| that the finite MC alone explains. Unweighted samples
     only (the toys count events). Seeded: toy ``k`` uses ``numpy.random.default_rng([seed, k])``.
+
+    ``limits=True`` also computes the CLs limits (at ``level``; ≈ 30× slower) with the perfect template and with
+    the toy MC's own template, as :func:`scan` does for its MC reference, and adds ``ul_observed`` and
+    ``ul_expected_median`` (perfect template), ``ul_expected_median_mc``, ``ul_half_band_mc`` (half the MC
+    template's ±1σ band) and ``ul_shift`` (the difference of the expected medians in units of that half band, as
+    in :func:`scan`): the limit shift a perfect generator shows, set mostly by the smaller staterror of its larger
+    template where the MC's own statistics limit the MC reference.
     """
     signal = signal.checked("signal")
     background_mc = background_mc.checked("MC background")
@@ -329,7 +368,10 @@ def spurious_signal_toys(
                 "systematic_kind": systematic_kind,
                 "empty_bins": empty_bins,
             }
-            tasks.append({"meta": meta, "args": args})
+            if limits:
+                args["level"] = level
+            label = f"(toy {toy}, luminosity {lumi:g})"
+            tasks.append({"meta": meta, "args": args, "mc_background": b if limits else None, "label": label})
     return list(_map(_spurious_point, tasks, processes, progress, "spurious-signal toys"))
 
 
