@@ -429,8 +429,8 @@ class EventWriter:
     it, fsyncs it and renames it to ``dest``. An exception (KeyboardInterrupt included) deletes the temporary
     file and leaves ``dest`` untouched; a process killed with SIGKILL, or with SIGTERM outside
     :func:`~mcsurrogate.errors.sigterm_raises` (which the CLI and the analysis scripts use), leaves the temporary
-    file (recognisable by its name) but never a partial ``dest``. An existing ``dest`` raises :class:`OutputExistsError` unless
-    ``overwrite=True``. ROOT: the first chunk creates the TTree ``tree`` and fixes its branch types; later chunks
+    file (recognisable by its name) but never a partial ``dest``. An existing ``dest`` raises
+    :class:`OutputExistsError` unless ``overwrite=True``. ROOT: the first chunk creates the TTree ``tree`` and fixes its branch types; later chunks
     must have the same types. Parquet: each chunk becomes a row group (``tree`` is ignored).
     """
 

@@ -319,13 +319,12 @@ def spurious_signal_toys(
     frozen in and grow in significance with the luminosity; a template of ``n_generated`` events drawn from the
     true distribution would still fit a spurious signal to them. Each toy draws both, the MC (as many events as
     ``background_mc`` has) and the template (``n_generated``), as independent multinomial samples of one parent
-    shape, the MC's own histogram, and fits them as :func:`scan` does at every luminosity (μ̂ ± σ and signed Z₀;
-    no limits). One row per (toy, luminosity): ``toy``, ``luminosity``, ``background_yield``, ``signal_yield``,
+    shape, the MC's own histogram, and fits them as :func:`scan` does at every luminosity (μ̂ ± σ and signed Z₀). One row per (toy, luminosity): ``toy``, ``luminosity``, ``background_yield``, ``signal_yield``,
     ``mu_hat``, ``mu_sigma``, ``z_signed``, ``error`` (``None``, or why the point failed: its numbers are NaN).
     The spread of ``z_signed`` across toys is the |Z₀| that the finite MC alone explains. Unweighted samples
     only (the toys count events). Seeded: toy ``k`` uses ``numpy.random.default_rng([seed, k])``.
 
-    ``limits=True`` also computes the CLs limits (at ``level``; ≈ 30× slower) with the perfect template and with
+    ``limits=True`` also computes the CLs limits (at ``level``; ≈ 5× slower) with the perfect template and with
     the toy MC's own template, as :func:`scan` does for its MC reference, and adds ``ul_observed`` and
     ``ul_expected_median`` (perfect template), ``ul_expected_median_mc``, ``ul_half_band_mc`` (half the MC
     template's ±1σ band) and ``ul_shift`` (the difference of the expected medians in units of that half band, as
