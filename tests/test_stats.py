@@ -4,6 +4,7 @@ exported workspace, scans, the classifier cut, the CLI, and bad input."""
 from __future__ import annotations
 
 import json
+import logging
 import math
 
 import numpy as np
@@ -15,6 +16,7 @@ from scipy.stats import norm
 from mcsurrogate.cli import main
 from mcsurrogate.errors import FitError, InputError
 from mcsurrogate.stats import (
+    FitResult,
     Inference,
     Sample,
     asimov_counts,
@@ -92,6 +94,28 @@ def test_expected_limit_solver_falls_back_to_a_bracket():
     inf.sqrt_q_asimov = saturating  # type: ignore[method-assign]
     with pytest.raises(FitError, match="cannot be reached"):
         inf._solve_sqrt_qa(3.5, {1.0: saturating(1.0)}, 1e-4)
+
+
+def test_pyhf_s_optimiser_is_the_last_resort_and_its_failure_a_fit_error_logged_once(monkeypatch, caplog):
+    def without_own_fits() -> Inference:  # Newton and L-BFGS-B fail: pyhf's optimiser is left
+        inf = counting(10.0, 50.0, 70.0)
+        monkeypatch.setattr(inf, "_newton", lambda *args: None)
+        monkeypatch.setattr(inf, "_lbfgsb", lambda data, x, *args: FitResult(x, math.inf, 0, "failed"))
+        return inf
+
+    inf = without_own_fits()
+    result = inf.fit()
+    assert result.method == "pyhf"
+    assert result.parameters[inf.poi] == pytest.approx(2.0, abs=1e-3)  # μ̂ = (n − b) / s
+    saved = pyhf.get_backend()
+    pyhf.set_backend("numpy", pyhf.optimize.scipy_optimizer(maxiter=1))
+    try:
+        with caplog.at_level(logging.DEBUG), pytest.raises(FitError, match="pyhf's own optimiser"):
+            without_own_fits().fit()
+    finally:
+        pyhf.set_backend(*saved)
+    # FitError carries pyhf's message; pyhf's own ERROR record with its traceback is not repeated in the log
+    assert not [r for r in caplog.records if r.name.startswith("pyhf") and r.levelno >= logging.ERROR]
 
 
 def _templates(rng: np.random.Generator, n_b: int = 20_000):

@@ -27,8 +27,10 @@ The test statistic is pyhf's default q̃_μ with ``calc_base_dist="normal"``; re
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +53,27 @@ __all__ = [
 #: the expected-limit bands, in the order of :attr:`UpperLimit.expected` (ascending limits)
 BANDS: tuple[int, ...] = (-2, -1, 0, 1, 2)
 _PENALTY = 1e30
+
+
+_PYHF_OPTIMIZER_LOG = logging.getLogger("pyhf.optimize.mixins")
+
+
+class _DropRecords(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
+
+
+@contextlib.contextmanager
+def _pyhf_failure_log_silenced() -> Iterator[None]:
+    """Drop the ERROR record (with a traceback) that pyhf's optimiser logs before it raises ``FailedMinimization``:
+    the caller turns the exception into a :class:`~mcsurrogate.errors.FitError` that carries its message (a scan
+    records it in the failed point's row), so the log would only repeat it."""
+    drop = _DropRecords()
+    _PYHF_OPTIMIZER_LOG.addFilter(drop)
+    try:
+        yield
+    finally:
+        _PYHF_OPTIMIZER_LOG.removeFilter(drop)
 
 
 @dataclass(frozen=True)
@@ -330,12 +353,13 @@ class Inference:
         # last resort: pyhf's own optimiser on the same likelihood
         kwargs = {"init_pars": list(x0), "par_bounds": [list(b) for b in bounds], "return_fitted_val": True}
         try:
-            if poi_value is None:
-                pars, twice = pyhf.infer.mle.fit(ds.data, self.model, fixed_params=list(fixed), **kwargs)
-            else:
-                pars, twice = pyhf.infer.mle.fixed_poi_fit(
-                    poi_value, ds.data, self.model, fixed_params=list(self.fixed), **kwargs
-                )
+            with _pyhf_failure_log_silenced():
+                if poi_value is None:
+                    pars, twice = pyhf.infer.mle.fit(ds.data, self.model, fixed_params=list(fixed), **kwargs)
+                else:
+                    pars, twice = pyhf.infer.mle.fixed_poi_fit(
+                        poi_value, ds.data, self.model, fixed_params=list(self.fixed), **kwargs
+                    )
         except Exception as exc:  # pyhf raises FailedMinimization
             raise FitError(
                 f"{what} did not converge (L-BFGS-B from the warm start and from pyhf's suggested initial "
