@@ -254,10 +254,10 @@ def quality_bars(
         if v["wasserstein_baseline"] > 0
     }
     n_max = max(r["n_generated"] for r in rows if r["template"] == "generated")
-    gen10 = [r for r in rows if r["template"] == "generated" and r["n_generated"] == n_max and r["systematic"] == 0.10]
+    gen_max = [r for r in rows if r["template"] == "generated" and r["n_generated"] == n_max]
+    gen10 = [r for r in gen_max if r["systematic"] == 0.10]
     failed_z0 = sum(r["error"] is not None for r in gen10)
     z0 = [abs(r["z_signed"]) for r in gen10 if r["error"] is None]
-    gen_max = [r for r in rows if r["template"] == "generated" and r["n_generated"] == n_max]
     failed_ul = sum(not np.isfinite(r["ul_shift"]) for r in gen_max)
     shifts = [abs(r["ul_shift"]) for r in gen_max if np.isfinite(r["ul_shift"])]
     z0_max = max(z0, default=float("nan"))
