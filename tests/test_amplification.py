@@ -10,13 +10,16 @@ from mcsurrogate.amplification import (
     CONTINUOUS_FEATURES,
     JET_PT_DIFFERENCES,
     MASS_DIFFERENCES,
+    AucPowerLaw,
     ComparisonRow,
     best_candidate,
     compare_models,
     feature_matrix,
+    fit_auc_power_law,
     flow_features,
     from_differences,
     generate,
+    learning_curve,
     paper_b_candidates,
     with_differences,
 )
@@ -262,3 +265,63 @@ def test_a_mass_difference_candidate_learns_the_differences_and_generates_the_ma
     g = generate(model, 2000, seed=1)
     np.testing.assert_allclose(g.m_jjj - g.m_jj, g.dm_jjj, atol=1e-9)
     np.testing.assert_allclose(g.m_wwbb - np.maximum(g.m_wbb, g.m_jjj), g.dm_wwbb, atol=1e-9)
+
+
+def test_learning_curve_trains_on_nested_subsamples_and_scores_on_the_holdout():
+    train, holdout = _events(3_000, 0), _events(1_500, 1)
+    (cand,) = paper_b_candidates(families=["maf"], preprocessings=["gauss-rank"], blocks=2, hidden=16)
+    rows = learning_curve(
+        train,
+        holdout,
+        cand,
+        [150, 3_000],
+        features=["pt", "eta", "m"],
+        training={"epochs": 8, "batch_size": 128},
+        n_permutations=10,
+        progress=False,
+    )
+    assert [r.extra["n_train"] for r in rows] == [150, 3_000]
+    assert all(np.isfinite(r.auc) and r.nll_excluded == 0 for r in rows)
+    # twenty times the training events describe the held-out events better
+    assert rows[1].nll < rows[0].nll - 0.1
+    assert rows[1].auc < rows[0].auc
+    with pytest.raises(InputError, match="exceeds the 3000 training events"):
+        learning_curve(train, holdout, cand, [100, 5_000], features=["pt", "eta", "m"])
+    with pytest.raises(InputError, match="increasing"):
+        learning_curve(train, holdout, cand, [200, 100], features=["pt", "eta", "m"])
+
+
+def test_auc_power_law_recovers_an_exact_curve_and_inverts_it():
+    n = np.array([1e4, 2e4, 4e4, 8e4])
+    auc = 0.5 + 0.09 * (n / 1e4) ** -0.4
+    ci = np.column_stack([auc - 0.003, auc + 0.003])
+    law = fit_auc_power_law(n, auc, ci)
+    assert isinstance(law, AucPowerLaw)
+    assert law.amplitude == pytest.approx(0.09, rel=1e-9)
+    assert law.exponent == pytest.approx(0.4, rel=1e-9)
+    assert law.chi2 == pytest.approx(0.0, abs=1e-12) and law.ndf == 2
+    n_target = law.n_for(0.52)
+    assert n_target == pytest.approx(1e4 * (0.09 / 0.02) ** (1 / 0.4), rel=1e-9)
+    assert law.auc(n_target) == pytest.approx(0.52)
+    lo, hi = law.n_for_band(0.52)
+    assert lo < n_target < hi
+    # a steeper curve gets there sooner; a flat one never
+    assert fit_auc_power_law(n, 0.5 + 0.09 * (n / 1e4) ** -0.8, ci).n_for(0.52) < n_target
+    assert fit_auc_power_law(n, np.full(4, 0.55), ci).n_for(0.52) == np.inf
+
+
+def test_auc_power_law_weights_points_by_their_intervals():
+    n = np.array([1e4, 2e4, 4e4])
+    auc = 0.5 + 0.08 * (n / 1e4) ** -0.5
+    auc_off = auc.copy()
+    auc_off[0] += 0.01  # one point off the curve
+    narrow, wide = np.array([0.001, 0.001, 0.001]), np.array([0.05, 0.001, 0.001])
+    off_trusted = fit_auc_power_law(n, auc_off, np.column_stack([auc_off - narrow, auc_off + narrow]))
+    off_doubted = fit_auc_power_law(n, auc_off, np.column_stack([auc_off - wide, auc_off + wide]))
+    assert abs(off_doubted.exponent - 0.5) < abs(off_trusted.exponent - 0.5)
+    assert off_trusted.chi2 > 10  # the covariance is scaled up by chi2/ndf
+    assert off_trusted.exponent_error > 0.01
+    with pytest.raises(InputError, match=r"at or below 0\.5"):
+        fit_auc_power_law(n, [0.55, 0.5, 0.52], np.zeros((3, 2)))
+    with pytest.raises(InputError, match="at least two"):
+        fit_auc_power_law([1e4], [0.55], [(0.54, 0.56)])

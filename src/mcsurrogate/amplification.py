@@ -11,6 +11,9 @@ did not improve the continuous features' C2ST on the HIGGS-like sample: docs/amp
 negative log-likelihood in the data's units (GeV, radians), the 1-D Wasserstein distances against their MC-vs-MC
 baseline, the C2ST AUC with its p-value, and FPD/KPD. :func:`best_candidate` picks the winner on
 that split, so a held-out sample stays untouched for the final quality bars.
+
+:func:`learning_curve` trains one candidate on nested subsamples of growing size and :func:`fit_auc_power_law`
+extrapolates its C2ST AUC: how much training MC a model needs to reach a target AUC.
 """
 
 from __future__ import annotations
@@ -41,14 +44,17 @@ __all__ = [
     "DISCRETE_FEATURES",
     "JET_PT_DIFFERENCES",
     "MASS_DIFFERENCES",
+    "AucPowerLaw",
     "Candidate",
     "ComparisonRow",
     "best_candidate",
     "compare_models",
     "feature_matrix",
+    "fit_auc_power_law",
     "flow_features",
     "from_differences",
     "generate",
+    "learning_curve",
     "paper_b_candidates",
     "with_differences",
 ]
@@ -436,3 +442,137 @@ def best_candidate(rows: Sequence[ComparisonRow], *, max_w1_ratio: float = 10.0)
         )
         sane = trained
     return min(sane, key=lambda r: (round(abs(r.auc - 0.5), 4), r.w1_ratio_max))
+
+
+def learning_curve(
+    train: ak.Array,
+    holdout: ak.Array,
+    candidate: Candidate,
+    sizes: Sequence[int],
+    *,
+    features: Sequence[str] = CONTINUOUS_FEATURES,
+    training: Mapping[str, Any] | None = None,
+    n_permutations: int = 100,
+    seed: int = 0,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    progress: bool | None = None,
+) -> list[ComparisonRow]:
+    """Train ``candidate`` on the first n events of ``train`` for every n of ``sizes`` (nested subsamples: shuffle
+    ``train`` first) and score each model on ``holdout`` as :func:`compare_models` does, with the same training
+    recipe at every size (``training``: epochs, patience, schedule). Each model generates ``len(holdout)`` events,
+    so every C2ST has ``len(holdout)`` events per class: the AUC depends on that number (a classifier trained on
+    more events finds smaller differences), so compare curves at the same holdout size. ``checkpoint_dir``: each
+    size checkpoints in ``checkpoint_dir/n<size>``. Returns one row per size, ``row.extra["n_train"]`` its size."""
+    sizes = [int(n) for n in sizes]
+    if not sizes or any(n < 2 for n in sizes) or sizes != sorted(set(sizes)):
+        raise InputError(f"sizes must be increasing training-set sizes of at least 2 events, got {sizes}")
+    if sizes[-1] > len(train):
+        raise InputError(f"the largest learning-curve size {sizes[-1]} exceeds the {len(train)} training events")
+    rows: list[ComparisonRow] = []
+    for n in sizes:
+        log.info("learning curve: %s on %d events", candidate.name, n)
+        (row,), _ = compare_models(
+            train[:n],
+            holdout,
+            [candidate],
+            features=features,
+            training=training,
+            n_permutations=n_permutations,
+            seed=seed,
+            checkpoint_dir=None if checkpoint_dir is None else Path(checkpoint_dir) / f"n{n}",
+            progress=progress,
+        )
+        row.extra["n_train"] = n
+        rows.append(row)
+    return rows
+
+
+@dataclass(frozen=True)
+class AucPowerLaw:
+    """C2ST AUC − 0.5 = ``amplitude`` × (n / ``pivot``)^(−``exponent``) for a model trained on n events, fitted to a
+    learning curve by :func:`fit_auc_power_law`. ``covariance`` is that of (ln amplitude, exponent); ``chi2`` and
+    ``ndf`` say how well a power law describes the points (the covariance is scaled up by χ²/ndf when it is > 1)."""
+
+    amplitude: float
+    exponent: float
+    covariance: tuple[tuple[float, float], tuple[float, float]]
+    chi2: float
+    ndf: int
+    pivot: float = 1e4
+
+    @property
+    def exponent_error(self) -> float:
+        return float(np.sqrt(self.covariance[1][1]))
+
+    def auc(self, n: float | np.ndarray) -> np.ndarray:
+        """The fitted AUC for ``n`` training events."""
+        return 0.5 + self.amplitude * (np.asarray(n, dtype=float) / self.pivot) ** (-self.exponent)
+
+    def n_for(self, target_auc: float) -> float:
+        """Training events at which the fitted AUC reaches ``target_auc`` (> 0.5); ``inf`` if the curve does not
+        fall."""
+        return float(np.exp(self._log_n_for(target_auc)[0]))
+
+    def n_for_band(self, target_auc: float) -> tuple[float, float]:
+        """The ±1σ interval of :meth:`n_for` from the fit's covariance (linear propagation in ln n)."""
+        log_n, sigma = self._log_n_for(target_auc)
+        return float(np.exp(log_n - sigma)), float(np.exp(log_n + sigma))
+
+    def _log_n_for(self, target_auc: float) -> tuple[float, float]:
+        if not target_auc > 0.5:
+            raise InputError(f"target_auc must be above 0.5, got {target_auc!r}")
+        if self.exponent <= 0:
+            return float("inf"), 0.0
+        # ln n = ln pivot + (ln a − ln(t − 0.5)) / b
+        gap = np.log(self.amplitude) - np.log(target_auc - 0.5)
+        grad = np.array([1.0 / self.exponent, -gap / self.exponent**2])
+        sigma = float(np.sqrt(grad @ np.asarray(self.covariance) @ grad))
+        return float(np.log(self.pivot) + gap / self.exponent), sigma
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["covariance"] = [list(r) for r in self.covariance]
+        d["exponent_error"] = self.exponent_error
+        return d
+
+
+def fit_auc_power_law(
+    n_train: Sequence[float] | np.ndarray,
+    auc: Sequence[float] | np.ndarray,
+    auc_ci: Sequence[tuple[float, float]] | np.ndarray,
+    *,
+    pivot: float = 1e4,
+) -> AucPowerLaw:
+    """Fit AUC − 0.5 = a (n / pivot)^(−b) to a learning curve (:func:`learning_curve`): weighted least squares of
+    ln(AUC − 0.5) against ln n, each point weighted by its 95 % CI (half width / 1.96 as σ, divided by AUC − 0.5
+    for the log). Points with AUC ≤ 0.5 carry no information on the power law and are rejected; at least two are
+    needed. Extrapolating beyond the largest n assumes the curve keeps its slope: treat :meth:`AucPowerLaw.n_for`
+    far outside the fitted range as an estimate of scale."""
+    n = np.asarray(n_train, dtype=float)
+    a = np.asarray(auc, dtype=float)
+    ci = np.asarray(auc_ci, dtype=float).reshape(len(a), 2)
+    if len(n) != len(a):
+        raise InputError(f"n_train and auc have different lengths ({len(n)} and {len(a)})")
+    if len(a) < 2:
+        raise InputError("fit_auc_power_law needs at least two learning-curve points")
+    if not (np.all(np.isfinite(a)) and np.all(n > 0)):
+        raise InputError(f"learning-curve points must have finite AUCs and positive sizes; got n={n}, auc={a}")
+    if np.any(a <= 0.5):
+        raise InputError(f"AUCs at or below 0.5 cannot be fitted by a power law in AUC − 0.5; got {a.tolist()}")
+    sigma = np.maximum((ci[:, 1] - ci[:, 0]) / (2 * 1.96), 1e-6) / (a - 0.5)
+    x, y = np.log(n / pivot), np.log(a - 0.5)
+    design = np.column_stack([np.ones_like(x), -x]) / sigma[:, None]
+    cov = np.linalg.inv(design.T @ design)
+    coef = cov @ design.T @ (y / sigma)
+    chi2 = float(np.sum(((y - coef[0] + coef[1] * x) / sigma) ** 2))
+    ndf = len(a) - 2
+    if ndf > 0 and chi2 / ndf > 1:
+        cov = cov * (chi2 / ndf)
+    return AucPowerLaw(
+        amplitude=float(np.exp(coef[0])),
+        exponent=float(coef[1]),
+        covariance=((float(cov[0, 0]), float(cov[0, 1])), (float(cov[1, 0]), float(cov[1, 1]))),
+        chi2=chi2,
+        ndf=ndf,
+        pivot=pivot,
+    )
