@@ -115,6 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
+    given_sizes: list[int] = []
+    if args.sizes:
+        try:
+            given_sizes = [int(float(s)) for s in args.sizes.split(",")]
+        except ValueError:
+            raise SystemExit(f"--sizes must be comma-separated integers, got {args.sizes!r}") from None
 
     background, bkg_info = cached_sample(
         "ttbar", args.n_background or mode["n_background"], args.seed, args.cache, args.workers
@@ -128,13 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         holdout = holdout[: args.c2st_events]  # the held-out split is a random permutation already
     n_train = len(parts["train"])
-    if args.sizes:
-        try:
-            sizes = [int(float(s)) for s in args.sizes.split(",")]
-        except ValueError:
-            raise SystemExit(f"--sizes must be comma-separated integers, got {args.sizes!r}") from None
-    else:
-        sizes = [n_train // 2**k for k in reversed(range(mode["n_sizes"]))]
+    sizes = given_sizes or [n_train // 2**k for k in reversed(range(mode["n_sizes"]))]
     differences = [name for name, on in (("masses", args.mass_differences), ("jet-pt", args.jet_pt_differences)) if on]
     (candidate,) = paper_b_candidates(
         families=[args.family],
