@@ -25,7 +25,12 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
-from run import CHUNK_SIZE, cached_sample, split_background  # run.py beside this script: same samples and splits
+from run import (  # run.py beside this script: same samples and splits
+    CHUNK_SIZE,
+    cached_sample,
+    difference_sets,
+    split_background,
+)
 
 from mcsurrogate.amplification import (
     CONTINUOUS_FEATURES,
@@ -135,13 +140,12 @@ def main(argv: list[str] | None = None) -> int:
         holdout = holdout[: args.c2st_events]  # the held-out split is a random permutation already
     n_train = len(parts["train"])
     sizes = given_sizes or [n_train // 2**k for k in reversed(range(mode["n_sizes"]))]
-    differences = [name for name, on in (("masses", args.mass_differences), ("jet-pt", args.jet_pt_differences)) if on]
     (candidate,) = paper_b_candidates(
         families=[args.family],
         preprocessings=[args.preprocessing],
         blocks=args.blocks or mode["blocks"],
         hidden=args.hidden or mode["hidden"],
-        differences=differences,
+        differences=difference_sets(args),
     )
     training: dict[str, Any] = {
         "epochs": args.epochs or mode["epochs"],

@@ -292,6 +292,11 @@ def quality_bars(
     }
 
 
+def difference_sets(args: argparse.Namespace) -> list[str]:
+    """The ``amplification.DIFFERENCES`` sets that ``--mass-differences`` / ``--jet-pt-differences`` ask for."""
+    return [name for name, on in (("masses", args.mass_differences), ("jet-pt", args.jet_pt_differences)) if on]
+
+
 def run_comparison(
     args: argparse.Namespace, parts: dict[str, ak.Array], features: list[str], out: Path, mode: dict[str, Any]
 ) -> tuple[Any, list[dict[str, Any]], str, dict[str, Any], dict[str, Figure]]:
@@ -304,9 +309,7 @@ def run_comparison(
         blocks=blocks,
         hidden=hidden,
         conditions=DISCRETE_FEATURES if args.condition_on_btags else (),
-        differences=[
-            name for name, on in (("masses", args.mass_differences), ("jet-pt", args.jet_pt_differences)) if on
-        ],
+        differences=difference_sets(args),
     )
     training = {
         "epochs": args.epochs or mode["epochs"],
