@@ -41,6 +41,27 @@ def test_biased_generator_saturates_at_the_analytic_worth():
     assert result.to_dict()["worth"] == pytest.approx(result.worth())
 
 
+def test_weights_of_the_exact_density_ratio_remove_the_saturation():
+    rng = np.random.default_rng(5)
+    shift = 0.05
+    reference = rng.normal(size=1_000_000)
+    generated = rng.normal(loc=shift, size=2_000_000)
+    w = stats.norm.pdf(generated) / stats.norm.pdf(generated, loc=shift)
+    sizes = [1_000, 200_000]
+    raw = effective_statistics(reference, generated, EDGES, sizes, n_subsamples=10, seed=4)
+    fixed = effective_statistics(reference, generated, EDGES, sizes, n_subsamples=10, seed=4, weights_generated=w)
+    ratio = fixed.median_n_eff() / fixed.sizes
+    assert raw.median_n_eff()[1] / sizes[1] < 0.3 and ratio[1] > 0.6  # weighted: no longer bias-dominated
+    assert not np.isfinite(fixed.worth()) or fixed.worth() > 20 * raw.worth()
+    unit = effective_statistics(reference, generated, EDGES, sizes, n_subsamples=10, seed=4, weights_generated=None)
+    ones = effective_statistics(
+        reference, generated, EDGES, sizes, n_subsamples=10, seed=4, weights_generated=np.ones(generated.size)
+    )
+    np.testing.assert_allclose(ones.rms_generated, unit.rms_generated, rtol=1e-12)
+    with pytest.raises(InputError, match="weights_generated"):
+        effective_statistics(reference, generated, EDGES, sizes, weights_generated=-w)
+
+
 def test_bad_input_names_the_problem():
     good = np.zeros(10)
     with pytest.raises(InputError, match="reference sample is empty"):

@@ -79,6 +79,35 @@ def test_density_ratio_of_two_gaussians_is_recovered_and_reweighting_closes_the_
     assert abs(fixed.auc - 0.5) < 0.02
 
 
+def test_density_ratio_uses_candidate_weights_and_sklearns_calibration_binning() -> None:
+    from sklearn.calibration import calibration_curve
+
+    from mcsurrogate.validation import fit_density_ratio
+
+    rng = np.random.default_rng(14)
+    ref, cand = rng.normal(0, 1, (20000, 1)), rng.normal(0.5, 1, (20000, 1))
+    exact = norm.pdf(cand[:, 0]) / norm.pdf(cand[:, 0], 0.5)
+    # a candidate already weighted by the exact ratio is the reference: the fitted ratio is flat
+    fixed = fit_density_ratio(ref, cand, weights_candidate=exact, folds=3)
+    x = np.array([[-1.0], [0.25], [1.5]])
+    np.testing.assert_allclose(fixed.weights(x), 1.0, atol=0.25)
+    assert fixed.to_dict()["folds"] == 3 and len(fixed.to_dict()["boosting_iterations"]) == 3
+    # unweighted, the out-of-fold calibration is sklearn's quantile calibration curve of the same scores
+    ratio = fit_density_ratio(ref, cand, seed=2)
+    assert len(ratio.models) == 2
+    rng2 = np.random.default_rng(2)
+    fold = np.r_[rng2.permutation(20000) % 2, rng2.permutation(20000) % 2]
+    xs, ys = np.vstack([ref, cand]), np.r_[np.zeros(20000), np.ones(20000)]
+    oof = np.empty(len(xs))
+    for k, model in enumerate(ratio.models):
+        oof[fold == k] = model.predict_proba(xs[fold == k])[:, 1]
+    frac, mean = calibration_curve(ys, oof, n_bins=10, strategy="quantile")
+    np.testing.assert_allclose(ratio.calibration["fraction_positive"], frac, rtol=1e-12)
+    np.testing.assert_allclose(ratio.calibration["mean_predicted"], mean, rtol=1e-12)
+    with pytest.raises(InputError, match="folds >= 2"):
+        fit_density_ratio(ref, cand, folds=1)
+
+
 def test_correlation_matrices() -> None:
     from mcsurrogate.validation import compare_correlations
 

@@ -109,25 +109,39 @@ def cut_crosscheck(
     fit_generated: np.ndarray,
     fit_mc: np.ndarray,
     edges: np.ndarray,
+    weights_generated: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Does generated-vs-MC agreement survive the cut? Efficiencies and post-cut fit-variable shapes.
 
     ``generated`` and ``mc`` are background feature matrices (the MC independent of everything used in
-    training); ``fit_*`` their fit-variable values. Returns the selection efficiencies with binomial
-    uncertainties, their pull, the χ² of the normalised post-cut fit-variable histograms on ``edges``, and those
-    histograms (``edges``, ``counts_generated``, ``counts_mc``: selected events per bin, flow bins left out).
+    training); ``fit_*`` their fit-variable values; ``weights_generated`` optional non-negative weights of the
+    generated events (e.g. :mod:`mcsurrogate.refinement`). Returns the selection efficiencies with binomial
+    uncertainties (weighted: √(Σw²(s − ε)²)/Σw), their pull, the χ² of the normalised post-cut fit-variable
+    histograms on ``edges``, and those histograms (``edges``, ``counts_generated``, ``counts_mc``: selected events,
+    or their weights, per bin, flow bins left out).
     """
     sel_g = cut.select(generated)
     sel_m = cut.select(mc)
-    eff_g, eff_m = float(sel_g.mean()), float(sel_m.mean())
-    err_g = float(np.sqrt(max(eff_g * (1 - eff_g), 1e-12) / len(sel_g)))
+    if weights_generated is None:
+        w_g = np.ones(len(sel_g))
+    else:
+        w_g = np.asarray(weights_generated, dtype=float)
+        if w_g.shape != sel_g.shape or not np.all(np.isfinite(w_g)) or np.any(w_g < 0):
+            raise InputError(
+                f"weights_generated must hold one finite non-negative weight per generated event ({len(sel_g)}), "
+                f"got shape {w_g.shape}"
+            )
+    eff_g = float(np.sum(w_g * sel_g) / np.sum(w_g))
+    eff_m = float(sel_m.mean())
+    err_g = float(max(np.sqrt(np.sum(w_g**2 * (sel_g - eff_g) ** 2)) / np.sum(w_g), 1e-6 / np.sqrt(len(sel_g))))
     err_m = float(np.sqrt(max(eff_m * (1 - eff_m), 1e-12) / len(sel_m)))
     pull = (eff_g - eff_m) / float(np.hypot(err_g, err_m))
     fg = np.asarray(fit_generated, dtype=float)[sel_g]
     fm = np.asarray(fit_mc, dtype=float)[sel_m]
     if fg.size == 0 or fm.size == 0:
         raise InputError("no event passes the cut in one of the samples; lower the threshold")
-    shape = binned_divergences(fm, fg, np.asarray(edges, dtype=float))
+    wg = None if weights_generated is None else w_g[sel_g]
+    shape = binned_divergences(fm, fg, np.asarray(edges, dtype=float), wb=wg)
     return {
         "efficiency_generated": eff_g,
         "efficiency_generated_error": err_g,
@@ -141,6 +155,6 @@ def cut_crosscheck(
         "n_selected_generated": int(sel_g.sum()),
         "n_selected_mc": int(sel_m.sum()),
         "edges": np.asarray(edges, dtype=float).tolist(),
-        "counts_generated": np.histogram(fg, edges)[0].tolist(),
+        "counts_generated": np.histogram(fg, edges, weights=wg)[0].tolist(),
         "counts_mc": np.histogram(fm, edges)[0].tolist(),
     }

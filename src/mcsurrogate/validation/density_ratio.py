@@ -3,8 +3,13 @@
 A classifier trained to separate candidate (label 1) from reference (label 0) with balanced classes estimates
 ``s(x) = p_cand / (p_cand + p_ref)``; then ``w(x) = (1 − s)/s`` (times the class-size ratio when the training
 classes differ) is the weight that turns the candidate into the reference — the first step of ELSA (Nachman,
-Winterhalder). Calibration is checked with ``sklearn.calibration.calibration_curve`` on held-out events; events in
-the tails of w are where the generator over- (w ≪ 1) or under-populates (w ≫ 1) phase space.
+Winterhalder). The classifier is cross-fitted: the events are split into ``folds`` folds, one boosted-tree
+classifier is trained on all folds but one, and w(x) uses the mean log-odds of the ``folds`` classifiers (a
+geometric mean of their ratios, which averages out the noise of each one's early stopping). Calibration is checked
+with the calibration curve on the out-of-fold scores (quantile bins, as
+``sklearn.calibration.calibration_curve``, with event weights), so every event is scored by a classifier
+that never saw it. Events in the tails of w are where the generator over- (w ≪ 1) or under-populates (w ≫ 1) phase
+space.
 """
 
 from __future__ import annotations
@@ -13,26 +18,32 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn.calibration import calibration_curve
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from .c2st import C2STResult, _check, c2st
+from ..errors import InputError
+from .c2st import C2STResult, _check, _weights, c2st
 
 __all__ = ["DensityRatio", "fit_density_ratio", "reweighted_c2st"]
 
 
 @dataclass
 class DensityRatio:
-    """A fitted classifier giving w(x) = p_ref/p_cand, with its held-out calibration curve."""
+    """Fitted classifiers giving w(x) = p_ref/p_cand, with the out-of-fold calibration curve."""
 
-    model: HistGradientBoostingClassifier
+    models: list[HistGradientBoostingClassifier]
     prior_ratio: float
     calibration: dict[str, list[float]] = field(default_factory=dict)
 
+    def log_odds(self, x: np.ndarray) -> np.ndarray:
+        """Mean over the classifiers of log(s/(1 − s)) for events ``x`` (n, d): > 0 where the candidate is denser."""
+        x = np.asarray(x, dtype=np.float64)
+        return np.mean([m.decision_function(x) for m in self.models], axis=0)
+
     def weights(self, x: np.ndarray, clip: float = 100.0) -> np.ndarray:
         """w(x) for candidate events ``x`` (n, d), clipped to [1/clip, clip]."""
-        s = np.clip(self.model.predict_proba(np.asarray(x, dtype=np.float64))[:, 1], 1e-6, 1 - 1e-6)
-        return np.clip(self.prior_ratio * (1 - s) / s, 1 / clip, clip)
+        if not clip > 1:
+            raise InputError(f"the weight clip must be > 1, got {clip!r}")
+        return np.clip(self.prior_ratio * np.exp(-self.log_odds(x)), 1 / clip, clip)
 
     def max_calibration_error(self) -> float:
         p, q = np.asarray(self.calibration["fraction_positive"]), np.asarray(self.calibration["mean_predicted"])
@@ -41,25 +52,66 @@ class DensityRatio:
     def to_dict(self) -> dict[str, Any]:
         return {
             "prior_ratio": self.prior_ratio,
+            "folds": len(self.models),
+            "boosting_iterations": [int(m.n_iter_) for m in self.models],
             "calibration": self.calibration,
             "max_calibration_error": self.max_calibration_error(),
         }
 
 
-def fit_density_ratio(reference: np.ndarray, candidate: np.ndarray, *, seed: int = 0, bins: int = 10) -> DensityRatio:
-    """Train the ratio classifier on half of each sample and check its calibration on the other half."""
+def fit_density_ratio(
+    reference: np.ndarray,
+    candidate: np.ndarray,
+    *,
+    weights_reference: np.ndarray | None = None,
+    weights_candidate: np.ndarray | None = None,
+    folds: int = 2,
+    learning_rate: float = 0.1,
+    max_iter: int = 200,
+    seed: int = 0,
+    bins: int = 10,
+) -> DensityRatio:
+    """Cross-fit ``folds`` boosted-tree classifiers of candidate vs reference (each with early stopping on 10 % of
+    its training events) and check their calibration on the out-of-fold scores (``bins`` quantile bins).
+
+    Event weights enter the fits and the calibration curve; each sample's weights are normalised to its event
+    count, so ``prior_ratio`` (n_cand/n_ref) restores the balance of unequal samples.
+    """
+    if not isinstance(folds, int) or folds < 2:
+        raise InputError(f"fit_density_ratio needs folds >= 2 (out-of-fold calibration), got {folds!r}")
+    if not learning_rate > 0 or not isinstance(max_iter, int) or max_iter < 1:
+        raise InputError(
+            f"learning_rate must be > 0 and max_iter a positive integer, got {learning_rate!r} and {max_iter!r}"
+        )
     rng = np.random.default_rng(seed)
     a = _check(reference, "reference")
     b = _check(candidate, "candidate", a.shape[1])
-    ia, ib = rng.permutation(len(a)), rng.permutation(len(b))
-    ha, hb = len(a) // 2, len(b) // 2
-    x = np.vstack([a[ia[:ha]], b[ib[:hb]]])
-    y = np.r_[np.zeros(ha), np.ones(hb)]
-    model = HistGradientBoostingClassifier(max_iter=200, early_stopping=True, random_state=seed).fit(x, y)
-    xt = np.vstack([a[ia[ha:]], b[ib[hb:]]])
-    yt = np.r_[np.zeros(len(a) - ha), np.ones(len(b) - hb)]
-    frac, mean = calibration_curve(yt, model.predict_proba(xt)[:, 1], n_bins=bins, strategy="quantile")
-    return DensityRatio(model, hb / ha, {"fraction_positive": frac.tolist(), "mean_predicted": mean.tolist()})
+    if min(len(a), len(b)) < 10 * folds:
+        raise InputError(f"the density ratio needs at least {10 * folds} events per sample, got {len(a)} and {len(b)}")
+    wa = _weights(weights_reference, len(a), "reference")
+    wb = _weights(weights_candidate, len(b), "candidate")
+    x = np.vstack([a, b])
+    y = np.r_[np.zeros(len(a)), np.ones(len(b))]
+    w = np.r_[wa / wa.mean(), wb / wb.mean()]
+    fold = np.r_[rng.permutation(len(a)) % folds, rng.permutation(len(b)) % folds]
+    out_of_fold = np.empty(len(x))
+    models = []
+    for k in range(folds):
+        train = fold != k
+        model = HistGradientBoostingClassifier(
+            learning_rate=learning_rate, max_iter=max_iter, early_stopping=True, random_state=seed + k
+        )
+        model.fit(x[train], y[train], sample_weight=w[train])
+        out_of_fold[~train] = model.predict_proba(x[~train])[:, 1]
+        models.append(model)
+    # the calibration curve of sklearn.calibration.calibration_curve(strategy="quantile"), with event weights
+    edges = np.quantile(out_of_fold, np.linspace(0, 1, bins + 1))
+    idx = np.searchsorted(edges[1:-1], out_of_fold)
+    total = np.bincount(idx, weights=w, minlength=bins)
+    filled = total > 0
+    frac = np.bincount(idx, weights=w * y, minlength=bins)[filled] / total[filled]
+    mean = np.bincount(idx, weights=w * out_of_fold, minlength=bins)[filled] / total[filled]
+    return DensityRatio(models, len(b) / len(a), {"fraction_positive": frac.tolist(), "mean_predicted": mean.tolist()})
 
 
 def reweighted_c2st(reference: np.ndarray, candidate: np.ndarray, ratio: DensityRatio, **kw: Any) -> C2STResult:

@@ -14,7 +14,10 @@ Measured, not assumed: for each size ``n`` the reference MC is cut into disjoint
 spread per bin is the MC spread σ_MC(n)), the generated pool into disjoint subsamples of ``n`` events, and the
 generated fractions are compared with the fractions of the *whole* reference. The reference's own variance
 p(1 − p)/M (M = reference size) is subtracted from the generated mean squared error, so a reference of finite size
-does not pass for a model bias. Unweighted events; bins are [e_i, e_i+1) as in :mod:`hist`.
+does not pass for a model bias. The reference is unweighted; generated events may carry non-negative weights
+(a reweighted generator, :mod:`mcsurrogate.refinement`): a subsample's fractions are then its weight per bin over
+its total weight, so the weights' extra variance is measured with the rest. Bins are [e_i, e_i+1) as in
+:mod:`hist`.
 """
 
 from __future__ import annotations
@@ -112,12 +115,14 @@ def _values(x: np.ndarray, name: str) -> np.ndarray:
     return v
 
 
-def _fractions(index: np.ndarray, n_bins: int, k: int, n: int) -> np.ndarray:
-    """Fractions per bin of ``k`` disjoint consecutive subsamples of ``n`` events of ``index`` (already shuffled)."""
+def _fractions(index: np.ndarray, n_bins: int, k: int, n: int, weights: np.ndarray | None = None) -> np.ndarray:
+    """Fractions per bin of ``k`` disjoint consecutive subsamples of ``n`` events of ``index`` (already shuffled),
+    weighted by ``weights`` (in the same order) when given."""
     groups = index[: k * n].reshape(k, n)
     offsets = np.arange(k)[:, None] * n_bins
-    counts = np.bincount((groups + offsets).ravel(), minlength=k * n_bins).reshape(k, n_bins)
-    return counts / n
+    w = None if weights is None else weights[: k * n]
+    counts = np.bincount((groups + offsets).ravel(), weights=w, minlength=k * n_bins).reshape(k, n_bins)
+    return counts / (n if weights is None else counts.sum(axis=1, keepdims=True))
 
 
 def effective_statistics(
@@ -127,13 +132,14 @@ def effective_statistics(
     sizes: Sequence[int],
     *,
     n_subsamples: int = 20,
+    weights_generated: np.ndarray | None = None,
     min_fraction: float = 0.005,
     seed: int = 0,
 ) -> EffectiveStatistics:
     """Effective MC statistics of generated templates of the given ``sizes`` (events) on ``edges``.
 
     ``reference``: MC values of the variable (held out from training); ``generated``: a pool of generated values,
-    ideally much larger than the largest size. Events outside ``edges`` count in an overflow bin, so fractions
+    ideally much larger than the largest size, with optional ``weights_generated``. Events outside ``edges`` count in an overflow bin, so fractions
     are of all events. Each size uses up to ``n_subsamples`` disjoint subsamples of each sample.
     """
     ref = _values(reference, "reference")
@@ -146,6 +152,14 @@ def effective_statistics(
         raise InputError(f"sizes must be positive event counts; got {list(sizes)}")
     if size_arr[-1] > gen.size:
         raise InputError(f"the largest size ({size_arr[-1]:,}) exceeds the generated pool ({gen.size:,} events)")
+    w_gen = None
+    if weights_generated is not None:
+        w_gen = np.asarray(weights_generated, dtype=float).ravel()
+        if w_gen.shape != gen.shape or not np.all(np.isfinite(w_gen)) or np.any(w_gen < 0) or not w_gen.sum() > 0:
+            raise InputError(
+                f"weights_generated must hold one finite non-negative weight per generated value ({gen.size}), "
+                f"not all zero; got {w_gen.size} values"
+            )
     if n_subsamples < 1:
         raise InputError(f"n_subsamples must be at least 1; got {n_subsamples}")
 
@@ -159,10 +173,14 @@ def effective_statistics(
 
     rng = np.random.default_rng(seed)
     ref_idx = bin_index(ref)[rng.permutation(ref.size)]
-    gen_idx = bin_index(gen)[rng.permutation(gen.size)]
+    gen_order = rng.permutation(gen.size)
+    gen_idx = bin_index(gen)[gen_order]
+    gen_w = None if w_gen is None else w_gen[gen_order]
     m = ref.size
     p = np.bincount(ref_idx, minlength=n_bins) / m
-    q = np.bincount(gen_idx, minlength=n_bins) / gen.size
+    q = np.bincount(gen_idx, weights=gen_w, minlength=n_bins)
+    q = q / q.sum()
+    n_gen_eff = gen.size if w_gen is None else float(w_gen.sum() ** 2 / np.sum(w_gen**2))  # Kish
     var_p = p * (1 - p)
     notes: list[str] = []
 
@@ -177,7 +195,7 @@ def effective_statistics(
         if k_mc[i] >= 2:
             sigma_mc[i] = _fractions(ref_idx, n_bins, int(k_mc[i]), int(n)).std(axis=0, ddof=1)
         k_gen[i] = min(n_subsamples, gen.size // n)
-        f = _fractions(gen_idx, n_bins, int(k_gen[i]), int(n))
+        f = _fractions(gen_idx, n_bins, int(k_gen[i]), int(n), gen_w)
         mse = np.mean((f - p) ** 2, axis=0) - var_p / m
         rms_gen[i] = np.sqrt(np.clip(mse, 0.0, None))
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -185,7 +203,7 @@ def effective_statistics(
     if np.any(k_mc < 2):
         small = [int(n) for n, k in zip(size_arr, k_mc, strict=True) if k < 2]
         notes.append(f"sizes {small} leave fewer than two disjoint MC subsamples: σ_MC is not measured there")
-    bias2 = (q - p) ** 2 - var_p / m - q * (1 - q) / gen.size
+    bias2 = (q - p) ** 2 - var_p / m - q * (1 - q) / n_gen_eff
     with np.errstate(divide="ignore", invalid="ignore"):
         n_eff_max = np.where(bias2 > 0, var_p / bias2, np.inf)
     return EffectiveStatistics(

@@ -132,7 +132,7 @@ def validate(
         names, feats, test, compare_correlations(ref, can, names), notes=notes, _weights_ref=uw_r, _weights_can=uw_c
     )
     if density_ratio:
-        ratio = fit_density_ratio(ref, can, seed=seed)
+        ratio = fit_density_ratio(ref, can, weights_reference=uw_r, weights_candidate=uw_c, seed=seed)
         w_can = ratio.weights(can)
         w_ref = ratio.weights(ref)
         tails = {}
