@@ -23,7 +23,9 @@ effective statistics.
    Every candidate keeps its checkpoints in ``OUT/checkpoints/<name>``: the same command started again after a
    kill (a batch job's wall-time limit) resumes each training where it stopped and does not retrain finished ones.
 4. **Amplification**: the best model generates ``--amplification`` × the training MC; a validation report against
-   the held-out MC (C2ST with ≥ 10⁵ events per class in the full run).
+   the held-out MC (C2ST with ≥ 10⁵ events per class in the full run). With ``--reweight`` every generated event
+   carries the weight w(x) = p_MC/p_gen of a classifier trained on the training MC against twice as many other
+   generated events (ELSA's first step, ``mcsurrogate.refinement``), and every later step uses the weights.
 5. **Classifier-cut analysis** (paper B §5): signal classifier on MC signal vs generated background, selection at
    score > 0.55, cross-check on held-out MC; fit in m_bb (25 bins), pyhf scans versus luminosity, N_gen and
    systematic; the issue's quality bars, with the MC statistics floor of the spurious-signal and limit-shift bars
@@ -61,6 +63,7 @@ from mcsurrogate.errors import sigterm_raises
 from mcsurrogate.generators.higgs_benchmark import exact_w_mass
 from mcsurrogate.io import read_events
 from mcsurrogate.persistence import atomic_write_text
+from mcsurrogate.refinement import fit_reweighting
 from mcsurrogate.stats import (
     Sample,
     cut_crosscheck,
@@ -428,6 +431,11 @@ def main(argv: list[str] | None = None) -> int:
         help="re-use a model directory of an earlier run (its best_model) instead of the comparison (step 3)",
     )
     ap.add_argument("--amplification", type=float, default=10.0, help="generated events / training MC events")
+    ap.add_argument(
+        "--reweight",
+        action="store_true",
+        help="weight the generated events by a classifier density ratio learned against the training MC (ELSA)",
+    )
     ap.add_argument("--permutations", type=int, default=200, help="label permutations of the C2ST p-values")
     ap.add_argument("--threshold", type=float, default=0.55, help="selection on the signal-classifier score")
     ap.add_argument("--seed", type=int, default=1)
@@ -478,9 +486,31 @@ def main(argv: list[str] | None = None) -> int:
     timings["generation_s"] = time.perf_counter() - t0
     x_hold = feature_matrix(parts["holdout"], features)
     x_gen = feature_matrix(generated, features)
+    weights, reweighting = None, None
+    if args.reweight:
+        t0 = time.perf_counter()
+        fit_sample = generate(model, 2 * n_train, source=parts["train"], seed=args.seed + 20)
+        rw = fit_reweighting(parts["train"], fit_sample, features, seed=args.seed)
+        weights = rw.weights(x_gen)
+        reweighting = {
+            **rw.to_dict(),
+            "kish_efficiency_amplified": float(weights.sum() ** 2 / (len(weights) * np.sum(weights**2))),
+            "weight_quantiles": dict(
+                zip(("1%", "50%", "99%"), np.quantile(weights, [0.01, 0.5, 0.99]).tolist(), strict=True)
+            ),
+        }
+        timings["reweighting_s"] = time.perf_counter() - t0
+        log.info("reweighting: Kish efficiency %.3f", reweighting["kish_efficiency_amplified"])
     t0 = time.perf_counter()
     n_val = min(len(x_hold), len(x_gen))
-    report = validate(x_hold[:n_val], x_gen[:n_val], features, n_permutations=args.permutations, seed=args.seed)
+    report = validate(
+        x_hold[:n_val],
+        x_gen[:n_val],
+        features,
+        weights_candidate=None if weights is None else weights[:n_val],
+        n_permutations=args.permutations,
+        seed=args.seed,
+    )
     write_report(
         report,
         x_hold[:n_val],
@@ -497,16 +527,30 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     n_clf = min(len(x_gen) // 2, 4 * len(sig_train))
     x_sig_train = feature_matrix(sig_train, features)
-    cut = train_signal_classifier(x_sig_train, x_gen[:n_clf], threshold=args.threshold, seed=args.seed)
+    cut = train_signal_classifier(
+        x_sig_train,
+        x_gen[:n_clf],
+        background_weights=None if weights is None else weights[:n_clf],
+        threshold=args.threshold,
+        seed=args.seed,
+    )
     fit_col = features.index(FIT_VARIABLE)
     pool = x_gen[n_clf:]
+    w_pool = None if weights is None else weights[n_clf:]
     edges = np.linspace(*FIT_RANGE, FIT_BINS + 1)
     crosscheck = cut_crosscheck(
-        cut, pool, x_hold, fit_generated=pool[:, fit_col], fit_mc=x_hold[:, fit_col], edges=edges
+        cut,
+        pool,
+        x_hold,
+        fit_generated=pool[:, fit_col],
+        fit_mc=x_hold[:, fit_col],
+        edges=edges,
+        weights_generated=w_pool,
     )
     x_sig_tmpl = feature_matrix(sig_template, features)
     sel_sig, sel_mc, sel_gen = cut.select(x_sig_tmpl), cut.select(x_hold), cut.select(pool)
     m_sig, m_mc, m_gen = x_sig_tmpl[sel_sig, fit_col], x_hold[sel_mc, fit_col], pool[sel_gen, fit_col]
+    w_gen = None if w_pool is None else w_pool[sel_gen]
     n_mc_cut = len(m_mc)
     lumis = (
         np.geomspace(1e4, 1e6, mode["scan_points"]) / n_mc_cut
@@ -520,7 +564,7 @@ def main(argv: list[str] | None = None) -> int:
     scan_rows = scan(
         Sample(m_sig),
         Sample(m_mc),
-        Sample(m_gen),
+        Sample(m_gen, w_gen),
         bins=FIT_BINS,
         range=FIT_RANGE,
         luminosities=lumis,
@@ -563,7 +607,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # 6. effective statistics of the post-cut m_bb templates
     sizes = np.unique(np.geomspace(100, len(m_gen), 8).astype(int))
-    eff = effective_statistics(m_mc, m_gen, edges, sizes, seed=args.seed)
+    eff = effective_statistics(m_mc, m_gen, edges, sizes, weights_generated=w_gen, seed=args.seed)
     figures["effective_statistics.png"] = plot_effective_statistics(eff, variable="$m_{bb}$ after the cut")
     for name, fig in figures.items():
         fig.savefig(out / name, dpi=110)
@@ -592,6 +636,7 @@ def main(argv: list[str] | None = None) -> int:
             "n_generated": n_gen,
             "sample_events_per_second": n_gen / max(timings["generation_s"], 1e-9),
         },
+        "reweighting": reweighting,
         "validation": validation,
         "classifier_cut": {
             "threshold": cut.threshold,
@@ -664,6 +709,21 @@ def markdown(r: dict[str, Any]) -> str:
             f"{amp['sample_events_per_second']:,.0f} events/s. C2ST AUC {v['c2st']['auc']:.4f} "
             f"[{v['c2st']['auc_ci'][0]:.4f}, {v['c2st']['auc_ci'][1]:.4f}], p = {v['c2st']['p_value']:.3g}; "
             f"flagged features: {', '.join(v['flagged_features']) or 'none'}. Full report: [validation/](validation/index.html)."
+        ),
+        *(
+            [
+                "",
+                (
+                    f"Weighted generated events (`--reweight`): w(x) = p_MC/p_gen from "
+                    f"{rw['density_ratio']['folds']} cross-fitted boosted-tree classifiers of the "
+                    f"{rw['n_reference']:,} training MC events against {rw['n_generated']:,} other generated ones "
+                    f"(clipped to [1/{rw['clip']:g}, {rw['clip']:g}]); weights 1 % / 50 % / 99 %: "
+                    + " / ".join(f"{q:.2f}" for q in rw["weight_quantiles"].values())
+                    + f"; Kish efficiency {rw['kish_efficiency_amplified']:.3f}. The validation above and every number below use the weights."
+                ),
+            ]
+            if (rw := r.get("reweighting"))
+            else []
         ),
         "",
         "## Classifier-cut analysis",
