@@ -113,6 +113,62 @@ def test_train_then_sample_reproduces_the_distributions(model_dir: Path, root_fi
     np.testing.assert_array_equal(again["a"], gen.a.to_numpy())
 
 
+def test_sample_reweighted_against_the_training_file(model_dir: Path, root_file: Path, tmp_path: Path) -> None:
+    plain, weighted = tmp_path / "plain.parquet", tmp_path / "weighted.parquet"
+    run_here("sample", str(model_dir), "--conditions-from", str(root_file), "-o", str(plain), "--seed", "4")
+    proc = run_here(
+        "sample",
+        str(model_dir),
+        "--conditions-from",
+        str(root_file),
+        "--reweight-against",
+        f"{root_file}:mc",
+        "-o",
+        str(weighted),
+        "--seed",
+        "4",
+        "--batch-size",
+        "2500",
+    )
+    assert proc.returncode == 0 and "Kish efficiency" in proc.stdout and "wrote 6000 events" in proc.stdout
+    gen, base = ak.from_parquet(weighted), ak.from_parquet(plain)
+    assert set(gen.fields) == {"a", "b", "c", "mu", "weight"}
+    np.testing.assert_array_equal(gen.a.to_numpy(), base.a.to_numpy())  # the weights leave the events as they were
+    w = gen.weight.to_numpy()
+    assert np.isfinite(w).all() and w.min() > 0 and 0.8 < w.mean() < 1.25 and w.std() > 0
+    # and validated with them: the weight column is not a feature, it weights the candidate
+    report = tmp_path / "validation"
+    proc = run_here(
+        "validate",
+        str(root_file),
+        str(weighted),
+        "--candidate-weights",
+        "weight",
+        "--permutations",
+        "10",
+        "--out",
+        str(report),
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((report / "report.json").read_text())
+    assert set(data["features"]) == {"a", "b", "c", "mu"}
+    assert data["c2st"]["n_candidate"] == 6000
+    unweighted = tmp_path / "validation_unweighted"
+    run_here(
+        "validate",
+        str(root_file),
+        str(weighted),
+        "--features",
+        "a,b,c,mu",
+        "--permutations",
+        "10",
+        "--out",
+        str(unweighted),
+    )
+    plain_w1 = json.loads((unweighted / "report.json").read_text())["features"]["a"]["wasserstein"]
+    assert data["features"]["a"]["wasserstein"] != plain_w1
+
+
 def test_distill_then_sample_close_to_the_flow(model_dir: Path, root_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "fast"
     proc = run(

@@ -21,9 +21,10 @@ def _events(rng: np.random.Generator, n: int, shift: float, scale: float) -> ak.
 
 def test_reweighting_against_training_mc_closes_the_gap_on_independent_events() -> None:
     rng = np.random.default_rng(21)
-    train, holdout = _events(rng, 30000, 0, 1), _events(rng, 30000, 0, 1)
-    fit_sample, fresh = _events(rng, 30000, 0.1, 1.1), _events(rng, 30000, 0.1, 1.1)  # the biased generator
-    rw = fit_reweighting(train, fit_sample, FEATURES, folds=3, seed=1)
+    train, holdout = _events(rng, 20000, 0, 1), _events(rng, 20000, 0, 1)
+    fit_sample, fresh = _events(rng, 20000, 0.1, 1.1), _events(rng, 20000, 0.1, 1.1)  # the biased generator
+    fast = {"folds": 3, "learning_rate": 0.2, "max_iter": 100}
+    rw = fit_reweighting(train, fit_sample, FEATURES, seed=1, **fast)
     np.testing.assert_allclose(rw.weights(fit_sample).mean(), 1.0, rtol=1e-12)
     w = rw.weights(fresh)
     x_hold = np.column_stack([ak.to_numpy(holdout[f]) for f in FEATURES])
@@ -33,7 +34,7 @@ def test_reweighting_against_training_mc_closes_the_gap_on_independent_events() 
     assert before.auc > 0.56 and abs(after.auc - 0.5) < 0.015
     assert 0.5 < rw.kish_efficiency < 0.99 and rw.to_dict()["density_ratio"]["max_calibration_error"] < 0.05
     np.testing.assert_array_equal(w, rw.weights(x_fresh))  # records and arrays give the same weights
-    again = fit_reweighting(train, fit_sample, FEATURES, folds=3, seed=1)
+    again = fit_reweighting(train, fit_sample, FEATURES, seed=1, **fast)
     np.testing.assert_array_equal(again.weights(fresh), w)  # seeded
     assert w.min() >= 1 / rw.clip / rw.normalisation and w.max() <= rw.clip / rw.normalisation
 
@@ -50,3 +51,25 @@ def test_reweighting_refuses_bad_input_by_name() -> None:
         rw.weights(np.zeros((3, 3)))
     with pytest.raises(InputError, match="NaN/inf"):
         rw.weights(np.array([[1.0, np.nan]]))
+
+
+def test_surrogate_reweighting_of_a_poorly_trained_conditional_flow() -> None:
+    from mcsurrogate.refinement import fit_surrogate_reweighting
+    from mcsurrogate.surrogate import Surrogate
+
+    from .conftest import correlated_events
+
+    train, test = correlated_events(5000, seed=31), correlated_events(5000, seed=32)
+    fast = {"epochs": 1, "batch_size": 256, "patience": None, "device": "cpu", "seed": 0}
+    model = Surrogate(["a", "b", "c"], ["mu"], flow={"model": "maf", "blocks": 1, "hidden": 8}, training=fast)
+    model.fit(train, progress=False)
+    rw = fit_surrogate_reweighting(model, train, folds=2, learning_rate=0.2, max_iter=100, seed=1)
+    assert rw.features == ["a", "b", "c", "mu"] and rw.n_generated == 2 * rw.n_reference == 10000
+    fresh = model.sample(conditions=test, seed=2, progress=False)  # other conditions, another seed
+    x_test = np.column_stack([ak.to_numpy(test[f]) for f in rw.features])
+    x_fresh = np.column_stack([ak.to_numpy(fresh[f]) for f in rw.features])
+    before = c2st(x_test, x_fresh, n_permutations=20, n_bootstrap=20)
+    after = c2st(x_test, x_fresh, weights_candidate=rw.weights(fresh), n_permutations=20, n_bootstrap=20)
+    assert before.auc > 0.6 and after.auc < before.auc - 0.05, (before.auc, after.auc)
+    with pytest.raises(InputError, match="factor"):
+        fit_surrogate_reweighting(model, train, factor=0)

@@ -26,9 +26,10 @@ import numpy as np
 
 from .errors import InputError
 from .records import feature_matrix
+from .surrogate import Surrogate
 from .validation.density_ratio import DensityRatio, fit_density_ratio
 
-__all__ = ["Reweighting", "fit_reweighting"]
+__all__ = ["Reweighting", "fit_reweighting", "fit_surrogate_reweighting"]
 
 
 @dataclass
@@ -115,3 +116,33 @@ def fit_reweighting(
         n_reference=len(x_ref),
         n_generated=len(x_gen),
     )
+
+
+def fit_surrogate_reweighting(
+    model: Surrogate,
+    training_events: ak.Array,
+    *,
+    factor: int = 2,
+    seed: int = 0,
+    **kw: Any,
+) -> Reweighting:
+    """:func:`fit_reweighting` of a trained :class:`~mcsurrogate.surrogate.Surrogate` against ``training_events``
+    (the MC it was trained on, as given to ``fit``): ``factor`` × as many events are generated for the fit, with
+    ``seed`` — use another seed for the events to be weighted. A conditional model's fit sample takes its conditions
+    from the training events, so the weights learn p_MC(x | c)/p_gen(x | c) on :attr:`Reweighting.features` =
+    targets + conditions and apply to events generated at other conditions too. ``kw`` go to
+    :func:`fit_reweighting` (``folds``, ``learning_rate``, ``max_iter``, ``clip``).
+    """
+    if not isinstance(factor, int) or factor < 1:
+        raise InputError(f"factor must be a positive integer, got {factor!r}")
+    _, x, c, _ = model.spec.flat_matrices(training_events, nonfinite="drop")
+    if len(x) == 0:
+        raise InputError("the training events hold no event with finite targets and conditions")
+    features = list(model.targets) + list(model.conditions)
+    reference = x if c is None else np.hstack([x, c])
+    if model.conditional:
+        assert c is not None
+        generated = model.sample(conditions=np.tile(c, (factor, 1)), seed=seed, progress=False)
+    else:
+        generated = model.sample(factor * len(x), seed=seed, progress=False)
+    return fit_reweighting(reference, feature_matrix(generated, features), features, seed=seed, **kw)

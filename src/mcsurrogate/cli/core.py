@@ -101,6 +101,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
+    import awkward as ak
+
     from ..io import EventWriter, read_events
     from ..surrogate import Surrogate
 
@@ -112,9 +114,24 @@ def cmd_sample(args: argparse.Namespace) -> int:
         raise InputError(f"{args.model} is conditional: pass --conditions-from FILE with columns {model.conditions}")
     if conditions is None and args.n is None:
         raise InputError("pass -n N, the number of events to generate")
+    reweighting = None
+    if args.reweight_against:
+        from ..refinement import fit_surrogate_reweighting
+
+        if "weight" in model.targets + model.conditions:
+            raise InputError(f"{args.model} has a column named 'weight': --reweight-against would overwrite it")
+        training = read_events(args.reweight_against)
+        # the fit's generated events use another seed than the written ones
+        reweighting = fit_surrogate_reweighting(model, training, seed=args.seed + 1_000_003)
+        print(
+            f"reweighting against {args.reweight_against}: Kish efficiency "
+            f"{reweighting.kish_efficiency:.3f} on {reweighting.n_generated} fit events"
+        )
     n_written = 0
     with EventWriter(args.output, tree=args.out_tree, overwrite=args.overwrite) as writer:
         for batch in model.sample_batches(args.n, conditions, seed=args.seed, batch_size=args.batch_size):
+            if reweighting is not None:
+                batch = ak.with_field(batch, reweighting.weights(batch), "weight")
             writer.write(batch)
             n_written += len(batch)
     print(f"wrote {n_written} events to {args.output}")
@@ -279,6 +296,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=100_000)
     p.add_argument("--device", default="auto")
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument(
+        "--reweight-against",
+        metavar="TRAINING_FILE",
+        help="the model's training MC (file.root[:tree] or .parquet): add a 'weight' column, w(x) = p_MC/p_gen of classifiers trained on it "
+        "(ELSA's first step, mcsurrogate.refinement)",
+    )
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser(

@@ -53,7 +53,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         features = [f.strip() for f in args.features.split(",") if f.strip()]
     else:
         in_ref, in_can = _flat_numeric(args.reference), _flat_numeric(args.candidate)
-        features = [f for f in in_ref if f in in_can and f != args.weights]
+        features = [f for f in in_ref if f in in_can and f not in (args.weights, args.candidate_weights)]
         only = sorted(set(in_ref) ^ set(in_can))
         if not features:
             raise InputError(
@@ -63,7 +63,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         if only:
             print(f"note: columns in only one file are skipped: {only}")
     ref, wr = _matrix(args.reference, features, args.weights)
-    can, wc = _matrix(args.candidate, features, args.weights)
+    can, wc = _matrix(args.candidate, features, args.candidate_weights or args.weights)
     report = validate(
         ref,
         can,
@@ -95,6 +95,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("candidate", help="generated sample")
     p.add_argument("--features", help="comma-separated columns (default: every flat numeric column in both)")
     p.add_argument("--weights", help="event-weight column (in both files)")
+    p.add_argument(
+        "--candidate-weights",
+        help="event-weight column of the candidate when it differs from --weights (e.g. 'weight' written by "
+        "`sample --reweight-against`)",
+    )
     p.add_argument("--classifier", default="hgb", choices=("hgb", "mlp"))
     p.add_argument("--bins", type=int, default=50)
     p.add_argument("--resamples", type=int, default=5, help="MC-vs-MC baseline resamplings (default 5)")
