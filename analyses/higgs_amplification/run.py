@@ -26,8 +26,8 @@ effective statistics.
    the held-out MC (C2ST with ≥ 10⁵ events per class in the full run). With ``--reweight`` every generated event
    carries the weight w(x) = p_MC/p_gen of a classifier trained on the training MC against twice as many other
    generated events (ELSA's first step, ``mcsurrogate.refinement``), and every later step uses the weights.
-5. **Classifier-cut analysis** (paper B §5): signal classifier on MC signal vs generated background, selection at
-   score > 0.55, cross-check on held-out MC; fit in m_bb (25 bins), pyhf scans versus luminosity, N_gen and
+5. **Classifier-cut analysis** (paper B §5): signal classifier on MC signal vs generated background
+   (``--classifier-background mc``: vs the training MC), selection at score > 0.55, cross-check on held-out MC; fit in m_bb (25 bins), pyhf scans versus luminosity, N_gen and
    systematic; the issue's quality bars, with the MC statistics floor of the spurious-signal and limit-shift bars
    (perfect-generator toys, ``stats.spurious_signal_toys(limits=True)``) and the post-cut m_bb shapes per bin.
 6. **Effective statistics**: MC-equivalent events of generated m_bb templates after the cut, versus their size.
@@ -438,6 +438,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--permutations", type=int, default=200, help="label permutations of the C2ST p-values")
     ap.add_argument("--threshold", type=float, default=0.55, help="selection on the signal-classifier score")
+    ap.add_argument(
+        "--classifier-background",
+        choices=("generated", "mc"),
+        default="generated",
+        help="background of the signal classifier: generated events (paper B) or the training MC, so that the cut "
+        "is not tuned to where the generator under-populates",
+    )
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--samples-only", action="store_true", help="generate (or continue) the cached samples, then stop")
     args = ap.parse_args(argv)
@@ -522,15 +529,19 @@ def main(argv: list[str] | None = None) -> int:
     timings["validation_s"] = time.perf_counter() - t0
     log.info("validation: %s", report.verdict())
 
-    # 5. classifier-cut analysis: classifier on MC signal vs the first part of the generated pool, templates
-    # from the rest of the pool (disjoint), cross-check on held-out MC
+    # 5. classifier-cut analysis: classifier on MC signal vs the first part of the generated pool (paper B) or
+    # vs the training MC, templates from the rest of the generated pool (disjoint), cross-check on held-out MC
     t0 = time.perf_counter()
     n_clf = min(len(x_gen) // 2, 4 * len(sig_train))
     x_sig_train = feature_matrix(sig_train, features)
+    if args.classifier_background == "generated":
+        x_clf_bkg, w_clf_bkg = x_gen[:n_clf], None if weights is None else weights[:n_clf]
+    else:
+        x_clf_bkg, w_clf_bkg = feature_matrix(parts["train"], features), None
     cut = train_signal_classifier(
         x_sig_train,
-        x_gen[:n_clf],
-        background_weights=None if weights is None else weights[:n_clf],
+        x_clf_bkg,
+        background_weights=w_clf_bkg,
         threshold=args.threshold,
         seed=args.seed,
     )
@@ -640,7 +651,8 @@ def main(argv: list[str] | None = None) -> int:
         "validation": validation,
         "classifier_cut": {
             "threshold": cut.threshold,
-            "classifier_background_events": n_clf,
+            "classifier_background": args.classifier_background,
+            "classifier_background_events": len(x_clf_bkg),
             "crosscheck": crosscheck,
             "signal_template_counts": signal_counts.tolist(),  # post-cut m_bb of the signal template, per bin
             "selected": {"signal_template": int(sel_sig.sum()), "mc_holdout": n_mc_cut, "generated": len(m_gen)},
@@ -729,6 +741,9 @@ def markdown(r: dict[str, Any]) -> str:
         "## Classifier-cut analysis",
         "",
         (
+            f"Signal classifier trained against {r['classifier_cut']['classifier_background_events']:,} "
+            + ("training-MC" if r["classifier_cut"].get("classifier_background") == "mc" else "generated")
+            + " background events. "
             f"Selection efficiency on background: generated {cc['efficiency_generated']:.4f} ± "
             f"{cc['efficiency_generated_error']:.4f}, held-out MC {cc['efficiency_mc']:.4f} ± {cc['efficiency_mc_error']:.4f} "
             f"(pull {cc['efficiency_pull']:.2f}); post-cut m_bb shape χ²/ndf = {cc['shape_chi2']:.1f}/{cc['shape_ndf']} "
