@@ -27,8 +27,9 @@ effective statistics.
    carries the weight w(x) = p_MC/p_gen of a classifier trained on the training MC against twice as many other
    generated events (ELSA's first step, ``mcsurrogate.refinement``), and every later step uses the weights.
 5. **Classifier-cut analysis** (paper B §5): signal classifier on MC signal vs generated background
-   (``--classifier-background mc``: vs the training MC), selection at score > 0.55, cross-check on held-out MC; fit in m_bb (25 bins), pyhf scans versus luminosity, N_gen and
-   systematic; the issue's quality bars, with the MC statistics floor of the spurious-signal and limit-shift bars
+   (``--classifier-background mc``: vs the training MC), selection at score > 0.55, cross-check on held-out MC;
+   fit in m_bb (25 bins), pyhf scans versus luminosity, N_gen and systematic; the issue's quality bars, with the
+   MC statistics floor of the spurious-signal and limit-shift bars
    (perfect-generator toys, ``stats.spurious_signal_toys(limits=True)``) and the post-cut m_bb shapes per bin.
 6. **Effective statistics**: MC-equivalent events of generated m_bb templates after the cut, versus their size.
 
@@ -731,7 +732,8 @@ def markdown(r: dict[str, Any]) -> str:
                     f"{rw['n_reference']:,} training MC events against {rw['n_generated']:,} other generated ones "
                     f"(clipped to [1/{rw['clip']:g}, {rw['clip']:g}]); weights 1 % / 50 % / 99 %: "
                     + " / ".join(f"{q:.2f}" for q in rw["weight_quantiles"].values())
-                    + f"; Kish efficiency {rw['kish_efficiency_amplified']:.3f}. The validation above and every number below use the weights."
+                    + f"; Kish efficiency {rw['kish_efficiency_amplified']:.3f}. The validation above and every "
+                    "number below use the weights."
                 ),
             ]
             if (rw := r.get("reweighting"))

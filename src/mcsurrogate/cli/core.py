@@ -299,8 +299,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--reweight-against",
         metavar="TRAINING_FILE",
-        help="the model's training MC (file.root[:tree] or .parquet): add a 'weight' column, w(x) = p_MC/p_gen of classifiers trained on it "
-        "(ELSA's first step, mcsurrogate.refinement)",
+        help="the model's training MC (file.root[:tree] or .parquet): add a 'weight' column, w(x) = p_MC/p_gen "
+        "of classifiers trained on it (ELSA's first step, mcsurrogate.refinement)",
     )
     p.set_defaults(func=cmd_sample)
 

@@ -139,8 +139,9 @@ def effective_statistics(
     """Effective MC statistics of generated templates of the given ``sizes`` (events) on ``edges``.
 
     ``reference``: MC values of the variable (held out from training); ``generated``: a pool of generated values,
-    ideally much larger than the largest size, with optional ``weights_generated``. Events outside ``edges`` count in an overflow bin, so fractions
-    are of all events. Each size uses up to ``n_subsamples`` disjoint subsamples of each sample.
+    ideally much larger than the largest size, with optional ``weights_generated`` (then N_eff includes what the
+    weights cost). Events outside ``edges`` count in an overflow bin, so fractions are of all events. Each size uses
+    up to ``n_subsamples`` disjoint subsamples of each sample.
     """
     ref = _values(reference, "reference")
     gen = _values(generated, "generated")
