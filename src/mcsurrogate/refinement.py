@@ -32,6 +32,14 @@ from .validation.density_ratio import DensityRatio, fit_density_ratio
 __all__ = ["Reweighting", "fit_reweighting", "fit_surrogate_reweighting"]
 
 
+def _matrix(events: ak.Array | np.ndarray, features: list[str], name: str) -> np.ndarray:
+    """The (n, d) float64 matrix of ``features``: from records, or an array of them in that order (shape checked)."""
+    x = feature_matrix(events, features) if isinstance(events, ak.Array) else np.asarray(events, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != len(features):
+        raise InputError(f"the {name} events must be ({len(features)} features: {features}), got shape {x.shape}")
+    return x
+
+
 @dataclass
 class Reweighting:
     """Per-event weights for a surrogate's generated events, learned against MC (see the module docstring).
@@ -52,15 +60,7 @@ class Reweighting:
     def weights(self, events: ak.Array | np.ndarray) -> np.ndarray:
         """Weights of generated ``events``: records with :attr:`features` as fields, or an (n, d) array of them in
         that order (units as in the training MC: GeV, radians)."""
-        if isinstance(events, ak.Array):
-            x = feature_matrix(events, self.features)
-        else:
-            x = np.asarray(events, dtype=np.float64)
-            if x.ndim != 2 or x.shape[1] != len(self.features):
-                raise InputError(
-                    f"the reweighting takes ({len(self.features)} features: {self.features}) columns, got an array "
-                    f"of shape {x.shape}"
-                )
+        x = _matrix(events, self.features, "generated")
         if not np.isfinite(x).all():
             raise InputError(f"{int((~np.isfinite(x)).any(axis=1).sum())} generated events have NaN/inf features")
         return self.ratio.weights(x, clip=self.clip) / self.normalisation
@@ -100,11 +100,7 @@ def fit_reweighting(
         raise InputError(f"features must be a non-empty list of distinct names, got {features}")
     if not clip > 1:
         raise InputError(f"clip must be > 1, got {clip!r}")
-    x_ref = feature_matrix(reference, features) if isinstance(reference, ak.Array) else np.asarray(reference, float)
-    x_gen = feature_matrix(generated, features) if isinstance(generated, ak.Array) else np.asarray(generated, float)
-    for name, x in (("reference", x_ref), ("generated", x_gen)):
-        if x.ndim != 2 or x.shape[1] != len(features):
-            raise InputError(f"the {name} events must be ({len(features)} features: {features}), got shape {x.shape}")
+    x_ref, x_gen = _matrix(reference, features, "reference"), _matrix(generated, features, "generated")
     ratio = fit_density_ratio(x_ref, x_gen, folds=folds, learning_rate=learning_rate, max_iter=max_iter, seed=seed)
     w = ratio.weights(x_gen, clip=clip)
     return Reweighting(
