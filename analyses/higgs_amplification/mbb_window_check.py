@@ -13,14 +13,12 @@ training sample, which no generator trained on it can avoid. Writes ``report.jso
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
-from pathlib import Path
 
 import numpy as np
-from run import FIT_BINS, FIT_RANGE, cached_sample, reused_model, split_background  # run.py beside this script
+from run import FIT_BINS, FIT_RANGE, cached_sample, model_study_inputs, model_study_parser  # run.py, beside
 
 from mcsurrogate.amplification import CONTINUOUS_FEATURES, feature_matrix, generate
 from mcsurrogate.errors import sigterm_raises
@@ -39,23 +37,16 @@ def fractions(values: np.ndarray, edges: np.ndarray, bins: range) -> dict[str, l
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", required=True, type=Path)
-    ap.add_argument("--model", required=True, type=Path, help="a best_model directory trained on run.py's split")
-    ap.add_argument("--cache", type=Path, default=Path("cache/higgs_benchmark"), help="run.py's sample cache")
-    ap.add_argument("--n-background", type=int, default=200_000, help="t t̄ events the model's run.py used")
+    ap = model_study_parser(__doc__)
     ap.add_argument("--n-signal", type=int, default=50_000, help="signal events the model's run.py used")
-    ap.add_argument("--seed", type=int, default=1, help="run.py's --seed")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stdout)
     features = list(CONTINUOUS_FEATURES)
     col = features.index("m_bb")
-    background, bkg_info = cached_sample("ttbar", args.n_background, args.seed, args.cache, workers=2)
+    parts, model, bkg_info = model_study_inputs(args)
     signal, _ = cached_sample("signal", args.n_signal, args.seed + 1, args.cache, workers=2)
-    parts = split_background(background, args.seed)
     sig_perm = np.random.default_rng(args.seed + 2).permutation(len(signal))
     x_sig = feature_matrix(signal[sig_perm[: len(signal) // 2]], features)
-    model, *_ = reused_model(args.model, len(parts["train"]))
     x = {k: feature_matrix(parts[k], features) for k in ("train", "select", "holdout")}
     generated = feature_matrix(
         generate(model, 10 * len(parts["train"]), source=parts["train"], seed=args.seed + 10), features

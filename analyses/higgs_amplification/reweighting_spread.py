@@ -11,15 +11,13 @@ classifier seeds. Writes ``report.json`` with every AUC and its interval.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
-from run import cached_sample, reused_model, split_background  # run.py beside this script: same samples and splits
+from run import model_study_inputs, model_study_parser  # run.py beside this script: same samples and splits
 
 from mcsurrogate.amplification import CONTINUOUS_FEATURES, feature_matrix, generate
 from mcsurrogate.errors import sigterm_raises
@@ -31,22 +29,15 @@ log = logging.getLogger("reweighting_spread")
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", required=True, type=Path)
-    ap.add_argument("--model", required=True, type=Path, help="a best_model directory trained on run.py's split")
-    ap.add_argument("--cache", type=Path, default=Path("cache/higgs_benchmark"), help="run.py's sample cache")
-    ap.add_argument("--n-background", type=int, default=200_000, help="t t̄ events the model's run.py used")
+    ap = model_study_parser(__doc__)
     ap.add_argument("--fits", type=int, default=4, help="independent reweighting fits")
     ap.add_argument("--c2st-events", type=int, default=100_000, help="held-out and generated events per class")
     ap.add_argument("--permutations", type=int, default=20, help="label permutations of the C2ST p-values")
-    ap.add_argument("--seed", type=int, default=1, help="run.py's --seed")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stdout)
     t_start = time.perf_counter()
     features = list(CONTINUOUS_FEATURES)
-    background, info = cached_sample("ttbar", args.n_background, args.seed, args.cache, workers=2)
-    parts = split_background(background, args.seed)
-    model, *_ = reused_model(args.model, len(parts["train"]))
+    parts, model, info = model_study_inputs(args)
     x_hold = feature_matrix(parts["holdout"], features)[: args.c2st_events]
     x_eval = feature_matrix(generate(model, len(x_hold), source=parts["train"], seed=args.seed + 10), features)
 

@@ -370,6 +370,27 @@ def reused_model(path: Path, n_train: int) -> tuple[Any, list[dict[str, Any]], s
     return model, rows_cmp, name, training
 
 
+def model_study_parser(description: str) -> argparse.ArgumentParser:
+    """The arguments of a script that studies a model run.py trained, on run.py's samples and splits (``--out``,
+    ``--model``, ``--cache``, ``--n-background``, ``--seed``); the script adds its own."""
+    ap = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--model", required=True, type=Path, help="a best_model directory trained on run.py's split")
+    ap.add_argument("--cache", type=Path, default=Path("cache/higgs_benchmark"), help="run.py's sample cache")
+    ap.add_argument("--n-background", type=int, default=200_000, help="t t̄ events the model's run.py used")
+    ap.add_argument("--seed", type=int, default=1, help="run.py's --seed")
+    return ap
+
+
+def model_study_inputs(args: argparse.Namespace) -> tuple[dict[str, ak.Array], Surrogate, dict[str, Any]]:
+    """For :func:`model_study_parser`'s arguments: run.py's background splits, the model (checked to have been
+    trained on that training split) and the background sample's description."""
+    background, info = cached_sample("ttbar", args.n_background, args.seed, args.cache, workers=2)
+    parts = split_background(background, args.seed)
+    model, *_ = reused_model(args.model, len(parts["train"]))
+    return parts, model, info
+
+
 def perfect_generator(toys: list[dict[str, Any]], quantity: str) -> dict[str, Any]:
     """Median, 84 % and 95 % quantiles over toys of the largest |``quantity``| (``z_signed`` or ``ul_shift``)
     of a toy's luminosity scan, and the fraction of toys whose largest is below 1 (that pass the bar)."""
