@@ -290,6 +290,40 @@ def test_spurious_signal_toys_are_the_mc_statistics_floor(scan_inputs):
         spurious_signal_toys(sig, mc, 100, n_toys=0, **kwargs)
 
 
+def test_spurious_signal_toys_of_a_memorising_learner_carry_its_training_fluctuations(scan_inputs):
+    sig, bkg, _ = scan_inputs
+    mc = Sample(bkg.values[:5_000])
+    kwargs = {"bins": 10, "range": (60, 200), "luminosities": [1.0], "systematic": 0.0, "progress": False}
+    perfect = spurious_signal_toys(sig, mc, 10**7, n_toys=80, seed=5, **kwargs)
+    learner = spurious_signal_toys(sig, mc, 10**7, n_toys=80, n_training=5_000, seed=5, **kwargs)
+    assert all(r["n_training"] == 5_000 and r["error"] is None for r in learner)
+    assert all("n_training" not in r for r in perfect)
+    # a template learned from as many events as the MC has doubles the variance of the data-template difference
+    ratio = np.std([r["z_signed"] for r in learner]) / np.std([r["z_signed"] for r in perfect])
+    assert 1.15 < ratio < 1.75
+    # a training sample a thousand times larger is the perfect generator again, within the toys' spread
+    big = spurious_signal_toys(sig, mc, 10**7, n_toys=80, n_training=5 * 10**6, seed=5, **kwargs)
+    assert np.std([r["z_signed"] for r in big]) / np.std([r["z_signed"] for r in perfect]) == pytest.approx(1, abs=0.2)
+    measured = scan(
+        sig,
+        mc,
+        bkg,
+        n_generated=[10_000],
+        systematics=[0.0],
+        bins=10,
+        range=(60, 200),
+        luminosities=[1.0],
+        progress=False,
+    )
+    ax = plot_spurious_signal_floor(measured, perfect, systematic=0.0, learner_toys=learner).axes[0]
+    dashed = [line for line in ax.lines if line.get_linestyle() == "--" and line.get_color() == "tab:blue"]
+    assert len(dashed) == 2 and dashed[0].get_ydata()[0] < 0 < dashed[1].get_ydata()[0]
+    assert "5,000 training events" in ax.get_legend_handles_labels()[1][2]
+    for bad in (0, 2.5, True):
+        with pytest.raises(InputError, match="n_training"):
+            spurious_signal_toys(sig, mc, 100, n_training=bad, **kwargs)
+
+
 def test_spurious_signal_toys_with_limits_size_the_limit_shift_of_a_perfect_generator(scan_inputs):
     sig, bkg, gen = scan_inputs
     mc = Sample(bkg.values[:5_000])

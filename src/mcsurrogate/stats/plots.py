@@ -91,28 +91,34 @@ def plot_spurious_signal_floor(
     systematic: float,
     n_generated: int | None = None,
     quantity: Literal["z_signed", "ul_shift"] = "z_signed",
+    learner_toys: Sequence[dict[str, Any]] | None = None,
 ) -> Figure:
     """Signed Z₀ (or, with ``quantity="ul_shift"``, the expected-limit shift in units of the MC template's ±1σ
     half band) of the generated template (largest N_gen, or ``n_generated``) versus background yield, over the
     central 68 % and 95 % of the perfect-generator toys (rows of :func:`~.scan.spurious_signal_toys` run with the
-    same luminosities, systematic and N_gen; ``limits=True`` for the limit shift): what finite MC alone explains."""
+    same luminosities, systematic and N_gen; ``limits=True`` for the limit shift): what finite MC alone explains.
+    ``learner_toys`` (the same toys run with ``n_training``) adds the central 68 % of a generator that reproduces
+    its finite training MC exactly, as dashed lines."""
     if quantity not in _FLOOR_LABELS:
         raise InputError(f"quantity must be one of {sorted(_FLOOR_LABELS)}; got {quantity!r}")
-    if any(quantity not in t for t in toys):
+    if any(quantity not in t for t in [*toys, *(learner_toys or [])]):
         raise InputError(f"the toys have no {quantity!r}: run spurious_signal_toys with limits=True")
     n_generated = n_generated or max(_ngens(rows), default=None)
     title = "spurious signal" if quantity == "z_signed" else "expected-limit shift"
     fig, ax = _figure(f"{title}, {systematic:.0%} bkg. systematic")
-    lumis = sorted({t["luminosity"] for t in toys})
-    x = np.array([np.median([t["background_yield"] for t in toys if t["luminosity"] == lumi]) for lumi in lumis])
-    z = [np.array([t[quantity] for t in toys if t["luminosity"] == lumi]) for lumi in lumis]
-    z = [v[np.isfinite(v)] for v in z]
-    if lumis and all(v.size for v in z):
-        q = np.array([np.quantile(v, [0.025, 0.16, 0.5, 0.84, 0.975]) for v in z])
-        n_toys = min(v.size for v in z)
+    bands = _toy_quantiles(toys, quantity, (0.025, 0.16, 0.5, 0.84, 0.975))
+    if bands is not None:
+        x, q, n_toys = bands
         ax.fill_between(x, q[:, 0], q[:, 4], color=_BAND_2, label=f"perfect generator, 95 % ({n_toys} toys)")
         ax.fill_between(x, q[:, 1], q[:, 3], color=_BAND_1, label="perfect generator, 68 %")
         ax.plot(x, q[:, 2], color="black", ls=":", lw=1)
+    learner = _toy_quantiles(learner_toys or [], quantity, (0.16, 0.84))
+    if learner is not None:
+        x, q, _ = learner
+        n_train = (learner_toys or [{}])[0].get("n_training")
+        label = "memorising learner" + (f" ({n_train:,} training events)" if n_train else "") + ", 68 %"
+        ax.plot(x, q[:, 0], color="tab:blue", ls="--", lw=1.2, label=label)
+        ax.plot(x, q[:, 1], color="tab:blue", ls="--", lw=1.2)
     sel = sorted(
         _select(rows, systematic=systematic, template="generated", n_generated=n_generated),
         key=lambda r: r["background_yield"],
@@ -132,6 +138,21 @@ def plot_spurious_signal_floor(
     ax.set_ylabel(_FLOOR_LABELS[quantity])
     ax.legend(fontsize="small")
     return fig
+
+
+def _toy_quantiles(
+    toys: Sequence[dict[str, Any]], quantity: str, quantiles: Sequence[float]
+) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """Per luminosity of the toys: the median background yield, the ``quantiles`` of the finite ``quantity`` values
+    (one row per luminosity) and the fewest toys behind a row; ``None`` without toys or with a luminosity that has
+    no finite value."""
+    lumis = sorted({t["luminosity"] for t in toys})
+    x = np.array([np.median([t["background_yield"] for t in toys if t["luminosity"] == lumi]) for lumi in lumis])
+    z = [np.array([t[quantity] for t in toys if t["luminosity"] == lumi], dtype=float) for lumi in lumis]
+    z = [v[np.isfinite(v)] for v in z]
+    if not lumis or not all(v.size for v in z):
+        return None
+    return x, np.array([np.quantile(v, quantiles) for v in z]), min(v.size for v in z)
 
 
 _FLOOR_LABELS = {

@@ -306,6 +306,7 @@ def spurious_signal_toys(
     systematic_kind: SystematicKind = "normsys",
     signal_fraction: float | None = 0.05,
     n_toys: int = 20,
+    n_training: int | None = None,
     limits: bool = False,
     level: float = 0.05,
     empty_bins: Literal["error", "floor"] = "floor",
@@ -330,6 +331,13 @@ def spurious_signal_toys(
     template's ±1σ band) and ``ul_shift`` (the difference of the expected medians in units of that half band, as
     in :func:`scan`): the limit shift a perfect generator shows, set mostly by the smaller staterror of its larger
     template where the MC's own statistics limit the MC reference.
+
+    ``n_training``: a generator learns from finite training MC, so even one that reproduces its training sample
+    exactly (a memorising learner) carries that sample's fluctuations into every template it generates. With
+    ``n_training`` (the training-MC events in the selection), each toy first draws a training sample of that many
+    events from the parent shape and draws the template from the training sample's shape: the floor of a generator
+    limited by its training statistics. A flow that smooths can do better where the parent is smooth, one with a
+    bias does worse. Rows then carry ``n_training``.
     """
     signal = signal.checked("signal")
     background_mc = background_mc.checked("MC background")
@@ -339,6 +347,8 @@ def spurious_signal_toys(
         raise InputError(f"n_generated must be a positive number of events; got {n_generated!r}")
     if isinstance(n_toys, bool) or int(n_toys) != n_toys or n_toys < 1:
         raise InputError(f"n_toys must be a positive integer; got {n_toys!r}")
+    if n_training is not None and (isinstance(n_training, bool) or int(n_training) != n_training or n_training <= 0):
+        raise InputError(f"n_training must be a positive number of events or None; got {n_training!r}")
     lumis = _checked_luminosities(luminosities)
     sig_h = fill_template(signal.values, bins=bins, range=range, weights=signal.weights, name="signal")
     axis = sig_h.axes[0]
@@ -348,7 +358,8 @@ def spurious_signal_toys(
     for toy in builtins.range(int(n_toys)):
         rng = np.random.default_rng([seed, toy])
         mc = _counts_template(axis, rng.multinomial(n_mc, parent / parent.sum())[1:-1].astype(float))
-        gen = _counts_template(axis, rng.multinomial(int(n_generated), parent / parent.sum())[1:-1].astype(float))
+        learned = parent if n_training is None else rng.multinomial(int(n_training), parent / parent.sum())
+        gen = _counts_template(axis, rng.multinomial(int(n_generated), learned / learned.sum())[1:-1].astype(float))
         if not template_arrays(mc)[0].sum() > 0:
             raise InputError("the MC background has no events in the fit range")
         for lumi in lumis:
@@ -359,6 +370,8 @@ def spurious_signal_toys(
                 "background_yield": b_yield,
                 "signal_yield": float(template_arrays(s)[0].sum()),
             }
+            if n_training is not None:
+                meta["n_training"] = int(n_training)
             args = {
                 "signal": s,
                 "background": scale_template(gen, total=b_yield),
