@@ -18,12 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import platform
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from matplotlib.figure import Figure
 from run import (  # run.py beside this script: same samples and splits
     CHUNK_SIZE,
@@ -42,6 +44,7 @@ from mcsurrogate.amplification import (
 )
 from mcsurrogate.errors import sigterm_raises
 from mcsurrogate.persistence import atomic_write_text
+from mcsurrogate.training import resolve_device
 
 log = logging.getLogger("learning_curve")
 
@@ -89,6 +92,14 @@ def plot_learning_curve(rows: list[ComparisonRow], law: AucPowerLaw | None, targ
     return fig
 
 
+def training_device() -> str:
+    """What ``device="auto"`` trains on here, in words (the GPU's name, or the CPU and its thread count)."""
+    device = resolve_device("auto")
+    if device.type == "cuda":
+        return f"GPU {torch.cuda.get_device_name(device)}"
+    return f"CPU {platform.machine()} ({torch.get_num_threads()} threads)"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, type=Path)
@@ -103,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jet-pt-differences", action="store_true", help="learn amplification.JET_PT_DIFFERENCES")
     ap.add_argument("--blocks", type=int)
     ap.add_argument("--hidden", type=int)
+    ap.add_argument("--activation", default="relu", help="hidden-layer activation (paper B's final model: gelu)")
     ap.add_argument("--epochs", type=int)
     ap.add_argument("--ema-decay", type=float, help="exponential moving average of the weights per step")
     ap.add_argument("--permutations", type=int, default=200, help="label permutations of the C2ST p-values")
@@ -145,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         preprocessings=[args.preprocessing],
         blocks=args.blocks or mode["blocks"],
         hidden=args.hidden or mode["hidden"],
+        activation=args.activation,
         differences=difference_sets(args),
     )
     training: dict[str, Any] = {
@@ -183,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         "candidate": {"name": candidate.name, "flow": dict(candidate.flow), "preprocessing": candidate.preprocessing},
         "training": training,
         "c2st_events_per_class": len(holdout),
+        "device": training_device(),
         "rows": [r.to_dict() | {"converged": converged(r)} for r in rows],
         "power_law": None if law is None else law.to_dict(),
         "target_auc": args.target,
@@ -197,8 +211,9 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Command: `{report['command']}`  ",
         (
-            f"{candidate.name}; C2ST with {len(holdout):,} held-out events per class; wall time "
-            f"{report['wall_s'] / 60:.1f} min."
+            f"{candidate.name} ({candidate.flow['blocks']} × {candidate.flow['hidden']}, "
+            f"{candidate.flow['activation']}); trained on {report['device']}; C2ST with {len(holdout):,} held-out "
+            f"events per class; wall time {report['wall_s'] / 60:.1f} min."
         ),
         "",
         "| training events | epochs (best) | converged | NLL | C2ST AUC [95 % CI] | max W1/base | train s |",
