@@ -1,0 +1,34 @@
+"""Train the 30 x 512 MADE-MoG as device_reweighted.py does and save it for run.py --model, its weights file cut into
+parts that a size-limited transfer takes (not run yet: for the next session with a GPU).
+
+    python3 train_and_save.py SEED EPOCHS OUTDIR [BLOCKS HIDDEN]
+    # back on the CPU machine: cat OUTDIR/weights.safetensors.part* > MODEL/weights.safetensors (config, metrics
+    # and preprocessing JSON beside it), then run.py --n-background 400000 --n-signal 50000 --model MODEL --reweight
+"""
+
+import sys
+from pathlib import Path
+
+import awkward as ak
+
+from mcsurrogate.amplification import CONTINUOUS_FEATURES, paper_b_candidates, with_differences
+
+PART_BYTES = 15 * 2**20
+
+seed, epochs, out = int(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
+blocks, hidden = (int(sys.argv[4]), int(sys.argv[5])) if len(sys.argv) > 5 else (30, 512)
+train = ak.from_parquet("gpu_inputs/train.parquet")
+(cand,) = paper_b_candidates(
+    families=["made-mog"], preprocessings=["gauss-rank"], blocks=blocks, hidden=hidden, differences=["masses"]
+)
+training = {"epochs": epochs, "patience": 15, "batch_size": 1024, "seed": seed, "ema_decay": 0.999}
+model = cand.surrogate(list(CONTINUOUS_FEATURES), training).fit(
+    with_differences(train, cand.differences), progress=False
+)
+model.save(out, overwrite=True)
+weights = out / "weights.safetensors"
+data = weights.read_bytes()
+for i in range(0, len(data), PART_BYTES):
+    (out / f"weights.safetensors.part{i // PART_BYTES:02d}").write_bytes(data[i : i + PART_BYTES])
+weights.unlink()
+print(f"saved {out}: best epoch {model.result.best_epoch}, {len(data) / 2**20:.1f} MiB of weights in parts")
