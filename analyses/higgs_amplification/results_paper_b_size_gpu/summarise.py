@@ -107,8 +107,8 @@ def main() -> None:
         "Classifier weights: `refinement.fit_reweighting` against the training MC on a fit sample of 2 × the training "
         "events, as `run.py --reweight` (Kish efficiency "
         + ", ".join(f"{r['kish_efficiency']:.3f}" for r in rows if r["weighted"])
-        + "). The pyhf bars need the model on the CPU machine, where sampling 30 × 512 is too slow for the scans: "
-        "not run here.",
+        + "). The pyhf bars were not run with these models: their weights (33 MB) stayed on the lent machine, which "
+        "returns files of at most 16 MiB (`device/train_and_save.py` saves them in parts for the next run).",
         "",
         (
             "Rerun: copy `device/` to `gpu_inputs/` (ignored by git) and the cp312 wheels of mcsurrogate's dependencies "
