@@ -622,36 +622,23 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(out / "scan" / "scan.json", json.dumps(scan_rows, indent=1))
     atomic_write_text(out / "scan" / "scan.csv", rows_to_csv(scan_rows))
     scan_figures = save_scan_plots(scan_rows, out / "scan")
-    # what finite held-out MC alone explains: the spurious signal of a perfect generator of as many events
-    toys = spurious_signal_toys(
-        Sample(m_sig),
-        Sample(m_mc),
-        max(n_gens),
-        bins=FIT_BINS,
-        range=FIT_RANGE,
-        luminosities=lumis,
-        systematic=0.10,
-        n_toys=mode["toys"],
-        limits=True,
-        seed=args.seed,
-        processes=2,
-    )
-    # ... and of a generator that reproduces its training MC exactly: the training sample's fluctuations, as many
-    # events as pass the cut there, come with every template it generates
+    # what finite held-out MC alone explains: the spurious signal of a perfect generator of as many events, and of
+    # one that reproduces its training MC exactly: the training sample's fluctuations, as many events as pass the
+    # cut there, come with every template it generates
+    toy_settings: dict[str, Any] = {
+        "bins": FIT_BINS,
+        "range": FIT_RANGE,
+        "luminosities": lumis,
+        "systematic": 0.10,
+        "n_toys": mode["toys"],
+        "limits": True,
+        "seed": args.seed,
+        "processes": 2,
+    }
+    toys = spurious_signal_toys(Sample(m_sig), Sample(m_mc), max(n_gens), **toy_settings)
     n_train_cut = int(cut.select(feature_matrix(parts["train"], features)).sum())
     learner_toys = spurious_signal_toys(
-        Sample(m_sig),
-        Sample(m_mc),
-        max(n_gens),
-        bins=FIT_BINS,
-        range=FIT_RANGE,
-        luminosities=lumis,
-        systematic=0.10,
-        n_toys=mode["toys"],
-        n_training=n_train_cut,
-        limits=True,
-        seed=args.seed,
-        processes=2,
+        Sample(m_sig), Sample(m_mc), max(n_gens), n_training=n_train_cut, **toy_settings
     )
     atomic_write_text(out / "scan" / "spurious_signal_toys.json", json.dumps(toys, indent=1))
     atomic_write_text(out / "scan" / "memorising_learner_toys.json", json.dumps(learner_toys, indent=1))

@@ -112,10 +112,10 @@ def plot_spurious_signal_floor(
         ax.fill_between(x, q[:, 0], q[:, 4], color=_BAND_2, label=f"perfect generator, 95 % ({n_toys} toys)")
         ax.fill_between(x, q[:, 1], q[:, 3], color=_BAND_1, label="perfect generator, 68 %")
         ax.plot(x, q[:, 2], color="black", ls=":", lw=1)
-    learner = _toy_quantiles(learner_toys or [], quantity, (0.16, 0.84))
-    if learner is not None:
+    learner = _toy_quantiles(learner_toys, quantity, (0.16, 0.84)) if learner_toys else None
+    if learner_toys and learner is not None:
         x, q, _ = learner
-        n_train = (learner_toys or [{}])[0].get("n_training")
+        n_train = learner_toys[0].get("n_training")
         label = "memorising learner" + (f" ({n_train:,} training events)" if n_train else "") + ", 68 %"
         ax.plot(x, q[:, 0], color="tab:blue", ls="--", lw=1.2, label=label)
         ax.plot(x, q[:, 1], color="tab:blue", ls="--", lw=1.2)
