@@ -1,11 +1,16 @@
-"""Train the 30 x 512 MADE-MoG as device_reweighted.py does and save it for run.py --model, its weights file cut into
-parts that a size-limited transfer takes (not run yet: for the next session with a GPU).
+"""Train the 30 x 512 MADE-MoG as device_reweighted.py does and save it for run.py --model, its weights file gzipped
+and cut into parts that the size-limited transfer takes (at most 8 files of 16 MiB come back; the state dict is
+62.3 MiB with the MADE masks, 29.2 MiB gzipped). Run by run3.sh on 2026-12-04: best epoch 68, sha256 of the
+weights a9296a76...
 
     python3 train_and_save.py SEED EPOCHS OUTDIR [BLOCKS HIDDEN]
-    # back on the CPU machine: cat OUTDIR/weights.safetensors.part* > MODEL/weights.safetensors (config, metrics
-    # and preprocessing JSON beside it), then run.py --n-background 400000 --n-signal 50000 --model MODEL --reweight
+    # back on the CPU machine: cat OUTDIR/weights.safetensors.gz.part* | gunzip > MODEL/weights.safetensors
+    # (config, metrics and preprocessing JSON beside it), then
+    # run.py --n-background 400000 --n-signal 50000 --model MODEL --reweight
 """
 
+import gzip
+import hashlib
 import sys
 from pathlib import Path
 
@@ -27,8 +32,12 @@ model = cand.surrogate(list(CONTINUOUS_FEATURES), training).fit(
 )
 model.save(out, overwrite=True)
 weights = out / "weights.safetensors"
-data = weights.read_bytes()
+raw = weights.read_bytes()
+data = gzip.compress(raw, compresslevel=6)
 for i in range(0, len(data), PART_BYTES):
-    (out / f"weights.safetensors.part{i // PART_BYTES:02d}").write_bytes(data[i : i + PART_BYTES])
+    (out / f"weights.safetensors.gz.part{i // PART_BYTES:02d}").write_bytes(data[i : i + PART_BYTES])
 weights.unlink()
-print(f"saved {out}: best epoch {model.result.best_epoch}, {len(data) / 2**20:.1f} MiB of weights in parts")
+print(
+    f"saved {out}: best epoch {model.result.best_epoch}, {len(raw) / 2**20:.1f} MiB of weights, {len(data) / 2**20:.1f} MiB gzipped in parts"
+)
+print("sha256", hashlib.sha256(raw).hexdigest())
