@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from typing import Any
 
 import numpy as np
 from run import FIT_BINS, FIT_RANGE, cached_sample, model_study_inputs, model_study_parser  # run.py, beside
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     for label, bkg in (("classifier_vs_generated", generated[:n_clf]), ("classifier_vs_training_mc", x["train"])):
         cut = train_signal_classifier(x_sig, bkg, threshold=0.55, seed=args.seed)
-        rows = {}
+        rows: dict[str, dict[str, Any]] = {}
         for k, v in x.items():
             sel = cut.select(v)
             rows[k] = {"efficiency": float(sel.mean()), **fractions(v[sel, col], edges, bins)}

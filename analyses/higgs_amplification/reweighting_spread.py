@@ -15,6 +15,7 @@ import json
 import logging
 import sys
 import time
+from typing import Any
 
 import numpy as np
 from run import model_study_inputs, model_study_parser  # run.py beside this script: same samples and splits
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         r = c2st(x_hold, x_eval, weights_candidate=weights, n_permutations=args.permutations, seed=args.seed)
         return {"auc": r.auc, "auc_ci": list(r.auc_ci), "p_value": r.p_value}
 
-    rows: list[dict[str, object]] = [{"fit": None, **score(None)}]
+    rows: list[dict[str, Any]] = [{"fit": None, **score(None)}]
     log.info("unweighted: AUC %.4f", rows[0]["auc"])
     for k in range(1, args.fits + 1):
         t0 = time.perf_counter()

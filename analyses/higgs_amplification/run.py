@@ -61,7 +61,7 @@ from mcsurrogate.amplification import (
     paper_b_candidates,
 )
 from mcsurrogate.errors import sigterm_raises
-from mcsurrogate.generators.higgs_benchmark import exact_w_mass
+from mcsurrogate.generators.higgs_benchmark import Process, exact_w_mass
 from mcsurrogate.io import read_events
 from mcsurrogate.persistence import atomic_write_text
 from mcsurrogate.refinement import fit_reweighting
@@ -112,7 +112,7 @@ EXTEND_STEP = 100_000  # events per step when a smaller cached run is continued
 
 
 # -- samples ------------------------------------------------------------------------------------------------
-def cached_sample(process: str, n: int, seed: int, cache: Path, workers: int) -> tuple[ak.Array, dict[str, Any]]:
+def cached_sample(process: Process, n: int, seed: int, cache: Path, workers: int) -> tuple[ak.Array, dict[str, Any]]:
     """The first ``n`` events of a cached run with this seed and chunk size, generating one when none is large
     enough, ``EXTEND_STEP`` events at a time: a smaller cached run is continued, not redone, and each step is a
     complete cache file (the smaller one is then deleted), so an interrupted generation keeps all but its last
@@ -279,7 +279,7 @@ def quality_bars(
         },
         "w1_within_3x_baseline": {
             "value": max(ratios.values()),
-            "worst": max(ratios, key=ratios.get),
+            "worst": max(ratios, key=lambda name: ratios[name]),
             "holds": max(ratios.values()) <= 3.0,
         },
         # a scan point whose fit failed cannot vouch for the bar: it holds only when every point was fitted

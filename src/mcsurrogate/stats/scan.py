@@ -110,7 +110,11 @@ def _run(task: dict[str, Any]) -> dict[str, Any]:
     return {**task["meta"], **result, "error": None}
 
 
-def _checked_luminosities(luminosities: Sequence[float]) -> list[float]:
+DEFAULT_LUMINOSITIES: tuple[float, ...] = tuple(float(x) for x in np.logspace(0, 3, 10))
+"""The luminosity factors a scan uses by default: 1 to 1000 × the MC's, ten log-spaced points."""
+
+
+def _checked_luminosities(luminosities: Sequence[float] | np.ndarray) -> list[float]:
     lumis = [float(x) for x in luminosities]
     if not lumis or min(lumis) <= 0 or not all(math.isfinite(x) for x in lumis):
         raise InputError(f"luminosities must be positive and finite; got {lumis}")
@@ -139,8 +143,8 @@ def scan(
     *,
     bins: int | Sequence[float],
     range: tuple[float, float] | None = None,
-    luminosities: Sequence[float] = tuple(np.logspace(0, 3, 10)),
-    n_generated: Sequence[int] = (1000, 10_000, 100_000),
+    luminosities: Sequence[float] | np.ndarray = DEFAULT_LUMINOSITIES,
+    n_generated: Sequence[int] | np.ndarray = (1000, 10_000, 100_000),
     systematics: Sequence[float] = (0.05, 0.10, 0.20),
     systematic_kind: SystematicKind = "normsys",
     mu_injected: float = 0.0,
@@ -301,7 +305,7 @@ def spurious_signal_toys(
     *,
     bins: int | Sequence[float],
     range: tuple[float, float] | None = None,
-    luminosities: Sequence[float] = tuple(np.logspace(0, 3, 10)),
+    luminosities: Sequence[float] | np.ndarray = DEFAULT_LUMINOSITIES,
     systematic: float = 0.10,
     systematic_kind: SystematicKind = "normsys",
     signal_fraction: float | None = 0.05,

@@ -129,7 +129,7 @@ def effective_statistics(
     reference: np.ndarray,
     generated: np.ndarray,
     edges: Sequence[float] | np.ndarray,
-    sizes: Sequence[int],
+    sizes: Sequence[int] | np.ndarray,
     *,
     n_subsamples: int = 20,
     weights_generated: np.ndarray | None = None,
