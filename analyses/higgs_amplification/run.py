@@ -731,11 +731,25 @@ def markdown(r: dict[str, Any]) -> str:
             f"events; background splits {r['samples']['splits']}. Wall time {r['timings']['total_s'] / 60:.1f} min."
         ),
         "",
-        "## Model comparison (selection split, never used for training)",
-        "",
-        "| model | parameters | epochs (best) | NLL | C2ST AUC [95 % CI] | p | max W1/base | median W1/base | FPD (base) | train ev/s | sample ev/s |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
+    if r["comparison"]:
+        lines += [
+            "## Model comparison (selection split, never used for training)",
+            "",
+            "| model | parameters | epochs (best) | NLL | C2ST AUC [95 % CI] | p | max W1/base | median W1/base | FPD (base) | train ev/s | sample ev/s |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+    else:  # --model without the comparison that chose it
+        trained_by = r["training"].get("trained_by")
+        lines += [
+            "## Model",
+            "",
+            (
+                f"Re-used with `--model`: **{r['best_model']}** (no comparison.json beside it"
+                + (f"; trained by `{trained_by}`" if trained_by else "")
+                + "). ![training](training.png)"
+            ),
+        ]
     for c in r["comparison"]:
         if c["failure"]:
             lines.append(f"| {c['name']} | — | failed to train: {c['failure']} | | | | | | | | |")
@@ -749,12 +763,15 @@ def markdown(r: dict[str, Any]) -> str:
     v = r["validation"]
     amp = r["amplification"]
     cc = r["classifier_cut"]["crosscheck"]
+    if r["comparison"]:
+        lines += [
+            "",
+            (
+                f"Best: **{r['best_model']}**. ![comparison](comparison.png) ![W1 matrix](comparison_w1.png) "
+                "![training](training.png)"
+            ),
+        ]
     lines += [
-        "",
-        (
-            f"Best: **{r['best_model']}**. ![comparison](comparison.png) ![W1 matrix](comparison_w1.png) "
-            "![training](training.png)"
-        ),
         "",
         "## Amplification and validation against held-out MC",
         "",
