@@ -107,14 +107,15 @@ def main() -> None:
         "Classifier weights: `refinement.fit_reweighting` against the training MC on a fit sample of 2 × the training "
         "events, as `run.py --reweight` (Kish efficiency "
         + ", ".join(f"{r['kish_efficiency']:.3f}" for r in rows if r["weighted"])
-        + "). The pyhf bars were not run with these models: their weights (33 MB) stayed on the lent machine, which "
-        "returns files of at most 16 MiB (`device/train_and_save.py` saves them in parts for the next run).",
+        + "). The pyhf bars with seed 2's model, retrained on float64 inputs and saved in gzipped parts by "
+        "`device/train_and_save.py` (`device/run3.sh`), are in `../results_paper_b_size_reweighted/`.",
         "",
         (
             "Rerun: copy `device/` to `gpu_inputs/` (ignored by git) and the cp312 wheels of mcsurrogate's dependencies "
             "the GPU image lacks (awkward, awkward-cpp, vector, hist, boost-histogram, histoprint, uhi, nflows, "
-            "lazy-importer, lz4) to `.whl/`; `python gpu_inputs/export.py 400000 100000` writes the splits (float32, "
-            "which the flow computes in anyway); on the GPU machine `bash gpu_inputs/run.sh`, `SEED=2 bash "
+            "lazy-importer, lz4) to `.whl/`; `python gpu_inputs/export.py 400000 100000` writes the splits (float32: "
+            "held-out and generated alike, so the C2ST here is fair; a model for run.py needs `export.py 400000 0 "
+            "float64`, see train_and_save.py); on the GPU machine `bash gpu_inputs/run.sh`, `SEED=2 bash "
             "gpu_inputs/run2.sh`, `SEED=1 bash gpu_inputs/run2.sh`; their reports go to `raw/`, then this script."
         ),
         "",
