@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from .errors import OutputExistsError
+from .persistence import atomic_directory
 
 __all__ = ["run_demo"]
 
@@ -51,9 +50,7 @@ def run_demo(
         smeared, preset=preset, training={"epochs": epochs} if epochs else None, seed=seed, progress=progress
     )
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
-    try:
+    with atomic_directory(dest, overwrite=True) as tmp:  # overwrite was checked above, before the training
         figures = save_all(result.evaluation, result.reference, result.generated, tmp)
         result.model.save(tmp / "model")
         lo, hi = result.evaluation.worst_width_ratio()
@@ -90,10 +87,4 @@ def run_demo(
         lines = ["# mcsurrogate demo: H→γγ photon response, baseline scenario", "", *[f"- {v}" for v in verdict], ""]
         lines += [f"![{f}]({f})" for f in figures]
         (tmp / "summary.md").write_text("\n".join(lines) + "\n")
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(tmp, dest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return report

@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,17 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .errors import ModelDirectoryError
+from .errors import ModelDirectoryError, OutputExistsError
 
-__all__ = ["atomic_write_text", "load_tensors", "read_json", "replace_atomically", "save_tensors", "temporary_path"]
+__all__ = [
+    "atomic_directory",
+    "atomic_write_text",
+    "load_tensors",
+    "read_json",
+    "replace_atomically",
+    "save_tensors",
+    "temporary_path",
+]
 
 
 def temporary_path(dest: Path) -> Path:
@@ -48,6 +57,30 @@ def replace_atomically(tmp: Path, dest: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_directory(dest: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary directory beside ``dest`` to fill; when the block ends without an error it replaces
+    ``dest`` (an existing one only with ``overwrite``, moved aside first and then deleted), otherwise it is removed
+    and ``dest`` stays as it was. Raises :class:`OutputExistsError` for an existing ``dest`` without ``overwrite``."""
+    dest = Path(dest)
+    if dest.exists() and not overwrite:
+        raise OutputExistsError(f"{dest} exists already; choose another directory or pass overwrite=True (--overwrite)")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    try:
+        yield tmp
+        if dest.exists():
+            old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+            os.replace(dest, old)
+            os.replace(tmp, dest)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def atomic_write_text(dest: str | os.PathLike[str], text: str) -> None:

@@ -19,8 +19,6 @@ import copy
 import datetime as _dt
 import json
 import os
-import shutil
-import tempfile
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -32,10 +30,10 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__
-from .errors import InputError, ModelDirectoryError, OutputExistsError
+from .errors import InputError, ModelDirectoryError
 from .flows import FlowConfig, FlowModel, build_flow
 from .flows.distilled import DistillConfig, DistilledFlow, MLPSampler, distill_flow
-from .persistence import atomic_write_text, load_tensors, read_json, save_tensors
+from .persistence import atomic_directory, atomic_write_text, load_tensors, read_json, save_tensors
 from .preprocessing import Preprocessor
 from .records import FeatureSpec, from_matrix, to_matrix, to_objects
 from .training import Split, TrainConfig, TrainResult, fingerprint, resolve_device, split_indices, train_flow
@@ -516,14 +514,7 @@ class Surrogate:
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
         """Write the model directory atomically (a temporary directory renamed into place)."""
         model = self._require_model()
-        dest = Path(path)
-        if dest.exists() and not overwrite:
-            raise OutputExistsError(
-                f"{dest} exists already; choose another directory or pass overwrite=True (--overwrite)"
-            )
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
-        try:
+        with atomic_directory(path, overwrite=overwrite) as tmp:
             config = self._config_dict() | {
                 "mcsurrogate_version": __version__,
                 "saved": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -536,17 +527,7 @@ class Surrogate:
             atomic_write_text(tmp / "preprocessing.json", json.dumps(pre, indent=2))
             save_tensors(tmp / "weights.safetensors", model.state_dict(), {"format": MODEL_FORMAT})
             atomic_write_text(tmp / "metrics.json", json.dumps(self.metrics, indent=2, default=float))
-            if dest.exists():
-                old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-                os.replace(dest, old)
-                os.replace(tmp, dest)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, dest)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-        return dest
+        return Path(path)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, device: str = "auto") -> Surrogate:
