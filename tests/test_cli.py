@@ -129,8 +129,26 @@ def test_sample_reweighted_against_the_training_file(model_dir: Path, root_file:
         "4",
         "--batch-size",
         "2500",
+        "--save-reweighting",
+        str(tmp_path / "rw"),
     )
     assert proc.returncode == 0 and "Kish efficiency" in proc.stdout and "wrote 6000 events" in proc.stdout
+    # the saved reweighting gives the same weights without refitting
+    reloaded = tmp_path / "reloaded.parquet"
+    args = ["sample", str(model_dir), "--conditions-from", str(root_file), "-o", str(reloaded), "--seed", "4"]
+    proc = run_here(*args, "--reweighting", str(tmp_path / "rw"))
+    assert proc.returncode == 0 and "reweighting from" in proc.stdout, proc.stderr
+    np.testing.assert_array_equal(
+        ak.from_parquet(reloaded).weight.to_numpy(), ak.from_parquet(weighted).weight.to_numpy()
+    )
+    fails_with(
+        run_here(*args, "--overwrite", "--reweighting", str(tmp_path / "rw"), "--reweight-against", f"{root_file}:mc"),
+        "not both",
+    )
+    fails_with(run_here(*args, "--overwrite", "--save-reweighting", str(tmp_path / "rw2")), "pass both")
+    fails_with(
+        run_here(*args, "--overwrite", "--reweighting", str(tmp_path / "nothing")), "no such reweighting directory"
+    )
     gen, base = ak.from_parquet(weighted), ak.from_parquet(plain)
     assert set(gen.fields) == {"a", "b", "c", "mu", "weight"}
     np.testing.assert_array_equal(gen.a.to_numpy(), base.a.to_numpy())  # the weights leave the events as they were

@@ -73,3 +73,61 @@ def test_surrogate_reweighting_of_a_poorly_trained_conditional_flow() -> None:
     assert before.auc > 0.6 and after.auc < before.auc - 0.05, (before.auc, after.auc)
     with pytest.raises(InputError, match="factor"):
         fit_surrogate_reweighting(model, train, factor=0)
+
+
+def test_reweighting_saves_and_loads_without_pickle(tmp_path) -> None:
+    import json
+    import zipfile
+
+    from mcsurrogate.errors import ModelDirectoryError, OutputExistsError
+    from mcsurrogate.refinement import Reweighting
+
+    rng = np.random.default_rng(23)
+    train, fit_sample, fresh = _events(rng, 3000, 0, 1), _events(rng, 3000, 0.1, 1.1), _events(rng, 2000, 0.1, 1.1)
+    rw = fit_reweighting(train, fit_sample, FEATURES, folds=2, learning_rate=0.2, max_iter=30, seed=3)
+    dest = rw.save(tmp_path / "rw")
+    assert sorted(p.name for p in dest.iterdir()) == ["classifiers.skops", "reweighting.json"]
+    names = zipfile.ZipFile(dest / "classifiers.skops").namelist()
+    assert "schema.json" in names and not any(n.endswith((".pkl", ".pickle")) for n in names)
+    back = Reweighting.load(dest)
+    np.testing.assert_array_equal(back.weights(fresh), rw.weights(fresh))
+    assert back.to_dict() == rw.to_dict()
+
+    with pytest.raises(OutputExistsError, match="exists already"):
+        rw.save(dest)
+    rw.save(dest, overwrite=True)  # replaces it whole: no temporary directory left beside it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rw"]
+
+    config = json.loads((dest / "reweighting.json").read_text())
+    (dest / "reweighting.json").write_text(json.dumps({**config, "format": "something else"}))
+    with pytest.raises(ModelDirectoryError, match="not a reweighting written by mcsurrogate"):
+        Reweighting.load(dest)
+    del config["clip"]
+    (dest / "reweighting.json").write_text(json.dumps(config))
+    with pytest.raises(
+        ModelDirectoryError, match=r"reweighting\.json: missing or malformed field \(KeyError\('clip'\)\)"
+    ):
+        Reweighting.load(dest)
+    (dest / "classifiers.skops").write_bytes(b"not a zip")
+    (dest / "reweighting.json").write_text(json.dumps({**config, "clip": 20.0}))
+    with pytest.raises(ModelDirectoryError, match=r"classifiers\.skops: not a readable skops file"):
+        Reweighting.load(dest)
+    with pytest.raises(ModelDirectoryError, match="no such reweighting directory"):
+        Reweighting.load(tmp_path / "missing")
+
+
+def test_reweighting_load_refuses_objects_other_than_its_trees(tmp_path) -> None:
+    import skops.io as sio
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+
+    from mcsurrogate.errors import ModelDirectoryError
+    from mcsurrogate.refinement import Reweighting
+
+    rng = np.random.default_rng(24)
+    a, b = _events(rng, 500, 0, 1), _events(rng, 500, 0.2, 1)
+    dest = fit_reweighting(a, b, FEATURES, folds=2, max_iter=5).save(tmp_path / "rw")
+    # a file swapped for one with other objects (skops refuses unknown types unless trusted; load trusts none)
+    sio.dump([Pipeline([("lr", LogisticRegression())]), print], dest / "classifiers.skops")
+    with pytest.raises(ModelDirectoryError, match="holds types a reweighting does not use, refused"):
+        Reweighting.load(dest)

@@ -11,25 +11,40 @@ What it costs: weights lower a sample's statistical power by the Kish efficiency
 fit; a ratio learned from a finite training sample also carries that sample's fluctuations at the classifier's
 resolution, so check the weighted sample on held-out MC (:func:`~mcsurrogate.validation.validate` with
 ``weights_candidate``) and count what it is worth there
-(:mod:`~mcsurrogate.validation.effective_statistics`). The boosted trees are not saved with the model (no pickle):
-refit them from the training MC, which takes a minute for 10⁵ events.
+(:mod:`~mcsurrogate.validation.effective_statistics`).
+
+:meth:`Reweighting.save` writes a directory without pickle: the numbers in ``reweighting.json`` and the boosted
+trees in ``classifiers.skops`` (skops' format: JSON and NumPy arrays in a zip; :meth:`Reweighting.load` trusts
+exactly the scikit-learn tree types and refuses any other object in it).
 """
 
 from __future__ import annotations
 
+import datetime as _dt
+import json
+import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import awkward as ak
 import numpy as np
 
-from .errors import InputError
+from . import __version__
+from .errors import InputError, ModelDirectoryError
+from .persistence import atomic_directory, atomic_write_text, read_json
 from .records import feature_matrix
 from .surrogate import Surrogate
 from .validation.density_ratio import DensityRatio, fit_density_ratio
 
 __all__ = ["Reweighting", "fit_reweighting", "fit_surrogate_reweighting"]
+
+REWEIGHTING_FORMAT = "mcsurrogate.reweighting"
+REWEIGHTING_SCHEMA_VERSION = 1
+#: the only types :meth:`Reweighting.load` lets skops build beyond its own trusted defaults
+_TRUSTED_TYPES = ("sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",)
 
 
 def _matrix(events: ak.Array | np.ndarray, features: list[str], name: str) -> np.ndarray:
@@ -75,6 +90,95 @@ class Reweighting:
             "n_generated": self.n_generated,
             "density_ratio": self.ratio.to_dict(),
         }
+
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+        """Write the reweighting to a directory, atomically: ``reweighting.json`` (features, clip, normalisation,
+        Kish efficiency, calibration, versions) and ``classifiers.skops`` (the cross-fitted boosted trees)."""
+        import sklearn
+        import skops
+        import skops.io as sio
+
+        config = {
+            "format": REWEIGHTING_FORMAT,
+            "schema_version": REWEIGHTING_SCHEMA_VERSION,
+            **self.to_dict(),
+            "versions": {"mcsurrogate": __version__, "scikit-learn": sklearn.__version__, "skops": skops.__version__},
+            "saved": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        with atomic_directory(path, overwrite=overwrite) as tmp:
+            sio.dump(list(self.ratio.models), tmp / "classifiers.skops")
+            atomic_write_text(tmp / "reweighting.json", json.dumps(config, indent=2))
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Reweighting:
+        """Load a directory written by :meth:`save`. Raises :class:`ModelDirectoryError` for a missing or damaged
+        directory, another format, or a classifier file holding types other than scikit-learn's boosted trees;
+        warns when the scikit-learn version differs from the one that saved it."""
+        import sklearn
+        import skops.io as sio
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        root = Path(path)
+        if not root.is_dir():
+            raise ModelDirectoryError(f"{root}: no such reweighting directory")
+        config = read_json(root / "reweighting.json")
+        if config.get("format") != REWEIGHTING_FORMAT:
+            raise ModelDirectoryError(
+                f"{root}: not a reweighting written by mcsurrogate (format {config.get('format')!r})"
+            )
+        if config.get("schema_version", 0) > REWEIGHTING_SCHEMA_VERSION:
+            raise ModelDirectoryError(
+                f"{root}: schema version {config['schema_version']} is newer than this mcsurrogate reads "
+                f"({REWEIGHTING_SCHEMA_VERSION}); upgrade mcsurrogate"
+            )
+        try:
+            features = [str(f) for f in config["features"]]
+            folds = int(config["density_ratio"]["folds"])
+            floats = {k: float(config[k]) for k in ("clip", "normalisation", "kish_efficiency")}
+            counts = {k: int(config[k]) for k in ("n_reference", "n_generated")}
+            prior_ratio = float(config["density_ratio"]["prior_ratio"])
+            calibration = dict(config["density_ratio"]["calibration"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelDirectoryError(f"{root / 'reweighting.json'}: missing or malformed field ({exc!r})") from exc
+        file = root / "classifiers.skops"
+        if not file.is_file():
+            raise ModelDirectoryError(f"{file}: file missing")
+        try:
+            untrusted = sio.get_untrusted_types(file=file)
+            unexpected = sorted(set(untrusted) - set(_TRUSTED_TYPES))
+            if unexpected:
+                raise ModelDirectoryError(f"{file}: holds types a reweighting does not use, refused: {unexpected}")
+            saved_with = config.get("versions", {}).get("scikit-learn")
+            if saved_with != sklearn.__version__:
+                warnings.warn(
+                    f"{root} was saved with scikit-learn {saved_with}, this is {sklearn.__version__}: check its weights",
+                    stacklevel=2,
+                )
+            models = sio.load(file, trusted=list(untrusted))
+        except ModelDirectoryError:
+            raise
+        except Exception as exc:  # skops raises many kinds on a damaged zip
+            raise ModelDirectoryError(f"{file}: not a readable skops file ({exc})") from exc
+        if (
+            not isinstance(models, list)
+            or len(models) != folds
+            or not all(isinstance(m, HistGradientBoostingClassifier) for m in models)
+            or any(m.n_features_in_ != len(features) for m in models)
+        ):
+            raise ModelDirectoryError(
+                f"{file}: expected {folds} boosted-tree classifiers of {len(features)} features, as reweighting.json says"
+            )
+        ratio = DensityRatio(models, prior_ratio, calibration)
+        return cls(
+            features=features,
+            ratio=ratio,
+            clip=floats["clip"],
+            normalisation=floats["normalisation"],
+            kish_efficiency=floats["kish_efficiency"],
+            n_reference=counts["n_reference"],
+            n_generated=counts["n_generated"],
+        )
 
 
 def fit_reweighting(

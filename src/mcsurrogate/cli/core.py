@@ -115,18 +115,34 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if conditions is None and args.n is None:
         raise InputError("pass -n N, the number of events to generate")
     reweighting = None
-    if args.reweight_against:
-        from ..refinement import fit_surrogate_reweighting
+    if args.reweight_against or args.reweighting:
+        from ..refinement import Reweighting, fit_surrogate_reweighting
 
         if "weight" in model.targets + model.conditions:
-            raise InputError(f"{args.model} has a column named 'weight': --reweight-against would overwrite it")
-        training = read_events(args.reweight_against)
-        # the fit's generated events use another seed than the written ones
-        reweighting = fit_surrogate_reweighting(model, training, seed=args.seed + 1_000_003)
-        print(
-            f"reweighting against {args.reweight_against}: Kish efficiency "
-            f"{reweighting.kish_efficiency:.3f} on {reweighting.n_generated} fit events"
-        )
+            raise InputError(f"{args.model} has a column named 'weight': reweighting would overwrite it")
+        if args.reweight_against and args.reweighting:
+            raise InputError("pass --reweight-against (fit the weights) or --reweighting (load them), not both")
+        if args.reweighting:
+            reweighting = Reweighting.load(args.reweighting)
+            expected = list(model.targets) + list(model.conditions)
+            if reweighting.features != expected:
+                raise InputError(
+                    f"--reweighting {args.reweighting} was fitted on the features {reweighting.features}; "
+                    f"{args.model} generates {expected}"
+                )
+            print(f"reweighting from {args.reweighting}: Kish efficiency {reweighting.kish_efficiency:.3f} at its fit")
+        else:
+            training = read_events(args.reweight_against)
+            # the fit's generated events use another seed than the written ones
+            reweighting = fit_surrogate_reweighting(model, training, seed=args.seed + 1_000_003)
+            print(
+                f"reweighting against {args.reweight_against}: Kish efficiency "
+                f"{reweighting.kish_efficiency:.3f} on {reweighting.n_generated} fit events"
+            )
+            if args.save_reweighting:
+                print(f"saved {reweighting.save(args.save_reweighting, overwrite=args.overwrite)}")
+    elif args.save_reweighting:
+        raise InputError("--save-reweighting saves the weights that --reweight-against fits: pass both")
     n_written = 0
     with EventWriter(args.output, tree=args.out_tree, overwrite=args.overwrite) as writer:
         for batch in model.sample_batches(args.n, conditions, seed=args.seed, batch_size=args.batch_size):
@@ -301,6 +317,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="TRAINING_FILE",
         help="the model's training MC (file.root[:tree] or .parquet): add a 'weight' column, w(x) = p_MC/p_gen "
         "of classifiers trained on it (ELSA's first step, mcsurrogate.refinement)",
+    )
+    p.add_argument(
+        "--save-reweighting",
+        metavar="DIR",
+        help="with --reweight-against: save the fitted reweighting (Reweighting.save, no pickle) for --reweighting",
+    )
+    p.add_argument(
+        "--reweighting",
+        metavar="DIR",
+        help="add a 'weight' column from a saved reweighting of this model instead of fitting one",
     )
     p.set_defaults(func=cmd_sample)
 
