@@ -92,6 +92,10 @@ def test_reweighting_saves_and_loads_without_pickle(tmp_path) -> None:
     back = Reweighting.load(dest)
     np.testing.assert_array_equal(back.weights(fresh), rw.weights(fresh))
     assert back.to_dict() == rw.to_dict()
+    config = json.loads((dest / "reweighting.json").read_text())
+    (dest / "reweighting.json").write_text(json.dumps({**config, "versions": {"scikit-learn": "0.0"}}))
+    with pytest.warns(UserWarning, match="saved with scikit-learn 0.0, this is"):
+        Reweighting.load(dest)
 
     with pytest.raises(OutputExistsError, match="exists already"):
         rw.save(dest)

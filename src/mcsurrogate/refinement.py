@@ -149,17 +149,17 @@ class Reweighting:
             unexpected = sorted(set(untrusted) - set(_TRUSTED_TYPES))
             if unexpected:
                 raise ModelDirectoryError(f"{file}: holds types a reweighting does not use, refused: {unexpected}")
-            saved_with = config.get("versions", {}).get("scikit-learn")
-            if saved_with != sklearn.__version__:
-                warnings.warn(
-                    f"{root} was saved with scikit-learn {saved_with}, this is {sklearn.__version__}: check its weights",
-                    stacklevel=2,
-                )
             models = sio.load(file, trusted=list(untrusted))
         except ModelDirectoryError:
             raise
         except Exception as exc:  # skops raises many kinds on a damaged zip
             raise ModelDirectoryError(f"{file}: not a readable skops file ({exc})") from exc
+        saved_with = config.get("versions", {}).get("scikit-learn")
+        if saved_with != sklearn.__version__:
+            warnings.warn(
+                f"{root} was saved with scikit-learn {saved_with}, this is {sklearn.__version__}: check its weights",
+                stacklevel=2,
+            )
         if (
             not isinstance(models, list)
             or len(models) != folds
