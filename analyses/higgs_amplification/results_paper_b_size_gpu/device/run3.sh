@@ -1,5 +1,6 @@
 #!/bin/bash
-# Third device command: train the 30 x 512 MADE-MoG (seed 2, the learning-curve recipe) and save it in parts.
+# Third device command: train the 30 x 512 MADE-MoG (SEED=2 by default, SEED=1 too; the learning-curve recipe) on
+# gpu_inputs/train.parquet from `export.py 400000 0 float64` and save it in parts for run.py --model.
 T0=$(date +%s)
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1

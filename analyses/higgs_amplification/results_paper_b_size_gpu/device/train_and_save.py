@@ -1,7 +1,8 @@
 """Train the 30 x 512 MADE-MoG as device_reweighted.py does and save it for run.py --model, its weights file gzipped
 and cut into parts that the size-limited transfer takes (at most 8 files of 16 MiB come back; the state dict is
-62.3 MiB with the MADE masks, 29.2 MiB gzipped). Run by run3.sh on 2026-12-04: best epoch 68, sha256 of the
-weights a9296a76...
+62.3 MiB with the MADE masks, 29.2 MiB gzipped). Run by run3.sh on 2026-12-04 on `export.py 400000 0 float64`:
+seed 2 best epoch 69, sha256 of the weights f55e7fd3..., seed 1 best epoch 67, b09109c7... (a first run on the float32
+export, a9296a76..., put the m_lv = m_W spike at float32(m_W): see export.py).
 
     python3 train_and_save.py SEED EPOCHS OUTDIR [BLOCKS HIDDEN]
     # back on the CPU machine: cat OUTDIR/weights.safetensors.gz.part* | gunzip > MODEL/weights.safetensors
