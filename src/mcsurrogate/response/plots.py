@@ -120,11 +120,11 @@ def plot_diphoton(target: ak.Array, generated: ak.Array, collection: str = "phot
         mplhep.histplot(vals[1], edges, ax=ax, color="tab:red", label="surrogate")
         ax.legend(fontsize="small")
         ax.tick_params(labelbottom=False)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = vals[1] / vals[0]
-            err = ratio * np.sqrt(1 / vals[0] + 1 / raw_generated)
+        filled = (vals[0] > 0) & (raw_generated > 0)  # the ratio and its error exist where both have events
+        ratio = vals[1][filled] / vals[0][filled]
+        err = ratio * np.sqrt(1 / vals[0][filled] + 1 / raw_generated[filled])
         centres = 0.5 * (edges[1:] + edges[:-1])
-        rax.errorbar(centres, ratio, yerr=err, fmt="o", ms=2, color="tab:red")
+        rax.errorbar(centres[filled], ratio, yerr=err, fmt="o", ms=2, color="tab:red")
         rax.axhline(1, color="k", lw=0.8)
         rax.set_ylim(0.8, 1.2)
         rax.set_xlabel(label)
