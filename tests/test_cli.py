@@ -146,6 +146,10 @@ def test_sample_reweighted_against_the_training_file(model_dir: Path, root_file:
         "not both",
     )
     fails_with(run_here(*args, "--overwrite", "--save-reweighting", str(tmp_path / "rw2")), "pass both")
+    refit = ["--reweight-against", f"{root_file}:mc", "--save-reweighting", str(tmp_path / "rw")]
+    proc = run_here(*args[:4], "-o", str(tmp_path / "new.parquet"), *refit)
+    fails_with(proc, "rw exists already")
+    assert "Kish efficiency" not in proc.stdout  # refused before the fit, not after it
     fails_with(
         run_here(*args, "--overwrite", "--reweighting", str(tmp_path / "nothing")), "no such reweighting directory"
     )

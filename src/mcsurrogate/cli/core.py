@@ -132,6 +132,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
                 )
             print(f"reweighting from {args.reweighting}: Kish efficiency {reweighting.kish_efficiency:.3f} at its fit")
         else:
+            if args.save_reweighting and Path(args.save_reweighting).exists() and not args.overwrite:
+                raise OutputExistsError(
+                    f"{args.save_reweighting} exists already; choose another directory or --overwrite"
+                )
             training = read_events(args.reweight_against)
             # the fit's generated events use another seed than the written ones
             reweighting = fit_surrogate_reweighting(model, training, seed=args.seed + 1_000_003)
