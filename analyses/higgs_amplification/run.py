@@ -739,6 +739,23 @@ def markdown(r: dict[str, Any]) -> str:
             "| model | parameters | epochs (best) | NLL | C2ST AUC [95 % CI] | p | max W1/base | median W1/base | FPD (base) | train ev/s | sample ev/s |",
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
+        for c in r["comparison"]:
+            if c["failure"]:
+                lines.append(f"| {c['name']} | — | failed to train: {c['failure']} | | | | | | | | |")
+                continue
+            lines.append(
+                f"| {c['name']} | {c['parameters']:,} | {c['epochs_run']} ({c['best_epoch']}) | {c['nll']:.3f} | "
+                f"{c['auc']:.4f} [{c['auc_ci'][0]:.4f}, {c['auc_ci'][1]:.4f}] | {c['p_value']:.2g} | "
+                f"{c['w1_ratio_max']:.2f} | {c['w1_ratio_median']:.2f} | {c['fpd']:.2g} ({c['fpd_baseline']:.2g}) | "
+                f"{c['train_events_per_second']:,.0f} | {c['sample_events_per_second']:,.0f} |"
+            )
+        lines += [
+            "",
+            (
+                f"Best: **{r['best_model']}**. ![comparison](comparison.png) ![W1 matrix](comparison_w1.png) "
+                "![training](training.png)"
+            ),
+        ]
     else:  # --model without the comparison that chose it
         trained_by = r["training"].get("trained_by")
         lines += [
@@ -750,27 +767,9 @@ def markdown(r: dict[str, Any]) -> str:
                 + "). ![training](training.png)"
             ),
         ]
-    for c in r["comparison"]:
-        if c["failure"]:
-            lines.append(f"| {c['name']} | — | failed to train: {c['failure']} | | | | | | | | |")
-            continue
-        lines.append(
-            f"| {c['name']} | {c['parameters']:,} | {c['epochs_run']} ({c['best_epoch']}) | {c['nll']:.3f} | "
-            f"{c['auc']:.4f} [{c['auc_ci'][0]:.4f}, {c['auc_ci'][1]:.4f}] | {c['p_value']:.2g} | "
-            f"{c['w1_ratio_max']:.2f} | {c['w1_ratio_median']:.2f} | {c['fpd']:.2g} ({c['fpd_baseline']:.2g}) | "
-            f"{c['train_events_per_second']:,.0f} | {c['sample_events_per_second']:,.0f} |"
-        )
     v = r["validation"]
     amp = r["amplification"]
     cc = r["classifier_cut"]["crosscheck"]
-    if r["comparison"]:
-        lines += [
-            "",
-            (
-                f"Best: **{r['best_model']}**. ![comparison](comparison.png) ![W1 matrix](comparison_w1.png) "
-                "![training](training.png)"
-            ),
-        ]
     lines += [
         "",
         "## Amplification and validation against held-out MC",
