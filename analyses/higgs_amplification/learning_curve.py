@@ -43,7 +43,7 @@ from mcsurrogate.amplification import (
     paper_b_candidates,
 )
 from mcsurrogate.errors import sigterm_raises
-from mcsurrogate.persistence import atomic_write_text
+from mcsurrogate.files import atomic_write_text
 from mcsurrogate.training import resolve_device
 
 log = logging.getLogger("learning_curve")

@@ -23,7 +23,7 @@ from run import FIT_BINS, FIT_RANGE, cached_sample, model_study_inputs, model_st
 
 from mcsurrogate.amplification import CONTINUOUS_FEATURES, feature_matrix, generate
 from mcsurrogate.errors import sigterm_raises
-from mcsurrogate.persistence import atomic_write_text
+from mcsurrogate.files import atomic_write_text
 from mcsurrogate.stats import train_signal_classifier
 
 log = logging.getLogger("mbb_window_check")

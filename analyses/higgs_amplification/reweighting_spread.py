@@ -22,7 +22,7 @@ from run import model_study_inputs, model_study_parser  # run.py beside this scr
 
 from mcsurrogate.amplification import CONTINUOUS_FEATURES, feature_matrix, generate
 from mcsurrogate.errors import sigterm_raises
-from mcsurrogate.persistence import atomic_write_text
+from mcsurrogate.files import atomic_write_text
 from mcsurrogate.refinement import fit_reweighting
 from mcsurrogate.validation import c2st
 

@@ -63,7 +63,7 @@ from mcsurrogate.amplification import (
 from mcsurrogate.errors import sigterm_raises
 from mcsurrogate.generators.higgs_benchmark import Process, exact_w_mass
 from mcsurrogate.io import read_events
-from mcsurrogate.persistence import atomic_write_text
+from mcsurrogate.files import atomic_write_text
 from mcsurrogate.refinement import fit_reweighting
 from mcsurrogate.stats import (
     Sample,

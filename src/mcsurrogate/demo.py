@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import OutputExistsError
-from .persistence import atomic_directory
+from .files import atomic_directory
 
 __all__ = ["run_demo"]
 

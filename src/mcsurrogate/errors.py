@@ -23,6 +23,7 @@ __all__ = [
     "MCSurrogateError",
     "MissingExtraError",
     "ModelDirectoryError",
+    "OutputError",
     "OutputExistsError",
     "Terminated",
     "TrainingError",
@@ -39,8 +40,12 @@ class InputError(MCSurrogateError, ValueError):
     """Bad user input: a missing file, tree, branch or column, NaNs, wrong types or sizes."""
 
 
-class OutputExistsError(MCSurrogateError, FileExistsError):
-    """An output path exists already and the caller did not ask to overwrite it."""
+class OutputError(MCSurrogateError, OSError):
+    """An output cannot be written: a read-only directory, a file where a directory is needed, another writer."""
+
+
+class OutputExistsError(OutputError, FileExistsError):
+    """An output path exists already (or another process is writing it) and the caller did not ask to overwrite."""
 
 
 class ModelDirectoryError(MCSurrogateError):

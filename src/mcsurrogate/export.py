@@ -65,7 +65,7 @@ from .errors import InputError, MCSurrogateError, OutputExistsError, require_ext
 from .flows import FlowModel, MADEMoG
 from .flows.coupling import InvertibleLinear
 from .flows.distilled import DistilledFlow, MLPSampler
-from .persistence import replace_atomically, temporary_path
+from .files import replace_atomically, temporary_path
 
 if TYPE_CHECKING:
     from .surrogate import Surrogate

@@ -38,7 +38,7 @@ import awkward as ak
 import numpy as np
 
 from .errors import InputError, OutputExistsError
-from .persistence import replace_atomically, temporary_path
+from .files import publish, temporary_path
 
 __all__ = [
     "PARQUET_SUFFIXES",
@@ -541,7 +541,7 @@ class EventWriter:
             if self.n_chunks == 0:
                 raise InputError(f"no events were given, so {self.dest} was not written (write at least one chunk)")
             self._check_dest()
-            replace_atomically(tmp, self.dest)
+            publish(tmp, self.dest, overwrite=self.overwrite)
         finally:
             tmp.unlink(missing_ok=True)
 

@@ -34,7 +34,7 @@ import numpy as np
 
 from . import __version__
 from .errors import InputError, ModelDirectoryError
-from .persistence import atomic_directory, atomic_write_text, read_json
+from .files import atomic_directory, atomic_write_text, read_json
 from .records import feature_matrix
 from .surrogate import Surrogate
 from .validation.density_ratio import DensityRatio, fit_density_ratio

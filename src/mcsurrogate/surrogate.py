@@ -33,7 +33,8 @@ from . import __version__
 from .errors import InputError, ModelDirectoryError
 from .flows import FlowConfig, FlowModel, build_flow
 from .flows.distilled import DistillConfig, DistilledFlow, MLPSampler, distill_flow
-from .persistence import atomic_directory, atomic_write_text, load_tensors, read_json, save_tensors
+from .files import atomic_directory, atomic_write_text, read_json
+from .persistence import load_tensors, save_tensors
 from .preprocessing import Preprocessor
 from .records import FeatureSpec, from_matrix, to_matrix, to_objects
 from .training import Split, TrainConfig, TrainResult, fingerprint, resolve_device, split_indices, train_flow

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, OutputExistsError
-from ..persistence import atomic_write_text
+from ..files import atomic_write_text
 
 #: the names of mcsurrogate.response.surrogate.PRESETS, repeated here so that parsing the command line needs no torch
 RESPONSE_PRESETS = ("paper-a", "spline", "spline-ar", "affine-spline", "demo")

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, OutputExistsError
-from ..persistence import atomic_write_text
+from ..files import atomic_write_text
 
 
 def _floats(text: str, what: str) -> list[float]:

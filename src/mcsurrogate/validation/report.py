@@ -24,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..errors import InputError
-from ..persistence import atomic_write_text
+from ..files import atomic_write_text
 from .c2st import C2STResult, _check, _weights, c2st
 from .correlations import CorrelationComparison, compare_correlations
 from .density_ratio import fit_density_ratio
