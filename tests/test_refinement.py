@@ -47,7 +47,7 @@ def test_reweighting_refuses_bad_input_by_name() -> None:
     with pytest.raises(InputError, match="clip must be > 1"):
         fit_reweighting(a, b, FEATURES, clip=1.0)
     rw = fit_reweighting(a, b, FEATURES, folds=2, max_iter=5)
-    with pytest.raises(InputError, match=r"2 features: \['met', 'm_jj'\]"):
+    with pytest.raises(InputError, match=r"shape \(n, 2\) for columns \['met', 'm_jj'\]"):
         rw.weights(np.zeros((3, 3)))
     with pytest.raises(InputError, match="NaN/inf"):
         rw.weights(np.array([[1.0, np.nan]]))

@@ -261,6 +261,7 @@ def test_the_flow_kept_is_the_averaged_one_of_the_best_epoch() -> None:
     assert float(nll.mean()) == pytest.approx(result.history[result.best_epoch - 1].val_nll, rel=1e-5)
 
 
+@pytest.mark.filterwarnings("ignore:1 of 4000 training events hold extreme values:UserWarning")  # the test row, yes
 def test_validation_events_beyond_the_fitted_logit_range_are_left_out_and_counted(small_events: ak.Array) -> None:
     cfg = FAST | {"epochs": 1}
     split = split_indices(len(small_events), TrainConfig().fractions, cfg.get("seed", 0))

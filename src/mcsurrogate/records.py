@@ -34,6 +34,7 @@ import awkward as ak
 import numpy as np
 import vector
 
+from .arguments import check_columns, describe
 from .errors import InputError
 
 vector.register_awkward()
@@ -127,6 +128,10 @@ class ObjectSlots:
         fields = (self.fields,) if isinstance(self.fields, str) else tuple(self.fields)
         if not fields or len(set(fields)) != len(fields) or not all(isinstance(f, str) and f for f in fields):
             raise InputError(f"ObjectSlots.fields must be distinct, non-empty field names, got {self.fields!r}")
+        for attr in ("prefix", "sort_by"):
+            value = getattr(self, attr)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise InputError(f"ObjectSlots.{attr} must be a non-empty string or None, got {value!r}")
         object.__setattr__(self, "fields", fields)
         object.__setattr__(self, "n", int(self.n))
 
@@ -300,7 +305,11 @@ class DerivedObservable:
             raise InputError(f"DerivedObservable.name must be a non-empty column name, got {self.name!r}")
         if self.kind not in _KINDS:
             raise InputError(f"DerivedObservable {self.name!r}: unknown kind {self.kind!r}; kinds: {list(_KINDS)}")
-        idx = tuple(self.indices)
+        if not isinstance(self.collection, str) or not self.collection:
+            raise InputError(
+                f"DerivedObservable {self.name!r}: collection must be a non-empty field name, got {self.collection!r}"
+            )
+        idx = tuple(self.indices) if isinstance(self.indices, (Sequence, np.ndarray)) else ()
         if (
             len(idx) != 2
             or any(isinstance(i, bool) or not isinstance(i, (int, np.integer)) or i < 0 for i in idx)
@@ -363,6 +372,8 @@ class FlattenReport:
     n_kept: int
     dropped_too_few_objects: int = 0
     dropped_nonfinite: dict[str, int] = field(default_factory=dict)
+    #: the kept rows as indices into the events given, in order (not serialised)
+    kept_rows: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -395,16 +406,14 @@ class FeatureSpec:
     too_few_objects: TooFew = "drop"
 
     def __post_init__(self) -> None:
-        if isinstance(self.targets, str) or not self.targets:
-            raise InputError(f"FeatureSpec needs at least one target column, got targets={self.targets!r}")
-        for attr in ("targets", "conditions"):
+        if self.conditions is None:
+            self.conditions = []
+        self.targets = check_columns(self.targets, "FeatureSpec.targets")
+        self.conditions = check_columns(self.conditions, "FeatureSpec.conditions", allow_empty=True)
+        for attr in ("objects", "derived"):
             value = getattr(self, attr)
-            if isinstance(value, str) or not all(isinstance(c, str) and c for c in value):
-                raise InputError(f"FeatureSpec.{attr} must be a list of column names, got {value!r}")
-            setattr(self, attr, list(value))
-            dup = sorted({c for c in value if list(value).count(c) > 1})
-            if dup:
-                raise InputError(f"FeatureSpec.{attr} lists {dup} more than once")
+            if isinstance(value, (str, Mapping)) or not isinstance(value, Sequence):
+                raise InputError(f"FeatureSpec.{attr} must be a list, got {describe(value)}")
         self.objects = [o if isinstance(o, ObjectSlots) else ObjectSlots.from_dict(o) for o in self.objects]
         self.derived = [d if isinstance(d, DerivedObservable) else DerivedObservable.from_dict(d) for d in self.derived]
         if self.too_few_objects not in _TOO_FEW:
@@ -482,8 +491,33 @@ class FeatureSpec:
         order = self.columns + [c for c in produced if c not in self.columns]
         columns = {c: values[c] if c in values else _promoted(kept[c]) for c in order}
         flat = ak.zip(columns, depth_limit=1)
-        report = FlattenReport(n_input=len(events), n_kept=len(kept), dropped_too_few_objects=n_bad)
+        report = FlattenReport(
+            n_input=len(events), n_kept=len(kept), dropped_too_few_objects=n_bad, kept_rows=np.flatnonzero(keep)
+        )
         return flat, report
+
+    def discrete_columns(self, events: ak.Array, columns: Sequence[str]) -> dict[str, str]:
+        """The columns among ``columns`` whose values come from boolean or integer fields of ``events`` (flat fields
+        or fields of object slots; derived observables are float), with their type (``bool``, ``int64`` …)."""
+        objects, derived = self._active(events)
+        slot_fields = {o.column(i, f): (o.collection, f) for o in objects for i in range(1, o.n + 1) for f in o.fields}
+        derived_names = {d.name for d in derived}
+        out: dict[str, str] = {}
+        for col in columns:
+            if col in slot_fields:
+                collection, name = slot_fields[col]
+                t = events[collection][name].type.content
+            elif col in derived_names or col not in events.fields:
+                continue
+            else:
+                t = events[col].type.content
+            while isinstance(t, (ak.types.OptionType, ak.types.ListType, ak.types.RegularType)):
+                if t.parameter("__array__") in ("string", "bytestring"):
+                    break
+                t = t.content
+            if isinstance(t, ak.types.NumpyType) and (t.primitive == "bool" or "int" in t.primitive):
+                out[col] = t.primitive
+        return out
 
     def matrices(
         self, events: ak.Array, *, nonfinite: Literal["raise", "drop"] = "raise"
@@ -509,6 +543,8 @@ class FeatureSpec:
             _, keep = check_finite(both, self.columns, policy=nonfinite, what="targets and conditions")
             report.dropped_nonfinite = {col: int(k) for col, k in zip(self.columns, bad.sum(axis=0), strict=False) if k}
             report.n_kept = int(keep.sum())
+            if report.kept_rows is not None:
+                report.kept_rows = report.kept_rows[keep]
             flat, x = flat[keep], x[keep]
             c = None if c is None else c[keep]
         return flat, x, c, report

@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
+import numbers as _numbers
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,10 +35,21 @@ import awkward as ak
 import numpy as np
 
 from . import __version__
+from .arguments import (
+    check_bool,
+    check_columns,
+    check_float,
+    check_int,
+    check_numeric_matrix,
+    check_path,
+    check_seed,
+    describe,
+    is_pandas,
+)
 from .errors import InputError, ModelDirectoryError
 from .files import atomic_directory, atomic_write_text, read_json
 from .records import feature_matrix
-from .surrogate import Surrogate
+from .surrogate import Surrogate, check_schema_version
 from .validation.density_ratio import DensityRatio, fit_density_ratio
 
 __all__ = ["Reweighting", "fit_reweighting", "fit_surrogate_reweighting"]
@@ -47,12 +60,37 @@ REWEIGHTING_SCHEMA_VERSION = 1
 _TRUSTED_TYPES = ("sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",)
 
 
-def _matrix(events: ak.Array | np.ndarray, features: list[str], name: str) -> np.ndarray:
-    """The (n, d) float64 matrix of ``features``: from records, or an array of them in that order (shape checked)."""
-    x = feature_matrix(events, features) if isinstance(events, ak.Array) else np.asarray(events, dtype=np.float64)
-    if x.ndim != 2 or x.shape[1] != len(features):
-        raise InputError(f"the {name} events must be ({len(features)} features: {features}), got shape {x.shape}")
-    return x
+def _matrix(events: Any, features: list[str], name: str) -> np.ndarray:
+    """The (n, d) float64 matrix of ``features``: from records, a pandas DataFrame or a dict of columns (by name), or
+    an array of them in that order (shape checked)."""
+    if isinstance(events, ak.Array):
+        return feature_matrix(events, features)
+    if isinstance(events, Mapping) or is_pandas(events):
+        present = [str(c) for c in (events.keys() if isinstance(events, Mapping) else events.columns)]
+        missing = [f for f in features if f not in present]
+        if missing:
+            raise InputError(f"the {name} events lack the columns {missing}; they have {present}")
+        columns = []
+        for f in features:
+            column = np.asarray(events[f])
+            if column.dtype.kind not in "biuf" or column.ndim != 1:
+                raise InputError(
+                    f"the {name} events' column {f!r} must hold numbers (one per event), got dtype {column.dtype}"
+                )
+            columns.append(column.astype(np.float64))
+        if len({len(c) for c in columns}) > 1:
+            raise InputError(f"the {name} events' columns differ in length: {[len(c) for c in columns]}")
+        return np.column_stack(columns)
+    if not isinstance(events, (np.ndarray, list, tuple)):
+        raise InputError(
+            f"the {name} events must be records, a DataFrame, a dict of columns or an (n, {len(features)}) array of "
+            f"{features}, got {describe(events)}"
+        )
+    return check_numeric_matrix(events, f"the {name} events", features)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, _numbers.Real) and not isinstance(value, bool)
 
 
 @dataclass
@@ -94,6 +132,8 @@ class Reweighting:
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
         """Write the reweighting to a directory, atomically: ``reweighting.json`` (features, clip, normalisation,
         Kish efficiency, calibration, versions) and ``classifiers.skops`` (the cross-fitted boosted trees)."""
+        path = check_path(path, "path")
+        overwrite = check_bool(overwrite, "overwrite")
         import sklearn
         import skops
         import skops.io as sio
@@ -119,41 +159,65 @@ class Reweighting:
         import skops.io as sio
         from sklearn.ensemble import HistGradientBoostingClassifier
 
-        root = Path(path)
+        root = check_path(path, "path")
         if not root.is_dir():
             raise ModelDirectoryError(f"{root}: no such reweighting directory")
-        config = read_json(root / "reweighting.json")
+        file = root / "reweighting.json"
+        config = read_json(file)
         if config.get("format") != REWEIGHTING_FORMAT:
             raise ModelDirectoryError(
                 f"{root}: not a reweighting written by mcsurrogate (format {config.get('format')!r})"
             )
-        if config.get("schema_version", 0) > REWEIGHTING_SCHEMA_VERSION:
-            raise ModelDirectoryError(
-                f"{root}: schema version {config['schema_version']} is newer than this mcsurrogate reads "
-                f"({REWEIGHTING_SCHEMA_VERSION}); upgrade mcsurrogate"
-            )
+        check_schema_version(config, file, REWEIGHTING_SCHEMA_VERSION, "reweighting")
         try:
-            features = [str(f) for f in config["features"]]
-            folds = int(config["density_ratio"]["folds"])
-            floats = {k: float(config[k]) for k in ("clip", "normalisation", "kish_efficiency")}
-            counts = {k: int(config[k]) for k in ("n_reference", "n_generated")}
-            prior_ratio = float(config["density_ratio"]["prior_ratio"])
-            calibration = dict(config["density_ratio"]["calibration"])
+            ratio_config = config["density_ratio"]
+            features = check_columns(config["features"], "'features'")
+            folds = check_int(ratio_config["folds"], "'density_ratio.folds'", minimum=2)
+            calibration = dict(ratio_config["calibration"])
+            numbers = {k: config[k] for k in ("clip", "normalisation", "kish_efficiency", "n_reference", "n_generated")}
+            prior_ratio = ratio_config["prior_ratio"]
         except (KeyError, TypeError, ValueError) as exc:
-            raise ModelDirectoryError(f"{root / 'reweighting.json'}: missing or malformed field ({exc!r})") from exc
-        file = root / "classifiers.skops"
-        if not file.is_file():
-            raise ModelDirectoryError(f"{file}: file missing")
+            raise ModelDirectoryError(f"{file}: missing or malformed field ({exc!r})") from exc
+        except InputError as exc:
+            raise ModelDirectoryError(f"{file}: {exc}") from None
+        # a weight column is w / normalisation: 0, a negative or a non-finite number gives inf, negative or NaN weights
+        limits = {
+            "normalisation": (0.0, "a finite number > 0"),
+            "density_ratio.prior_ratio": (0.0, "a finite number > 0"),
+            "clip": (1.0, "a finite number > 1"),
+        }
+        values = {
+            "normalisation": numbers["normalisation"],
+            "density_ratio.prior_ratio": prior_ratio,
+            "clip": numbers["clip"],
+        }
+        for key, (above, expected) in limits.items():
+            value = values[key]
+            if not _is_real(value) or not math.isfinite(value) or not value > above:
+                raise ModelDirectoryError(f"{file}: {key!r} must be {expected}, got {value!r}")
+        kish = numbers["kish_efficiency"]
+        if not _is_real(kish) or not 0 < kish <= 1:
+            raise ModelDirectoryError(f"{file}: 'kish_efficiency' must be a number in (0, 1], got {kish!r}")
+        for key in ("n_reference", "n_generated"):
+            count = numbers[key]
+            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+                raise ModelDirectoryError(f"{file}: {key!r} must be a positive integer, got {count!r}")
+        floats = {k: float(numbers[k]) for k in ("clip", "normalisation", "kish_efficiency")}
+        counts = {k: int(numbers[k]) for k in ("n_reference", "n_generated")}
+        prior_ratio = float(prior_ratio)
+        trees = root / "classifiers.skops"
+        if not trees.is_file():
+            raise ModelDirectoryError(f"{trees}: file missing")
         try:
-            untrusted = sio.get_untrusted_types(file=file)
+            untrusted = sio.get_untrusted_types(file=trees)
             unexpected = sorted(set(untrusted) - set(_TRUSTED_TYPES))
             if unexpected:
-                raise ModelDirectoryError(f"{file}: holds types a reweighting does not use, refused: {unexpected}")
-            models = sio.load(file, trusted=list(untrusted))
+                raise ModelDirectoryError(f"{trees}: holds types a reweighting does not use, refused: {unexpected}")
+            models = sio.load(trees, trusted=list(untrusted))
         except ModelDirectoryError:
             raise
         except Exception as exc:  # skops raises many kinds on a damaged zip
-            raise ModelDirectoryError(f"{file}: not a readable skops file ({exc})") from exc
+            raise ModelDirectoryError(f"{trees}: not a readable skops file ({exc})") from exc
         saved_with = config.get("versions", {}).get("scikit-learn")
         if saved_with != sklearn.__version__:
             warnings.warn(
@@ -167,7 +231,7 @@ class Reweighting:
             or any(m.n_features_in_ != len(features) for m in models)
         ):
             raise ModelDirectoryError(
-                f"{file}: expected {folds} boosted-tree classifiers of {len(features)} features, as reweighting.json says"
+                f"{trees}: expected {folds} boosted-tree classifiers of {len(features)} features, as reweighting.json says"
             )
         ratio = DensityRatio(models, prior_ratio, calibration)
         return cls(
@@ -199,11 +263,12 @@ def fit_reweighting(
     iterations, early stopping each); ``clip`` bounds the ratio to [1/clip, clip] so a few events cannot carry
     the sample. Seeded: the same inputs and seed give the same weights.
     """
-    features = list(features)
-    if not features or len(set(features)) != len(features):
-        raise InputError(f"features must be a non-empty list of distinct names, got {features}")
-    if not clip > 1:
-        raise InputError(f"clip must be > 1, got {clip!r}")
+    features = check_columns(features, "features")
+    clip = check_float(clip, "clip", above=1.0)
+    folds = check_int(folds, "folds", minimum=2)
+    learning_rate = check_float(learning_rate, "learning_rate", above=0.0)
+    max_iter = check_int(max_iter, "max_iter", minimum=1)
+    seed = check_seed(seed, generator=False)
     x_ref, x_gen = _matrix(reference, features, "reference"), _matrix(generated, features, "generated")
     ratio = fit_density_ratio(x_ref, x_gen, folds=folds, learning_rate=learning_rate, max_iter=max_iter, seed=seed)
     w = ratio.weights(x_gen, clip=clip)
@@ -233,8 +298,10 @@ def fit_surrogate_reweighting(
     targets + conditions and apply to events generated at other conditions too. ``kw`` go to
     :func:`fit_reweighting` (``folds``, ``learning_rate``, ``max_iter``, ``clip``).
     """
-    if not isinstance(factor, int) or factor < 1:
-        raise InputError(f"factor must be a positive integer, got {factor!r}")
+    if not isinstance(model, Surrogate):
+        raise InputError(f"model must be a Surrogate, got {describe(model)}")
+    factor = check_int(factor, "factor", minimum=1)
+    check_seed(seed, generator=False)
     _, x, c, _ = model.spec.flat_matrices(training_events, nonfinite="drop")
     if len(x) == 0:
         raise InputError("the training events hold no event with finite targets and conditions")

@@ -16,9 +16,13 @@ A model directory holds ``config.json`` (schema-versioned), ``preprocessing.json
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as _dt
+import functools
 import json
 import os
+import types
+import typing
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -30,16 +34,27 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__
+from .arguments import (
+    check_bool,
+    check_choice,
+    check_columns,
+    check_int,
+    check_numeric_matrix,
+    check_path,
+    check_seed,
+    describe,
+    is_pandas,
+)
 from .errors import InputError, ModelDirectoryError
-from .flows import FlowConfig, FlowModel, build_flow
-from .flows.distilled import DistillConfig, DistilledFlow, MLPSampler, distill_flow
 from .files import atomic_directory, atomic_write_text, read_json
+from .flows import FLOW_FAMILIES, FlowConfig, FlowModel, build_flow
+from .flows.distilled import DistillConfig, DistilledFlow, MLPSampler, distill_flow
 from .persistence import load_tensors, save_tensors
-from .preprocessing import Preprocessor
+from .preprocessing import OUTLIER_Z, Preprocessor, extreme_outliers
 from .records import FeatureSpec, from_matrix, to_matrix, to_objects
 from .training import Split, TrainConfig, TrainResult, fingerprint, resolve_device, split_indices, train_flow
 
-__all__ = ["MODEL_FORMAT", "SCHEMA_VERSION", "Surrogate"]
+__all__ = ["MODEL_FORMAT", "SCHEMA_VERSION", "Surrogate", "check_schema_version"]
 
 MODEL_FORMAT = "mcsurrogate.surrogate"
 #: the newest model schema this version reads; 1: a flow, 2: adds ``distilled_sampler`` (written only by distilled
@@ -54,6 +69,11 @@ def _as_flow_config(flow: FlowConfig | str | Mapping[str, Any]) -> FlowConfig:
         return flow
     if isinstance(flow, str):
         return FlowConfig(model=flow)
+    if not isinstance(flow, Mapping):
+        raise InputError(
+            f"flow must be a family name ({', '.join(FLOW_FAMILIES)}), a FlowConfig or a dict of its fields, "
+            f"got {describe(flow)}"
+        )
     return FlowConfig.from_dict(dict(flow))
 
 
@@ -62,7 +82,137 @@ def _as_train_config(training: TrainConfig | Mapping[str, Any] | None) -> TrainC
         return TrainConfig()
     if isinstance(training, TrainConfig):
         return training
+    if not isinstance(training, Mapping):
+        raise InputError(f"training must be a TrainConfig or a dict of its fields, got {describe(training)}")
     return TrainConfig.from_dict(dict(training))
+
+
+def _frame_matrix(frame: Any, columns: list[str]) -> np.ndarray:
+    """The float64 matrix of ``columns`` of a pandas DataFrame, by name (missing values → NaN)."""
+    present = [str(c) for c in frame.columns]
+    missing = [c for c in columns if c not in present]
+    if missing:
+        raise InputError(
+            f"the conditions lack column(s) {missing}; this model needs {columns}, the DataFrame has {present}"
+        )
+    out = np.empty((len(frame), len(columns)), dtype=np.float64)
+    for j, col in enumerate(columns):
+        series = frame[col]
+        if getattr(series.dtype, "kind", "O") not in "biuf":
+            raise InputError(f"condition column {col!r} of the DataFrame has dtype {series.dtype}, not numbers")
+        out[:, j] = series.to_numpy(dtype=np.float64, na_value=np.nan)
+    return out
+
+
+#: what the samplers take as ``conditions``, for messages
+_CONDITION_TYPES = (
+    "an awkward record array, a pandas DataFrame, a dict of columns or a numpy array (n, {k}) in the order {cols}"
+)
+
+
+def check_schema_version(config: Mapping[str, Any], file: Path, newest: int, what: str) -> int:
+    """``config["schema_version"]``, checked: present, an integer, ≥ 1 and at most ``newest`` (else "upgrade");
+    :class:`ModelDirectoryError` naming ``file`` otherwise. ``what`` names the kind of directory (``model``)."""
+    if "schema_version" not in config:
+        raise ModelDirectoryError(
+            f"{file} has no 'schema_version' (every {what} mcsurrogate writes has one): damaged or not mcsurrogate's"
+        )
+    version = config["schema_version"]
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ModelDirectoryError(
+            f"{file}: schema_version must be an integer (1 to {newest} for this mcsurrogate {__version__}), "
+            f"got {describe(version)}"
+        )
+    if version < 1:
+        raise ModelDirectoryError(
+            f"{file}: schema_version {version} is not a {what} schema mcsurrogate ever wrote (1 to {newest}); "
+            "the file is damaged"
+        )
+    if version > newest:
+        raise ModelDirectoryError(
+            f"{file}: {what} schema_version {version} is newer than this mcsurrogate {__version__} reads "
+            f"(schema {newest}); upgrade mcsurrogate"
+        )
+    return version
+
+
+def _json_schema(tp: Any) -> dict[str, Any]:
+    """The JSON schema of a field type of a configuration dataclass (int, float, str, bool, Literal, X | None,
+    tuples and lists, nested dataclasses)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is bool:
+        return {"type": "boolean"}
+    if tp is int:
+        return {"type": "integer"}
+    if tp is float:
+        return {"type": "number"}
+    if tp is str:
+        return {"type": "string"}
+    if tp is type(None):
+        return {"type": "null"}
+    if origin is Literal:
+        return {"enum": list(args)}
+    if origin in (typing.Union, types.UnionType):
+        return {"anyOf": [_json_schema(a) for a in args]}
+    if origin in (tuple, list):
+        return {"type": "array", "items": _json_schema(args[0])} if args else {"type": "array"}
+    if dataclasses.is_dataclass(tp):
+        return _dataclass_schema(tp)
+    return {}
+
+
+def _dataclass_schema(cls: Any, required: Sequence[str] = ()) -> dict[str, Any]:
+    """The JSON schema of a configuration dataclass's ``to_dict``: its fields' types, those without a default (and
+    ``required``) required, no other keys."""
+    hints = typing.get_type_hints(cls)
+    fields = dataclasses.fields(cls)
+    return {
+        "type": "object",
+        "properties": {f.name: _json_schema(hints[f.name]) for f in fields},
+        "required": sorted(
+            {f.name for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+            | set(required)
+        ),
+        "additionalProperties": False,
+    }
+
+
+@functools.cache
+def _config_schema() -> dict[str, Any]:
+    """The JSON schema of ``config.json`` (after its format and schema version are checked)."""
+    flow = _dataclass_schema(FlowConfig, required=["model"])
+    flow["properties"]["model"] = {"enum": list(FLOW_FAMILIES)}
+    return {
+        "type": "object",
+        "required": ["format", "schema_version", "spec", "flow", "training"],
+        "properties": {
+            "spec": _dataclass_schema(FeatureSpec),
+            "flow": flow,
+            "training": _dataclass_schema(TrainConfig),
+            "distilled_sampler": {"anyOf": [{"type": "null"}, _dataclass_schema(DistillConfig)]},
+            "mcsurrogate_version": {"type": "string"},
+            "saved": {"type": "string"},
+        },
+    }
+
+
+def _validate_config(config: Mapping[str, Any], file: Path) -> None:
+    """Check ``config.json`` against :func:`_config_schema`; :class:`ModelDirectoryError` names each wrong key."""
+    import jsonschema
+
+    problems = []
+    errors = jsonschema.Draft202012Validator(_config_schema()).iter_errors(config)
+    for error in sorted(errors, key=lambda e: [str(p) for p in e.absolute_path]):
+        where = ".".join(str(p) for p in error.absolute_path)
+        if error.validator == "required" and isinstance(error.instance, Mapping):
+            for key in error.validator_value:
+                if key not in error.instance:
+                    name = f"{where}.{key}" if where else key
+                    problems.append(f"{name!r} is missing")
+        else:
+            problems.append(f"{where or 'the top level'!r}: {error.message}")
+    if problems:
+        raise ModelDirectoryError(f"{file}: " + "; ".join(problems))
 
 
 class Surrogate:
@@ -98,13 +248,20 @@ class Surrogate:
         training: TrainConfig | Mapping[str, Any] | None = None,
     ) -> None:
         if spec is None:
-            if not targets:
+            if targets is None or (isinstance(targets, (list, tuple)) and not targets):
                 raise InputError(
                     "a surrogate needs at least one target column (targets=[...] or spec=FeatureSpec(...))"
                 )
-            spec = FeatureSpec(targets=list(targets), conditions=list(conditions or []))
+            spec = FeatureSpec(
+                targets=check_columns(targets, "targets"),
+                conditions=[] if conditions is None else check_columns(conditions, "conditions", allow_empty=True),
+            )
         elif targets is not None or conditions is not None:
             raise InputError("give either targets/conditions or spec, not both")
+        elif isinstance(spec, Mapping):
+            spec = FeatureSpec.from_dict(spec)
+        elif not isinstance(spec, FeatureSpec):
+            raise InputError(f"spec must be a FeatureSpec or a dict of its fields, got {describe(spec)}")
         overlap = sorted(set(spec.targets) & set(spec.conditions))
         if overlap:
             raise InputError(f"columns {overlap} are listed both as targets and as conditions")
@@ -121,6 +278,15 @@ class Surrogate:
             if isinstance(condition_preprocessing, Preprocessor)
             else Preprocessor(spec.conditions, condition_preprocessing)
         )
+        for what, pre, columns in (
+            ("preprocessing", self.preprocessor, spec.targets),
+            ("condition_preprocessing", self.condition_preprocessor, spec.conditions),
+        ):
+            if pre is not None and list(pre.columns) != list(columns):
+                raise InputError(
+                    f"{what} is a Preprocessor of columns {pre.columns}, but the model's "
+                    f"{'targets' if what == 'preprocessing' else 'conditions'} {list(columns)} need one of those, in order"
+                )
         self.model: FlowModel | DistilledFlow | None = None
         self.distill_config: DistillConfig | None = None
         self.result: TrainResult | None = None
@@ -155,9 +321,12 @@ class Surrogate:
     # -- data ------------------------------------------------------------------------------------------
     def _prepare(
         self, events: ak.Array, nonfinite: Literal["raise", "drop"]
-    ) -> tuple[ak.Array, np.ndarray, np.ndarray | None, dict[str, Any]]:
-        """Flat records, target and condition matrices (float64) and a report of what was dropped."""
+    ) -> tuple[ak.Array, np.ndarray, np.ndarray | None, dict[str, Any], np.ndarray]:
+        """Flat records, target and condition matrices (float64), a report of what was dropped and the kept rows (as
+        indices into ``events``)."""
+        check_choice(nonfinite, "nonfinite", ("raise", "drop"))
         flat, x, c, report = self.spec.flat_matrices(events, nonfinite=nonfinite)
+        rows = report.kept_rows if report.kept_rows is not None else np.arange(len(x))
         info = report.to_dict()
         inside = self.preprocessor.in_domain(x)
         if not inside.all():
@@ -168,23 +337,73 @@ class Surrogate:
                 "preprocessing and were dropped",
                 stacklevel=3,
             )
-            flat, x = flat[inside], x[inside]
+            flat, x, rows = flat[inside], x[inside], rows[inside]
             c = None if c is None else c[inside]
             info["dropped_outside_preprocessing_domain"] = n_out
             info["n_kept"] = len(x)
-        return flat, x, c, info
+        return flat, x, c, info, rows
 
-    def _condition_matrix(self, conditions: ak.Array | np.ndarray | Mapping[str, Any]) -> np.ndarray:
-        if isinstance(conditions, np.ndarray):
-            arr = np.asarray(conditions, dtype=np.float64)
-            if arr.ndim != 2 or arr.shape[1] != len(self.conditions):
-                raise InputError(
-                    f"conditions array must have shape (n, {len(self.conditions)}) for columns {self.conditions}, "
-                    f"got {arr.shape}"
-                )
-            c = arr
+    def _refuse_discrete_targets(self, events: ak.Array) -> None:
+        """A flow learns a continuous density: boolean and integer target columns are refused (docs/amplification.md:
+        discrete columns condition a flow instead)."""
+        discrete = self.spec.discrete_columns(events, self.targets)
+        if discrete:
+            col, kind = next(iter(discrete.items()))
+            what = "booleans" if kind == "bool" else "integers"
+            others = f" (and {sorted(discrete)[1:]})" if len(discrete) > 1 else ""
+            raise InputError(
+                f"target column {col!r} holds {what} ({kind}){others}: a flow learns a continuous density and would "
+                f"generate non-integer values; use a discrete column as a condition, or, if it is a continuous quantity "
+                f"stored as {what}, cast it to float explicitly: "
+                f"events = ak.with_field(events, ak.values_astype(events[{col!r}], np.float64), {col!r})"
+            )
+
+    def _warn_extreme_outliers(self, x: np.ndarray, c: np.ndarray | None, rows: np.ndarray, what: str) -> None:
+        """Warn, naming the rows (of the events given), about values more than :data:`OUTLIER_Z` robust standard
+        deviations from their column's median: a few such values (overflows, sentinels) take over a fitted standard
+        deviation or range and the flow learns nonsense."""
+        matrix = x if c is None else np.hstack([x, c])
+        found = extreme_outliers(matrix, self.targets + self.conditions)
+        if not found:
+            return
+        n_rows = len(np.unique(np.concatenate(list(found.values()))))
+        parts = []
+        for col, idx in found.items():
+            j = (self.targets + self.conditions).index(col)
+            shown = [int(r) for r in rows[idx[:10]]]
+            values = ", ".join(f"{v:.3g}" for v in matrix[idx[:10], j])
+            parts.append(f"column {col!r}: rows {shown}{' …' if len(idx) > 10 else ''} (values {values})")
+        warnings.warn(
+            f"{n_rows} of {len(matrix)} {what} events hold extreme values, more than {OUTLIER_Z:.0e} robust standard "
+            f"deviations from the median (robust z-score |x − median| / (1.4826 MAD)): {'; '.join(parts)}. The "
+            "preprocessing and the flow are fitted to them: fix or remove these rows (overflows or sentinel values?)",
+            stacklevel=3,
+        )
+
+    def _condition_matrix(self, conditions: Any) -> np.ndarray:
+        """The float64 condition matrix (n, len(conditions)) of records, a DataFrame, a dict of columns or an array."""
+        if is_pandas(conditions, "DataFrame"):
+            c = _frame_matrix(conditions, self.conditions)
+        elif is_pandas(conditions, "Series"):
+            raise InputError(
+                f"conditions must be a table with columns {self.conditions}, got a pandas Series: pass a DataFrame "
+                "(series.to_frame())"
+            )
+        elif isinstance(conditions, (np.ndarray, list, tuple)):
+            c = check_numeric_matrix(conditions, "conditions", self.conditions)
+        elif not isinstance(conditions, (ak.Array, Mapping)):
+            raise InputError(
+                "conditions must be "
+                + _CONDITION_TYPES.format(k=len(self.conditions), cols=self.conditions)
+                + f", got {describe(conditions)}"
+            )
         else:
-            events = ak.Array(conditions) if isinstance(conditions, Mapping) else conditions
+            try:
+                events = ak.Array(dict(conditions)) if isinstance(conditions, Mapping) else conditions
+            except (TypeError, ValueError) as exc:
+                raise InputError(
+                    f"conditions given as a dict must hold one array per column, all of one length ({exc})"
+                ) from None
             cond_spec = FeatureSpec(
                 targets=self.conditions,
                 objects=self.spec.objects,
@@ -248,12 +467,19 @@ class Surrogate:
         ``checkpoint_dir`` keeps ``last``/``best`` checkpoints; a run killed and started again with the same
         data, configuration and directory resumes where it stopped.
         """
-        _, x, c, data_report = self._prepare(events, nonfinite)
+        if checkpoint_dir is not None:
+            checkpoint_dir = check_path(checkpoint_dir, "checkpoint_dir")
+        check_bool(resume, "resume")
+        _, x, c, data_report, rows = self._prepare(events, nonfinite)
+        self._refuse_discrete_targets(events)
+        self._warn_extreme_outliers(x, c, rows, "training")
         cfg = self.train_config
         if validation is None:
             split = split_indices(len(x), cfg.fractions, cfg.seed)
         else:
-            _, xv, cv, val_report = self._prepare(validation, nonfinite)
+            _, xv, cv, val_report, val_rows = self._prepare(validation, nonfinite)
+            self._refuse_discrete_targets(validation)
+            self._warn_extreme_outliers(xv, cv, val_rows, "validation")
             if len(x) == 0 or len(xv) == 0:
                 raise InputError(f"no events to {'train on' if len(x) == 0 else 'validate on'}")
             data_report["validation"] = val_report
@@ -325,7 +551,7 @@ class Surrogate:
 
     def split(self, events: ak.Array, *, nonfinite: Literal["raise", "drop"] = "raise") -> dict[str, ak.Array]:
         """The train/validation/test split of ``events`` that :meth:`fit` used (same config and seed)."""
-        flat, _, _, _ = self._prepare(events, nonfinite)
+        flat, _, _, _, _ = self._prepare(events, nonfinite)
         s = split_indices(len(flat), self.train_config.fractions, self.train_config.seed)
         return {"train": flat[s.train], "validation": flat[s.validation], "test": flat[s.test]}
 
@@ -344,7 +570,7 @@ class Surrogate:
 
     def log_prob(self, events: ak.Array) -> np.ndarray:
         """Log density of the targets given the conditions, in the data's original units, shape (n,)."""
-        _, x, c, _ = self._prepare(events, "raise")
+        _, x, c, _, _ = self._prepare(events, "raise")
         y = self.preprocessor.forward(x)
         cy = None if c is None or self.condition_preprocessor is None else self.condition_preprocessor.forward(c)
         return self._flow_log_prob(y, cy) + self.preprocessor.log_abs_det(x)
@@ -395,6 +621,10 @@ class Surrogate:
     ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
         """Batches of (targets in original units, their condition rows or None)."""
         model = self._require_model().to(self.device).eval()
+        if n is not None:
+            n = check_int(n, "n", minimum=0)
+        seed = check_seed(seed)
+        batch_size = check_int(batch_size, "batch_size", minimum=1)
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         c = None
         if self.conditional:
@@ -410,12 +640,16 @@ class Surrogate:
                 raise InputError("this surrogate is unconditional: pass n, not conditions")
             if n is None or n < 0:
                 raise InputError(f"pass the number of events to sample as a non-negative n, got {n!r}")
-        if batch_size < 1:
-            raise InputError(f"batch_size must be positive, got {batch_size}")
         if noise is not None:
-            noise = np.asarray(noise, dtype=np.float32)
+            raw = np.asarray(noise) if not isinstance(noise, np.ndarray) else noise
+            if raw.dtype.kind not in "biuf":
+                raise InputError(f"noise must hold numbers (standard-normal draws), got {describe(noise)}")
+            noise = raw.astype(np.float32, copy=False)
             if noise.shape != (n, model.noise_features):
                 raise InputError(f"noise must have shape ({n}, {model.noise_features}); got {noise.shape}")
+            bad = int(np.count_nonzero(~np.isfinite(noise)))
+            if bad:
+                raise InputError(f"noise holds {bad} non-finite values (NaN/inf); it must be standard-normal draws")
         bar = tqdm(
             total=n, disable=(None if progress is None else not progress), desc="sampling", unit="ev", unit_scale=True
         )
@@ -485,6 +719,8 @@ class Surrogate:
         model = self._require_model()
         if isinstance(model, DistilledFlow):
             raise InputError("this surrogate is distilled already; distil the original flow")
+        if config is not None and not isinstance(config, (DistillConfig, Mapping)):
+            raise InputError(f"config must be a DistillConfig or a dict of its fields, got {describe(config)}")
         cfg = config if isinstance(config, DistillConfig) else DistillConfig.from_dict(dict(config or {}))
         contexts = None
         if self.conditional:
@@ -514,6 +750,8 @@ class Surrogate:
 
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
         """Write the model directory atomically (a temporary directory renamed into place)."""
+        path = check_path(path, "path")
+        overwrite = check_bool(overwrite, "overwrite")
         model = self._require_model()
         with atomic_directory(path, overwrite=overwrite) as tmp:
             config = self._config_dict() | {
@@ -537,7 +775,9 @@ class Surrogate:
         Raises :class:`ModelDirectoryError` for a directory that is missing files, damaged, not written by
         mcsurrogate, or from a newer schema version.
         """
-        root = Path(path)
+        root = check_path(path, "path")
+        if not isinstance(device, (str, torch.device)):
+            raise InputError(f"device must be a string ('auto', 'cpu', 'cuda', 'cuda:N'), got {describe(device)}")
         if not root.is_dir():
             raise ModelDirectoryError(f"{root}: no such model directory")
         if not (root / "config.json").is_file():
@@ -549,12 +789,8 @@ class Surrogate:
             raise ModelDirectoryError(
                 f"{root}/config.json was not written by mcsurrogate (format {config.get('format')!r})"
             )
-        version = config.get("schema_version")
-        if not isinstance(version, int) or version > SCHEMA_VERSION:
-            raise ModelDirectoryError(
-                f"{root} uses model schema {version!r}, newer than this mcsurrogate {__version__} reads "
-                f"(schema {SCHEMA_VERSION}); upgrade mcsurrogate"
-            )
+        check_schema_version(config, root / "config.json", SCHEMA_VERSION, "model")
+        _validate_config(config, root / "config.json")
         missing = [f for f in _FILES if not (root / f).is_file()]
         if missing:
             raise ModelDirectoryError(f"{root} is incomplete: missing {', '.join(missing)}")

@@ -14,9 +14,10 @@ import dataclasses
 import hashlib
 import json
 import math
+import numbers
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -27,6 +28,7 @@ from scipy.stats import wasserstein_distance
 from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
+from .arguments import check_choice, check_float, check_int, describe
 from .errors import InputError, TrainingError, refuse_unknown_fields
 from .flows import FlowModel
 from .persistence import load_tensors, save_tensors
@@ -97,18 +99,40 @@ class TrainConfig:
             "selection": ("nll", "wasserstein"),
         }
         for name, valid in choices.items():
-            if getattr(self, name) not in valid:
-                raise InputError(f"training parameter {name!r} must be one of {valid}, got {getattr(self, name)!r}")
+            check_choice(getattr(self, name), f"training parameter {name!r}", valid)
         for name in ("epochs", "batch_size", "restart_epochs", "selection_events"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise InputError(f"training parameter {name!r} must be a positive integer, got {value!r}")
-        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
-            raise InputError(f"training parameter 'ema_decay' must be in (0, 1) or None, got {self.ema_decay!r}")
-        if not (self.lr > 0 and self.lr_final > 0):
-            raise InputError(f"learning rates must be positive, got lr={self.lr}, lr_final={self.lr_final}")
-        fr = tuple(float(f) for f in self.fractions)
-        if len(fr) != 3 or min(fr) < 0 or fr[0] <= 0 or fr[1] <= 0 or abs(sum(fr) - 1) > 1e-6:
+            check_int(getattr(self, name), f"training parameter {name!r}", minimum=1)
+        if self.patience is not None:
+            check_int(self.patience, "training parameter 'patience'", minimum=1)
+        check_int(self.seed, "training parameter 'seed'", minimum=0)
+        for name in ("lr", "lr_final"):
+            check_float(getattr(self, name), f"training parameter {name!r}", above=0.0)
+        check_float(self.power, "training parameter 'power'", minimum=0.0)
+        check_float(self.weight_decay, "training parameter 'weight_decay'", minimum=0.0)
+        if self.clip_grad_norm is not None:
+            check_float(self.clip_grad_norm, "training parameter 'clip_grad_norm'", above=0.0)
+        if self.ema_decay is not None:
+            check_float(self.ema_decay, "training parameter 'ema_decay'", above=0.0, below=1.0)
+        if isinstance(self.device, torch.device):
+            object.__setattr__(self, "device", str(self.device))
+        if not isinstance(self.device, str):
+            raise InputError(
+                f"training parameter 'device' must be a string ('auto', 'cpu', 'cuda', 'cuda:N'), "
+                f"got {describe(self.device)}"
+            )
+        fractions = self.fractions
+        if (
+            isinstance(fractions, (str, bytes))
+            or not isinstance(fractions, (Sequence, np.ndarray))
+            or len(fractions) != 3
+            or not all(isinstance(f, numbers.Real) and not isinstance(f, bool) for f in fractions)
+        ):
+            raise InputError(
+                f"training parameter 'fractions': split fractions must be three numbers (train, validation, test), "
+                f"got {describe(fractions)}"
+            )
+        fr = tuple(float(f) for f in fractions)
+        if not all(math.isfinite(f) for f in fr) or min(fr) < 0 or fr[0] <= 0 or fr[1] <= 0 or abs(sum(fr) - 1) > 1e-6:
             raise InputError(
                 f"split fractions must be three non-negative numbers (train, validation, test) summing to 1 with "
                 f"train and validation > 0, got {self.fractions!r}"
@@ -121,7 +145,9 @@ class TrainConfig:
         return d
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        if not isinstance(data, Mapping):
+            raise InputError(f"training must be a dict of TrainConfig fields, got {describe(data)}")
         refuse_unknown_fields(cls, data, "training")
         data = dict(data)
         if "fractions" in data:

@@ -8,6 +8,7 @@ out: the detector is symmetric in φ). Applying the model: ``reco = truth + Δ``
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
+from ..arguments import check_columns, check_int, check_records, check_seed, describe
 from ..errors import InputError
 from ..flows import FlowConfig
 from ..flows.distilled import DistillConfig
@@ -57,6 +59,15 @@ class ResponseLayout:
     condition_fields: tuple[str, ...] = ("pt", "eta")
     pileup: str = "mu"
     prefix: str = "photon"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "n", check_int(self.n, "ResponseLayout.n", minimum=1))
+        for attr in ("fields", "condition_fields"):
+            object.__setattr__(self, attr, tuple(check_columns(getattr(self, attr), f"ResponseLayout.{attr}")))
+        for attr in ("collection", "truth_collection", "pileup", "prefix"):
+            value = getattr(self, attr)
+            if not isinstance(value, str) or not value:
+                raise InputError(f"ResponseLayout.{attr} must be a non-empty field name, got {describe(value)}")
 
     def slots(self, collection: str) -> ObjectSlots:
         return ObjectSlots(collection=collection, n=self.n, fields=self.fields, prefix=self.prefix)
@@ -120,6 +131,22 @@ def _columns(blocks: dict[str, np.ndarray], mu: np.ndarray, layout: ResponseLayo
     return columns | {layout.pileup: mu}
 
 
+def _check_layout(layout: Any) -> ResponseLayout:
+    if not isinstance(layout, ResponseLayout):
+        raise InputError(f"layout must be a ResponseLayout, got {describe(layout)}")
+    return layout
+
+
+def _check_model(model: Any) -> Surrogate:
+    if isinstance(model, (str, os.PathLike)):
+        raise InputError(
+            f"model must be a Surrogate, got the path {str(model)!r}: load it first with Surrogate.load({str(model)!r})"
+        )
+    if not isinstance(model, Surrogate):
+        raise InputError(f"model must be a Surrogate, got {describe(model)}")
+    return model
+
+
 def response_table(smeared: ak.Array, layout: ResponseLayout = DEFAULT_LAYOUT) -> ak.Array:
     """Flat records of truth columns, μ and the responses Δ = reco − truth of smeared events.
 
@@ -127,6 +154,8 @@ def response_table(smeared: ak.Array, layout: ResponseLayout = DEFAULT_LAYOUT) -
     Events with fewer than ``n`` objects are dropped (the count is raised as an error: smeared samples should
     always carry ``n`` objects).
     """
+    check_records(smeared, "smeared")
+    _check_layout(layout)
     truth, dropped_t = _flat_truth(smeared, layout.truth_collection, layout)
     reco, dropped_r = flatten_objects(smeared, layout.slots(layout.collection), too_few="drop")
     if dropped_t or dropped_r:
@@ -243,6 +272,10 @@ def response_surrogate(
     training: dict[str, Any] | None = None,
 ) -> Surrogate:
     """An untrained response surrogate from a preset; ``flow``/``training`` override single fields."""
+    _check_layout(layout)
+    for name, value in (("flow", flow), ("training", training)):
+        if value is not None and not isinstance(value, Mapping):
+            raise InputError(f"{name} must be a dict of fields that override the preset's, got {describe(value)}")
     p = _preset(preset, layout)
     flow_cfg = FlowConfig.from_dict(p["flow"].to_dict() | (flow or {}))
     train_cfg = TrainConfig.from_dict(p["training"].to_dict() | (training or {}))
@@ -272,6 +305,9 @@ def train_response(
 
     ``validation``: smeared events for model selection kept apart by the caller (then all of ``smeared`` trains);
     by default ``smeared`` is split by the training fractions."""
+    check_records(smeared, "smeared")
+    if validation is not None:
+        check_records(validation, "validation")
     model = response_surrogate(preset, layout=layout, flow=flow, training=training)
     return model.fit(
         response_table(smeared, layout),
@@ -291,6 +327,9 @@ def distill_response(
 ) -> Surrogate:
     """:meth:`Surrogate.distill` at the conditions of truth events (``layout.collection`` objects and μ, as
     :func:`apply_response` takes them; e.g. the training sample's truth): a copy that samples in one dense pass."""
+    _check_model(model)
+    check_records(truth, "truth")
+    _check_layout(layout)
     flat, _ = _flat_truth(truth, layout.collection, layout)
     return model.distill(flat, config, progress=progress)
 
@@ -310,6 +349,11 @@ def apply_response(
     fewer are dropped with a warning) and ``layout.pileup``. Returns records like the reference smearing's:
     ``layout.collection`` (reco, vector Momentum4D, massless), ``layout.truth_collection`` and ``layout.pileup``.
     """
+    _check_model(model)
+    check_records(truth, "truth")
+    _check_layout(layout)
+    seed = check_seed(seed)
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
     missing = sorted(set(layout.condition_columns) - set(model.conditions)) + sorted(
         set(model.conditions) - set(layout.condition_columns)
     )
