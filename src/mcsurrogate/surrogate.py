@@ -221,8 +221,10 @@ class Surrogate:
     Parameters
     ----------
     targets, conditions:
-        Column names (flat fields of the event records, or columns that ``spec`` derives). Units are
-        whatever the data carry (GeV, radians); samples come back in the same units.
+        Lists of column names (flat fields of the event records, or columns that ``spec`` derives). Units are
+        whatever the data carry (GeV, radians); samples come back in the same units. Targets must be continuous:
+        :meth:`fit` refuses boolean and integer target columns (a flow would return non-integer values for them);
+        such columns can be conditions, or, if they hold a continuous quantity, be cast to float explicitly.
     spec:
         A :class:`~mcsurrogate.records.FeatureSpec` instead of ``targets``/``conditions``, to flatten jagged
         objects into slots (``photon1_pt`` …) and compute derived observables.
@@ -466,6 +468,8 @@ class Surrogate:
         then trains and ``training.fractions`` is not used.
         ``checkpoint_dir`` keeps ``last``/``best`` checkpoints; a run killed and started again with the same
         data, configuration and directory resumes where it stopped.
+        Values more than :data:`~mcsurrogate.preprocessing.OUTLIER_Z` robust standard deviations from their
+        column's median (overflows, sentinels such as ±1e30) raise a warning that names the rows.
         """
         if checkpoint_dir is not None:
             checkpoint_dir = check_path(checkpoint_dir, "checkpoint_dir")
