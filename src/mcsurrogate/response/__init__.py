@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .matching import Matching, match_objects, nearest_other
 from .smearing import PolynomialMapping, SmearingConfig, resolution, smear_photons, smear_responses
 from .surrogate import (
     PRESETS,
@@ -15,11 +16,14 @@ from .surrogate import (
 
 __all__ = [
     "PRESETS",
+    "Matching",
     "PolynomialMapping",
     "ResponseLayout",
     "SmearingConfig",
     "apply_response",
     "distill_response",
+    "match_objects",
+    "nearest_other",
     "resolution",
     "response_surrogate",
     "response_table",
