@@ -20,10 +20,7 @@ from pathlib import Path
 
 import awkward as ak
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from processor import DiphotonMassProcessor
+from processor import DiphotonMassProcessor  # beside this script (python puts the script's folder on sys.path)
 
 from mcsurrogate.data_files import load_default_truth
 from mcsurrogate.errors import sigterm_raises

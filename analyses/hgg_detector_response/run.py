@@ -20,70 +20,15 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from mcsurrogate.data_files import default_truth_metadata, load_default_truth
 from mcsurrogate.errors import sigterm_raises
 from mcsurrogate.flows.distilled import PRECISIONS, DistillConfig
 from mcsurrogate.flows.made import ACTIVATIONS
 from mcsurrogate.io import read_events
 from mcsurrogate.response.plots import save_all
-from mcsurrogate.response.smearing import SmearingConfig, smear_photons
-from mcsurrogate.response.study import run_scenario
+from mcsurrogate.response.smearing import smear_photons
+from mcsurrogate.response.study import SCENARIOS, run_scenario, scenario_quality
 from mcsurrogate.response.surrogate import PRESETS, response_surrogate
-
-SCENARIOS = {
-    "baseline": SmearingConfig("baseline"),
-    "correlation_rho0.5": SmearingConfig("correlation", rho=0.5),
-    "correlation_rho1.0": SmearingConfig("correlation", rho=1.0),
-    "asymmetric": SmearingConfig("asymmetric"),
-}
-
-
-def quality(name: str, result: dict) -> dict:
-    """The issue's quality bars for one scenario, each with its number and whether it holds."""
-    ev = result["evaluation"]
-    cons = ev["width_ratio_consistency"]
-    bars: dict[str, dict] = {}
-    if name == "baseline":
-        # judged over the bins whose ratio is measured to better than 2 % (``precise_bins`` of ``n_bins``); the
-        # χ²/bin of (ratio − 1)/σ over all bins says whether the rest agree within their errors
-        bars["core_width_ratio_0.95_1.05"] = {
-            "value": [cons["precise_ratio_min"], cons["precise_ratio_max"]],
-            "precise_bins": cons["precise_bins"],
-            "n_bins": cons["n_bins"],
-            "chi2_per_bin": cons["chi2_per_bin"],
-            "holds": 0.95 <= cons["precise_ratio_min"] and cons["precise_ratio_max"] <= 1.05,
-        }
-        bars["core_width_ratio_0.98_1.02_goal"] = {
-            "value": [cons["precise_ratio_min"], cons["precise_ratio_max"]],
-            "holds": 0.98 <= cons["precise_ratio_min"] and cons["precise_ratio_max"] <= 1.02,
-        }
-        bars["mass_mean_within_0.05_GeV"] = {
-            "value": ev["mass_mean_difference_gev"],
-            "statistical_uncertainty": float(
-                np.hypot(ev["diphoton_target"]["mass_mean_err"], ev["diphoton_generated"]["mass_mean_err"])
-            ),
-            "against_the_first_reference_smearing_alone": result["mass_mean_difference_vs_first_reference_gev"],
-            "holds": abs(ev["mass_mean_difference_gev"]) < 0.05,
-        }
-        bars["mass_sd_within_2pct"] = {"value": ev["mass_sd_ratio"], "holds": abs(ev["mass_sd_ratio"] - 1) < 0.02}
-    if name.startswith("correlation"):
-        ct, cg = np.array(ev["correlation_target"]), np.array(ev["correlation_generated"])
-        designed = [(j, j + 3) for j in range(3)]
-        diff = [abs(cg[a, b] - ct[a, b]) for a, b in designed]
-        others = [abs(cg[a, b]) for a in range(6) for b in range(a + 1, 6) if (a, b) not in designed]
-        bars["designed_correlations_within_0.03"] = {"value": max(diff), "holds": bool(max(diff) <= 0.03)}
-        bars["other_correlations_within_0.03_of_zero"] = {"value": max(others), "holds": bool(max(others) <= 0.03)}
-    if name == "asymmetric":
-        dropped = (result.get("data") or {}).get("dropped_outside_preprocessing_domain", 0)
-        rel = max(
-            abs(ev["tail_fraction_generated"][k] / ev["tail_fraction_target"][k] - 1)
-            for k in ev["tail_fraction_target"]
-        )
-        bars["no_event_dropped"] = {"value": dropped, "holds": dropped == 0}
-        bars["tail_fraction_within_10pct"] = {"value": rel, "holds": rel <= 0.10}
-    return bars
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                 for h in entry["training"].get("history", [])
             ]
         }
-        entry["quality"] = quality(name, entry)
+        entry["quality"] = scenario_quality(name, entry)
         report["scenarios"][name] = entry
         if args.save_models:
             entry["model_directory"] = str(result.model.save(out / "models" / name, overwrite=True))
