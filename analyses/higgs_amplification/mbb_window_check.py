@@ -13,18 +13,24 @@ training sample, which no generator trained on it can avoid. Writes ``report.jso
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import sys
+import textwrap
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-from run import FIT_BINS, FIT_RANGE, cached_sample, model_study_inputs, model_study_parser  # run.py, beside
 
 from mcsurrogate.amplification import CONTINUOUS_FEATURES, feature_matrix, generate
-from mcsurrogate.errors import sigterm_raises
+from mcsurrogate.cli.arguments import event_count
+from mcsurrogate.errors import MCSurrogateError, sigterm_raises
 from mcsurrogate.files import atomic_write_text
 from mcsurrogate.stats import train_signal_classifier
+from mcsurrogate.workflows.amplification_study import study_background, study_signal
+from mcsurrogate.workflows.cut_analysis import fit_edges
+from mcsurrogate.workflows.model_choice import reuse_model
 
 log = logging.getLogger("mbb_window_check")
 
@@ -38,28 +44,41 @@ def fractions(values: np.ndarray, edges: np.ndarray, bins: range) -> dict[str, l
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = model_study_parser(__doc__)
-    ap.add_argument("--n-signal", type=int, default=50_000, help="signal events the model's run.py used")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--model", required=True, type=Path, help="a best_model directory trained on run.py's split")
+    ap.add_argument("--cache", type=Path, default=Path("cache/higgs_benchmark"), help="run.py's sample cache")
+    ap.add_argument("--n-background", type=event_count, default=200_000, help="t t̄ events the model's run.py used")
+    ap.add_argument("--seed", type=int, default=1, help="run.py's --seed")
+    ap.add_argument("--n-signal", type=event_count, default=50_000, help="signal events the model's run.py used")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stdout)
+    try:
+        return study(args, argv)
+    except MCSurrogateError as exc:
+        print(textwrap.fill(f"error: {exc}", width=100), file=sys.stderr)
+        return 2
+
+
+def study(args: argparse.Namespace, argv: list[str] | None) -> int:
     features = list(CONTINUOUS_FEATURES)
     col = features.index("m_bb")
-    parts, model, bkg_info = model_study_inputs(args)
-    signal, _ = cached_sample("signal", args.n_signal, args.seed + 1, args.cache, workers=2)
-    sig_perm = np.random.default_rng(args.seed + 2).permutation(len(signal))
-    x_sig = feature_matrix(signal[sig_perm[: len(signal) // 2]], features)
-    x = {k: feature_matrix(parts[k], features) for k in ("train", "select", "holdout")}
+    parts, bkg_info = study_background(args.cache, args.n_background, args.seed)
+    model = reuse_model(args.model, len(parts.train)).model
+    signal, _ = study_signal(args.cache, args.n_signal, args.seed)
+    x_sig = feature_matrix(signal.classifier, features)
+    x = {k: feature_matrix(getattr(parts, k), features) for k in ("train", "select", "holdout")}
     generated = feature_matrix(
-        generate(model, 10 * len(parts["train"]), source=parts["train"], seed=args.seed + 10), features
+        generate(model, 10 * len(parts.train), source=parts.train, seed=args.seed + 10), features
     )
     n_clf = 100_000
     x["generated"] = generated[n_clf:]
-    edges = np.linspace(*FIT_RANGE, FIT_BINS + 1)
+    edges = fit_edges()
     bins = range(int(np.searchsorted(edges, 80.0)), int(np.searchsorted(edges, 160.0)))
     result: dict[str, object] = {
         "command": "python analyses/higgs_amplification/mbb_window_check.py "
         + " ".join(argv if argv is not None else sys.argv[1:]),
-        "sample": bkg_info,
+        "sample": bkg_info.to_dict(),
         "model": str(args.model),
         "bins_gev": [[float(edges[j]), float(edges[j + 1])] for j in bins],
         "no_cut": {k: fractions(v[:, col], edges, bins) for k, v in x.items()},

@@ -275,6 +275,13 @@ class ComparisonRow:
     resumed_from_epoch: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def converged(self) -> bool:
+        """Whether the training stopped improving before its last epoch: a model whose best epoch is its last one
+        is limited by the training length, not only by its events (on a learning curve it lies above the curve of
+        converged trainings)."""
+        return self.best_epoch < self.epochs_run
+
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["auc_ci"] = list(self.auc_ci)
