@@ -17,8 +17,8 @@ import torch
 
 from mcsurrogate.amplification import CONTINUOUS_FEATURES, generate, paper_b_candidates, with_differences
 from mcsurrogate.records import feature_matrix
-from mcsurrogate.refinement import fit_reweighting
 from mcsurrogate.validation import validate
+from mcsurrogate.workflows.amplification_study import fit_generated_reweighting
 
 seed, epochs, out = int(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
 blocks, hidden = (int(sys.argv[4]), int(sys.argv[5])) if len(sys.argv) > 5 else (30, 512)
@@ -84,8 +84,7 @@ rep = validate(x_hold, x_gen, F, n_permutations=200, density_ratio=False, seed=s
 report["unweighted"] = scores(rep)
 save("unweighted")
 t1 = time.perf_counter()
-fit_sample = feature_matrix(generate(model, 2 * len(train), source=train, seed=seed + 20), F)
-rw = fit_reweighting(feature_matrix(train, F), fit_sample, F, seed=seed)
+rw = fit_generated_reweighting(model, train, F, seed)
 w = rw.weights(x_gen)
 report["reweighting"] = {
     **rw.to_dict(),

@@ -10,17 +10,14 @@ from pathlib import Path
 import awkward as ak
 import numpy as np
 
-sys.path.insert(0, "analyses/higgs_amplification")
-from run import cached_sample, split_background
-
 from mcsurrogate.amplification import CONTINUOUS_FEATURES
+from mcsurrogate.workflows.amplification_study import study_background
 
 n_background = int(sys.argv[1])
 n_holdout = int(sys.argv[2]) if len(sys.argv) > 2 else 100_000
 dtype = np.dtype(sys.argv[3]) if len(sys.argv) > 3 else np.dtype(np.float32)
-events, info = cached_sample("ttbar", n_background, 1, Path("cache/higgs_benchmark"), workers=2)
-parts = split_background(events, 1)
-exports = {"train": parts["train"]} | ({"holdout": parts["holdout"][:n_holdout]} if n_holdout > 0 else {})
+parts, info = study_background("cache/higgs_benchmark", n_background, seed=1)
+exports = {"train": parts.train} | ({"holdout": parts.holdout[:n_holdout]} if n_holdout > 0 else {})
 for name, part in exports.items():
     slim = ak.zip({f: ak.values_astype(part[f], dtype) for f in CONTINUOUS_FEATURES}, depth_limit=1)
     ak.to_parquet(slim, f"gpu_inputs/{name}.parquet", compression="zstd")
