@@ -164,6 +164,54 @@ def test_bad_inputs_name_the_problem(tmp_path: Path, suffix: str) -> None:
         read_events(garbage)
 
 
+WRONG_TYPES = {
+    "read_events(123)": (lambda p: read_events(123), r"source must be a file path \(str or pathlib.Path\), got int 123"),
+    "read_events(None)": (lambda p: read_events(None), r"source must be a file path.*got NoneType"),
+    "read_events(b'...')": (lambda p: read_events(os.fsencode(p)), r"source must be a file path.*got bytes"),
+    "read_events('')": (lambda p: read_events(""), r"source is an empty string"),
+    "read_events(tree=5)": (lambda p: read_events(p, tree=5), r"tree must be a name \(str\) or None, got int"),
+    "read_events(columns=[1])": (lambda p: read_events(p, columns=[1]), r"columns must be a list of column names"),
+    "read_events(entry_stop='3')": (lambda p: read_events(p, entry_stop="3"), r"entry_stop must be an integer"),
+    "read_events(entry_start=1.5)": (lambda p: read_events(p, entry_start=1.5), r"entry_start must be an integer"),
+    "read_events(entry_stop=True)": (lambda p: read_events(p, entry_stop=True), r"entry_stop must be an integer"),
+    "iterate_events([p])": (lambda p: iterate_events([p]), r"source must be a file path.*got list"),
+    "count_events(3.0)": (lambda p: count_events(3.0), r"source must be a file path.*got float"),
+    "available_columns(p, tree=[])": (lambda p: available_columns(p, tree=[]), r"tree must be a name"),
+    "write_events(dest=123)": (lambda p: write_events(make_events(3), 123), r"dest must be a file path.*got int"),
+    "write_events(dict)": (lambda p: write_events({"a": [1.0]}, p.with_name("x.parquet")), r"events must be an awk"),
+    "EventWriter(tree=1)": (lambda p: EventWriter(p.with_name("x.root"), tree=1), r"tree must be a name \(str\)"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("call", WRONG_TYPES.values(), ids=WRONG_TYPES.keys())
+def test_wrong_argument_types_name_the_parameter(tmp_path: Path, call: tuple) -> None:
+    path = write_events(make_events(10), tmp_path / "ev.parquet")
+    function, message = call
+    with pytest.raises(InputError, match=message):
+        function(path)
+
+
+def test_parquet_reads_as_awkward_writes_it(tmp_path: Path) -> None:
+    """Arrow reads the file itself (no Python file object, see the module notes) with the same result as
+    ak.from_parquet: record names (vector's Momentum4D), parameters, attrs and row-group slicing."""
+    import vector
+
+    vector.register_awkward()
+    events = make_events(300)
+    photons = ak.zip({"pt": events.photons.pt, "eta": events.photons.eta, "phi": events.photons.phi,
+                      "mass": 0.0 * events.photons.pt}, with_name="Momentum4D")  # fmt: skip
+    events = ak.with_field(events, photons, "photons")
+    events = ak.Array(events, attrs={"sample": "ggH"})
+    ak.to_parquet(events, tmp_path / "ev.parquet", row_group_size=100)
+    expected = ak.from_parquet(tmp_path / "ev.parquet")
+    got = read_events(tmp_path / "ev.parquet")
+    assert got.type == expected.type and ak.to_list(got) == ak.to_list(expected) and got.attrs == {"sample": "ggH"}
+    assert str(got.photons.type.content.content).startswith("Momentum4D")
+    part = read_events(tmp_path / "ev.parquet", columns=["photons", "mu"], entry_start=150, entry_stop=250)
+    assert part.fields == ["photons", "mu"] and ak.to_list(part) == ak.to_list(expected[["photons", "mu"]][150:250])
+    assert read_events(tmp_path / "ev.parquet", entry_start=400).type.content == expected.type.content
+
+
 def test_parquet_has_no_tree(tmp_path: Path) -> None:
     path = write_events(make_events(10), tmp_path / "ev.parquet")
     with pytest.raises(InputError, match="Parquet file, which has no trees"):

@@ -12,8 +12,13 @@ stores them as branches ``met_pt``, ``met_phi``, which come back as flat columns
 RNTuples are read as well as TTrees.
 
 Writes are atomic: the data go to a temporary file ``.<name>.tmp-<pid>-<random>`` in the
-destination's directory, which is fsynced and renamed over the final name only when complete, so an
-interrupted or killed writer never leaves a partial file under the final name.
+destination's directory, which is fsynced and renamed to the final name only when complete (never over an
+existing file without ``overwrite``), so an interrupted or killed writer never leaves a partial file under the
+final name; while it writes, the destination is locked against a second writer (:mod:`mcsurrogate.files`).
+
+Parquet is read by Arrow from the path itself, not through a Python file object (as ``ak.from_parquet`` does with
+fsspec): Arrow then holds no Python buffers, whose release on one of Arrow's threads during interpreter exit
+aborted processes (``terminate called without an active exception``, apache/arrow#49942).
 
 >>> import awkward as ak, numpy as np
 >>> events = ak.zip({"mu": np.array([10.0, 20.0]),
@@ -37,8 +42,8 @@ from typing import Any, Literal
 import awkward as ak
 import numpy as np
 
-from .errors import InputError, OutputExistsError
-from .files import publish, temporary_path
+from .errors import InputError
+from .files import check_writable, output_lock, publish, refuse_existing, temporary_path
 
 __all__ = [
     "PARQUET_SUFFIXES",
@@ -60,6 +65,27 @@ _BRANCH_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 # -- paths ---------------------------------------------------------------------------------------------
+def _path_argument(value: Any, name: str) -> str | os.PathLike[str]:
+    """``value`` if it is a path (``str`` or ``os.PathLike``), else :class:`InputError` naming ``name``."""
+    if isinstance(value, str) or (isinstance(value, os.PathLike) and isinstance(os.fspath(value), str)):
+        if not os.fspath(value):
+            raise InputError(f"{name} is an empty string; expected a file path")
+        return value
+    raise InputError(f"{name} must be a file path (str or pathlib.Path), got {type(value).__name__} {value!r:.80}")
+
+
+def _optional_name(value: Any, name: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise InputError(f"{name} must be a name (str) or None, got {type(value).__name__} {value!r:.80}")
+
+
+def _optional_index(value: Any, name: str) -> int | None:
+    if value is None or (isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))):
+        return None if value is None else int(value)
+    raise InputError(f"{name} must be an integer (an entry number) or None, got {type(value).__name__} {value!r:.80}")
+
+
 def split_source(source: str | os.PathLike[str], tree: str | None = None) -> tuple[Path, str | None]:
     """Split ``"file.root:tree"`` (also ``"dir/file.root:dir/tree"``) into ``(Path, tree)``.
 
@@ -71,7 +97,8 @@ def split_source(source: str | os.PathLike[str], tree: str | None = None) -> tup
     >>> split_source("data/ggH.root:events", tree="other")
     (PosixPath('data/ggH.root'), 'other')
     """
-    text = os.fspath(source)
+    text = os.fspath(_path_argument(source, "source"))
+    tree = _optional_name(tree, "tree")
     in_string = None
     head, sep, tail = text.rpartition(":")
     if sep and head.lower().endswith(ROOT_SUFFIXES):
@@ -107,6 +134,8 @@ def _select(available: Sequence[str], columns: Sequence[str] | None, where: str)
         return list(available)
     if isinstance(columns, str):
         raise InputError(f"columns must be a list of names, got the string {columns!r}")
+    if not isinstance(columns, Sequence) or not all(isinstance(c, str) for c in columns):
+        raise InputError(f"columns must be a list of column names (str) or None, got {columns!r:.80}")
     wanted = list(dict.fromkeys(columns))
     if not wanted:
         raise InputError("columns=[] selects nothing; pass None to read every column")
@@ -209,19 +238,39 @@ def _root_selection(obj: Any, columns: Sequence[str] | None, where: str) -> tupl
 
 
 # -- Parquet -------------------------------------------------------------------------------------------
-def _parquet_file(path: Path) -> Any:
+@contextlib.contextmanager
+def _parquet_file(path: Path) -> Iterator[Any]:
+    """The open ``pyarrow.parquet.ParquetFile`` of ``path``, read by Arrow's own file system (no Python file)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        return pq.ParquetFile(path)
+        handle = pq.ParquetFile(os.fspath(path))
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{path}: not a readable Parquet file ({exc})") from exc
+    with handle:
+        yield handle
 
 
-def _read_parquet(path: Path, columns: list[str], row_groups: Sequence[int]) -> ak.Array:
-    """Row groups of a Parquet file, with the columns in the order asked for."""
-    arr = ak.from_parquet(path, columns=columns, row_groups=list(row_groups))
+def _to_awkward(table: Any) -> ak.Array:
+    """An Arrow table read from Parquet as awkward records, with what ``ak.to_parquet`` stored restored (record names
+    such as vector's ``Momentum4D``, attrs), as ``ak.from_parquet`` returns it."""
+    import json
+
+    from awkward._connect import pyarrow as ak_pyarrow  # ak.from_parquet's own conversion, on a native read
+
+    convert = getattr(ak_pyarrow, "convert_native_arrow_table_to_awkward", None)
+    if convert is not None:
+        table = convert(table)
+    metadata = table.schema.metadata or {}
+    stored = metadata.get(b"PANDAS_ATTRS", metadata.get(b"AWKWARD_ATTRS"))
+    return ak.from_arrow(table, attrs=json.loads(stored) if stored else None)
+
+
+def _read_parquet(pf: Any, columns: list[str], row_groups: Sequence[int] | None) -> ak.Array:
+    """Row groups (``None``: all) of an open Parquet file, with the columns in the order asked for."""
+    table = pf.read(columns=columns) if row_groups is None else pf.read_row_groups(list(row_groups), columns=columns)
+    arr = _to_awkward(table)
     return arr if arr.fields == columns else arr[columns]
 
 
@@ -262,16 +311,18 @@ def read_events(
     tree or column) raises :class:`InputError` listing what is there.
     """
     path, tree, fmt = _existing_input(source, tree)
+    entry_start = _optional_index(entry_start, "entry_start")
+    entry_stop = _optional_index(entry_stop, "entry_stop")
     if fmt == "parquet":
-        pf = _parquet_file(path)
-        chosen = _select(pf.schema_arrow.names, columns, str(path))
-        start, stop, _ = slice(entry_start, entry_stop).indices(pf.metadata.num_rows)
-        sizes = [pf.metadata.row_group(i).num_rows for i in range(pf.num_row_groups)]
-        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
-        groups = [i for i in range(len(sizes)) if offsets[i] < stop and offsets[i + 1] > start]
-        if not groups:
-            return _read_parquet(path, chosen, [0])[:0] if sizes else ak.from_parquet(path, columns=chosen)[chosen]
-        arr = _read_parquet(path, chosen, groups)
+        with _parquet_file(path) as pf:
+            chosen = _select(pf.schema_arrow.names, columns, str(path))
+            start, stop, _ = slice(entry_start, entry_stop).indices(pf.metadata.num_rows)
+            sizes = [pf.metadata.row_group(i).num_rows for i in range(pf.num_row_groups)]
+            offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+            groups = [i for i in range(len(sizes)) if offsets[i] < stop and offsets[i + 1] > start]
+            if not groups:
+                return _read_parquet(pf, chosen, [0] if sizes else None)[:0]
+            arr = _read_parquet(pf, chosen, groups)
         first = offsets[groups[0]]
         return arr[start - first : stop - first]
     with _open_root(path) as handle:
@@ -295,12 +346,12 @@ def iterate_events(
     """
     path, tree, fmt = _existing_input(source, tree)
     if fmt == "parquet":
-        pf = _parquet_file(path)
-        chosen = _select(pf.schema_arrow.names, columns, str(path))
-        meta = pf.metadata
-        total_bytes = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
-        step = _rows_per_step(step_size, total_bytes / meta.num_rows if meta.num_rows else 1.0)
-        return _iterate_parquet(path, chosen, pf.num_row_groups, step)
+        with _parquet_file(path) as pf:
+            chosen = _select(pf.schema_arrow.names, columns, str(path))
+            meta = pf.metadata
+            total_bytes = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+            step = _rows_per_step(step_size, total_bytes / meta.num_rows if meta.num_rows else 1.0)
+            return _iterate_parquet(path, chosen, pf.num_row_groups, step)
     _rows_per_step(step_size, 1.0)  # validates; uproot takes the number or the memory size itself
     with _open_root(path) as handle:
         _, name = _resolve_tree(handle, path, tree)
@@ -310,12 +361,13 @@ def iterate_events(
 
 def _iterate_parquet(path: Path, columns: list[str], n_groups: int, step: int) -> Iterator[ak.Array]:
     pending: ak.Array | None = None
-    for i in range(n_groups):
-        part = _read_parquet(path, columns, [i])
-        pending = part if pending is None or len(pending) == 0 else ak.concatenate([pending, part])
-        while len(pending) >= step:
-            yield pending[:step]
-            pending = pending[step:]
+    with _parquet_file(path) as pf:
+        for i in range(n_groups):
+            part = _read_parquet(pf, columns, [i])
+            pending = part if pending is None or len(pending) == 0 else ak.concatenate([pending, part])
+            while len(pending) >= step:
+                yield pending[:step]
+                pending = pending[step:]
     if pending is not None and len(pending):
         yield pending
 
@@ -332,7 +384,8 @@ def count_events(source: str | os.PathLike[str], *, tree: str | None = None) -> 
     """Number of events in the file (from its metadata; no data are read)."""
     path, tree, fmt = _existing_input(source, tree)
     if fmt == "parquet":
-        return int(_parquet_file(path).metadata.num_rows)
+        with _parquet_file(path) as pf:
+            return int(pf.metadata.num_rows)
     with _open_root(path) as handle:
         obj, _ = _resolve_tree(handle, path, tree)
         return int(obj.num_entries)
@@ -342,7 +395,8 @@ def available_columns(source: str | os.PathLike[str], *, tree: str | None = None
     """The logical columns :func:`read_events` would return (collections zipped: ``photons``, not ``photons_pt``)."""
     path, tree, fmt = _existing_input(source, tree)
     if fmt == "parquet":
-        return list(_parquet_file(path).schema_arrow.names)
+        with _parquet_file(path) as pf:
+            return list(pf.schema_arrow.names)
     with _open_root(path) as handle:
         obj, _ = _resolve_tree(handle, path, tree)
         return [f.name for f in _tree_fields(obj)]
@@ -429,24 +483,33 @@ class EventWriter:
     it, fsyncs it and renames it to ``dest``. An exception (KeyboardInterrupt included) deletes the temporary
     file and leaves ``dest`` untouched; a process killed with SIGKILL, or with SIGTERM outside
     :func:`~mcsurrogate.errors.sigterm_raises` (which the CLI and the analysis scripts use), leaves the temporary
-    file (recognisable by its name) but never a partial ``dest``. An existing ``dest`` raises
-    :class:`OutputExistsError` unless ``overwrite=True``. ROOT: the first chunk creates the TTree ``tree`` and fixes its branch types; later chunks
-    must have the same types. Parquet: each chunk becomes a row group (``tree`` is ignored).
+    file (recognisable by its name, and deleted by the next writer of ``dest``) but never a partial ``dest``.
+
+    An existing ``dest`` raises :class:`~mcsurrogate.errors.OutputExistsError` unless ``overwrite=True``: at
+    construction, and again at the final rename, which never replaces a file that appeared meanwhile. Inside the
+    ``with`` block ``dest`` is locked (:func:`mcsurrogate.files.output_lock`): a second writer of the same ``dest``
+    fails when it enters its block. A location that cannot be written (read-only, a file where a directory should
+    be) raises :class:`~mcsurrogate.errors.OutputError` at construction. ROOT: the first chunk creates the TTree
+    ``tree`` and fixes its branch types; later chunks must have the same types. Parquet: each chunk becomes a row
+    group (``tree`` is ignored).
     """
 
     def __init__(self, dest: str | os.PathLike[str], *, tree: str = "events", overwrite: bool = False) -> None:
-        self.dest = Path(dest)
+        self.dest = Path(_path_argument(dest, "dest"))
         self.format = file_format(self.dest)
         self.tree = tree
         self.overwrite = overwrite
         self.n_events = 0
         self.n_chunks = 0
+        if not isinstance(tree, str):
+            raise InputError(f"tree must be a name (str), got {type(tree).__name__} {tree!r:.80}")
         if self.format == "root" and (not tree or not all(_BRANCH_NAME.match(p) for p in tree.split("/"))):
             raise InputError(
                 f"tree name {tree!r} is not valid for ROOT (letters, digits and _, '/' between directories)"
             )
         self._check_dest()
         self._tmp: Path | None = None
+        self._lock: contextlib.ExitStack | None = None
         self._file: Any = None
         self._writer: Any = None
         self._types: dict[str, str] | None = None
@@ -455,14 +518,15 @@ class EventWriter:
     def _check_dest(self) -> None:
         if self.dest.is_dir():
             raise InputError(f"{self.dest} is a directory; give a file name ending in .root or .parquet")
-        if self.dest.exists() and not self.overwrite:
-            raise OutputExistsError(
-                f"{self.dest} exists already; choose another name or pass overwrite=True (--overwrite)"
-            )
+        refuse_existing(self.dest, self.overwrite, "choose another name or pass overwrite=True (--overwrite)")
+        check_writable(self.dest)
 
     def __enter__(self) -> EventWriter:  # noqa: PYI034 - typing.Self needs Python 3.11
-        self.dest.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = temporary_path(self.dest)
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(output_lock(self.dest, purpose=f"writing {self.dest.name}"))
+            self._check_dest()  # again, now that no other writer can interfere
+            self._tmp = temporary_path(self.dest)
+            self._lock = stack.pop_all()
         return self
 
     @property
@@ -530,6 +594,7 @@ class EventWriter:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         tmp, self._tmp = self._tmp, None
+        lock, self._lock = self._lock, None
         if tmp is None:
             return
         try:
@@ -540,10 +605,11 @@ class EventWriter:
             self._close_handles()
             if self.n_chunks == 0:
                 raise InputError(f"no events were given, so {self.dest} was not written (write at least one chunk)")
-            self._check_dest()
             publish(tmp, self.dest, overwrite=self.overwrite)
         finally:
             tmp.unlink(missing_ok=True)
+            if lock is not None:
+                lock.close()
 
 
 def _diff(first: dict[str, str], now: dict[str, str]) -> str:
@@ -563,6 +629,8 @@ def write_events(
     Lists of records become a counter branch ``n<name>`` and branches ``<name>_<field>`` in ROOT, which
     :func:`read_events` zips back. An existing ``dest`` raises :class:`OutputExistsError` unless ``overwrite``.
     """
+    if not isinstance(events, ak.Array):
+        raise InputError(f"events must be an awkward Array of records (one per event), got {type(events).__name__}")
     with EventWriter(dest, tree=tree, overwrite=overwrite) as writer:
         writer.write(events)
     return writer.dest
