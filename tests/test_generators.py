@@ -194,3 +194,45 @@ def test_generate_cli(tmp_path) -> None:
 
     meta = json.loads((tmp_path / "z.json").read_text())
     assert meta["settings"] == Z_MUMU and meta["n_events"] == len(read_events(tmp_path / "z.parquet")) == 20
+
+
+def test_all_final_state_photons_with_hadronisation() -> None:
+    ev, _ = generate_higgs_diphoton(
+        120, seed=9, chunk_size=120, hadronization=True, all_photons_pt_min=5.0, progress=False
+    )
+    allp = ev.all_photons
+    assert allp.fields == ["pt", "eta", "phi", "mass", "from_higgs"]
+    assert ak.all(allp.pt > 5.0) and ak.all(abs(allp.eta) < 2.5)
+    assert ak.all(allp.pt[:, :-1] >= allp.pt[:, 1:])
+    # the two Higgs photons are among them, marked, and the same as the paper-A collection
+    assert ak.all(ak.sum(allp.from_higgs, axis=1) == 2)
+    higgs = allp[allp.from_higgs]
+    assert ak.all(higgs.pt == ev.photons.pt) and ak.all(higgs.eta == ev.photons.eta)
+    assert ak.any(ak.num(allp) > 2)  # π⁰ photons: real multiplicity
+    # without the option, no extra collection and the same events (the selection is unchanged)
+    plain, _ = generate_higgs_diphoton(120, seed=9, chunk_size=120, hadronization=True, progress=False)
+    assert plain.fields == ["photons", "mu"] and ak.all(plain.photons.pt == ev.photons.pt)
+    with pytest.raises(InputError, match="all_photons_pt_min"):
+        generate_higgs_diphoton(10, seed=1, all_photons_pt_min=-1.0, progress=False)
+
+
+def test_truth_jets_for_the_reference_jet_detector() -> None:
+    pytest.importorskip("fastjet")
+    from mcsurrogate.generators.higgs_benchmark import TruthJetSelector, iterate_truth_jets
+    from mcsurrogate.response.reference_detector import reconstruct_jets
+
+    chunks = list(iterate_truth_jets("ttbar", 40, seed=3, chunk_size=20, progress=False))
+    ev = ak.concatenate(chunks)
+    assert len(ev) == 40 and ev.fields == ["jets", "mu"]
+    jets = ev.jets
+    assert ak.all(jets.pt > 20) and ak.all(abs(jets.eta) < 2.5) and ak.all(jets.pt[:, :-1] >= jets.pt[:, 1:])
+    assert ak.sum(jets.flavour == 5) >= 40  # t t̄: two b jets in most events
+    assert 0 <= ak.min(ev.mu) and ak.max(ev.mu) <= 40
+    again = ak.concatenate(list(iterate_truth_jets("ttbar", 40, seed=3, chunk_size=20, progress=False)))
+    assert ak.all(ak.flatten(again.jets.pt) == ak.flatten(jets.pt))
+    reco = reconstruct_jets(ev, seed=1)
+    assert ak.all(ak.num(reco.jets) <= ak.num(reco.truth_jets)) and set(reco.jets.fields) >= {"pt", "btag"}
+    with pytest.raises(InputError, match="unknown process"):
+        iterate_truth_jets("wjets", 10, seed=1)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="TruthJetSelector"):
+        iterate_truth_jets("ttbar", 10, seed=1, selector=TruthJetSelector)  # type: ignore[arg-type]

@@ -10,12 +10,21 @@ import numpy as np
 import pytest
 
 from mcsurrogate.errors import InputError
+from mcsurrogate.response.matching import match_objects, nearest_other
+from mcsurrogate.response.reference_detector import (
+    PHOTON_EFFICIENCY,
+    ParametricEfficiency,
+    PhotonDetector,
+    reconstruct_jets,
+    reconstruct_photons,
+)
 from mcsurrogate.response.resolution import core_width
 from mcsurrogate.response.smearing import (
     POLYNOMIALS,
     PolynomialMapping,
     SmearingConfig,
     factor,
+    object_responses,
     resolution,
     smear_photons,
     smear_responses,
@@ -158,3 +167,181 @@ def test_smear_cli(tmp_path) -> None:
     assert proc.returncode == 0, proc.stderr
     reco = read_events(tmp_path / "r.root")
     assert len(reco) == 200 and {"photons", "truth_photons", "mu"} <= set(reco.fields)
+
+
+# -- any multiplicity, efficiency (the reference detector of issue 31) ---------------------------------------------
+def jagged_truth(n_events: int, seed: int, max_objects: int = 6, spread: float = 2.4) -> ak.Array:
+    """Events with 0 … max_objects photons (E_T 10–150 GeV, |η| < spread), unordered, and μ."""
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(0, max_objects + 1, n_events)
+    n = int(counts.sum())
+    photons = ak.unflatten(
+        ak.zip(
+            {
+                "pt": rng.uniform(10, 150, n),
+                "eta": rng.uniform(-spread, spread, n),
+                "phi": rng.uniform(-np.pi, np.pi, n),
+            }
+        ),
+        counts,
+    )
+    return ak.zip({"photons": photons, "mu": rng.uniform(0, 40, n_events)}, depth_limit=1)
+
+
+def pair_pulls(truth: ak.Array, delta: np.ndarray, j: int) -> tuple[np.ndarray, np.ndarray]:
+    """The pulls Δ/σ of response ``j`` of every ordered pair (a, b), a < b, of objects of one event."""
+    counts = ak.to_numpy(ak.num(truth.photons))
+    pt, eta = ak.to_numpy(ak.flatten(truth.photons.pt)), ak.to_numpy(ak.flatten(truth.photons.eta))
+    mu = np.repeat(truth.mu.to_numpy(), counts)
+    z = delta[:, j] / resolution(("pt", "eta", "phi")[j], pt, eta, mu)  # type: ignore[arg-type]
+    pairs = ak.argcombinations(ak.unflatten(z, counts), 2)
+    start = np.repeat(np.r_[0, np.cumsum(counts)[:-1]], ak.to_numpy(ak.num(pairs)))
+    a = ak.to_numpy(ak.flatten(pairs["0"])) + start
+    b = ak.to_numpy(ak.flatten(pairs["1"])) + start
+    return z[a], z[b]
+
+
+@pytest.mark.parametrize("rho", [0.0, 0.5, 1.0])
+def test_object_responses_correlate_every_two_objects_of_an_event_by_rho(rho: float) -> None:
+    truth = jagged_truth(60_000, seed=7)
+    counts = ak.to_numpy(ak.num(truth.photons))
+    pt, eta = ak.to_numpy(ak.flatten(truth.photons.pt)), ak.to_numpy(ak.flatten(truth.photons.eta))
+    mu = np.repeat(truth.mu.to_numpy(), counts)
+    scenario = "baseline" if rho == 0 else "correlation"
+    delta = object_responses(pt, eta, mu, counts, SmearingConfig(scenario, rho=rho), seed=1)
+    for j in range(3):
+        a, b = pair_pulls(truth, delta, j)
+        assert len(a) > 100_000
+        assert np.corrcoef(a, b)[0, 1] == pytest.approx(rho, abs=0.01)
+        if rho == 1.0:
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    z = delta[:, 0] / resolution("pt", pt, eta, mu)
+    assert z.std() == pytest.approx(1.0, abs=0.01)  # each object's marginal stays paper A's N(0, σ)
+    with pytest.raises(InputError, match="rho ≥ 0"):
+        object_responses(pt, eta, mu, counts, SmearingConfig("correlation", rho=-0.3))
+    with pytest.raises(InputError, match="sum of the non-negative counts"):
+        object_responses(pt[:-1], eta[:-1], mu[:-1], counts, SmearingConfig())
+
+
+def test_two_objects_per_event_give_paper_a_joint_distribution() -> None:
+    # the shared-component construction and paper A's Δ₂ ← ρΔ₁ + √(1−ρ²)Δ₂ have the same covariance for n = 2
+    config = SmearingConfig("correlation", rho=0.5)
+    d_paper = smear_responses(PT, ETA, MU, config, seed=11)
+    d_obj = object_responses(PT.ravel(), ETA.ravel(), np.repeat(MU, 2), np.full(N, 2), config, seed=12).reshape(N, 2, 3)
+    for d in (d_paper, d_obj):
+        sigma = np.stack([resolution(k, PT, ETA, MU[:, None]) for k in ("pt", "eta", "phi")], axis=-1)
+        c = np.cov((d / sigma).reshape(N, 6), rowvar=False)
+        np.testing.assert_allclose(c, np.kron([[1, 0.5], [0.5, 1]], np.eye(3)), atol=0.012)
+
+
+def test_parametric_efficiency_range_and_shape() -> None:
+    eff = PHOTON_EFFICIENCY
+    pt, eta, mu = np.meshgrid(np.linspace(10, 500, 50), np.linspace(-2.5, 2.5, 41), np.linspace(0, 40, 21))
+    e = eff(pt, eta, mu)  # isolated photons
+    assert e.min() == pytest.approx(0.60, abs=1e-9) and e.max() == pytest.approx(0.95, abs=1e-3)
+    assert eff(np.array(100.0), 0.0, 0.0) > eff(np.array(15.0), 0.0, 0.0)  # turn-on in E_T
+    assert eff(np.array(50.0), 0.0, 0.0) > eff(np.array(50.0), 2.0, 0.0) > eff(np.array(50.0), 2.0, 40.0)
+    assert eff(np.array(50.0), 0.0, 0.0, 0.05) < 0.75 * eff(np.array(50.0), 0.0, 0.0)  # a close neighbour
+    assert ParametricEfficiency.from_dict(json.loads(json.dumps(eff.to_dict()))) == eff
+    with pytest.raises(InputError, match="plateau"):
+        ParametricEfficiency(plateau=1.2)
+    with pytest.raises(InputError, match="pt_scale"):
+        ParametricEfficiency(pt_scale=0.0)
+
+
+def test_reference_photon_detector_efficiency_in_bins_matches_the_parametrisation() -> None:
+    truth = jagged_truth(80_000, seed=3, max_objects=4)
+    detector = PhotonDetector(SmearingConfig("baseline"))
+    out = reconstruct_photons(truth, detector, seed=5)
+    assert out.fields == ["photons", "truth_photons", "mu"]
+    # reco lists are ordered by reco E_T and hold no more objects than the truth
+    assert ak.all(out.photons.pt[:, :-1] >= out.photons.pt[:, 1:])
+    assert ak.all(ak.num(out.photons) <= ak.num(out.truth_photons))
+    assert ak.all(out.truth_photons.pt[:, :-1] >= out.truth_photons.pt[:, 1:])
+    m = match_objects(out.truth_photons, out.photons, max_dr=0.05)
+    assert int(ak.sum(m.reco_matched)) == int(ak.sum(ak.num(out.photons)))  # every reco photon has its truth photon
+    found = ak.to_numpy(ak.flatten(m.truth_matched))
+    tp = out.truth_photons
+    counts = ak.to_numpy(ak.num(tp))
+    expected = detector.efficiency(
+        ak.to_numpy(ak.flatten(tp.pt)),
+        ak.to_numpy(ak.flatten(tp.eta)),
+        np.repeat(out.mu.to_numpy(), counts),
+        ak.to_numpy(ak.flatten(nearest_other(tp))),
+    )
+    pt = ak.to_numpy(ak.flatten(tp.pt))
+    for lo, hi in ((10, 15), (15, 25), (25, 50), (50, 150)):
+        sel = (pt >= lo) & (pt < hi)
+        p = expected[sel].mean()
+        err = np.sqrt(p * (1 - p) / sel.sum())
+        assert abs(found[sel].mean() - p) < 4 * err, (lo, hi)
+    assert 0.6 < found.mean() < 0.95
+    # the matched responses are paper A's
+    t, r = m.pairs(tp, out.photons)
+    d = ak.to_numpy(ak.flatten(r.pt - t.pt))
+    mu = np.repeat(out.mu.to_numpy(), ak.to_numpy(ak.num(t)))
+    z = d / resolution("pt", ak.to_numpy(ak.flatten(t.pt)), ak.to_numpy(ak.flatten(t.eta)), mu)
+    assert z.std() == pytest.approx(1.0, abs=0.01)
+
+
+def test_reference_photon_detector_is_seeded_and_keeps_truth_fields() -> None:
+    truth = jagged_truth(500, seed=4)
+    truth = ak.with_field(
+        truth,
+        ak.zip({"from_higgs": truth.photons.pt > 100} | {f: truth.photons[f] for f in ("pt", "eta", "phi")}),
+        "photons",
+    )
+    a = reconstruct_photons(truth, seed=1, truth_collection="gen")
+    b = reconstruct_photons(truth, seed=1, truth_collection="gen")
+    c = reconstruct_photons(truth, seed=2, truth_collection="gen")
+    assert ak.all(ak.flatten(a.photons.pt) == ak.flatten(b.photons.pt))
+    assert not ak.all(ak.num(a.photons) == ak.num(c.photons))
+    assert "from_higgs" in a.gen.fields and ak.all((a.gen.pt > 100) == a.gen.from_higgs)
+    assert ak.all(abs(a.photons.phi) <= np.pi) and ak.all(a.photons.pt > 0)
+    lossless = PhotonDetector(
+        efficiency=ParametricEfficiency(plateau=1.0, pt_drop=0, eta_drop=0, mu_drop=0, iso_drop=0)
+    )
+    assert ak.all(ak.num(reconstruct_photons(truth, lossless).photons) == ak.num(truth.photons))
+    assert PhotonDetector.from_dict(json.loads(json.dumps(lossless.to_dict()))) == lossless
+    with pytest.raises(InputError, match="no field 'gen_photons'"):
+        reconstruct_photons(truth, collection="gen_photons")
+    with pytest.raises(InputError, match="PhotonDetector"):
+        reconstruct_photons(truth, SmearingConfig())  # type: ignore[arg-type]
+
+
+def test_reference_jet_detector() -> None:
+    from mcsurrogate.generators.higgs_benchmark import DetectorModel
+
+    rng = np.random.default_rng(0)
+    counts = rng.integers(0, 7, 40_000)
+    n = int(counts.sum())
+    jets = ak.unflatten(
+        ak.zip(
+            {
+                "pt": rng.uniform(20, 200, n),
+                "eta": rng.uniform(-2.5, 2.5, n),
+                "phi": rng.uniform(-np.pi, np.pi, n),
+                "mass": rng.uniform(0, 10, n),
+                "flavour": rng.choice([0, 4, 5], n),
+            }
+        ),
+        counts,
+    )
+    truth = ak.zip({"jets": jets, "mu": rng.uniform(0, 40, len(counts))}, depth_limit=1)
+    det = DetectorModel()
+    out = reconstruct_jets(truth, det, seed=3)
+    assert out.fields == ["jets", "truth_jets", "mu"]
+    m = match_objects(out.truth_jets, out.jets, max_dr=1e-9 + 1e-12)
+    t, r = m.pairs(out.truth_jets, out.jets)
+    assert ak.all(t.eta == r.eta) and ak.all(t.phi == r.phi)  # the benchmark's detector scales the four-momentum
+    ratio = ak.to_numpy(ak.flatten(r.pt / t.pt))
+    energy = ak.to_numpy(ak.flatten(t.pt * np.cosh(t.eta)))
+    pull = (ratio - 1) / det.jet_resolution(energy, ak.to_numpy(ak.flatten(t.eta)))
+    assert pull.std() == pytest.approx(1.0, abs=0.02)
+    flav, tag = ak.to_numpy(ak.flatten(t.flavour)), ak.to_numpy(ak.flatten(r.btag))
+    for label, p in ((5, det.btag_efficiency), (4, det.c_mistag), (0, det.light_mistag)):
+        assert tag[flav == label].mean() == pytest.approx(p, abs=4 * np.sqrt(p * (1 - p) / (flav == label).sum()))
+    frac = float(ak.sum(m.truth_matched) / ak.sum(ak.num(out.truth_jets)))
+    assert 0.75 < frac < 0.97
+    with pytest.raises(InputError, match=r"lack field\(s\) \['flavour'\]"):
+        reconstruct_jets(ak.zip({"jets": jets[["pt", "eta", "phi", "mass"]], "mu": truth.mu}, depth_limit=1))

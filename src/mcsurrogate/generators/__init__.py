@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from .higgs_benchmark import (
     DetectorModel,
+    TruthJetSelector,
     generate_higgs_benchmark,
     iterate_higgs_benchmark,
+    iterate_truth_jets,
     signal_settings,
     ttbar_settings,
 )
@@ -15,6 +17,7 @@ from .pythia import GenerationStats, iterate_final_state, iterate_pythia, read_s
 __all__ = [
     "DetectorModel",
     "GenerationStats",
+    "TruthJetSelector",
     "generate_higgs_benchmark",
     "generate_higgs_diphoton",
     "higgs_diphoton_settings",
@@ -22,6 +25,7 @@ __all__ = [
     "iterate_higgs_benchmark",
     "iterate_higgs_diphoton",
     "iterate_pythia",
+    "iterate_truth_jets",
     "read_settings",
     "run_pythia",
     "select_final_state",

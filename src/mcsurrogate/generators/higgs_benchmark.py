@@ -52,10 +52,12 @@ __all__ = [
     "ONE_LEPTONIC_W",
     "BenchmarkSelector",
     "DetectorModel",
+    "TruthJetSelector",
     "exact_w_mass",
     "generate_higgs_benchmark",
     "high_level_features",
     "iterate_higgs_benchmark",
+    "iterate_truth_jets",
     "leptonic_w_count",
     "neutrino_pz",
     "signal_settings",
@@ -472,6 +474,117 @@ class BenchmarkSelector:
             record[f"jet{n}_btag"] = float(tagged[j])
             record[f"jet{n}_mass"] = float(jmass[j])
         return record
+
+
+@dataclass(frozen=True)
+class TruthJetSelector:
+    """A ``select`` for :func:`~mcsurrogate.generators.pythia.iterate_pythia` that keeps the generator-level jets of
+    an event, as a full simulation's truth record does (``GenJet``): anti-k_t R = ``detector.jet_r`` on the
+    final-state particles except neutrinos (|η| < ``detector.jet_eta_max``), jets with p_T > ``pt_min`` (GeV) and
+    |η| < ``eta_max``, ordered by p_T, each with its ``flavour`` (5 b, 4 c, 0 light: ΔR to B/C hadrons as in
+    :class:`BenchmarkSelector`). Events with fewer than ``min_jets`` such jets are rejected. Picklable."""
+
+    detector: DetectorModel = DEFAULT_DETECTOR
+    pt_min: float = 20.0
+    eta_max: float = JET_ETA_MAX
+    min_jets: int = 1
+
+    def __call__(self, event: Any) -> dict[str, Any] | None:
+        det = self.detector
+        final: list[tuple[float, float, float, float, int]] = []
+        hadrons: list[tuple[int, float, float, float]] = []
+        for p in event.particles():
+            if p.isFinal():
+                final.append((p.px(), p.py(), p.pz(), p.e(), p.id()))
+            elif p.idAbs() > 100:
+                hadron_flavour = _heavy_flavour(p.idAbs())
+                if hadron_flavour:
+                    hadrons.append((hadron_flavour, p.px(), p.py(), p.pz()))
+        arr = np.array(final, dtype=np.float64)
+        _, eta, _ = _pt_eta_phi(arr[:, 0], arr[:, 1], arr[:, 2])
+        visible = ~np.isin(np.abs(arr[:, 4].astype(np.int64)), list(_NEUTRINOS)) & (np.abs(eta) < det.jet_eta_max)
+        fastjet: Any = require_extra("fastjet", "generate")
+        jet_def = fastjet.JetDefinition(fastjet.antikt_algorithm, det.jet_r)
+        inputs = [fastjet.PseudoJet(*row) for row in arr[visible, :4].tolist()]
+        jets = fastjet.ClusterSequence(inputs, jet_def).inclusive_jets(self.pt_min)
+        j4 = np.array([(j.px(), j.py(), j.pz(), j.E()) for j in jets], dtype=np.float64).reshape(-1, 4)
+        jpt, jeta, jphi = _pt_eta_phi(j4[:, 0], j4[:, 1], j4[:, 2])
+        jmass = np.sqrt(np.maximum(j4[:, 3] ** 2 - jpt**2 - j4[:, 2] ** 2, 0.0))
+        keep = (jpt > self.pt_min) & (np.abs(jeta) < self.eta_max)
+        if keep.sum() < self.min_jets:
+            return None
+        jpt, jeta, jphi, jmass = jpt[keep], jeta[keep], jphi[keep], jmass[keep]
+        flavour = np.zeros(len(jpt), dtype=np.int64)
+        if hadrons:
+            h = np.array(hadrons, dtype=np.float64)
+            hpt, heta, hphi = _pt_eta_phi(h[:, 1], h[:, 2], h[:, 3])
+            ok = hpt > det.btag_hadron_pt_min
+            for label in (4, 5):  # b overrides c
+                sel = ok & (h[:, 0] == label)
+                if sel.any():
+                    dr = _delta_r(jeta[:, None], jphi[:, None], heta[sel][None, :], hphi[sel][None, :])
+                    flavour[(dr < det.btag_match_dr).any(axis=1)] = label
+        order = np.argsort(-jpt, kind="stable")
+        return {
+            "jets": [
+                {
+                    "pt": float(jpt[i]),
+                    "eta": float(jeta[i]),
+                    "phi": float(jphi[i]),
+                    "mass": float(jmass[i]),
+                    "flavour": int(flavour[i]),
+                }
+                for i in order
+            ]
+        }
+
+
+_TRUTH_JETS_TYPE = ak.types.from_datashape(
+    "var * {pt: float64, eta: float64, phi: float64, mass: float64, flavour: int64}", highlevel=False
+)
+
+
+def iterate_truth_jets(
+    process: Process,
+    n_events: int,
+    *,
+    seed: int,
+    n_workers: int = 1,
+    chunk_size: int = 10_000,
+    progress: bool | None = None,
+    stats: GenerationStats | None = None,
+    selector: TruthJetSelector | None = None,
+    mpi: bool = False,
+    ecm: float = 13000.0,
+) -> Iterator[ak.Array]:
+    """Yield events of ``process`` (``"signal"`` or ``"ttbar"``, semileptonic as in :func:`iterate_higgs_benchmark`)
+    chunk by chunk with their truth ``jets`` (:class:`TruthJetSelector`; vector Momentum4D: pt [GeV], eta, phi [rad],
+    mass [GeV], ``flavour``) and a pile-up ``mu`` ~ Uniform(0, 40) per event (numpy, from the seed and the chunk):
+    the input of :func:`~mcsurrogate.response.reference_detector.reconstruct_jets`."""
+    if process not in _SETTINGS:
+        raise InputError(f"unknown process {process!r}; choose 'signal' or 'ttbar'")
+    selector = TruthJetSelector() if selector is None else selector
+    if not isinstance(selector, TruthJetSelector):
+        raise InputError(f"selector must be a TruthJetSelector, got {type(selector).__name__}")
+    require_extra("fastjet", "generate")
+    chunks = iterate_pythia(
+        _SETTINGS[process](mpi=mpi, ecm=ecm),
+        n_events,
+        seed=int(seed),
+        select=selector,
+        n_workers=n_workers,
+        chunk_size=chunk_size,
+        progress=progress,
+        stats=stats,
+        alternate=ONE_LEPTONIC_W,
+    )
+    return (_truth_jet_records(chunk, int(seed), index) for index, chunk in enumerate(chunks))
+
+
+def _truth_jet_records(chunk: ak.Array, seed: int, index: int) -> ak.Array:
+    jets = ak.enforce_type(chunk.jets, _TRUTH_JETS_TYPE)
+    mu = np.random.default_rng([seed, index, 6]).uniform(0.0, 40.0, len(chunk))
+    return ak.zip({"jets": ak.with_name(jets, "Momentum4D"), "mu": mu}, depth_limit=1)
 
 
 # -- reconstruction ------------------------------------------------------------------------------------

@@ -3,7 +3,22 @@
 from __future__ import annotations
 
 from .matching import Matching, match_objects, nearest_other
-from .smearing import PolynomialMapping, SmearingConfig, resolution, smear_photons, smear_responses
+from .reference_detector import (
+    JET_EFFICIENCY,
+    PHOTON_EFFICIENCY,
+    ParametricEfficiency,
+    PhotonDetector,
+    reconstruct_jets,
+    reconstruct_photons,
+)
+from .smearing import (
+    PolynomialMapping,
+    SmearingConfig,
+    object_responses,
+    resolution,
+    smear_photons,
+    smear_responses,
+)
 from .surrogate import (
     PRESETS,
     ResponseLayout,
@@ -15,8 +30,12 @@ from .surrogate import (
 )
 
 __all__ = [
+    "JET_EFFICIENCY",
+    "PHOTON_EFFICIENCY",
     "PRESETS",
     "Matching",
+    "ParametricEfficiency",
+    "PhotonDetector",
     "PolynomialMapping",
     "ResponseLayout",
     "SmearingConfig",
@@ -24,6 +43,9 @@ __all__ = [
     "distill_response",
     "match_objects",
     "nearest_other",
+    "object_responses",
+    "reconstruct_jets",
+    "reconstruct_photons",
     "resolution",
     "response_surrogate",
     "response_table",
