@@ -91,7 +91,7 @@ def test_diverging_candidates_are_reported_not_fatal():
 def test_a_comparison_started_again_resumes_from_its_checkpoints(tmp_path, monkeypatch):
     train, select = _events(2000, 7), _events(800, 8)
     cands = paper_b_candidates(families=["maf", "realnvp"], preprocessings=["gauss-rank"], blocks=2, hidden=16)
-    kwargs = {"features": ["pt", "eta", "m"], "training": {"epochs": 3, "batch_size": 256}, "n_permutations": 10}
+    kwargs = {"features": ["pt", "eta", "m"], "training": {"epochs": 3, "batch_size": 256}, "n_permutations": 19}
     reference, _ = compare_models(train, select, cands, progress=False, **kwargs)
 
     fit = Surrogate.fit
@@ -172,7 +172,7 @@ def test_a_conditional_candidate_draws_its_discrete_conditions_from_the_training
         cands,
         features=["pt", "eta", "m"],
         training={"epochs": 5, "batch_size": 256},
-        n_permutations=10,
+        n_permutations=19,
         progress=False,
     )
     model = models["maf/gauss-rank/conditional"]
@@ -256,7 +256,7 @@ def test_a_mass_difference_candidate_learns_the_differences_and_generates_the_ma
         cands,
         features=MASSES,
         training={"epochs": 3, "batch_size": 256},
-        n_permutations=10,
+        n_permutations=19,
         progress=False,
     )
     model = models["maf/gauss-rank/masses"]
@@ -277,7 +277,7 @@ def test_learning_curve_trains_on_nested_subsamples_and_scores_on_the_holdout():
         [150, 3_000],
         features=["pt", "eta", "m"],
         training={"epochs": 8, "batch_size": 128},
-        n_permutations=10,
+        n_permutations=19,
         progress=False,
     )
     assert [r.extra["n_train"] for r in rows] == [150, 3_000]

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from .c2st import C2STResult, c2st
 from .correlations import CorrelationComparison, compare_correlations
-from .density_ratio import DensityRatio, fit_density_ratio, reweighted_c2st
+from .density_ratio import DensityRatio, fit_density_ratio, reweighted_c2st, tail_summary
 from .divergences import FeatureDivergence, binned_divergences, compare_features
 from .effective_statistics import EffectiveStatistics, effective_statistics
-from .physics_distances import fpd, frechet_distance, kpd
+from .physics_distances import PhysicsDistances, fpd, frechet_distance, kpd, physics_distances
 from .report import ValidationReport, validate, write_report
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "DensityRatio",
     "EffectiveStatistics",
     "FeatureDivergence",
+    "PhysicsDistances",
     "ValidationReport",
     "binned_divergences",
     "c2st",
@@ -27,7 +28,9 @@ __all__ = [
     "fpd",
     "frechet_distance",
     "kpd",
+    "physics_distances",
     "reweighted_c2st",
+    "tail_summary",
     "validate",
     "write_report",
 ]

@@ -1,35 +1,61 @@
 """Classifier two-sample test (C2ST): can a classifier tell the candidate sample from the reference?
 
-A scikit-learn classifier (``HistGradientBoostingClassifier`` by default) is trained on half of the two samples
-(labels: reference 0, candidate 1) and scored on the other half. Reported: the held-out ROC AUC and accuracy, a
-bootstrap confidence interval of the AUC, and a permutation p-value.
+A scikit-learn classifier (``HistGradientBoostingClassifier`` by default) is trained on a random half of the two
+samples (labels: reference 0, candidate 1) and scored on the other half, ``n_repeats`` times with a fresh random
+split and classifier seed each time. Event weights enter the fits, the AUC and the accuracy.
 
-p-value: under H0 (same distribution) the held-out scores of both classes are exchangeable for the fixed classifier,
-so permuting the held-out labels and recomputing the AUC gives the exact conditional null of the held-out AUC
-(a Mann–Whitney statistic) without refitting; the p-value is ``(1 + #{AUC_perm ≥ AUC}) / (1 + n_perm)``.
-Event weights enter the fit, the AUC and the accuracy.
+* ``auc``, ``accuracy``: the mean over the repeats of the held-out ROC AUC (0.5: indistinguishable) and accuracy.
+* ``auc_ci``: a (1 − ``level``) interval for the held-out AUC that a classifier of this kind, trained on this
+  many events, reaches. With ``n_repeats ≥ 2`` it covers both the training variance (another training set and
+  seed gives another classifier: for a weak signal this is the larger part) and the test-set variance: the
+  corrected resampled t interval of Nadeau & Bengio (2003), mean ± t_{R−1} · s · √(1/R + n_test/n_train), with s
+  the SD of the R repeats' AUCs — the correction accounts for the repeats sharing events (their training sets
+  overlap). With ``n_repeats = 1`` it is the percentile bootstrap of the held-out events of the one classifier and
+  covers the test-set variance only, not the training variance; ``ci_covers`` says which in the report.
+* ``auc_sd_test``: the bootstrap SD of the first repeat's AUC over its held-out events (the test-set part alone).
+* ``p_value``: under H0 (same distribution) the held-out scores of both classes are exchangeable for a fixed
+  classifier, so permuting the held-out labels of the first repeat and recomputing its AUC gives the exact
+  conditional null of that AUC (a Mann–Whitney statistic) without refitting:
+  p = (1 + #{AUC_perm ≥ AUC_1}) / (1 + n_perm). The smallest attainable p is 1/(1 + n_perm) (``p_value_min``);
+  fewer permutations than 1/level − 1 could never reach the level and are refused.
+* ``decision``: "distinguishable" when p ≤ level *and* the interval lies above 0.5; "consistent with 0.5" when
+  p > level *and* the interval contains 0.5; otherwise "inconclusive" (the test and the interval disagree, e.g. a
+  significant but small AUC excess whose interval, which includes the training variance, still reaches 0.5). The
+  verdict never contradicts the interval.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+from scipy import stats
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import accuracy_score, roc_auc_score
 from sklearn.neural_network import MLPClassifier
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ..errors import InputError
+from .samples import check_sample, check_weights, ones_if_none
 
-__all__ = ["C2STResult", "c2st"]
+__all__ = ["C2STResult", "c2st", "minimum_permutations"]
+
+CI_TRAINING_AND_TEST = (
+    "training and test-set variance: {r} classifiers on {r} random half/half splits, Nadeau-Bengio corrected "
+    "resampled t interval"
+)
+CI_TEST_ONLY = (
+    "test-set variance of one trained classifier only (percentile bootstrap of its held-out events); the training "
+    "variance is not included: use n_repeats >= 2 for it"
+)
 
 
 @dataclass
 class C2STResult:
-    """Held-out AUC (0.5 = indistinguishable) with its bootstrap CI, accuracy and permutation p-value."""
+    """Held-out AUC (0.5 = indistinguishable) with its interval, accuracy and permutation p-value."""
 
     auc: float
     auc_ci: tuple[float, float]
@@ -39,15 +65,63 @@ class C2STResult:
     n_candidate: int
     classifier: str
     notes: list[str] = field(default_factory=list)
-    scores: np.ndarray | None = field(default=None, repr=False)  # held-out classifier scores (for the ROC curve)
+    scores: np.ndarray | None = field(default=None, repr=False)  # first repeat's held-out scores (ROC curve)
     labels: np.ndarray | None = field(default=None, repr=False)
+    n_permutations: int = 0
+    level: float = 0.05
+    auc_repeats: list[float] = field(default_factory=list)
+    auc_sd_test: float = float("nan")
+    ci_covers: str = ""
+
+    @property
+    def p_value_min(self) -> float:
+        """The smallest p-value the permutation test can give: 1/(1 + n_permutations)."""
+        return 1.0 / (1 + self.n_permutations)
+
+    @property
+    def decision(self) -> str:
+        """ "distinguishable", "consistent with 0.5" or "inconclusive" (see the module docstring)."""
+        low, high = self.auc_ci
+        significant = self.p_value <= self.level
+        if significant and low > 0.5:
+            return "distinguishable"
+        if not significant and low <= 0.5 <= high:
+            return "consistent with 0.5"
+        return "inconclusive"
+
+    def summary(self) -> str:
+        """One line: AUC, interval (and what it covers), p-value (with its floor) and the decision."""
+        low, high = self.auc_ci
+        p = (
+            f"p = {self.p_value:.3g} (the smallest attainable with {self.n_permutations} permutations)"
+            if self.p_value <= self.p_value_min
+            else f"p = {self.p_value:.3g}"
+        )
+        covers = "training + test variance" if len(self.auc_repeats) > 1 else "test-set variance only"
+        text = f"AUC {self.auc:.4f} [{low:.4f}, {high:.4f}] ({1 - self.level:.0%} CI, {covers}), {p}: {self.decision}"
+        if self.decision == "inconclusive":
+            where = "includes" if low <= 0.5 <= high else "excludes"
+            text += f" (the test {'is' if self.p_value <= self.level else 'is not'} significant at {self.level:g}"
+            text += f" but the interval {where} 0.5)"
+        return text
 
     def to_dict(self) -> dict[str, Any]:
+        def clean(v: float) -> float | None:
+            return float(v) if np.isfinite(v) else None
+
         return {
-            "auc": self.auc,
-            "auc_ci": list(self.auc_ci),
-            "accuracy": self.accuracy,
+            "auc": clean(self.auc),
+            "auc_ci": [clean(v) for v in self.auc_ci],
+            "ci_level": 1 - self.level,
+            "ci_covers": self.ci_covers,
+            "auc_repeats": [clean(v) for v in self.auc_repeats],
+            "auc_sd_test": clean(self.auc_sd_test),
+            "accuracy": clean(self.accuracy),
             "p_value": self.p_value,
+            "p_value_min": self.p_value_min,
+            "n_permutations": self.n_permutations,
+            "level": self.level,
+            "decision": self.decision,
             "n_reference": self.n_reference,
             "n_candidate": self.n_candidate,
             "classifier": self.classifier,
@@ -55,32 +129,9 @@ class C2STResult:
         }
 
 
-def _check(x: np.ndarray, name: str, d: int | None = None) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim == 1:
-        x = x[:, None]
-    if x.ndim != 2 or len(x) == 0:
-        raise InputError(f"{name} must be a non-empty (n, d) array, got shape {x.shape}")
-    if d is not None and x.shape[1] != d:
-        raise InputError(f"{name} has {x.shape[1]} features, the reference has {d}")
-    bad = ~np.isfinite(x)
-    if bad.any():
-        raise InputError(f"{name} has {int(bad.any(axis=1).sum())} events with NaN/inf; remove them first")
-    return x
-
-
-def _weights(w: np.ndarray | None, n: int, name: str) -> np.ndarray:
-    if w is None:
-        return np.ones(n)
-    w = np.asarray(w, dtype=np.float64)
-    if w.shape != (n,):
-        raise InputError(f"{name} weights have shape {w.shape}, expected ({n},)")
-    if not np.isfinite(w).all() or (w < 0).any():
-        raise InputError(
-            f"{name} weights must be finite and non-negative ({int((w < 0).sum())} negative); "
-            "negative-weight events cannot be used by the classifier test"
-        )
-    return w
+def minimum_permutations(level: float) -> int:
+    """The fewest label permutations whose smallest p-value, 1/(1 + n), reaches ``level``."""
+    return max(1, math.ceil(1 / level - 1 - 1e-9))
 
 
 def _grouped_auc(group: np.ndarray, n_groups: int, w_pos: np.ndarray, w_neg: np.ndarray) -> float:
@@ -98,6 +149,16 @@ def _grouped_auc(group: np.ndarray, n_groups: int, w_pos: np.ndarray, w_neg: np.
     return float(np.sum(pos * (below + 0.5 * neg)) / total) if total > 0 else float("nan")
 
 
+def _classifier(kind: str, seed: int) -> HistGradientBoostingClassifier | Pipeline:
+    if kind == "hgb":
+        return HistGradientBoostingClassifier(max_iter=200, early_stopping=True, random_state=seed)
+    if kind == "mlp":
+        return make_pipeline(
+            StandardScaler(), MLPClassifier((64, 64), max_iter=200, early_stopping=True, random_state=seed)
+        )
+    raise InputError(f"unknown classifier {kind!r}; choose 'hgb' or 'mlp'")
+
+
 def c2st(
     reference: np.ndarray,
     candidate: np.ndarray,
@@ -107,15 +168,35 @@ def c2st(
     classifier: Literal["hgb", "mlp"] = "hgb",
     n_permutations: int = 200,
     n_bootstrap: int = 200,
+    n_repeats: int = 5,
+    level: float = 0.05,
     max_events: int | None = 1_000_000,
     seed: int = 0,
 ) -> C2STResult:
-    """Run the C2ST on two (n, d) samples. Very unequal sizes are subsampled to the smaller one (noted)."""
+    """Run the C2ST on two (n, d) samples (see the module docstring). Very unequal sizes are subsampled to the
+    smaller one (noted), and either sample to ``max_events``."""
+    if classifier not in ("hgb", "mlp"):
+        raise InputError(f"unknown classifier {classifier!r}; choose 'hgb' or 'mlp'")
+    if not 0 < level < 1:
+        raise InputError(f"level must lie strictly between 0 and 1, got {level!r}")
+    if not isinstance(n_repeats, (int, np.integer)) or n_repeats < 1:
+        raise InputError(f"n_repeats must be an integer ≥ 1, got {n_repeats!r}")
+    need = minimum_permutations(level)
+    if not isinstance(n_permutations, (int, np.integer)) or n_permutations < need:
+        raise InputError(
+            f"n_permutations={n_permutations!r} cannot give a p-value below 1/(1 + n_permutations), which "
+            f"must reach the level {level:g}: use at least {need} permutations (200 is the default)"
+        )
+    if not isinstance(n_bootstrap, (int, np.integer)) or n_bootstrap < (2 if n_repeats == 1 else 0):
+        raise InputError(
+            f"n_bootstrap must be an integer ≥ {2 if n_repeats == 1 else 0} "
+            f"(with n_repeats = 1 it makes the interval), got {n_bootstrap!r}"
+        )
     rng = np.random.default_rng(seed)
-    a = _check(reference, "reference")
-    b = _check(candidate, "candidate", a.shape[1])
-    wa = _weights(weights_reference, len(a), "reference")
-    wb = _weights(weights_candidate, len(b), "candidate")
+    a = check_sample(reference, "reference")
+    b = check_sample(candidate, "candidate", a.shape[1])
+    wa = ones_if_none(check_weights(weights_reference, len(a), "weights_reference"), len(a))
+    wb = ones_if_none(check_weights(weights_candidate, len(b), "weights_candidate"), len(b))
     notes = []
     n = min(len(a), len(b), max_events or len(a))
     if len(a) != n or len(b) != n:
@@ -124,42 +205,73 @@ def c2st(
         a, wa, b, wb = a[ia], wa[ia], b[ib], wb[ib]
     if n < 20:
         raise InputError(f"the C2ST needs at least 20 events per sample, got {n}")
+    if not (wa.sum() > 0 and wb.sum() > 0):
+        raise InputError("the subsampled events of one sample carry no weight; pass more events or fewer zeros")
     x = np.vstack([a, b])
     y = np.r_[np.zeros(n), np.ones(n)]
     w = np.r_[wa / wa.mean(), wb / wb.mean()]
-    order = rng.permutation(2 * n)
-    train, test = order[:n], order[n:]
-    if classifier == "hgb":
-        model = HistGradientBoostingClassifier(max_iter=200, early_stopping=True, random_state=seed)
-    elif classifier == "mlp":
-        model = make_pipeline(
-            StandardScaler(), MLPClassifier((64, 64), max_iter=200, early_stopping=True, random_state=seed)
-        )
-    else:
-        raise InputError(f"unknown classifier {classifier!r}; choose 'hgb' or 'mlp'")
-    fit_kw = {"sample_weight": w[train]} if classifier == "hgb" else {"mlpclassifier__sample_weight": w[train]}
-    try:
-        model.fit(x[train], y[train], **fit_kw)
-    except TypeError:  # scikit-learn < 1.7: MLPClassifier.fit takes no sample_weight
-        notes.append(
-            "this scikit-learn's MLPClassifier takes no event weights in its fit; they enter AUC and accuracy only"
-        )
-        model.fit(x[train], y[train])
-    s = model.predict_proba(x[test])[:, 1]
-    yt, wt = y[test], w[test]
-    auc = float(roc_auc_score(yt, s, sample_weight=wt))
-    acc = float(accuracy_score(yt, s > 0.5, sample_weight=wt))
-    values, group = np.unique(s, return_inverse=True)
+    aucs, accs = [], []
+    scores = labels = test_w = None
+    for r in range(n_repeats):
+        order = rng.permutation(2 * n)
+        train, test = order[:n], order[n:]
+        model = _classifier(classifier, seed + r)
+        fit_kw = {"sample_weight": w[train]} if classifier == "hgb" else {"mlpclassifier__sample_weight": w[train]}
+        try:
+            model.fit(x[train], y[train], **fit_kw)
+        except TypeError:  # scikit-learn < 1.7: MLPClassifier.fit takes no sample_weight
+            if r == 0:
+                notes.append(
+                    "this scikit-learn's MLPClassifier takes no event weights in its fit; they enter AUC and "
+                    "accuracy only"
+                )
+            model.fit(x[train], y[train])
+        s = model.predict_proba(x[test])[:, 1]
+        yt, wt = y[test], w[test]
+        aucs.append(float(roc_auc_score(yt, s, sample_weight=wt)))
+        accs.append(float(accuracy_score(yt, s > 0.5, sample_weight=wt)))
+        if r == 0:
+            scores, labels, test_w = s, yt, wt
+    assert scores is not None and labels is not None and test_w is not None
+    values, group = np.unique(scores, return_inverse=True)
     k = len(values)
     boots = []
     for _ in range(n_bootstrap):
-        counts = np.bincount(rng.integers(0, len(yt), len(yt)), minlength=len(yt)) * wt
-        boots.append(_grouped_auc(group, k, counts * yt, counts * (1 - yt)))
-    boots = [b for b in boots if np.isfinite(b)]
-    ci = (float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))) if boots else (float("nan"),) * 2
+        counts = np.bincount(rng.integers(0, n, n), minlength=n) * test_w
+        boots.append(_grouped_auc(group, k, counts * labels, counts * (1 - labels)))
+    boots = [v for v in boots if np.isfinite(v)]
     null = np.empty(n_permutations)
     for i in range(n_permutations):
-        yp = rng.permutation(yt)
-        null[i] = _grouped_auc(group, k, wt * yp, wt * (1 - yp))
-    p = float((1 + np.sum(null >= auc)) / (1 + n_permutations))
-    return C2STResult(auc, ci, acc, p, len(a), len(b), classifier, notes, s, yt)
+        yp = rng.permutation(labels)
+        null[i] = _grouped_auc(group, k, test_w * yp, test_w * (1 - yp))
+    p = float((1 + np.sum(null >= aucs[0])) / (1 + n_permutations))
+    if n_repeats >= 2:
+        mean, sd = float(np.mean(aucs)), float(np.std(aucs, ddof=1))
+        half = float(stats.t.ppf(1 - level / 2, n_repeats - 1)) * sd * math.sqrt(1 / n_repeats + 1.0)
+        ci = (max(0.0, mean - half), min(1.0, mean + half))
+        covers = CI_TRAINING_AND_TEST.format(r=n_repeats)
+    else:
+        mean = aucs[0]
+        ci = (
+            (float(np.quantile(boots, level / 2)), float(np.quantile(boots, 1 - level / 2)))
+            if len(boots) >= 2
+            else (float("nan"), float("nan"))
+        )
+        covers = CI_TEST_ONLY
+    return C2STResult(
+        auc=mean,
+        auc_ci=ci,
+        accuracy=float(np.mean(accs)),
+        p_value=p,
+        n_reference=len(a),
+        n_candidate=len(b),
+        classifier=classifier,
+        notes=notes,
+        scores=scores,
+        labels=labels,
+        n_permutations=int(n_permutations),
+        level=float(level),
+        auc_repeats=aucs,
+        auc_sd_test=float(np.std(boots, ddof=1)) if len(boots) >= 2 else float("nan"),
+        ci_covers=covers,
+    )

@@ -14,6 +14,7 @@ space.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,9 +22,10 @@ import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 from ..errors import InputError
-from .c2st import C2STResult, _check, _weights, c2st
+from .c2st import C2STResult, c2st
+from .samples import check_sample, check_weights, ones_if_none, weighted_quantile
 
-__all__ = ["DensityRatio", "fit_density_ratio", "reweighted_c2st"]
+__all__ = ["DensityRatio", "fit_density_ratio", "reweighted_c2st", "tail_summary"]
 
 
 @dataclass
@@ -84,12 +86,12 @@ def fit_density_ratio(
             f"learning_rate must be > 0 and max_iter a positive integer, got {learning_rate!r} and {max_iter!r}"
         )
     rng = np.random.default_rng(seed)
-    a = _check(reference, "reference")
-    b = _check(candidate, "candidate", a.shape[1])
+    a = check_sample(reference, "reference")
+    b = check_sample(candidate, "candidate", a.shape[1])
+    wa = ones_if_none(check_weights(weights_reference, len(a), "weights_reference"), len(a))
+    wb = ones_if_none(check_weights(weights_candidate, len(b), "weights_candidate"), len(b))
     if min(len(a), len(b)) < 10 * folds:
         raise InputError(f"the density ratio needs at least {10 * folds} events per sample, got {len(a)} and {len(b)}")
-    wa = _weights(weights_reference, len(a), "reference")
-    wb = _weights(weights_candidate, len(b), "candidate")
     x = np.vstack([a, b])
     y = np.r_[np.zeros(len(a)), np.ones(len(b))]
     w = np.r_[wa / wa.mean(), wb / wb.mean()]
@@ -117,3 +119,28 @@ def fit_density_ratio(
 def reweighted_c2st(reference: np.ndarray, candidate: np.ndarray, ratio: DensityRatio, **kw: Any) -> C2STResult:
     """C2ST of the reference against the candidate weighted by w(x): close to 0.5 when the reweighting worked."""
     return c2st(reference, candidate, weights_candidate=ratio.weights(candidate), **kw)
+
+
+def tail_summary(
+    candidate: np.ndarray, ratio: np.ndarray, names: Sequence[str], *, weights: np.ndarray | None = None
+) -> dict[str, Any]:
+    """Where the generator fails: the candidate events with density ratio ``ratio`` = w(x) below 0.5
+    (over-populated) and above 2 (under-populated), as a fraction of the candidate's summed event ``weights`` and
+    with the weighted means of their features next to those of the whole candidate; and the 1 %, 50 % and 99 %
+    weighted quantiles of w(x) over the candidate."""
+    x = check_sample(candidate, "candidate")
+    w = ones_if_none(check_weights(weights, len(x), "weights"), len(x))
+    ratio = np.asarray(ratio, dtype=np.float64)
+    total = w.sum()
+    means_all = dict(zip(names, (w @ x / total).tolist(), strict=True))
+    out: dict[str, Any] = {}
+    for label, cut in (("overpopulated_w_below_0.5", ratio < 0.5), ("underpopulated_w_above_2", ratio > 2.0)):
+        wt = w[cut].sum()
+        out[label] = {
+            "fraction_of_generated": float(wt / total),
+            "mean_of_features": dict(zip(names, (w[cut] @ x[cut] / wt).tolist(), strict=True)) if wt > 0 else {},
+            "mean_of_features_all_generated": means_all,
+        }
+    q = weighted_quantile(ratio, [0.01, 0.5, 0.99], None if weights is None else w)
+    out["quantiles_generated"] = dict(zip(("1%", "50%", "99%"), q.tolist(), strict=True))
+    return out

@@ -1,20 +1,39 @@
-"""1-D divergences per feature, each next to its MC-vs-MC baseline.
+"""1-D divergences per feature, each with a bootstrap uncertainty and an MC-vs-MC baseline at the comparison's sizes.
 
-For every feature: Wasserstein-1 on the samples themselves (``scipy.stats.wasserstein_distance``, weighted),
-the two-sample KS test (``scipy.stats.ks_2samp``; unweighted), and on a common binning (quantiles of the
-reference, ``bins`` bins, filled with ``hist`` weighted storage): χ² for two weighted histograms with its p-value,
-KL divergence and Hellinger distance of the normalised histograms (bins empty in both are dropped; KL adds
-1e-12 to each probability).
+For every feature, with the event weights of both samples:
 
-Baseline: the reference is split in two halves of the compared size (capped at half of the reference) and the
-same numbers are computed between the halves, ``n_resamples`` times with fresh random splits (default 5); a
-feature is flagged when its W1 lies above the baseline mean + 3 SD.
+* ``wasserstein``: W1 = ∫ |F_ref − F_cand| dx between the weighted empirical CDFs (units of the feature), as
+  ``scipy.stats.wasserstein_distance`` with weights (tested equal);
+* ``ks_statistic``, ``ks_pvalue``: the two-sample Kolmogorov–Smirnov distance max |F_ref − F_cand| between the
+  weighted CDFs. p-value: unweighted samples of at most 10⁴ events use ``scipy.stats.ks_2samp`` (exact); otherwise
+  Smirnov's asymptotic law ``scipy.stats.kstwo`` at the effective size m n/(m + n), with m and n the Kish sizes
+  (Σw)²/Σw² — for unweighted samples exactly what ``ks_2samp`` does above 10⁴ events;
+* on a common binning (``bins`` weighted quantiles of the reference, plus under- and overflow): the weighted
+  two-sample χ² (Gagunashvili) with its ndf and p-value, KL(ref‖cand) and the Hellinger distance of the normalised
+  histograms (bins empty in both are dropped; KL adds 1e-12 to each probability).
+
+**Uncertainty** (``bootstrap_sd``): the standard deviation of each number over ``n_bootstrap`` bootstrap
+replicates, each resampling both samples with replacement at their own sizes (events keep their weights). The
+bootstrap distribution of a distance sits above the distance itself (resampling adds noise); the SD is its spread.
+
+**Baseline** (``baseline_mean``, ``baseline_sd``): what the same numbers are between two MC samples of the
+comparison's own sizes. The comparison sets M reference against N candidate events, and the statistical size of
+every distance follows 1/M + 1/N (W1, KS and Hellinger ∝ √(1/M + 1/N); KL and χ²/N ∝ 1/M + 1/N), so the baseline
+must use the same sizes: each of ``n_resamples`` replicates draws, with replacement, M and N′ events from the
+reference (the bootstrap null of a two-sample test) and computes the numbers between the two draws. With weights,
+N′ = N_eff,cand / (M_eff,ref / M), so that both draws carry the Kish effective sizes of the comparison. A feature is
+``flagged`` when its W1 lies above the baseline mean + 3 SD. (The earlier baseline split the reference into two
+halves of min(M/2, N) events: for M = N its √(4/M) is √2 above the comparison's √(2/M), which hid real shifts.)
+p-values have no baseline: under the null they are uniform at any size.
+
+Speed: each feature is sorted once (reference and candidate together); a replicate is then a cumulative sum and
+a few ``bincount`` calls over the multiplicities, O(M + N), instead of a re-sort.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import hist
@@ -22,19 +41,17 @@ import numpy as np
 from scipy import stats
 
 from ..errors import InputError
+from .samples import check_weights, kish_size, ones_if_none, weighted_quantile
 
 __all__ = ["FeatureDivergence", "binned_divergences", "compare_features"]
 
+#: the numbers that get a bootstrap SD and a baseline (p-values and ndf have a size-free null)
+DISTANCES = ("wasserstein", "ks_statistic", "chi2", "kl", "hellinger")
+_KS_EXACT_MAX = 10_000  # scipy.stats.ks_2samp's limit for its exact method
 
-def binned_divergences(
-    a: np.ndarray, b: np.ndarray, edges: np.ndarray, wa: np.ndarray | None = None, wb: np.ndarray | None = None
-) -> dict[str, float]:
-    """χ² (statistic, ndf, p-value), KL(a‖b) and Hellinger between two weighted samples on ``edges``."""
-    axis = hist.axis.Variable(edges, underflow=True, overflow=True)
-    ha = hist.Hist(axis, storage=hist.storage.Weight()).fill(a, weight=wa)
-    hb = hist.Hist(axis, storage=hist.storage.Weight()).fill(b, weight=wb)
-    sa, va = ha.values(flow=True), ha.variances(flow=True)
-    sb, vb = hb.values(flow=True), hb.variances(flow=True)
+
+def _binned(sa: np.ndarray, va: np.ndarray, sb: np.ndarray, vb: np.ndarray) -> dict[str, float]:
+    """χ², KL and Hellinger from two weighted histograms (sums of weights ``s``, sums of squared weights ``v``)."""
     na, nb = sa.sum(), sb.sum()
     keep = (sa > 0) | (sb > 0)
     sa, va, sb, vb = sa[keep], va[keep], sb[keep], vb[keep]
@@ -54,24 +71,28 @@ def binned_divergences(
     }
 
 
-def _one(
-    a: np.ndarray, b: np.ndarray, wa: np.ndarray | None, wb: np.ndarray | None, edges: np.ndarray
+def binned_divergences(
+    a: np.ndarray, b: np.ndarray, edges: np.ndarray, wa: np.ndarray | None = None, wb: np.ndarray | None = None
 ) -> dict[str, float]:
-    return {
-        "wasserstein": float(stats.wasserstein_distance(a, b, wa, wb)),
-        "ks_pvalue": float(stats.ks_2samp(a, b).pvalue),
-        **binned_divergences(a, b, edges, wa, wb),
-    }
+    """χ² (statistic, ndf, p-value), KL(a‖b) and Hellinger between two weighted samples on ``edges`` (with
+    under- and overflow bins; a value on an edge belongs to the bin above it, as in ``hist``)."""
+    axis = hist.axis.Variable(edges, underflow=True, overflow=True)
+    ha = hist.Hist(axis, storage=hist.storage.Weight()).fill(a, weight=wa)
+    hb = hist.Hist(axis, storage=hist.storage.Weight()).fill(b, weight=wb)
+    return _binned(ha.values(flow=True), ha.variances(flow=True), hb.values(flow=True), hb.variances(flow=True))
 
 
 @dataclass
 class FeatureDivergence:
-    """One feature's divergences (candidate vs reference) and the MC-vs-MC baseline mean and SD of each."""
+    """One feature's divergences (candidate vs reference), their bootstrap SD, and the MC-vs-MC baseline mean and
+    SD of each distance at the comparison's sizes (``baseline_sizes``: the two reference draws, events)."""
 
     name: str
     values: dict[str, float]
     baseline_mean: dict[str, float]
     baseline_sd: dict[str, float]
+    bootstrap_sd: dict[str, float] = field(default_factory=dict)
+    baseline_sizes: tuple[int, int] = (0, 0)
 
     @property
     def flagged(self) -> bool:
@@ -81,12 +102,63 @@ class FeatureDivergence:
     def to_dict(self) -> dict[str, Any]:
         return {
             **self.values,
+            "wasserstein_sd": self.bootstrap_sd.get("wasserstein"),
             "wasserstein_baseline": self.baseline_mean["wasserstein"],
             "wasserstein_baseline_sd": self.baseline_sd["wasserstein"],
+            "bootstrap_sd": self.bootstrap_sd,
             "baseline_mean": self.baseline_mean,
             "baseline_sd": self.baseline_sd,
+            "baseline_sizes": list(self.baseline_sizes),
             "flagged": self.flagged,
         }
+
+
+class _SortedFeature:
+    """One feature of both samples, sorted once; :meth:`numbers` takes per-event weights of two sides that live
+    on these ``m + n`` events and returns every distance in O(m + n)."""
+
+    def __init__(self, a: np.ndarray, b: np.ndarray, edges: np.ndarray) -> None:
+        v = np.concatenate([a, b])
+        self.order = np.argsort(v, kind="stable")
+        sv = v[self.order]
+        self.dx = np.diff(sv)
+        self.last = np.r_[sv[1:] != sv[:-1], True]  # the last event of each group of tied values
+        # bin 0: underflow, 1 … len(edges) − 1: [e_i, e_i+1), len(edges): overflow (as hist)
+        self.bin = np.searchsorted(edges, v, side="right")
+        self.n_bins = len(edges) + 1
+
+    def numbers(self, wa: np.ndarray, wa2: np.ndarray, wb: np.ndarray, wb2: np.ndarray) -> dict[str, float]:
+        """Distances between side A (weights ``wa``, squared weights ``wa2`` for the bin variances, per pooled
+        event) and side B."""
+        sa, sb = wa.sum(), wb.sum()
+        cdf_diff = np.cumsum((wa / sa - wb / sb)[self.order])
+        out = {
+            "wasserstein": float(np.abs(cdf_diff[:-1]) @ self.dx),
+            "ks_statistic": float(np.max(np.abs(cdf_diff[self.last]))),
+        }
+        k = self.n_bins
+        out.update(
+            _binned(
+                np.bincount(self.bin, wa, k),
+                np.bincount(self.bin, wa2, k),
+                np.bincount(self.bin, wb, k),
+                np.bincount(self.bin, wb2, k),
+            )
+        )
+        return out
+
+
+def _ks_pvalue(d: float, a: np.ndarray, b: np.ndarray, m_eff: float, n_eff: float, weighted: bool) -> float:
+    if not weighted and max(len(a), len(b)) <= _KS_EXACT_MAX:
+        return float(stats.ks_2samp(a, b).pvalue)
+    en = m_eff * n_eff / (m_eff + n_eff)
+    return float(stats.kstwo.sf(d, max(1.0, float(np.round(en)))))
+
+
+def _counts(rng: np.random.Generator, n: int, draws: int) -> np.ndarray:
+    """Multiplicities of ``draws`` draws with replacement from ``n`` events, in the smallest unsigned type."""
+    c = np.bincount(rng.integers(0, n, draws), minlength=n)
+    return c.astype(np.min_scalar_type(int(c.max())))
 
 
 def compare_features(
@@ -97,43 +169,67 @@ def compare_features(
     weights_reference: np.ndarray | None = None,
     weights_candidate: np.ndarray | None = None,
     bins: int = 50,
-    n_resamples: int = 5,
+    n_resamples: int = 20,
+    n_bootstrap: int = 20,
     seed: int = 0,
 ) -> dict[str, FeatureDivergence]:
-    """Per-feature divergences of ``candidate`` against ``reference`` (both (n, d)) with MC-vs-MC baselines."""
+    """Per-feature divergences of ``candidate`` against ``reference`` (both (n, d), features in ``names``), each
+    with its bootstrap SD (``n_bootstrap`` replicates) and its MC-vs-MC baseline at the comparison's sizes
+    (``n_resamples`` replicates); see the module docstring."""
     ref = np.asarray(reference, dtype=np.float64)
     can = np.asarray(candidate, dtype=np.float64)
     if ref.ndim != 2 or can.ndim != 2 or ref.shape[1] != can.shape[1] or ref.shape[1] != len(names):
         raise InputError(
             f"reference {ref.shape} and candidate {can.shape} must be (n, {len(names)}) for features {list(names)}"
         )
-    if len(ref) < 4 or len(can) < 2:
-        raise InputError(f"too few events: reference {len(ref)}, candidate {len(can)}")
+    if len(ref) < 2 or len(can) < 2:
+        raise InputError(f"too few events: reference {len(ref)}, candidate {len(can)} (at least 2 each)")
     for label, arr in (("reference", ref), ("candidate", can)):
         bad = ~np.isfinite(arr)
         if bad.any():
             counts = {n: int(k) for n, k in zip(names, bad.sum(axis=0), strict=False) if k}
             raise InputError(f"{label} has NaN/inf values, counts per feature {counts}")
+    wr = check_weights(weights_reference, len(ref), "weights_reference")
+    wc = check_weights(weights_candidate, len(can), "weights_candidate")
+    for label, value, low in (("bins", bins, 1), ("n_resamples", n_resamples, 2), ("n_bootstrap", n_bootstrap, 2)):
+        if not isinstance(value, (int, np.integer)) or value < low:
+            raise InputError(f"{label} must be an integer ≥ {low}, got {value!r}")
+    m, n = len(ref), len(can)
+    m_eff, n_eff = kish_size(wr, m), kish_size(wc, n)
+    weighted = wr is not None or wc is not None
+    # the baseline's second draw carries the candidate's effective size with the reference's weight spread
+    n_prime = max(2, round(n_eff * m / m_eff))
     rng = np.random.default_rng(seed)
-    wr = np.ones(len(ref)) if weights_reference is None else np.asarray(weights_reference, dtype=np.float64)
-    wc = np.ones(len(can)) if weights_candidate is None else np.asarray(weights_candidate, dtype=np.float64)
-    half = min(len(ref) // 2, len(can))
+    boot = [(_counts(rng, m, m), _counts(rng, n, n)) for _ in range(n_bootstrap)]
+    base = [(_counts(rng, m, m), _counts(rng, m, n_prime)) for _ in range(n_resamples)]
+
+    w_pool = np.r_[ones_if_none(wr, m), ones_if_none(wc, n)]
+    w2_pool = w_pool**2
+    on_ref = np.r_[np.ones(m), np.zeros(n)]
+    on_can = 1.0 - on_ref
+    zeros_n = np.zeros(n)
+
+    def sides(ca: np.ndarray, cb: np.ndarray, b_on_ref: bool) -> tuple[np.ndarray, ...]:
+        a = np.r_[ca, zeros_n]
+        b = np.r_[cb, zeros_n] if b_on_ref else np.r_[np.zeros(m), cb]
+        return a * w_pool, a * w2_pool, b * w_pool, b * w2_pool
+
     out = {}
     for j, name in enumerate(names):
-        edges = np.unique(np.quantile(ref[:, j], np.linspace(0, 1, bins + 1)))
+        edges = np.unique(weighted_quantile(ref[:, j], np.linspace(0, 1, bins + 1), wr))
         if len(edges) < 2:
-            edges = np.array([ref[0, j] - 0.5, ref[0, j] + 0.5])
-        values = _one(ref[:, j], can[:, j], wr, wc, edges)
-        base = []
-        for _ in range(n_resamples):
-            perm = rng.permutation(len(ref))
-            i1, i2 = perm[:half], perm[half : 2 * half]
-            base.append(_one(ref[i1, j], ref[i2, j], wr[i1], wr[i2], edges))
-        keys = base[0].keys()
+            edges = np.array([edges[0] - 0.5, edges[0] + 0.5])
+        feature = _SortedFeature(ref[:, j], can[:, j], edges)
+        values = feature.numbers(on_ref * w_pool, on_ref * w2_pool, on_can * w_pool, on_can * w2_pool)
+        values["ks_pvalue"] = _ks_pvalue(values["ks_statistic"], ref[:, j], can[:, j], m_eff, n_eff, weighted)
+        boots = [feature.numbers(*sides(ca, cb, False)) for ca, cb in boot]
+        nulls = [feature.numbers(*sides(ca, cb, True)) for ca, cb in base]
         out[name] = FeatureDivergence(
             name,
             values,
-            {k: float(np.mean([b[k] for b in base])) for k in keys},
-            {k: float(np.std([b[k] for b in base], ddof=1)) if n_resamples > 1 else 0.0 for k in keys},
+            {k: float(np.mean([r[k] for r in nulls])) for k in DISTANCES},
+            {k: float(np.std([r[k] for r in nulls], ddof=1)) for k in DISTANCES},
+            {k: float(np.std([r[k] for r in boots], ddof=1)) for k in DISTANCES},
+            (m, n_prime),
         )
     return out

@@ -113,18 +113,27 @@ def plot_roc(result: C2STResult) -> Figure:
     return fig
 
 
-def plot_density_ratio(w_reference: np.ndarray, w_candidate: np.ndarray) -> Figure:
-    """Distributions of log₁₀ w(x) = log₁₀ p_MC/p_gen for MC and generated events; tails = failure regions."""
+def plot_density_ratio(
+    w_reference: np.ndarray,
+    w_candidate: np.ndarray,
+    *,
+    weights_reference: np.ndarray | None = None,
+    weights_candidate: np.ndarray | None = None,
+) -> Figure:
+    """Distributions of log₁₀ w(x) = log₁₀ p_MC/p_gen for MC and generated events, each filled with its event
+    weights (summed weight per bin); tails = failure regions."""
     lw_r, lw_c = np.log10(w_reference), np.log10(w_candidate)
     lo, hi = np.quantile(np.r_[lw_r, lw_c], [0.0005, 0.9995])
     edges = np.linspace(min(lo, -0.1), max(hi, 0.1), 61)
     fig = Figure(figsize=(6.4, 4.6))
     ax = fig.add_subplot()
-    mplhep.histplot(np.histogram(lw_r, edges)[0], edges, ax=ax, label="MC", color="black")
-    mplhep.histplot(np.histogram(lw_c, edges)[0], edges, ax=ax, label="generated", color="tab:red")
+    mplhep.histplot(np.histogram(lw_r, edges, weights=weights_reference)[0], edges, ax=ax, label="MC", color="black")
+    mplhep.histplot(
+        np.histogram(lw_c, edges, weights=weights_candidate)[0], edges, ax=ax, label="generated", color="tab:red"
+    )
     ax.set_yscale("log")
     ax.set_xlabel(r"$\log_{10} w(x)$,  $w = p_\mathrm{MC}/p_\mathrm{gen}$")
-    ax.set_ylabel("events")
+    ax.set_ylabel("events (summed weight)")
     ax.legend()
     return fig
 

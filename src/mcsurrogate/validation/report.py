@@ -1,22 +1,25 @@
 """One call that validates a generated sample against MC, and the report folder it writes.
 
-:func:`validate` runs the whole suite on two (n, d) arrays with feature names: per-feature divergences with
-MC-vs-MC baselines, the C2ST (AUC, CI, accuracy, permutation p-value), the classifier density ratio with its
-calibration, the events in its tails, the C2ST of the reweighted candidate (ELSA's first step), FPD and KPD with
-baselines, and Pearson/Spearman correlation comparisons. :func:`write_report` writes ``report.json`` (every number),
-the PNG figures and ``index.html``.
+:func:`validate` runs the whole suite on two (n, d) arrays with feature names, each section timed
+(``timings_s``): per-feature divergences with bootstrap uncertainties and MC-vs-MC baselines at the comparison's
+sizes (``features``), the C2ST over repeated classifiers (``c2st``), the classifier density ratio with its
+calibration and the events in its tails (``density_ratio``), the C2ST of the reweighted candidate, ELSA's first step
+(``reweighted_c2st``), FPD and KPD with baselines (``physics_distances``), and weighted Pearson/Spearman
+correlation comparisons (``correlations``). :func:`write_report` writes ``report.json`` (every number, strict
+JSON: a number that does not exist is null), the PNG figures and ``index.html``.
 
-Weights: non-negative event weights are used everywhere (histograms, W1, classifiers). Negative weights are
-refused with an error, because W1 and the classifier tests have no meaning for them; remove them or absorb them
-into positive weights (e.g. by cell resampling) first. Very unequal sample sizes are subsampled to the smaller
-one in the classifier tests, with a note in the report.
+Weights: non-negative event weights on either side enter every number (histograms, W1, KS, classifiers,
+correlations, tails; FPD and KPD through a weighted resample). NaN, infinite, negative or all-zero weights are
+refused with an error naming the parameter. Very unequal sample sizes are subsampled to the smaller one in the
+classifier tests, with a note in the report.
 """
 
 from __future__ import annotations
 
 import html
 import json
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -25,13 +28,28 @@ import numpy as np
 
 from ..errors import InputError
 from ..files import atomic_write_text
-from .c2st import C2STResult, _check, _weights, c2st
+from .c2st import C2STResult, c2st
 from .correlations import CorrelationComparison, compare_correlations
-from .density_ratio import fit_density_ratio
+from .density_ratio import fit_density_ratio, tail_summary
 from .divergences import FeatureDivergence, compare_features
-from .physics_distances import fpd, kpd
+from .physics_distances import Scaling
+from .physics_distances import physics_distances as compute_physics_distances
+from .samples import check_sample, check_weights
 
 __all__ = ["ValidationReport", "validate", "write_report"]
+
+
+def _strict(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None (strict JSON)."""
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
 
 
 @dataclass
@@ -46,8 +64,10 @@ class ValidationReport:
     reweighted_c2st: C2STResult | None = None
     physics_distances: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
     _weights_ref: np.ndarray | None = field(default=None, repr=False)
     _weights_can: np.ndarray | None = field(default=None, repr=False)
+    _ratio_values: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     @property
     def flagged_features(self) -> list[str]:
@@ -55,26 +75,26 @@ class ValidationReport:
         return [n for n, f in self.features.items() if f.flagged]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "features": {n: f.to_dict() for n, f in self.features.items()},
-            "flagged_features": self.flagged_features,
-            "c2st": self.c2st.to_dict(),
-            "reweighted_c2st": self.reweighted_c2st.to_dict() if self.reweighted_c2st else None,
-            "density_ratio": self.density_ratio,
-            "physics_distances": self.physics_distances,
-            "correlations": self.correlations.to_dict(),
-            "notes": self.notes,
-        }
+        return _strict(
+            {
+                "features": {n: f.to_dict() for n, f in self.features.items()},
+                "flagged_features": self.flagged_features,
+                "c2st": self.c2st.to_dict(),
+                "reweighted_c2st": self.reweighted_c2st.to_dict() if self.reweighted_c2st else None,
+                "density_ratio": self.density_ratio,
+                "physics_distances": self.physics_distances,
+                "correlations": self.correlations.to_dict(),
+                "notes": self.notes,
+                "timings_s": self.timings,
+            }
+        )
 
     def verdict(self) -> str:
         """A short human summary."""
-        c = self.c2st
         flagged = self.flagged_features
         return (
-            f"C2ST AUC {c.auc:.4f} [{c.auc_ci[0]:.4f}, {c.auc_ci[1]:.4f}], p = {c.p_value:.3g} "
-            f"({'consistent with 0.5' if c.p_value > 0.05 else 'distinguishable'}); "
-            f"{len(flagged)} of {len(self.names)} features outside the MC-vs-MC W1 band"
-            + (f": {', '.join(flagged)}" if flagged else "")
+            f"C2ST {self.c2st.summary()}; {len(flagged)} of {len(self.names)} features outside the MC-vs-MC W1 "
+            "band at the comparison's sizes" + (f": {', '.join(flagged)}" if flagged else "")
         )
 
 
@@ -86,100 +106,116 @@ def validate(
     weights_reference: np.ndarray | None = None,
     weights_candidate: np.ndarray | None = None,
     bins: int = 50,
-    n_resamples: int = 5,
+    n_resamples: int = 20,
     classifier: Literal["hgb", "mlp"] = "hgb",
     n_permutations: int = 200,
     n_bootstrap: int = 200,
+    n_repeats: int = 5,
+    level: float = 0.05,
     max_events: int | None = 1_000_000,
     density_ratio: bool = True,
     physics_distances: bool = True,
+    physics_scaling: Scaling = "max_abs",
+    kpd_degree: int = 4,
+    physics_options: Mapping[str, Any] | None = None,
     seed: int = 0,
 ) -> ValidationReport:
-    """Validate ``candidate`` (generated, (n, d)) against ``reference`` (MC, (m, d)); see the module docstring."""
+    """Validate ``candidate`` (generated, (n, d)) against ``reference`` (MC, (m, d)); see the module docstring.
+
+    ``n_resamples``: bootstrap and baseline replicates of the 1-D divergences; ``n_permutations``,
+    ``n_bootstrap``, ``n_repeats``, ``level``, ``max_events``: the C2ST's (:func:`~mcsurrogate.validation.c2st`);
+    ``physics_scaling``, ``kpd_degree``: the FPD/KPD conventions, ``physics_options``: any other keyword of
+    :func:`~mcsurrogate.validation.physics_distances` (subset sizes and counts).
+    """
     names = list(names)
     if len(set(names)) != len(names):
         raise InputError(f"feature names must be unique; got {names}")
-    ref = _check(reference, "reference")
-    can = _check(candidate, "candidate", ref.shape[1])
+    ref = check_sample(reference, "reference")
+    can = check_sample(candidate, "candidate", ref.shape[1])
     if ref.shape[1] != len(names):
         raise InputError(f"{len(names)} feature names for {ref.shape[1]} columns")
-    wr = _weights(weights_reference, len(ref), "reference")
-    wc = _weights(weights_candidate, len(can), "candidate")
+    wr = check_weights(weights_reference, len(ref), "weights_reference")
+    wc = check_weights(weights_candidate, len(can), "weights_candidate")
+    c2st_kw: dict[str, Any] = {
+        "classifier": classifier,
+        "n_permutations": n_permutations,
+        "n_bootstrap": n_bootstrap,
+        "n_repeats": n_repeats,
+        "level": level,
+        "max_events": max_events,
+    }
     notes: list[str] = []
     if max(len(ref), len(can)) > 10 * min(len(ref), len(can)):
         notes.append(
             f"very unequal sizes ({len(ref)} reference, {len(can)} candidate): the classifier tests use "
             f"{min(len(ref), len(can), max_events or len(ref))} events of each"
         )
-    uw_r = None if weights_reference is None else wr
-    uw_c = None if weights_candidate is None else wc
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(section: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[section] = now - clock
+        clock = now
+
+    # the C2ST first: it checks its options (permutations against the level) before anything slow runs
+    test = c2st(ref, can, weights_reference=wr, weights_candidate=wc, seed=seed, **c2st_kw)
+    notes += test.notes
+    lap("c2st")
     feats = compare_features(
-        ref, can, names, weights_reference=uw_r, weights_candidate=uw_c, bins=bins, n_resamples=n_resamples, seed=seed
-    )
-    test = c2st(
         ref,
         can,
-        weights_reference=uw_r,
-        weights_candidate=uw_c,
-        classifier=classifier,  # type: ignore[arg-type]
-        n_permutations=n_permutations,
-        n_bootstrap=n_bootstrap,
-        max_events=max_events,
+        names,
+        weights_reference=wr,
+        weights_candidate=wc,
+        bins=bins,
+        n_resamples=n_resamples,
+        n_bootstrap=n_resamples,
         seed=seed,
     )
-    notes += test.notes
+    lap("features")
     report = ValidationReport(
-        names, feats, test, compare_correlations(ref, can, names), notes=notes, _weights_ref=uw_r, _weights_can=uw_c
+        names,
+        feats,
+        test,
+        compare_correlations(ref, can, names, weights_reference=wr, weights_candidate=wc),
+        notes=notes,
+        timings=timings,
+        _weights_ref=wr,
+        _weights_can=wc,
     )
+    lap("correlations")
     if density_ratio:
-        ratio = fit_density_ratio(ref, can, weights_reference=uw_r, weights_candidate=uw_c, seed=seed)
+        ratio = fit_density_ratio(ref, can, weights_reference=wr, weights_candidate=wc, seed=seed)
         w_can = ratio.weights(can)
         w_ref = ratio.weights(ref)
-        tails = {}
-        for label, cut in (("overpopulated_w_below_0.5", w_can < 0.5), ("underpopulated_w_above_2", w_can > 2.0)):
-            sel = can[cut]
-            tails[label] = {
-                "fraction_of_generated": float(cut.mean()),
-                "mean_of_features": dict(zip(names, sel.mean(axis=0).tolist(), strict=False)) if len(sel) else {},
-                "mean_of_features_all_generated": dict(zip(names, can.mean(axis=0).tolist(), strict=False)),
-            }
-        report.density_ratio = {
-            **ratio.to_dict(),
-            "tails": tails,
-            "quantiles_generated": dict(
-                zip(("1%", "50%", "99%"), np.quantile(w_can, [0.01, 0.5, 0.99]).tolist(), strict=False)
-            ),
-        }
-        report._ratio_values = (w_ref, w_can)  # type: ignore[attr-defined]
+        summary = tail_summary(can, w_can, names, weights=wc)
+        quantiles = summary.pop("quantiles_generated")
+        report.density_ratio = {**ratio.to_dict(), "tails": summary, "quantiles_generated": quantiles}
+        report._ratio_values = (w_ref, w_can)
+        lap("density_ratio")
         report.reweighted_c2st = c2st(
             ref,
             can,
-            weights_reference=uw_r,
-            weights_candidate=w_can * wc,
-            classifier=classifier,
-            n_permutations=n_permutations,  # type: ignore[arg-type]
-            n_bootstrap=n_bootstrap,
-            max_events=max_events,
+            weights_reference=wr,
+            weights_candidate=w_can if wc is None else w_can * wc,
             seed=seed + 1,
+            **c2st_kw,
         )
+        lap("reweighted_c2st")
     if physics_distances:
-        half = len(ref) // 2
-        perm = np.random.default_rng(seed).permutation(len(ref))
-        r1, r2 = ref[perm[:half]], ref[perm[half : 2 * half]]
-        f, fe = fpd(ref, can, seed=seed)
-        fb, fbe = fpd(r1, r2, seed=seed)
-        k, ke = kpd(ref, can, seed=seed)
-        kb, kbe = kpd(r1, r2, seed=seed)
-        report.physics_distances = {
-            "fpd": f,
-            "fpd_error": fe,
-            "fpd_baseline": fb,
-            "fpd_baseline_error": fbe,
-            "kpd": k,
-            "kpd_error": ke,
-            "kpd_baseline": kb,
-            "kpd_baseline_error": kbe,
-        }
+        report.physics_distances = compute_physics_distances(
+            ref,
+            can,
+            weights_reference=wr,
+            weights_candidate=wc,
+            scaling=physics_scaling,
+            degree=kpd_degree,
+            seed=seed,
+            **dict(physics_options or {}),
+        ).to_dict()
+        lap("physics_distances")
     return report
 
 
@@ -192,9 +228,11 @@ def write_report(
     corner_features: Sequence[str] | None = None,
     max_plot_events: int = 200_000,
 ) -> list[str]:
-    """Write ``report.json``, the PNG figures and ``index.html`` into ``out_dir``; returns the figure names."""
+    """Write ``report.json``, the PNG figures and ``index.html`` into ``out_dir``; returns the figure names.
+    The time the figures took is added to ``report.timings`` (``figures``)."""
     from .plots import plot_corner, plot_correlation_difference, plot_density_ratio, plot_feature, plot_roc
 
+    start = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ref = np.asarray(reference, dtype=float)
@@ -211,9 +249,11 @@ def write_report(
         )
     figures["correlation_difference.png"] = plot_correlation_difference(report.correlations)
     figures["c2st_roc.png"] = plot_roc(report.c2st)
-    if getattr(report, "_ratio_values", None) is not None:
-        w_ref, w_can = report._ratio_values  # type: ignore[attr-defined]
-        figures["density_ratio.png"] = plot_density_ratio(w_ref, w_can)
+    if report._ratio_values is not None:
+        w_ref, w_can = report._ratio_values
+        figures["density_ratio.png"] = plot_density_ratio(
+            w_ref, w_can, weights_reference=report._weights_ref, weights_candidate=report._weights_can
+        )
     chosen = list(corner_features) if corner_features else report.names[: min(5, len(report.names))]
     missing = [c for c in chosen if c not in report.names]
     if missing:
@@ -222,7 +262,8 @@ def write_report(
     figures["corner.png"] = plot_corner(ref[ir][:, idx][:20_000], can[ic][:, idx][:20_000], chosen)
     for name, fig in figures.items():
         fig.savefig(out / name, dpi=80, bbox_inches="tight")
-    atomic_write_text(out / "report.json", json.dumps(report.to_dict(), indent=1))
+    report.timings["figures"] = time.perf_counter() - start
+    atomic_write_text(out / "report.json", json.dumps(report.to_dict(), indent=1, allow_nan=False))
     atomic_write_text(out / "index.html", _index(report, sorted(figures)))
     return sorted(figures)
 
@@ -234,26 +275,37 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
 
 
+def _num(value: float | None, spec: str) -> str:
+    return "n/a" if value is None or not np.isfinite(value) else format(value, spec)
+
+
 def _index(report: ValidationReport, figures: list[str]) -> str:
     rows = "".join(
         f"<tr{_FLAG if f.flagged else ''}><td>{html.escape(n)}</td>"
-        f"<td>{f.values['wasserstein']:.4g}</td><td>{f.baseline_mean['wasserstein']:.4g} ± "
-        f"{f.baseline_sd['wasserstein']:.2g}</td><td>{f.values['chi2_pvalue']:.3g}</td>"
-        f"<td>{f.values['ks_pvalue']:.3g}</td><td>{f.values['hellinger']:.4g}</td></tr>"
+        f"<td>{_num(f.values['wasserstein'], '.4g')} ± {_num(f.bootstrap_sd.get('wasserstein'), '.2g')}</td>"
+        f"<td>{_num(f.baseline_mean['wasserstein'], '.4g')} ± {_num(f.baseline_sd['wasserstein'], '.2g')}</td>"
+        f"<td>{_num(f.values['ks_statistic'], '.4g')}</td><td>{_num(f.values['ks_pvalue'], '.3g')}</td>"
+        f"<td>{_num(f.values['chi2_pvalue'], '.3g')}</td><td>{_num(f.values['hellinger'], '.4g')}</td></tr>"
         for n, f in report.features.items()
     )
     pd = report.physics_distances
     extra = (
         (
-            f"<p>FPD {pd['fpd']:.4g} ± {pd['fpd_error']:.2g} (MC vs MC {pd['fpd_baseline']:.4g}); "
-            f"KPD {pd['kpd']:.4g} ± {pd['kpd_error']:.2g} (MC vs MC {pd['kpd_baseline']:.4g})</p>"
+            f"<p>FPD {_num(pd['fpd'], '.4g')} ± {_num(pd['fpd_error'], '.2g')} "
+            f"(MC vs MC {_num(pd['fpd_baseline'], '.4g')} ± {_num(pd['fpd_baseline_error'], '.2g')}); "
+            f"KPD {_num(pd['kpd'], '.4g')} ± {_num(pd['kpd_error'], '.2g')} "
+            f"(MC vs MC {_num(pd['kpd_baseline'], '.4g')} ± {_num(pd['kpd_baseline_error'], '.2g')}); "
+            f"conventions {html.escape(json.dumps(pd['conventions']))}</p>"
         )
         if pd
         else ""
     )
+    extra += f"<p>C2ST interval covers: {html.escape(report.c2st.ci_covers)}</p>"
     rw = report.reweighted_c2st
     if rw is not None:
-        extra += f"<p>C2ST after density-ratio reweighting: AUC {rw.auc:.4f}, p = {rw.p_value:.3g}</p>"
+        extra += f"<p>C2ST after density-ratio reweighting: {html.escape(rw.summary())}</p>"
+    if report.timings:
+        extra += "<p>time per section: " + ", ".join(f"{k} {v:.1f} s" for k, v in report.timings.items()) + "</p>"
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in report.notes)
     imgs = "".join(
         f'<figure><img src="{f}" style="max-width:32%"><figcaption>{f}</figcaption></figure>' for f in figures
@@ -261,6 +313,7 @@ def _index(report: ValidationReport, figures: list[str]) -> str:
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>mcsurrogate validation</title></head><body>"
         f"<h1>Validation: generated vs MC</h1><p><b>{html.escape(report.verdict())}</b></p>{extra}"
-        f"<ul>{notes}</ul><table border=1 cellpadding=3><tr><th>feature</th><th>W1</th><th>W1 MC-vs-MC</th>"
-        f"<th>χ² p</th><th>KS p</th><th>Hellinger</th></tr>{rows}</table>{imgs}</body></html>"
+        f"<ul>{notes}</ul><table border=1 cellpadding=3><tr><th>feature</th><th>W1 ± bootstrap SD</th>"
+        f"<th>W1 MC-vs-MC at these sizes (mean ± SD)</th><th>KS D</th><th>KS p</th><th>χ² p</th><th>Hellinger</th>"
+        f"</tr>{rows}</table>{imgs}</body></html>"
     )
