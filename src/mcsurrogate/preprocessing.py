@@ -4,6 +4,11 @@ Each :class:`Transform` maps one column (1-D float64) forward into the flow's sp
 ``log |d forward/dx|`` so that densities can be reported in the data's original units. A
 :class:`ColumnChain` applies transforms in order; a :class:`Preprocessor` holds one chain per column.
 
+Fits take event weights (``fit(x, weights=w)``, signed weights allowed, summing to > 0): :class:`Standardize` uses
+the weighted mean and standard deviation, :class:`GaussRank` the weighted empirical CDF (integer weights give the
+fit of the sample with each row repeated that often); the range-based transforms (:class:`BoundedMinMax`,
+:class:`MinMaxLogit`) take the range of every event given, whatever its weight (weights do not change a support).
+
 >>> import numpy as np
 >>> p = Preprocessor(["pt"], "logit").fit(np.array([[20.0], [35.0], [80.0], [120.0]]))
 >>> bool(np.allclose(p.inverse(p.forward(np.array([[50.0]]))), 50.0))
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import abc
 import json
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -23,6 +29,7 @@ from scipy.stats import median_abs_deviation
 
 from .arguments import check_columns, check_int, check_numeric_matrix, describe
 from .errors import InputError
+from .event_weights import check_event_weights
 
 __all__ = [
     "PRESETS",
@@ -50,8 +57,8 @@ class Transform(abc.ABC):
     name: ClassVar[str]
     column: str = "?"
 
-    def fit(self, x: np.ndarray) -> Transform:
-        """Fit the state from training values ``x``; returns ``self``."""
+    def fit(self, x: np.ndarray, weights: np.ndarray | None = None) -> Transform:
+        """Fit the state from training values ``x`` with event ``weights`` (``None``: unweighted); returns ``self``."""
         return self
 
     @abc.abstractmethod
@@ -141,14 +148,26 @@ class Standardize(Transform):
     def __init__(self, mean: float | None = None, std: float | None = None) -> None:
         self.mean, self.std = mean, std
 
-    def fit(self, x: np.ndarray) -> Standardize:
+    def fit(self, x: np.ndarray, weights: np.ndarray | None = None) -> Standardize:
+        """Mean and standard deviation of ``x``, weighted by ``weights`` (Σw x / Σw and √(Σw (x − mean)² / Σw))."""
         x = np.asarray(x, dtype=np.float64)
-        std = float(x.std())
+        if weights is None:
+            mean, std = float(x.mean()), float(x.std())
+        else:
+            w = np.asarray(weights, dtype=np.float64)
+            mean = float(np.sum(w * x) / w.sum())
+            var = float(np.sum(w * (x - mean) ** 2) / w.sum())
+            if var < 0:  # signed weights can make a sample's variance negative: no scale to standardise with
+                raise InputError(
+                    f"column {self.column!r}: its weighted variance is negative ({var:.3g}) with these signed weights; "
+                    "the sample cannot be standardised (too few events for its negative weights?)"
+                )
+            std = math.sqrt(var)
         if not std > 0:
             raise InputError(
                 f"column {self.column!r} is constant ({x[0] if len(x) else 'empty'}): it cannot be standardised or learned"
             )
-        self.mean, self.std = float(x.mean()), std
+        self.mean, self.std = mean, std
         return self
 
     def _fitted(self) -> tuple[float, float]:
@@ -200,7 +219,8 @@ class BoundedMinMax(Transform):
             raise InputError(f"minmax needs high > low, got low={low}, high={high}")
         self.low, self.high, self.margin, self.xmin, self.xmax = float(low), float(high), float(margin), xmin, xmax
 
-    def fit(self, x: np.ndarray) -> BoundedMinMax:
+    def fit(self, x: np.ndarray, weights: np.ndarray | None = None) -> BoundedMinMax:
+        """The range of every value of ``x``, whatever its weight."""
         self.xmin, self.xmax = _padded_range(x, self.margin, self.column, "min-max scaled")
         return self
 
@@ -240,7 +260,8 @@ class MinMaxLogit(Transform):
             raise InputError(f"logit alpha must be in (0, 0.5), got {alpha}")
         self.alpha, self.margin, self.xmin, self.xmax = float(alpha), float(margin), xmin, xmax
 
-    def fit(self, x: np.ndarray) -> MinMaxLogit:
+    def fit(self, x: np.ndarray, weights: np.ndarray | None = None) -> MinMaxLogit:
+        """The range of every value of ``x``, whatever its weight."""
         self.xmin, self.xmax = _padded_range(x, self.margin, self.column, "logit-transformed")
         return self
 
@@ -318,7 +339,7 @@ class Log(Transform):
             )
         return np.log(v)
 
-    def fit(self, x: np.ndarray) -> Log:
+    def fit(self, x: np.ndarray, weights: np.ndarray | None = None) -> Log:
         self.forward(x)
         return self
 
@@ -335,13 +356,17 @@ class Log(Transform):
 class GaussRank(Transform):
     """Quantile-to-normal with an exact inverse (paper B's final preprocessing).
 
-    The empirical CDF is piecewise linear through ``n_quantiles`` knots (quantiles of the training values from the
-    minimum to the maximum) at probabilities from ``eps`` to ``1 − eps``, with ``eps = 1/(2 n_train)``; then
-    ``y = Φ⁻¹(F(x))``.
+    The empirical CDF is piecewise linear through the training values at their mid-point probabilities
+    ``F(x_k−) + P(x_k)/2`` (equal values merged into one point), sampled at ``n_quantiles`` knots from the minimum to
+    the maximum; then ``y = Φ⁻¹(F(x))``. Unweighted, the knots are the quantiles of the training values at
+    probabilities from ``eps`` to ``1 − eps``, ``eps = 1/(2 n_train)``. Weighted (``fit(x, weights)``), ``P`` is the
+    values' share of the total weight (``eps``: half the smallest event's share), so integer weights give the fit of
+    the sample with each row repeated that often; negative weights are allowed where the cumulative weight stays a
+    CDF after a running maximum (a weighted sample of a positive density).
 
-    **Atoms.** A value that holds a finite fraction of the training events (it fills two or more quantiles: a
-    discrete column, a floor, a kinematic constraint such as m(ℓν) = m_W) keeps two knots at the same ``x``, at
-    ``F(a−)`` and ``F(a)``. :meth:`forward` spreads its events uniformly over that probability interval (a
+    **Atoms.** A value shared by several training events that holds a finite fraction of the weight (it fills two
+    or more quantiles: a discrete column, a floor, a kinematic constraint such as m(ℓν) = m_W; a single heavy event
+    is no atom) keeps two knots at the same ``x``, at ``F(a−)`` and ``F(a)``. :meth:`forward` spreads its events uniformly over that probability interval (a
     seeded dequantization, the same for the same input), so the flow sees a smooth density instead of a spike,
     and :meth:`inverse` maps the whole interval back onto the value exactly: generated samples reproduce the atom
     with its probability, not a smeared peak. There :meth:`log_abs_det` uses the atom's probability in place of
@@ -372,23 +397,49 @@ class GaussRank(Transform):
         self.knots = None if knots is None else np.asarray(knots, dtype=np.float64)
         self.probs = None if probs is None else np.asarray(probs, dtype=np.float64)
 
-    def fit(self, x: np.ndarray) -> GaussRank:
+    def fit(self, x: np.ndarray, weights: np.ndarray | None = None) -> GaussRank:
+        """Knots of the (weighted) empirical CDF of ``x``; more than ``subsample`` values: a seeded subsample."""
         x = np.asarray(x, dtype=np.float64)
+        w = None if weights is None else np.asarray(weights, dtype=np.float64)
         if self.subsample and len(x) > self.subsample:
-            x = np.random.default_rng(self.seed).choice(x, self.subsample, replace=False)
-        xs = np.sort(x)
-        n = len(xs)
-        eps = 0.5 / n
-        grid = np.linspace(0.0, 1.0, self.n_quantiles)
-        q = np.quantile(xs, grid)  # includes the minimum and the maximum
-        values, first, count = np.unique(q, return_index=True, return_counts=True)
+            pick = np.random.default_rng(self.seed).choice(len(x), self.subsample, replace=False)
+            x, w = x[pick], None if w is None else w[pick]
+        order = np.argsort(x, kind="stable")
+        xs = x[order]
+        values, first, rows = np.unique(xs, return_index=True, return_counts=True)
+        if w is None:
+            mass, smallest = rows.astype(np.float64), 1.0
+        else:
+            ws = w[order]
+            mass = np.add.reduceat(ws, first) if len(ws) else np.zeros(0)
+            if (mass < 0).any():  # signed weights: the cumulative weight made monotonic (a running maximum)
+                mass = np.diff(np.maximum.accumulate(np.maximum(np.cumsum(mass), 0.0)), prepend=0.0)
+            smallest = float(ws[ws > 0].min()) if (ws > 0).any() else 0.0
+            carried = mass > 0  # values without weight carry no probability; the CDF interpolates across them
+            values, rows, mass = values[carried], rows[carried], mass[carried]
         if len(values) < 2:
-            raise InputError(f"column {self.column!r} is constant: it cannot be Gauss-rank transformed")
+            raise InputError(
+                f"column {self.column!r} is constant"
+                + (" (or its weight sits on one value)" if w is not None else "")
+                + ": it cannot be Gauss-rank transformed"
+            )
+        total = float(mass.sum())
+        upto_f = np.cumsum(mass) / total  # F(x_k)
+        below_f = upto_f - mass / total  # F(x_k−)
+        mid = below_f + 0.5 * mass / total  # mid-point probabilities: (k − 1/2)/n unweighted
+        eps = 0.5 * smallest / total
         scale = 1 - 2 * eps
-        atoms = values[count > 1]  # a value filling several quantiles holds a finite fraction of the events
-        below = eps + scale * np.searchsorted(xs, atoms, side="left") / n
-        upto = eps + scale * np.searchsorted(xs, atoms, side="right") / n
-        smooth, p_smooth = values[count == 1], (eps + scale * grid)[first[count == 1]]
+        grid = np.linspace(eps, 1 - eps, self.n_quantiles)
+        # an atom: a value of several events whose probability interval, less half an event at each end, holds two
+        # or more grid points (unweighted: it fills two or more quantiles of the sample)
+        inside = np.searchsorted(grid, upto_f - eps, side="right") - np.searchsorted(grid, below_f + eps, side="left")
+        is_atom = (rows > 1) & (inside >= 2)
+        atoms = values[is_atom]
+        below, upto = eps + scale * below_f[is_atom], eps + scale * upto_f[is_atom]
+        tol = 1e-6 * (grid[1] - grid[0])  # the ends are knots already (unweighted, the grid's ends are theirs)
+        p_inner = grid[(grid > mid[0] + tol) & (grid < mid[-1] - tol)]
+        p_smooth = np.r_[mid[0], p_inner, mid[-1]]
+        smooth = np.interp(p_smooth, mid, values)
         # a smooth knot next to an atom must fall strictly between the atoms' probability intervals
         j = np.searchsorted(atoms, smooth)
         lower = np.r_[-np.inf, upto][j]
@@ -545,9 +596,10 @@ class ColumnChain:
             )
         return cls([make_transform(t.to_dict() if isinstance(t, Transform) else t) for t in items])
 
-    def fit(self, x: np.ndarray) -> ColumnChain:
+    def fit(self, x: np.ndarray, weights: np.ndarray | None = None) -> ColumnChain:
+        """Fit each transform on the previous one's output, with the event ``weights``."""
         for t in self.transforms:
-            t.fit(x)
+            t.fit(x, weights)
             x = t.forward(x)
         return self
 
@@ -632,14 +684,17 @@ class Preprocessor:
             )
         return x
 
-    def fit(self, x: np.ndarray) -> Preprocessor:
+    def fit(self, x: np.ndarray, weights: np.ndarray | None = None) -> Preprocessor:
+        """Fit every column's chain on the training values ``x`` (n, len(columns)) with event ``weights`` (n,)
+        (``None``: unweighted; signed weights allowed, finite and summing to > 0)."""
         x = self._check(x)
         bad = ~np.isfinite(x)
         if bad.any():
             counts = {c: int(k) for c, k in zip(self.columns, bad.sum(axis=0), strict=False) if k}
             raise InputError(f"non-finite values in the preprocessing fit: counts per column {counts}")
+        w = None if weights is None else check_event_weights(weights, len(x), "weights of the preprocessing fit")[0]
         for j, c in enumerate(self.columns):
-            self.chains[c].fit(x[:, j])
+            self.chains[c].fit(x[:, j], w)
         self.fitted = True
         return self
 

@@ -41,26 +41,39 @@ from .arguments import (
     check_int,
     check_numeric_matrix,
     check_path,
+    check_records,
     check_seed,
     describe,
     is_pandas,
 )
 from .errors import InputError, ModelDirectoryError
+from .event_weights import WeightSummary, cell_resample, event_weights, poisson_bootstrap
 from .files import atomic_directory, atomic_write_text, read_json
 from .flows import FLOW_FAMILIES, FlowConfig, FlowModel, build_flow
 from .flows.distilled import DistillConfig, DistilledFlow, MLPSampler, distill_flow
 from .persistence import load_tensors, save_tensors
 from .preprocessing import OUTLIER_Z, Preprocessor, extreme_outliers
 from .records import FeatureSpec, from_matrix, to_matrix, to_objects
-from .training import Split, TrainConfig, TrainResult, fingerprint, resolve_device, split_indices, train_flow
+from .training import (
+    Split,
+    TrainConfig,
+    TrainResult,
+    fingerprint,
+    resolve_device,
+    split_indices,
+    train_flow,
+    weighted_nll,
+)
 
-__all__ = ["MODEL_FORMAT", "SCHEMA_VERSION", "Surrogate", "check_schema_version"]
+__all__ = ["MODEL_FORMAT", "NEGATIVE_WEIGHTS", "SCHEMA_VERSION", "Surrogate", "check_schema_version"]
 
 MODEL_FORMAT = "mcsurrogate.surrogate"
 #: the newest model schema this version reads; 1: a flow, 2: adds ``distilled_sampler`` (written only by distilled
 #: surrogates, so that an older mcsurrogate refuses them clearly instead of failing on the student's weights), 3: the
 #: distilled sampler's ``precision`` (a schema-2 directory samples in float32)
 SCHEMA_VERSION = 3
+#: how :meth:`Surrogate.fit` trains negative event weights: as they are, or cell-resampled to non-negative ones first
+NEGATIVE_WEIGHTS = ("signed", "cell-resampling")
 _FILES = ("config.json", "preprocessing.json", "weights.safetensors", "metrics.json")
 
 
@@ -450,12 +463,45 @@ class Surrogate:
             )
 
     # -- training --------------------------------------------------------------------------------------
+    def _weighted_prepare(
+        self,
+        events: ak.Array,
+        weights: Any,
+        nonfinite: Literal["raise", "drop"],
+        drop_nonfinite_weights: bool,
+    ) -> tuple[ak.Array, np.ndarray, np.ndarray | None, np.ndarray | None, dict[str, Any], np.ndarray, str]:
+        """:meth:`_prepare` with the events' weights (``None`` unweighted) kept with their rows: ``(flat, x, c, w,
+        report, rows, label)``; events with NaN/inf weights dropped (``drop_nonfinite_weights``) and counted."""
+        if weights is None:
+            flat, x, c, info, rows = self._prepare(events, nonfinite)
+            return flat, x, c, None, info, rows, "weights"
+        check_records(events, "events")
+        w_all, finite, label = event_weights(events, weights, drop_nonfinite=drop_nonfinite_weights)
+        flat, x, c, info, rows = self._prepare(events, nonfinite)
+        w, ok = w_all[rows], finite[rows]
+        if not ok.all():
+            info["dropped_nonfinite_weights"] = int((~ok).sum())
+            info["n_kept"] = int(ok.sum())
+            flat, x, w, rows = flat[ok], x[ok], w[ok], rows[ok]
+            c = None if c is None else c[ok]
+        if not w.sum() > 0:
+            raise InputError(
+                f"{label} sum to {w.sum():.6g} (≤ 0) over the {len(w)} events kept for training; a weighted sample "
+                "must have a positive sum of weights"
+            )
+        return flat, x, c, w, info, rows, label
+
     def fit(
         self,
         events: ak.Array,
         *,
+        weights: str | np.ndarray | Sequence[float] | None = None,
+        drop_nonfinite_weights: bool = False,
+        negative_weights: Literal["signed", "cell-resampling"] = "signed",
+        bootstrap_seed: int | None = None,
         nonfinite: Literal["raise", "drop"] = "raise",
         validation: ak.Array | None = None,
+        validation_weights: str | np.ndarray | Sequence[float] | None = None,
         checkpoint_dir: str | os.PathLike[str] | None = None,
         resume: bool = True,
         progress: bool | None = None,
@@ -463,37 +509,82 @@ class Surrogate:
         """Split ``events`` (train/validation/test by ``training.fractions`` and seed), fit the preprocessing on
         the training split, train the flow and keep the best epoch. Returns ``self``.
 
+        ``weights``: event weights, the name of a numeric field of ``events`` or an array of one weight per event
+        (``None``: unweighted). The flow then maximises the weighted likelihood (−Σ w log p / Σ w, see
+        :mod:`mcsurrogate.training`), the preprocessing is fitted with the weights (weighted moments, weighted
+        quantiles), the split keeps each weight with its event, and model selection and the test NLL are weighted.
+        Single weights may be negative; the sample's must sum to > 0 (else :class:`InputError`), and NaN/inf weights
+        are refused unless ``drop_nonfinite_weights=True`` drops those events (counted in ``metrics["data"]``).
+        ``negative_weights``: train negative weights as they are (``signed``) or make them non-negative first by
+        cell resampling of the training split in the flow's space (``cell-resampling``,
+        :func:`~mcsurrogate.event_weights.cell_resample`). ``metrics["weights"]`` records the training split's Kish
+        effective size (Σw)²/Σw² (the event count when unweighted) and what was done.
+        ``bootstrap_seed``: a bootstrap replica: the training split's weights (1 when unweighted) are multiplied by
+        Poisson(1) draws from this seed; the split itself, and so the validation and test events, stay those of
+        ``training.seed``, so replicas differ only in the training statistics.
+
         ``validation``: the model-selection events, when the caller keeps them apart (e.g. several detector
         smearings of the same truth events must not straddle training and validation); every row of ``events``
-        then trains and ``training.fractions`` is not used.
+        then trains and ``training.fractions`` is not used. Their weights: ``validation_weights`` (a field name or an
+        array), else the field ``weights`` names, else none.
         ``checkpoint_dir`` keeps ``last``/``best`` checkpoints; a run killed and started again with the same
         data, configuration and directory resumes where it stopped.
         Values more than :data:`~mcsurrogate.preprocessing.OUTLIER_Z` robust standard deviations from their
         column's median (overflows, sentinels such as ±1e30) raise a warning that names the rows.
+        The flow learns the weighted density; what it generates is unweighted (weight 1 per event).
         """
         if checkpoint_dir is not None:
             checkpoint_dir = check_path(checkpoint_dir, "checkpoint_dir")
         check_bool(resume, "resume")
-        _, x, c, data_report, rows = self._prepare(events, nonfinite)
+        check_bool(drop_nonfinite_weights, "drop_nonfinite_weights")
+        check_choice(negative_weights, "negative_weights", NEGATIVE_WEIGHTS)
+        if bootstrap_seed is not None:
+            bootstrap_seed = check_seed(bootstrap_seed, "bootstrap_seed", generator=False)
+        if validation_weights is not None and validation is None:
+            raise InputError("validation_weights are the weights of validation events: pass validation= too")
+        _, x, c, w, data_report, rows, label = self._weighted_prepare(
+            events, weights, nonfinite, drop_nonfinite_weights
+        )
         self._refuse_discrete_targets(events)
         self._warn_extreme_outliers(x, c, rows, "training")
         cfg = self.train_config
         if validation is None:
             split = split_indices(len(x), cfg.fractions, cfg.seed)
         else:
-            _, xv, cv, val_report, val_rows = self._prepare(validation, nonfinite)
+            if validation_weights is None and isinstance(weights, str):
+                if weights not in check_records(validation, "validation").fields:
+                    raise InputError(
+                        f"the validation events lack the weights column {weights!r} of the training events; pass "
+                        "validation_weights= (a field name or an array; np.ones(n) for unweighted validation events)"
+                    )
+                validation_weights = weights
+            _, xv, cv, wv, val_report, val_rows, _ = self._weighted_prepare(
+                validation, validation_weights, nonfinite, drop_nonfinite_weights
+            )
             self._refuse_discrete_targets(validation)
             self._warn_extreme_outliers(xv, cv, val_rows, "validation")
             if len(x) == 0 or len(xv) == 0:
                 raise InputError(f"no events to {'train on' if len(x) == 0 else 'validate on'}")
             data_report["validation"] = val_report
             n = len(x)
+            if w is not None or wv is not None:
+                w = np.concatenate([np.ones(n) if w is None else w, np.ones(len(xv)) if wv is None else wv])
             x = np.concatenate([x, xv])
             c = None if c is None or cv is None else np.concatenate([c, cv])
             split = Split(np.arange(n), np.arange(n, len(x)), np.arange(0))
-        self.preprocessor.fit(x[split.train])
+        w_train = None if w is None else w[split.train]
+        if bootstrap_seed is not None:
+            w_train = (np.ones(len(split.train)) if w_train is None else w_train) * poisson_bootstrap(
+                len(split.train), bootstrap_seed
+            )
+        if w_train is not None and not w_train.sum() > 0:
+            raise InputError(
+                f"the training split's {label} sum to {w_train.sum():.6g} (≤ 0); a weighted training sample must "
+                "have a positive sum of weights (more events, or another split or bootstrap seed)"
+            )
+        self.preprocessor.fit(x[split.train], w_train)
         if self.condition_preprocessor is not None and c is not None:
-            self.condition_preprocessor.fit(c[split.train])
+            self.condition_preprocessor.fit(c[split.train], w_train)
         # a range fitted on the training split (paper B's min-max + logit) need not cover every validation or
         # test event of a heavy-tailed feature: those cannot be scored; drop, count, warn (as for bounded targets)
         parts = {"train": split.train, "validation": split.validation, "test": split.test}
@@ -513,13 +604,34 @@ class Surrogate:
                 stacklevel=2,
             )
             data_report["outside_fitted_range"] = outside
+        w_val = None if w is None else w[parts["validation"]]
+        w_test = None if w is None else w[parts["test"]]
+        if w_val is not None and not w_val.sum() > 0:
+            raise InputError(
+                f"the validation split's {label} sum to {w_val.sum():.6g} (≤ 0): the weighted validation NLL is "
+                "undefined (more events, or another split seed)"
+            )
         xt, xv, xs = (self.preprocessor.forward(x[i]) for i in parts.values())
         ct = cv = cs = None
         if c is not None and self.condition_preprocessor is not None:
             ct, cv, cs = (self.condition_preprocessor.forward(c[i]) for i in parts.values())
+        summary = WeightSummary.of(
+            None if weights is None else weights if isinstance(weights, str) else "array",
+            w_train,
+            len(split.train),
+            dropped_nonfinite=int(data_report.get("dropped_nonfinite_weights", 0)),
+            bootstrap_seed=bootstrap_seed,
+        )
+        if w_train is not None and (w_train < 0).any():
+            summary.negative_weights = negative_weights
+            if negative_weights == "cell-resampling":
+                cells = cell_resample(xt if ct is None else np.hstack([xt, ct]), w_train)
+                w_train = cells.weights
+                summary.cells = cells.to_dict()
         torch.manual_seed(cfg.seed)
         self.model = build_flow(self.flow_config, len(self.targets), len(self.conditions) or None)
-        run_id = fingerprint(self._config_dict(), x[split.train], c[split.train] if c is not None else None)
+        fingerprinted = [self._config_dict(), x[split.train], c[split.train] if c is not None else None]
+        run_id = fingerprint(*fingerprinted, *(() if w_train is None else (w_train,)))
         self.result = train_flow(
             self.model,
             xt,
@@ -531,14 +643,18 @@ class Surrogate:
             resume=resume,
             run_id=run_id,
             progress=progress,
+            w_train=w_train,
+            w_val=w_val,
         )
         self.device = resolve_device(cfg.device)
         test_nll = None
         if len(xs):
-            test_nll = float(-np.mean(self._flow_log_prob(xs, cs)))
+            log_p = self._flow_log_prob(xs, cs)
+            test_nll = float(-np.mean(log_p)) if w_test is None else weighted_nll(log_p, w_test)
         self.metrics = {
             "data": data_report,
             "split": split.sizes(),
+            "weights": summary.to_dict(),
             "training": self.result.to_dict(),
             "test_nll_flow_space": test_nll,
             "n_parameters": int(sum(p.numel() for p in self.model.parameters())),
@@ -553,9 +669,20 @@ class Surrogate:
         }
         return self
 
-    def split(self, events: ak.Array, *, nonfinite: Literal["raise", "drop"] = "raise") -> dict[str, ak.Array]:
-        """The train/validation/test split of ``events`` that :meth:`fit` used (same config and seed)."""
-        flat, _, _, _, _ = self._prepare(events, nonfinite)
+    def split(
+        self,
+        events: ak.Array,
+        *,
+        nonfinite: Literal["raise", "drop"] = "raise",
+        weights: str | np.ndarray | Sequence[float] | None = None,
+        drop_nonfinite_weights: bool = False,
+    ) -> dict[str, ak.Array]:
+        """The train/validation/test split of ``events`` that :meth:`fit` used (same config, seed and weight
+        arguments). With ``weights``, each part's records carry their weights (as the field ``weights`` names, or
+        ``weight`` for an array)."""
+        flat, _, _, w, _, _, _ = self._weighted_prepare(events, weights, nonfinite, drop_nonfinite_weights)
+        if w is not None:
+            flat = ak.with_field(flat, w, weights if isinstance(weights, str) else "weight")
         s = split_indices(len(flat), self.train_config.fractions, self.train_config.seed)
         return {"train": flat[s.train], "validation": flat[s.validation], "test": flat[s.test]}
 
@@ -686,6 +813,8 @@ class Surrogate:
         Returns flat records with the target columns (original units) and the condition columns; objects of the
         spec whose columns are all present come back too, as vector ``Momentum4D`` lists (e.g. ``photons``),
         so ``(ev.photons[:, 0] + ev.photons[:, 1]).mass`` works. Same seed, same sample, whatever ``batch_size``.
+        Generated events are unweighted (weight 1 each), also when the surrogate was trained on weighted events: the
+        flow learned the weighted density (reweight them with :mod:`mcsurrogate.refinement` if needed).
         """
         parts = list(
             self.sample_batches(n, conditions, seed=seed, batch_size=batch_size, progress=progress, noise=noise)
@@ -843,7 +972,8 @@ class Surrogate:
         return obj
 
     def info(self) -> dict[str, Any]:
-        """Features, preprocessing, model size and training metrics, JSON-serialisable."""
+        """Features, preprocessing, model size and training metrics, JSON-serialisable; ``training_size``: the
+        training split's events and Kish effective size (and its weights' source), one line."""
         model = self._require_model()
         n_par = int(sum(p.numel() for p in model.parameters()))
         return {
@@ -855,5 +985,6 @@ class Surrogate:
             "preprocessing": self.preprocessor.to_dict(),
             "n_parameters": n_par,
             "size_mb": n_par * 4 / 1e6,
+            "training_size": WeightSummary.info_line(self.metrics.get("weights")),
             "metrics": self.metrics,
         }

@@ -4,6 +4,14 @@ Everything random is derived from ``TrainConfig.seed``: the shuffling of epoch `
 ``numpy.random.default_rng([seed, e])`` and the selection sample of epoch ``e`` likewise, so a run
 resumed from its last checkpoint ends with the same weights as an uninterrupted one (on CPU).
 
+**Event weights.** With weights ``w`` the loss is the weighted negative log-likelihood −Σ wᵢ log p(xᵢ) / Σ wᵢ. A step
+takes ``−mean_batch(wᵢ/w̄ · log p(xᵢ))`` with ``w̄`` the mean weight of the whole training split: an unbiased estimate
+of the full-sample loss and its gradient (dividing by the batch's own Σw instead is a ratio of estimates, biased at
+O(1/batch), and with signed weights unstable where a batch's sum comes near zero). Signed weights are trained as
+they are: the objective stays consistent while the weighted density is positive; gradient clipping (on by
+default) bounds the steps that a batch of mostly negative weights makes. The validation NLL and the Wasserstein
+selection are weighted the same way.
+
 Checkpoints are one safetensors file each (weights, optimiser moments and a JSON header), written
 atomically: ``last.safetensors`` after every epoch and ``best.safetensors`` when the selection metric improves.
 """
@@ -46,6 +54,8 @@ __all__ = [
     "resolve_device",
     "split_indices",
     "train_flow",
+    "wasserstein_1d",
+    "weighted_nll",
 ]
 
 
@@ -235,6 +245,8 @@ class TrainResult:
     resumed_from_epoch: int = 0
     train_events_per_second: float = 0.0
     device: str = "cpu"
+    #: trained on event weights (the losses are weighted NLLs)
+    weighted: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -255,22 +267,58 @@ def _batched_log_prob(flow: FlowModel, x: torch.Tensor, c: torch.Tensor | None, 
     return torch.cat(out)
 
 
+def weighted_nll(log_prob: torch.Tensor | np.ndarray, weights: torch.Tensor | np.ndarray | None = None) -> float:
+    """−Σ wᵢ log pᵢ / Σ wᵢ (the mean −log p without weights)."""
+    if weights is None:
+        return float(-torch.as_tensor(log_prob).mean())
+    lp = torch.as_tensor(log_prob, dtype=torch.float64)
+    w = torch.as_tensor(weights, dtype=torch.float64, device=lp.device)
+    return float(-(w * lp).sum() / w.sum())
+
+
+def wasserstein_1d(
+    u: np.ndarray, v: np.ndarray, u_weights: np.ndarray | None = None, v_weights: np.ndarray | None = None
+) -> float:
+    """The 1-D Wasserstein distance ∫|F_u − F_v| dx of two weighted samples: :func:`scipy.stats.wasserstein_distance`
+    for non-negative weights; with signed weights (which scipy refuses) the same integral of the signed weighted
+    CDFs."""
+    signed = any(w is not None and (w < 0).any() for w in (u_weights, v_weights))
+    if not signed:
+        return float(wasserstein_distance(u, v, u_weights, v_weights))
+    wu = np.ones(len(u)) if u_weights is None else u_weights
+    wv = np.ones(len(v)) if v_weights is None else v_weights
+    values = np.concatenate([u, v])
+    order = np.argsort(values, kind="stable")
+    step = np.concatenate([wu / wu.sum(), -wv / wv.sum()])[order]
+    return float(np.sum(np.abs(np.cumsum(step)[:-1]) * np.diff(values[order])))
+
+
 @torch.inference_mode()
 def mean_wasserstein(
-    flow: FlowModel, x: torch.Tensor, c: torch.Tensor | None, rng: np.random.Generator, max_events: int = 20_000
+    flow: FlowModel,
+    x: torch.Tensor,
+    c: torch.Tensor | None,
+    rng: np.random.Generator,
+    max_events: int = 20_000,
+    weights: np.ndarray | None = None,
 ) -> float:
-    """Mean over features of the 1-D Wasserstein distance between ``x`` and a sample drawn with the same conditions."""
+    """Mean over features of the 1-D Wasserstein distance between ``x`` and a sample drawn with the same conditions.
+
+    ``weights``: event weights of ``x``; the generated events carry their condition's weight (unweighted for an
+    unconditional flow, whose sample is drawn from the model itself)."""
     if len(x) > max_events:
         idx = np.sort(rng.choice(len(x), max_events, replace=False))
         x = x[idx]
         c = None if c is None else c[idx]
+        weights = None if weights is None else weights[idx]
     noise = flow.draw_noise(len(x), rng).to(x.device)
     gen = flow.sample_from_noise(noise, c)
     a, b = x.double().cpu().numpy(), gen.double().cpu().numpy()
     finite = np.isfinite(b).all(axis=1)
     if not finite.all():
         return math.inf
-    return float(np.mean([wasserstein_distance(a[:, j], b[:, j]) for j in range(a.shape[1])]))
+    wb = weights if c is not None else None
+    return float(np.mean([wasserstein_1d(a[:, j], b[:, j], weights, wb) for j in range(a.shape[1])]))
 
 
 def _make_optimizer(flow: FlowModel, config: TrainConfig) -> torch.optim.Optimizer:
@@ -362,6 +410,8 @@ def train_flow(
     resume: bool = True,
     run_id: str = "",
     progress: bool | None = None,
+    w_train: np.ndarray | None = None,
+    w_val: np.ndarray | None = None,
 ) -> TrainResult:
     """Train ``flow`` by maximum likelihood on already-preprocessed arrays, keep the best epoch's weights.
 
@@ -369,6 +419,9 @@ def train_flow(
     ----------
     x_train, c_train, x_val, c_val:
         Targets and conditions (``None`` for an unconditional flow), float arrays in the flow's space.
+    w_train, w_val:
+        Event weights of the training and validation events (``None``: unweighted; signed allowed, each summing to
+        > 0): the weighted NLL of the module docstring.
     checkpoint_dir:
         Where ``last.safetensors`` and ``best.safetensors`` go; with ``resume=True`` a checkpoint there whose
         ``run_id`` matches is continued from its last epoch.
@@ -384,12 +437,18 @@ def train_flow(
     ct = None if c_train is None else torch.as_tensor(c_train, dtype=torch.float32, device=device)
     cv = None if c_val is None else torch.as_tensor(c_val, dtype=torch.float32, device=device)
     n = len(xt)
+    for what, w, size in (("training", w_train, n), ("validation", w_val, len(xv))):
+        if w is not None and (np.shape(w) != (size,) or not np.isfinite(w).all() or not np.sum(w) > 0):
+            raise InputError(f"{what} weights must be {size} finite numbers summing to > 0")
+    # divided by the split's mean weight: each batch's mean is an unbiased estimate of the weighted NLL
+    wt = None if w_train is None else torch.as_tensor(w_train / np.mean(w_train), dtype=torch.float32, device=device)
+    wv = None if w_val is None else torch.as_tensor(w_val, dtype=torch.float64, device=device)
     batch = min(config.batch_size, n)
     steps_per_epoch = n // batch  # drop the ragged last batch: stable batch statistics, fixed step count
     opt = _make_optimizer(flow, config)
     params = list(flow.parameters())  # once: walking the modules for them costs ~0.5 ms per step
     ema = AveragedModel(flow, multi_avg_fn=ema_with_warmup(config.ema_decay)) if config.ema_decay is not None else None
-    result = TrainResult(selection=config.selection, device=str(device))
+    result = TrainResult(selection=config.selection, device=str(device), weighted=w_train is not None)
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
     best_state: dict[str, torch.Tensor] | None = None
     start_epoch = 0
@@ -432,7 +491,8 @@ def train_flow(
                 for group in opt.param_groups:
                     group["lr"] = lr
                 idx = order[s * batch : (s + 1) * batch]
-                loss = -flow.log_prob(xt[idx], None if ct is None else ct[idx]).mean()
+                log_p = flow.log_prob(xt[idx], None if ct is None else ct[idx])
+                loss = -(log_p if wt is None else wt[idx] * log_p).mean()
                 if not torch.isfinite(loss):
                     raise TrainingError(
                         f"training loss became {loss.item()} at epoch {epoch}, step {s}; lower the learning rate "
@@ -456,11 +516,16 @@ def train_flow(
                         b_ema.copy_(b)
             evaluated.eval()
             with torch.inference_mode():
-                val_nll = float(-_batched_log_prob(evaluated, xv, cv).mean())
+                val_nll = weighted_nll(_batched_log_prob(evaluated, xv, cv), wv)
             w1 = None
             if config.selection == "wasserstein":
                 w1 = mean_wasserstein(
-                    evaluated, xv, cv, np.random.default_rng([config.seed, epoch, 1]), config.selection_events
+                    evaluated,
+                    xv,
+                    cv,
+                    np.random.default_rng([config.seed, epoch, 1]),
+                    config.selection_events,
+                    weights=w_val,
                 )
             metric = w1 if config.selection == "wasserstein" else val_nll
             record = EpochRecord(epoch, total / steps_per_epoch, val_nll, w1, lr, time.perf_counter() - t0)

@@ -11,7 +11,7 @@ import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import awkward as ak
 import numpy as np
@@ -300,21 +300,51 @@ def train_response(
     validation: ak.Array | None = None,
     checkpoint_dir: str | None = None,
     progress: bool | None = None,
+    weights: str | np.ndarray | Sequence[float] | None = None,
+    validation_weights: str | np.ndarray | Sequence[float] | None = None,
+    drop_nonfinite_weights: bool = False,
+    negative_weights: Literal["signed", "cell-resampling"] = "signed",
+    bootstrap_seed: int | None = None,
 ) -> Surrogate:
     """Train a response surrogate on smeared (reco + truth) events; returns the fitted :class:`Surrogate`.
 
     ``validation``: smeared events for model selection kept apart by the caller (then all of ``smeared`` trains);
-    by default ``smeared`` is split by the training fractions."""
+    by default ``smeared`` is split by the training fractions.
+    ``weights``: event weights, a numeric field of ``smeared`` (then of ``validation`` too, unless
+    ``validation_weights`` says otherwise) or an array of one per event; with ``drop_nonfinite_weights``,
+    ``negative_weights`` and ``bootstrap_seed`` as in :meth:`Surrogate.fit`."""
     check_records(smeared, "smeared")
     if validation is not None:
         check_records(validation, "validation")
     model = response_surrogate(preset, layout=layout, flow=flow, training=training)
     return model.fit(
-        response_table(smeared, layout),
-        validation=None if validation is None else response_table(validation, layout),
+        _with_weight_column(response_table(smeared, layout), smeared, weights, "smeared"),
+        weights=weights,
+        drop_nonfinite_weights=drop_nonfinite_weights,
+        negative_weights=negative_weights,
+        bootstrap_seed=bootstrap_seed,
+        validation=None
+        if validation is None
+        else _with_weight_column(
+            response_table(validation, layout),
+            validation,
+            weights if validation_weights is None else validation_weights,
+            "validation",
+        ),
+        validation_weights=validation_weights,
         checkpoint_dir=checkpoint_dir,
         progress=progress,
     )
+
+
+def _with_weight_column(table: ak.Array, smeared: ak.Array, weights: Any, what: str) -> ak.Array:
+    """The response table with the weight field of the ``what`` events when ``weights`` names one (the table has a
+    row per smeared event: :func:`response_table` refuses events it would drop)."""
+    if not isinstance(weights, str):
+        return table  # an array or None: Surrogate.fit checks it
+    if weights not in smeared.fields:
+        raise InputError(f"weights column {weights!r} is not a field of the {what} events; they have {smeared.fields}")
+    return ak.with_field(table, smeared[weights], weights)
 
 
 def distill_response(

@@ -1,0 +1,282 @@
+"""Training on event weights (issue 29): the weighted NLL, weighted preprocessing, weights kept with their events
+through the split, refusals, bootstrap replicas, negative weights and the response surrogate."""
+
+from __future__ import annotations
+
+import awkward as ak
+import numpy as np
+import pytest
+import torch
+
+from mcsurrogate import Surrogate
+from mcsurrogate.data_files import load_default_truth
+from mcsurrogate.errors import InputError
+from mcsurrogate.event_weights import cell_resample, poisson_bootstrap
+from mcsurrogate.flows import FlowConfig, build_flow
+from mcsurrogate.preprocessing import GaussRank, MinMaxLogit, Preprocessor, Standardize
+from mcsurrogate.response import SmearingConfig, smear_photons, train_response
+from mcsurrogate.training import TrainConfig, split_indices, train_flow, wasserstein_1d
+
+TINY = {"model": "maf", "blocks": 1, "hidden": 8}
+QUICK = {"epochs": 2, "device": "cpu", "patience": None}
+
+
+def _events(n: int, seed: int = 0) -> ak.Array:
+    rng = np.random.default_rng(seed)
+    x, y = rng.normal(size=n), rng.normal(size=n)
+    return ak.zip({"x": x, "y": 0.5 * x + y, "w": rng.integers(1, 4, n).astype(np.float64)})
+
+
+# -- the objective ------------------------------------------------------------------------------------------------
+def test_weighted_nll_equals_the_unweighted_nll_of_the_sample_with_repeated_rows() -> None:
+    """Full-batch training from the same initial flow: integer weights and the expanded sample give the same losses
+    and the same validation NLLs, epoch after epoch (the weighted NLL is normalised by the sum of weights)."""
+    rng = np.random.default_rng(1)
+    x, xv = rng.normal(size=(300, 2)), rng.normal(size=(200, 2))
+    w, wv = rng.integers(1, 5, 300).astype(float), rng.integers(1, 5, 200).astype(float)
+    runs = []
+    for weighted in (True, False):
+        torch.manual_seed(0)
+        flow = build_flow(FlowConfig(model="maf", blocks=2, hidden=16), 2, None)
+        xt, xval = (x, xv) if weighted else (np.repeat(x, w.astype(int), axis=0), np.repeat(xv, wv.astype(int), axis=0))
+        cfg = TrainConfig(epochs=4, batch_size=len(xt), lr=1e-2, device="cpu", patience=None, clip_grad_norm=None)
+        res = train_flow(
+            flow, xt, None, xval, None, cfg, progress=False, **({"w_train": w, "w_val": wv} if weighted else {})
+        )
+        runs.append(res)
+    weighted_run, expanded_run = runs
+    assert weighted_run.weighted and not expanded_run.weighted
+    for a, b in zip(weighted_run.history, expanded_run.history, strict=True):
+        assert a.train_loss == pytest.approx(b.train_loss, rel=1e-5)
+        assert a.val_nll == pytest.approx(b.val_nll, rel=1e-5)
+    # the weights act: the same rows unweighted train to another loss
+    torch.manual_seed(0)
+    flow = build_flow(FlowConfig(model="maf", blocks=2, hidden=16), 2, None)
+    cfg = TrainConfig(epochs=1, batch_size=300, lr=1e-2, device="cpu", patience=None, clip_grad_norm=None)
+    plain = train_flow(flow, x, None, xv, None, cfg, progress=False)
+    assert plain.history[0].val_nll != pytest.approx(weighted_run.history[0].val_nll, rel=1e-5)
+
+
+def test_weighted_training_learns_the_weighted_density() -> None:
+    """N(0, 1) events weighted by N(0.8, 1)/N(0, 1): the flow generates N(0.8, 1) (unweighted events)."""
+    rng = np.random.default_rng(2)
+    n, mu = 4000, 0.8
+    x = rng.normal(size=(n, 2))
+    events = ak.zip({"a": x[:, 0], "b": x[:, 1], "w": np.exp(mu * x[:, 0] - mu**2 / 2)})
+    model = Surrogate(
+        ["a", "b"], flow={"model": "maf", "blocks": 2, "hidden": 16}, training=QUICK | {"epochs": 12, "lr": 3e-3}
+    )
+    model.fit(events, weights="w", progress=False)
+    gen = model.sample(10000, seed=1)
+    assert gen.fields == ["a", "b"]  # no weight column: generated events are unweighted
+    assert float(ak.mean(gen.a)) == pytest.approx(mu, abs=0.1)
+    assert float(ak.mean(gen.b)) == pytest.approx(0.0, abs=0.1)
+    assert float(np.std(gen.a.to_numpy())) == pytest.approx(1.0, abs=0.1)
+    # metrics.json: the training split's Kish effective size, well below its event count for these weights
+    info = model.metrics["weights"]
+    assert info["source"] == "w" and info["n_train"] == 3200
+    assert 0.4 < info["kish_efficiency"] < 0.7  # exp(−μ²) = 0.53 expected
+    assert "Kish effective size" in model.info()["training_size"]
+
+
+# -- preprocessing ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("atom", [False, True], ids=["continuous", "with-atom"])
+def test_weighted_gauss_rank_equals_the_unweighted_one_on_the_expanded_sample(atom: bool) -> None:
+    rng = np.random.default_rng(3)
+    x = rng.exponential(30.0, 3000) + 20.0
+    if atom:
+        x[rng.random(3000) < 0.3] = 20.0  # a floor: 30 % of the events on one value
+    w = rng.integers(1, 4, 3000)
+    w[0] = 1
+    weighted = GaussRank().fit(x, w.astype(float))
+    expanded = GaussRank().fit(np.repeat(x, w))
+    np.testing.assert_allclose(weighted.knots, expanded.knots, rtol=1e-12)
+    np.testing.assert_allclose(weighted.probs, expanded.probs, rtol=1e-12, atol=1e-15)
+    assert len(weighted._atoms()[0]) == int(atom)
+    # the weights act: the rows unweighted give another CDF
+    plain = GaussRank().fit(x)
+    assert not np.allclose(np.interp(50.0, plain.knots, plain.probs), np.interp(50.0, weighted.knots, weighted.probs))
+    # and the transform stays exactly invertible
+    np.testing.assert_allclose(weighted.inverse(weighted.forward(x)), x, rtol=1e-9)
+
+
+def test_weighted_moments_and_ranges() -> None:
+    rng = np.random.default_rng(4)
+    x = rng.normal(5.0, 2.0, 2000)
+    w = rng.integers(1, 6, 2000)
+    s, e = Standardize().fit(x, w.astype(float)), Standardize().fit(np.repeat(x, w))
+    assert s.mean == pytest.approx(e.mean, rel=1e-12) and s.std == pytest.approx(e.std, rel=1e-12)
+    # a range is the support: weights do not change it, zero-weight events included
+    w0 = w.astype(float)
+    w0[np.argmax(x)] = 0.0
+    assert MinMaxLogit().fit(x, w0).xmax == MinMaxLogit().fit(x).xmax
+    # a Preprocessor passes the weights to every column's chain and checks them
+    p = Preprocessor(["a"], "gauss-rank").fit(x[:, None], w.astype(float))
+    np.testing.assert_allclose(p.chains["a"].transforms[0].knots, GaussRank().fit(np.repeat(x, w)).knots, rtol=1e-12)
+    with pytest.raises(InputError, match=r"weights of the preprocessing fit sum to -"):
+        Preprocessor(["a"], "standardize").fit(x[:, None], -np.ones(2000))
+    with pytest.raises(InputError, match=r"weights of the preprocessing fit has shape \(3,\)"):
+        Preprocessor(["a"], "standardize").fit(x[:, None], np.ones(3))
+
+
+def test_signed_weights_in_the_preprocessing() -> None:
+    """A positive density sampled with signed weights: 1.5 N(0, 1) − 0.5 N(0, 0.5²) from its two components."""
+    rng = np.random.default_rng(5)
+    pos, neg = rng.normal(size=60000), rng.normal(0, 0.5, 20000)
+    x, w = np.concatenate([pos, neg]), np.concatenate([np.ones(60000), -np.ones(20000)])
+    g = GaussRank().fit(x, w)
+    assert (np.diff(g.probs) >= 0).all() and (np.diff(g.knots) >= 0).all()
+    # the CDF at 0 is 1/2 by symmetry; the target's variance is 1.5 − 0.5 · 0.25 = 1.375
+    assert np.interp(0.0, g.knots, g.probs) == pytest.approx(0.5, abs=0.01)
+    assert Standardize().fit(x, w).std == pytest.approx(np.sqrt(1.375), rel=0.02)
+
+
+# -- refusals -----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (np.zeros(600), r"weights column 'w' are all zero"),
+        (np.r_[np.nan, np.ones(599)], r"weights column 'w' holds 1 NaN or infinite weights.*drop_nonfinite_weights"),
+        (np.r_[np.inf, np.ones(599)], r"weights column 'w' holds 1 NaN"),
+        (np.r_[np.ones(300), -2 * np.ones(300)], r"weights column 'w' sum to -300"),
+    ],
+    ids=["zeros", "nan", "inf", "negative-sum"],
+)
+def test_bad_weight_columns_are_refused_naming_the_column(values: np.ndarray, message: str) -> None:
+    events = ak.with_field(_events(600), values, "w")
+    with pytest.raises(InputError, match=message):
+        Surrogate(["x", "y"], flow=TINY, training=QUICK).fit(events, weights="w", progress=False)
+
+
+def test_weight_arguments_are_checked() -> None:
+    events = _events(600)
+    model = Surrogate(["x", "y"], flow=TINY, training=QUICK)
+    with pytest.raises(
+        InputError, match=r"weights column 'wt' is not a field of the events; they have \['x', 'y', 'w'\]"
+    ):
+        model.fit(events, weights="wt", progress=False)
+    with pytest.raises(InputError, match=r"weights has shape \(5,\), expected \(600,\)"):
+        model.fit(events, weights=np.ones(5), progress=False)
+    with pytest.raises(InputError, match=r"weights must hold numbers"):
+        model.fit(events, weights=np.array(["a"] * 600), progress=False)
+    with pytest.raises(InputError, match=r"weights column 'flag' must hold one number per event"):
+        model.fit(ak.with_field(events, events.x > 0, "flag"), weights="flag", progress=False)
+    with pytest.raises(InputError, match=r"negative_weights must be one of \['signed', 'cell-resampling'\]"):
+        model.fit(events, weights="w", negative_weights="drop", progress=False)
+    with pytest.raises(InputError, match=r"bootstrap_seed must be a non-negative integer"):
+        model.fit(events, bootstrap_seed=-1, progress=False)
+    with pytest.raises(InputError, match=r"validation events lack the weights column 'w'"):
+        model.fit(events, weights="w", validation=events[["x", "y"]], progress=False)
+    # the training split alone can sum to ≤ 0 although the sample does not
+    split = split_indices(600, (0.8, 0.1, 0.1), 0)
+    w = np.full(600, 10.0)
+    w[split.train] = -0.1
+    with pytest.raises(InputError, match=r"the training split's weights sum to -48 \(≤ 0\)"):
+        model.fit(events, weights=w, progress=False)
+
+
+def test_nonfinite_weights_are_dropped_when_asked_and_counted() -> None:
+    events = _events(600)
+    w = events.w.to_numpy().copy()
+    w[[3, 10, 11]] = [np.nan, np.inf, -np.inf]
+    model = Surrogate(["x", "y"], flow=TINY, training=QUICK)
+    model.fit(ak.with_field(events, w, "w"), weights="w", drop_nonfinite_weights=True, progress=False)
+    assert model.metrics["data"]["dropped_nonfinite_weights"] == 3
+    assert model.metrics["weights"]["dropped_nonfinite"] == 3
+    assert sum(model.metrics["split"].values()) == 597
+
+
+# -- the split ----------------------------------------------------------------------------------------------------
+def test_the_split_keeps_each_weight_with_its_event() -> None:
+    events = _events(1000)
+    w = 1.0 + (events.x.to_numpy() > 0)  # a function of the event
+    events = ak.with_field(events, w, "w")
+    model = Surrogate(["x", "y"], flow=TINY, training=QUICK)
+    parts = model.split(events, weights="w")
+    for part in parts.values():
+        np.testing.assert_array_equal(part.w.to_numpy(), 1.0 + (part.x.to_numpy() > 0))
+    arr = model.split(events, weights=w)
+    assert all("weight" in part.fields for part in arr.values())
+    # fit's training weights are the training part's: its sum of weights is the metrics' one
+    model.fit(events, weights="w", progress=False)
+    assert model.metrics["weights"]["sum_train"] == pytest.approx(float(ak.sum(parts["train"].w)))
+
+
+# -- bootstrap replicas -------------------------------------------------------------------------------------------
+def test_bootstrap_replicas_multiply_the_weights_by_seeded_poisson_draws() -> None:
+    events = _events(1000)
+    model = Surrogate(["x", "y"], flow=TINY, training=QUICK)
+    a = model.fit(events, weights="w", bootstrap_seed=1, progress=False).metrics["weights"]
+    gen_a = model.sample(50, seed=0).x.to_numpy()
+    b = model.fit(events, weights="w", bootstrap_seed=1, progress=False).metrics["weights"]
+    gen_b = model.sample(50, seed=0).x.to_numpy()
+    c = model.fit(events, weights="w", bootstrap_seed=2, progress=False).metrics["weights"]
+    gen_c = model.sample(50, seed=0).x.to_numpy()
+    train_w = model.split(events, weights="w")["train"].w.to_numpy()
+    assert a == b and np.array_equal(gen_a, gen_b)
+    assert a["sum_train"] == pytest.approx(float(np.sum(train_w * poisson_bootstrap(800, 1))))
+    assert c["sum_train"] != a["sum_train"] and not np.array_equal(gen_a, gen_c)
+    assert a["bootstrap_seed"] == 1
+    draws = poisson_bootstrap(100_000, 7)
+    assert draws.mean() == pytest.approx(1.0, abs=0.01) and draws.var() == pytest.approx(1.0, abs=0.02)
+    # unweighted events: the replica's weights are the Poisson draws themselves
+    d = model.fit(events, bootstrap_seed=1, progress=False).metrics["weights"]
+    assert d["source"] is None and d["sum_train"] == float(poisson_bootstrap(800, 1).sum())
+
+
+# -- negative weights ---------------------------------------------------------------------------------------------
+def test_cell_resampling_keeps_the_sum_and_removes_negative_weights() -> None:
+    rng = np.random.default_rng(6)
+    # a positive density sampled with signed weights: 6/5 N(0, 1) − 1/5 N(0, 0.5²) in 2-D
+    points = np.concatenate([rng.normal(size=(3000, 2)), rng.normal(0, 0.5, size=(500, 2))])
+    w = np.concatenate([np.ones(3000), -np.ones(500)])
+    res = cell_resample(points, w)
+    assert (res.weights >= 0).all() and res.weights.sum() == pytest.approx(w.sum(), rel=1e-12)
+    assert res.n_cells > 0 and 1 < res.mean_cell_size < 20
+    # locally the weighted counts are kept: the weight inside a disc of radius 0.5 around the origin
+    disc = np.hypot(points[:, 0], points[:, 1]) < 0.5
+    assert res.weights[disc].sum() == pytest.approx(w[disc].sum(), rel=0.1)
+    # deterministic
+    assert np.array_equal(cell_resample(points, w).weights, res.weights)
+
+
+def test_signed_weights_train_and_can_be_cell_resampled_first() -> None:
+    rng = np.random.default_rng(7)
+    pos, neg = rng.normal(size=(3000, 2)), rng.normal(0, 0.5, size=(500, 2))
+    x = np.concatenate([pos, neg])
+    events = ak.zip({"a": x[:, 0], "b": x[:, 1], "w": np.r_[np.ones(3000), -np.ones(500)]})
+    for mode in ("signed", "cell-resampling"):
+        model = Surrogate(["a", "b"], flow=TINY, training=QUICK).fit(
+            events, weights="w", negative_weights=mode, progress=False
+        )
+        info = model.metrics["weights"]
+        assert info["negative_weights"] == mode and info["n_negative"] > 0
+        assert (info["cells"] is not None) == (mode == "cell-resampling")
+        assert np.isfinite(model.metrics["test_nll_flow_space"])
+
+
+def test_signed_wasserstein_distance() -> None:
+    rng = np.random.default_rng(8)
+    u, v = rng.normal(size=500), rng.normal(0.3, 1.0, 400)
+    wu = rng.uniform(0.5, 2.0, 500)
+    assert wasserstein_1d(u, v, wu) == pytest.approx(wasserstein_1d(u, v, wu, np.ones(400)))
+    # the signed path gives scipy's number for non-negative weights written as a signed mixture
+    from scipy.stats import wasserstein_distance
+
+    signed = wasserstein_1d(np.r_[u, u[:100]], v, np.r_[wu, -0.5 * wu[:100]])
+    exact = wasserstein_distance(u, v, np.r_[0.5 * wu[:100], wu[100:]])
+    assert signed == pytest.approx(exact, rel=1e-9)
+
+
+# -- the response surrogate ---------------------------------------------------------------------------------------
+def test_train_response_takes_a_weight_column() -> None:
+    smeared = smear_photons(load_default_truth()[:3000], SmearingConfig("baseline"), seed=0)
+    w = np.random.default_rng(9).uniform(0.5, 1.5, len(smeared))
+    smeared = ak.with_field(smeared, w, "evw")
+    model = train_response(
+        smeared, "demo", flow={"blocks": 1, "hidden": 8}, training={"epochs": 1, "device": "cpu"}, weights="evw"
+    )
+    assert model.metrics["weights"]["source"] == "evw"
+    assert model.metrics["weights"]["kish_efficiency"] < 1.0
+    with pytest.raises(InputError, match=r"weights column 'nope' is not a field of the smeared events"):
+        train_response(smeared, "demo", training={"epochs": 1, "device": "cpu"}, weights="nope")
