@@ -1,41 +1,95 @@
-"""``mcsurrogate fit`` and ``mcsurrogate scan``: pyhf HistFactory fits and scans on templates read from files."""
+"""``mcsurrogate fit`` and ``mcsurrogate scan``: pyhf HistFactory fits and scans on templates read from files.
+
+Every flag is checked when it is parsed (the types of :mod:`mcsurrogate.cli.arguments` and the few below): a bad
+value is an ``argparse`` error with exit code 2 before any file is read. The JSON files they write are strict
+(no ``NaN``/``Infinity``: see :mod:`mcsurrogate.stats.jsonable`).
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
+import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, OutputExistsError
+from ..errors import OutputExistsError
 from ..files import atomic_write_text
+from .arguments import event_count, float_list, fraction, non_negative_int, open_fraction, positive_float, positive_int
 
 
-def _floats(text: str, what: str) -> list[float]:
+# ------------------------------------------------------------------------------------------------ flag types
+def _finite_float(text: str) -> float:
+    """A finite number (a signal strength)."""
     try:
-        return [float(x) for x in text.split(",") if x.strip()]
-    except ValueError as exc:
-        raise InputError(f"{what} must be comma-separated numbers; got {text!r}") from exc
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
 
 
-def _grid(text: str, what: str) -> list[float]:
-    """``a,b,c`` or ``LOW:HIGH:N`` (N log-spaced points)."""
-    if ":" in text:
-        parts = text.split(":")
-        if len(parts) != 3:
-            raise InputError(f"{what} as a range is LOW:HIGH:N; got {text!r}")
-        lo, hi, n = float(parts[0]), float(parts[1]), int(parts[2])
-        if lo <= 0 or hi <= 0 or n < 1:
-            raise InputError(f"{what} range needs positive LOW, HIGH and N ≥ 1; got {text!r}")
-        return list(np.geomspace(lo, hi, n))
-    return _floats(text, what)
+def _relative_uncertainty(text: str) -> float:
+    """A relative uncertainty in [0, 1) (0.10 = 10 %)."""
+    value = _finite_float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a relative uncertainty in [0, 1), got {text!r}")
+    return value
 
 
+def _relative_uncertainties(text: str) -> list[float]:
+    """Comma-separated relative uncertainties, each in [0, 1)."""
+    return [_relative_uncertainty(repr(x)) for x in float_list(text)]
+
+
+def _fit_range(text: str) -> tuple[float, float]:
+    """``LOW,HIGH`` with LOW < HIGH (the fit variable's units, e.g. GeV)."""
+    values = float_list(text)
+    if len(values) != 2 or not values[0] < values[1]:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH with LOW < HIGH, got {text!r}")
+    return values[0], values[1]
+
+
+def _edges(text: str) -> list[float]:
+    """Bin edges ``e1,e2,…``: at least two, strictly increasing."""
+    values = float_list(text)
+    if len(values) < 2 or np.any(np.diff(values) <= 0):
+        raise argparse.ArgumentTypeError(f"expected at least two strictly increasing bin edges, got {text!r}")
+    return values
+
+
+def _luminosities(text: str) -> list[float]:
+    """``a,b,c`` or ``LOW:HIGH:N`` (N log-spaced points), every luminosity factor > 0."""
+    if ":" not in text:
+        return [positive_float(repr(x)) for x in float_list(text)]
+    parts = text.split(":")
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"expected LOW:HIGH:N (N log-spaced points), got {text!r}")
+    low, high, n = positive_float(parts[0]), positive_float(parts[1]), positive_int(parts[2])
+    return [float(x) for x in np.geomspace(low, high, n)]
+
+
+def _event_counts(text: str) -> list[int]:
+    """``a,b,c`` or ``LOW:HIGH:N`` (N log-spaced, rounded down), every number of events ≥ 1."""
+    if ":" not in text:
+        parts = [p.strip() for p in text.split(",") if p.strip()]
+        if not parts:
+            raise argparse.ArgumentTypeError("expected comma-separated numbers of events, got nothing")
+        return [event_count(p) for p in parts]
+    parts = text.split(":")
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"expected LOW:HIGH:N (N log-spaced event counts), got {text!r}")
+    low, high, n = event_count(parts[0]), event_count(parts[1]), positive_int(parts[2])
+    return sorted({int(x) for x in np.geomspace(low, high, n)})
+
+
+# ------------------------------------------------------------------------------------------------ commands
 def _sample(path: str, var: str, weight: str | None) -> Any:
     import awkward as ak
 
+    from ..errors import InputError
     from ..io import read_events
     from ..stats.scan import Sample
 
@@ -51,13 +105,8 @@ def _sample(path: str, var: str, weight: str | None) -> Any:
 
 def _binning(args: argparse.Namespace) -> dict[str, Any]:
     if args.edges:
-        return {"bins": _floats(args.edges, "--edges"), "range": None}
-    if not args.range:
-        raise InputError("give --range LOW,HIGH with --bins, or the bin --edges")
-    lo_hi = _floats(args.range, "--range")
-    if len(lo_hi) != 2 or lo_hi[0] >= lo_hi[1]:
-        raise InputError(f"--range is LOW,HIGH with LOW < HIGH; got {args.range!r}")
-    return {"bins": args.bins, "range": tuple(lo_hi)}
+        return {"bins": args.edges, "range": None}
+    return {"bins": args.bins, "range": args.range}
 
 
 def _out_dir(path: str, overwrite: bool) -> Path:
@@ -68,14 +117,17 @@ def _out_dir(path: str, overwrite: bool) -> Path:
     return out
 
 
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: v for k, v in vars(args).items() if k != "func"}
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     from ..stats import Inference, asimov_counts, build_workspace, fill_template, model_and_data, scale_template
+    from ..stats.jsonable import dumps
 
     binning = _binning(args)
     sig = _sample(args.signal, args.var, args.weight)
     bkg = _sample(args.background, args.var, args.weight)
-    if args.lumi <= 0:
-        raise InputError(f"--lumi must be positive; got {args.lumi}")
     s = fill_template(sig.values, weights=sig.weights, name=args.var, **binning)
     b = scale_template(fill_template(bkg.values, bins=s.axes[0], weights=bkg.weights), factor=args.lumi)
     b_yield = float(b.values().sum())
@@ -93,36 +145,40 @@ def cmd_fit(args: argparse.Namespace) -> int:
         s, b, observed, systematic=args.systematic, systematic_kind=args.systematic_kind, empty_bins=args.empty_bins
     )
     model, data = model_and_data(ws)
-    inf = Inference(model, data)
+    inf = Inference(model, data, test_stat=args.test_stat)
     fit, disc, limit = inf.mu_hat(), inf.discovery(), inf.upper_limit(args.level)
     result = {
         "mu_hat": fit.mu,
         "mu_sigma": fit.sigma,
+        "mu_at_bound": fit.at_bound,
         "q0": disc.q0,
         "p0": disc.p0,
         "z0": disc.z0,
         "z_signed": disc.z_signed,
         "ul_observed": limit.observed,
-        "ul_expected": dict(zip(("m2", "m1", "median", "p1", "p2"), limit.expected, strict=False)),
+        "ul_expected": dict(zip(("m2", "m1", "median", "p1", "p2"), limit.expected, strict=True)),
         "level": args.level,
+        "test_stat": args.test_stat,
         "background_yield": b_yield,
         "signal_yield": float(s.values().sum()),
-        "settings": {k: v for k, v in vars(args).items() if k != "func"},
+        "settings": _settings(args),
     }
     out = _out_dir(args.out, args.overwrite)
-    atomic_write_text(out / "workspace.json", json.dumps(dict(ws), indent=1))
-    atomic_write_text(out / "fit.json", json.dumps(result, indent=1))
+    atomic_write_text(out / "workspace.json", dumps(dict(ws), indent=1))
+    atomic_write_text(out / "fit.json", dumps(result, indent=1))
+    capped = " (at the bound of its range: capped)" if fit.at_bound else ""
     print(
-        f"mu_hat = {fit.mu:.4g} ± {fit.sigma:.3g}; Z0 = {disc.z_signed:+.3g} (p0 = {disc.p0:.3g}); "
-        f"{1 - args.level:.0%} CLs limit: observed {limit.observed:.4g}, expected {limit.median:.4g} "
-        f"[{limit.expected[1]:.4g}, {limit.expected[3]:.4g}]"
+        f"mu_hat = {fit.mu:.4g} ± {fit.sigma:.3g}{capped}; Z0 = {disc.z_signed:+.3g} (p0 = {disc.p0:.3g}); "
+        f"{1 - args.level:.0%} CLs limit ({args.test_stat}): observed {limit.observed:.4g}, expected "
+        f"{limit.median:.4g} [{limit.expected[1]:.4g}, {limit.expected[3]:.4g}]"
     )
     print(f"wrote {out / 'workspace.json'} (re-fit with pyhf alone) and {out / 'fit.json'}")
     return 0
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
-    from ..stats import rows_to_csv, save_scan_plots, scan
+    from ..stats import rows_to_csv, save_scan_plots, scan, scan_summary
+    from ..stats.jsonable import dumps
 
     binning = _binning(args)
     out = _out_dir(args.out, args.overwrite)
@@ -130,29 +186,26 @@ def cmd_scan(args: argparse.Namespace) -> int:
         _sample(args.signal, args.var, args.weight),
         _sample(args.background, args.var, args.weight),
         _sample(args.generated, args.var, args.weight),
-        luminosities=_grid(args.lumis, "--lumis"),
-        n_generated=[int(x) for x in _grid(args.ngen, "--ngen")],
-        systematics=_floats(args.systematics, "--systematics"),
+        luminosities=args.lumis,
+        n_generated=args.ngen,
+        systematics=args.systematics,
         systematic_kind=args.systematic_kind,
         mu_injected=args.asimov_mu,
         signal_fraction=args.signal_fraction or None,
         level=args.level,
+        test_stat=args.test_stat,
         empty_bins=args.empty_bins,
-        on_error="record" if args.keep_going else "raise",
+        on_error="raise" if args.fail_fast else "record",
         seed=args.seed,
         processes=args.processes,
         **binning,
     )
-    atomic_write_text(
-        out / "scan.json",
-        json.dumps({"settings": {k: v for k, v in vars(args).items() if k != "func"}, "rows": rows}, indent=1),
-    )
+    atomic_write_text(out / "scan.json", dumps({"settings": _settings(args), "rows": rows}, indent=1))
     atomic_write_text(out / "scan.csv", rows_to_csv(rows))
     figures = save_scan_plots(rows, out)
-    fitted = [r for r in rows if r["error"] is None]
+    fitted = [r for r in rows if r["status"] == "ok"]
     worst = max((r for r in fitted if r["template"] == "generated"), key=lambda r: abs(r["z_signed"]), default=None)
-    if len(fitted) < len(rows):
-        print(f"{len(rows) - len(fitted)} scan points failed to fit (their 'error' field says why)")
+    print(scan_summary(rows))
     print(f"{len(rows)} scan points → {out / 'scan.json'}, {out / 'scan.csv'} and {len(figures)} figures")
     if worst:
         print(
@@ -162,29 +215,64 @@ def cmd_scan(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------------ parsers
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--var", required=True, help="fit-variable column (one number per event, e.g. m_bb in GeV)")
-    p.add_argument("--weight", help="event-weight column (expected events per unit luminosity)")
-    p.add_argument("--bins", type=int, default=25, help="number of regular bins (default 25)")
-    p.add_argument("--range", help="LOW,HIGH of the regular bins")
-    p.add_argument("--edges", help="explicit bin edges e1,e2,… (instead of --bins/--range)")
+    p.add_argument(
+        "--var", required=True, help="fit-variable column, one number per event (its units, e.g. m_bb in GeV)"
+    )
+    p.add_argument(
+        "--weight", help="event-weight column, expected events per unit luminosity (default: none, every weight 1)"
+    )
+    p.add_argument(
+        "--bins", type=positive_int, default=25, help="number of regular bins over --range (integer ≥ 1; default: 25)"
+    )
+    binning = p.add_mutually_exclusive_group(required=True)
+    binning.add_argument(
+        "--range", type=_fit_range, metavar="LOW,HIGH", help="range of the regular bins, in the units of --var"
+    )
+    binning.add_argument(
+        "--edges", type=_edges, metavar="E1,E2,…", help="explicit bin edges, in the units of --var (instead of --range)"
+    )
     p.add_argument(
         "--signal-fraction",
-        type=float,
+        type=fraction,
         default=0.05,
-        help="normalise the signal to this fraction of the background yield (0: use its weights)",
+        help="normalise the signal to this fraction of the background yield, in [0, 1]; 0: use the signal's "
+        "weights × --lumi (default: 0.05)",
     )
-    p.add_argument("--asimov-mu", type=float, default=0.0, help="signal strength injected in the Asimov data")
-    p.add_argument("--systematic-kind", default="normsys", choices=("normsys", "shapesys", "both", "none"))
+    p.add_argument(
+        "--asimov-mu",
+        type=_finite_float,
+        default=0.0,
+        help="signal strength μ injected in the Asimov data, in units of the normalised signal (default: 0)",
+    )
+    p.add_argument(
+        "--systematic-kind",
+        default="normsys",
+        choices=("normsys", "shapesys", "both", "none"),
+        help="how the background systematic enters: normalisation (normsys), per bin (shapesys), both, or none "
+        "(default: normsys)",
+    )
     p.add_argument(
         "--empty-bins",
         default="error",
         choices=("error", "floor"),
-        help="background bins without yield: stop with an error, or use a documented floor",
+        help="background bins without yield: stop with an error, or use a documented floor (default: error)",
     )
-    p.add_argument("--level", type=float, default=0.05, help="CLs level (0.05: 95 %% CL)")
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--overwrite", action="store_true", help="write into a non-empty output directory")
+    p.add_argument(
+        "--level",
+        type=open_fraction,
+        default=0.05,
+        help="CLs level α, in (0, 1): the limit is at 1 − α confidence (default: 0.05, i.e. 95 %% CL)",
+    )
+    p.add_argument(
+        "--test-stat",
+        default="qtilde",
+        choices=("qtilde", "q"),
+        help="test statistic of the CLs limits, as pyhf's hypotest: qtilde (μ̂ ≥ 0) or q (default: qtilde)",
+    )
+    p.add_argument("--out", required=True, help="output directory (refused if it exists and is not empty)")
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty output directory (default: refuse)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -195,11 +283,25 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(normfactor μ, background systematic, staterror), fit the observed data or "
         "the Asimov data, and write workspace.json and fit.json.",
     )
-    p.add_argument("signal")
-    p.add_argument("background", help="background template sample (MC or generated)")
-    p.add_argument("--observed", help="sample whose histogram is the observation (default: Asimov of the templates)")
-    p.add_argument("--lumi", type=float, default=1.0, help="luminosity multiplying the weights (default 1)")
-    p.add_argument("--systematic", type=float, default=0.10, help="relative background systematic (default 0.10)")
+    p.add_argument("signal", help="signal sample (Parquet or ROOT file)")
+    p.add_argument("background", help="background template sample (MC or generated; Parquet or ROOT file)")
+    p.add_argument(
+        "--observed",
+        help="sample whose histogram is the observation (default: the Asimov data μ·s + b of the templates)",
+    )
+    p.add_argument(
+        "--lumi",
+        type=positive_float,
+        default=1.0,
+        help="luminosity factor multiplying the background (and, with --signal-fraction 0, signal) weights; "
+        "number > 0 (default: 1)",
+    )
+    p.add_argument(
+        "--systematic",
+        type=_relative_uncertainty,
+        default=0.10,
+        help="relative background systematic in [0, 1), 0.10 = 10 %% (default: 0.10)",
+    )
     _common(p)
     p.set_defaults(func=cmd_fit)
 
@@ -208,22 +310,46 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="μ̂, spurious Z0 and CLs limits vs luminosity, N_gen and systematic (paper B)",
         description="Asimov data from MC signal + MC background; templates from the MC background "
         "(reference) and from N_gen generated events; writes scan.json, scan.csv and "
-        "the figures.",
+        "the figures. A point that cannot be fitted is recorded (status 'failed' and its reason) and the "
+        "scan carries on; the summary line says how many failed.",
     )
-    p.add_argument("signal")
+    p.add_argument("signal", help="MC signal sample (Parquet or ROOT file)")
     p.add_argument("background", help="MC background (defines the data and the reference template)")
-    p.add_argument("generated", help="generated background")
-    p.add_argument("--lumis", default="1:1000:10", help="a,b,c or LOW:HIGH:N log-spaced (default 1:1000:10)")
+    p.add_argument("generated", help="generated background (its first N_gen events make each template)")
     p.add_argument(
-        "--ngen", default="1000:100000:10", help="N_gen values, a,b,c or LOW:HIGH:N (default 1000:100000:10)"
+        "--lumis",
+        type=_luminosities,
+        default=_luminosities("1:1000:10"),
+        metavar="L1,L2,… | LOW:HIGH:N",
+        help="luminosity factors (× the MC sample's), a list or N log-spaced (default: 1:1000:10)",
     )
-    p.add_argument("--systematics", default="0.05,0.10,0.20")
-    p.add_argument("--processes", type=int, default=1)
     p.add_argument(
-        "--keep-going",
+        "--ngen",
+        type=_event_counts,
+        default=_event_counts("1000:100000:10"),
+        metavar="N1,N2,… | LOW:HIGH:N",
+        help="numbers of generated events per template, a list or N log-spaced (default: 1000:100000:10)",
+    )
+    p.add_argument(
+        "--systematics",
+        type=_relative_uncertainties,
+        default=[0.05, 0.10, 0.20],
+        metavar="S1,S2,…",
+        help="relative background systematics, each in [0, 1) (default: 0.05,0.10,0.20)",
+    )
+    p.add_argument(
+        "--processes", type=positive_int, default=1, help="worker processes for the scan points (default: 1)"
+    )
+    p.add_argument(
+        "--fail-fast",
         action="store_true",
-        help="record a point whose fit fails (NaN results and the message in 'error') instead of stopping",
+        help="stop at the first point that cannot be fitted (default: record it and carry on)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the permutation that picks the N_gen events")
+    p.add_argument(
+        "--seed",
+        type=non_negative_int,
+        default=0,
+        help="seed of the permutation that picks the N_gen events, integer ≥ 0 (default: 0)",
+    )
     _common(p)
     p.set_defaults(func=cmd_scan)

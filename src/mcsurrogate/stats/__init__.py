@@ -5,20 +5,33 @@ classifier-cut analysis."""
 from __future__ import annotations
 
 from .classifier_cut import ClassifierCut, cut_crosscheck, train_signal_classifier
-from .inference import BANDS, DiscoveryResult, FitResult, Inference, MuFit, UpperLimit
+from .inference import (
+    BANDS,
+    FIT_LADDER,
+    TEST_STATISTICS,
+    DiscoveryResult,
+    FitResult,
+    Inference,
+    MuFit,
+    TestStatistic,
+    UpperLimit,
+)
 from .plots import plot_post_cut_shapes, plot_spurious_signal_floor, save_scan_plots
-from .scan import Sample, evaluate_point, rows_to_csv, scan, spurious_signal_toys
+from .scan import Sample, evaluate_point, rows_to_csv, scan, scan_summary, spurious_signal_toys
 from .templates import check_binning, fill_template, floor_empty_bins, scale_template, template_arrays
 from .workspace import asimov_counts, build_workspace, model_and_data
 
 __all__ = [
     "BANDS",
+    "FIT_LADDER",
+    "TEST_STATISTICS",
     "ClassifierCut",
     "DiscoveryResult",
     "FitResult",
     "Inference",
     "MuFit",
     "Sample",
+    "TestStatistic",
     "UpperLimit",
     "asimov_counts",
     "build_workspace",
@@ -34,6 +47,7 @@ __all__ = [
     "save_scan_plots",
     "scale_template",
     "scan",
+    "scan_summary",
     "spurious_signal_toys",
     "template_arrays",
     "train_signal_classifier",

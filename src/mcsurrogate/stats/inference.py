@@ -6,7 +6,7 @@ from ``pyhf.infer`` is how the fits and the limit search are driven:
 * **Batched gradients.** The model is rebuilt once with ``batch_size = 2 n + 1`` so that −2 ln L and its
   central-difference gradient over all ``n`` parameters come from *one* vectorised pyhf call
   (~0.15 ms for a 20-bin model with staterror and a normsys, against ~2 ms for the ``n + 1``
-  separate calls of a numerical gradient). scipy's L-BFGS-B then minimises with that gradient.
+  separate calls of a numerical gradient).
 * **Fits computed once and warm-started.** The free fit to the data, the background-only fit that
   defines the Asimov dataset and the free fit to the Asimov data do not depend on the tested μ; they
   are done once per dataset. Fixed-μ fits start from the nearest μ already fitted.
@@ -18,10 +18,28 @@ from ``pyhf.infer`` is how the fits and the limit search are driven:
 * **Observed limit** by Brent's method on ln CLs_obs(μ) − ln α in a bracket seeded from the expected
   median, reusing the Asimov fits of the bands.
 
-A fit that fails is retried from pyhf's suggested initial values, then with ``pyhf.infer.mle`` (pyhf's
-own optimiser); if that fails too, :class:`~mcsurrogate.errors.FitError` names what was being fitted.
-The test statistic is pyhf's default q̃_μ with ``calc_base_dist="normal"``; results agree with
-``pyhf.infer.hypotest`` / ``pyhf.infer.intervals.upper_limits.upper_limit`` (tested, and measured by
+**Robust fits.** Every fit climbs :data:`FIT_LADDER` until one step converges: projected quasi-Newton from the
+warm start, the same with a fresh finite-difference Hessian, from pyhf's suggested initial values, L-BFGS-B on
+parameters rescaled to unit curvature, pyhf's own optimiser. A step counts only when a Newton run from where it
+ended finds the Newton decrement g·H⁻¹·g (the −2 ln L still to gain) below 10⁻⁹ (10⁻⁶ at the rounding floor),
+whichever optimiser got there, so a fallback's result is checked, not trusted. A fit that starts on a ridge of
+−2 ln L (the kink of a piecewise histosys / normsys interpolation at α = 0) is also started on both sides of it and
+the lowest minimum kept. If no step converges, :class:`~mcsurrogate.errors.FitError` names what was being fitted
+and what each step reached.
+
+**Infinite likelihoods.** Data with events in a bin where the hypothesis expects none have zero likelihood
+(−2 ln L = +inf). Such a fit is returned with ``twice_nll = inf`` (method ``"infinite"``), and the test statistics
+follow: q₀ = inf, p₀ = 0, Z₀ = inf for a background that cannot produce the data.
+
+**The POI's range follows the data.** With the model's suggested bounds (normfactor: [0, 10]) a free fit that
+ends on the upper bound with the likelihood still rising is repeated with the bound ×10 (up to 10⁶), so μ̂ is
+never silently capped; with explicit ``par_bounds`` the bounds are kept and the result says ``at_bound``.
+
+**Test statistics.** ``test_stat="qtilde"`` (default, pyhf's default) is q̃_μ of Cowan, Cranmer, Gross and Vitells
+(μ̂ ≥ 0); ``"q"`` is q_μ with the POI's lower bound as given (pyhf's ``test_stat="q"``: with the suggested bound 0
+its value equals q̃_μ and only the CLs formula differs; pass a negative lower bound for the unconstrained q_μ).
+Both use ``calc_base_dist="normal"``; results agree with ``pyhf.infer.hypotest`` and pyhf's ROOT-validated
+reference values (tested) and with ``pyhf.infer.intervals.upper_limits.upper_limit`` (measured by
 ``benchmarks/bench_pyhf_limits.py``).
 """
 
@@ -30,9 +48,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyhf
@@ -40,20 +59,39 @@ from scipy import optimize
 from scipy.stats import norm
 
 from ..errors import FitError, InputError
+from .jsonable import strict
 
 __all__ = [
     "BANDS",
+    "FIT_LADDER",
+    "TEST_STATISTICS",
     "DiscoveryResult",
     "FitResult",
     "Inference",
     "MuFit",
+    "TestStatistic",
     "UpperLimit",
 ]
 
 #: the expected-limit bands, in the order of :attr:`UpperLimit.expected` (ascending limits)
 BANDS: tuple[int, ...] = (-2, -1, 0, 1, 2)
-_PENALTY = 1e30
 
+TestStatistic = Literal["qtilde", "q"]
+#: the test statistics :class:`Inference` offers for CLs (pyhf's names)
+TEST_STATISTICS: tuple[str, ...] = ("qtilde", "q")
+
+#: the steps a fit takes, in order, until one converges (see :meth:`Inference.fit`):
+#: ``warm``: quasi-Newton from the warm start with the dataset's last Hessian; ``fresh``: the same with a fresh
+#: finite-difference Hessian; ``suggested``: quasi-Newton from pyhf's suggested initial values; ``lbfgsb``:
+#: L-BFGS-B on parameters rescaled by 1/√(diagonal curvature), then Newton to confirm; ``pyhf``: pyhf's own
+#: optimiser, then Newton to confirm.
+FIT_LADDER: tuple[str, ...] = ("warm", "fresh", "suggested", "lbfgsb", "pyhf")
+
+_PENALTY = 1e30  # −2 ln L of an unphysical point (negative expected yield) inside the optimisers
+_CONVERGED = 1e-9  # Newton decrement (−2 ln L still to gain) at which a fit has converged
+_ROUNDING_FLOOR = 1e-6  # a decrement this small with no descent left: converged as far as rounding allows
+_POI_CEILING = 1e6  # the POI's upper bound is widened up to this
+_NEWTON_ITERATIONS = 100
 
 _PYHF_OPTIMIZER_LOG = logging.getLogger("pyhf.optimize.mixins")
 
@@ -78,7 +116,13 @@ def _pyhf_failure_log_silenced() -> Iterator[None]:
 
 @dataclass(frozen=True)
 class FitResult:
-    """One maximum-likelihood fit: the parameters (pyhf order), −2 ln L at the minimum, and how it went."""
+    """One maximum-likelihood fit: the parameters (pyhf order), −2 ln L at the minimum, and how it went.
+
+    ``method`` is the step of :data:`FIT_LADDER` that converged (``"ridge"`` when a start beside a ridge of −2 ln L
+    found a lower minimum than the ladder's), ``"fixed"`` when no parameter was free, or
+    ``"infinite"`` when the data are impossible under the hypothesis (−2 ln L = +inf: a bin expects no events
+    but has some; the parameters are then the start point, not a minimum).
+    """
 
     parameters: np.ndarray
     twice_nll: float
@@ -88,12 +132,29 @@ class FitResult:
 
 @dataclass(frozen=True)
 class MuFit:
-    """Fitted signal strength μ̂ with its symmetric uncertainty σ (from the Hessian of −2 ln L)."""
+    """Fitted signal strength μ̂ with its symmetric uncertainty σ (from the Hessian of −2 ln L).
+
+    ``at_bound``: μ̂ sits on a bound of its range with the likelihood still rising beyond it, so the true maximum
+    lies outside (μ̂ is capped there and σ is not meaningful).
+    """
 
     mu: float
     sigma: float
     parameters: np.ndarray
     twice_nll: float
+    at_bound: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """Strict-JSON-ready dict (NaN → None, ±inf → "inf"/"-inf")."""
+        return strict(
+            {
+                "mu": self.mu,
+                "sigma": self.sigma,
+                "twice_nll": self.twice_nll,
+                "at_bound": self.at_bound,
+                "parameters": self.parameters,
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -101,7 +162,8 @@ class DiscoveryResult:
     """Discovery test of μ = 0: q₀, p₀ and Z₀ (pyhf convention, 0 when μ̂ < 0) and the signed Z.
 
     ``z_signed`` = sign(μ̂)·√(2 Δ ln L) is what a spurious-signal study quotes: it keeps the direction
-    of a fake signal that a generated background would produce.
+    of a fake signal that a generated background would produce. q₀ = Z₀ = inf and p₀ = 0 when the background
+    alone cannot produce the data (events where it expects none); ``at_bound`` as in :class:`MuFit`.
     """
 
     q0: float
@@ -109,24 +171,52 @@ class DiscoveryResult:
     z0: float
     z_signed: float
     mu_hat: float
+    at_bound: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """Strict-JSON-ready dict (NaN → None, ±inf → "inf"/"-inf")."""
+        return strict(
+            {
+                "q0": self.q0,
+                "p0": self.p0,
+                "z0": self.z0,
+                "z_signed": self.z_signed,
+                "mu_hat": self.mu_hat,
+                "at_bound": self.at_bound,
+            }
+        )
 
 
 @dataclass(frozen=True)
 class UpperLimit:
     """CLs upper limit on μ at confidence level 1 − ``level``.
 
-    ``expected`` holds the expected limits for the bands −2σ, −1σ, median, +1σ, +2σ (ascending).
+    ``expected`` holds the expected limits for the bands −2σ, −1σ, median, +1σ, +2σ (ascending);
+    ``test_stat`` is the test statistic the CLs values used.
     """
 
     observed: float
     expected: tuple[float, float, float, float, float]
     level: float
     n_fits: int = 0
+    test_stat: str = "qtilde"
 
     @property
     def median(self) -> float:
         """Median expected limit."""
         return self.expected[2]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Strict-JSON-ready dict; ``expected`` keyed by band (m2, m1, median, p1, p2)."""
+        return strict(
+            {
+                "observed": self.observed,
+                "expected": dict(zip(("m2", "m1", "median", "p1", "p2"), self.expected, strict=True)),
+                "level": self.level,
+                "test_stat": self.test_stat,
+                "n_fits": self.n_fits,
+            }
+        )
 
 
 @dataclass
@@ -135,6 +225,29 @@ class _Dataset:
     free: FitResult | None = None
     fixed: dict[float, FitResult] = field(default_factory=dict)
     hessian: np.ndarray | None = None
+
+
+@dataclass
+class _Run:
+    """Where one quasi-Newton run ended."""
+
+    x: np.ndarray
+    f: float
+    hessian: np.ndarray | None
+    calls: int
+    converged: bool
+
+
+def _newton_direction(h: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, bool]:
+    """H⁻¹ g by Cholesky; for an H that is not positive definite (far from the minimum), with each eigenvalue
+    replaced by its absolute value (floored at 10⁻¹⁰ of the largest), a descent direction. Returns (H⁻¹ g, PD?)."""
+    try:
+        chol = np.linalg.cholesky(h)
+        return np.linalg.solve(chol.T, np.linalg.solve(chol, g)), True
+    except np.linalg.LinAlgError:
+        w, v = np.linalg.eigh(h)
+        w = np.maximum(np.abs(w), 1e-10 * max(float(np.max(np.abs(w), initial=0.0)), 1e-300))
+        return v @ ((v.T @ g) / w), False
 
 
 class Inference:
@@ -148,7 +261,11 @@ class Inference:
         Observed main-channel counts followed by the auxiliary data (``model.config.auxdata``), as
         ``pyhf.infer`` takes them; a main-channel-only vector gets the auxdata appended.
     par_bounds, init_pars, fixed_params
-        As in ``pyhf.infer.mle.fit``; default: the model's suggestions.
+        As in ``pyhf.infer.mle.fit``; default: the model's suggestions. With the suggested bounds the POI's upper
+        bound is widened when a free fit ends on it; explicit ``par_bounds`` are kept as given.
+    test_stat
+        ``"qtilde"`` (default; μ̂ ≥ 0 in the free fit) or ``"q"`` (μ̂ down to the POI's lower bound), as pyhf's
+        ``hypotest(test_stat=...)``; it sets the observed CLs of :meth:`cls` and :meth:`upper_limit`.
     """
 
     def __init__(
@@ -159,10 +276,14 @@ class Inference:
         par_bounds: Sequence[Sequence[float]] | None = None,
         init_pars: Sequence[float] | None = None,
         fixed_params: Sequence[bool] | None = None,
+        test_stat: TestStatistic = "qtilde",
     ) -> None:
         if model.config.poi_index is None:
             raise InputError("the pyhf model has no parameter of interest; build it with poi_name='mu'")
+        if test_stat not in TEST_STATISTICS:
+            raise InputError(f"test_stat must be one of {', '.join(TEST_STATISTICS)}; got {test_stat!r}")
         self.model = model
+        self.test_stat = test_stat
         cfg = model.config
         self.n = cfg.npars
         self.poi = cfg.poi_index
@@ -174,11 +295,20 @@ class Inference:
                 f"data has {data.size} entries; the model expects {cfg.nmaindata} main-channel counts "
                 f"(+ {cfg.nauxdata} auxiliary data)"
             )
-        if not np.all(np.isfinite(data)) or np.any(data[: cfg.nmaindata] < 0):
-            raise InputError("observed counts must be finite and non-negative")
+        bad = np.flatnonzero(~np.isfinite(data) | (np.arange(data.size) < cfg.nmaindata) & (data < 0))
+        if bad.size:
+            raise InputError(
+                f"observed counts must be finite and non-negative: entry {int(bad[0])} of the data is {data[bad[0]]}"
+                f"{f' ({bad.size} such entries)' if bad.size > 1 else ''}"
+            )
         self.bounds = np.array(par_bounds if par_bounds is not None else cfg.suggested_bounds(), dtype=float)
         self.init = np.array(init_pars if init_pars is not None else cfg.suggested_init(), dtype=float)
         self.fixed = np.array(fixed_params if fixed_params is not None else cfg.suggested_fixed(), dtype=bool)
+        if self.bounds.shape != (self.n, 2) or self.init.shape != (self.n,) or self.fixed.shape != (self.n,):
+            raise InputError(f"par_bounds, init_pars and fixed_params need one entry per parameter ({self.n})")
+        self._widen_poi = par_bounds is None
+        if test_stat == "qtilde":  # q̃_μ: μ̂ is constrained to μ ≥ 0
+            self.bounds[self.poi, 0] = max(self.bounds[self.poi, 0], 0.0)
         self._batched = pyhf.Model(
             model.spec,
             batch_size=2 * self.n + 1,
@@ -193,6 +323,8 @@ class Inference:
         self._offsets[1 + idx, idx] = self._step
         self._offsets[1 + self.n + idx, idx] = -self._step
         self.n_fits = 0
+        #: how many fits each step of :data:`FIT_LADDER` settled (and ``ridge`` / ``fixed`` / ``infinite``)
+        self.fit_steps: Counter[str] = Counter()
         self._observed = _Dataset(data)
         self._asimov: _Dataset | None = None
         self._asimov_fit: FitResult | None = None
@@ -201,9 +333,13 @@ class Inference:
 
     # ----------------------------------------------------------------------------------- likelihood
     def twice_nll_and_grad(self, pars: np.ndarray, data: np.ndarray) -> tuple[float, np.ndarray]:
-        """−2 ln L at ``pars`` and its gradient (central differences), from one batched pyhf call."""
+        """−2 ln L at ``pars`` and its gradient (central differences), from one batched pyhf call.
+
+        An unphysical point (−2 ln L not finite) gives a large penalty and a zero gradient, for the optimisers.
+        """
         rows = pars[None, :] + self._offsets
-        values = -2.0 * np.asarray(self._batched.logpdf(rows, data), dtype=float)
+        with np.errstate(all="ignore"):
+            values = -2.0 * np.asarray(self._batched.logpdf(rows, data), dtype=float)
         f = values[0]
         grad = (values[1 : 1 + self.n] - values[1 + self.n :]) / (2.0 * self._step)
         if not np.isfinite(f):
@@ -215,48 +351,61 @@ class Inference:
             grad = np.where(np.isfinite(grad), grad, 0.0)
         return float(f), grad
 
+    def twice_nll(self, pars: np.ndarray, data: np.ndarray) -> float:
+        """−2 ln L at ``pars``, exactly as pyhf gives it (+inf where the data are impossible)."""
+        with np.errstate(all="ignore"):
+            value = -2.0 * float(np.asarray(self.model.logpdf(np.asarray(pars, dtype=float), data)).ravel()[0])
+        return value if not math.isnan(value) else math.inf
+
+    def _impossible_bins(self, pars: np.ndarray, data: np.ndarray) -> np.ndarray:
+        """Main-channel bins with observed events where the model at ``pars`` expects none."""
+        expected = np.asarray(self.model.expected_actualdata(pars), dtype=float)
+        observed = data[: expected.size]
+        return np.flatnonzero((expected <= 0) & (observed > 0))
+
     def _newton(
         self, data: np.ndarray, start: np.ndarray, fixed: np.ndarray, bounds: np.ndarray, hess: np.ndarray | None
-    ) -> tuple[FitResult, np.ndarray] | None:
+    ) -> _Run:
         """Projected quasi-Newton steps with backtracking, on the parameters not at an active bound.
 
         Starts from ``hess`` (the dataset's last Hessian) or, without one, from a finite-difference Hessian
         at the start point, and keeps it current with BFGS updates, so that a warm-started fit needs a
-        handful of batched calls. Returns the fit and the updated Hessian, or ``None`` (L-BFGS-B takes
-        over) when it does not converge.
+        handful of batched calls. The Hessian is recomputed by finite differences when it stops describing
+        the surface (not positive definite, a step that had to be shortened, slow progress or a failed line
+        search); an indefinite one far from the minimum is used with its eigenvalues' absolute values.
+        Converged when the Newton decrement g·H⁻¹·g drops below 10⁻⁹ (or 10⁻⁶ with no descent left).
         """
         x = np.clip(start, bounds[:, 0], bounds[:, 1])
         f, g = self.twice_nll_and_grad(x, data)
         calls = 1
         if f >= _PENALTY:
-            return None
+            return _Run(x, math.inf, hess, calls, False)
+        n_free = int((~fixed).sum())
+        fresh = hess is None
         if hess is None:
             hess = self.hessian(x, data, fixed)
-            calls += 2 * int((~fixed).sum())
-        hess = hess.copy()
-        for _ in range(80):
+            calls += 2 * n_free
+        else:
+            hess = hess.copy()
+        previous, slow = math.inf, 0
+        for _ in range(_NEWTON_ITERATIONS):
             at_lo = (x <= bounds[:, 0] + 1e-12) & (g > 0)
             at_hi = (x >= bounds[:, 1] - 1e-12) & (g < 0)
             free = np.flatnonzero(~(fixed | at_lo | at_hi))
             if free.size == 0:
-                break
-            h_ff = hess[np.ix_(free, free)]
-            damping = 0.0
-            for _ in range(8):
-                try:
-                    chol = np.linalg.cholesky(h_ff + damping * np.diag(np.abs(np.diag(h_ff)) + 1e-12))
-                    break
-                except np.linalg.LinAlgError:
-                    damping = 1e-3 if damping == 0 else damping * 10
-            else:
-                return None
+                return _Run(x, f, hess, calls, True)
+            direction, positive = _newton_direction(hess[np.ix_(free, free)], g[free])
+            if not positive and not fresh:
+                hess, fresh = self.hessian(x, data, fixed), True
+                calls += 2 * n_free
+                continue
             step = np.zeros(self.n)
-            step[free] = -np.linalg.solve(chol.T, np.linalg.solve(chol, g[free]))
-            decrement = float(-g @ step)
-            if decrement < 1e-9:
-                break
+            step[free] = -direction
+            decrement = float(g[free] @ direction)
+            if decrement < _CONVERGED:
+                return _Run(x, f, hess, calls, True)
             t = 1.0
-            for _ in range(16):
+            for _ in range(30):
                 trial = np.clip(x + t * step, bounds[:, 0], bounds[:, 1])
                 ft, gt = self.twice_nll_and_grad(trial, data)
                 calls += 1
@@ -264,57 +413,91 @@ class Inference:
                     break
                 t *= 0.5
             else:
-                if decrement < 1e-6:  # at the rounding floor of −2 ln L: converged as far as it can be
-                    break
-                return None
+                if decrement < _ROUNDING_FLOOR:  # at the rounding floor of −2 ln L: converged as far as it can be
+                    return _Run(x, f, hess, calls, True)
+                if fresh:
+                    return _Run(x, f, hess, calls, False)
+                hess, fresh = self.hessian(x, data, fixed), True
+                calls += 2 * n_free
+                continue
+            slow = slow + 1 if decrement > 0.25 * previous else 0
+            previous = decrement
             sk, yk = trial - x, gt - g
+            x, f, g = trial, ft, gt
+            if not fresh and (t < 1.0 or slow >= 3):
+                hess, fresh, slow = self.hessian(x, data, fixed), True, 0
+                calls += 2 * n_free
+                continue
+            fresh = False
             sy = float(sk @ yk)
             if sy > 1e-12 * float(np.linalg.norm(sk) * np.linalg.norm(yk)):
                 hs = hess @ sk
                 hess += np.outer(yk, yk) / sy - np.outer(hs, hs) / float(sk @ hs)
-            x, f, g = trial, ft, gt
-        else:
-            return None
-        self.n_fits += 1
-        return FitResult(x, f, calls, "newton"), hess
+        return _Run(x, f, hess, calls, False)
 
-    def _lbfgsb(self, data: np.ndarray, start: np.ndarray, fixed: np.ndarray, bounds: np.ndarray) -> FitResult:
+    def _sides_of_a_ridge(
+        self, data: np.ndarray, x: np.ndarray, fixed: np.ndarray, bounds: np.ndarray
+    ) -> list[np.ndarray]:
+        """Start points on both sides of each free parameter along which −2 ln L falls both ways from ``x``.
+
+        A start on such a ridge (the kink of a piecewise-linear histosys or piecewise-exponential normsys at α = 0,
+        where a fit from pyhf's suggested values starts) can lead a local optimiser into either valley; the fit is
+        then also started 0.1·max(1, |x|) to each side and the lowest minimum kept.
+        """
+        rows = x[None, :] + self._offsets
+        with np.errstate(all="ignore"):
+            values = -2.0 * np.asarray(self._batched.logpdf(rows, data), dtype=float)
+        f, plus, minus = values[0], values[1 : 1 + self.n], values[1 + self.n :]
+        if not np.isfinite(f):
+            return []
+        tol = 1e-12 * max(1.0, abs(float(f)))
+        ridge = np.flatnonzero(~fixed & (plus < f - tol) & (minus < f - tol))
+        sides = []
+        for k in ridge:
+            for sign in (1.0, -1.0):
+                side = x.copy()
+                side[k] = np.clip(x[k] + sign * 0.1 * max(1.0, abs(x[k])), bounds[k, 0], bounds[k, 1])
+                sides.append(side)
+        return sides
+
+    def _lbfgsb(self, data: np.ndarray, start: np.ndarray, fixed: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+        """L-BFGS-B on the free parameters rescaled to unit curvature (z = x·√|H_ii| at the start), so that a
+        nuisance known to 0.1 % and the POI take comparable steps. Returns where it ended (not judged here)."""
         free = ~fixed
-        x = start.copy()
-        calls = 0
-        hit_penalty = False
+        x = np.clip(start, bounds[:, 0], bounds[:, 1])
+        curvature = np.abs(np.diag(self.hessian(x, data, fixed)))[free]
+        scale = 1.0 / np.sqrt(np.where(np.isfinite(curvature) & (curvature > 0), curvature, 1.0))
 
         def fg(z: np.ndarray) -> tuple[float, np.ndarray]:
-            nonlocal calls, hit_penalty
-            calls += 1
-            x[free] = z
+            x[free] = z * scale
             f, g = self.twice_nll_and_grad(x, data)
-            hit_penalty |= f >= _PENALTY
-            return f, g[free]
+            return f, g[free] * scale
 
-        z0 = np.clip(start[free], bounds[free, 0], bounds[free, 1])
         res = optimize.minimize(
             fg,
-            z0,
+            x[free] / scale,
             jac=True,
             method="L-BFGS-B",
-            bounds=bounds[free],
-            options={"maxiter": 5000, "ftol": 1e-14, "gtol": 1e-7, "maxcor": 20},
+            bounds=bounds[free] / scale[:, None],
+            options={"maxiter": 5000, "ftol": 1e-15, "gtol": 1e-9, "maxcor": 30},
         )
-        out = start.copy()
-        out[free] = res.x
-        f = float(res.fun)
-        ok = f < _PENALTY
-        if ok:
-            # judge convergence by the projected gradient, not by L-BFGS-B's message: a line search that
-            # ran into an unphysical region (negative expected yield) can end with a "converged" flag
-            _, g = self.twice_nll_and_grad(out, data)
-            at_lo = (out <= bounds[:, 0] + 1e-9) & (g > 0)
-            at_hi = (out >= bounds[:, 1] - 1e-9) & (g < 0)
-            projected = np.where(at_lo | at_hi | fixed, 0.0, g)
-            ok = bool(np.max(np.abs(projected), initial=0.0) < (1e-2 if hit_penalty else 1e-1))
-        self.n_fits += 1
-        return FitResult(out, f, calls, "lbfgsb" if ok else "failed")
+        out = x.copy()
+        out[free] = np.clip(res.x * scale, bounds[free, 0], bounds[free, 1])
+        return out
+
+    def _pyhf_fit(
+        self, data: np.ndarray, start: np.ndarray, fixed: np.ndarray, bounds: np.ndarray, poi_value: float | None
+    ) -> np.ndarray:
+        """pyhf's own optimiser (its default: scipy SLSQP) from ``start``; raises what pyhf raises."""
+        kwargs = {"init_pars": list(start), "par_bounds": [list(b) for b in bounds]}
+        with _pyhf_failure_log_silenced():
+            if poi_value is None:
+                pars = pyhf.infer.mle.fit(data, self.model, fixed_params=list(fixed), **kwargs)
+            else:
+                pars = pyhf.infer.mle.fixed_poi_fit(
+                    poi_value, data, self.model, fixed_params=list(self.fixed), **kwargs
+                )
+        return np.asarray(pars, dtype=float)
 
     def _fit(
         self,
@@ -336,43 +519,68 @@ class Inference:
             # a fixed μ outside the suggested range (normfactor: [0, 10]) is evaluated there, not clipped to it
             bounds[self.poi] = (min(bounds[self.poi, 0], poi_value), max(bounds[self.poi, 1], poi_value))
         x0 = np.clip(x0, bounds[:, 0], bounds[:, 1])
-        newton = self._newton(ds.data, x0, fixed, bounds, ds.hessian)
-        if newton is not None:
-            result, ds.hessian = newton
-            return result
-        attempts = [x0]
-        if start is not None:
-            fresh = np.clip(self.init.copy(), bounds[:, 0], bounds[:, 1])
-            if poi_value is not None:
-                fresh[self.poi] = poi_value
-            attempts.append(fresh)
-        for x in attempts:
-            result = self._lbfgsb(ds.data, x, fixed, bounds)
-            if result.method != "failed":
-                return result
-        # last resort: pyhf's own optimiser on the same likelihood
-        kwargs = {"init_pars": list(x0), "par_bounds": [list(b) for b in bounds], "return_fitted_val": True}
-        try:
-            with _pyhf_failure_log_silenced():
-                if poi_value is None:
-                    pars, twice = pyhf.infer.mle.fit(ds.data, self.model, fixed_params=list(fixed), **kwargs)
-                else:
-                    pars, twice = pyhf.infer.mle.fixed_poi_fit(
-                        poi_value, ds.data, self.model, fixed_params=list(self.fixed), **kwargs
-                    )
-        except Exception as exc:  # pyhf raises FailedMinimization
-            raise FitError(
-                f"{what} did not converge (L-BFGS-B from the warm start and from pyhf's suggested initial "
-                f"values, then pyhf's own optimiser): {exc}"
-            ) from exc
         self.n_fits += 1
-        return FitResult(np.asarray(pars, dtype=float), float(twice), 0, "pyhf")
+        if fixed.all():  # nothing to fit: −2 ln L where it is (+inf allowed)
+            self.fit_steps["fixed"] += 1
+            return FitResult(x0, self.twice_nll(x0, ds.data), 1, "fixed")
+        calls = 0
+        best = _Run(x0, math.inf, None, 0, False)
+        failures: list[str] = []
+        for step in FIT_LADDER:
+            if step == "warm":
+                run = self._newton(ds.data, x0, fixed, bounds, ds.hessian)
+            elif step == "fresh":
+                if ds.hessian is None:  # "warm" already started from a fresh Hessian
+                    continue
+                run = self._newton(ds.data, x0, fixed, bounds, None)
+            elif step == "suggested":
+                suggested = np.clip(self.init.copy(), bounds[:, 0], bounds[:, 1])
+                if poi_value is not None:
+                    suggested[self.poi] = poi_value
+                if np.array_equal(suggested, x0) and "warm" in FIT_LADDER:
+                    continue
+                run = self._newton(ds.data, suggested, fixed, bounds, None)
+            elif step in ("lbfgsb", "pyhf"):
+                origin = best.x if math.isfinite(best.f) else x0
+                try:
+                    if step == "lbfgsb":
+                        candidate = self._lbfgsb(ds.data, origin, fixed, bounds)
+                    else:
+                        candidate = self._pyhf_fit(ds.data, origin, fixed, bounds, poi_value)
+                except (pyhf.exceptions.FailedMinimization, ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
+                    failures.append(f"{step}: {exc}")
+                    continue
+                run = self._newton(ds.data, candidate, fixed, bounds, None)  # confirm (and polish) it
+            else:
+                raise InputError(
+                    f"unknown fit step {step!r} in FIT_LADDER; known: warm, fresh, suggested, lbfgsb, pyhf"
+                )
+            calls += run.calls
+            if run.converged:
+                for side in self._sides_of_a_ridge(ds.data, x0, fixed, bounds):
+                    other = self._newton(ds.data, side, fixed, bounds, None)
+                    calls += other.calls
+                    if other.converged and other.f < run.f - _CONVERGED:
+                        run, step = other, "ridge"
+                ds.hessian = run.hessian
+                self.fit_steps[step] += 1
+                return FitResult(run.x, run.f, calls, step)
+            failures.append(f"{step}: ended at −2 ln L = {run.f:.10g}")
+            if run.f < best.f:
+                best = run
+        impossible = self._impossible_bins(x0, ds.data)
+        if not math.isfinite(best.f) and impossible.size and not math.isfinite(self.twice_nll(x0, ds.data)):
+            self.fit_steps["infinite"] += 1
+            return FitResult(x0, math.inf, calls, "infinite")
+        raise FitError(
+            f"{what} did not converge (Newton decrement above {_CONVERGED:g} after every step of the fit ladder: "
+            f"{'; '.join(failures) or 'no step ran'})"
+        )
 
     def fit(self, *, poi_value: float | None = None, poi_bounds: tuple[float, float] | None = None) -> FitResult:
         """Maximum-likelihood fit to the observed data; with ``poi_value`` the POI is fixed there.
 
-        Retries from pyhf's suggested initial values, then with pyhf's optimiser, then raises
-        :class:`~mcsurrogate.errors.FitError`.
+        Climbs :data:`FIT_LADDER` until a step converges, then raises :class:`~mcsurrogate.errors.FitError`.
         """
         return self._fit(
             self._observed,
@@ -415,55 +623,99 @@ class Inference:
         hess[np.ix_(free, free)] = 0.5 * (hess[np.ix_(free, free)] + hess[np.ix_(free, free)].T)
         return hess
 
+    def _capped(self, res: FitResult, data: np.ndarray, low: float, high: float) -> bool:
+        """Whether the POI of ``res`` sits on ``low`` or ``high`` with −2 ln L still falling beyond it."""
+        mu = float(res.parameters[self.poi])
+        on_low = mu <= low + 1e-6 * max(1.0, abs(low))
+        on_high = mu >= high - 1e-6 * max(1.0, abs(high))
+        if not (on_low or on_high) or not math.isfinite(res.twice_nll):
+            return False
+        slope = self.twice_nll_and_grad(res.parameters, data)[1][self.poi]
+        return bool(slope < 0) if on_high else bool(slope > 0)
+
+    def _follow_the_data(self, ds: _Dataset, res: FitResult, what: str, low: float | None = None) -> FitResult:
+        """Refit with the POI's upper bound ×10 while a free fit ends on it with the likelihood still rising
+        (only with the suggested bounds; up to 10⁶)."""
+        low = self.bounds[self.poi, 0] if low is None else low
+        while self._widen_poi and self.bounds[self.poi, 1] < _POI_CEILING:
+            if not self._capped(res, ds.data, -math.inf, self.bounds[self.poi, 1]):
+                break
+            self.bounds[self.poi, 1] = min(10.0 * self.bounds[self.poi, 1], _POI_CEILING)
+            res = self._fit(ds, start=res.parameters, poi_bounds=(low, self.bounds[self.poi, 1]), what=what)
+        return res
+
     def mu_hat(self, *, allow_negative: bool = True) -> MuFit:
         """Best-fit μ̂ ± σ on the observed data.
 
         With ``allow_negative`` (default) μ may go down to :attr:`mu_lower_bound`, as a spurious-signal
         or bias study needs; σ = √(2 (H⁻¹)_μμ) with H the Hessian of −2 ln L at the minimum.
         """
-        res = self._signed_fit() if allow_negative else self._free_fit(self._observed, "the free fit of μ̂")
+        if allow_negative:
+            res, low = self._signed_fit(), self._signed_lower_bound()
+        else:
+            res, low = self._free_fit(self._observed, "the free fit of μ̂"), self.bounds[self.poi, 0]
         free = list(np.flatnonzero(~self.fixed))
-        hess = self.hessian(res.parameters, self._observed.data)
-        try:
-            k = free.index(self.poi)
-            var = float(2.0 * np.linalg.inv(hess[np.ix_(free, free)])[k, k])
-        except (np.linalg.LinAlgError, ValueError):
-            var = float("nan")
-        sigma = math.sqrt(var) if var > 0 else float("nan")
-        return MuFit(float(res.parameters[self.poi]), sigma, res.parameters, res.twice_nll)
+        sigma = math.nan
+        if math.isfinite(res.twice_nll):
+            hess = self.hessian(res.parameters, self._observed.data)
+            try:
+                k = free.index(self.poi)
+                var = float(2.0 * np.linalg.inv(hess[np.ix_(free, free)])[k, k])
+                sigma = math.sqrt(var) if var > 0 else math.nan
+            except (np.linalg.LinAlgError, ValueError):
+                pass
+        at_bound = self._capped(res, self._observed.data, low, self.bounds[self.poi, 1])
+        return MuFit(float(res.parameters[self.poi]), sigma, res.parameters, res.twice_nll, at_bound)
+
+    def _signed_lower_bound(self) -> float:
+        return min(self.mu_lower_bound, self.bounds[self.poi, 0])
 
     def _signed_fit(self) -> FitResult:
         """Free fit with μ allowed below zero, started from the μ ≥ 0 fit (whose boundary it leaves)."""
         if self._signed is None:
             bounded = self._free_fit(self._observed, "the free fit to the observed data")
-            lo = min(self.mu_lower_bound, self.bounds[self.poi, 0])
+            lo = self._signed_lower_bound()
             if bounded.parameters[self.poi] > self.bounds[self.poi, 0] + 1e-6 or lo >= self.bounds[self.poi, 0]:
                 self._signed = bounded
             else:
+                what = "the free fit with negative μ allowed"
                 self._signed = self._fit(
-                    self._observed,
-                    start=bounded.parameters,
-                    poi_bounds=(lo, self.bounds[self.poi, 1]),
-                    what="the free fit with negative μ allowed",
+                    self._observed, start=bounded.parameters, poi_bounds=(lo, self.bounds[self.poi, 1]), what=what
                 )
         return self._signed
 
     # --------------------------------------------------------------------------------- discovery
     def discovery(self) -> DiscoveryResult:
-        """Discovery test statistic q₀ = −2 ln λ(0) with p₀ = 1 − Φ(√q₀) (asymptotic, one-sided)."""
+        """Discovery test statistic q₀ = −2 ln λ(0) with p₀ = 1 − Φ(√q₀) (asymptotic, one-sided).
+
+        Data that the background alone cannot produce (events in a bin where it expects none) give q₀ = Z₀ = inf
+        and p₀ = 0; pyhf 0.7's ``hypotest(0, ..., test_stat="q0")`` returns NaN there (it subtracts √q₀,A = inf).
+        """
         free = self._signed_fit()
+        if not math.isfinite(free.twice_nll):
+            raise FitError(self._impossible_message(free, "no signal strength μ"))
         zero = self._fixed_fit(self._observed, 0.0, "the μ = 0 fit for q₀")
         mu_hat = float(free.parameters[self.poi])
         t0 = max(zero.twice_nll - free.twice_nll, 0.0)
         q0 = t0 if mu_hat > 0 else 0.0
         z0 = math.sqrt(q0)
-        return DiscoveryResult(q0, float(norm.sf(z0)), z0, math.copysign(math.sqrt(t0), mu_hat), mu_hat)
+        at_bound = self._capped(free, self._observed.data, self._signed_lower_bound(), self.bounds[self.poi, 1])
+        return DiscoveryResult(q0, float(norm.sf(z0)), z0, math.copysign(math.sqrt(t0), mu_hat), mu_hat, at_bound)
+
+    def _impossible_message(self, res: FitResult, hypothesis: str) -> str:
+        bins = self._impossible_bins(res.parameters, self._observed.data)
+        counts = ", ".join(f"bin {int(b)}: {self._observed.data[b]:g}" for b in bins[:5])
+        return (
+            f"the observed data have zero likelihood under {hypothesis}: the model expects no events in "
+            f"{bins.size} bin(s) that have some ({counts}); give those bins a background yield (e.g. "
+            "empty_bins='floor') or remove them"
+        )
 
     # ---------------------------------------------------------------------------------- CLs parts
     def _free_fit(self, ds: _Dataset, what: str) -> FitResult:
         if ds.free is None:
             start = None if ds is self._observed or self._asimov_fit is None else self._asimov_fit.parameters
-            ds.free = self._fit(ds, start=start, what=what)
+            ds.free = self._follow_the_data(ds, self._fit(ds, start=start, what=what), what)
         return ds.free
 
     def _fixed_fit(self, ds: _Dataset, mu: float, what: str) -> FitResult:
@@ -484,31 +736,45 @@ class Inference:
     def _asimov_dataset(self) -> _Dataset:
         if self._asimov is None:
             self._free_fit(self._observed, "the free fit to the observed data")
-            self._asimov_fit = self._fixed_fit(
-                self._observed, 0.0, "the background-only fit that defines the Asimov data"
-            )
-            self._asimov = _Dataset(np.asarray(self.model.expected_data(self._asimov_fit.parameters), dtype=float))
+            fit = self._fixed_fit(self._observed, 0.0, "the background-only fit that defines the Asimov data")
+            if fit.method == "infinite":  # nuisance parameters undefined: no Asimov data
+                raise FitError(
+                    self._impossible_message(fit, "the background alone (μ = 0)")
+                    + "; the background-only fit that defines the Asimov data (and so the expected limits) is undefined"
+                )
+            self._asimov_fit = fit
+            self._asimov = _Dataset(np.asarray(self.model.expected_data(fit.parameters), dtype=float))
         return self._asimov
 
-    def _qtilde(self, ds: _Dataset, mu: float, what: str) -> float:
+    def _q_mu(self, ds: _Dataset, mu: float, what: str) -> float:
+        """q_μ (or q̃_μ: the free fit's POI bound decides) = −2 ln λ(μ) for μ ≥ μ̂, else 0."""
         free = self._free_fit(ds, what)
+        if not math.isfinite(free.twice_nll):
+            raise FitError(self._impossible_message(free, "any signal strength μ in the allowed range"))
         if free.parameters[self.poi] > mu:
             return 0.0
         return max(self._fixed_fit(ds, mu, what).twice_nll - free.twice_nll, 0.0)
 
     def sqrt_q_asimov(self, mu: float) -> float:
-        """√q̃_μ on the background-only Asimov data (μ'= 0), which sets σ and the expected bands."""
-        return math.sqrt(self._qtilde(self._asimov_dataset(), mu, "the fit to the Asimov data"))
+        """√q_μ on the background-only Asimov data (μ'= 0), which sets σ and the expected bands."""
+        return math.sqrt(self._q_mu(self._asimov_dataset(), mu, "the fit to the Asimov data"))
 
     def sqrt_q_observed(self, mu: float) -> float:
-        """√q̃_μ on the observed data."""
-        return math.sqrt(self._qtilde(self._observed, mu, "the fit to the observed data"))
+        """√q_μ (q̃_μ for ``test_stat="qtilde"``) on the observed data."""
+        return math.sqrt(self._q_mu(self._observed, mu, "the fit to the observed data"))
 
     def cls(self, mu: float) -> tuple[float, list[float]]:
-        """Observed CLs at ``mu`` and the expected CLs for the bands −2σ … +2σ (pyhf ``hypotest`` order)."""
+        """Observed CLs at ``mu`` and the expected CLs for the bands −2σ … +2σ (pyhf ``hypotest`` order).
+
+        pyhf's asymptotic formulae (``calc_base_dist="normal"``): the observed statistic is √q_μ − √q_μ,A for
+        ``"q"``, and for ``"qtilde"`` the same up to √q_μ = √q_μ,A, (q_μ − q_μ,A) / (2 √q_μ,A) beyond.
+        """
         sq, sqa = self.sqrt_q_observed(mu), self.sqrt_q_asimov(mu)
-        ts = sq - sqa if sq <= sqa else (sq * sq - sqa * sqa) / (2.0 * sqa)
-        observed = float(norm.cdf(-(ts + sqa)) / norm.cdf(-ts))
+        if self.test_stat == "q" or sq <= sqa:
+            ts = sq - sqa
+        else:
+            ts = (sq * sq - sqa * sqa) / (2.0 * sqa)
+        observed = float(norm.cdf(-(ts + sqa)) / norm.cdf(-ts)) if math.isfinite(ts) else 0.0
         expected = [float(norm.cdf(-(n + sqa)) / norm.cdf(-n)) for n in (2, 1, 0, -1, -2)]
         return observed, expected
 
@@ -564,7 +830,7 @@ class Inference:
         return float(optimize.brentq(lambda m: value(m) - target, lo, hi, xtol=1e-12, rtol=rtol))
 
     def upper_limit(self, level: float = 0.05, *, rtol: float = 1e-4) -> UpperLimit:
-        """CLs upper limit on μ at 1 − ``level`` confidence, observed and expected ±1σ/±2σ bands."""
+        """CLs upper limit on μ at 1 − ``level`` confidence, observed and expected ±1σ/±2σ bands (``test_stat``'s CLs)."""
         if not 0 < level < 1:
             raise InputError(f"level must be in (0, 1); got {level}")
         n_before = self.n_fits
@@ -572,7 +838,7 @@ class Inference:
         points: dict[float, float] = {start_mu: self.sqrt_q_asimov(start_mu)}
         if points[start_mu] <= 0:
             raise FitError(
-                f"the Asimov data give q̃_μ = 0 at μ = {start_mu}: the signal does not change the expected "
+                f"the Asimov data give q_μ = 0 at μ = {start_mu}: the signal does not change the expected "
                 "counts; check the signal template"
             )
         expected = []
@@ -600,4 +866,10 @@ class Inference:
         else:
             raise FitError("no μ with CLs below the level was found; is the signal template empty?")
         observed = optimize.brentq(g, lo, hi, xtol=1e-12, rtol=rtol * 0.5)
-        return UpperLimit(float(observed), tuple(expected), level, self.n_fits - n_before)  # type: ignore[arg-type]
+        return UpperLimit(
+            float(observed),
+            tuple(expected),  # type: ignore[arg-type]
+            level,
+            self.n_fits - n_before,
+            self.test_stat,
+        )

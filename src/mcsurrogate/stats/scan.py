@@ -16,6 +16,7 @@ from __future__ import annotations
 import builtins
 import csv
 import io
+import logging
 import math
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -27,11 +28,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..errors import FitError, InputError
-from .inference import Inference
+from .inference import TEST_STATISTICS, Inference, TestStatistic
 from .templates import fill_template, scale_template, template_arrays
 from .workspace import SystematicKind, asimov_counts, build_workspace, model_and_data
 
-__all__ = ["Sample", "evaluate_point", "rows_to_csv", "scan", "spurious_signal_toys"]
+__all__ = ["Sample", "evaluate_point", "rows_to_csv", "scan", "scan_summary", "spurious_signal_toys"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -79,9 +82,16 @@ def evaluate_point(
     systematic_kind: SystematicKind,
     level: float = 0.05,
     empty_bins: Literal["error", "floor"] = "error",
+    test_stat: TestStatistic = "qtilde",
     label: str = "",
-) -> dict[str, float]:
-    """μ̂ ± σ, discovery Z₀ and the CLs limit with bands for one set of templates and one observation."""
+) -> dict[str, Any]:
+    """μ̂ ± σ, discovery Z₀ and the CLs limit with bands for one set of templates and one observation.
+
+    Returns :data:`RESULT_FIELDS` and ``mu_at_bound`` (μ̂ on a bound of its range with the likelihood still rising
+    beyond: capped) and ``fit_steps`` (how many fits each step of :data:`~.inference.FIT_LADDER` settled, e.g.
+    ``"warm 31, fresh 1"``). Raises :class:`~mcsurrogate.errors.InputError` or :class:`~mcsurrogate.errors.FitError`
+    with ``label`` in the message.
+    """
     try:
         ws = build_workspace(
             signal, background, observed, systematic=systematic, systematic_kind=systematic_kind, empty_bins=empty_bins
@@ -89,7 +99,7 @@ def evaluate_point(
     except InputError as exc:
         raise InputError(f"scan point {label}: {exc}") from exc
     model, data = model_and_data(ws)
-    inf = Inference(model, data)
+    inf = Inference(model, data, test_stat=test_stat)
     try:
         fit = inf.mu_hat()
         disc = inf.discovery()
@@ -97,7 +107,12 @@ def evaluate_point(
     except FitError as exc:
         raise FitError(f"scan point {label}: {exc}") from exc
     values = (fit.mu, fit.sigma, disc.z0, disc.z_signed, disc.p0, limit.observed, inf.n_fits, *limit.expected)
-    return dict(zip(RESULT_FIELDS, values, strict=True))
+    steps = ", ".join(f"{step} {count}" for step, count in inf.fit_steps.most_common())
+    return {**dict(zip(RESULT_FIELDS, values, strict=True)), "mu_at_bound": fit.at_bound, "fit_steps": steps}
+
+
+#: what a failed point's row holds in place of :func:`evaluate_point`'s figures
+_FAILED_RESULT: dict[str, Any] = {**dict.fromkeys(RESULT_FIELDS, math.nan), "mu_at_bound": None, "fit_steps": None}
 
 
 def _run(task: dict[str, Any]) -> dict[str, Any]:
@@ -106,8 +121,19 @@ def _run(task: dict[str, Any]) -> dict[str, Any]:
     except (FitError, InputError) as exc:  # a point's own templates (empty bins) or fits
         if task["on_error"] == "raise":
             raise
-        return {**task["meta"], **dict.fromkeys(RESULT_FIELDS, math.nan), "error": str(exc)}
-    return {**task["meta"], **result, "error": None}
+        return {**task["meta"], **_FAILED_RESULT, "status": "failed", "reason": str(exc), "error": str(exc)}
+    return {**task["meta"], **result, "status": "ok", "reason": None, "error": None}
+
+
+def scan_summary(rows: Sequence[dict[str, Any]], *, listed: int = 10) -> str:
+    """One line with how many scan points were fitted and how many failed, then the failed points (up to
+    ``listed``) with the reason each failed."""
+    failed = [r for r in rows if r.get("status", "ok" if r.get("error") is None else "failed") != "ok"]
+    lines = [f"{len(rows)} scan points: {len(rows) - len(failed)} fitted, {len(failed)} failed"]
+    lines += [f"  failed: {r.get('reason') or r.get('error')}" for r in failed[:listed]]
+    if len(failed) > listed:
+        lines.append(f"  … and {len(failed) - listed} more (their rows' 'reason' says why)")
+    return "\n".join(lines)
 
 
 DEFAULT_LUMINOSITIES: tuple[float, ...] = tuple(float(x) for x in np.logspace(0, 3, 10))
@@ -150,8 +176,9 @@ def scan(
     mu_injected: float = 0.0,
     signal_fraction: float | None = 0.05,
     level: float = 0.05,
+    test_stat: TestStatistic = "qtilde",
     empty_bins: Literal["error", "floor"] = "error",
-    on_error: Literal["raise", "record"] = "raise",
+    on_error: Literal["raise", "record"] = "record",
     seed: int = 0,
     processes: int = 1,
     progress: bool = True,
@@ -166,12 +193,17 @@ def scan(
     reference's ±1σ expected band). The generated events used for N_gen are the first N_gen of one
     seeded permutation, so the samples are nested. Runs in ``processes`` worker processes.
 
-    A point whose workspace cannot be built (e.g. empty template bins) or whose fit fails ends the scan with
-    ``on_error="raise"``; with ``"record"`` its row keeps the settings, NaN results and the message in ``error`` (``None`` elsewhere), so a
-    long scan is not lost to one point.
+    Every row also says ``status`` (``"ok"`` or ``"failed"``), ``reason`` (``None``, or why the point failed; also in
+    ``error``, the older name), ``mu_at_bound`` and ``fit_steps`` (see :func:`evaluate_point`). A point whose workspace
+    cannot be built (e.g. empty template bins) or whose fit fails after every fallback is recorded that way, with NaN
+    results, and the scan carries on (default ``on_error="record"``; a warning says how many failed, and
+    :func:`scan_summary` lists them); ``on_error="raise"`` stops at the first. ``test_stat``: ``"qtilde"`` or ``"q"``
+    (see :class:`~.inference.Inference`).
     """
     if on_error not in ("raise", "record"):
         raise InputError(f"on_error must be 'raise' or 'record'; got {on_error!r}")
+    if test_stat not in TEST_STATISTICS:
+        raise InputError(f"test_stat must be one of {', '.join(TEST_STATISTICS)}; got {test_stat!r}")
     signal = signal.checked("signal")
     background_mc = background_mc.checked("MC background")
     generated = generated.checked("generated background")
@@ -211,7 +243,13 @@ def scan(
                 "signal_yield": float(template_arrays(s)[0].sum()),
                 "mu_injected": mu_injected,
             }
-            common = {"systematic": syst, "systematic_kind": systematic_kind, "level": level, "empty_bins": empty_bins}
+            common = {
+                "systematic": syst,
+                "systematic_kind": systematic_kind,
+                "level": level,
+                "empty_bins": empty_bins,
+                "test_stat": test_stat,
+            }
             tasks.append(
                 {
                     "on_error": on_error,
@@ -249,6 +287,9 @@ def scan(
         r["delta_ul_observed"] = r["ul_observed"] - ref["ul_observed"]
         r["delta_ul_median"] = r["ul_expected_median"] - ref["ul_expected_median"]
         r["ul_shift"] = r["delta_ul_median"] / _half_band(ref)
+    n_failed = sum(r["status"] != "ok" for r in rows)
+    if n_failed:
+        log.warning("%s", scan_summary(rows, listed=3))
     return rows
 
 
@@ -272,7 +313,7 @@ def _spurious_point(task: dict[str, Any]) -> dict[str, Any]:
             fit_mu, fit_sigma, z_signed = fit.mu, fit.sigma, disc.z_signed
     except (FitError, InputError) as exc:
         failed = dict.fromkeys(("mu_hat", "mu_sigma", "z_signed", *(_TOY_LIMIT_FIELDS if limits else ())), math.nan)
-        return {**task["meta"], **failed, "error": str(exc)}
+        return {**task["meta"], **failed, "status": "failed", "reason": str(exc), "error": str(exc)}
     row = {**task["meta"], "mu_hat": fit_mu, "mu_sigma": fit_sigma, "z_signed": z_signed}
     if limits:
         half_band = _half_band(mc)
@@ -283,7 +324,7 @@ def _spurious_point(task: dict[str, Any]) -> dict[str, Any]:
             "ul_half_band_mc": half_band,
             "ul_shift": (gen["ul_expected_median"] - mc["ul_expected_median"]) / half_band,
         }
-    return {**row, "error": None}
+    return {**row, "status": "ok", "reason": None, "error": None}
 
 
 #: the limit columns :func:`spurious_signal_toys` adds with ``limits=True``
@@ -325,7 +366,8 @@ def spurious_signal_toys(
     true distribution would still fit a spurious signal to them. Each toy draws both, the MC (as many events as
     ``background_mc`` has) and the template (``n_generated``), as independent multinomial samples of one parent
     shape, the MC's own histogram, and fits them as :func:`scan` does at every luminosity (μ̂ ± σ and signed Z₀). One row per (toy, luminosity): ``toy``, ``luminosity``, ``background_yield``, ``signal_yield``,
-    ``mu_hat``, ``mu_sigma``, ``z_signed``, ``error`` (``None``, or why the point failed: its numbers are NaN).
+    ``mu_hat``, ``mu_sigma``, ``z_signed``, ``status`` (``"ok"`` / ``"failed"``), ``reason`` and ``error`` (``None``, or
+    why the point failed: its numbers are NaN).
     The spread of ``z_signed`` across toys is the |Z₀| that the finite MC alone explains. Unweighted samples
     only (the toys count events). Seeded: toy ``k`` uses ``numpy.random.default_rng([seed, k])``.
 

@@ -59,8 +59,15 @@ def build_workspace(
         Add Barlow–Beeston-lite staterror from the background (and signal) template's Σw².
     empty_bins
         What to do with background bins without positive yield (see :func:`~.templates.floor_empty_bins`).
+
+    A template with NaN or inf in a bin (Σw or Σw²) or an observation with a NaN, inf or negative count is refused
+    with an :class:`~mcsurrogate.errors.InputError` that names the template and the bin: such a number would reach
+    the workspace JSON as ``NaN`` (not JSON) and fail a later fit with a message that does not name it.
     """
     check_binning({"signal": signal, "background": background})
+    edges = signal.axes[0].edges
+    _check_finite(signal, "signal", edges)
+    _check_finite(background, "background", edges)
     s, s_var = template_arrays(signal)
     b, b_var = floor_empty_bins(background, name="background", policy=empty_bins)
     if isinstance(observed, hist.Hist):
@@ -69,8 +76,12 @@ def build_workspace(
     obs = np.asarray(observed, dtype=float)
     if obs.shape != b.shape:
         raise InputError(f"the observation has {obs.size} bins; the templates have {b.size}")
-    if not np.all(np.isfinite(obs)) or np.any(obs < 0):
-        raise InputError("observed counts must be finite and non-negative in every bin")
+    bad = np.flatnonzero(~np.isfinite(obs) | (obs < 0))
+    if bad.size:
+        raise InputError(
+            f"observed counts must be finite and non-negative in every bin; the observation has {obs[bad[0]]} in "
+            f"{_bin_name(int(bad[0]), edges)}{f' ({bad.size} such bins)' if bad.size > 1 else ''}"
+        )
     if np.any(s < 0):
         raise InputError(f"the signal template has negative yield in {int((s < 0).sum())} bin(s); check its weights")
     if not s.sum() > 0:
@@ -108,6 +119,22 @@ def build_workspace(
         "version": "1.0.0",
     }
     return pyhf.Workspace(spec)
+
+
+def _bin_name(i: int, edges: np.ndarray) -> str:
+    return f"bin {i} [{edges[i]:g}, {edges[i + 1]:g})"
+
+
+def _check_finite(h: hist.Hist, name: str, edges: np.ndarray) -> None:
+    """Refuse a template with NaN or inf in a bin's Σw or Σw² (it would reach the workspace JSON as NaN)."""
+    values, variances = template_arrays(h)
+    bad = np.flatnonzero(~np.isfinite(values) | ~np.isfinite(variances))
+    if bad.size:
+        i = int(bad[0])
+        raise InputError(
+            f"the {name} template has NaN or inf in {bad.size} bin(s), first {_bin_name(i, edges)}: Σw = {values[i]}, "
+            f"Σw² = {variances[i]}; check the weights that fill it"
+        )
 
 
 def model_and_data(workspace: pyhf.Workspace) -> tuple[Any, np.ndarray]:
