@@ -47,6 +47,10 @@ def build_workspace(
 ) -> pyhf.Workspace:
     """A one-channel pyhf workspace with POI ``mu`` on the signal template.
 
+    A template with NaN or inf in a bin (Σw or Σw²) or an observation with a NaN, inf or negative count is refused
+    with an :class:`~mcsurrogate.errors.InputError` that names the template and the bin: such a number would reach
+    the workspace JSON as ``NaN`` (not JSON) and fail a later fit with a message that does not name it.
+
     Parameters
     ----------
     signal, background
@@ -59,10 +63,6 @@ def build_workspace(
         Add Barlow–Beeston-lite staterror from the background (and signal) template's Σw².
     empty_bins
         What to do with background bins without positive yield (see :func:`~.templates.floor_empty_bins`).
-
-    A template with NaN or inf in a bin (Σw or Σw²) or an observation with a NaN, inf or negative count is refused
-    with an :class:`~mcsurrogate.errors.InputError` that names the template and the bin: such a number would reach
-    the workspace JSON as ``NaN`` (not JSON) and fail a later fit with a message that does not name it.
     """
     check_binning({"signal": signal, "background": background})
     edges = signal.axes[0].edges
