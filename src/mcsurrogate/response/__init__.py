@@ -1,8 +1,11 @@
-"""Detector response (paper A): reference smearing, a conditional-flow response surrogate, and its validation."""
+"""Detector response (paper A): reference smearing, a conditional-flow response surrogate, and its validation; the
+object-level response (issue 31): matching, a reference detector with efficiency, ObjectResponse."""
 
 from __future__ import annotations
 
+from .efficiency import EfficiencyConfig, EfficiencyModel
 from .matching import Matching, match_objects, nearest_other
+from .objects import ObjectLayout, ObjectResponse
 from .reference_detector import (
     JET_EFFICIENCY,
     PHOTON_EFFICIENCY,
@@ -33,7 +36,11 @@ __all__ = [
     "JET_EFFICIENCY",
     "PHOTON_EFFICIENCY",
     "PRESETS",
+    "EfficiencyConfig",
+    "EfficiencyModel",
     "Matching",
+    "ObjectLayout",
+    "ObjectResponse",
     "ParametricEfficiency",
     "PhotonDetector",
     "PolynomialMapping",

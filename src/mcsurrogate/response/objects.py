@@ -1,0 +1,587 @@
+"""Object-level detector response for any multiplicity, learned from matched truth–reco pairs.
+
+:class:`ObjectResponse` is trained on events that hold a truth collection and a reco collection (an analyst's own full
+simulation: ``GenPart``/``GenJet`` and ``Photon``/``Jet``, or :func:`~.reference_detector.reconstruct_photons`) and
+replaces the detector on new truth events:
+
+1. **Matching** (:func:`~.matching.match_objects`, ΔR < ``max_dr``, one to one, nearest first). Truth objects are
+   taken in decreasing truth E_T; their position is the object's *rank*.
+2. **Efficiency** (:class:`~.efficiency.EfficiencyModel`): p(reconstructed | log E_T, η, μ, the event's truth object
+   count, log ΔR to the nearest other truth object), a calibrated classifier of matched vs unmatched truth objects.
+3. **Response**: a conditional flow (:class:`~mcsurrogate.surrogate.Surrogate`) of Δ = reco − truth per object (E_T
+   in GeV, η, φ in radians, Δφ wrapped) given the object's truth E_T and η, μ, the object count, ΔR to the nearest
+   other truth object, and the **previous reconstructed objects of the event** (in rank order): their number and the
+   mean of their pulls Δ/σ̂ per response, σ̂ a binned core width (:class:`PullScale`) fitted on the training pairs.
+   Sampling goes rank by rank (autoregressive over the objects, vectorised over events): an object's response
+   depends on those sampled before it. For responses with a common component (a shared correlation ρ between every
+   two objects), the number and mean pull of the earlier objects are exactly what the next one depends on.
+
+Fakes (reco objects without a truth partner) are counted in the training metrics but not modelled.
+
+A model directory holds ``object_response.json`` (layout, pull scale, metrics), ``efficiency.json`` +
+``efficiency.safetensors`` and ``response/`` (a :class:`~mcsurrogate.surrogate.Surrogate` directory); no pickle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import awkward as ak
+import numpy as np
+
+from .. import __version__
+from ..arguments import check_bool, check_float, check_int, check_path, check_records, check_seed, describe
+from ..errors import InputError, ModelDirectoryError
+from ..files import atomic_directory, atomic_write_text, read_json
+from ..flows.distilled import DistillConfig
+from ..surrogate import Surrogate
+from .efficiency import EfficiencyConfig, EfficiencyModel, Transform
+from .matching import Matching, match_objects, nearest_other
+from .resolution import core_width
+
+__all__ = ["ObjectLayout", "ObjectResponse", "PullScale", "TruthObjects", "object_preset"]
+
+FORMAT = "mcsurrogate.object_response"
+SCHEMA_VERSION = 1
+EFFICIENCY_FEATURES = ("pt", "eta", "mu", "n_objects", "dr_nearest")
+EFFICIENCY_TRANSFORMS: tuple[Transform, ...] = ("log", "linear", "linear", "linear", "log")
+
+
+@dataclass(frozen=True)
+class ObjectLayout:
+    """Where the objects live and what is modelled.
+
+    ``truth``/``reco``: the collections of the training events (``truth`` also names the truth collection that
+    :meth:`ObjectResponse.apply` reads, unless told otherwise); ``pileup``: the per-event μ; ``fields``: the
+    responses Δ = reco − truth (a subset of pt [GeV], eta, phi [rad]; the others are copied from truth);
+    ``max_dr``: the matching cone; ``reco_pt_min`` (GeV): reco objects at or below it are not kept (as the reference
+    detector's threshold); ``dr_cap``: ΔR to the nearest other truth object, capped (and used for lone objects)."""
+
+    truth: str = "truth_photons"
+    reco: str = "photons"
+    pileup: str = "mu"
+    fields: tuple[str, ...] = ("pt", "eta", "phi")
+    max_dr: float = 0.1
+    reco_pt_min: float = 0.0
+    dr_cap: float = 5.0
+
+    def __post_init__(self) -> None:
+        for name in ("truth", "reco", "pileup"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                raise InputError(f"ObjectLayout.{name} must be a non-empty field name, got {describe(value)}")
+        fields = (self.fields,) if isinstance(self.fields, str) else tuple(self.fields)
+        if not fields or len(set(fields)) != len(fields) or not set(fields) <= {"pt", "eta", "phi"}:
+            raise InputError(f"ObjectLayout.fields must be distinct names among pt, eta, phi, got {self.fields!r}")
+        object.__setattr__(self, "fields", fields)
+        check_float(self.max_dr, "ObjectLayout.max_dr", above=0.0)
+        check_float(self.reco_pt_min, "ObjectLayout.reco_pt_min", minimum=0.0)
+        check_float(self.dr_cap, "ObjectLayout.dr_cap", above=0.0)
+
+    @property
+    def targets(self) -> list[str]:
+        return [f"d_{f}" for f in self.fields]
+
+    @property
+    def conditions(self) -> list[str]:
+        return [
+            "pt",
+            "eta",
+            "mu",
+            "n_objects",
+            "dr_nearest",
+            "n_previous",
+            *[f"previous_pull_{f}" for f in self.fields],
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["fields"] = list(self.fields)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ObjectLayout:
+        d = dict(d)
+        if "fields" in d:
+            d["fields"] = tuple(d["fields"])
+        return cls(**d)
+
+
+# -- truth objects ---------------------------------------------------------------------------------------
+@dataclass
+class TruthObjects:
+    """Flat numpy arrays of the truth objects of events, event by event, in decreasing truth E_T (rank order):
+    kinematics, μ and object count of their event, ΔR to the nearest other truth object (capped), rank, event."""
+
+    objects: ak.Array  # jagged, sorted by pt
+    counts: np.ndarray
+    kin: dict[str, np.ndarray]
+    mu: np.ndarray  # per object
+    n_objects: np.ndarray
+    dr_nearest: np.ndarray
+    rank: np.ndarray
+    event: np.ndarray
+    mu_event: np.ndarray
+
+    @classmethod
+    def from_events(cls, objects: ak.Array, mu: np.ndarray, dr_cap: float) -> TruthObjects:
+        """From a jagged collection (fields pt, eta, phi) and the per-event μ."""
+        if objects.ndim != 2 or not objects.fields:
+            raise InputError(f"the truth objects must be a list of records per event, got type {objects.type}")
+        missing = [f for f in ("pt", "eta", "phi") if f not in objects.fields]
+        if missing:
+            raise InputError(f"the truth objects lack field(s) {missing}; fields: {objects.fields}")
+        mu = np.asarray(mu, dtype=np.float64)
+        if mu.shape != (len(objects),) or not np.isfinite(mu).all():
+            raise InputError(f"pile-up must be one finite number per event ({len(objects)}), got shape {mu.shape}")
+        objects = objects[ak.argsort(objects.pt, axis=1, ascending=False, stable=True)]
+        counts = np.asarray(ak.to_numpy(ak.num(objects, axis=1)), dtype=np.int64)
+        kin = {f: np.asarray(ak.to_numpy(ak.flatten(objects[f])), dtype=np.float64) for f in ("pt", "eta", "phi")}
+        bad = [f for f, v in kin.items() if not np.isfinite(v).all()]
+        if bad or (kin["pt"] <= 0).any():
+            raise InputError(f"the truth objects need finite kinematics and pt > 0 (bad: {bad or ['pt']})")
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]) if len(counts) else np.zeros(0, np.int64)
+        event = np.repeat(np.arange(len(counts)), counts)
+        dr = np.asarray(ak.to_numpy(ak.flatten(nearest_other(objects, empty=dr_cap))), dtype=np.float64)
+        return cls(
+            objects=objects,
+            counts=counts,
+            kin=kin,
+            mu=mu[event],
+            n_objects=counts[event].astype(np.float64),
+            dr_nearest=np.minimum(dr, dr_cap),
+            rank=np.arange(len(event)) - starts[event],
+            event=event,
+            mu_event=mu,
+        )
+
+    def efficiency_features(self) -> np.ndarray:
+        return np.column_stack([self.kin["pt"], self.kin["eta"], self.mu, self.n_objects, self.dr_nearest])
+
+    def __len__(self) -> int:
+        return len(self.event)
+
+
+def _previous(event: np.ndarray, found: np.ndarray, pulls: np.ndarray, n_events: int) -> tuple[np.ndarray, np.ndarray]:
+    """For objects in rank order: the number of earlier found objects of their event and the mean of their pulls."""
+    f = found.astype(np.float64)
+    incl_n = np.cumsum(f)
+    incl_s = np.cumsum(pulls * f[:, None], axis=0)
+    counts = np.bincount(event, minlength=n_events)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    # totals before each event's first object
+    before_n = np.concatenate([[0.0], incl_n])[starts][event]
+    before_s = np.vstack([np.zeros((1, pulls.shape[1])), incl_s])[starts][event]
+    n_prev = incl_n - f - before_n
+    s_prev = incl_s - pulls * f[:, None] - before_s
+    return n_prev, s_prev / np.maximum(n_prev, 1.0)[:, None]
+
+
+def _wrap(x: np.ndarray) -> np.ndarray:
+    return (x + np.pi) % (2 * np.pi) - np.pi
+
+
+# -- pull scale ------------------------------------------------------------------------------------------
+@dataclass
+class PullScale:
+    """σ̂ of each response in bins of truth E_T (GeV), |η| and μ: the core width (:func:`.resolution.core_width`) of
+    the training responses per bin (bins with fewer than ``min_count`` pairs take the width of all pairs)."""
+
+    pt_edges: list[float]
+    eta_edges: list[float]
+    mu_edges: list[float]
+    widths: list[list[list[list[float]]]]  # (field, pt bin, |η| bin, μ bin)
+
+    @classmethod
+    def fit(
+        cls,
+        pt: np.ndarray,
+        eta: np.ndarray,
+        mu: np.ndarray,
+        delta: np.ndarray,
+        *,
+        bins: tuple[int, int, int] = (8, 5, 4),
+        min_count: int = 200,
+    ) -> PullScale:
+        pt_edges = np.unique(np.quantile(pt, np.linspace(0, 1, bins[0] + 1)))
+        eta_edges = np.unique(np.quantile(np.abs(eta), np.linspace(0, 1, bins[1] + 1)))
+        mu_edges = np.unique(np.quantile(mu, np.linspace(0, 1, bins[2] + 1)))
+        scale = cls(pt_edges.tolist(), eta_edges.tolist(), mu_edges.tolist(), [])
+        idx = scale._index(pt, eta, mu)
+        shape = (len(pt_edges) - 1, len(eta_edges) - 1, len(mu_edges) - 1)
+        flat = np.ravel_multi_index(idx, shape)
+        out = np.empty((delta.shape[1], *shape))
+        for j in range(delta.shape[1]):
+            overall = core_width(delta[:, j])[1]
+            if not overall > 0:
+                raise InputError(f"response {j} has zero width in the training pairs: nothing to learn")
+            w = np.full(int(np.prod(shape)), overall)
+            order = np.argsort(flat, kind="stable")
+            bounds = np.searchsorted(flat[order], np.arange(len(w) + 1))
+            for b in range(len(w)):
+                rows = order[bounds[b] : bounds[b + 1]]
+                if len(rows) >= min_count:
+                    width = core_width(delta[rows, j])[1]
+                    if width > 0:
+                        w[b] = width
+            out[j] = w.reshape(shape)
+        scale.widths = out.tolist()
+        return scale
+
+    def _index(self, pt: np.ndarray, eta: np.ndarray, mu: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        def which(edges: list[float], x: np.ndarray) -> np.ndarray:
+            return np.clip(np.searchsorted(np.asarray(edges), x, side="right") - 1, 0, len(edges) - 2)
+
+        return which(self.pt_edges, pt), which(self.eta_edges, np.abs(eta)), which(self.mu_edges, mu)
+
+    def sigma(self, pt: np.ndarray, eta: np.ndarray, mu: np.ndarray) -> np.ndarray:
+        """σ̂ of every response for objects at (pt, eta, mu): shape (n, n_fields)."""
+        i, j, k = self._index(pt, eta, mu)
+        table = np.asarray(self.widths)
+        return np.asarray(table[:, i, j, k].T)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PullScale:
+        return cls(**dict(d))
+
+
+# -- presets ---------------------------------------------------------------------------------------------
+def object_preset(name: str = "affine-spline") -> dict[str, Any]:
+    """Flow and training settings of the per-object response flow: ``affine-spline`` (two affine autoregressive
+    blocks for location and scale, three spline blocks, weight averaging) or ``demo`` (a minute on 2 cores)."""
+    if name == "affine-spline":
+        return {
+            "flow": {
+                "model": "rqs-ar",
+                "affine_blocks": 2,
+                "blocks": 3,
+                "hidden": 128,
+                "layers": 2,
+                "bins": 12,
+                "tail_bound": 6.0,
+            },
+            "training": {
+                "epochs": 20,
+                "batch_size": 1024,
+                "lr": 1e-3,
+                "lr_final": 1e-5,
+                "schedule": "power",
+                "power": 1.0,
+                "selection": "nll",
+                "patience": None,
+                "ema_decay": 0.998,
+            },
+        }
+    if name == "demo":
+        return {
+            "flow": {
+                "model": "rqs-ar",
+                "affine_blocks": 1,
+                "blocks": 1,
+                "hidden": 32,
+                "layers": 2,
+                "bins": 8,
+                "tail_bound": 6.0,
+            },
+            "training": {
+                "epochs": 3,
+                "batch_size": 512,
+                "lr": 3e-3,
+                "lr_final": 3e-5,
+                "schedule": "power",
+                "power": 1.0,
+                "selection": "nll",
+                "patience": None,
+            },
+        }
+    raise InputError(f"unknown object-response preset {name!r}; choose affine-spline or demo")
+
+
+# -- the model -------------------------------------------------------------------------------------------
+NoiseSource = Callable[[np.ndarray, int], np.ndarray]
+
+
+class ObjectResponse:
+    """Efficiency + autoregressive per-object response (module docstring). Build with :meth:`fit` or :meth:`load`."""
+
+    def __init__(
+        self,
+        layout: ObjectLayout,
+        efficiency: EfficiencyModel,
+        response: Surrogate,
+        scale: PullScale,
+        metrics: dict[str, Any] | None = None,
+    ) -> None:
+        self.layout = layout
+        self.efficiency = efficiency
+        self.response = response
+        self.scale = scale
+        self.metrics = metrics or {}
+
+    # -- training -----------------------------------------------------------------------------------------
+    @classmethod
+    def fit(
+        cls,
+        events: ak.Array,
+        layout: ObjectLayout | None = None,
+        *,
+        preset: str = "affine-spline",
+        flow: Mapping[str, Any] | None = None,
+        training: Mapping[str, Any] | None = None,
+        efficiency: EfficiencyConfig | Mapping[str, Any] | None = None,
+        validation_fraction: float = 0.1,
+        seed: int = 0,
+        progress: bool | None = None,
+    ) -> ObjectResponse:
+        """Train on ``events`` holding ``layout.truth``, ``layout.reco`` (jagged, any counts) and ``layout.pileup``.
+
+        Events (not objects) are split: ``validation_fraction`` of them select the flow's epoch and stop the
+        efficiency training. ``flow``/``training`` override single fields of the ``preset``
+        (:func:`object_preset`); ``efficiency`` an :class:`~.efficiency.EfficiencyConfig` or dict of its fields."""
+        layout = ObjectLayout() if layout is None else layout
+        if not isinstance(layout, ObjectLayout):
+            raise InputError(f"layout must be an ObjectLayout, got {describe(layout)}")
+        check_records(events, "events")
+        seed = check_seed(seed, generator=False)
+        validation_fraction = check_float(validation_fraction, "validation_fraction", above=0.0, below=1.0)
+        eff_cfg = (
+            efficiency
+            if isinstance(efficiency, EfficiencyConfig)
+            else EfficiencyConfig.from_dict({"seed": seed} | dict(efficiency or {}))
+        )
+        t, found, delta, matching = _training_pairs(events, layout)
+        eff = EfficiencyModel(EFFICIENCY_FEATURES, EFFICIENCY_TRANSFORMS, eff_cfg).fit(t.efficiency_features(), found)
+        scale = PullScale.fit(t.kin["pt"][found], t.kin["eta"][found], t.mu[found], delta[found])
+        table = _table(t, found, delta, scale, layout)
+
+        rng = np.random.default_rng([seed, 31])
+        is_val = rng.random(len(t.counts)) < validation_fraction
+        keep_train, keep_val = found & ~is_val[t.event], found & is_val[t.event]
+        if keep_train.sum() < 10 or keep_val.sum() < 10:
+            raise InputError(f"too few matched objects to train on ({int(found.sum())}); give more events")
+        p = object_preset(preset)
+        surrogate = Surrogate(
+            layout.targets,
+            layout.conditions,
+            flow=p["flow"] | dict(flow or {}),
+            preprocessing="standardize",
+            condition_preprocessing="standardize",
+            training={"seed": seed} | p["training"] | dict(training or {}),
+        )
+        surrogate.fit(
+            ak.zip({k: v[keep_train] for k, v in table.items()}, depth_limit=1),
+            validation=ak.zip({k: v[keep_val] for k, v in table.items()}, depth_limit=1),
+            progress=progress,
+        )
+        metrics = {
+            "matching": matching.to_dict(),
+            "n_events": len(t.counts),
+            "n_truth_objects": len(t),
+            "efficiency_overall": float(found.mean()),
+            "n_fakes": int(ak.sum(~matching.reco_matched)),
+            "efficiency": eff.metrics,
+        }
+        return cls(layout, eff, surrogate, scale, metrics)
+
+    def training_conditions(self, events: ak.Array) -> ak.Array:
+        """The flow's condition rows of the matched objects of ``events`` (truth + reco, as for :meth:`fit`): what
+        :meth:`distill` needs."""
+        t, found, delta, _ = _training_pairs(events, self.layout)
+        table = _table(t, found, delta, self.scale, self.layout)
+        return ak.zip({k: table[k][found] for k in self.layout.conditions}, depth_limit=1)
+
+    def distill(
+        self, events: ak.Array, config: DistillConfig | Mapping[str, Any] | None = None, *, progress: bool | None = None
+    ) -> ObjectResponse:
+        """A copy whose response flow is distilled (:meth:`Surrogate.distill`) at the conditions of ``events``'s
+        matched objects (the training events): one dense pass per object when sampling."""
+        student = self.response.distill(self.training_conditions(events), config, progress=progress)
+        return ObjectResponse(self.layout, self.efficiency, student, self.scale, dict(self.metrics))
+
+    # -- sampling -----------------------------------------------------------------------------------------
+    def sample_flat(
+        self, t: TruthObjects, uniforms: np.ndarray, noise: np.ndarray, *, batch_size: int = 100_000
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(found, delta)`` for truth objects ``t``: reconstructed where ``uniforms`` < p(reco), and for those the
+        responses (n, len(fields)) sampled rank by rank from the standard-normal ``noise`` (n, noise_features)."""
+        n = len(t)
+        if uniforms.shape != (n,) or noise.shape != (n, self.response.noise_features):
+            raise InputError(
+                f"need {n} uniforms and noise of shape ({n}, {self.response.noise_features}); "
+                f"got {uniforms.shape} and {noise.shape}"
+            )
+        found = uniforms < self.efficiency.probability(t.efficiency_features()) if n else np.zeros(0, dtype=bool)
+        nf = len(self.layout.fields)
+        delta = np.zeros((n, nf))
+        n_prev = np.zeros(len(t.counts))
+        s_prev = np.zeros((len(t.counts), nf))
+        sigma = self.scale.sigma(t.kin["pt"], t.kin["eta"], t.mu) if n else np.zeros((0, nf))
+        for r in range(int(t.counts.max()) if len(t.counts) else 0):
+            sel = np.flatnonzero(found & (t.rank == r))
+            if not len(sel):
+                continue
+            ev = t.event[sel]
+            prev_n = n_prev[ev]
+            mean = s_prev[ev] / np.maximum(prev_n, 1.0)[:, None]
+            cond = np.column_stack(
+                [t.kin["pt"][sel], t.kin["eta"][sel], t.mu[sel], t.n_objects[sel], t.dr_nearest[sel], prev_n, mean]
+            )
+            d = self.response.sample_array(conditions=cond, noise=noise[sel], batch_size=batch_size, progress=False)
+            delta[sel] = d
+            s_prev[ev] += d / sigma[sel]
+            n_prev[ev] += 1.0
+        return found, delta
+
+    def reco_objects(self, t: TruthObjects, found: np.ndarray, delta: np.ndarray) -> ak.Array:
+        """The jagged reco collection (vector Momentum4D, ordered by reco E_T) of sampled ``found``/``delta``."""
+        kin = {f: t.kin[f].copy() for f in ("pt", "eta", "phi")}
+        for j, f in enumerate(self.layout.fields):
+            kin[f] = kin[f] + delta[:, j]
+        kin["phi"] = _wrap(kin["phi"])
+        keep = found & (kin["pt"] > self.layout.reco_pt_min)
+        counts = np.bincount(t.event[keep], minlength=len(t.counts))
+        cols = {f: kin[f][keep] for f in ("pt", "eta", "phi")}
+        if "mass" in t.objects.fields:
+            cols["mass"] = np.asarray(ak.to_numpy(ak.flatten(t.objects.mass)), dtype=np.float64)[keep]
+        else:
+            cols["mass"] = np.zeros(int(keep.sum()))
+        objs = ak.unflatten(ak.zip(cols, with_name="Momentum4D"), counts)
+        return objs[ak.argsort(objs.pt, axis=1, ascending=False, stable=True)]
+
+    def apply(
+        self,
+        truth: ak.Array,
+        *,
+        seed: int | np.random.Generator = 0,
+        collection: str | None = None,
+        batch_size: int = 100_000,
+    ) -> ak.Array:
+        """Replace the detector on truth events: ``truth[collection]`` (default ``layout.truth``; any count per event)
+        and ``truth[layout.pileup]``. Returns records with ``layout.reco`` (reconstructed objects, efficiency applied,
+        ordered by reco E_T), ``layout.truth`` (the truth objects, by truth E_T) and ``layout.pileup``."""
+        check_records(truth, "truth")
+        rng = check_seed(seed)
+        rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        batch_size = check_int(batch_size, "batch_size", minimum=1)
+        name = self.layout.truth if collection is None else collection
+        for field in (name, self.layout.pileup):
+            if field not in truth.fields:
+                raise InputError(f"the truth events have no field {field!r} (fields: {truth.fields})")
+        t = TruthObjects.from_events(truth[name], ak.to_numpy(truth[self.layout.pileup]), self.layout.dr_cap)
+        uniforms = rng.random(len(t))
+        noise = rng.standard_normal((len(t), self.response.noise_features)).astype(np.float32)
+        found, delta = self.sample_flat(t, uniforms, noise, batch_size=batch_size)
+        return ak.zip(
+            {
+                self.layout.reco: self.reco_objects(t, found, delta),
+                self.layout.truth: t.objects,
+                self.layout.pileup: t.mu_event,
+            },
+            depth_limit=1,
+        )
+
+    # -- persistence --------------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+        """Write the model directory atomically (JSON + safetensors; module docstring)."""
+        path = check_path(path, "path")
+        overwrite = check_bool(overwrite, "overwrite")
+        with atomic_directory(path, overwrite=overwrite) as tmp:
+            config = {
+                "format": FORMAT,
+                "schema_version": SCHEMA_VERSION,
+                "mcsurrogate_version": __version__,
+                "layout": self.layout.to_dict(),
+                "scale": self.scale.to_dict(),
+                "metrics": self.metrics,
+            }
+            atomic_write_text(tmp / "object_response.json", json.dumps(config, indent=2, allow_nan=False))
+            self.efficiency.save(tmp)
+            self.response.save(tmp / "response")
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, device: str = "auto") -> ObjectResponse:
+        """Load a directory written by :meth:`save` (``device`` for both networks: ``auto``, ``cpu``, ``cuda``)."""
+        root = check_path(path, "path")
+        file = root / "object_response.json"
+        if not file.is_file():
+            raise ModelDirectoryError(f"{root} is not an object-response model directory (no object_response.json)")
+        d = read_json(file)
+        if d.get("format") != FORMAT:
+            raise ModelDirectoryError(f"{file} was not written by mcsurrogate (format {d.get('format')!r})")
+        if d.get("schema_version") != SCHEMA_VERSION:
+            raise ModelDirectoryError(
+                f"{file}: schema_version {d.get('schema_version')!r}; this mcsurrogate {__version__} reads "
+                f"{SCHEMA_VERSION}"
+            )
+        try:
+            layout = ObjectLayout.from_dict(d["layout"])
+            scale = PullScale.from_dict(d["scale"])
+        except (KeyError, TypeError, InputError) as exc:
+            raise ModelDirectoryError(f"{file} is damaged ({exc})") from exc
+        response = Surrogate.load(root / "response", device=device)
+        if response.targets != layout.targets or response.conditions != layout.conditions:
+            raise ModelDirectoryError(f"{root}/response does not model the layout's columns")
+        return cls(layout, EfficiencyModel.load(root, device=device), response, scale, d.get("metrics", {}))
+
+
+def _collections(events: ak.Array, layout: ObjectLayout) -> tuple[ak.Array, ak.Array, np.ndarray]:
+    for name in (layout.truth, layout.reco, layout.pileup):
+        if name not in events.fields:
+            raise InputError(f"the events have no field {name!r} (fields: {events.fields})")
+    reco = events[layout.reco]
+    missing = [f for f in ("eta", "phi", *layout.fields) if f not in reco.fields]
+    if missing:
+        raise InputError(f"the reco objects {layout.reco!r} lack field(s) {sorted(set(missing))}")
+    return events[layout.truth], reco, np.asarray(ak.to_numpy(events[layout.pileup]), dtype=np.float64)
+
+
+def _training_pairs(events: ak.Array, layout: ObjectLayout) -> tuple[TruthObjects, np.ndarray, np.ndarray, Matching]:
+    """The truth objects (rank order), whether each has a reco partner, the responses Δ of those (zeros elsewhere),
+    and the matching."""
+    truth, reco, mu = _collections(events, layout)
+    matching = match_objects(truth, reco, max_dr=layout.max_dr)
+    t = TruthObjects.from_events(truth, mu, layout.dr_cap)
+    order = ak.argsort(truth.pt, axis=1, ascending=False, stable=True)
+    partner = np.asarray(ak.to_numpy(ak.flatten(matching.truth_index[order])), dtype=np.int64)
+    found = partner >= 0
+    r_start = np.concatenate([[0], np.cumsum(ak.to_numpy(ak.num(reco, axis=1)))[:-1]]).astype(np.int64)
+    glob = r_start[t.event[found]] + partner[found]
+    delta = np.zeros((len(t), len(layout.fields)))
+    for j, f in enumerate(layout.fields):
+        d = np.asarray(ak.to_numpy(ak.flatten(reco[f])), dtype=np.float64)[glob] - t.kin[f][found]
+        delta[found, j] = _wrap(d) if f == "phi" else d
+    return t, found, delta, matching
+
+
+def _table(
+    t: TruthObjects, found: np.ndarray, delta: np.ndarray, scale: PullScale, layout: ObjectLayout
+) -> dict[str, np.ndarray]:
+    """Condition and target columns of every truth object (the rows of ``found`` ones are the training pairs)."""
+    pulls = delta / scale.sigma(t.kin["pt"], t.kin["eta"], t.mu)
+    n_prev, mean_prev = _previous(t.event, found, pulls, len(t.counts))
+    table = _conditions(t, n_prev, mean_prev, layout)
+    return table | {name: delta[:, j] for j, name in enumerate(layout.targets)}
+
+
+def _conditions(
+    t: TruthObjects, n_prev: np.ndarray, mean_prev: np.ndarray, layout: ObjectLayout
+) -> dict[str, np.ndarray]:
+    cols = {
+        "pt": t.kin["pt"],
+        "eta": t.kin["eta"],
+        "mu": t.mu,
+        "n_objects": t.n_objects,
+        "dr_nearest": t.dr_nearest,
+        "n_previous": n_prev,
+    }
+    return cols | {f"previous_pull_{f}": mean_prev[:, j] for j, f in enumerate(layout.fields)}
