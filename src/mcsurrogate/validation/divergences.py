@@ -41,7 +41,7 @@ import numpy as np
 from scipy import stats
 
 from ..errors import InputError
-from .samples import check_weights, kish_size, ones_if_none, weighted_quantile
+from .samples import check_weights, kish_size, weighted_quantile
 
 __all__ = ["FeatureDivergence", "binned_divergences", "compare_features"]
 
@@ -114,37 +114,51 @@ class FeatureDivergence:
 
 
 class _SortedFeature:
-    """One feature of both samples, sorted once; :meth:`numbers` takes per-event weights of two sides that live
-    on these ``m + n`` events and returns every distance in O(m + n)."""
+    """One feature of both samples, sorted once; :meth:`numbers` takes the per-event weights of two sides (side A
+    on the reference's events, side B on the candidate's or, for the baseline, on the reference's) and returns
+    every distance in O(m + n) without re-sorting."""
 
     def __init__(self, a: np.ndarray, b: np.ndarray, edges: np.ndarray) -> None:
         v = np.concatenate([a, b])
-        self.order = np.argsort(v, kind="stable")
-        sv = v[self.order]
+        order = np.argsort(v, kind="stable")
+        sv = v[order]
         self.dx = np.diff(sv)
-        self.last = np.r_[sv[1:] != sv[:-1], True]  # the last event of each group of tied values
+        last = np.r_[sv[1:] != sv[:-1], True]  # the last event of each group of tied values
+        self.last = None if last.all() else last
+        position = np.empty(len(v), dtype=np.intp)
+        position[order] = np.arange(len(v))
+        self.pos_a, self.pos_b = position[: len(a)], position[len(a) :]
         # bin 0: underflow, 1 … len(edges) − 1: [e_i, e_i+1), len(edges): overflow (as hist)
-        self.bin = np.searchsorted(edges, v, side="right")
+        self.bin_a = np.searchsorted(edges, a, side="right")
+        self.bin_b = np.searchsorted(edges, b, side="right")
         self.n_bins = len(edges) + 1
+        self._buffer = np.empty(len(v))
 
-    def numbers(self, wa: np.ndarray, wa2: np.ndarray, wb: np.ndarray, wb2: np.ndarray) -> dict[str, float]:
-        """Distances between side A (weights ``wa``, squared weights ``wa2`` for the bin variances, per pooled
-        event) and side B."""
+    def numbers(
+        self, wa: np.ndarray, wa2: np.ndarray, wb: np.ndarray, wb2: np.ndarray, b_on_reference: bool
+    ) -> dict[str, float]:
+        """Distances between side A (weights ``wa`` per reference event; ``wa2``: their squares for the bin
+        variances) and side B (``wb``, ``wb2`` per candidate event, or per reference event)."""
         sa, sb = wa.sum(), wb.sum()
-        cdf_diff = np.cumsum((wa / sa - wb / sb)[self.order])
+        cdf_diff = self._buffer
+        cdf_diff.fill(0.0)
+        if b_on_reference:
+            cdf_diff[self.pos_a] = wa / sa - wb / sb
+        else:
+            cdf_diff[self.pos_a] = wa / sa
+            cdf_diff[self.pos_b] = -wb / sb
+        np.cumsum(cdf_diff, out=cdf_diff)
+        np.abs(cdf_diff, out=cdf_diff)
         out = {
-            "wasserstein": float(np.abs(cdf_diff[:-1]) @ self.dx),
-            "ks_statistic": float(np.max(np.abs(cdf_diff[self.last]))),
+            "wasserstein": float(cdf_diff[:-1] @ self.dx),
+            "ks_statistic": float(cdf_diff.max() if self.last is None else cdf_diff[self.last].max()),
         }
-        k = self.n_bins
-        out.update(
-            _binned(
-                np.bincount(self.bin, wa, k),
-                np.bincount(self.bin, wa2, k),
-                np.bincount(self.bin, wb, k),
-                np.bincount(self.bin, wb2, k),
-            )
-        )
+        k, bin_b = self.n_bins, self.bin_a if b_on_reference else self.bin_b
+        ha = np.bincount(self.bin_a, wa, k)
+        hb = np.bincount(bin_b, wb, k)
+        va = ha if wa2 is wa else np.bincount(self.bin_a, wa2, k)
+        vb = hb if wb2 is wb else np.bincount(bin_b, wb2, k)
+        out.update(_binned(ha, va, hb, vb))
         return out
 
 
@@ -203,16 +217,15 @@ def compare_features(
     boot = [(_counts(rng, m, m), _counts(rng, n, n)) for _ in range(n_bootstrap)]
     base = [(_counts(rng, m, m), _counts(rng, m, n_prime)) for _ in range(n_resamples)]
 
-    w_pool = np.r_[ones_if_none(wr, m), ones_if_none(wc, n)]
-    w2_pool = w_pool**2
-    on_ref = np.r_[np.ones(m), np.zeros(n)]
-    on_can = 1.0 - on_ref
-    zeros_n = np.zeros(n)
+    squares = {id(w): w * w for w in (wr, wc) if w is not None}
 
-    def sides(ca: np.ndarray, cb: np.ndarray, b_on_ref: bool) -> tuple[np.ndarray, ...]:
-        a = np.r_[ca, zeros_n]
-        b = np.r_[cb, zeros_n] if b_on_ref else np.r_[np.zeros(m), cb]
-        return a * w_pool, a * w2_pool, b * w_pool, b * w2_pool
+    def side(counts: np.ndarray | None, w: np.ndarray | None, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Weights and squared weights of one side: multiplicities × event weights (the same array twice when
+        both are 1 per draw, which spares a ``bincount``)."""
+        if counts is None:
+            return (np.ones(size),) * 2 if w is None else (w, squares[id(w)])
+        c = counts.astype(np.float64)
+        return (c, c) if w is None else (c * w, c * squares[id(w)])
 
     out = {}
     for j, name in enumerate(names):
@@ -220,10 +233,10 @@ def compare_features(
         if len(edges) < 2:
             edges = np.array([edges[0] - 0.5, edges[0] + 0.5])
         feature = _SortedFeature(ref[:, j], can[:, j], edges)
-        values = feature.numbers(on_ref * w_pool, on_ref * w2_pool, on_can * w_pool, on_can * w2_pool)
+        values = feature.numbers(*side(None, wr, m), *side(None, wc, n), False)
         values["ks_pvalue"] = _ks_pvalue(values["ks_statistic"], ref[:, j], can[:, j], m_eff, n_eff, weighted)
-        boots = [feature.numbers(*sides(ca, cb, False)) for ca, cb in boot]
-        nulls = [feature.numbers(*sides(ca, cb, True)) for ca, cb in base]
+        boots = [feature.numbers(*side(ca, wr, m), *side(cb, wc, n), False) for ca, cb in boot]
+        nulls = [feature.numbers(*side(ca, wr, m), *side(cb, wr, m), True) for ca, cb in base]
         out[name] = FeatureDivergence(
             name,
             values,
