@@ -11,7 +11,7 @@ from scipy import stats
 
 from mcsurrogate import Surrogate
 from mcsurrogate.data_files import load_default_truth
-from mcsurrogate.errors import InputError
+from mcsurrogate.errors import InputError, OutputExistsError
 from mcsurrogate.io import write_events
 from mcsurrogate.response import SmearingConfig, smear_photons, train_response
 from mcsurrogate.response.columnar import add_surrogate_objects, event_noise, pair_mass
@@ -165,7 +165,155 @@ def test_dask_sampling_on_a_local_cluster(unconditional_dir, tmp_path):
     np.testing.assert_array_equal(ak.to_numpy(sampled.a), ak.to_numpy(expected.a))
     np.testing.assert_array_equal(filled.values(), np.histogram(ak.to_numpy(expected.a), np.linspace(-4, 4, 21))[0])
     assert len(list((tmp_path / "parts").glob("*.parquet"))) == 4
-    with pytest.raises(InputError, match="not empty"):
+    with pytest.raises(OutputExistsError, match="not empty"):
         write_partitioned(array, tmp_path / "parts")
     with pytest.raises(InputError, match="partitions"):
         sample_partitions(unconditional_dir, 3, 5)
+
+
+# -- object-level response (issue 31): any multiplicity, efficiency applied -----------------------------------------
+def gen_photons(n_events: int, seed: int) -> ak.Array:
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(0, 6, n_events)
+    n = int(counts.sum())
+    photons = ak.unflatten(
+        ak.zip(
+            {"pt": 10 + rng.exponential(30, n), "eta": rng.uniform(-2.4, 2.4, n), "phi": rng.uniform(-np.pi, np.pi, n)}
+        ),
+        counts,
+    )
+    return ak.zip({"photons": photons, "mu": rng.uniform(0, 40, n_events)}, depth_limit=1)
+
+
+@pytest.fixture(scope="module")
+def object_model_dir(tmp_path_factory) -> str:
+    import torch
+
+    from mcsurrogate.response import ObjectResponse, PhotonDetector, reconstruct_photons
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny networks; two OpenMP threads only wait on each other on a shared machine
+    try:
+        train = reconstruct_photons(gen_photons(3000, 1), PhotonDetector(SmearingConfig("baseline")), seed=1)
+        model = ObjectResponse.fit(
+            train, preset="demo", training={"epochs": 1, "device": "cpu"}, efficiency={"epochs": 4, "device": "cpu"}
+        )
+    finally:
+        torch.set_num_threads(threads)
+    path = tmp_path_factory.mktemp("objects") / "model"
+    model.save(path)
+    return str(path)
+
+
+def nano_objects(truth: ak.Array, ids: bool = True, first_event: int = 7) -> ak.Array:
+    n = len(truth)
+    fields = {"GenPhoton": truth.photons, "Pileup": ak.zip({"nTrueInt": ak.values_astype(truth.mu, np.float32)})}
+    if ids:
+        fields |= {
+            "run": np.ones(n, np.int64),
+            "luminosityBlock": np.ones(n, np.int64),
+            "event": np.arange(n) + first_event,
+        }
+    return ak.zip(fields, depth_limit=1)
+
+
+def test_object_response_gives_any_multiplicity_with_efficiency(object_model_dir):
+    events = nano_objects(gen_photons(1500, 2))
+    whole = add_surrogate_objects(events, object_model_dir, seed=4)
+    reco, truth = whole.SmearedPhoton, events.GenPhoton
+    n_reco, n_truth = ak.to_numpy(ak.num(reco)), ak.to_numpy(ak.num(truth))
+    assert (n_reco <= n_truth).all() and 0.6 < n_reco.sum() / n_truth.sum() < 0.95  # objects are lost
+    assert len(np.unique(n_reco)) >= 5  # 0 … 5 photons per event
+    assert ak.all(reco.pt[:, :-1] >= reco.pt[:, 1:]) and set(reco.fields) == {"pt", "eta", "phi", "mass"}
+    assert float((reco[n_reco >= 2][:, 0] + reco[n_reco >= 2][:, 1]).mass[0]) > 0  # vector behaviours
+    # keyed noise: the same objects whatever the chunking
+    parts = ak.concatenate(
+        [
+            add_surrogate_objects(events[:600], object_model_dir, seed=4),
+            add_surrogate_objects(events[600:], object_model_dir, seed=4),
+        ]
+    )
+    assert ak.all(ak.num(parts.SmearedPhoton) == ak.num(reco))
+    np.testing.assert_allclose(
+        ak.to_numpy(ak.flatten(parts.SmearedPhoton.pt)), ak.to_numpy(ak.flatten(reco.pt)), rtol=1e-6
+    )
+    other = add_surrogate_objects(events, object_model_dir, seed=5)
+    assert not ak.all(ak.num(other.SmearedPhoton) == ak.num(reco))
+    no_ids = nano_objects(gen_photons(200, 3), ids=False)
+    a = add_surrogate_objects(no_ids, object_model_dir, seed=1, device="cpu")
+    b = add_surrogate_objects(no_ids, object_model_dir, seed=1, device="cpu")
+    assert ak.to_list(a.SmearedPhoton.pt) == ak.to_list(b.SmearedPhoton.pt)
+
+
+def test_object_response_from_nanoaod_genpart_eager_and_dask(object_model_dir, tmp_path):
+    pytest.importorskip("coffea")
+    import dask
+    from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
+
+    truth = gen_photons(900, 5)
+    rng = np.random.default_rng(0)
+    counts = ak.to_numpy(ak.num(truth.photons))
+    # GenPart: the photons (status 1) and as many pions, which the selection leaves out
+    n = int(counts.sum())
+    pions = ak.unflatten(
+        ak.zip({"pt": rng.uniform(5, 50, n), "eta": rng.uniform(-2, 2, n), "phi": rng.uniform(-3, 3, n)}), counts
+    )
+    gen = ak.concatenate([truth.photons, pions], axis=1)
+    pdg = ak.concatenate(
+        [ak.full_like(truth.photons.pt, 22, dtype=np.int32), ak.full_like(pions.pt, 211, dtype=np.int32)], axis=1
+    )
+    genpart = ak.zip(
+        {
+            "pt": gen.pt,
+            "eta": gen.eta,
+            "phi": gen.phi,
+            "mass": gen.pt * 0.0,
+            "pdgId": pdg,
+            "status": ak.values_astype(pdg * 0 + 1, np.int32),
+            "genPartIdxMother": ak.values_astype(pdg * 0 - 1, np.int32),
+            "statusFlags": ak.values_astype(pdg * 0, np.int32),
+        }
+    )
+    flat = ak.zip(
+        {
+            "GenPart": genpart,
+            "Pileup_nTrueInt": ak.values_astype(truth.mu, np.float32),
+            "run": np.ones(len(truth), np.int64),
+            "luminosityBlock": np.ones(len(truth), np.int64),
+            "event": np.arange(len(truth), dtype=np.int64),
+        },
+        depth_limit=1,
+    )
+    write_events(flat, tmp_path / "nano.root", tree="Events")
+
+    def process(events):
+        photons = events.GenPart[(events.GenPart.pdgId == 22) & (events.GenPart.status == 1)]
+        events["GenPhoton"] = photons
+        events = add_surrogate_objects(events, object_model_dir, truth="GenPhoton", out="Photon2", seed=2)
+        return ak.num(events.Photon2, axis=1), events.Photon2.pt
+
+    source = {str(tmp_path / "nano.root"): "Events"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        eager = process(NanoEventsFactory.from_root(source, schemaclass=NanoAODSchema, mode="virtual").events())
+        lazy = process(
+            NanoEventsFactory.from_root(source, schemaclass=NanoAODSchema, mode="dask", steps_per_file=3).events()
+        )
+        counts_lazy, pt_lazy = dask.compute(*lazy)
+    np.testing.assert_array_equal(ak.to_numpy(eager[0]), ak.to_numpy(counts_lazy))
+    np.testing.assert_allclose(ak.to_numpy(ak.flatten(eager[1])), ak.to_numpy(ak.flatten(pt_lazy)), rtol=1e-6)
+    plain = add_surrogate_objects(nano_objects(truth, first_event=0), object_model_dir, seed=2, out="Photon2")
+    np.testing.assert_array_equal(ak.to_numpy(eager[0]), ak.to_numpy(ak.num(plain.Photon2)))  # pions left out
+
+
+def test_models_given_as_paths_load_on_the_device_asked_for(object_model_dir, model_dir):
+    from mcsurrogate.response import columnar
+
+    model = columnar._model(object_model_dir, "auto")
+    expected = "cuda" if __import__("torch").cuda.is_available() else "cpu"
+    assert model.response.device.type == expected and model.efficiency.device.type == expected
+    assert columnar._model(model_dir, "cpu").device.type == "cpu"
+    with pytest.raises(InputError, match="device"):
+        columnar._model(model_dir, "tpu")
+    with pytest.raises(InputError, match="path of a saved one"):
+        add_surrogate_objects(nano_objects(gen_photons(3, 1)), 42)

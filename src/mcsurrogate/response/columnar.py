@@ -14,8 +14,18 @@ noise of each event is a counter-based hash of (seed, identifiers, noise index) 
 gets the same reco objects whatever partition or chunk it is processed in. Without identifiers, each chunk is
 seeded from (seed, a digest of its truth p_T values): reproducible for a fixed partitioning.
 
-Objects are taken in decreasing p_T; events with fewer than the model's number of objects (two photons) get an
-empty ``SmearedPhoton`` list. The new objects are vector ``Momentum4D`` records (pt, eta, phi, mass = 0).
+Two kinds of model:
+
+* a two-photon response :class:`~mcsurrogate.surrogate.Surrogate` (paper A): objects are taken in decreasing p_T;
+  events with fewer than the model's number of objects get an empty list;
+* an :class:`~.objects.ObjectResponse` (issue 31): every truth object of the event goes through the learned
+  efficiency and, if kept, the per-object response; the new collection holds any number of objects (ordered by reco
+  p_T). The noise of an object is keyed to (seed, event identifiers, its rank in truth p_T), so the result does not
+  depend on partitioning either. For NanoAOD, select the truth objects first, e.g.
+  ``events["GenPhoton"] = events.GenPart[(events.GenPart.pdgId == 22) & (events.GenPart.status == 1)]``.
+
+The new objects are vector ``Momentum4D`` records (pt, eta, phi, mass). Models given as paths are loaded once per
+process on ``device`` (``"auto"``: a GPU when one is present).
 """
 
 from __future__ import annotations
@@ -35,9 +45,12 @@ from scipy.special import ndtri
 
 from ..errors import InputError
 from ..surrogate import Surrogate
+from .objects import ObjectResponse, TruthObjects
 from .surrogate import DEFAULT_LAYOUT, ResponseLayout
 
-__all__ = ["add_surrogate_objects", "event_noise", "pair_mass"]
+__all__ = ["add_surrogate_objects", "event_noise", "event_uniforms", "pair_mass"]
+
+Model = Surrogate | ObjectResponse | str | os.PathLike[str]
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
@@ -49,11 +62,11 @@ def _splitmix64(x: np.ndarray) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
-def event_noise(keys: np.ndarray, dims: int, seed: int) -> np.ndarray:
-    """Standard-normal noise (n, ``dims``), float32, a pure function of (seed, each row of ``keys``, column).
+def event_uniforms(keys: np.ndarray, dims: int, seed: int) -> np.ndarray:
+    """Uniforms in (0, 1), shape (n, ``dims``), float64, a pure function of (seed, each row of ``keys``, column).
 
-    ``keys`` is an (n, k) integer array identifying events (e.g. run, lumi block, event number). SplitMix64 mixes
-    them into 53-bit uniforms in (0, 1), mapped to normals with Φ⁻¹.
+    ``keys`` is an (n, k) integer array identifying events (e.g. run, lumi block, event number; for objects, their
+    rank too). SplitMix64 mixes them into 53-bit uniforms.
     """
     keys = np.atleast_2d(np.asarray(keys)).astype(np.uint64)
     with np.errstate(over="ignore"):
@@ -61,9 +74,13 @@ def event_noise(keys: np.ndarray, dims: int, seed: int) -> np.ndarray:
         for j in range(keys.shape[1]):
             h = _splitmix64(h ^ keys[:, j])
         cols = [_splitmix64(h ^ np.uint64(d + 1) * _GOLDEN) for d in range(dims)]
-    bits = np.stack(cols, axis=1) >> np.uint64(11)
-    u = (bits.astype(np.float64) + 0.5) / float(1 << 53)
-    return ndtri(u).astype(np.float32)
+    bits = np.stack(cols, axis=1) >> np.uint64(11) if cols else np.zeros((len(keys), 0), np.uint64)
+    return (bits.astype(np.float64) + 0.5) / float(1 << 53)
+
+
+def event_noise(keys: np.ndarray, dims: int, seed: int) -> np.ndarray:
+    """Standard-normal noise (n, ``dims``), float32: :func:`event_uniforms` mapped through Φ⁻¹."""
+    return ndtri(event_uniforms(keys, dims, seed)).astype(np.float32)
 
 
 def _field(events: ak.Array, path: str) -> ak.Array:
@@ -77,25 +94,64 @@ def _field(events: ak.Array, path: str) -> ak.Array:
 
 
 @functools.lru_cache(maxsize=4)
-def _load_cached(path: str) -> Surrogate:
-    return Surrogate.load(path, device="cpu")
+def _load_cached(path: str, device: str = "cpu") -> Surrogate:
+    """The Surrogate saved at ``path`` on ``device``, loaded once per process (:mod:`mcsurrogate.distributed`'s
+    loader, which keeps the CPU default)."""
+    return Surrogate.load(path, device=device)
 
 
-def _model(model: Surrogate | str | os.PathLike[str]) -> Surrogate:
-    return model if isinstance(model, Surrogate) else _load_cached(str(Path(model)))
+@functools.lru_cache(maxsize=4)
+def _load_objects_cached(path: str, device: str) -> ObjectResponse:
+    return ObjectResponse.load(path, device=device)
+
+
+def _model(model: Model, device: str = "auto") -> Surrogate | ObjectResponse:
+    if isinstance(model, (Surrogate, ObjectResponse)):
+        return model
+    if not isinstance(model, (str, os.PathLike)):
+        raise InputError(f"model must be a Surrogate, an ObjectResponse or the path of a saved one, got {type(model)}")
+    path = Path(model)
+    if (path / "object_response.json").is_file():
+        return _load_objects_cached(str(path), str(device))
+    return _load_cached(str(path), str(device))
+
+
+def _eager_objects(
+    events: ak.Array, model: ObjectResponse, truth: str, pileup: str, out: str, seed: int, event_id: Sequence[str]
+) -> ak.Array:
+    """Every truth object through the learned efficiency and per-object response; noise keyed per object."""
+    objects = _field(events, truth)
+    for f in ("pt", "eta", "phi"):
+        if f not in ak.fields(objects):
+            raise InputError(f"the truth collection {truth!r} has no field {f!r} (fields: {ak.fields(objects)})")
+    mu = ak.to_numpy(_field(events, pileup)).astype(np.float64)
+    t = TruthObjects.from_events(objects, mu, model.layout.dr_cap)
+    dims = 1 + model.response.noise_features
+    if event_id and all(name in ak.fields(events) for name in event_id):
+        ids = [ak.to_numpy(events[name]).astype(np.int64).view(np.uint64)[t.event] for name in event_id]
+        u = event_uniforms(np.stack([*ids, t.rank.astype(np.uint64)], axis=1), dims, seed)
+    else:
+        digest = hashlib.blake2b(np.ascontiguousarray(t.kin["pt"]).tobytes(), digest_size=8).digest()
+        u = np.random.default_rng([seed, int.from_bytes(digest, "little")]).random((len(t), dims))
+    found, delta = model.sample_flat(t, u[:, 0], ndtri(u[:, 1:]).astype(np.float32))
+    result = ak.with_field(events, model.reco_objects(t, found, delta), out)
+    return ak.Array(result, behavior={**vector.backends.awkward.behavior, **(events.behavior or {})})
 
 
 def _eager(
     events: ak.Array,
-    model: Surrogate | str | os.PathLike[str],
+    model: Model,
     truth: str,
     pileup: str,
     out: str,
     seed: int,
     event_id: Sequence[str],
     layout: ResponseLayout,
+    device: str = "auto",
 ) -> ak.Array:
-    surrogate = _model(model)
+    surrogate = _model(model, device)
+    if isinstance(surrogate, ObjectResponse):
+        return _eager_objects(events, surrogate, truth, pileup, out, seed, event_id)
     objects = _field(events, truth)
     for f in ("pt", "eta", "phi"):
         if f not in ak.fields(objects):
@@ -136,27 +192,30 @@ def _eager(
 
 def _partition(
     events: ak.Array,
-    model: Surrogate | str | os.PathLike[str],
+    model: Model,
     truth: str,
     pileup: str,
     out: str,
     seed: int,
     event_id: Sequence[str],
     layout: ResponseLayout,
+    device: str = "auto",
 ) -> ak.Array:
     """One dask partition. On typetracer input (dask-awkward's column optimisation) it touches the columns the
     real call reads and returns the output's type without running the model."""
     if ak.backend(events) != "typetracer":
-        return _eager(events, model, truth, pileup, out, seed, event_id, layout)
+        return _eager(events, model, truth, pileup, out, seed, event_id, layout, device)
     objects = _field(events, truth)
-    for f in layout.fields:
-        ak.typetracer.touch_data(objects[f])
+    read = ("pt", "eta", "phi", "mass") if isinstance(_model(model, device), ObjectResponse) else layout.fields
+    for f in read:
+        if f in ak.fields(objects):
+            ak.typetracer.touch_data(objects[f])
     ak.typetracer.touch_data(_field(events, pileup))
     for name in event_id:
         if name in ak.fields(events):
             ak.typetracer.touch_data(events[name])
     empty = ak.Array(events.layout.form.length_zero_array(), behavior=events.behavior)
-    objs = _eager(empty, model, truth, pileup, out, seed, event_id, layout)[out]
+    objs = _eager(empty, model, truth, pileup, out, seed, event_id, layout, device)[out]
     result = ak.with_field(events, ak.Array(objs.layout.to_typetracer(forget_length=True)), out)
     return ak.Array(result, behavior={**vector.backends.awkward.behavior, **(events.behavior or {})})
 
@@ -174,7 +233,7 @@ def _noise(
 
 def add_surrogate_objects(
     events: Any,
-    model: Surrogate | str | os.PathLike[str],
+    model: Model,
     *,
     truth: str = "GenPhoton",
     pileup: str = "Pileup.nTrueInt",
@@ -182,18 +241,21 @@ def add_surrogate_objects(
     seed: int = 0,
     event_id: Sequence[str] = ("run", "luminosityBlock", "event"),
     layout: ResponseLayout = DEFAULT_LAYOUT,
+    device: str = "auto",
 ) -> Any:
     """Return ``events`` with a new collection ``out`` of surrogate reco objects (see the module docstring).
 
-    ``model`` is a response surrogate or the path of its saved directory (loaded once per process, which is what
-    dask workers need). ``truth`` and ``pileup`` name fields, nested with dots (``"Pileup.nTrueInt"``).
-    Works on awkward arrays and, lazily, on dask-awkward arrays.
+    ``model`` is a two-photon response surrogate, an :class:`~.objects.ObjectResponse` (any number of objects,
+    efficiency applied), or the path of either's saved directory (loaded once per process on ``device``, which is
+    what dask workers need; ``"auto"`` takes a GPU when there is one). ``truth`` and ``pileup`` name fields, nested
+    with dots (``"Pileup.nTrueInt"``). ``layout`` is the two-photon model's (ignored for an ObjectResponse). Works on
+    awkward arrays and, lazily, on dask-awkward arrays.
     """
     if "dask_awkward" in sys.modules:
         import dask_awkward as dak
 
         if isinstance(events, dak.Array):
-            meta = _partition(events._meta, model, truth, pileup, out, seed, tuple(event_id), layout)
+            meta = _partition(events._meta, model, truth, pileup, out, seed, tuple(event_id), layout, device)
             return dak.map_partitions(
                 _partition,
                 events,
@@ -204,10 +266,11 @@ def add_surrogate_objects(
                 seed,
                 tuple(event_id),
                 layout,
+                device,
                 meta=meta,
                 label="mcsurrogate-response",
             )
-    return _eager(events, model, truth, pileup, out, seed, event_id, layout)
+    return _eager(events, model, truth, pileup, out, seed, event_id, layout, device)
 
 
 def _pair_mass(objects: ak.Array) -> ak.Array:

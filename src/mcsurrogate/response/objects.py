@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -420,6 +421,7 @@ class ObjectResponse:
                 f"got {uniforms.shape} and {noise.shape}"
             )
         found = uniforms < self.efficiency.probability(t.efficiency_features()) if n else np.zeros(0, dtype=bool)
+        self._warn_outside_training_range(t)
         nf = len(self.layout.fields)
         delta = np.zeros((n, nf))
         n_prev = np.zeros(len(t.counts))
@@ -435,11 +437,31 @@ class ObjectResponse:
             cond = np.column_stack(
                 [t.kin["pt"][sel], t.kin["eta"][sel], t.mu[sel], t.n_objects[sel], t.dr_nearest[sel], prev_n, mean]
             )
-            d = self.response.sample_array(conditions=cond, noise=noise[sel], batch_size=batch_size, progress=False)
+            with warnings.catch_warnings():  # the truth conditions are checked once above; the pulls vary by rank
+                warnings.filterwarnings("ignore", message="conditions outside the training range")
+                d = self.response.sample_array(conditions=cond, noise=noise[sel], batch_size=batch_size, progress=False)
             delta[sel] = d
             s_prev[ev] += d / sigma[sel]
             n_prev[ev] += 1.0
         return found, delta
+
+    def _warn_outside_training_range(self, t: TruthObjects) -> None:
+        """One warning for truth objects outside the range of the training objects' E_T, |η|, μ or count."""
+        ranges = self.response.metrics.get("condition_ranges", {})
+        values = {"pt": t.kin["pt"], "eta": t.kin["eta"], "mu": t.mu, "n_objects": t.n_objects}
+        notes = []
+        for name, v in values.items():
+            if name in ranges and len(v):
+                lo, hi = ranges[name]
+                pad = 0.01 * (hi - lo)
+                frac = float(np.mean((v < lo - pad) | (v > hi + pad)))
+                if frac > 0:
+                    notes.append(f"{name}: {frac:.2%} outside [{lo:.4g}, {hi:.4g}]")
+        if notes:
+            warnings.warn(
+                "truth objects outside the training range (the response extrapolates there): " + "; ".join(notes),
+                stacklevel=3,
+            )
 
     def reco_objects(self, t: TruthObjects, found: np.ndarray, delta: np.ndarray) -> ak.Array:
         """The jagged reco collection (vector Momentum4D, ordered by reco E_T) of sampled ``found``/``delta``."""
