@@ -280,3 +280,25 @@ def test_train_response_takes_a_weight_column() -> None:
     assert model.metrics["weights"]["kish_efficiency"] < 1.0
     with pytest.raises(InputError, match=r"weights column 'nope' is not a field of the smeared events"):
         train_response(smeared, "demo", training={"epochs": 1, "device": "cpu"}, weights="nope")
+
+
+# -- a weighted Pythia sample ---------------------------------------------------------------------------------------
+def test_biased_pythia_sampling_writes_the_event_weight_and_its_provenance() -> None:
+    pytest.importorskip("pythia8mc")
+    from scipy.stats import spearmanr
+
+    from mcsurrogate.generators.biased import generate_higgs_jet_diphoton
+
+    biased, stats, provenance = generate_higgs_jet_diphoton(300, seed=1, bias_power=1.5, chunk_size=150)
+    plain, _, plain_provenance = generate_higgs_jet_diphoton(300, seed=1, chunk_size=150)
+    assert biased.fields == ["photons", "mu", "weight"] and stats.accepted == 300
+    assert set(plain.weight.to_numpy()) == {1.0} and plain_provenance["kish_effective_size"] == 300
+    w = biased.weight.to_numpy()
+    pt_gg = (biased.photons[:, 0] + biased.photons[:, 1]).pt.to_numpy()
+    # over-sampled at high p_T, and the weights compensate: they fall with the Higgs p_T
+    plain_pt = (plain.photons[:, 0] + plain.photons[:, 1]).pt.to_numpy()
+    assert np.mean(pt_gg > 100) > 3 * np.mean(plain_pt > 100)
+    assert spearmanr(w, pt_gg).statistic < -0.5
+    assert provenance["bias_power"] == 1.5 and "PhaseSpace:bias2Selection = on" in provenance["settings"]
+    assert provenance["sum_weights"] == pytest.approx(w.sum())
+    assert provenance["kish_effective_size"] < 0.8 * 300 and provenance["sigma_gen_mb"] > 0

@@ -115,8 +115,10 @@ def _start_pythia(settings: Sequence[str], seed: int) -> Any:
     return p
 
 
-def _run_chunk(args: tuple[Sequence[str], Sequence[Sequence[str]], int, int, int, Selector]) -> ChunkResult:
-    settings, alternate, seed, chunk, n_accept, select = args
+def _run_chunk(
+    args: tuple[Sequence[str], Sequence[Sequence[str]], int, int, int, Selector, str | None],
+) -> ChunkResult:
+    settings, alternate, seed, chunk, n_accept, select, weight_field = args
     t0 = time.process_time()
     variants = alternate or [[]]  # iterate_pythia sends lists
     instances = [_start_pythia([*settings, *v], pythia_seed(seed, chunk, k)) for k, v in enumerate(variants)]
@@ -134,6 +136,8 @@ def _run_chunk(args: tuple[Sequence[str], Sequence[Sequence[str]], int, int, int
             continue
         rec = select(p.event)
         if rec is not None:
+            if weight_field is not None:  # the event weight of weighted generation (biased sampling, LHE weights)
+                rec[weight_field] = float(p.infoPython().weight())
             records.append(rec)
     sigmas = [float(p.infoPython().sigmaGen()) for p in instances if hasattr(p, "infoPython")]
     sigma = float(np.sum(sigmas)) if sigmas else float("nan")  # the chunk stands for the union of the variants
@@ -152,6 +156,7 @@ def iterate_pythia(
     stats: GenerationStats | None = None,
     alternate: Sequence[Sequence[str]] = (),
     first_chunk: int = 0,
+    weight_field: str | None = None,
 ) -> Iterator[ak.Array]:
     """Yield selected events chunk by chunk, in chunk order (bounded memory). ``select`` must be a top-level
     function (it is sent to worker processes). Chunk ``c`` is seeded by ``(seed, c)`` alone, so a run that starts at
@@ -161,7 +166,10 @@ def iterate_pythia(
     ``alternate``: settings variants of equal cross section (for instance the two charge assignments of a forced
     decay). Each chunk then runs one Pythia per variant (``settings`` followed by the variant's lines, seeded by
     :func:`pythia_seed` with the variant's number) and takes the events from them in turn, so every chunk holds
-    equally many generated events of each variant; its cross section is the sum of the variants'."""
+    equally many generated events of each variant; its cross section is the sum of the variants'.
+
+    ``weight_field``: a field of each record that receives Pythia's event weight (``info.weight()``), for weighted
+    generation such as biased phase-space sampling (:mod:`mcsurrogate.generators.biased`)."""
     if n_events < 1 or chunk_size < 1:
         raise InputError(f"n_events and chunk_size must be positive, got {n_events} and {chunk_size}")
     if isinstance(first_chunk, bool) or not isinstance(first_chunk, (int, np.integer)) or first_chunk < 0:
@@ -171,7 +179,10 @@ def iterate_pythia(
     require_extra("pythia8mc", "generate")
     sizes = [min(chunk_size, n_events - start) for start in range(0, n_events, chunk_size)]
     variants = [list(v) for v in alternate]
-    tasks = [(list(settings), variants, seed, c, size, select) for c, size in enumerate(sizes, start=int(first_chunk))]
+    tasks = [
+        (list(settings), variants, seed, c, size, select, weight_field)
+        for c, size in enumerate(sizes, start=int(first_chunk))
+    ]
     stats = stats if stats is not None else GenerationStats()
     t0 = time.perf_counter()
     bar = tqdm(total=n_events, disable=(None if progress is None else not progress), desc="pythia", unit="ev")
