@@ -481,3 +481,14 @@ def test_cli_fit_and_scan(tmp_path, scan_inputs):
     rows = json.loads((out / "scan.json").read_text())["rows"]
     assert len(rows) == 2 * 3
     assert (out / "scan.csv").exists() and (out / "ul_vs_lumi_syst10.png").stat().st_size > 1000
+
+
+def test_import_stats_loads_no_torch_matplotlib_or_sklearn():
+    """``import mcsurrogate.stats`` stays light: figures import matplotlib/mplhep when drawn, the cut's shape check
+    imports the validation layer when run, the ensemble (torch) lives in mcsurrogate.ensemble."""
+    import subprocess
+    import sys
+
+    code = "import sys, mcsurrogate.stats\nprint(sorted(m for m in ('torch', 'matplotlib', 'mplhep', 'sklearn') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"

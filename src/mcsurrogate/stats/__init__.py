@@ -18,12 +18,20 @@ from .inference import (
 )
 from .plots import plot_post_cut_shapes, plot_spurious_signal_floor, save_scan_plots
 from .scan import Sample, evaluate_point, rows_to_csv, scan, scan_summary, spurious_signal_toys
+from .surrogate_uncertainty import (
+    SURROGATE_UNCERTAINTY_KINDS,
+    SpuriousSignal,
+    SurrogateUncertainty,
+    TemplateSpread,
+    measure_spurious_signal,
+)
 from .templates import check_binning, fill_template, floor_empty_bins, scale_template, template_arrays
 from .workspace import asimov_counts, build_workspace, model_and_data
 
 __all__ = [
     "BANDS",
     "FIT_LADDER",
+    "SURROGATE_UNCERTAINTY_KINDS",
     "TEST_STATISTICS",
     "ClassifierCut",
     "DiscoveryResult",
@@ -31,6 +39,9 @@ __all__ = [
     "Inference",
     "MuFit",
     "Sample",
+    "SpuriousSignal",
+    "SurrogateUncertainty",
+    "TemplateSpread",
     "TestStatistic",
     "UpperLimit",
     "asimov_counts",
@@ -40,6 +51,7 @@ __all__ = [
     "evaluate_point",
     "fill_template",
     "floor_empty_bins",
+    "measure_spurious_signal",
     "model_and_data",
     "plot_post_cut_shapes",
     "plot_spurious_signal_floor",

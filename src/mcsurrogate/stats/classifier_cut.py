@@ -17,7 +17,6 @@ import numpy as np
 from scipy import stats
 
 from ..errors import InputError
-from ..validation.divergences import binned_divergences
 
 __all__ = ["ClassifierCut", "cut_crosscheck", "train_signal_classifier"]
 
@@ -141,6 +140,8 @@ def cut_crosscheck(
     if fg.size == 0 or fm.size == 0:
         raise InputError("no event passes the cut in one of the samples; lower the threshold")
     wg = None if weights_generated is None else w_g[sel_g]
+    from ..validation.divergences import binned_divergences  # lazily: the validation layer is heavy to import
+
     shape = binned_divergences(fm, fg, np.asarray(edges, dtype=float), wb=wg)
     return {
         "efficiency_generated": eff_g,

@@ -7,19 +7,22 @@
 * the measured spurious signal against the band a perfect generator would give (:func:`~.scan.spurious_signal_toys`);
 * the post-cut fit-variable shapes of generated and held-out MC background and their ratio per bin
   (:func:`~.classifier_cut.cut_crosscheck`).
+
+matplotlib and mplhep are imported when a figure is drawn, not with :mod:`mcsurrogate.stats`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import mplhep
 import numpy as np
-from matplotlib.figure import Figure
 
 from ..errors import InputError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = [
     "plot_delta_ul_vs_ngen",
@@ -40,6 +43,9 @@ def _select(rows: Sequence[dict[str, Any]], **match: Any) -> list[dict[str, Any]
 
 
 def _figure(title: str) -> tuple[Figure, Any]:
+    import mplhep
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(6.4, 4.8))
     ax = fig.add_subplot()
     mplhep.label.exp_label(exp="mcsurrogate", llabel="", rlabel=title, ax=ax, loc=0)
@@ -170,6 +176,9 @@ def plot_post_cut_shapes(
     edges = np.asarray(crosscheck["edges"], dtype=float)
     mc = np.asarray(crosscheck["counts_mc"], dtype=float)
     gen = np.asarray(crosscheck["counts_generated"], dtype=float)
+    import mplhep
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(6.4, 6.4))
     top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2, 1], "hspace": 0.05})
     mplhep.label.exp_label(exp="mcsurrogate", llabel="", rlabel="after the cut", ax=top, loc=0)
