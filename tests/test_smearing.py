@@ -15,6 +15,7 @@ from mcsurrogate.response.reference_detector import (
     PHOTON_EFFICIENCY,
     ParametricEfficiency,
     PhotonDetector,
+    merge_close,
     reconstruct_jets,
     reconstruct_photons,
 )
@@ -291,15 +292,16 @@ def test_reference_photon_detector_is_seeded_and_keeps_truth_fields() -> None:
         ak.zip({"from_higgs": truth.photons.pt > 100} | {f: truth.photons[f] for f in ("pt", "eta", "phi")}),
         "photons",
     )
-    a = reconstruct_photons(truth, seed=1, truth_collection="gen")
-    b = reconstruct_photons(truth, seed=1, truth_collection="gen")
-    c = reconstruct_photons(truth, seed=2, truth_collection="gen")
+    unmerged = PhotonDetector(merge_dr=0.0)
+    a = reconstruct_photons(truth, unmerged, seed=1, truth_collection="gen")
+    b = reconstruct_photons(truth, unmerged, seed=1, truth_collection="gen")
+    c = reconstruct_photons(truth, unmerged, seed=2, truth_collection="gen")
     assert ak.all(ak.flatten(a.photons.pt) == ak.flatten(b.photons.pt))
     assert not ak.all(ak.num(a.photons) == ak.num(c.photons))
     assert "from_higgs" in a.gen.fields and ak.all((a.gen.pt > 100) == a.gen.from_higgs)
     assert ak.all(abs(a.photons.phi) <= np.pi) and ak.all(a.photons.pt > 0)
     lossless = PhotonDetector(
-        efficiency=ParametricEfficiency(plateau=1.0, pt_drop=0, eta_drop=0, mu_drop=0, iso_drop=0)
+        efficiency=ParametricEfficiency(plateau=1.0, pt_drop=0, eta_drop=0, mu_drop=0, iso_drop=0), merge_dr=0.0
     )
     assert ak.all(ak.num(reconstruct_photons(truth, lossless).photons) == ak.num(truth.photons))
     assert PhotonDetector.from_dict(json.loads(json.dumps(lossless.to_dict()))) == lossless
@@ -345,3 +347,31 @@ def test_reference_jet_detector() -> None:
     assert 0.75 < frac < 0.97
     with pytest.raises(InputError, match=r"lack field\(s\) \['flavour'\]"):
         reconstruct_jets(ak.zip({"jets": jets[["pt", "eta", "phi", "mass"]], "mu": truth.mu}, depth_limit=1))
+
+
+def test_close_truth_photons_are_merged_before_the_detector() -> None:
+    # a π⁰-like pair (ΔR 0.01) with a third photon 0.03 from the second (a chain), and a far photon
+    photons = ak.Array(
+        [
+            [
+                {"pt": 30.0, "eta": 0.50, "phi": 0.0, "tag": 1},
+                {"pt": 10.0, "eta": 0.51, "phi": 0.0, "tag": 2},
+                {"pt": 5.0, "eta": 0.54, "phi": 0.0, "tag": 3},
+                {"pt": 40.0, "eta": -1.0, "phi": 2.0, "tag": 4},
+            ],
+            [],
+        ]
+    )
+    merged = merge_close(photons, 0.05)
+    assert ak.num(merged).tolist() == [2, 0]
+    assert merged.tag.tolist() == [[1, 4], []] and merged.n_merged.tolist() == [[3, 1], []]  # 45 GeV, then 40
+    lead = ak.zip({f: photons[f] for f in ("pt", "eta", "phi")} | {"mass": photons.pt * 0.0}, with_name="Momentum4D")
+    total = lead[0, 0] + lead[0, 1] + lead[0, 2]
+    assert float(merged[0, 0].pt) == pytest.approx(float(total.pt)) and float(merged[0, 0].mass) == pytest.approx(
+        float(total.mass)
+    )
+    assert merge_close(photons, 0.005).n_merged.tolist() == [[1, 1, 1, 1], []]
+    truth = ak.zip({"photons": photons[["pt", "eta", "phi"]], "mu": np.array([10.0, 0.0])}, depth_limit=1)
+    out = reconstruct_photons(truth, PhotonDetector(merge_dr=0.05), seed=0)
+    assert ak.num(out.truth_photons).tolist() == [2, 0] and "n_merged" in out.truth_photons.fields
+    assert ak.num(reconstruct_photons(truth, PhotonDetector(merge_dr=0.0)).truth_photons).tolist() == [4, 0]

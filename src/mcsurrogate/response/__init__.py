@@ -11,6 +11,7 @@ from .reference_detector import (
     PHOTON_EFFICIENCY,
     ParametricEfficiency,
     PhotonDetector,
+    merge_close,
     reconstruct_jets,
     reconstruct_photons,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "apply_response",
     "distill_response",
     "match_objects",
+    "merge_close",
     "nearest_other",
     "object_responses",
     "reconstruct_jets",

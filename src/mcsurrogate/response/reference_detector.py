@@ -4,7 +4,10 @@ It writes what a full simulation writes: a truth collection (every generator obj
 collection (the objects the detector found, with measured kinematics, ordered by reco E_T), with no link between
 them; :func:`~mcsurrogate.response.matching.match_objects` finds the pairs, as an analyst does with NanoAOD.
 
-Photons (:func:`reconstruct_photons`): each truth photon is identified with probability ε(E_T, η, μ, ΔR) of
+Photons (:func:`reconstruct_photons`): truth photons closer than ``merge_dr`` (ΔR, default 0.05: a calorimeter
+cluster does not resolve them, e.g. the two photons of an energetic π⁰) are first merged into one truth object
+(four-momenta summed; :func:`merge_close`); the truth collection written is the merged one. Each truth object is then
+identified with probability ε(E_T, η, μ, ΔR) of
 :class:`ParametricEfficiency`, independently; identified photons get paper A's responses
 (:func:`~mcsurrogate.response.smearing.object_responses`, any scenario, correlations between all objects of the
 event) and are kept if their reco E_T is above ``reco_pt_min``.
@@ -41,6 +44,7 @@ __all__ = [
     "PHOTON_EFFICIENCY",
     "ParametricEfficiency",
     "PhotonDetector",
+    "merge_close",
     "reconstruct_jets",
     "reconstruct_photons",
 ]
@@ -105,11 +109,13 @@ JET_EFFICIENCY = ParametricEfficiency(
 @dataclass(frozen=True)
 class PhotonDetector:
     """The reference photon detector: paper A's smearing ``smearing`` (any scenario), the identification
-    ``efficiency`` and a reco threshold ``reco_pt_min`` (GeV: photons measured at or below it are not reconstructed)."""
+    ``efficiency``, a reco threshold ``reco_pt_min`` (GeV: photons measured at or below it are not reconstructed) and
+    the ΔR ``merge_dr`` below which truth photons are merged (0: never)."""
 
     smearing: SmearingConfig = field(default_factory=SmearingConfig)
     efficiency: ParametricEfficiency = PHOTON_EFFICIENCY
     reco_pt_min: float = 0.0
+    merge_dr: float = 0.05
 
     def __post_init__(self) -> None:
         if not isinstance(self.smearing, SmearingConfig):
@@ -119,12 +125,14 @@ class PhotonDetector:
                 f"PhotonDetector.efficiency must be a ParametricEfficiency, got {describe(self.efficiency)}"
             )
         check_float(self.reco_pt_min, "PhotonDetector.reco_pt_min", minimum=0.0)
+        check_float(self.merge_dr, "PhotonDetector.merge_dr", minimum=0.0)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "smearing": self.smearing.to_dict(),
             "efficiency": self.efficiency.to_dict(),
             "reco_pt_min": self.reco_pt_min,
+            "merge_dr": self.merge_dr,
         }
 
     @classmethod
@@ -133,6 +141,7 @@ class PhotonDetector:
             SmearingConfig.from_dict(d["smearing"]),
             ParametricEfficiency.from_dict(d["efficiency"]),
             float(d["reco_pt_min"]),
+            float(d.get("merge_dr", 0.0)),
         )
 
 
@@ -154,6 +163,54 @@ def _truth_objects(
         raise InputError(f"pile-up field {pileup!r} must hold one finite number per event")
     order = ak.argsort(objects.pt, axis=1, ascending=False, stable=True)
     return objects[order], mu
+
+
+def merge_close(objects: ak.Array, merge_dr: float) -> ak.Array:
+    """Objects (fields pt [GeV], eta, phi, optional mass [GeV]; any count per event) with those closer than
+    ``merge_dr`` in ΔR merged: every object joins the highest-p_T object of its event within ``merge_dr`` of it that
+    comes before it in p_T order (chains followed to their first object), and each group becomes one object with the
+    summed four-momentum, the other fields of its leading member and ``n_merged`` (how many objects it holds).
+    Returned ordered by p_T, as vector Momentum4D records. Vectorised over events (``ak.argcombinations``)."""
+    objects = objects[ak.argsort(objects.pt, axis=1, ascending=False, stable=True)]
+    counts = np.asarray(ak.to_numpy(ak.num(objects, axis=1)), dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64) if len(counts) else np.zeros(0, np.int64)
+    pt, eta, phi = (_flat(objects[f]) for f in FIELDS)
+    mass = _flat(objects["mass"]) if "mass" in objects.fields else np.zeros(len(pt))
+    n = len(pt)
+    parent = np.arange(n)
+    if merge_dr > 0 and n:
+        pairs = ak.argcombinations(objects.pt, 2)
+        n_pairs = np.asarray(ak.to_numpy(ak.num(pairs)), dtype=np.int64)
+        i = np.asarray(ak.to_numpy(ak.flatten(pairs["0"])), dtype=np.int64) + np.repeat(starts, n_pairs)
+        j = np.asarray(ak.to_numpy(ak.flatten(pairs["1"])), dtype=np.int64) + np.repeat(starts, n_pairs)
+        close = np.hypot(eta[i] - eta[j], (phi[i] - phi[j] + np.pi) % (2 * np.pi) - np.pi) < merge_dr
+        np.minimum.at(parent, j[close], i[close])
+        while True:  # follow the chains to their first object
+            nxt = parent[parent]
+            if np.array_equal(nxt, parent):
+                break
+            parent = nxt
+    root = parent == np.arange(n)
+    energy = np.sqrt((pt * np.cosh(eta)) ** 2 + mass**2)
+    p4 = [
+        np.bincount(parent, w, minlength=n)[root]
+        for w in (pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta), energy)
+    ]
+    px, py, pz, e = p4
+    new_pt = np.hypot(px, py)
+    new = {
+        "pt": new_pt,
+        "eta": np.arcsinh(pz / np.maximum(new_pt, 1e-12)),
+        "phi": np.arctan2(py, px),
+        "mass": np.sqrt(np.maximum(e**2 - px**2 - py**2 - pz**2, 0.0)),
+    }
+    extra = {f: ak.flatten(objects[f])[np.flatnonzero(root)] for f in objects.fields if f not in new}
+    new_counts = np.bincount(np.repeat(np.arange(len(counts)), counts)[root], minlength=len(counts))
+    merged = ak.unflatten(
+        ak.zip(new | extra | {"n_merged": np.bincount(parent, minlength=n)[root]}, with_name="Momentum4D"),
+        new_counts,
+    )
+    return merged[ak.argsort(merged.pt, axis=1, ascending=False, stable=True)]
 
 
 def _flat(values: ak.Array) -> np.ndarray:
@@ -180,8 +237,9 @@ def reconstruct_photons(
 
     Returns records with ``reco_collection`` (the reconstructed photons: vector Momentum4D, massless, ordered by reco
     E_T, no truth link), ``truth_collection`` (all truth photons, ordered by truth E_T, their extra fields kept) and
-    ``pileup``. Random numbers, in this order: the responses (:func:`object_responses`), then one uniform per photon
-    for the identification.
+    ``pileup``. With ``detector.merge_dr`` > 0 the truth photons closer than it are merged first (:func:`merge_close`;
+    the truth collection written is the merged one, with ``n_merged``). Random numbers, in this order: the responses
+    (:func:`object_responses`), then one uniform per photon for the identification.
     """
     detector = PhotonDetector() if detector is None else detector
     if not isinstance(detector, PhotonDetector):
@@ -189,12 +247,14 @@ def reconstruct_photons(
     rng = check_seed(seed)
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     objects, mu = _truth_objects(truth, collection, pileup, FIELDS)
+    bad = [f for f in FIELDS if not np.isfinite(_flat(objects[f])).all()]
+    if bad:
+        raise InputError(f"the truth objects {collection!r} hold NaN/inf in {bad}")
+    if detector.merge_dr > 0:
+        objects = merge_close(objects, detector.merge_dr)
     counts = np.asarray(ak.to_numpy(ak.num(objects, axis=1)), dtype=np.int64)
     kin = {f: _flat(objects[f]) for f in FIELDS}
     mu_obj = np.repeat(mu, counts)
-    bad = [f for f, v in kin.items() if not np.isfinite(v).all()]
-    if bad:
-        raise InputError(f"the truth objects {collection!r} hold NaN/inf in {bad}")
     delta = object_responses(kin["pt"], kin["eta"], mu_obj, counts, detector.smearing, seed=rng)
     eff = detector.efficiency(kin["pt"], kin["eta"], mu_obj, _flat(nearest_other(objects)))
     found = rng.random(len(eff)) < eff
@@ -204,8 +264,8 @@ def reconstruct_photons(
     event = np.repeat(np.arange(len(counts)), counts)
     reco_counts = np.bincount(event[found], minlength=len(counts))
     reco_columns = {f: reco[f][found] for f in FIELDS} | {"mass": np.zeros(int(found.sum()))}
-    truth_fields = {f: ak.values_astype(objects[f], np.float64) for f in FIELDS}
-    truth_fields["mass"] = ak.zeros_like(truth_fields["pt"])
+    truth_fields = {f: ak.values_astype(objects[f], np.float64) for f in (*FIELDS, "mass") if f in objects.fields}
+    truth_fields.setdefault("mass", ak.zeros_like(truth_fields["pt"]))
     extra = {f: objects[f] for f in objects.fields if f not in (*FIELDS, "mass")}
     return ak.zip(
         {
