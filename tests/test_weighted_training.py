@@ -202,6 +202,23 @@ def test_the_split_keeps_each_weight_with_its_event() -> None:
     assert model.metrics["weights"]["sum_train"] == pytest.approx(float(ak.sum(parts["train"].w)))
 
 
+def test_explicit_validation_events_carry_their_own_weights() -> None:
+    events, validation = _events(800, seed=1), _events(300, seed=2)
+    model = Surrogate(["x", "y"], flow=TINY, training=QUICK | {"epochs": 3})
+    model.fit(events, weights="w", validation=validation, progress=False)
+    assert model.metrics["weights"]["source"] == "w" and model.metrics["split"]["validation"] == 300
+    # the selected epoch's validation NLL is the weighted NLL of the validation events under the kept flow
+    wv = np.random.default_rng(3).uniform(0.1, 3.0, 300)
+    model.fit(events, validation=validation, validation_weights=wv, progress=False)
+    assert model.metrics["weights"]["source"] is None and not model.result.weighted
+    xv = np.column_stack([validation.x.to_numpy(), validation.y.to_numpy()])
+    log_p = model._flow_log_prob(model.preprocessor.forward(xv), None)
+    assert model.result.best_metric == pytest.approx(-np.sum(wv * log_p) / wv.sum(), rel=1e-5)
+    assert model.result.best_metric != pytest.approx(-np.mean(log_p), rel=1e-3)
+    with pytest.raises(InputError, match=r"validation_weights are the weights of validation events"):
+        model.fit(events, validation_weights=wv, progress=False)
+
+
 # -- bootstrap replicas -------------------------------------------------------------------------------------------
 def test_bootstrap_replicas_multiply_the_weights_by_seeded_poisson_draws() -> None:
     events = _events(1000)
@@ -302,3 +319,17 @@ def test_biased_pythia_sampling_writes_the_event_weight_and_its_provenance() -> 
     assert provenance["bias_power"] == 1.5 and "PhaseSpace:bias2Selection = on" in provenance["settings"]
     assert provenance["sum_weights"] == pytest.approx(w.sum())
     assert provenance["kish_effective_size"] < 0.8 * 300 and provenance["sigma_gen_mb"] > 0
+
+
+def test_the_weighted_mc_study_features() -> None:
+    """p_T^γγ from the flows' features is the diphoton p_T that vector computes."""
+    from mcsurrogate.workflows.weighted_mc import FEATURES, matrix, pt_gg
+
+    rng = np.random.default_rng(10)
+    n = 200
+    kinematics = {"pt": rng.uniform(20, 300, (n, 2)), "eta": rng.uniform(-2.5, 2.5, (n, 2))}
+    photons = ak.zip(kinematics | {"phi": rng.uniform(-3, 3, (n, 2)), "mass": np.zeros((n, 2))}, with_name="Momentum4D")
+    events = ak.zip({"photons": photons, "weight": np.ones(n)}, depth_limit=1)
+    x = matrix(events)
+    assert x.shape == (n, len(FEATURES))
+    np.testing.assert_allclose(pt_gg(x), (events.photons[:, 0] + events.photons[:, 1]).pt.to_numpy(), rtol=1e-9)

@@ -572,7 +572,7 @@ class Surrogate:
             x = np.concatenate([x, xv])
             c = None if c is None or cv is None else np.concatenate([c, cv])
             split = Split(np.arange(n), np.arange(n, len(x)), np.arange(0))
-        w_train = None if w is None else w[split.train]
+        w_train = None if w is None or weights is None else w[split.train]  # unweighted training events: None
         if bootstrap_seed is not None:
             w_train = (np.ones(len(split.train)) if w_train is None else w_train) * poisson_bootstrap(
                 len(split.train), bootstrap_seed
