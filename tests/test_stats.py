@@ -7,6 +7,7 @@ import json
 import logging
 import math
 
+import hist
 import numpy as np
 import pyhf
 import pytest
@@ -18,10 +19,13 @@ from mcsurrogate.errors import FitError, InputError
 from mcsurrogate.stats import (
     Inference,
     Sample,
+    SurrogateUncertainty,
+    TemplateSpread,
     asimov_counts,
     build_workspace,
     cut_crosscheck,
     fill_template,
+    measure_spurious_signal,
     model_and_data,
     plot_post_cut_shapes,
     plot_spurious_signal_floor,
@@ -492,3 +496,124 @@ def test_import_stats_loads_no_torch_matplotlib_or_sklearn():
     code = "import sys, mcsurrogate.stats\nprint(sorted(m for m in ('torch', 'matplotlib', 'mplhep', 'sklearn') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
+
+
+# ------------------------------------------------------------------------------- the surrogate's own uncertainty
+def _spread_setup(rng: np.random.Generator, k: int = 40, rebin: int = 1):
+    """A falling background, a signal peak, and K member templates that differ by a random tilt (5 % per σ) and a
+    random wiggle in three bins (2 %): a correlated and an uncorrelated part of an ensemble's spread."""
+    sig, bkg = _templates(rng, n_b=200_000)
+    if rebin > 1:
+        sig, bkg = sig[:: hist.rebin(rebin)], bkg[:: hist.rebin(rebin)]
+    b = bkg.values()
+    tilt = np.linspace(-1.0, 1.0, b.size) * 0.05
+    members = []
+    for a in rng.normal(size=k):
+        wiggle = np.zeros(b.size)
+        idx = [i for i in (2, 5, 9) if i < b.size]
+        wiggle[idx] = rng.normal(scale=0.02, size=len(idx))
+        members.append(_counts(b * (1 + a * tilt + wiggle), sig))
+    return sig, bkg, TemplateSpread.from_templates(members, nominal=bkg, shape_only=False), tilt
+
+
+def _counts(values: np.ndarray, like) -> object:
+    h = like.copy()
+    h.view().value = values
+    h.view().variance = np.zeros_like(values)
+    return h
+
+
+def _pyhf_limit(mu: float, data, model, band: int | None) -> float:
+    """pyhf's own CLs = 0.05 root near ``mu`` (secant from two hypotests 0.1 % apart): band None = observed."""
+
+    def cls(m: float) -> float:
+        obs, exp = pyhf.infer.hypotest(m, data, model, return_expected_set=True)
+        return float(obs) if band is None else float(exp[band])
+
+    m1 = mu * 1.001
+    c0, c1 = cls(mu), cls(m1)
+    return mu + (0.05 - c0) * (m1 - mu) / (c1 - c0)
+
+
+@pytest.mark.parametrize("kind", ["histosys", "shapesys", "spurious"])
+def test_surrogate_modifier_round_trips_and_matches_plain_pyhf(kind):
+    rng = np.random.default_rng(11)
+    sig, bkg, spread, _ = _spread_setup(rng, rebin=2)  # 6 bins: pyhf's own fits of 20 parameters take minutes
+    unc = {
+        "histosys": lambda: SurrogateUncertainty.histosys(spread, max_components=2),
+        "shapesys": lambda: SurrogateUncertainty.shapesys(spread),
+        "spurious": lambda: SurrogateUncertainty.spurious(0.2),
+    }[kind]()
+    observed = rng.poisson(asimov_counts(sig, bkg, 1.0)).astype(float)
+    ws = build_workspace(sig, bkg, observed, surrogate_uncertainty=unc)
+    text = json.dumps(dict(ws), allow_nan=False)
+    names = {m["name"] for ch in json.loads(text)["channels"] for s in ch["samples"] for m in s["modifiers"]}
+    assert set(unc.modifier_names()) <= names  # named so that it is visible in the JSON
+    expected_names = {"histosys": {"surrogate_shape0", "surrogate_residual"}, "shapesys": {"surrogate_spread"}}
+    assert expected_names.get(kind, {"spurious_signal"}) <= names
+    model, data = model_and_data(pyhf.Workspace(json.loads(text)))  # plain pyhf, from the JSON alone
+    inf = Inference(model, data)
+    pars = pyhf.infer.mle.fit(data, model)
+    assert inf.mu_hat().mu == pytest.approx(float(pars[model.config.poi_index]), abs=1e-3)
+    limit = inf.upper_limit()
+    assert _pyhf_limit(limit.observed, data, model, None) == pytest.approx(limit.observed, rel=1e-3)
+    for band in (2,):  # the median (every band: test_agrees_with_plain_pyhf_on_the_exported_workspace)
+        assert _pyhf_limit(limit.expected[band], data, model, band) == pytest.approx(limit.expected[band], rel=1e-3)
+
+
+def test_histosys_components_carry_the_correlated_spread():
+    _, _, spread, tilt = _spread_setup(np.random.default_rng(12), k=400)
+    unc = SurrogateUncertainty.histosys(spread, max_components=1, min_fraction=0.5)
+    assert unc.components.shape == (1, tilt.size)
+    np.testing.assert_allclose(np.abs(unc.components[0]), np.abs(tilt), atol=0.006)  # the tilt, relative
+    assert unc.relative[[2, 5, 9]] == pytest.approx([0.02] * 3, rel=0.2)  # the wiggle stays per bin
+    assert np.delete(unc.relative, [2, 5, 9]) == pytest.approx(0.0, abs=0.004)
+    again = SurrogateUncertainty.from_dict(json.loads(json.dumps(unc.to_dict(), allow_nan=False)))
+    np.testing.assert_allclose(again.components, unc.components)
+    assert again.modifier_names() == ["surrogate_shape0", "surrogate_residual"]
+
+
+def test_spurious_signal_adds_its_size_in_quadrature():
+    """A signal-shaped nuisance of size S_spur (units of μ) adds S_spur² to σ²(μ̂) (linear-Gaussian regime)."""
+    sig, bkg = _templates(np.random.default_rng(13), n_b=200_000)
+    observed = asimov_counts(sig, bkg, 0.0)
+    plain = Inference(*model_and_data(build_workspace(sig, bkg, observed, systematic=0.0, staterror=False)))
+    size = 0.3
+    spur = build_workspace(
+        sig, bkg, observed, systematic=0.0, staterror=False, surrogate_uncertainty=SurrogateUncertainty.spurious(size)
+    )
+    with_spur = Inference(*model_and_data(spur))
+    assert with_spur.mu_hat().sigma == pytest.approx(math.hypot(plain.mu_hat().sigma, size), rel=2e-3)
+
+
+def test_spurious_signal_is_measured_on_a_generated_template():
+    rng = np.random.default_rng(14)
+    sig, mc = _templates(rng, n_b=400_000)
+    b = mc.values()
+    bump = 0.25 * sig.values()  # the generator puts a quarter of a signal too little under the peak
+    generated = _counts(b - bump, mc)
+    measured = measure_spurious_signal(sig, generated, mc, staterror=False)
+    assert measured.mu == pytest.approx(0.25, rel=0.05)  # the MC has that much more than the template
+    assert measured.events == pytest.approx(measured.mu * sig.values().sum())
+    assert SurrogateUncertainty.spurious(measured).spurious_mu == pytest.approx(abs(measured.mu))
+    json.dumps(measured.to_dict(), allow_nan=False)
+
+
+def test_surrogate_modifier_bad_input_is_named():
+    sig, bkg, spread, _ = _spread_setup(np.random.default_rng(15), k=5)
+    obs = bkg.values()
+    with pytest.raises(InputError, match="SurrogateUncertainty"):
+        build_workspace(sig, bkg, obs, surrogate_uncertainty="histosys")  # type: ignore[arg-type]
+    twice = [SurrogateUncertainty.shapesys(spread), SurrogateUncertainty.shapesys(spread)]
+    with pytest.raises(InputError, match="surrogate_spread"):
+        build_workspace(sig, bkg, obs, surrogate_uncertainty=twice)
+    other = fill_template(np.linspace(60, 199, 500), bins=7, range=(60, 200))
+    with pytest.raises(InputError, match="has 12 bins; the background template has 7"):
+        build_workspace(other, other, other.values(), surrogate_uncertainty=SurrogateUncertainty.shapesys(spread))
+    huge = SurrogateUncertainty("histosys", components=np.full((1, 12), 1.5))
+    with pytest.raises(InputError, match="≥ 100 %"):
+        build_workspace(sig, bkg, obs, surrogate_uncertainty=huge)
+    with pytest.raises(InputError, match="kind must be one of histosys, shapesys, spurious"):
+        SurrogateUncertainty("normsys")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="spurious-signal size"):
+        SurrogateUncertainty.spurious(float("nan"))

@@ -408,27 +408,29 @@ def measure_spurious_signal(
     staterror: bool = True,
 ) -> SpuriousSignal:
     """The spurious signal of a (high-statistics) generated template: the signal strength μ̂ fitted when the data
-    are the MC background alone (no signal) and the background model is ``generated``, normalised to the MC yield.
+    are the MC background alone (no signal) and the background model is ``generated`` with a free normalisation.
 
-    ATLAS H→γγ analyses measure it with their analytic background function on a high-statistics MC background and
-    assign it as a signal-shaped systematic (:meth:`SurrogateUncertainty.spurious`). Here the generated template is
-    the background model. No background systematic is fitted (it would absorb part of the mismodelling); with
-    ``staterror`` the template's and the signal's own statistics are. The signal template fixes the units of μ: scale
-    it to the yield μ = 1 stands for at the MC's luminosity.
+    ATLAS H→γγ analyses measure it with their analytic background function (free normalisation and shape
+    parameters) on a high-statistics MC background and assign it as a signal-shaped systematic
+    (:meth:`SurrogateUncertainty.spurious`). Here the generated template is the background model and only its
+    normalisation floats (a normfactor ``background_norm``): what μ̂ absorbs is the template's shape mismatch under
+    the signal. With ``staterror`` the template's and the signal's own statistics are fitted too. The signal template
+    fixes the units of μ: scale it to the yield μ = 1 stands for at the MC's luminosity.
     """
     from .inference import Inference
-    from .templates import scale_template
-    from .workspace import build_workspace, model_and_data
+    from .workspace import fast_model, workspace_spec
 
     check_binning({"signal": signal, "generated": generated, "mc": mc})
     mc_values, _ = template_arrays(mc)
     b_yield = float(mc_values.sum())
     if not b_yield > 0:
         raise InputError("the MC background has no yield in the fit range")
-    gen = scale_template(generated, total=b_yield)
-    ws = build_workspace(
-        signal, gen, mc_values, systematic=0.0, systematic_kind="none", staterror=staterror, empty_bins="floor"
+    spec = workspace_spec(
+        signal, generated, mc_values, systematic=0.0, systematic_kind="none", staterror=staterror, empty_bins="floor"
     )
-    inf = Inference(*model_and_data(ws))
+    background = next(s for s in spec["channels"][0]["samples"] if s["name"] == "background")
+    background["modifiers"].append({"name": "background_norm", "type": "normfactor", "data": None})
+    model = fast_model(spec)
+    inf = Inference(model, np.concatenate([mc_values, np.asarray(model.config.auxdata, dtype=float)]))
     fit, disc = inf.mu_hat(), inf.discovery()
     return SpuriousSignal(fit.mu, fit.sigma, disc.z_signed, float(template_arrays(signal)[0].sum()), b_yield)

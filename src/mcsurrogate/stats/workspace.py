@@ -5,7 +5,12 @@ The model is pyhf's: one channel, a signal sample scaled by the normfactor ``mu`
 * a relative normalisation systematic (``normsys``, hi/lo = 1 ± s), a per-bin shape systematic
   (``shapesys``, uncertainty s × b in every bin, Poisson-constrained), or both;
 * ``staterror`` (Barlow–Beeston lite): one γ per bin shared by the samples that carry it, constrained by
-  the combined statistical uncertainty √(Σ σ²) of the templates' own events.
+  the combined statistical uncertainty √(Σ σ²) of the templates' own events;
+* optionally the surrogate's own uncertainty (``surrogate_uncertainty``, a
+  :class:`~.surrogate_uncertainty.SurrogateUncertainty`): the spread of an ensemble's templates as histosys shape
+  components (``surrogate_shape0`` …, ``surrogate_residual``) or a shapesys (``surrogate_spread``) on the
+  background, and/or the spurious-signal systematic (a sample ``spurious_signal`` of the signal's shape whose
+  yield has a unit-Gaussian nuisance ``spurious_signal``).
 
 The observation is either given or the Asimov counts μ_inj·s + b of MC templates. The result is a
 ``pyhf.Workspace``; ``dict(workspace)`` is the JSON anyone can fit with pyhf alone.
@@ -13,6 +18,7 @@ The observation is either given or the Asimov counts μ_inj·s + b of MC templat
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import hist
@@ -20,9 +26,18 @@ import numpy as np
 import pyhf
 
 from ..errors import InputError
+from .surrogate_uncertainty import SurrogateUncertainty
 from .templates import check_binning, floor_empty_bins, template_arrays
 
-__all__ = ["SystematicKind", "asimov_counts", "build_workspace", "model_and_data"]
+__all__ = [
+    "SystematicKind",
+    "asimov_counts",
+    "build_workspace",
+    "fast_model",
+    "model_and_data",
+    "surrogate_uncertainties",
+    "workspace_spec",
+]
 
 SystematicKind = Literal["normsys", "shapesys", "both", "none"]
 
@@ -44,6 +59,7 @@ def build_workspace(
     signal_staterror: bool = True,
     empty_bins: Literal["error", "floor"] = "error",
     channel: str = "signal_region",
+    surrogate_uncertainty: SurrogateUncertainty | Sequence[SurrogateUncertainty] | None = None,
 ) -> pyhf.Workspace:
     """A one-channel pyhf workspace with POI ``mu`` on the signal template.
 
@@ -63,7 +79,64 @@ def build_workspace(
         Add Barlow–Beeston-lite staterror from the background (and signal) template's Σw².
     empty_bins
         What to do with background bins without positive yield (see :func:`~.templates.floor_empty_bins`).
+    surrogate_uncertainty
+        The generated background's own uncertainty, one or several
+        :class:`~.surrogate_uncertainty.SurrogateUncertainty` (histosys / shapesys from an ensemble's spread,
+        spurious signal); their modifiers are named in the JSON (``surrogate_shape0``, ``spurious_signal``, …).
     """
+    return pyhf.Workspace(
+        workspace_spec(
+            signal,
+            background,
+            observed,
+            systematic=systematic,
+            systematic_kind=systematic_kind,
+            staterror=staterror,
+            signal_staterror=signal_staterror,
+            empty_bins=empty_bins,
+            channel=channel,
+            surrogate_uncertainty=surrogate_uncertainty,
+        )
+    )
+
+
+def surrogate_uncertainties(
+    value: SurrogateUncertainty | Sequence[SurrogateUncertainty] | None,
+) -> list[SurrogateUncertainty]:
+    """``value`` as a list of :class:`~.surrogate_uncertainty.SurrogateUncertainty` (refusing anything else and
+    modifier names used twice)."""
+    if value is None:
+        return []
+    items = [value] if isinstance(value, SurrogateUncertainty) else list(value)
+    names: list[str] = []
+    for item in items:
+        if not isinstance(item, SurrogateUncertainty):
+            raise InputError(
+                "surrogate_uncertainty must be a SurrogateUncertainty (SurrogateUncertainty.histosys(spread), "
+                f".shapesys(spread) or .spurious(size)) or a list of them; got {type(item).__name__}"
+            )
+        names += item.modifier_names()
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise InputError(f"modifier name(s) {twice} used by two surrogate uncertainties; give them distinct names")
+    return items
+
+
+def workspace_spec(
+    signal: hist.Hist,
+    background: hist.Hist,
+    observed: np.ndarray | hist.Hist,
+    *,
+    systematic: float = 0.10,
+    systematic_kind: SystematicKind = "normsys",
+    staterror: bool = True,
+    signal_staterror: bool = True,
+    empty_bins: Literal["error", "floor"] = "error",
+    channel: str = "signal_region",
+    surrogate_uncertainty: SurrogateUncertainty | Sequence[SurrogateUncertainty] | None = None,
+) -> dict[str, Any]:
+    """The JSON specification :func:`build_workspace` wraps (same arguments and checks), not yet validated by
+    pyhf: for loops that build many models of one structure (:func:`fast_model`)."""
     check_binning({"signal": signal, "background": background})
     edges = signal.axes[0].edges
     _check_finite(signal, "signal", edges)
@@ -91,8 +164,15 @@ def build_workspace(
     if systematic_kind not in ("normsys", "shapesys", "both", "none"):
         raise InputError(f"systematic_kind must be normsys, shapesys, both or none; got {systematic_kind!r}")
 
+    uncertainties = surrogate_uncertainties(surrogate_uncertainty)
+
     sig_mods: list[dict[str, Any]] = [{"name": "mu", "type": "normfactor", "data": None}]
     bkg_mods: list[dict[str, Any]] = []
+    extra_samples: list[dict[str, Any]] = []
+    for unc in uncertainties:
+        mods, samples = unc.apply(b, s)
+        bkg_mods += mods
+        extra_samples += samples
     if systematic > 0 and systematic_kind in ("normsys", "both"):
         bkg_mods.append(
             {"name": "bkg_norm", "type": "normsys", "data": {"hi": 1.0 + systematic, "lo": 1.0 - systematic}}
@@ -111,6 +191,7 @@ def build_workspace(
                 "samples": [
                     {"name": "signal", "data": s.tolist(), "modifiers": sig_mods},
                     {"name": "background", "data": b.tolist(), "modifiers": bkg_mods},
+                    *extra_samples,
                 ],
             }
         ],
@@ -118,7 +199,18 @@ def build_workspace(
         "measurements": [{"name": "measurement", "config": {"poi": "mu", "parameters": []}}],
         "version": "1.0.0",
     }
-    return pyhf.Workspace(spec)
+    return spec
+
+
+def fast_model(spec: dict[str, Any]) -> Any:
+    """The pyhf model of a workspace specification (:func:`workspace_spec`) without pyhf's JSON-schema validation
+    (≈ 1.5 ms instead of ≈ 30 ms): for toys that rebuild one validated structure with new templates."""
+    measurement = spec["measurements"][0]["config"]
+    return pyhf.Model(
+        {"channels": spec["channels"], "parameters": measurement.get("parameters", [])},
+        poi_name=measurement["poi"],
+        validate=False,
+    )
 
 
 def _bin_name(i: int, edges: np.ndarray) -> str:
