@@ -74,6 +74,13 @@ def test_bad_flags_are_refused_when_parsed(files, capsys, flag, value):
     assert not (files / "never").exists()
 
 
+def test_unknown_corner_feature_is_refused_before_the_work(files, capsys):
+    assert _run(files, "--features", "x,y", "--corner", "x,nope", out="corner") == 2
+    err = capsys.readouterr().err
+    assert "'nope'" in err and "--corner" in err
+    assert not (files / "corner").exists()
+
+
 def test_too_few_permutations_for_the_level_exit_2(files, capsys):
     assert _run(files, "--permutations", "5", out="few") == 2
     err = capsys.readouterr().err

@@ -113,6 +113,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
             )
         if only:
             print(f"note: columns in only one file are skipped: {only}")
+    corner = [c.strip() for c in args.corner.split(",") if c.strip()] if args.corner else None
+    if corner is not None and (not corner or set(corner) - set(features)):
+        raise InputError(
+            f"--corner {args.corner!r}: {sorted(set(corner) - set(features)) or 'no feature'} not among the "
+            f"validated features {features}"
+        )
     t0, cpu0 = time.perf_counter(), time.process_time()
     ref, wr = _matrix(args.reference, features, w_ref_col)
     can, wc = _matrix(args.candidate, features, w_can_col)
@@ -145,7 +151,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
         )
         report.timings = {"read": read_s, **report.timings}
         report.cpu_timings = {"read": read_cpu, **report.cpu_timings}
-        corner = [c.strip() for c in args.corner.split(",")] if args.corner else None
         figures = write_report(report, ref, can, out, corner_features=corner)
     print(report.verdict())
     print(
