@@ -186,3 +186,52 @@ def test_object_response_save_load_and_errors(trained, tmp_path) -> None:
         ObjectResponse.load(tmp_path)
     empty = model.apply(ak.zip({"truth_photons": jagged_truth(5, 1).photons[:0], "mu": np.zeros(0)}, depth_limit=1))
     assert len(empty) == 0
+
+
+def test_evaluation_of_two_reference_passes_is_consistent_and_a_wrong_detector_is_not() -> None:
+    from mcsurrogate.response.object_study import evaluate_objects, headline
+    from mcsurrogate.response.reference_detector import ParametricEfficiency
+
+    truth = jagged_truth(20_000, 11)
+    detector = PhotonDetector(SmearingConfig("correlation", rho=0.5))
+    a = reconstruct_photons(truth, detector, seed=1)
+    b = reconstruct_photons(truth, detector, seed=2)
+    same = evaluate_objects(a, b, rho=0.5, n_boot=5)
+    assert same.efficiency_chi2() < 1.8 and same.multiplicity_chi2()["chi2_per_bin"] < 2.5
+    for f in ("pt", "eta", "phi"):
+        c = same.correlation[f]
+        assert c["reference"] == pytest.approx(0.5, abs=0.03) and c["generated"] == pytest.approx(0.5, abs=0.03)
+    assert same.width_consistency()["chi2_per_bin"] < 2.0
+    lower = PhotonDetector(detector.smearing, ParametricEfficiency(plateau=0.90))
+    worse = evaluate_objects(a, reconstruct_photons(truth, lower, seed=2), rho=0.5, n_boot=5)
+    assert worse.efficiency_chi2() > 10 and not headline(worse)["met"]["efficiency"]
+    wider = PhotonDetector(SmearingConfig("asymmetric"))
+    tails = evaluate_objects(a, reconstruct_photons(truth, wider, seed=2), rho=0.5, n_boot=5)
+    assert tails.correlation["pt"]["generated"] < 0.1 and not headline(tails)["met"]["correlations"]
+    json.dumps(same.to_dict(), allow_nan=False)
+
+
+def test_object_study_end_to_end_writes_strict_json_and_a_readme(tmp_path) -> None:
+    from mcsurrogate.response.object_study import run_object_study, write_study_report
+
+    truth = ak.zip({"all_photons": jagged_truth(3000, 12).photons, "mu": jagged_truth(3000, 12).mu}, depth_limit=1)
+    other = ak.zip({"all_photons": jagged_truth(500, 13).photons, "mu": jagged_truth(500, 13).mu}, depth_limit=1)
+    result = run_object_study(
+        truth,
+        PhotonDetector(SmearingConfig("correlation", rho=0.5)),
+        other_processes={"other": other},
+        preset="demo",
+        training={"epochs": 1, "device": "cpu"},
+        efficiency={"epochs": 2, "device": "cpu"},
+        compare_classifiers=True,
+    )
+    report = write_study_report({"rho0.5": result}, tmp_path, {"command": "test", "wall_seconds": 1.0})
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["scenarios"]["rho0.5"]["headline"].keys() == {"test", "other"}
+    assert set(saved["scenarios"]["rho0.5"]["efficiency_classifiers"]) >= {
+        "mlp_platt",
+        "hist_gradient_boosting_isotonic",
+    }
+    assert report["scenarios"]["rho0.5"]["sizes"]["test_events"] > 400
+    assert "| rho0.5 | other |" in (tmp_path / "README.md").read_text()
+    assert (tmp_path / "rho0.5_test.png").is_file() and (tmp_path / "rho0.5_other.png").is_file()
