@@ -235,3 +235,40 @@ def test_object_study_end_to_end_writes_strict_json_and_a_readme(tmp_path) -> No
     assert report["scenarios"]["rho0.5"]["sizes"]["test_events"] > 400
     assert "| rho0.5 | other |" in (tmp_path / "README.md").read_text()
     assert (tmp_path / "rho0.5_test.png").is_file() and (tmp_path / "rho0.5_other.png").is_file()
+
+
+def test_any_collection_jets_with_a_pt_response_only() -> None:
+    from mcsurrogate.response.reference_detector import reconstruct_jets
+
+    rng = np.random.default_rng(5)
+    counts = rng.integers(1, 7, 4000)
+    n = int(counts.sum())
+    jets = ak.unflatten(
+        ak.zip(
+            {
+                "pt": 20 + rng.exponential(40, n),
+                "eta": rng.uniform(-2.5, 2.5, n),
+                "phi": rng.uniform(-np.pi, np.pi, n),
+                "mass": rng.uniform(0, 10, n),
+                "flavour": rng.choice([0, 4, 5], n),
+            }
+        ),
+        counts,
+    )
+    events = reconstruct_jets(ak.zip({"jets": jets, "mu": rng.uniform(0, 40, len(counts))}, depth_limit=1), seed=1)
+    layout = ObjectLayout(truth="truth_jets", reco="jets", fields=("pt",), max_dr=0.2)
+    model = ObjectResponse.fit(
+        events,
+        layout,
+        preset="demo",
+        training={"epochs": 2, "device": "cpu"},
+        efficiency={"epochs": 4, "device": "cpu"},
+    )
+    assert model.layout.targets == ["d_pt"] and len(model.layout.conditions) == 7
+    out = model.apply(ak.zip({"truth_jets": events.truth_jets, "mu": events.mu}, depth_limit=1), seed=2)
+    m = match_objects(out.truth_jets, out.jets, max_dr=1e-9)  # η and φ are copied from truth: only E_T moves
+    assert int(ak.sum(m.reco_matched)) == len(ak.flatten(out.jets))
+    frac_ref = len(ak.flatten(events.jets)) / len(ak.flatten(events.truth_jets))
+    frac_sur = len(ak.flatten(out.jets)) / len(ak.flatten(out.truth_jets))
+    assert frac_sur == pytest.approx(frac_ref, abs=0.03)
+    assert ak.all(out.jets.mass >= 0)
