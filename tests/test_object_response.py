@@ -272,3 +272,22 @@ def test_any_collection_jets_with_a_pt_response_only() -> None:
     frac_sur = len(ak.flatten(out.jets)) / len(ak.flatten(out.truth_jets))
     assert frac_sur == pytest.approx(frac_ref, abs=0.03)
     assert ak.all(out.jets.mass >= 0)
+
+
+def test_the_efficiency_can_train_on_more_detector_passes_than_the_flow() -> None:
+    truth = jagged_truth(1500, 21)
+    detector = PhotonDetector()
+    events = reconstruct_photons(truth, detector, seed=1)
+    more = ak.concatenate([reconstruct_photons(truth, detector, seed=s) for s in (1, 2, 3)])
+    model = ObjectResponse.fit(
+        events,
+        preset="demo",
+        training={"epochs": 1, "device": "cpu"},
+        efficiency={"epochs": 2, "device": "cpu"},
+        efficiency_events=more,
+    )
+    n_objects = int(ak.sum(ak.num(events.truth_photons)))
+    assert model.metrics["efficiency_training_objects"] == 3 * n_objects
+    assert model.efficiency.metrics["n_train"] + model.efficiency.metrics["n_validation"] == 3 * n_objects
+    with pytest.raises(InputError, match="efficiency_events"):
+        ObjectResponse.fit(events, preset="demo", efficiency_events=[1, 2])

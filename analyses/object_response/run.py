@@ -45,8 +45,9 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--events", type=int, default=100_000, help="gg → H truth events (80 %% train, 20 %% test)")
     ap.add_argument("--other-events", type=int, default=20_000, help="tt̄H truth events (generalisation)")
     ap.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma-separated, of {list(SCENARIOS)}")
-    ap.add_argument("--epochs", type=int, default=12, help="flow epochs")
-    ap.add_argument("--train-passes", type=int, default=2, help="reference-detector passes over the training truth")
+    ap.add_argument("--epochs", type=int, default=6, help="flow epochs")
+    ap.add_argument("--train-passes", type=int, default=4, help="reference-detector passes over the training truth")
+    ap.add_argument("--efficiency-passes", type=int, default=16, help="… for the efficiency classifier")
     ap.add_argument("--oversample", type=int, default=4, help="detector passes over each test truth event, each side")
     ap.add_argument("--preset", default="affine-spline")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine: see README)")
@@ -61,7 +62,7 @@ def main() -> None:
     t_start = time.perf_counter()
     torch.set_num_threads(args.threads)
     if args.small:
-        args.events, args.other_events, args.epochs, args.preset = 10_000, 3_000, 3, "demo"
+        args.events, args.other_events, args.epochs, args.preset = 10_000, 3_000, 2, "demo"
     samples = {}
     ggh, samples["ggH"] = load_or_generate_truth(
         args.cache / f"ggH_had_all_photons10_n{args.events}_seed{args.seed}.parquet",
@@ -85,9 +86,11 @@ def main() -> None:
             PhotonDetector(SCENARIOS[name]),
             other_processes={"ttH": tth},
             train_passes=args.train_passes,
+            efficiency_passes=args.efficiency_passes,
             oversample=args.oversample,
             preset=args.preset,
             training={"epochs": args.epochs},
+            efficiency={"batch_size": 4096, "epochs": 8},
             compare_classifiers=name == "baseline",
             seed=args.seed,
             progress=False,

@@ -436,6 +436,7 @@ def run_object_study(
     other_processes: Mapping[str, ak.Array] | None = None,
     test_fraction: float = 0.2,
     train_passes: int = 1,
+    efficiency_passes: int | None = None,
     oversample: int = 2,
     preset: str = "affine-spline",
     training: Mapping[str, Any] | None = None,
@@ -447,9 +448,14 @@ def run_object_study(
 ) -> ObjectStudyResult:
     """Split ``truth`` events (``collection`` objects, μ) into training and test, pass the training truth through
     ``detector`` ``train_passes`` times, fit an :class:`ObjectResponse`, and evaluate it on the test truth and on
-    each of ``other_processes`` (truth events it never saw), ``oversample`` detector passes on each side.
+    each of ``other_processes`` (truth events it never saw), ``oversample`` detector passes on each side. The
+    efficiency classifier trains on ``efficiency_passes`` detector passes (default ``train_passes``; the first
+    ``train_passes`` of them are the flow's), so that its statistical precision beats the oversampled test's.
     ``distill``: a :class:`~mcsurrogate.flows.distilled.DistillConfig` dict to evaluate the distilled sampler."""
     train_passes = check_int(train_passes, "train_passes", minimum=1)
+    efficiency_passes = (
+        train_passes if efficiency_passes is None else check_int(efficiency_passes, "efficiency_passes", minimum=1)
+    )
     oversample = check_int(oversample, "oversample", minimum=1)
     if collection not in truth.fields:
         raise InputError(f"the truth events have no collection {collection!r} (fields: {truth.fields})")
@@ -459,10 +465,22 @@ def run_object_study(
     train_truth, test_truth = truth[~is_test], truth[is_test]
     t0 = time.perf_counter()
     train = _passes(train_truth, detector, collection, train_passes, seed + 100)
+    eff_train = (
+        None
+        if efficiency_passes == train_passes
+        else _passes(train_truth, detector, collection, efficiency_passes, seed + 100)
+    )
     t_ref = time.perf_counter() - t0
     t0 = time.perf_counter()
     model = ObjectResponse.fit(
-        train, layout, preset=preset, training=training, efficiency=efficiency, seed=seed, progress=progress
+        train,
+        layout,
+        preset=preset,
+        training=training,
+        efficiency=efficiency,
+        efficiency_events=eff_train,
+        seed=seed,
+        progress=progress,
     )
     t_fit = time.perf_counter() - t0
     t_distill = 0.0
@@ -495,7 +513,10 @@ def run_object_study(
     classifiers = None
     if compare_classifiers:
         classifiers = compare_efficiency_classifiers(
-            model, train, _passes(test_truth, detector, collection, 1, seed + 1000), seed=seed
+            model,
+            train if eff_train is None else eff_train,
+            _passes(test_truth, detector, collection, 1, seed + 1000),
+            seed=seed,
         )
     return ObjectStudyResult(
         scenario=detector.to_dict(),
@@ -508,6 +529,7 @@ def run_object_study(
             "train_events": len(train_truth),
             "test_events": len(test_truth),
             "train_passes": train_passes,
+            "efficiency_passes": efficiency_passes,
             "oversample": oversample,
             "training_objects": int(ak.sum(ak.num(train[layout.truth]))),
         },

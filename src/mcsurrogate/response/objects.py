@@ -339,6 +339,7 @@ class ObjectResponse:
         flow: Mapping[str, Any] | None = None,
         training: Mapping[str, Any] | None = None,
         efficiency: EfficiencyConfig | Mapping[str, Any] | None = None,
+        efficiency_events: ak.Array | None = None,
         validation_fraction: float = 0.1,
         seed: int = 0,
         progress: bool | None = None,
@@ -347,7 +348,10 @@ class ObjectResponse:
 
         Events (not objects) are split: ``validation_fraction`` of them select the flow's epoch and stop the
         efficiency training. ``flow``/``training`` override single fields of the ``preset``
-        (:func:`object_preset`); ``efficiency`` an :class:`~.efficiency.EfficiencyConfig` or dict of its fields."""
+        (:func:`object_preset`); ``efficiency`` an :class:`~.efficiency.EfficiencyConfig` or dict of its fields.
+        ``efficiency_events``: other (e.g. more) events of the same layout to train the efficiency on; by default
+        ``events``. The efficiency is one probability per object and cheap to train, so it can use many more detector
+        passes than the flow: its statistical precision must beat the one of any test it is compared with."""
         layout = ObjectLayout() if layout is None else layout
         if not isinstance(layout, ObjectLayout):
             raise InputError(f"layout must be an ObjectLayout, got {describe(layout)}")
@@ -360,7 +364,13 @@ class ObjectResponse:
             else EfficiencyConfig.from_dict({"seed": seed} | dict(efficiency or {}))
         )
         t, found, delta, matching = _training_pairs(events, layout)
-        eff = EfficiencyModel(EFFICIENCY_FEATURES, EFFICIENCY_TRANSFORMS, eff_cfg).fit(t.efficiency_features(), found)
+        if efficiency_events is None:
+            eff_x, eff_y = t.efficiency_features(), found
+        else:
+            check_records(efficiency_events, "efficiency_events")
+            t_eff, eff_y, _, _ = _training_pairs(efficiency_events, layout)
+            eff_x = t_eff.efficiency_features()
+        eff = EfficiencyModel(EFFICIENCY_FEATURES, EFFICIENCY_TRANSFORMS, eff_cfg).fit(eff_x, eff_y)
         scale = PullScale.fit(t.kin["pt"][found], t.kin["eta"][found], t.mu[found], delta[found])
         table = _table(t, found, delta, scale, layout)
 
@@ -388,6 +398,7 @@ class ObjectResponse:
             "n_events": len(t.counts),
             "n_truth_objects": len(t),
             "efficiency_overall": float(found.mean()),
+            "efficiency_training_objects": len(eff_y),
             "n_fakes": int(ak.sum(~matching.reco_matched)),
             "efficiency": eff.metrics,
         }
