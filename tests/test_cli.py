@@ -167,7 +167,7 @@ def test_sample_reweighted_against_the_training_file(model_dir: Path, root_file:
         "--candidate-weights",
         "weight",
         "--permutations",
-        "10",
+        "20",
         "--out",
         str(report),
     )
@@ -183,7 +183,7 @@ def test_sample_reweighted_against_the_training_file(model_dir: Path, root_file:
         "--features",
         "a,b,c,mu",
         "--permutations",
-        "10",
+        "20",
         "--out",
         str(unweighted),
     )
@@ -353,3 +353,10 @@ def test_sampling_killed_while_writing_leaves_no_partial_file(model_dir: Path, t
     if sig == signal.SIGTERM:  # caught: the command unwinds, deletes its temporary file and exits with 128 + 15
         assert code == 143
         assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".gen.parquet.tmp")]
+
+
+def test_preprocessing_choices_are_the_library_presets() -> None:
+    from mcsurrogate.cli.core import PREPROCESSING_CHOICES
+    from mcsurrogate.preprocessing import PRESETS
+
+    assert PREPROCESSING_CHOICES == tuple(PRESETS)

@@ -7,14 +7,12 @@ reference smearing of the same events: core resolutions, correlations, m_γγ an
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
 from typing import Any
 
-from .errors import OutputExistsError
-from .files import atomic_directory
+from .files import atomic_directory, atomic_write_json, atomic_write_text, check_writable, output_lock, refuse_existing
 
 __all__ = ["run_demo"]
 
@@ -31,16 +29,24 @@ def run_demo(
 ) -> dict[str, Any]:
     """Run the demo and write ``out_dir`` (report.json, summary.md, PNG figures, the trained model).
 
-    Returns the report dictionary. ``n_events`` limits the packaged sample (all of it by default).
+    Returns the report dictionary. ``n_events`` limits the packaged sample (all of it by default). ``out_dir`` is
+    checked (writable; not there already unless ``overwrite``) and locked before the training, and written in one
+    step when everything is ready.
     """
+    dest = check_writable(out_dir, directory=True)
+    with output_lock(dest, purpose="mcsurrogate demo"):
+        refuse_existing(dest, overwrite, "pass another directory or overwrite=True (--overwrite)")
+        return _run(dest, n_events, preset, epochs, seed, overwrite, progress)
+
+
+def _run(
+    dest: Path, n_events: int | None, preset: str, epochs: int | None, seed: int, overwrite: bool, progress: bool | None
+) -> dict[str, Any]:
     from .data_files import default_truth_metadata, load_default_truth
     from .response.plots import save_all
     from .response.smearing import SmearingConfig, smear_photons
     from .response.study import run_scenario
 
-    dest = Path(out_dir)
-    if dest.exists() and not overwrite:
-        raise OutputExistsError(f"{dest} exists already; pass another directory or overwrite=True (--overwrite)")
     t0 = time.perf_counter()
     truth = load_default_truth()
     if n_events is not None:
@@ -50,7 +56,7 @@ def run_demo(
         smeared, preset=preset, training={"epochs": epochs} if epochs else None, seed=seed, progress=progress
     )
 
-    with atomic_directory(dest, overwrite=True) as tmp:  # overwrite was checked above, before the training
+    with atomic_directory(dest, overwrite=overwrite) as tmp:
         figures = save_all(result.evaluation, result.reference, result.generated, tmp)
         result.model.save(tmp / "model")
         lo, hi = result.evaluation.worst_width_ratio()
@@ -83,8 +89,8 @@ def run_demo(
             ),
         ]
         report["verdict"] = verdict
-        (tmp / "report.json").write_text(json.dumps(report, indent=2, default=float))
+        atomic_write_json(tmp / "report.json", report)
         lines = ["# mcsurrogate demo: H→γγ photon response, baseline scenario", "", *[f"- {v}" for v in verdict], ""]
         lines += [f"![{f}]({f})" for f in figures]
-        (tmp / "summary.md").write_text("\n".join(lines) + "\n")
+        atomic_write_text(tmp / "summary.md", "\n".join(lines) + "\n")
     return report

@@ -23,6 +23,7 @@ import awkward as ak
 import numpy as np
 
 from .errors import InputError, require_extra
+from .files import check_writable, refuse_existing
 from .surrogate import Surrogate
 
 __all__ = ["partition_sizes", "sample_partition", "sample_partitions", "write_partitioned"]
@@ -87,12 +88,12 @@ def write_partitioned(
 ) -> Any:
     """Write a dask-awkward array as one Parquet file per partition into ``out_dir`` (``part*.parquet``).
 
-    Refuses a non-empty ``out_dir`` unless ``overwrite``. With ``compute=False`` returns the dask object to
+    Refuses a non-empty ``out_dir`` (:class:`~mcsurrogate.errors.OutputExistsError`) unless ``overwrite``, and one
+    that cannot be written (:class:`~mcsurrogate.errors.OutputError`). With ``compute=False`` returns the dask object to
     compute later (e.g. together with histograms, in one pass).
     """
     dak: Any = require_extra("dask_awkward", "dask")
-    out = Path(out_dir)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise InputError(f"{out} exists and is not empty; choose another directory or pass overwrite=True")
+    out = check_writable(out_dir, directory=True)
+    refuse_existing(out, overwrite, "choose another directory or pass overwrite=True", empty_directory_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     return dak.to_parquet(array, str(out), compute=compute)  # type: ignore[attr-defined]

@@ -94,7 +94,11 @@ class Terminated(SystemExit):
         super().__init__(128 + signal.SIGTERM)
 
 
+_sigterm = {"received": False}
+
+
 def _raise_terminated(signum: int, frame: object) -> None:
+    _sigterm["received"] = True
     raise Terminated
 
 
@@ -103,6 +107,10 @@ def sigterm_raises() -> Iterator[None]:
     """Within the block, SIGTERM raises :class:`Terminated` in the main thread; the previous handler is put back
     afterwards. Does nothing outside the main thread or over a handler installed outside Python.
 
+    A signal handler runs wherever Python happens to be, also inside a callback from C code that swallows
+    exceptions (pyarrow calls awkward's type deserialisation so); if the block then ends with another exception,
+    or normally, after a SIGTERM, :class:`Terminated` is raised at its end anyway.
+
     >>> with sigterm_raises():  # doctest: +SKIP
     ...     main()
     """
@@ -110,8 +118,18 @@ def sigterm_raises() -> Iterator[None]:
     if previous is None:
         yield
         return
+    _sigterm["received"] = False
     signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         yield
+    except Terminated:
+        raise
+    except BaseException as exc:
+        if _sigterm["received"]:
+            raise Terminated from exc
+        raise
+    else:
+        if _sigterm["received"]:
+            raise Terminated
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -98,7 +98,7 @@ def check_writable(path: str | os.PathLike[str], *, directory: bool = False) -> 
     try:
         fd, probe = tempfile.mkstemp(prefix=".mcsurrogate-write-test-", dir=ancestor)
     except OSError as exc:
-        raise OutputError(f"cannot write {path}: no permission to create files in {ancestor} ({exc.strerror})") from exc
+        raise OutputError(f"cannot write {path}: cannot create files in {ancestor} ({exc.strerror})") from exc
     os.close(fd)
     os.unlink(probe)
     return path
@@ -274,6 +274,7 @@ def output_lock(dest: str | os.PathLike[str], *, purpose: str = "") -> Iterator[
                 fd, depth, owner = _held[key]
                 _held[key] = (fd, depth - 1, owner)
         return
+    created = _missing_directories(lock.parent)
     fd = _acquire(dest, lock, purpose)
     with _held_guard:
         _held[key] = (fd, 1, me)
@@ -286,6 +287,19 @@ def output_lock(dest: str | os.PathLike[str], *, purpose: str = "") -> Iterator[
         with contextlib.suppress(OSError):
             lock.unlink()  # before unlocking: a waiting process then finds no file, or a fresh one
         os.close(fd)
+        for folder in created:  # made for the lock file; still empty if nothing was written (deepest first)
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+
+
+def _missing_directories(folder: Path) -> list[Path]:
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
 
 
 def _acquire(dest: Path, lock: Path, purpose: str) -> int:
@@ -293,13 +307,14 @@ def _acquire(dest: Path, lock: Path, purpose: str) -> int:
         return os.open(os.devnull, os.O_RDONLY)
     import fcntl
 
-    try:
-        lock.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot write {dest}: cannot create the directory {lock.parent} ({exc.strerror})") from exc
-    while True:
+    for attempt in range(100):
         try:
+            lock.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        except FileNotFoundError:  # an empty parent removed by a writer that just finished: make it again
+            if attempt < 99:
+                continue
+            raise
         except OSError as exc:
             raise OutputError(f"cannot write {dest}: cannot create files in {lock.parent} ({exc.strerror})") from exc
         try:
@@ -317,6 +332,8 @@ def _acquire(dest: Path, lock: Path, purpose: str) -> int:
         if same:  # not a lock file that its last holder deleted while we opened it
             break
         os.close(fd)
+    else:  # pragma: no cover - a hundred lock files replaced under our hands
+        raise OutputError(f"cannot lock {dest}: its lock file {lock} keeps being replaced")
     info = f"pid {os.getpid()}" + (f": {purpose}" if purpose else "")
     os.ftruncate(fd, 0)
     os.pwrite(fd, info.encode(), 0)

@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 
 __all__ = [
+    "correlation",
+    "device",
     "event_count",
     "float_list",
     "fraction",
@@ -110,3 +113,21 @@ def float_list(text: str) -> list[float]:
     if not parts:
         raise argparse.ArgumentTypeError("expected comma-separated numbers, got nothing")
     return [_float(p) for p in parts]
+
+
+def correlation(text: str) -> float:
+    """A correlation coefficient in [-1, 1]."""
+    value = _float(text)
+    if not -1 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a correlation between -1 and 1, got {text!r}")
+    return value
+
+
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def device(text: str) -> str:
+    """A torch device: ``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
+    if not _DEVICE.fullmatch(text.strip()):
+        raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda, cuda:N or mps, got {text!r}")
+    return text.strip()

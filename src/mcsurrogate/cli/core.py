@@ -1,14 +1,25 @@
-"""Core commands: ``demo``, ``train``, ``sample``, ``distill``, ``info``."""
+"""Core commands: ``demo``, ``train``, ``sample``, ``distill``, ``info``.
+
+Every flag is checked when it is parsed (:mod:`mcsurrogate.cli.arguments`); every output location is checked
+(writable, not there already unless ``--overwrite``) and locked against a second writer before any reading,
+training or sampling starts (:mod:`mcsurrogate.files`).
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError, OutputExistsError
+from ..errors import InputError
+from ..files import check_writable, output_lock, refuse_existing
+from .arguments import device, event_count, non_negative_int, positive_float, positive_int
+
+#: the preprocessing presets of mcsurrogate.preprocessing.PRESETS (literal: the parser imports no torch; tested)
+PREPROCESSING_CHOICES = ("identity", "standardize", "logit", "gauss-rank", "minmax")
 
 FLOW_CHOICES = ("maf", "made-mog", "maf-made-mog", "rqs-ar", "rqs-coupling", "realnvp", "glow")
 
@@ -44,18 +55,38 @@ def checkpoint_dir_for(out: Path) -> Path:
     return out.with_name(out.name + ".checkpoints")
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from ..io import read_events
-    from ..surrogate import Surrogate
+_OVERWRITE_HINT = "choose another --out or pass --overwrite"
 
+
+def claim_output(
+    stack: contextlib.ExitStack, path: str | Path, overwrite: bool, purpose: str, *, directory: bool = False
+) -> Path:
+    """Check that the output ``path`` can be written and is not there already (unless ``overwrite``), then lock it
+    for the rest of the command (``stack``): a second command writing the same output fails at once."""
+    out = check_writable(path, directory=directory)
+    refuse_existing(out, overwrite, _OVERWRITE_HINT)
+    stack.enter_context(output_lock(out, purpose=purpose))
+    return refuse_existing(out, overwrite, _OVERWRITE_HINT)  # again: it may have appeared before the lock
+
+
+def cmd_train(args: argparse.Namespace) -> int:
     cfg = _load_config(args.config)
     targets = _columns(args.targets) or cfg.get("targets", [])
     conditions = _columns(args.conditions) or cfg.get("conditions", [])
     if not targets:
         raise InputError("no target columns: pass --targets a,b,c (or 'targets' in --config)")
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise OutputExistsError(f"{out} exists already; choose another --out or pass --overwrite")
+    with contextlib.ExitStack() as stack:
+        out, ckpt = Path(args.out), checkpoint_dir_for(Path(args.out))
+        claim_output(stack, out, args.overwrite, f"mcsurrogate train, checkpoints in {ckpt}", directory=True)
+        return _train(args, cfg, targets, conditions, out, ckpt)
+
+
+def _train(
+    args: argparse.Namespace, cfg: dict[str, Any], targets: list[str], conditions: list[str], out: Path, ckpt: Path
+) -> int:
+    from ..io import read_events
+    from ..surrogate import Surrogate
+
     flow = dict(cfg.get("flow", {}))
     for key, value in (("model", args.model), ("blocks", args.blocks), ("hidden", args.hidden)):
         if value is not None:
@@ -80,7 +111,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         preprocessing=args.preprocessing or cfg.get("preprocessing", "standardize"),
         condition_preprocessing=cfg.get("condition_preprocessing", "standardize"),
     )
-    ckpt = checkpoint_dir_for(out)
     print(f"training {flow['model']} on {len(events)} events: targets {targets}, conditions {conditions or 'none'}")
     print(f"checkpoints in {ckpt} (re-run the same command to resume after an interruption)")
     model.fit(
@@ -101,6 +131,21 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
+    from ..io import file_format
+
+    file_format(args.output)  # a wrong suffix is refused before the work too
+    if args.save_reweighting and not args.reweight_against:
+        raise InputError("--save-reweighting saves the weights that --reweight-against fits: pass both")
+    if args.reweight_against and args.reweighting:
+        raise InputError("pass --reweight-against (fit the weights) or --reweighting (load them), not both")
+    with contextlib.ExitStack() as stack:
+        if args.save_reweighting:
+            claim_output(stack, args.save_reweighting, args.overwrite, "mcsurrogate sample", directory=True)
+        claim_output(stack, args.output, args.overwrite, "mcsurrogate sample")
+        return _sample(args)
+
+
+def _sample(args: argparse.Namespace) -> int:
     import awkward as ak
 
     from ..io import EventWriter, read_events
@@ -120,8 +165,6 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
         if "weight" in model.targets + model.conditions:
             raise InputError(f"{args.model} has a column named 'weight': reweighting would overwrite it")
-        if args.reweight_against and args.reweighting:
-            raise InputError("pass --reweight-against (fit the weights) or --reweighting (load them), not both")
         if args.reweighting:
             reweighting = Reweighting.load(args.reweighting)
             expected = list(model.targets) + list(model.conditions)
@@ -132,10 +175,6 @@ def cmd_sample(args: argparse.Namespace) -> int:
                 )
             print(f"reweighting from {args.reweighting}: Kish efficiency {reweighting.kish_efficiency:.3f} at its fit")
         else:
-            if args.save_reweighting and Path(args.save_reweighting).exists() and not args.overwrite:
-                raise OutputExistsError(
-                    f"{args.save_reweighting} exists already; choose another directory or --overwrite"
-                )
             training = read_events(args.reweight_against)
             # the fit's generated events use another seed than the written ones
             reweighting = fit_surrogate_reweighting(model, training, seed=args.seed + 1_000_003)
@@ -145,8 +184,6 @@ def cmd_sample(args: argparse.Namespace) -> int:
             )
             if args.save_reweighting:
                 print(f"saved {reweighting.save(args.save_reweighting, overwrite=args.overwrite)}")
-    elif args.save_reweighting:
-        raise InputError("--save-reweighting saves the weights that --reweight-against fits: pass both")
     n_written = 0
     with EventWriter(args.output, tree=args.out_tree, overwrite=args.overwrite) as writer:
         for batch in model.sample_batches(args.n, conditions, seed=args.seed, batch_size=args.batch_size):
@@ -159,13 +196,16 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
+    with contextlib.ExitStack() as stack:
+        out = claim_output(stack, args.out, args.overwrite, "mcsurrogate distill", directory=True)
+        return _distill(args, out)
+
+
+def _distill(args: argparse.Namespace, out: Path) -> int:
     from ..io import read_events
     from ..response.surrogate import DEFAULT_LAYOUT, distill_response
     from ..surrogate import Surrogate
 
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise OutputExistsError(f"{out} exists already; choose another --out or pass --overwrite")
     model = Surrogate.load(args.model, device=args.device)
     config = {
         key: value
@@ -244,17 +284,19 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from ..demo import run_demo
 
-    print(
-        "mcsurrogate demo: H→γγ photon detector response (paper A, baseline scenario) on the packaged "
-        "Pythia 8 gg→H truth sample"
-    )
     out = args.out
     if out is None:  # the default name: never overwrite an earlier demo, take the next free one
         out, k = "mcsurrogate-demo", 1
         while Path(out).exists():
             k += 1
             out = f"mcsurrogate-demo-{k}"
-    report = run_demo(out, n_events=args.events, epochs=args.epochs, seed=args.seed, overwrite=args.overwrite)
+    with contextlib.ExitStack() as stack:
+        claim_output(stack, out, args.overwrite, "mcsurrogate demo", directory=True)
+        print(
+            "mcsurrogate demo: H→γγ photon detector response (paper A, baseline scenario) on the packaged "
+            "Pythia 8 gg→H truth sample"
+        )
+        report = run_demo(out, n_events=args.events, epochs=args.epochs, seed=args.seed, overwrite=args.overwrite)
     print()
     for line in report["verdict"]:
         print(f"  {line}")
@@ -270,34 +312,56 @@ def register(sub: argparse._SubParsersAction) -> None:
         "train a response surrogate, validate it on a held-out split, write a report.",
     )
     p.add_argument("--out", help="report directory (default: mcsurrogate-demo, or -2, -3 … if it exists)")
-    p.add_argument("--events", type=int, help="use only the first N packaged events")
-    p.add_argument("--epochs", type=int, help="training epochs (default: the demo preset's)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--events", type=event_count, help="use only the first N packaged events (default: all of them, 200 000)"
+    )
+    p.add_argument("--epochs", type=positive_int, help="training epochs (default: the demo preset's, 12)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the smearing and training (default: 0)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing report directory")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser(
         "train",
         help="train a surrogate on a ROOT or Parquet file",
-        description="Train a normalizing-flow surrogate of TARGETS (given CONDITIONS) on DATA.",
+        description="Train a normalizing-flow surrogate of TARGETS (given CONDITIONS) on DATA. The model directory "
+        "--out is locked while it trains: a second train into the same --out is refused at once.",
     )
     p.add_argument("data", metavar="DATA", help="ROOT (file.root or file.root:tree) or Parquet file")
-    p.add_argument("--targets", help="comma-separated target columns")
-    p.add_argument("--conditions", help="comma-separated condition columns (omit for an unconditional model)")
-    p.add_argument("--tree", help="TTree name in a ROOT file")
-    p.add_argument("--model", choices=FLOW_CHOICES, help="flow family (default maf)")
-    p.add_argument("--blocks", type=int, help="flow blocks")
-    p.add_argument("--hidden", type=int, help="hidden width")
-    p.add_argument("--epochs", type=int, help="training epochs")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float, help="initial learning rate")
-    p.add_argument("--preprocessing", help="standardize | logit | gauss-rank | minmax | identity")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="auto (default), cpu, cuda")
-    p.add_argument("--config", help="JSON file with 'flow', 'training', 'preprocessing' sections")
+    p.add_argument("--targets", help="comma-separated target columns (default: 'targets' of --config)")
+    p.add_argument(
+        "--conditions",
+        help="comma-separated condition columns (default: 'conditions' of --config, else none: an unconditional model)",
+    )
+    p.add_argument("--tree", help="TTree name in a ROOT file (default: the file's only tree)")
+    p.add_argument("--model", choices=FLOW_CHOICES, help="flow family (default: --config's, else maf)")
+    p.add_argument("--blocks", type=positive_int, help="flow blocks (default: --config's, else 5)")
+    p.add_argument("--hidden", type=positive_int, help="hidden width, units per layer (default: --config's, else 128)")
+    p.add_argument(
+        "--epochs", type=positive_int, help="training epochs, at most (early stopping; default: --config's, else 50)"
+    )
+    p.add_argument("--batch-size", type=positive_int, help="events per optimiser step (default: --config's, else 512)")
+    p.add_argument("--lr", type=positive_float, help="initial learning rate (default: --config's, else 0.001)")
+    p.add_argument(
+        "--preprocessing",
+        choices=PREPROCESSING_CHOICES,
+        help="transform of the targets before the flow (default: --config's, else standardize)",
+    )
+    p.add_argument(
+        "--seed",
+        type=non_negative_int,
+        help="seed of the split, initialisation and batches (default: --config's, else 0)",
+    )
+    p.add_argument(
+        "--device",
+        type=device,
+        help="auto, cpu, cuda, cuda:N or mps (default: --config's, else auto: CUDA when present)",
+    )
+    p.add_argument(
+        "--config", help="JSON file with 'flow', 'training', 'preprocessing' sections (default: none; flags win)"
+    )
     p.add_argument("--drop-nonfinite", action="store_true", help="drop events with NaN/inf instead of failing")
     p.add_argument("--no-resume", action="store_true", help="ignore checkpoints of an interrupted run")
-    p.add_argument("--out", required=True, help="model directory to write")
+    p.add_argument("--out", required=True, help="model directory to write (checkpoints in OUT.checkpoints meanwhile)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing model directory")
     p.set_defaults(func=cmd_train)
 
@@ -306,31 +370,38 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="generate events from a trained surrogate",
         description="Generate events with a trained surrogate and write them to ROOT or Parquet.",
     )
-    p.add_argument("model", metavar="MODEL_DIR")
-    p.add_argument("-n", type=int, help="number of events (unconditional models)")
-    p.add_argument("--conditions-from", help="file with the condition columns: one generated event per row")
-    p.add_argument("--tree", help="TTree of --conditions-from")
+    p.add_argument("model", metavar="MODEL_DIR", help="model directory written by train, train-response or distill")
+    p.add_argument(
+        "-n", type=event_count, help="number of events, e.g. 1e6 (unconditional models; default: one per condition)"
+    )
+    p.add_argument(
+        "--conditions-from", help="file with the condition columns: one generated event per row (default: none)"
+    )
+    p.add_argument("--tree", help="TTree of --conditions-from (default: the file's only tree)")
     p.add_argument("-o", "--output", required=True, help="OUT.parquet or OUT.root")
-    p.add_argument("--out-tree", default="events", help="TTree name in a ROOT output (default events)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=100_000)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--out-tree", default="events", help="TTree name in a ROOT output (default: events)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the generated noise (default: 0)")
+    p.add_argument(
+        "--batch-size", type=positive_int, default=100_000, help="events generated per batch (default: 100000)"
+    )
+    p.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument(
         "--reweight-against",
         metavar="TRAINING_FILE",
         help="the model's training MC (file.root[:tree] or .parquet): add a 'weight' column, w(x) = p_MC/p_gen "
-        "of classifiers trained on it (ELSA's first step, mcsurrogate.refinement)",
+        "of classifiers trained on it (ELSA's first step, mcsurrogate.refinement; default: no weights)",
     )
     p.add_argument(
         "--save-reweighting",
         metavar="DIR",
-        help="with --reweight-against: save the fitted reweighting (Reweighting.save, no pickle) for --reweighting",
+        help="with --reweight-against: save the fitted reweighting (Reweighting.save, no pickle) for --reweighting "
+        "(default: not saved)",
     )
     p.add_argument(
         "--reweighting",
         metavar="DIR",
-        help="add a 'weight' column from a saved reweighting of this model instead of fitting one",
+        help="add a 'weight' column from a saved reweighting of this model instead of fitting one (default: none)",
     )
     p.set_defaults(func=cmd_sample)
 
@@ -341,33 +412,36 @@ def register(sub: argparse._SubParsersAction) -> None:
         "training events) and save a copy of the model that samples with it; its density stays the flow's. "
         "Validate its samples as you would the flow's.",
     )
-    p.add_argument("model", metavar="MODEL_DIR")
-    p.add_argument("--conditions-from", help="file with the condition columns (or truth photons and mu)")
-    p.add_argument("--tree", help="TTree of --conditions-from")
-    p.add_argument("--hidden", type=int, help="hidden width of the student (default 256)")
-    p.add_argument("--layers", type=int, help="hidden layers of the student (default 3)")
-    p.add_argument("--pairs", type=int, help="teacher samples to fit (default 2 000 000)")
-    p.add_argument("--epochs", type=int, help="passes over the pairs (default 20)")
-    p.add_argument("--batch-size", type=int, help="pairs per optimiser step (default 4096)")
-    p.add_argument("--seed", type=int)
+    p.add_argument("model", metavar="MODEL_DIR", help="model directory of the flow to distil")
+    p.add_argument(
+        "--conditions-from",
+        help="file with the condition columns (or truth photons and mu); required for a conditional model (default: none)",
+    )
+    p.add_argument("--tree", help="TTree of --conditions-from (default: the file's only tree)")
+    p.add_argument("--hidden", type=positive_int, help="hidden width of the student, units (default: 256)")
+    p.add_argument("--layers", type=positive_int, help="hidden layers of the student (default: 3)")
+    p.add_argument("--pairs", type=event_count, help="teacher samples to fit (default: 2 000 000)")
+    p.add_argument("--epochs", type=positive_int, help="passes over the pairs (default: 20)")
+    p.add_argument("--batch-size", type=positive_int, help="pairs per optimiser step (default: 4096)")
+    p.add_argument("--seed", type=non_negative_int, help="seed of the pairs and the student (default: 0)")
     p.add_argument(
         "--activation",
         choices=DISTILL_ACTIVATIONS,
-        help="activation of the student's hidden layers (default relu; silu fits as well and samples ~1.8× slower in "
-        "bfloat16)",
+        help="activation of the student's hidden layers (default: relu; silu fits as well and samples ~1.8× slower "
+        "in bfloat16)",
     )
     p.add_argument(
         "--precision",
         choices=DISTILL_PRECISIONS,
-        help="arithmetic of the student when sampling (default float32; bfloat16 ~2× faster on CPUs with AMX or "
+        help="arithmetic of the student when sampling (default: float32; bfloat16 ~2× faster on CPUs with AMX or "
         "AVX512-BF16 and on GPUs, slower elsewhere)",
     )
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     p.add_argument("--out", required=True, help="model directory to write")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing model directory")
     p.set_defaults(func=cmd_distill)
 
     p = sub.add_parser("info", help="describe a model directory")
-    p.add_argument("model", metavar="MODEL_DIR")
+    p.add_argument("model", metavar="MODEL_DIR", help="model directory to describe")
     p.add_argument("--json", action="store_true", help="print everything as JSON")
     p.set_defaults(func=cmd_info)

@@ -5,17 +5,25 @@ from __future__ import annotations
 import argparse
 import time
 
-from ..errors import InputError
+from ..files import check_writable, output_lock, refuse_existing
+from .arguments import event_count, non_negative_int, positive_int
 
 
 def cmd_sample_dask(args: argparse.Namespace) -> int:
+    out = check_writable(args.out, directory=True)
+    hint = "choose another --out or pass --overwrite"
+    refuse_existing(out, args.overwrite, hint, empty_directory_ok=True)
+    with output_lock(out, purpose="mcsurrogate sample-dask"):
+        refuse_existing(out, args.overwrite, hint, empty_directory_ok=True)
+        return _sample_dask(args)
+
+
+def _sample_dask(args: argparse.Namespace) -> int:
     import dask
 
     from ..distributed import sample_partitions, write_partitioned
 
-    n = int(float(args.n))
-    if n < 1:
-        raise InputError(f"-n must be positive; got {args.n}")
+    n = args.n
     array = sample_partitions(args.model, n, args.partitions, seed=args.seed)
     client = None
     if args.scheduler:
@@ -52,16 +60,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         "for fixed -n, --partitions and --seed, whatever the scheduler.",
     )
     p.add_argument("model", help="saved (unconditional) surrogate directory, readable by every worker")
-    p.add_argument("-n", required=True, help="number of events (e.g. 1e9)")
-    p.add_argument("--partitions", type=int, required=True, help="number of partitions (= output files)")
-    p.add_argument("--out", required=True, help="output directory of part*.parquet files")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--scheduler", help="address of a dask.distributed scheduler (default: run locally)")
+    p.add_argument("-n", type=event_count, required=True, help="number of events, a whole number (e.g. 1e9)")
+    p.add_argument(
+        "--partitions", type=positive_int, required=True, help="number of partitions (= output files), at most -n"
+    )
+    p.add_argument("--out", required=True, help="output directory of part*.parquet files (new or empty)")
+    p.add_argument(
+        "--seed", type=non_negative_int, default=0, help="partition i draws from default_rng([seed, i]) (default: 0)"
+    )
+    p.add_argument("--scheduler", help="address of a dask.distributed scheduler (default: none, run locally)")
     p.add_argument(
         "--local-scheduler",
         default="processes",
         choices=("processes", "threads", "sync"),
         help="local dask scheduler when no --scheduler is given (default: processes)",
     )
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty --out directory")
     p.set_defaults(func=cmd_sample_dask)

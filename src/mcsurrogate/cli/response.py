@@ -1,16 +1,22 @@
-"""Detector-response and generation commands: ``generate``, ``smear``, ``train-response``, ``apply``."""
+"""Detector-response and generation commands: ``generate``, ``smear``, ``train-response``, ``apply``.
+
+Every flag is checked when it is parsed; every output is checked and locked before the work (see
+:mod:`mcsurrogate.cli.core`).
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError, OutputExistsError
-from ..files import atomic_write_text
+from ..errors import InputError
+from ..files import atomic_write_json, refuse_existing
+from .arguments import correlation, device, event_count, non_negative_float, non_negative_int, positive_int
+from .core import checkpoint_dir_for, claim_output
 
 #: the names of mcsurrogate.response.surrogate.PRESETS, repeated here so that parsing the command line needs no torch
 RESPONSE_PRESETS = ("paper-a", "spline", "spline-ar", "affine-spline", "demo")
@@ -25,8 +31,6 @@ def _write_generated(args: argparse.Namespace, chunks: Iterator[Any], stats: Any
 
     out = Path(args.output)
     meta_path = out.with_suffix(".json")
-    if meta_path.exists() and not args.overwrite:
-        raise OutputExistsError(f"{meta_path} (the metadata of {out.name}) exists already; pass --overwrite")
     with EventWriter(out, overwrite=args.overwrite) as writer:
         for chunk in chunks:
             writer.write(chunk)
@@ -38,14 +42,31 @@ def _write_generated(args: argparse.Namespace, chunks: Iterator[Any], stats: Any
         "mcsurrogate_version": __version__,
         "stats": stats.to_dict(),
     }
-    atomic_write_text(meta_path, json.dumps(meta, indent=2))
+    atomic_write_json(meta_path, meta)
     print(
         f"wrote {stats.accepted} events to {out} ({stats.events_per_second:.0f} events/s, "
         f"{stats.accepted / max(stats.tried, 1):.1%} of the tried events accepted); metadata in {meta_path}"
     )
 
 
+@contextlib.contextmanager
+def _claimed_generation(args: argparse.Namespace) -> Iterator[None]:
+    """The event file ``-o`` and its metadata ``.json`` beside it, checked and locked before the generator starts."""
+    from ..io import file_format
+
+    file_format(args.output)
+    with contextlib.ExitStack() as stack:
+        out = claim_output(stack, args.output, args.overwrite, "mcsurrogate generate")
+        refuse_existing(out.with_suffix(".json"), args.overwrite, f"(the metadata of {out.name}) pass --overwrite")
+        yield
+
+
 def cmd_generate_higgs(args: argparse.Namespace) -> int:
+    with _claimed_generation(args):
+        return _generate_higgs(args)
+
+
+def _generate_higgs(args: argparse.Namespace) -> int:
     from ..generators import GenerationStats, higgs_diphoton_settings, iterate_higgs_diphoton
 
     stats = GenerationStats()
@@ -73,6 +94,11 @@ def cmd_generate_higgs(args: argparse.Namespace) -> int:
 
 
 def cmd_generate_benchmark(args: argparse.Namespace) -> int:
+    with _claimed_generation(args):
+        return _generate_benchmark(args)
+
+
+def _generate_benchmark(args: argparse.Namespace) -> int:
     from ..generators import GenerationStats
     from ..generators.higgs_benchmark import (
         DEFAULT_DETECTOR,
@@ -114,6 +140,11 @@ def cmd_generate_benchmark(args: argparse.Namespace) -> int:
 
 
 def cmd_generate_pythia(args: argparse.Namespace) -> int:
+    with _claimed_generation(args):
+        return _generate_pythia(args)
+
+
+def _generate_pythia(args: argparse.Namespace) -> int:
     from ..generators import GenerationStats, iterate_final_state, read_settings
 
     settings = read_settings(args.settings)
@@ -150,9 +181,11 @@ def cmd_smear(args: argparse.Namespace) -> int:
     if args.rho is not None and args.scenario != "correlation":
         raise InputError("--rho applies to --scenario correlation only")
     config = SmearingConfig(scenario=args.scenario, rho=0.5 if args.rho is None else args.rho)
-    truth = read_events(args.truth, tree=args.tree)
-    reco = smear_photons(truth, config, seed=args.seed)
-    write_events(reco, args.output, overwrite=args.overwrite)
+    with contextlib.ExitStack() as stack:
+        claim_output(stack, args.output, args.overwrite, "mcsurrogate smear")
+        truth = read_events(args.truth, tree=args.tree)
+        reco = smear_photons(truth, config, seed=args.seed)
+        write_events(reco, args.output, overwrite=args.overwrite)
     print(
         f"smeared {len(reco)} events ({args.scenario}{'' if args.scenario != 'correlation' else f', rho={config.rho}'})"
         f" -> {args.output}"
@@ -161,18 +194,20 @@ def cmd_smear(args: argparse.Namespace) -> int:
 
 
 def cmd_train_response(args: argparse.Namespace) -> int:
+    with contextlib.ExitStack() as stack:
+        out, ckpt = Path(args.out), checkpoint_dir_for(Path(args.out))
+        claim_output(stack, out, args.overwrite, f"mcsurrogate train-response, checkpoints in {ckpt}", directory=True)
+        return _train_response(args, out, ckpt)
+
+
+def _train_response(args: argparse.Namespace, out: Path, ckpt: Path) -> int:
     from ..io import read_events
     from ..response.surrogate import train_response
-    from .core import checkpoint_dir_for
 
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise OutputExistsError(f"{out} exists already; choose another --out or pass --overwrite")
     training = {
         k: v for k, v in (("epochs", args.epochs), ("seed", args.seed), ("device", args.device)) if v is not None
     }
     smeared = read_events(args.smeared, tree=args.tree)
-    ckpt = checkpoint_dir_for(out)
     model = train_response(smeared, args.preset, training=training, checkpoint_dir=str(ckpt))
     model.save(out, overwrite=args.overwrite)
     shutil.rmtree(ckpt, ignore_errors=True)
@@ -190,10 +225,12 @@ def cmd_apply(args: argparse.Namespace) -> int:
     from ..response.surrogate import apply_response
     from ..surrogate import Surrogate
 
-    model = Surrogate.load(args.model, device=args.device)
-    truth = read_events(args.truth, tree=args.tree)
-    reco = apply_response(model, truth, seed=args.seed, batch_size=args.batch_size)
-    write_events(reco, args.output, overwrite=args.overwrite)
+    with contextlib.ExitStack() as stack:
+        claim_output(stack, args.output, args.overwrite, "mcsurrogate apply")
+        model = Surrogate.load(args.model, device=args.device)
+        truth = read_events(args.truth, tree=args.tree)
+        reco = apply_response(model, truth, seed=args.seed, batch_size=args.batch_size)
+        write_events(reco, args.output, overwrite=args.overwrite)
     print(f"smeared {len(reco)} events with {args.model} -> {args.output}")
     return 0
 
@@ -203,15 +240,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     gsub = gen.add_subparsers(dest="generator", metavar="PROCESS", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("-n", type=int, required=True, help="accepted (selected) events to write")
-        p.add_argument("--seed", type=int, required=True, help="Pythia seeds are derived from it per chunk")
-        p.add_argument("--workers", type=int, default=1, help="processes; the events do not depend on it")
-        p.add_argument("--chunk-size", type=int, default=10_000, help="events per chunk (the events depend on it)")
+        p.add_argument("-n", type=event_count, required=True, help="accepted (selected) events to write, e.g. 1e5")
+        p.add_argument(
+            "--seed", type=non_negative_int, required=True, help="Pythia seeds are derived from it per chunk"
+        )
+        p.add_argument(
+            "--workers", type=positive_int, default=1, help="processes; the events do not depend on it (default: 1)"
+        )
+        p.add_argument(
+            "--chunk-size",
+            type=positive_int,
+            default=10_000,
+            help="events per chunk (the events depend on it; default: 10000)",
+        )
         p.add_argument("-o", "--output", required=True, help="OUT.parquet or OUT.root (metadata in OUT.json)")
-        p.add_argument("--overwrite", action="store_true")
+        p.add_argument("--overwrite", action="store_true", help="replace an existing output and its metadata")
 
     p = gsub.add_parser("higgs-diphoton", help="pp -> H -> gamma gamma at 13 TeV (paper A's truth sample)")
-    p.add_argument("--process", choices=("ggH", "ttH"), default="ggH")
+    p.add_argument("--process", choices=("ggH", "ttH"), default="ggH", help="production process (default: ggH)")
     p.add_argument("--mpi", action="store_true", help="multi-parton interactions on (slower; Higgs photons unchanged)")
     p.add_argument("--hadronization", action="store_true", help="hadronisation on (slower; Higgs photons unchanged)")
     common(p)
@@ -221,48 +267,68 @@ def register(sub: argparse._SubParsersAction) -> None:
         "higgs-benchmark",
         help="HIGGS-like signal or semileptonic t tbar with FastJet jets and a detector model (paper B)",
     )
-    p.add_argument("--process", choices=("ttbar", "signal"), required=True)
+    p.add_argument("--process", choices=("ttbar", "signal"), required=True, help="the process to generate")
     p.add_argument("--mpi", action="store_true", help="multi-parton interactions on (about 4x slower)")
     common(p)
     p.set_defaults(func=cmd_generate_benchmark)
 
     p = gsub.add_parser("pythia", help="any Pythia 8 settings file; writes the final-state photons and leptons")
     p.add_argument("--settings", required=True, help="file of Pythia settings, one 'Key = value' a line (! comments)")
-    p.add_argument("--pdg-ids", type=int, nargs="+", default=[11, 13, 22], help="|PDG ids| kept (default 11 13 22)")
-    p.add_argument("--pt-min", type=float, default=0.0, help="p_T threshold in GeV")
-    p.add_argument("--eta-max", type=float, default=float("inf"), help="|eta| limit")
-    p.add_argument("--min-count", type=int, default=0, help="reject events with fewer particles passing")
+    p.add_argument("--pdg-ids", type=int, nargs="+", default=[11, 13, 22], help="|PDG ids| kept (default: 11 13 22)")
+    p.add_argument(
+        "--pt-min", type=non_negative_float, default=0.0, help="p_T threshold in GeV (default: 0, no threshold)"
+    )
+    p.add_argument("--eta-max", type=non_negative_float, default=float("inf"), help="|eta| limit (default: none)")
+    p.add_argument(
+        "--min-count",
+        type=non_negative_int,
+        default=0,
+        help="reject events with fewer particles passing (default: 0, keep every event)",
+    )
     common(p)
     p.set_defaults(func=cmd_generate_pythia)
 
     p = sub.add_parser("smear", help="paper A's reference photon smearing of a truth sample")
-    p.add_argument("truth", metavar="TRUTH")
-    p.add_argument("--scenario", choices=("baseline", "correlation", "asymmetric"), default="baseline")
-    p.add_argument("--rho", type=float, help="correlation between the two photons' responses (correlation scenario)")
-    p.add_argument("--tree")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("-o", "--output", required=True)
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("truth", metavar="TRUTH", help="truth events with 'photons' and 'mu' (ROOT or Parquet)")
+    p.add_argument(
+        "--scenario",
+        choices=("baseline", "correlation", "asymmetric"),
+        default="baseline",
+        help="paper A's smearing scenario (default: baseline)",
+    )
+    p.add_argument(
+        "--rho",
+        type=correlation,
+        help="correlation between the two photons' responses, in [-1, 1] (correlation scenario; default: 0.5)",
+    )
+    p.add_argument("--tree", help="TTree of TRUTH (default: the file's only tree)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the smearing (default: 0)")
+    p.add_argument("-o", "--output", required=True, help="OUT.parquet or OUT.root")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=cmd_smear)
 
     p = sub.add_parser("train-response", help="train a photon-response surrogate on smeared events")
     p.add_argument("smeared", metavar="SMEARED", help="output of 'mcsurrogate smear' (reco + truth photons, mu)")
-    p.add_argument("--preset", choices=RESPONSE_PRESETS, default="affine-spline")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device")
-    p.add_argument("--tree")
-    p.add_argument("--out", required=True)
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument(
+        "--preset", choices=RESPONSE_PRESETS, default="affine-spline", help="response model (default: affine-spline)"
+    )
+    p.add_argument("--epochs", type=positive_int, help="training epochs, at most (default: the preset's)")
+    p.add_argument("--seed", type=non_negative_int, help="seed of the split, initialisation and batches (default: 0)")
+    p.add_argument("--device", type=device, help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    p.add_argument("--tree", help="TTree of SMEARED (default: the file's only tree)")
+    p.add_argument("--out", required=True, help="model directory to write (checkpoints in OUT.checkpoints meanwhile)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing model directory")
     p.set_defaults(func=cmd_train_response)
 
     p = sub.add_parser("apply", help="smear truth events with a response surrogate: reco = truth + sampled response")
-    p.add_argument("model", metavar="MODEL_DIR")
-    p.add_argument("truth", metavar="TRUTH")
-    p.add_argument("--tree")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=100_000)
-    p.add_argument("--device", default="auto")
-    p.add_argument("-o", "--output", required=True)
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("model", metavar="MODEL_DIR", help="response model directory (train-response)")
+    p.add_argument("truth", metavar="TRUTH", help="truth events with 'photons' and 'mu' (ROOT or Parquet)")
+    p.add_argument("--tree", help="TTree of TRUTH (default: the file's only tree)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the sampled response (default: 0)")
+    p.add_argument(
+        "--batch-size", type=positive_int, default=100_000, help="photons smeared per batch (default: 100000)"
+    )
+    p.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    p.add_argument("-o", "--output", required=True, help="OUT.parquet or OUT.root")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=cmd_apply)
