@@ -46,6 +46,7 @@ def _run(
     from .response.plots import save_all
     from .response.smearing import SmearingConfig, smear_photons
     from .response.study import run_scenario
+    from .stats.jsonable import strict
 
     t0 = time.perf_counter()
     truth = load_default_truth()
@@ -89,7 +90,8 @@ def _run(
             ),
         ]
         report["verdict"] = verdict
-        atomic_write_json(tmp / "report.json", report)
+        # bins without events have NaN widths: strict JSON stores them as null (stats.jsonable's convention)
+        atomic_write_json(tmp / "report.json", strict(report))
         lines = ["# mcsurrogate demo: H→γγ photon response, baseline scenario", "", *[f"- {v}" for v in verdict], ""]
         lines += [f"![{f}]({f})" for f in figures]
         atomic_write_text(tmp / "summary.md", "\n".join(lines) + "\n")
