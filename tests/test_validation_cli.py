@@ -81,6 +81,28 @@ def test_unknown_corner_feature_is_refused_before_the_work(files, capsys):
     assert not (files / "corner").exists()
 
 
+def test_unwritable_out_is_refused_before_the_work(files, capsys, tmp_path, monkeypatch):
+    """--out below a regular file: exit 2 naming it, before any file is read (issue 28 item 3)."""
+    import mcsurrogate.validation.report as report
+
+    def never(*args, **kwargs):
+        raise AssertionError("validate ran although --out cannot be written")
+
+    monkeypatch.setattr(report, "validate", never)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    code = main(["validate", str(files / "ref.parquet"), str(files / "can.parquet"), "--out", str(blocker / "sub")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "a_file" in err and "Traceback" not in err
+
+
+def test_a_failed_validate_leaves_no_empty_out(files, capsys):
+    assert _run(files, "--features", "x,nope", out="failed") == 2
+    assert "nope" in capsys.readouterr().err
+    assert not (files / "failed").exists()
+
+
 def test_too_few_permutations_for_the_level_exit_2(files, capsys):
     assert _run(files, "--permutations", "5", out="few") == 2
     err = capsys.readouterr().err

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError, OutputExistsError
+from ..errors import InputError
+from ..files import output_directory
 from .arguments import event_count, non_negative_int, open_fraction, positive_int
 
 
@@ -86,7 +87,6 @@ def _threads(n: int | None) -> Iterator[None]:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from ..validation.c2st import minimum_permutations
-    from ..validation.report import validate, write_report
 
     need = minimum_permutations(args.level)
     if args.permutations < need:
@@ -94,9 +94,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
             f"--permutations {args.permutations}: the smallest p-value it can give, 1/{args.permutations + 1}, "
             f"cannot reach --level {args.level:g}; use at least {need}"
         )
-    out = Path(args.out)
-    if out.exists() and any(out.iterdir()) and not args.overwrite:
-        raise OutputExistsError(f"{out} exists and is not empty; choose another --out or pass --overwrite")
+    # --out is checked (writable; empty unless --overwrite) and locked before any file is read; a failure before the
+    # first figure is written leaves no empty folder behind
+    with output_directory(args.out, overwrite=args.overwrite) as out:
+        return _validate_into(args, out)
+
+
+def _validate_into(args: argparse.Namespace, out: Path) -> int:
+    from ..validation.report import validate, write_report
+
     w_ref_col = args.reference_weights or args.weights
     w_can_col = args.candidate_weights or args.weights
     weight_columns = {c for c in (args.weights, args.reference_weights, args.candidate_weights) if c}
