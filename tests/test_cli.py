@@ -360,3 +360,37 @@ def test_preprocessing_choices_are_the_library_presets() -> None:
     from mcsurrogate.preprocessing import PRESETS
 
     assert PREPROCESSING_CHOICES == tuple(PRESETS)
+
+
+def test_train_with_a_weight_column_records_the_effective_size(tmp_path: Path) -> None:
+    """``train --weights COLUMN`` trains on the weights (the Kish size in metrics.json and ``info``); a bad weight
+    column is refused naming it (issue 29)."""
+    events = correlated_events(1500, seed=4)
+    w = np.random.default_rng(0).exponential(1.0, len(events))
+    data = write_root(tmp_path / "w.root", ak.with_field(ak.with_field(events, w, "w"), np.zeros(len(events)), "zero"))
+    common = (
+        "--targets",
+        "a,b",
+        "--model",
+        "maf",
+        "--blocks",
+        "1",
+        "--hidden",
+        "8",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+    )
+    out = tmp_path / "weighted"
+    proc = run_here("train", str(data), *common, "--weights", "w", "--bootstrap-seed", "3", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((out / "metrics.json").read_text())["weights"]
+    n = summary["n_train"]
+    assert summary["bootstrap_seed"] == 3 and summary["source"] == "w"
+    assert 0.2 * n < summary["kish_effective_size"] < 0.8 * n  # exponential × Poisson(1) weights: Kish ≈ n/4
+    assert "Kish effective size" in proc.stdout
+    info = run_here("info", str(out))
+    assert "training size" in info.stdout and "Poisson bootstrap seed 3" in info.stdout
+    fails_with(run_here("train", str(data), *common, "--weights", "zero", "--out", str(tmp_path / "z")), "zero")
+    assert not (tmp_path / "z").exists()

@@ -69,6 +69,42 @@ def claim_output(
     return refuse_existing(out, overwrite, _OVERWRITE_HINT)  # again: it may have appeared before the lock
 
 
+def add_weight_arguments(p: argparse.ArgumentParser) -> None:
+    """The event-weight flags of ``train`` and ``train-response`` (:meth:`Surrogate.fit`'s ``weights=`` and friends)."""
+    p.add_argument(
+        "--weights",
+        metavar="COLUMN",
+        help="event-weight column: the weighted NLL is trained, the preprocessing fitted with the weights, the Kish "
+        "effective size recorded (default: unweighted)",
+    )
+    p.add_argument(
+        "--drop-nonfinite-weights",
+        action="store_true",
+        help="drop (and count) events whose weight is NaN/inf instead of failing (default: fail)",
+    )
+    p.add_argument(
+        "--negative-weights",
+        choices=("signed", "cell-resampling"),
+        default="signed",
+        help="train negative weights as they are, or make them non-negative by cell resampling first (default: signed)",
+    )
+    p.add_argument(
+        "--bootstrap-seed",
+        type=non_negative_int,
+        help="train a bootstrap replica: training weights × Poisson(1) draws of this seed (default: none)",
+    )
+
+
+def weight_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of :meth:`Surrogate.fit` / ``train_response`` that the weight flags give."""
+    return {
+        "weights": args.weights,
+        "drop_nonfinite_weights": args.drop_nonfinite_weights,
+        "negative_weights": args.negative_weights,
+        "bootstrap_seed": args.bootstrap_seed,
+    }
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     cfg = _load_config(args.config)
     targets = _columns(args.targets) or cfg.get("targets", [])
@@ -114,11 +150,17 @@ def _train(
     print(f"training {flow['model']} on {len(events)} events: targets {targets}, conditions {conditions or 'none'}")
     print(f"checkpoints in {ckpt} (re-run the same command to resume after an interruption)")
     model.fit(
-        events, nonfinite="drop" if args.drop_nonfinite else "raise", checkpoint_dir=ckpt, resume=not args.no_resume
+        events,
+        nonfinite="drop" if args.drop_nonfinite else "raise",
+        checkpoint_dir=ckpt,
+        resume=not args.no_resume,
+        **weight_options(args),
     )
     dropped = model.metrics["data"].get("dropped_nonfinite")
     if dropped:
         print(f"dropped events with non-finite values, per column: {dropped}")
+    if args.weights:
+        print(f"training split: {model.info()['training_size']}")
     model.save(out, overwrite=args.overwrite)
     shutil.rmtree(ckpt, ignore_errors=True)
     res = model.result
@@ -275,6 +317,8 @@ def cmd_info(args: argparse.Namespace) -> int:
             f"  training:      best epoch {train.get('best_epoch')} of {len(train.get('history', []))}, "
             f"{train.get('selection')} = {train.get('best_metric'):.5g}, device {train.get('device')}"
         )
+    if info.get("training_size"):
+        print(f"  training size: {info['training_size']}")
     split = info["metrics"].get("split")
     if split:
         print(f"  split:         {split}; test NLL (flow space) {info['metrics'].get('test_nll_flow_space')}")
@@ -360,6 +404,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--config", help="JSON file with 'flow', 'training', 'preprocessing' sections (default: none; flags win)"
     )
     p.add_argument("--drop-nonfinite", action="store_true", help="drop events with NaN/inf instead of failing")
+    add_weight_arguments(p)
     p.add_argument("--no-resume", action="store_true", help="ignore checkpoints of an interrupted run")
     p.add_argument("--out", required=True, help="model directory to write (checkpoints in OUT.checkpoints meanwhile)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing model directory")

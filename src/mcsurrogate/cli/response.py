@@ -16,7 +16,7 @@ from typing import Any
 from ..errors import InputError
 from ..files import atomic_write_json, refuse_existing
 from .arguments import correlation, device, event_count, non_negative_float, non_negative_int, positive_int
-from .core import checkpoint_dir_for, claim_output
+from .core import add_weight_arguments, checkpoint_dir_for, claim_output, weight_options
 
 #: the names of mcsurrogate.response.surrogate.PRESETS, repeated here so that parsing the command line needs no torch
 RESPONSE_PRESETS = ("paper-a", "spline", "spline-ar", "affine-spline", "demo")
@@ -208,7 +208,7 @@ def _train_response(args: argparse.Namespace, out: Path, ckpt: Path) -> int:
         k: v for k, v in (("epochs", args.epochs), ("seed", args.seed), ("device", args.device)) if v is not None
     }
     smeared = read_events(args.smeared, tree=args.tree)
-    model = train_response(smeared, args.preset, training=training, checkpoint_dir=str(ckpt))
+    model = train_response(smeared, args.preset, training=training, checkpoint_dir=str(ckpt), **weight_options(args))
     model.save(out, overwrite=args.overwrite)
     shutil.rmtree(ckpt, ignore_errors=True)
     res = model.result
@@ -316,6 +316,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=non_negative_int, help="seed of the split, initialisation and batches (default: 0)")
     p.add_argument("--device", type=device, help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     p.add_argument("--tree", help="TTree of SMEARED (default: the file's only tree)")
+    add_weight_arguments(p)
     p.add_argument("--out", required=True, help="model directory to write (checkpoints in OUT.checkpoints meanwhile)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing model directory")
     p.set_defaults(func=cmd_train_response)
