@@ -5,6 +5,7 @@ classifier-cut analysis."""
 from __future__ import annotations
 
 from .classifier_cut import ClassifierCut, cut_crosscheck, train_signal_classifier
+from .coverage import COVERAGE_LEVELS, CoverageResult, TemplateCoverage, coverage_study
 from .inference import (
     BANDS,
     FIT_LADDER,
@@ -16,7 +17,7 @@ from .inference import (
     TestStatistic,
     UpperLimit,
 )
-from .plots import plot_post_cut_shapes, plot_spurious_signal_floor, save_scan_plots
+from .plots import plot_coverage, plot_post_cut_shapes, plot_spurious_signal_floor, save_scan_plots
 from .scan import Sample, evaluate_point, rows_to_csv, scan, scan_summary, spurious_signal_toys
 from .surrogate_uncertainty import (
     SURROGATE_UNCERTAINTY_KINDS,
@@ -30,10 +31,12 @@ from .workspace import asimov_counts, build_workspace, model_and_data
 
 __all__ = [
     "BANDS",
+    "COVERAGE_LEVELS",
     "FIT_LADDER",
     "SURROGATE_UNCERTAINTY_KINDS",
     "TEST_STATISTICS",
     "ClassifierCut",
+    "CoverageResult",
     "DiscoveryResult",
     "FitResult",
     "Inference",
@@ -41,18 +44,21 @@ __all__ = [
     "Sample",
     "SpuriousSignal",
     "SurrogateUncertainty",
+    "TemplateCoverage",
     "TemplateSpread",
     "TestStatistic",
     "UpperLimit",
     "asimov_counts",
     "build_workspace",
     "check_binning",
+    "coverage_study",
     "cut_crosscheck",
     "evaluate_point",
     "fill_template",
     "floor_empty_bins",
     "measure_spurious_signal",
     "model_and_data",
+    "plot_coverage",
     "plot_post_cut_shapes",
     "plot_spurious_signal_floor",
     "rows_to_csv",

@@ -46,6 +46,7 @@ reference values (tested) and with ``pyhf.infer.intervals.upper_limits.upper_lim
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import math
 from collections import Counter
@@ -287,20 +288,7 @@ class Inference:
         cfg = model.config
         self.n = cfg.npars
         self.poi = cfg.poi_index
-        data = np.asarray(data, dtype=float)
-        if data.shape == (cfg.nmaindata,):
-            data = np.concatenate([data, np.asarray(cfg.auxdata, dtype=float)])
-        if data.shape != (cfg.nmaindata + cfg.nauxdata,):
-            raise InputError(
-                f"data has {data.size} entries; the model expects {cfg.nmaindata} main-channel counts "
-                f"(+ {cfg.nauxdata} auxiliary data)"
-            )
-        bad = np.flatnonzero(~np.isfinite(data) | (np.arange(data.size) < cfg.nmaindata) & (data < 0))
-        if bad.size:
-            raise InputError(
-                f"observed counts must be finite and non-negative: entry {int(bad[0])} of the data is {data[bad[0]]}"
-                f"{f' ({bad.size} such entries)' if bad.size > 1 else ''}"
-            )
+        data = self._checked_data(data)
         self.bounds = np.array(par_bounds if par_bounds is not None else cfg.suggested_bounds(), dtype=float)
         self.init = np.array(init_pars if init_pars is not None else cfg.suggested_init(), dtype=float)
         self.fixed = np.array(fixed_params if fixed_params is not None else cfg.suggested_fixed(), dtype=bool)
@@ -309,6 +297,7 @@ class Inference:
         self._widen_poi = par_bounds is None
         if test_stat == "qtilde":  # q̃_μ: μ̂ is constrained to μ ≥ 0
             self.bounds[self.poi, 0] = max(self.bounds[self.poi, 0], 0.0)
+        self._initial_bounds = self.bounds.copy()
         self._batched = pyhf.Model(
             model.spec,
             batch_size=2 * self.n + 1,
@@ -330,6 +319,46 @@ class Inference:
         self._asimov_fit: FitResult | None = None
         self._signed: FitResult | None = None
         self._mu_min: float | None = None
+
+    def _checked_data(self, data: Sequence[float] | np.ndarray) -> np.ndarray:
+        """Main-channel counts (+ auxdata, appended when absent), checked: finite, counts non-negative."""
+        cfg = self.model.config
+        data = np.asarray(data, dtype=float)
+        if data.shape == (cfg.nmaindata,):
+            data = np.concatenate([data, np.asarray(cfg.auxdata, dtype=float)])
+        if data.shape != (cfg.nmaindata + cfg.nauxdata,):
+            raise InputError(
+                f"data has {data.size} entries; the model expects {cfg.nmaindata} main-channel counts "
+                f"(+ {cfg.nauxdata} auxiliary data)"
+            )
+        bad = np.flatnonzero(~np.isfinite(data) | (np.arange(data.size) < cfg.nmaindata) & (data < 0))
+        if bad.size:
+            raise InputError(
+                f"observed counts must be finite and non-negative: entry {int(bad[0])} of the data is {data[bad[0]]}"
+                f"{f' ({bad.size} such entries)' if bad.size > 1 else ''}"
+            )
+        return data
+
+    def warm_start(self, other: Inference) -> Inference:
+        """Start this one's first fit of the observed data from ``other``'s last Hessian of its observed data (a model
+        of the same structure: the next toy's template); the fit ladder checks the result like any other. Returns
+        ``self``."""
+        h = other._observed.hessian
+        if h is not None and h.shape == (self.n, self.n) and self._observed.hessian is None:
+            self._observed.hessian = h.copy()
+        return self
+
+    def with_data(self, data: Sequence[float] | np.ndarray) -> Inference:
+        """The same model on other data (a toy): a fresh :class:`Inference` that shares this one's batched pyhf model
+        (no rebuild) and starts its first fit from this one's last Hessian of the observed data (a warm start that
+        the fit ladder checks like any other)."""
+        other = copy.copy(self)
+        other._observed = _Dataset(self._checked_data(data), hessian=self._observed.hessian)
+        other.bounds = self._initial_bounds.copy()
+        other.n_fits = 0
+        other.fit_steps = Counter()
+        other._asimov = other._asimov_fit = other._signed = None
+        return other
 
     # ----------------------------------------------------------------------------------- likelihood
     def twice_nll_and_grad(self, pars: np.ndarray, data: np.ndarray) -> tuple[float, np.ndarray]:
@@ -644,28 +673,29 @@ class Inference:
             res = self._fit(ds, start=res.parameters, poi_bounds=(low, self.bounds[self.poi, 1]), what=what)
         return res
 
-    def mu_hat(self, *, allow_negative: bool = True) -> MuFit:
+    def mu_hat(self, *, allow_negative: bool = True, sigma: bool = True) -> MuFit:
         """Best-fit μ̂ ± σ on the observed data.
 
         With ``allow_negative`` (default) μ may go down to :attr:`mu_lower_bound`, as a spurious-signal
-        or bias study needs; σ = √(2 (H⁻¹)_μμ) with H the Hessian of −2 ln L at the minimum.
+        or bias study needs; σ = √(2 (H⁻¹)_μμ) with H the Hessian of −2 ln L at the minimum (``sigma=False``: NaN,
+        without the 2 n gradient evaluations of that Hessian, for toys that need only μ̂ and likelihood ratios).
         """
         if allow_negative:
             res, low = self._signed_fit(), self._signed_lower_bound()
         else:
             res, low = self._free_fit(self._observed, "the free fit of μ̂"), self.bounds[self.poi, 0]
         free = list(np.flatnonzero(~self.fixed))
-        sigma = math.nan
-        if math.isfinite(res.twice_nll):
+        error = math.nan
+        if sigma and math.isfinite(res.twice_nll):
             hess = self.hessian(res.parameters, self._observed.data)
             try:
                 k = free.index(self.poi)
                 var = float(2.0 * np.linalg.inv(hess[np.ix_(free, free)])[k, k])
-                sigma = math.sqrt(var) if var > 0 else math.nan
+                error = math.sqrt(var) if var > 0 else math.nan
             except (np.linalg.LinAlgError, ValueError):
                 pass
         at_bound = self._capped(res, self._observed.data, low, self.bounds[self.poi, 1])
-        return MuFit(float(res.parameters[self.poi]), sigma, res.parameters, res.twice_nll, at_bound)
+        return MuFit(float(res.parameters[self.poi]), error, res.parameters, res.twice_nll, at_bound)
 
     def _signed_lower_bound(self) -> float:
         return min(self.mu_lower_bound, self.bounds[self.poi, 0])

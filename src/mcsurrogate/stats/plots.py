@@ -6,7 +6,9 @@
 * ΔUL (generated − MC) of the median expected limit versus N_gen, one line per systematic;
 * the measured spurious signal against the band a perfect generator would give (:func:`~.scan.spurious_signal_toys`);
 * the post-cut fit-variable shapes of generated and held-out MC background and their ratio per bin
-  (:func:`~.classifier_cut.cut_crosscheck`).
+  (:func:`~.classifier_cut.cut_crosscheck`);
+* the coverage study (:func:`~.coverage.coverage_study`): coverage of the 68 % / 95 % intervals, the spurious |Z₀|
+  and the expected-limit shift of each template versus background yield.
 
 matplotlib and mplhep are imported when a figure is drawn, not with :mod:`mcsurrogate.stats`.
 """
@@ -24,7 +26,10 @@ from ..errors import InputError
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from .coverage import CoverageResult
+
 __all__ = [
+    "plot_coverage",
     "plot_delta_ul_vs_ngen",
     "plot_mu_bias_vs_lumi",
     "plot_post_cut_shapes",
@@ -165,6 +170,65 @@ _FLOOR_LABELS = {
     "z_signed": r"signed $Z_0$ ($\sigma$)",
     "ul_shift": r"$\Delta$ expected limit / MC half $\pm1\sigma$ band",
 }
+
+
+_TEMPLATE_STYLES = {
+    "generated": {"color": "tab:red", "marker": "o", "label": "generated"},
+    "generated+modifier": {"color": "tab:purple", "marker": "s", "label": "generated + surrogate modifier"},
+    "perfect": {"color": "black", "marker": "", "ls": ":", "label": "perfect generator"},
+    "learner": {"color": "tab:blue", "marker": "", "ls": "--", "label": "memorising learner"},
+}
+
+
+def plot_coverage(result: CoverageResult) -> Figure:
+    """The coverage study (:func:`~.coverage.coverage_study`) in three panels versus expected background events:
+    the coverage of the 68.27 % and 95 % intervals on μ (binomial errors; grey bands: the goals 68 ± 3 % and
+    95 ± 2 %), the median spurious |Z₀| over the toys (error bars to its 68 % quantile), and the expected-limit shift
+    in half-bands of the MC template's ±1σ band (the floors: a band over their limit toys)."""
+    import mplhep
+    from matplotlib.figure import Figure
+
+    from .coverage import COVERAGE_LEVELS
+
+    fig = Figure(figsize=(6.4, 10.0))
+    axes = fig.subplots(3, 1, sharex=True)
+    mplhep.label.exp_label(exp="mcsurrogate", llabel="", rlabel="coverage by toys", ax=axes[0], loc=0)
+    for target, tol in ((COVERAGE_LEVELS["68"], 0.03), (COVERAGE_LEVELS["95"], 0.02)):
+        axes[0].axhspan(target - tol, target + tol, color="grey", alpha=0.25, lw=0)
+    for name in result.templates:
+        pts = sorted((p for p in result.points if p.template == name), key=lambda p: p.background_yield)
+        x = np.array([p.background_yield for p in pts])
+        style = dict(_TEMPLATE_STYLES.get(name, {"label": name}))
+        label = style.pop("label")
+        for key, alpha in (("68", 1.0), ("95", 0.55)):
+            axes[0].errorbar(
+                x,
+                [getattr(p, f"coverage_{key}") for p in pts],
+                yerr=[getattr(p, f"coverage_{key}_error") for p in pts],
+                alpha=alpha,
+                capsize=2,
+                label=label if key == "68" else None,
+                **style,
+            )
+        z = np.array([p.z_abs_median for p in pts])
+        axes[1].errorbar(
+            x, z, yerr=[np.zeros_like(z), np.array([p.z_abs_68 for p in pts]) - z], capsize=2, label=label, **style
+        )
+        shift = np.array([p.ul_shift for p in pts])
+        if np.isfinite(shift).any():
+            if name in ("perfect", "learner"):
+                lo, hi = np.array([p.ul_shift_16 for p in pts]), np.array([p.ul_shift_84 for p in pts])
+                axes[2].fill_between(x, lo, hi, color=style["color"], alpha=0.2, lw=0)
+            axes[2].plot(x, shift, label=label, **style)
+    axes[0].set_ylabel("coverage of the 68 % / 95 % interval")
+    axes[0].set_ylim(0.0, 1.02)
+    axes[1].set_ylabel(r"median spurious $|Z_0|$ (to its 68 % quantile)")
+    axes[2].set_ylabel(r"$\Delta$ expected limit / MC half $\pm1\sigma$ band")
+    axes[2].axhline(0.0, color="grey", lw=0.8)
+    axes[2].set_xlabel("expected background events")
+    axes[2].set_xscale("log")
+    axes[0].legend(fontsize="small")
+    return fig
 
 
 def plot_post_cut_shapes(
