@@ -198,3 +198,24 @@ def test_the_reference_numpy_preprocessing_in_the_docs_matches_the_library() -> 
     np.testing.assert_allclose(ref["to_network"](d, x), y, rtol=0, atol=1e-12)  # type: ignore[operator]
     z = np.random.default_rng(4).standard_normal(x.shape)
     np.testing.assert_allclose(ref["to_user"](d, z), pre.inverse(z), rtol=1e-14, atol=1e-12)  # type: ignore[operator]
+
+
+def test_export_command_writes_both_formats_and_refuses_to_overwrite(surrogates, tmp_path, capsys) -> None:
+    """``mcsurrogate export MODEL -o FILE``: the format from the suffix, the file reproduces the flow; an existing
+    output without --overwrite exits 2 naming it (issue 33: CLI parity)."""
+    from mcsurrogate.cli import main
+
+    s = surrogates[("maf", True)]
+    model_dir = tmp_path / "m"
+    s.save(model_dir)
+    assert main(["export", str(model_dir), "-o", str(tmp_path / "s.pt")]) == 0
+    inputs = _inputs(s, seed=3)
+    loaded = load_torchscript(tmp_path / "s.pt")
+    np.testing.assert_allclose(loaded(*inputs).detach().numpy(), _expected(s, inputs), rtol=1e-5, atol=1e-5)
+    assert json.loads((tmp_path / "s.json").read_text())["targets"] == ["a", "b", "c"]
+    pytest.importorskip("onnx")
+    assert main(["export", str(model_dir), "-o", str(tmp_path / "o.onnx")]) == 0  # another stem: o.json
+    assert (tmp_path / "o.onnx").stat().st_size > 0 and (tmp_path / "o.json").is_file()
+    capsys.readouterr()
+    assert main(["export", str(model_dir), "-o", str(tmp_path / "s.pt")]) == 2
+    assert "s.pt exists already" in capsys.readouterr().err

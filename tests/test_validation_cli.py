@@ -83,7 +83,7 @@ def test_unknown_corner_feature_is_refused_before_the_work(files, capsys):
 
 def test_unwritable_out_is_refused_before_the_work(files, capsys, tmp_path, monkeypatch):
     """--out below a regular file: exit 2 naming it, before any file is read (issue 28 item 3)."""
-    import mcsurrogate.validation.report as report
+    from mcsurrogate.validation import report
 
     def never(*args, **kwargs):
         raise AssertionError("validate ran although --out cannot be written")

@@ -61,11 +61,11 @@ import torch
 from torch import nn
 
 from . import __version__
-from .errors import InputError, MCSurrogateError, OutputExistsError, require_extra
+from .errors import InputError, MCSurrogateError, require_extra
+from .files import refuse_existing, replace_atomically, temporary_path
 from .flows import FlowModel, MADEMoG
 from .flows.coupling import InvertibleLinear
 from .flows.distilled import DistilledFlow, MLPSampler
-from .files import replace_atomically, temporary_path
 
 if TYPE_CHECKING:
     from .surrogate import Surrogate
@@ -136,10 +136,8 @@ def _destination(path: str | os.PathLike[str], overwrite: bool) -> tuple[Path, P
             f"{dest}: the exported model cannot end in .json, the name of its sidecar; use e.g. .pt or .onnx"
         )
     sidecar = dest.with_suffix(".json")
-    if not overwrite:
-        for p in (dest, sidecar):
-            if p.exists():
-                raise OutputExistsError(f"{p} exists already; choose another path or pass overwrite=True")
+    for p in (dest, sidecar):
+        refuse_existing(p, overwrite, "choose another path or pass overwrite=True (--overwrite)")
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

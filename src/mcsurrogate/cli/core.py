@@ -291,6 +291,23 @@ def _distill(args: argparse.Namespace, out: Path) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    fmt = args.format or ("onnx" if Path(args.output).suffix.lower() == ".onnx" else "torchscript")
+    with contextlib.ExitStack() as stack:
+        dest = claim_output(stack, args.output, args.overwrite, "mcsurrogate export")
+        claim_output(stack, dest.with_suffix(".json"), args.overwrite, "mcsurrogate export (sidecar)")
+        from ..export import export_onnx, export_torchscript
+        from ..surrogate import Surrogate
+
+        model = Surrogate.load(args.model, device="cpu")
+        if fmt == "onnx":
+            path = export_onnx(model, dest, opset=args.opset, overwrite=args.overwrite)
+        else:
+            path = export_torchscript(model, dest, overwrite=args.overwrite)
+    print(f"wrote {path} ({fmt}) and its sidecar {path.with_suffix('.json')}")
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from ..surrogate import Surrogate
 
@@ -485,6 +502,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="model directory to write")
     p.add_argument("--overwrite", action="store_true", help="replace an existing model directory")
     p.set_defaults(func=cmd_distill)
+
+    p = sub.add_parser(
+        "export",
+        help="export a model's sampler to TorchScript or ONNX (+ a JSON sidecar)",
+        description="Trace the flow's sampler (noise [, preprocessed conditions] → preprocessed targets, float32, "
+        "CPU) to a TorchScript or ONNX file, checked against the flow; the preprocessing goes to OUTPUT's .json "
+        "sidecar. See docs/export.md.",
+    )
+    p.add_argument("model", metavar="MODEL_DIR", help="model directory (train, train-response or distill)")
+    p.add_argument("-o", "--output", required=True, help="file to write, e.g. sampler.pt or sampler.onnx")
+    p.add_argument(
+        "--format",
+        choices=("torchscript", "onnx"),
+        help="export format (default: onnx for a .onnx OUTPUT, torchscript otherwise)",
+    )
+    p.add_argument("--opset", type=positive_int, default=17, help="ONNX opset (default: 17)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT and its sidecar")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("info", help="describe a model directory")
     p.add_argument("model", metavar="MODEL_DIR", help="model directory to describe")
