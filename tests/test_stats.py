@@ -17,17 +17,24 @@ from scipy.stats import norm
 from mcsurrogate.cli import main
 from mcsurrogate.errors import FitError, InputError
 from mcsurrogate.stats import (
+    BackgroundSample,
+    Channel,
     Inference,
     Sample,
     SurrogateUncertainty,
     TemplateSpread,
+    analysis_workspace,
     asimov_counts,
     build_workspace,
     cut_crosscheck,
     fill_template,
+    fit_diagnostics,
     measure_spurious_signal,
     model_and_data,
     plot_post_cut_shapes,
+    plot_prefit_postfit,
+    plot_pulls,
+    plot_ranking,
     plot_spurious_signal_floor,
     rows_to_csv,
     scale_template,
@@ -617,3 +624,150 @@ def test_surrogate_modifier_bad_input_is_named():
         SurrogateUncertainty("normsys")  # type: ignore[arg-type]
     with pytest.raises(InputError, match="spurious-signal size"):
         SurrogateUncertainty.spurious(float("nan"))
+
+
+# ------------------------------------------------------------------------------- multi-channel analyses
+def _analysis(rng: np.random.Generator):
+    """SR (6 bins of m_bb, GeV) with signal, a generated tt̄ (surrogate histosys, normfactor) and an MC 'other'
+    (normsys, a jes histosys); CR (3 bins of a classifier score in [0, 1]) with tt̄ and 'other' only."""
+    sr_axis = hist.axis.Regular(6, 60.0, 200.0)
+    cr_axis = hist.axis.Regular(3, 0.0, 1.0)
+
+    def h(axis, values, rel=0.01):
+        out = hist.Hist(axis, storage=hist.storage.Weight())
+        out.view().value = values
+        out.view().variance = (rel * values) ** 2
+        return out
+
+    tt_sr = np.array([800.0, 600.0, 420.0, 300.0, 200.0, 130.0])
+    other_sr = np.array([200.0, 180.0, 150.0, 120.0, 90.0, 60.0])
+    sig_sr = np.array([5.0, 30.0, 90.0, 60.0, 15.0, 3.0])
+    tt_cr, other_cr = np.array([3000.0, 2000.0, 900.0]), np.array([400.0, 300.0, 200.0])
+    members = [
+        h(sr_axis, tt_sr * (1 + a * np.linspace(-0.04, 0.04, 6) + rng.normal(0, 0.005, 6))) for a in rng.normal(size=12)
+    ]
+    spread = TemplateSpread.from_templates(members, nominal=h(sr_axis, tt_sr))
+    channels = {
+        "SR": Channel(
+            observed=rng.poisson(1.0 * sig_sr + 1.1 * tt_sr + other_sr).astype(float),
+            signal=h(sr_axis, sig_sr),
+            backgrounds={
+                "ttbar": BackgroundSample(
+                    h(sr_axis, tt_sr),
+                    kind="generated",
+                    normfactor="mu_ttbar",
+                    surrogate_uncertainty=SurrogateUncertainty.histosys(spread, max_components=2),
+                ),
+                "other": BackgroundSample(
+                    h(sr_axis, other_sr, 0.05),
+                    normsys=0.2,
+                    histosys={"jes": (h(sr_axis, other_sr * 1.05), h(sr_axis, other_sr * 0.96))},
+                ),
+            },
+        ),
+        "CR": Channel(
+            observed=rng.poisson(1.1 * tt_cr + other_cr).astype(float),
+            backgrounds={
+                "ttbar": BackgroundSample(h(cr_axis, tt_cr), kind="generated", normfactor="mu_ttbar"),
+                "other": BackgroundSample(h(cr_axis, other_cr, 0.05), normsys=0.2),
+            },
+        ),
+    }
+    return channels
+
+
+def test_multi_channel_fits_match_plain_pyhf():
+    ws = analysis_workspace(_analysis(np.random.default_rng(21)))
+    spec = json.loads(json.dumps(dict(ws), allow_nan=False))
+    names = {ch["name"]: {m["name"] for s in ch["samples"] for m in s["modifiers"]} for ch in spec["channels"]}
+    assert {"mu", "mu_ttbar", "other_norm", "jes", "staterror_SR", "SR_ttbar_surrogate_shape0"} <= names["SR"]
+    assert {"mu_ttbar", "other_norm", "staterror_CR"} <= names["CR"] and "mu" not in names["CR"]
+    model, data = model_and_data(pyhf.Workspace(spec))
+    inf = Inference(model, data)
+    pars = np.asarray(pyhf.infer.mle.fit(data, model), dtype=float)
+    ours = inf.mu_hat()
+    assert ours.mu == pytest.approx(pars[model.config.poi_index], abs=1e-3)
+    k = model.config.par_slice("mu_ttbar").start
+    assert ours.parameters[k] == pytest.approx(pars[k], abs=1e-3)
+    assert ours.parameters[k] == pytest.approx(1.1, abs=0.05)  # the CR measures tt̄'s normalisation
+    limit = inf.upper_limit()
+    assert _pyhf_limit(limit.observed, data, model, None) == pytest.approx(limit.observed, rel=1e-3)
+    assert _pyhf_limit(limit.median, data, model, 2) == pytest.approx(limit.median, rel=1e-3)
+
+
+def test_fit_diagnostics_known_answers():
+    """One bin, n = s + b, a 10 % normsys on b: μ and the normsys are degenerate, so the data leave the normsys at
+    its prior (pull 0, constraint 1) and fixing it at ±1σ moves μ̂ by ∓0.1 b/s. A control region of 1000 expected
+    events observing 1100 measures a free normalisation as 1.1 ± √1100/1000."""
+    one = hist.axis.Regular(1, 0.0, 1.0)
+
+    def h(v):
+        out = hist.Hist(one, storage=hist.storage.Weight())
+        out.view().value = [v]
+        out.view().variance = [0.0]
+        return out
+
+    s, b = 20.0, 100.0
+    channels = {
+        "SR": Channel(
+            observed=np.array([s + b]),
+            signal=h(s),
+            signal_staterror=False,
+            backgrounds={"bkg": BackgroundSample(h(b), normsys=0.1, staterror=False)},
+        ),
+        "CR": Channel(
+            observed=np.array([1100.0]),
+            backgrounds={"ctrl": BackgroundSample(h(1000.0), staterror=False, normfactor="k")},
+        ),
+    }
+    diag = fit_diagnostics(analysis_workspace(channels), edges={"SR": [100.0, 150.0]})
+    assert diag.mu_hat == pytest.approx(1.0, abs=1e-4)
+    norm = diag.pull("bkg_norm")
+    assert norm.pull == pytest.approx(0.0, abs=1e-3) and norm.constraint == pytest.approx(1.0, abs=1e-3)
+    assert norm.kind == "normsys" and norm.prefit_width == 1.0
+    k = diag.pull("k")
+    assert k.postfit_value == pytest.approx(1.1, abs=1e-4) and k.postfit_width == pytest.approx(
+        1100**0.5 / 1000, rel=1e-3
+    )
+    assert math.isnan(k.pull)  # a free parameter has no pull
+    impact = next(i for i in diag.impacts if i.name == "bkg_norm")
+    assert impact.postfit_up == pytest.approx(-0.1 * b / s, abs=1e-3)
+    assert impact.postfit_down == pytest.approx(0.1 * b / s, abs=1e-3)
+    assert impact.prefit_up == pytest.approx(-0.1 * b / s, abs=1e-3)
+    assert diag.impacts[0].name == "bkg_norm"  # k only moves the CR: no impact on μ̂
+    assert abs(next(i for i in diag.impacts if i.name == "k").postfit_up) < 1e-4
+    assert diag.yields["SR"]["prefit"] == {"signal": [s], "bkg": [b]} and diag.yields["SR"]["edges"] == [100.0, 150.0]
+    assert diag.yields["CR"]["postfit"]["ctrl"] == pytest.approx([1100.0], rel=1e-4)
+    json.dumps(diag.to_dict(), allow_nan=False)
+
+
+def test_diagnostics_figures_and_multi_channel_bad_input():
+    channels = _analysis(np.random.default_rng(22))
+    diag = fit_diagnostics(analysis_workspace(channels), parameters=["other_norm", "jes", "mu_ttbar"])
+    assert {i.name for i in diag.impacts} == {"other_norm", "jes", "mu_ttbar"}
+    assert len(plot_pulls(diag).axes) == 1 and len(plot_ranking(diag).axes) == 1
+    assert len(plot_prefit_postfit(diag, "SR").axes) == 2
+    with pytest.raises(InputError, match="no channel 'VR'"):
+        plot_prefit_postfit(diag, "VR")
+    with pytest.raises(InputError, match="unknown parameter"):
+        fit_diagnostics(analysis_workspace(channels), parameters=["nope"])
+    sr = channels["SR"]
+    with pytest.raises(InputError, match="no background sample"):
+        analysis_workspace({"SR": Channel(observed=sr.observed, signal=sr.signal, backgrounds={})})
+    with pytest.raises(InputError, match="no channel has a signal"):
+        analysis_workspace({"CR": channels["CR"]})
+    mc_with_modifier = BackgroundSample(
+        sr.backgrounds["other"].template, surrogate_uncertainty=SurrogateUncertainty.spurious(0.1)
+    )
+    with pytest.raises(InputError, match="is MC"):
+        analysis_workspace({"SR": Channel(observed=sr.observed, signal=sr.signal, backgrounds={"o": mc_with_modifier})})
+    with pytest.raises(InputError, match="observation has 3 bins"):
+        analysis_workspace({"SR": Channel(observed=np.ones(3), signal=sr.signal, backgrounds=sr.backgrounds)})
+    with pytest.raises(InputError, match="binning"):
+        analysis_workspace(
+            {
+                "SR": Channel(
+                    observed=sr.observed, signal=sr.signal, backgrounds={"x": channels["CR"].backgrounds["other"]}
+                )
+            }
+        )

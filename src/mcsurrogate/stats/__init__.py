@@ -1,11 +1,14 @@
 """pyhf HistFactory statistics for generated templates: templates from hist, workspaces, fast asymptotic
 inference (μ̂ ± σ, Z₀, CLs limits with bands), scans versus luminosity, N_gen and systematic, and paper B's
-classifier-cut analysis."""
+classifier-cut analysis; the surrogate's own uncertainty (ensemble spread, spurious signal) as modifiers, coverage by
+toys, multi-channel workspaces and fit diagnostics. Imports no torch and no matplotlib (figures import it when drawn)."""
 
 from __future__ import annotations
 
+from .analysis import BackgroundSample, Channel, analysis_workspace
 from .classifier_cut import ClassifierCut, cut_crosscheck, train_signal_classifier
 from .coverage import COVERAGE_LEVELS, CoverageResult, TemplateCoverage, coverage_study
+from .diagnostics import FitDiagnostics, NuisanceImpact, NuisancePull, fit_diagnostics
 from .inference import (
     BANDS,
     FIT_LADDER,
@@ -17,7 +20,15 @@ from .inference import (
     TestStatistic,
     UpperLimit,
 )
-from .plots import plot_coverage, plot_post_cut_shapes, plot_spurious_signal_floor, save_scan_plots
+from .plots import (
+    plot_coverage,
+    plot_post_cut_shapes,
+    plot_prefit_postfit,
+    plot_pulls,
+    plot_ranking,
+    plot_spurious_signal_floor,
+    save_scan_plots,
+)
 from .scan import Sample, evaluate_point, rows_to_csv, scan, scan_summary, spurious_signal_toys
 from .surrogate_uncertainty import (
     SURROGATE_UNCERTAINTY_KINDS,
@@ -35,12 +46,17 @@ __all__ = [
     "FIT_LADDER",
     "SURROGATE_UNCERTAINTY_KINDS",
     "TEST_STATISTICS",
+    "BackgroundSample",
+    "Channel",
     "ClassifierCut",
     "CoverageResult",
     "DiscoveryResult",
+    "FitDiagnostics",
     "FitResult",
     "Inference",
     "MuFit",
+    "NuisanceImpact",
+    "NuisancePull",
     "Sample",
     "SpuriousSignal",
     "SurrogateUncertainty",
@@ -48,6 +64,7 @@ __all__ = [
     "TemplateSpread",
     "TestStatistic",
     "UpperLimit",
+    "analysis_workspace",
     "asimov_counts",
     "build_workspace",
     "check_binning",
@@ -55,11 +72,15 @@ __all__ = [
     "cut_crosscheck",
     "evaluate_point",
     "fill_template",
+    "fit_diagnostics",
     "floor_empty_bins",
     "measure_spurious_signal",
     "model_and_data",
     "plot_coverage",
     "plot_post_cut_shapes",
+    "plot_prefit_postfit",
+    "plot_pulls",
+    "plot_ranking",
     "plot_spurious_signal_floor",
     "rows_to_csv",
     "save_scan_plots",

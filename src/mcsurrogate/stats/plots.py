@@ -8,7 +8,9 @@
 * the post-cut fit-variable shapes of generated and held-out MC background and their ratio per bin
   (:func:`~.classifier_cut.cut_crosscheck`);
 * the coverage study (:func:`~.coverage.coverage_study`): coverage of the 68 % / 95 % intervals, the spurious |Z₀|
-  and the expected-limit shift of each template versus background yield.
+  and the expected-limit shift of each template versus background yield;
+* fit diagnostics (:func:`~.diagnostics.fit_diagnostics`): nuisance-parameter pulls and constraints, the ranking by
+  impact on μ̂, pre- and post-fit yields per channel.
 
 matplotlib and mplhep are imported when a figure is drawn, not with :mod:`mcsurrogate.stats`.
 """
@@ -27,12 +29,16 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from .coverage import CoverageResult
+    from .diagnostics import FitDiagnostics
 
 __all__ = [
     "plot_coverage",
     "plot_delta_ul_vs_ngen",
     "plot_mu_bias_vs_lumi",
     "plot_post_cut_shapes",
+    "plot_prefit_postfit",
+    "plot_pulls",
+    "plot_ranking",
     "plot_spurious_signal_floor",
     "plot_ul_vs",
     "plot_z0_vs",
@@ -228,6 +234,85 @@ def plot_coverage(result: CoverageResult) -> Figure:
     axes[2].set_xlabel("expected background events")
     axes[2].set_xscale("log")
     axes[0].legend(fontsize="small")
+    return fig
+
+
+def plot_pulls(diagnostics: FitDiagnostics, *, per_bin: bool = False) -> Figure:
+    """Pulls (θ̂ − θ₀)/σ₀ of the constrained nuisance parameters with their constraints σ̂/σ₀ as error bars, over the
+    ±1σ / ±2σ bands; ``per_bin`` also draws the per-bin γ of staterror and shapesys modifiers."""
+    import mplhep
+    from matplotlib.figure import Figure
+
+    pulls = [
+        p for p in diagnostics.pulls if p.prefit_width > 0 and (per_bin or p.kind not in ("staterror", "shapesys"))
+    ]
+    fig = Figure(figsize=(6.4, max(2.5, 0.32 * len(pulls) + 1.2)))
+    ax = fig.add_subplot()
+    mplhep.label.exp_label(exp="mcsurrogate", llabel="", rlabel="pulls", ax=ax, loc=0)
+    y = np.arange(len(pulls))[::-1]
+    ax.axvspan(-2, 2, color=_BAND_2, lw=0)
+    ax.axvspan(-1, 1, color=_BAND_1, lw=0)
+    ax.errorbar([p.pull for p in pulls], y, xerr=[p.constraint for p in pulls], fmt="o", color="black", capsize=2)
+    ax.set_yticks(y, [p.name for p in pulls], fontsize="small")
+    ax.set_xlabel(r"$(\hat\theta - \theta_0)/\Delta\theta$")
+    ax.set_xlim(-3, 3)
+    return fig
+
+
+def plot_ranking(diagnostics: FitDiagnostics, *, top: int = 15) -> Figure:
+    """The ``top`` nuisance parameters by impact on μ̂: post-fit Δμ̂ (filled) and pre-fit Δμ̂ (open) for θ̂ ± σ."""
+    import mplhep
+    from matplotlib.figure import Figure
+
+    ranked = diagnostics.impacts[:top]
+    fig = Figure(figsize=(6.4, max(2.5, 0.32 * len(ranked) + 1.2)))
+    ax = fig.add_subplot()
+    mplhep.label.exp_label(exp="mcsurrogate", llabel="", rlabel=r"impact on $\hat\mu$", ax=ax, loc=0)
+    y = np.arange(len(ranked))[::-1]
+    for attr, colour, fill in (("prefit", "tab:blue", False), ("postfit", "tab:blue", True)):
+        for side, alpha in (("up", 1.0), ("down", 0.5)):
+            ax.barh(
+                y,
+                [getattr(r, f"{attr}_{side}") for r in ranked],
+                height=0.6,
+                color=colour if fill else "none",
+                edgecolor=colour,
+                alpha=alpha,
+                label=f"{attr} θ̂ {'+' if side == 'up' else '−'} σ",
+            )
+    ax.axvline(0.0, color="black", lw=0.8)
+    ax.set_yticks(y, [r.name for r in ranked], fontsize="small")
+    ax.set_xlabel(r"$\Delta\hat\mu$")
+    ax.legend(fontsize="x-small")
+    return fig
+
+
+def plot_prefit_postfit(diagnostics: FitDiagnostics, channel: str, *, variable: str = "fit variable") -> Figure:
+    """Pre-fit (left) and post-fit (right) stacked sample yields of ``channel`` with the observed counts."""
+    import mplhep
+    from matplotlib.figure import Figure
+
+    if channel not in diagnostics.yields:
+        raise InputError(f"no channel {channel!r}; the channels are {sorted(diagnostics.yields)}")
+    info = diagnostics.yields[channel]
+    edges = np.asarray(info["edges"], dtype=float)
+    observed = np.asarray(info["observed"], dtype=float)
+    fig = Figure(figsize=(11.0, 4.8))
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, stage in zip(axes, ("prefit", "postfit"), strict=True):
+        samples = info[stage]
+        names = sorted(samples, key=lambda n: (n == "signal", sum(samples[n])))
+        mplhep.histplot(
+            [np.asarray(samples[n], dtype=float) for n in names], edges, stack=True, histtype="fill", label=names, ax=ax
+        )
+        centres = 0.5 * (edges[1:] + edges[:-1])
+        ax.errorbar(centres, observed, yerr=np.sqrt(observed), fmt="o", color="black", label="observed")
+        mplhep.label.exp_label(
+            exp="mcsurrogate", llabel="", rlabel=f"{channel}, {stage.replace('fit', '-fit')}", ax=ax, loc=0
+        )
+        ax.set_xlabel(variable)
+        ax.legend(fontsize="small")
+    axes[0].set_ylabel("events per bin")
     return fig
 
 
