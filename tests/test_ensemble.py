@@ -198,3 +198,102 @@ def test_spread_refuses_bad_templates() -> None:
     assert TemplateSpread.from_dict(json.loads(json.dumps(spread.to_dict(), allow_nan=False))).members.tolist() == (
         spread.members.tolist()
     )
+
+
+# ----------------------------------------------------------------------------------------------- the CLI
+def test_cli_fit_scan_and_coverage_with_an_ensemble(ensemble: SurrogateEnsemble, events: ak.Array, tmp_path) -> None:
+    import pyhf
+
+    from mcsurrogate.cli import main
+    from mcsurrogate.io import write_events
+    from mcsurrogate.stats import Inference, model_and_data
+
+    rng = np.random.default_rng(4)
+    ens_dir = str(ensemble.save(tmp_path / "ens"))
+    files = {}
+    generated = ensemble.sample(conditions=events, seed=9)
+    for name, arrays in {
+        "sig": {"m": rng.normal(60.0, 8.0, 2000), "c": rng.uniform(0, 1, 2000)},
+        "mc": {"m": np.asarray(events.m), "c": np.asarray(events.c)},
+        "gen": {"m": np.asarray(generated.m), "c": np.asarray(generated.c)},
+    }.items():
+        files[name] = str(tmp_path / f"{name}.parquet")
+        write_events(ak.Array(arrays), files[name])
+    common = ["--var", "m", "--bins", "6", "--range", "0,150", "--empty-bins", "floor"]
+    out = tmp_path / "fit"
+    code = main(
+        [
+            *["fit", files["sig"], files["gen"], *common, "--out", str(out)],
+            *["--surrogate-uncertainty", "histosys,spurious", "--ensemble", ens_dir],
+            *["--ensemble-conditions", files["mc"], "--spurious-mc", files["mc"]],
+        ]
+    )
+    assert code == 0
+    result = json.loads((out / "fit.json").read_text())
+    names = [n for m in result["surrogate_uncertainty"]["modifiers"] for n in m["modifiers"]]
+    assert "surrogate_shape0" in names and "spurious_signal" in names
+    assert result["surrogate_uncertainty"]["spurious_signal"]["signal_yield"] > 0
+    spec = json.loads((out / "workspace.json").read_text())
+    model, data = model_and_data(pyhf.Workspace(spec))
+    assert "surrogate_shape0" in model.config.par_order and "spurious_signal" in model.config.par_order
+    assert Inference(model, data).mu_hat().mu == pytest.approx(result["mu_hat"], abs=1e-6)
+
+    out = tmp_path / "scan"
+    code = main(
+        [
+            *["scan", files["sig"], files["mc"], files["gen"], *common, "--out", str(out), "--lumis", "1,10"],
+            *["--ngen", "500,1500", "--systematics", "0.1", "--surrogate-uncertainty", "spurious"],
+            *["--spurious-size", "0.2"],
+        ]
+    )
+    assert code == 0
+    rows = json.loads((out / "scan.json").read_text())["rows"]
+    assert {r.get("surrogate_modifiers") for r in rows if r["template"] == "generated"} == {"spurious_signal"}
+
+    out = tmp_path / "coverage"
+    code = main(
+        [
+            *["coverage", files["sig"], files["mc"], files["gen"], *common, "--out", str(out), "--lumis", "1,5"],
+            *["--toys", "6", "--n-generated", "1000", "--n-training", "800", "--limit-toys", "2"],
+            *["--surrogate-uncertainty", "shapesys", "--ensemble", ens_dir, "--ensemble-conditions", files["mc"]],
+        ]
+    )
+    assert code == 0
+    report = json.loads((out / "coverage.json").read_text())
+    assert {p["template"] for p in report["points"]} == {"generated", "generated+modifier", "perfect", "learner"}
+    assert report["surrogate_uncertainty"]["modifiers"][0]["modifiers"] == ["surrogate_spread"]
+    assert (out / "coverage.png").stat().st_size > 0 and "| 5 |" in (out / "coverage.md").read_text()
+
+
+def test_cli_modifier_flags_are_checked_before_any_file_is_read(ensemble: SurrogateEnsemble, tmp_path, capsys) -> None:
+    from mcsurrogate.cli import main
+
+    common = [
+        "missing_sig.parquet",
+        "missing_bkg.parquet",
+        "--var",
+        "m",
+        "--range",
+        "0,150",
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    assert main(["fit", *common, "--surrogate-uncertainty", "histosys"]) == 2
+    assert "needs --ensemble DIR" in capsys.readouterr().err
+    assert main(["fit", *common, "--surrogate-uncertainty", "spurious"]) == 2
+    assert "--spurious-size MU" in capsys.readouterr().err
+    assert main(["fit", *common, "--spurious-size", "0.1"]) == 2
+    assert "act through --surrogate-uncertainty" in capsys.readouterr().err
+    for bad, message in (
+        (["--surrogate-uncertainty", "histosys,shapesys"], "choose one"),
+        (["--surrogate-uncertainty", "normsys"], "expected one or more of histosys, shapesys, spurious"),
+        (["--ensemble", str(tmp_path)], "not an ensemble directory"),
+        (["--components", "0"], "expected an integer ≥ 1"),
+        (["--spurious-size", "-1"], "expected a number ≥ 0"),
+    ):
+        with pytest.raises(SystemExit) as exc:
+            main(["fit", *common, *bad])
+        assert exc.value.code == 2 and message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["coverage", "a", "b", "c", "--var", "m", "--range", "0,1", "--out", "x", "--toys", "0"])
+    assert "expected an integer ≥ 1" in capsys.readouterr().err

@@ -1,8 +1,12 @@
-"""``mcsurrogate fit`` and ``mcsurrogate scan``: pyhf HistFactory fits and scans on templates read from files.
+"""``mcsurrogate fit``, ``scan`` and ``coverage``: pyhf HistFactory fits, scans and coverage by toys on templates
+read from files.
 
 Every flag is checked when it is parsed (the types of :mod:`mcsurrogate.cli.arguments` and the few below): a bad
-value is an ``argparse`` error with exit code 2 before any file is read. The JSON files they write are strict
-(no ``NaN``/``Infinity``: see :mod:`mcsurrogate.stats.jsonable`).
+value is an ``argparse`` error with exit code 2 before any file is read; flags that need each other
+(``--surrogate-uncertainty histosys`` and ``--ensemble``) are checked before any file is read too. The JSON files
+they write are strict (no ``NaN``/``Infinity``: see :mod:`mcsurrogate.stats.jsonable`). The surrogate's own
+uncertainty (``--surrogate-uncertainty histosys|shapesys|spurious``) comes from an ensemble directory
+(:class:`mcsurrogate.ensemble.SurrogateEnsemble`, loaded only then: torch) or a measured spurious signal.
 """
 
 from __future__ import annotations
@@ -14,9 +18,21 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import OutputExistsError
+from ..errors import InputError, OutputExistsError
 from ..files import atomic_write_text
-from .arguments import event_count, float_list, fraction, non_negative_int, open_fraction, positive_float, positive_int
+from .arguments import (
+    event_count,
+    float_list,
+    fraction,
+    non_negative_float,
+    non_negative_int,
+    open_fraction,
+    positive_float,
+    positive_int,
+)
+
+#: the kinds ``--surrogate-uncertainty`` takes (those of :class:`mcsurrogate.stats.SurrogateUncertainty`)
+_UNCERTAINTY_KINDS = ("histosys", "shapesys", "spurious")
 
 
 # ------------------------------------------------------------------------------------------------ flag types
@@ -85,6 +101,30 @@ def _event_counts(text: str) -> list[int]:
     return sorted({int(x) for x in np.geomspace(low, high, n)})
 
 
+def _uncertainty_kinds(text: str) -> list[str]:
+    """Comma-separated kinds of the surrogate's own uncertainty: histosys or shapesys, and/or spurious."""
+    kinds = [k.strip() for k in text.split(",") if k.strip()]
+    bad = [k for k in kinds if k not in _UNCERTAINTY_KINDS]
+    if not kinds or bad:
+        raise argparse.ArgumentTypeError(
+            f"expected one or more of {', '.join(_UNCERTAINTY_KINDS)} (comma-separated), got {text!r}"
+        )
+    if {"histosys", "shapesys"} <= set(kinds):
+        raise argparse.ArgumentTypeError(
+            "histosys and shapesys carry the same spread: choose one (with or without spurious)"
+        )
+    return list(dict.fromkeys(kinds))
+
+
+def _ensemble_dir(text: str) -> str:
+    """An ensemble directory (with ensemble.json), as ``SurrogateEnsemble.save`` writes it."""
+    path = Path(text)
+    if not (path / "ensemble.json").is_file():
+        hint = " (a single model: train an ensemble)" if (path / "config.json").is_file() else ""
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ensemble directory (no ensemble.json){hint}")
+    return text
+
+
 # ------------------------------------------------------------------------------------------------ commands
 def _sample(path: str, var: str, weight: str | None) -> Any:
     import awkward as ak
@@ -121,10 +161,86 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in vars(args).items() if k != "func"}
 
 
+def _check_modifier_flags(args: argparse.Namespace) -> None:
+    """The surrogate-uncertainty flags that need each other, before any file is read."""
+    kinds = args.surrogate_uncertainty or []
+    if {"histosys", "shapesys"} & set(kinds) and not args.ensemble:
+        raise InputError(
+            f"--surrogate-uncertainty {','.join(kinds)} needs --ensemble DIR: the spread of the ensemble's member "
+            "templates is what histosys/shapesys carry"
+        )
+    if "spurious" in kinds and args.spurious_size is None and not args.spurious_mc:
+        raise InputError(
+            "--surrogate-uncertainty spurious needs its size: --spurious-size MU (units of the signal strength) or "
+            "--spurious-mc FILE (the MC background it is measured on)"
+        )
+    if not kinds and (args.ensemble or args.spurious_mc or args.spurious_size is not None):
+        raise InputError("--ensemble, --spurious-mc and --spurious-size act through --surrogate-uncertainty KIND")
+
+
+def _ensemble_spread(args: argparse.Namespace, nominal: Any, n_events: int) -> Any:
+    """The spread of the ensemble's member templates of --var around ``nominal`` (loads torch)."""
+    from ..ensemble import SurrogateEnsemble
+    from ..io import read_events
+
+    ens = SurrogateEnsemble.load(args.ensemble, device="cpu")
+    if args.var not in ens.targets:
+        raise InputError(
+            f"--var {args.var!r} is not a target of the ensemble {args.ensemble} (its targets: {ens.targets}); the "
+            "members must generate the fit variable"
+        )
+    conditions, n = None, args.ensemble_events or n_events
+    if ens.conditions:
+        if not args.ensemble_conditions:
+            raise InputError(
+                f"the ensemble {args.ensemble} is conditional on {ens.conditions}: pass --ensemble-conditions FILE"
+            )
+        conditions, n = read_events(args.ensemble_conditions, columns=ens.conditions), None
+    return ens.spread(args.var, n, conditions, bins=nominal.axes[0], nominal=nominal, seed=args.modifier_seed)
+
+
+def _surrogate_modifiers(
+    args: argparse.Namespace, signal: Any, template: Any, n_events: int
+) -> tuple[list[Any], dict[str, Any]]:
+    """The modifiers --surrogate-uncertainty asks for, and what was measured for them (for the JSON)."""
+    from ..stats import SurrogateUncertainty, fill_template, measure_spurious_signal, scale_template
+
+    kinds = args.surrogate_uncertainty or []
+    out: list[Any] = []
+    info: dict[str, Any] = {}
+    if {"histosys", "shapesys"} & set(kinds):
+        spread = _ensemble_spread(args, template, n_events)
+        info["ensemble_relative_std"] = spread.relative_std()
+        if "histosys" in kinds:
+            out.append(
+                SurrogateUncertainty.histosys(spread, max_components=args.components, min_fraction=args.min_fraction)
+            )
+        else:
+            out.append(SurrogateUncertainty.shapesys(spread))
+    if "spurious" in kinds:
+        if args.spurious_size is not None:
+            size = args.spurious_size
+        else:
+            mc = _sample(args.spurious_mc, args.var, args.weight)
+            mc_h = fill_template(mc.values, bins=template.axes[0], weights=mc.weights)
+            unit = (
+                scale_template(signal, total=args.signal_fraction * float(mc_h.values().sum()))
+                if args.signal_fraction
+                else signal
+            )
+            measured = measure_spurious_signal(unit, template, mc_h)
+            info["spurious_signal"] = measured.to_dict()
+            size = abs(measured.mu)
+        out.append(SurrogateUncertainty.spurious(size))
+    info["modifiers"] = [u.to_dict() for u in out]
+    return out, info
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     from ..stats import Inference, asimov_counts, build_workspace, fill_template, model_and_data, scale_template
     from ..stats.jsonable import dumps
 
+    _check_modifier_flags(args)
     binning = _binning(args)
     sig = _sample(args.signal, args.var, args.weight)
     bkg = _sample(args.background, args.var, args.weight)
@@ -141,8 +257,15 @@ def cmd_fit(args: argparse.Namespace) -> int:
         observed = fill_template(obs_sample.values, bins=s.axes[0], weights=obs_sample.weights).values()
     else:
         observed = asimov_counts(s, b, args.asimov_mu)
+    modifiers, modifier_info = _surrogate_modifiers(args, s, b, bkg.values.size)
     ws = build_workspace(
-        s, b, observed, systematic=args.systematic, systematic_kind=args.systematic_kind, empty_bins=args.empty_bins
+        s,
+        b,
+        observed,
+        systematic=args.systematic,
+        systematic_kind=args.systematic_kind,
+        empty_bins=args.empty_bins,
+        surrogate_uncertainty=modifiers or None,
     )
     model, data = model_and_data(ws)
     inf = Inference(model, data, test_stat=args.test_stat)
@@ -161,6 +284,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         "test_stat": args.test_stat,
         "background_yield": b_yield,
         "signal_yield": float(s.values().sum()),
+        "surrogate_uncertainty": modifier_info,
         "settings": _settings(args),
     }
     out = _out_dir(args.out, args.overwrite)
@@ -172,20 +296,32 @@ def cmd_fit(args: argparse.Namespace) -> int:
         f"{1 - args.level:.0%} CLs limit ({args.test_stat}): observed {limit.observed:.4g}, expected "
         f"{limit.median:.4g} [{limit.expected[1]:.4g}, {limit.expected[3]:.4g}]"
     )
+    if modifiers:
+        print(f"surrogate modifiers in the workspace: {', '.join(n for u in modifiers for n in u.modifier_names())}")
     print(f"wrote {out / 'workspace.json'} (re-fit with pyhf alone) and {out / 'fit.json'}")
     return 0
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
-    from ..stats import rows_to_csv, save_scan_plots, scan, scan_summary
+    from ..stats import fill_template, rows_to_csv, save_scan_plots, scan, scan_summary
     from ..stats.jsonable import dumps
 
+    _check_modifier_flags(args)
     binning = _binning(args)
     out = _out_dir(args.out, args.overwrite)
+    signal = _sample(args.signal, args.var, args.weight)
+    generated = _sample(args.generated, args.var, args.weight)
+    modifiers: list[Any] = []
+    modifier_info: dict[str, Any] = {}
+    if args.surrogate_uncertainty:
+        sig_h = fill_template(signal.values, weights=signal.weights, name=args.var, **binning)
+        gen_h = fill_template(generated.values, bins=sig_h.axes[0], weights=generated.weights)
+        modifiers, modifier_info = _surrogate_modifiers(args, sig_h, gen_h, generated.values.size)
     rows = scan(
-        _sample(args.signal, args.var, args.weight),
+        signal,
         _sample(args.background, args.var, args.weight),
-        _sample(args.generated, args.var, args.weight),
+        generated,
+        surrogate_uncertainty=modifiers or None,
         luminosities=args.lumis,
         n_generated=args.ngen,
         systematics=args.systematics,
@@ -200,7 +336,10 @@ def cmd_scan(args: argparse.Namespace) -> int:
         processes=args.processes,
         **binning,
     )
-    atomic_write_text(out / "scan.json", dumps({"settings": _settings(args), "rows": rows}, indent=1))
+    atomic_write_text(
+        out / "scan.json",
+        dumps({"settings": _settings(args), "surrogate_uncertainty": modifier_info, "rows": rows}, indent=1),
+    )
     atomic_write_text(out / "scan.csv", rows_to_csv(rows))
     figures = save_scan_plots(rows, out)
     fitted = [r for r in rows if r["status"] == "ok"]
@@ -213,6 +352,120 @@ def cmd_scan(args: argparse.Namespace) -> int:
             f"N_gen {worst['n_generated']:,}, systematic {worst['systematic']:.0%}"
         )
     return 0
+
+
+def cmd_coverage(args: argparse.Namespace) -> int:
+    from ..stats import coverage_study, fill_template, plot_coverage
+    from ..stats.jsonable import dumps
+
+    _check_modifier_flags(args)
+    binning = _binning(args)
+    out = _out_dir(args.out, args.overwrite)
+    signal = _sample(args.signal, args.var, args.weight)
+    mc = _sample(args.background, args.var, args.weight)
+    generated = _sample(args.generated, args.var, args.weight)
+    sig_h = fill_template(signal.values, weights=signal.weights, name=args.var, **binning)
+    mc_h = fill_template(mc.values, bins=sig_h.axes[0], weights=mc.weights)
+    gen_h = fill_template(generated.values, bins=sig_h.axes[0], weights=generated.weights)
+    n_generated = args.n_generated or generated.values.size
+    modifiers, modifier_info = _surrogate_modifiers(args, sig_h, gen_h, n_generated)
+    result = coverage_study(
+        sig_h,
+        mc_h,
+        gen_h,
+        surrogate_uncertainty=modifiers or None,
+        luminosities=args.lumis,
+        mu_true=args.asimov_mu,
+        n_toys=args.toys,
+        n_generated=n_generated,
+        n_training=args.n_training,
+        floors=not args.no_floors,
+        limits=not args.no_limits,
+        n_limit_toys=args.limit_toys,
+        signal_fraction=args.signal_fraction or None,
+        systematic=args.systematic,
+        systematic_kind=args.systematic_kind,
+        level=args.level,
+        empty_bins=args.empty_bins,
+        seed=args.seed,
+        processes=args.processes,
+    )
+    report = result.to_dict() | {"surrogate_uncertainty": modifier_info, "command": _settings(args)}
+    atomic_write_text(out / "coverage.json", dumps(report, indent=1))
+    atomic_write_text(out / "toys.json", dumps({"toys": result.toys}, indent=None))
+    atomic_write_text(out / "coverage.md", result.table() + "\n")
+    fig = plot_coverage(result)
+    fig.savefig(out / "coverage.png", dpi=120, bbox_inches="tight")
+    print(result.table())
+    if modifiers:
+        print(
+            "generated + modifier within 68 ± 3 % and 95 ± 2 % at every luminosity: "
+            f"{'yes' if result.within('generated+modifier') else 'no'}"
+        )
+    print(
+        f"{args.toys} toys × {len(args.lumis)} luminosities in {result.seconds:.0f} s → {out / 'coverage.json'}, "
+        f"{out / 'toys.json'}, {out / 'coverage.md'}, {out / 'coverage.png'}"
+    )
+    return 0
+
+
+def _modifier_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("the surrogate's own uncertainty")
+    g.add_argument(
+        "--surrogate-uncertainty",
+        type=_uncertainty_kinds,
+        metavar="KIND[,KIND]",
+        help="add the generated template's own uncertainty: histosys (the ensemble's spread as shape components + a "
+        "per-bin residual) or shapesys (the spread per bin), and/or spurious (a signal-shaped nuisance of the "
+        "spurious signal's size); comma-separated (default: none)",
+    )
+    g.add_argument(
+        "--ensemble",
+        type=_ensemble_dir,
+        metavar="DIR",
+        help="ensemble directory (SurrogateEnsemble.save) whose members generate --var; needed by histosys/shapesys",
+    )
+    g.add_argument(
+        "--ensemble-conditions",
+        metavar="FILE",
+        help="events with the ensemble's condition columns (Parquet or ROOT), one generated event per row and member "
+        "(needed for a conditional ensemble)",
+    )
+    g.add_argument(
+        "--ensemble-events",
+        type=event_count,
+        help="events each member of an unconditional ensemble generates, ≥ 1 (default: as many as the generated sample)",
+    )
+    g.add_argument(
+        "--components",
+        type=positive_int,
+        default=3,
+        help="largest number of histosys shape components, integer ≥ 1 (default: 3)",
+    )
+    g.add_argument(
+        "--min-fraction",
+        type=open_fraction,
+        default=0.95,
+        help="fraction of the members' variance the shape components carry, in (0, 1); the rest becomes a per-bin "
+        "residual (default: 0.95)",
+    )
+    g.add_argument(
+        "--spurious-size",
+        type=non_negative_float,
+        metavar="MU",
+        help="spurious-signal size in units of the signal strength μ, ≥ 0 (default: measured with --spurious-mc)",
+    )
+    g.add_argument(
+        "--spurious-mc",
+        metavar="FILE",
+        help="MC background (Parquet or ROOT) on which the generated template's spurious signal is measured",
+    )
+    g.add_argument(
+        "--modifier-seed",
+        type=non_negative_int,
+        default=0,
+        help="seed of the ensemble's member samples, integer ≥ 0 (default: 0)",
+    )
 
 
 # ------------------------------------------------------------------------------------------------ parsers
@@ -303,6 +556,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="relative background systematic in [0, 1), 0.10 = 10 %% (default: 0.10)",
     )
     _common(p)
+    _modifier_flags(p)
     p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser(
@@ -352,4 +606,65 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="seed of the permutation that picks the N_gen events, integer ≥ 0 (default: 0)",
     )
     _common(p)
+    _modifier_flags(p)
     p.set_defaults(func=cmd_scan)
+
+    p = sub.add_parser(
+        "coverage",
+        help="coverage of the intervals on μ by toys: generated template with and without the surrogate modifier, "
+        "next to the perfect generator and the memorising learner",
+        description="Toy data from the MC background's shape at each luminosity, fitted with templates drawn from "
+        "GENERATED (without and with --surrogate-uncertainty), a perfect generator and, with --n-training, a "
+        "memorising learner (the toys' signal strength: --asimov-mu); writes coverage.json (the coverage of the 68/95 % intervals, pulls, |Z0|, "
+        "expected-limit shifts per luminosity and template), toys.json, coverage.md (the table) and coverage.png.",
+    )
+    p.add_argument("signal", help="MC signal sample (Parquet or ROOT file)")
+    p.add_argument("background", help="MC background: its shape is the truth the toys are drawn from")
+    p.add_argument(
+        "generated",
+        help="a large generated sample: the flow's shape, from which every toy draws a template of --n-generated events",
+    )
+    p.add_argument(
+        "--lumis",
+        type=_luminosities,
+        default=_luminosities("1:1000:10"),
+        metavar="L1,L2,… | LOW:HIGH:N",
+        help="luminosity factors (× the MC sample's), a list or N log-spaced (default: 1:1000:10)",
+    )
+    p.add_argument("--toys", type=positive_int, default=200, help="toys per luminosity, integer ≥ 1 (default: 200)")
+    p.add_argument(
+        "--n-generated",
+        type=event_count,
+        help="events per generated (and floor) template, ≥ 1 (default: the generated sample's size)",
+    )
+    p.add_argument(
+        "--n-training",
+        type=event_count,
+        help="training-MC events of the memorising-learner floor, ≥ 1 (default: no learner floor)",
+    )
+    p.add_argument("--no-floors", action="store_true", help="skip the perfect-generator and learner floors")
+    p.add_argument("--no-limits", action="store_true", help="skip the expected-limit shifts (faster)")
+    p.add_argument(
+        "--limit-toys",
+        type=non_negative_int,
+        default=20,
+        help="floor templates whose expected limits give the floors' limit-shift band, integer ≥ 0 (default: 20)",
+    )
+    p.add_argument(
+        "--systematic",
+        type=_relative_uncertainty,
+        default=0.10,
+        help="relative background systematic in [0, 1), 0.10 = 10 %% (default: 0.10)",
+    )
+    p.add_argument(
+        "--processes", type=positive_int, default=1, help="worker processes for the toys, integer ≥ 1 (default: 1)"
+    )
+    p.add_argument(
+        "--seed",
+        type=non_negative_int,
+        default=0,
+        help="seed of the toys (data, templates, floors), integer ≥ 0 (default: 0)",
+    )
+    _common(p)
+    _modifier_flags(p)
+    p.set_defaults(func=cmd_coverage)

@@ -29,8 +29,9 @@ from tqdm.auto import tqdm
 
 from ..errors import FitError, InputError
 from .inference import TEST_STATISTICS, Inference, TestStatistic
+from .surrogate_uncertainty import SurrogateUncertainty
 from .templates import fill_template, scale_template, template_arrays
-from .workspace import SystematicKind, asimov_counts, build_workspace, model_and_data
+from .workspace import SystematicKind, asimov_counts, build_workspace, model_and_data, surrogate_uncertainties
 
 __all__ = ["Sample", "evaluate_point", "rows_to_csv", "scan", "scan_summary", "spurious_signal_toys"]
 
@@ -84,8 +85,10 @@ def evaluate_point(
     empty_bins: Literal["error", "floor"] = "error",
     test_stat: TestStatistic = "qtilde",
     label: str = "",
+    surrogate_uncertainty: SurrogateUncertainty | Sequence[SurrogateUncertainty] | None = None,
 ) -> dict[str, Any]:
-    """μ̂ ± σ, discovery Z₀ and the CLs limit with bands for one set of templates and one observation.
+    """μ̂ ± σ, discovery Z₀ and the CLs limit with bands for one set of templates and one observation
+    (``surrogate_uncertainty``: the background template's own uncertainty, see :func:`~.workspace.build_workspace`).
 
     Returns :data:`RESULT_FIELDS` and ``mu_at_bound`` (μ̂ on a bound of its range with the likelihood still rising
     beyond: capped) and ``fit_steps`` (how many fits each step of :data:`~.inference.FIT_LADDER` settled, e.g.
@@ -94,7 +97,13 @@ def evaluate_point(
     """
     try:
         ws = build_workspace(
-            signal, background, observed, systematic=systematic, systematic_kind=systematic_kind, empty_bins=empty_bins
+            signal,
+            background,
+            observed,
+            systematic=systematic,
+            systematic_kind=systematic_kind,
+            empty_bins=empty_bins,
+            surrogate_uncertainty=surrogate_uncertainty,
         )
     except InputError as exc:
         raise InputError(f"scan point {label}: {exc}") from exc
@@ -179,11 +188,17 @@ def scan(
     test_stat: TestStatistic = "qtilde",
     empty_bins: Literal["error", "floor"] = "error",
     on_error: Literal["raise", "record"] = "record",
+    surrogate_uncertainty: SurrogateUncertainty | Sequence[SurrogateUncertainty] | None = None,
     seed: int = 0,
     processes: int = 1,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
     """The full scan: one row per (systematic, luminosity, template), template = MC reference or N_gen.
+
+    ``surrogate_uncertainty``: the generated templates' own uncertainty
+    (:class:`~.surrogate_uncertainty.SurrogateUncertainty`, e.g. an ensemble's spread; relative, so one applies at
+    every N_gen and luminosity), added to every generated row's workspace; the MC reference rows do not get it. The
+    rows then name its modifiers in ``surrogate_modifiers``.
 
     Each row holds the settings (``systematic``, ``luminosity``, ``background_yield``, ``signal_yield``,
     ``template`` = ``"mc"`` or ``"generated"``, ``n_generated``), the results (``mu_hat``, ``mu_sigma``,
@@ -207,6 +222,8 @@ def scan(
     signal = signal.checked("signal")
     background_mc = background_mc.checked("MC background")
     generated = generated.checked("generated background")
+    uncertainties = surrogate_uncertainties(surrogate_uncertainty)
+    modifier_names = ", ".join(n for u in uncertainties for n in u.modifier_names()) or None
     lumis = _checked_luminosities(luminosities)
     ngens = [int(n) for n in n_generated]
     if any(n <= 0 for n in ngens):
@@ -268,12 +285,18 @@ def scan(
                 tasks.append(
                     {
                         "on_error": on_error,
-                        "meta": {**base, "template": "generated", "n_generated": n},
+                        "meta": {
+                            **base,
+                            "template": "generated",
+                            "n_generated": n,
+                            **({"surrogate_modifiers": modifier_names} if uncertainties else {}),
+                        },
                         "args": {
                             "signal": s,
                             "background": g,
                             "observed": observed,
                             **common,
+                            "surrogate_uncertainty": uncertainties or None,
                             "label": f"(systematic {syst}, luminosity {lumi:g}, N_gen {n})",
                         },
                     }
