@@ -166,6 +166,18 @@ def test_object_response_save_load_and_errors(trained, tmp_path) -> None:
     b = again.apply(truth, seed=1, collection="gen")
     assert ak.all(ak.flatten(a.photons.pt) == ak.flatten(b.photons.pt))
     assert not ak.all(ak.num(model.apply(truth, seed=2, collection="gen").photons) == ak.num(a.photons))
+    assert again.context_bounds == model.context_bounds
+    assert set(model.context_bounds) == {
+        "n_objects",
+        "dr_nearest",
+        "n_previous",
+        *(f"previous_pull_{f}" for f in ["pt", "eta", "phi"]),
+    }
+    assert model.context_bounds["n_objects"][1] <= 5  # the training events hold at most five photons
+    # a crowded event (12 photons) samples with the context clipped into the training range
+    crowded = ak.zip({"gen": jagged_truth(50, 8, max_objects=12).photons, "mu": np.full(50, 20.0)}, depth_limit=1)
+    with pytest.warns(UserWarning, match="n_objects"):
+        assert len(model.apply(crowded, collection="gen", seed=1)) == 50
     config = json.loads((tmp_path / "m" / "object_response.json").read_text())
     assert config["layout"]["fields"] == ["pt", "eta", "phi"] and config["format"] == "mcsurrogate.object_response"
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [

@@ -28,7 +28,7 @@ import dataclasses
 import json
 import os
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -321,12 +321,18 @@ class ObjectResponse:
         response: Surrogate,
         scale: PullScale,
         metrics: dict[str, Any] | None = None,
+        context_bounds: Mapping[str, Sequence[float]] | None = None,
     ) -> None:
         self.layout = layout
         self.efficiency = efficiency
         self.response = response
         self.scale = scale
         self.metrics = metrics or {}
+        #: the event-context conditions (object count, ΔR to the nearest object, the earlier objects' count and mean
+        #: pulls) are clipped into these [0.1 %, 99.9 %] quantiles of the training objects when sampling: a process
+        #: with more objects than the training sample reuses the most crowded context it was trained on instead of
+        #: extrapolating the networks (empty: no clipping)
+        self.context_bounds = {k: (float(v[0]), float(v[1])) for k, v in (context_bounds or {}).items()}
 
     # -- training -----------------------------------------------------------------------------------------
     @classmethod
@@ -393,6 +399,11 @@ class ObjectResponse:
             validation=ak.zip({k: v[keep_val] for k, v in table.items()}, depth_limit=1),
             progress=progress,
         )
+        bounds = {
+            name: _quantile_bounds(table[name][found if name not in ("n_objects", "dr_nearest") else slice(None)])
+            for name in layout.conditions
+            if name in CONTEXT
+        }
         metrics = {
             "matching": matching.to_dict(),
             "n_events": len(t.counts),
@@ -402,7 +413,7 @@ class ObjectResponse:
             "n_fakes": int(ak.sum(~matching.reco_matched)),
             "efficiency": eff.metrics,
         }
-        return cls(layout, eff, surrogate, scale, metrics)
+        return cls(layout, eff, surrogate, scale, metrics, bounds)
 
     def training_conditions(self, events: ak.Array) -> ak.Array:
         """The flow's condition rows of the matched objects of ``events`` (truth + reco, as for :meth:`fit`): what
@@ -417,7 +428,9 @@ class ObjectResponse:
         """A copy whose response flow is distilled (:meth:`Surrogate.distill`) at the conditions of ``events``'s
         matched objects (the training events): one dense pass per object when sampling."""
         student = self.response.distill(self.training_conditions(events), config, progress=progress)
-        return ObjectResponse(self.layout, self.efficiency, student, self.scale, dict(self.metrics))
+        return ObjectResponse(
+            self.layout, self.efficiency, student, self.scale, dict(self.metrics), self.context_bounds
+        )
 
     # -- sampling -----------------------------------------------------------------------------------------
     def sample_flat(
@@ -431,8 +444,11 @@ class ObjectResponse:
                 f"need {n} uniforms and noise of shape ({n}, {self.response.noise_features}); "
                 f"got {uniforms.shape} and {noise.shape}"
             )
-        found = uniforms < self.efficiency.probability(t.efficiency_features()) if n else np.zeros(0, dtype=bool)
         self._warn_outside_training_range(t)
+        x_eff = t.efficiency_features()
+        x_eff[:, 3] = self._clip("n_objects", x_eff[:, 3])
+        x_eff[:, 4] = self._clip("dr_nearest", x_eff[:, 4])
+        found = uniforms < self.efficiency.probability(x_eff) if n else np.zeros(0, dtype=bool)
         nf = len(self.layout.fields)
         delta = np.zeros((n, nf))
         n_prev = np.zeros(len(t.counts))
@@ -445,8 +461,17 @@ class ObjectResponse:
             ev = t.event[sel]
             prev_n = n_prev[ev]
             mean = s_prev[ev] / np.maximum(prev_n, 1.0)[:, None]
+            pulls = [self._clip(f"previous_pull_{f}", mean[:, j]) for j, f in enumerate(self.layout.fields)]
             cond = np.column_stack(
-                [t.kin["pt"][sel], t.kin["eta"][sel], t.mu[sel], t.n_objects[sel], t.dr_nearest[sel], prev_n, mean]
+                [
+                    t.kin["pt"][sel],
+                    t.kin["eta"][sel],
+                    t.mu[sel],
+                    self._clip("n_objects", t.n_objects[sel]),
+                    self._clip("dr_nearest", t.dr_nearest[sel]),
+                    self._clip("n_previous", prev_n),
+                    *pulls,
+                ]
             )
             with warnings.catch_warnings():  # the truth conditions are checked once above; the pulls vary by rank
                 warnings.filterwarnings("ignore", message="conditions outside the training range")
@@ -455,6 +480,12 @@ class ObjectResponse:
             s_prev[ev] += d / sigma[sel]
             n_prev[ev] += 1.0
         return found, delta
+
+    def _clip(self, name: str, values: np.ndarray) -> np.ndarray:
+        if name not in self.context_bounds:
+            return values
+        lo, hi = self.context_bounds[name]
+        return np.clip(values, lo, hi)
 
     def _warn_outside_training_range(self, t: TruthObjects) -> None:
         """One warning for truth objects outside the range of the training objects' E_T, |η|, μ or count."""
@@ -534,6 +565,7 @@ class ObjectResponse:
                 "mcsurrogate_version": __version__,
                 "layout": self.layout.to_dict(),
                 "scale": self.scale.to_dict(),
+                "context_bounds": {k: list(v) for k, v in self.context_bounds.items()},
                 "metrics": self.metrics,
             }
             atomic_write_text(tmp / "object_response.json", json.dumps(config, indent=2, allow_nan=False))
@@ -564,7 +596,14 @@ class ObjectResponse:
         response = Surrogate.load(root / "response", device=device)
         if response.targets != layout.targets or response.conditions != layout.conditions:
             raise ModelDirectoryError(f"{root}/response does not model the layout's columns")
-        return cls(layout, EfficiencyModel.load(root, device=device), response, scale, d.get("metrics", {}))
+        return cls(
+            layout,
+            EfficiencyModel.load(root, device=device),
+            response,
+            scale,
+            d.get("metrics", {}),
+            d.get("context_bounds", {}),
+        )
 
 
 def _collections(events: ak.Array, layout: ObjectLayout) -> tuple[ak.Array, ak.Array, np.ndarray]:
@@ -576,6 +615,14 @@ def _collections(events: ak.Array, layout: ObjectLayout) -> tuple[ak.Array, ak.A
     if missing:
         raise InputError(f"the reco objects {layout.reco!r} lack field(s) {sorted(set(missing))}")
     return events[layout.truth], reco, np.asarray(ak.to_numpy(events[layout.pileup]), dtype=np.float64)
+
+
+#: the event-context conditions clipped into their training range when sampling (:attr:`ObjectResponse.context_bounds`)
+CONTEXT = ("n_objects", "dr_nearest", "n_previous", "previous_pull_pt", "previous_pull_eta", "previous_pull_phi")
+
+
+def _quantile_bounds(values: np.ndarray, q: float = 0.001) -> list[float]:
+    return [float(np.quantile(values, q)), float(np.quantile(values, 1 - q))]
 
 
 def _training_pairs(events: ak.Array, layout: ObjectLayout) -> tuple[TruthObjects, np.ndarray, np.ndarray, Matching]:
