@@ -394,3 +394,17 @@ def test_train_with_a_weight_column_records_the_effective_size(tmp_path: Path) -
     assert "training size" in info.stdout and "Poisson bootstrap seed 3" in info.stdout
     fails_with(run_here("train", str(data), *common, "--weights", "zero", "--out", str(tmp_path / "z")), "zero")
     assert not (tmp_path / "z").exists()
+
+
+def test_batch_logs_get_one_line_per_epoch(tmp_path: Path) -> None:
+    """Without a terminal (a batch job, a pipe) ``train`` logs a line per epoch with the loss and validation NLL
+    on stderr, instead of a progress bar (issue 33 item 6)."""
+    data = write_root(tmp_path / "d.root", correlated_events(800, seed=2))
+    proc = run(
+        "train", str(data), "--targets", "a,b", "--model", "maf", "--blocks", "1", "--hidden", "8",
+        "--epochs", "3", "--device", "cpu", "--out", str(tmp_path / "m"),
+    )  # fmt: skip
+    lines = [line for line in proc.stderr.splitlines() if " epoch " in line]
+    assert len(lines) == 3, proc.stderr
+    assert all("train loss" in line and "validation NLL" in line for line in lines)
+    assert "epoch 3/3" in lines[-1]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import math
 import numbers
 import os
@@ -40,6 +41,8 @@ from .arguments import check_choice, check_float, check_int, describe
 from .errors import InputError, TrainingError, refuse_unknown_fields
 from .flows import FlowModel
 from .persistence import load_tensors, save_tensors
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "EpochRecord",
@@ -428,7 +431,9 @@ def train_flow(
     run_id:
         Identifies the run (config and data fingerprint) so that a foreign checkpoint is never resumed.
     progress:
-        tqdm progress bar; ``None`` shows it only on a terminal.
+        tqdm progress bar; ``None`` shows it only on a terminal. Without a bar every epoch logs one line (loss,
+        validation metric, learning rate, seconds) at INFO on the ``mcsurrogate.training`` logger, which the
+        command line prints: batch logs show progress.
     """
     device = resolve_device(config.device)
     flow.to(device)
@@ -548,6 +553,18 @@ def train_flow(
                 save_tensors(ckpt / "last.safetensors", tensors, {"run_id": run_id, "result": result.to_dict()})
             bar.set_postfix(loss=f"{record.train_loss:.4f}", val=f"{metric:.4g}", best=result.best_epoch)
             bar.update(1)
+            if bar.disable:  # no bar (a batch log, a pipe): one line per epoch instead
+                log.info(
+                    "epoch %d/%d: train loss %.5g, validation NLL %.5g%s, lr %.3g, %.1f s; best epoch %d",
+                    epoch,
+                    config.epochs,
+                    record.train_loss,
+                    val_nll,
+                    "" if w1 is None else f", W1 {w1:.4g}",
+                    lr,
+                    record.seconds,
+                    result.best_epoch,
+                )
     finally:
         bar.close()
     if train_time > 0:

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 import textwrap
 from collections.abc import Sequence
+from typing import Any
 
 from ..errors import MCSurrogateError, Terminated, sigterm_raises
 
@@ -46,6 +48,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a line is logged (a redirected or captured stderr included)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+def _log_to_stderr() -> None:
+    """Show the package's INFO lines (one per training epoch when no progress bar is drawn, as in a batch log) on
+    stderr, unless the caller configured logging for ``mcsurrogate`` already."""
+    log = logging.getLogger("mcsurrogate")
+    if not log.handlers:
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mcsurrogate`` command. Returns the process exit code."""
     parser = build_parser()
@@ -53,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 1
+    _log_to_stderr()
     try:
         with sigterm_raises():
             code = int(args.func(args) or 0)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ from ..errors import InputError, refuse_unknown_fields
 from ..training import adam_fused_if_available
 from .made import ACTIVATIONS
 from .model import FlowModel, StandardNormal
+
+log = logging.getLogger(__name__)
 
 __all__ = ["PRECISIONS", "DistillConfig", "DistilledFlow", "MLPSampler", "distill_flow"]
 
@@ -428,6 +431,8 @@ def distill_flow(
             history.append(float(mse.mean()))
             bar.set_postfix(val_mse=f"{history[-1]:.2e}")
             bar.update()
+            if bar.disable:  # no bar (a batch log): one line per epoch instead
+                log.info("distilling epoch %d/%d: validation error %.3g", len(history), cfg.epochs, history[-1])
     student.eval()  # `mse` is the last epoch's held-out error: the weights have not changed since
     report = {
         "config": cfg.to_dict(),
