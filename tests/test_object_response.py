@@ -297,9 +297,14 @@ def test_the_efficiency_can_train_on_more_detector_passes_than_the_flow() -> Non
         training={"epochs": 1, "device": "cpu"},
         efficiency={"epochs": 2, "device": "cpu"},
         efficiency_events=more,
+        efficiency_features=("pt", "eta", "mu", "dr_nearest"),
     )
+    assert model.efficiency.features == ["pt", "eta", "mu", "dr_nearest"]
+    assert len(model.apply(ak.zip({"truth_photons": truth.photons, "mu": truth.mu}, depth_limit=1))) == len(truth)
     n_objects = int(ak.sum(ak.num(events.truth_photons)))
     assert model.metrics["efficiency_training_objects"] == 3 * n_objects
     assert model.efficiency.metrics["n_train"] + model.efficiency.metrics["n_validation"] == 3 * n_objects
+    with pytest.raises(InputError, match="efficiency_features"):
+        ObjectResponse.fit(events, preset="demo", efficiency_features=("pt", "isolation"))
     with pytest.raises(InputError, match="efficiency_events"):
         ObjectResponse.fit(events, preset="demo", efficiency_events=[1, 2])

@@ -368,7 +368,8 @@ def compare_efficiency_classifiers(
 
     t_tr, found_tr, _, _ = _training_pairs(train, model.layout)
     t_te, found_te, _, _ = _training_pairs(test, model.layout)
-    x_tr, x_te = t_tr.efficiency_features(), t_te.efficiency_features()
+    names = model.efficiency.features
+    x_tr, x_te = t_tr.efficiency_features(names), t_te.efficiency_features(names)
     t0 = time.perf_counter()
     hgb = CalibratedClassifierCV(
         HistGradientBoostingClassifier(max_iter=300, learning_rate=0.1, early_stopping=True, random_state=seed),
@@ -502,7 +503,8 @@ def run_object_study(
         rho = detector.smearing.rho if detector.smearing.scenario == "correlation" else 0.0
         evaluation = evaluate_objects(reference, generated, rho=rho, seed=seed)
         t, found, _, _ = _training_pairs(reference, layout)
-        evaluation.reliability = reliability(model.efficiency.probability(t.efficiency_features()), found)
+        features = t.efficiency_features(model.efficiency.features)
+        evaluation.reliability = reliability(model.efficiency.probability(features), found)
         return evaluation
 
     evaluation = compare(test_truth, 1000)

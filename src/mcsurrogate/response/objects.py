@@ -162,8 +162,16 @@ class TruthObjects:
             mu_event=mu,
         )
 
-    def efficiency_features(self) -> np.ndarray:
-        return np.column_stack([self.kin["pt"], self.kin["eta"], self.mu, self.n_objects, self.dr_nearest])
+    def efficiency_features(self, names: Sequence[str] = EFFICIENCY_FEATURES) -> np.ndarray:
+        """The efficiency classifier's inputs ``names`` (of :data:`EFFICIENCY_FEATURES`), one row per object."""
+        columns = {
+            "pt": self.kin["pt"],
+            "eta": self.kin["eta"],
+            "mu": self.mu,
+            "n_objects": self.n_objects,
+            "dr_nearest": self.dr_nearest,
+        }
+        return np.column_stack([columns[name] for name in names]) if names else np.zeros((len(self), 0))
 
     def __len__(self) -> int:
         return len(self.event)
@@ -346,6 +354,7 @@ class ObjectResponse:
         training: Mapping[str, Any] | None = None,
         efficiency: EfficiencyConfig | Mapping[str, Any] | None = None,
         efficiency_events: ak.Array | None = None,
+        efficiency_features: Sequence[str] = EFFICIENCY_FEATURES,
         validation_fraction: float = 0.1,
         seed: int = 0,
         progress: bool | None = None,
@@ -357,7 +366,9 @@ class ObjectResponse:
         (:func:`object_preset`); ``efficiency`` an :class:`~.efficiency.EfficiencyConfig` or dict of its fields.
         ``efficiency_events``: other (e.g. more) events of the same layout to train the efficiency on; by default
         ``events``. The efficiency is one probability per object and cheap to train, so it can use many more detector
-        passes than the flow: its statistical precision must beat the one of any test it is compared with."""
+        passes than the flow: its statistical precision must beat the one of any test it is compared with.
+        ``efficiency_features``: the classifier's inputs, a subset of :data:`EFFICIENCY_FEATURES` (dropping
+        ``n_objects`` helps a process with other object counts when the detector does not depend on it)."""
         layout = ObjectLayout() if layout is None else layout
         if not isinstance(layout, ObjectLayout):
             raise InputError(f"layout must be an ObjectLayout, got {describe(layout)}")
@@ -369,14 +380,21 @@ class ObjectResponse:
             if isinstance(efficiency, EfficiencyConfig)
             else EfficiencyConfig.from_dict({"seed": seed} | dict(efficiency or {}))
         )
+        names = list(efficiency_features) if not isinstance(efficiency_features, str) else [efficiency_features]
+        unknown = sorted(set(names) - set(EFFICIENCY_FEATURES))
+        if unknown or not names or len(set(names)) != len(names):
+            raise InputError(
+                f"efficiency_features must be distinct names among {list(EFFICIENCY_FEATURES)}, got {names}"
+            )
+        transforms = [EFFICIENCY_TRANSFORMS[EFFICIENCY_FEATURES.index(name)] for name in names]
         t, found, delta, matching = _training_pairs(events, layout)
         if efficiency_events is None:
-            eff_x, eff_y = t.efficiency_features(), found
+            eff_x, eff_y = t.efficiency_features(names), found
         else:
             check_records(efficiency_events, "efficiency_events")
             t_eff, eff_y, _, _ = _training_pairs(efficiency_events, layout)
-            eff_x = t_eff.efficiency_features()
-        eff = EfficiencyModel(EFFICIENCY_FEATURES, EFFICIENCY_TRANSFORMS, eff_cfg).fit(eff_x, eff_y)
+            eff_x = t_eff.efficiency_features(names)
+        eff = EfficiencyModel(names, transforms, eff_cfg).fit(eff_x, eff_y)
         scale = PullScale.fit(t.kin["pt"][found], t.kin["eta"][found], t.mu[found], delta[found])
         table = _table(t, found, delta, scale, layout)
 
@@ -445,9 +463,10 @@ class ObjectResponse:
                 f"got {uniforms.shape} and {noise.shape}"
             )
         self._warn_outside_training_range(t)
-        x_eff = t.efficiency_features()
-        x_eff[:, 3] = self._clip("n_objects", x_eff[:, 3])
-        x_eff[:, 4] = self._clip("dr_nearest", x_eff[:, 4])
+        names = self.efficiency.features
+        x_eff = t.efficiency_features(names)
+        for j, name in enumerate(names):
+            x_eff[:, j] = self._clip(name, x_eff[:, j])
         found = uniforms < self.efficiency.probability(x_eff) if n else np.zeros(0, dtype=bool)
         nf = len(self.layout.fields)
         delta = np.zeros((n, nf))
