@@ -308,3 +308,18 @@ def test_the_efficiency_can_train_on_more_detector_passes_than_the_flow() -> Non
         ObjectResponse.fit(events, preset="demo", efficiency_features=("pt", "isolation"))
     with pytest.raises(InputError, match="efficiency_events"):
         ObjectResponse.fit(events, preset="demo", efficiency_events=[1, 2])
+
+
+def test_efficiency_generalisation_scores_seeds_feature_sets_and_the_floor() -> None:
+    from mcsurrogate.response.object_study import efficiency_generalisation
+
+    a, b = jagged_truth(2000, 31), jagged_truth(800, 32, max_objects=8)
+    truth = ak.zip({"all_photons": a.photons, "mu": a.mu}, depth_limit=1)
+    other = ak.zip({"all_photons": b.photons, "mu": b.mu}, depth_limit=1)
+    out = efficiency_generalisation(
+        truth, other, PhotonDetector(), passes=2, test_passes=2, seeds=(1,), efficiency={"epochs": 2, "device": "cpu"}
+    )
+    assert set(out["mlp"]) == {"all", "without n_objects"} and set(out["mlp"]["all"]) == {"seed 1"}
+    assert out["reference_epsilon"]["rms_p_minus_reference_epsilon"] == 0.0
+    assert out["reference_epsilon"]["chi2_per_bin"] < 3 and out["hist_gradient_boosting"]["mean_p"] > 0.5
+    json.dumps(out, allow_nan=False)

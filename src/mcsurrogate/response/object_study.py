@@ -42,6 +42,7 @@ __all__ = [
     "ObjectEvaluation",
     "ObjectStudyResult",
     "compare_efficiency_classifiers",
+    "efficiency_generalisation",
     "evaluate_objects",
     "headline",
     "load_or_generate_truth",
@@ -707,3 +708,70 @@ def _readme(report: Mapping[str, Any]) -> str:
     if notes:
         lines += ["", *notes]
     return "\n".join(lines) + "\n"
+
+
+def efficiency_generalisation(
+    truth: ak.Array,
+    other: ak.Array,
+    detector: PhotonDetector,
+    *,
+    collection: str = "all_photons",
+    passes: int = 16,
+    test_passes: int = 6,
+    seeds: tuple[int, ...] = (1, 2, 3, 4),
+    feature_sets: Mapping[str, tuple[str, ...]] | None = None,
+    efficiency: Mapping[str, Any] | None = None,
+    test_fraction: float = 0.2,
+    seed: int = 1,
+) -> dict[str, Any]:
+    """How well the efficiency classifier trained on ``truth`` (the training split of :func:`run_object_study`'s,
+    ``passes`` detector passes) carries over to ``other`` truth (``test_passes`` passes): for each feature set and
+    network seed, and for HistGradientBoosting, the χ²/bin of the efficiency vs E_T, η, μ (a Bernoulli draw from the
+    predicted p against the reference's outcomes, binomial errors on both), the mean p and the rms of p − ε against
+    the reference's own ε. The reference's ε itself is the floor (χ² ≈ 1)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from .efficiency import EfficiencyConfig, EfficiencyModel
+    from .objects import EFFICIENCY_FEATURES, EFFICIENCY_TRANSFORMS
+
+    sets = dict(feature_sets or {"all": EFFICIENCY_FEATURES, "without n_objects": ("pt", "eta", "mu", "dr_nearest")})
+    layout = ObjectLayout()
+    is_test = np.random.default_rng([seed, 7]).random(len(truth)) < test_fraction
+    t, found, _, _ = _training_pairs(_passes(truth[~is_test], detector, collection, passes, seed + 100), layout)
+    to, fo, _, _ = _training_pairs(_passes(other, detector, collection, test_passes, seed + 2000), layout)
+    xo = to.efficiency_features()
+    eps = detector.efficiency(xo[:, 0], xo[:, 1], xo[:, 2], xo[:, 4])
+
+    def score(p: np.ndarray) -> dict[str, float]:
+        drawn = np.random.default_rng(seed).random(len(p)) < p
+        pulls = np.concatenate(
+            [
+                _binned_efficiency(v, DEFAULT_OBJECT_BINS[v], xo[:, j], fo, xo[:, j], drawn).pulls()
+                for j, v in enumerate(("pt", "eta", "mu"))
+            ]
+        )
+        return {
+            "chi2_per_bin": float(np.mean(pulls**2)),
+            "mean_p": float(p.mean()),
+            "rms_p_minus_reference_epsilon": float(np.sqrt(np.mean((p - eps) ** 2))),
+        }
+
+    out: dict[str, Any] = {
+        "n_train_objects": len(found),
+        "n_other_objects": len(fo),
+        "reference_epsilon": score(eps) | {"mean_p": float(eps.mean())},
+        "mlp": {},
+    }
+    for name, features in sets.items():
+        cols = [EFFICIENCY_FEATURES.index(f) for f in features]
+        transforms = [EFFICIENCY_TRANSFORMS[c] for c in cols]
+        x = t.efficiency_features(features)
+        out["mlp"][name] = {}
+        for s in seeds:
+            cfg = EfficiencyConfig.from_dict({"seed": s} | dict(efficiency or {}))
+            model = EfficiencyModel(list(features), transforms, cfg).fit(x, found)
+            out["mlp"][name][f"seed {s}"] = score(model.probability(xo[:, cols]))
+    hgb = HistGradientBoostingClassifier(max_iter=300, early_stopping=True, random_state=seed)
+    hgb.fit(t.efficiency_features(), found)
+    out["hist_gradient_boosting"] = score(hgb.predict_proba(xo)[:, 1])
+    return out
