@@ -28,7 +28,7 @@ import dataclasses
 import json
 import os
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -316,9 +316,6 @@ def object_preset(name: str = "affine-spline") -> dict[str, Any]:
 
 
 # -- the model -------------------------------------------------------------------------------------------
-NoiseSource = Callable[[np.ndarray, int], np.ndarray]
-
-
 class ObjectResponse:
     """Efficiency + autoregressive per-object response (module docstring). Build with :meth:`fit` or :meth:`load`."""
 
