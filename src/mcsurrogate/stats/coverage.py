@@ -402,6 +402,7 @@ def coverage_study(
     systematic: float = 0.10,
     systematic_kind: SystematicKind = "normsys",
     staterror: bool = True,
+    signal_staterror: bool = False,
     level: float = 0.05,
     empty_bins: Literal["error", "floor"] = "floor",
     seed: int = 0,
@@ -444,6 +445,13 @@ def coverage_study(
         Also compute every toy's Hessian σ(μ̂) (about 1.5× slower; the coverage and the pulls use likelihood ratios).
     signal_fraction, systematic, systematic_kind, staterror, empty_bins
         As in :func:`~.scan.scan` and :func:`~.workspace.build_workspace`.
+    signal_staterror
+        Whether the signal shares the staterror γ (default: no). pyhf's staterror constrains each bin's γ by
+        √(Σ σ²) / Σ ν over the samples that carry it, with the signal's ν at μ = 1: in the signal's bins that
+        *dilutes* the background template's relative uncertainty by b/(b + s), and where the template's statistics
+        dominate (data ≫ template) the intervals then undercover by that much (σ(μ̂) 17 % too small, 60 % coverage for
+        a perfect generator with s/b ≈ 25 % under the peak). A signal template of negligible statistical uncertainty
+        should not carry it.
     processes, progress
         Worker processes and a progress bar.
     """
@@ -479,7 +487,7 @@ def coverage_study(
         "systematic": systematic,
         "systematic_kind": systematic_kind,
         "staterror": staterror,
-        "signal_staterror": staterror,
+        "signal_staterror": staterror and signal_staterror,
         "empty_bins": empty_bins,
     }
     variants: dict[str, Any] = {"generated": None}
@@ -550,6 +558,7 @@ def coverage_study(
         "systematic": systematic,
         "systematic_kind": systematic_kind,
         "staterror": staterror,
+        "signal_staterror": staterror and signal_staterror,
         "level": level,
         "seed": int(seed),
         "processes": int(processes),

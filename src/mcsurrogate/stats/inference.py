@@ -485,8 +485,10 @@ class Inference:
                 trial = np.clip(x + t * step, bounds[:, 0], bounds[:, 1])
                 ft, gt = self.twice_nll_and_grad(trial, data)
                 calls += 1
-                if ft <= f + 1e-4 * float(g @ (trial - x)):
+                if ft <= f + 1e-4 * float(g @ (trial - x)) and ft < f:  # a tie is no progress: at the rounding floor
                     break
+                if decrement < _ROUNDING_FLOOR and t < 1e-3:  # what is left is below the rounding noise of −2 ln L
+                    return _Run(x, f, hess, calls, True)
                 t *= 0.5
             else:
                 if decrement < _ROUNDING_FLOOR:  # at the rounding floor of −2 ln L: converged as far as it can be
