@@ -147,6 +147,17 @@ def test_member_templates_and_their_spread(ensemble: SurrogateEnsemble, events: 
     np.testing.assert_allclose(doubled.members, spread.members)  # a function of the records, same events
     with pytest.raises(InputError, match="not a column"):
         ensemble.templates("pt", conditions=events, bins=8, range=(0.0, 200.0))
+    # a selection (a cut on the generated events) keeps only its events, with their weights
+    w = np.linspace(0.5, 1.5, len(events))
+    cut = ensemble.templates(
+        "m", conditions=events, bins=8, range=(0.0, 200.0), weights=w, selection=lambda ev: ev.c < 0.5, seed=2
+    )
+    kept = ensemble.sample_members(conditions=events, seed=2)[1]
+    mask = np.asarray(kept.c) < 0.5
+    expected = np.histogram(np.asarray(kept.m)[mask], bins=8, range=(0.0, 200.0), weights=w[mask])[0]
+    np.testing.assert_allclose(cut[1].values(), expected)
+    with pytest.raises(InputError, match="one boolean per event"):
+        ensemble.templates("m", conditions=events, bins=8, range=(0.0, 200.0), selection=lambda ev: ev.c)
 
 
 # ----------------------------------------------------------------------------------------------- the spread

@@ -249,19 +249,31 @@ class SurrogateEnsemble:
         bins: int | Sequence[float] | hist.axis.Regular | hist.axis.Variable,
         range: tuple[float, float] | None = None,
         weights: np.ndarray | None = None,
+        selection: Callable[[ak.Array], np.ndarray] | None = None,
         seed: int = 0,
         progress: bool | None = None,
     ) -> list[hist.Hist]:
         """One weighted template per member of ``observable`` (a column of the sampled records, or a function of
         them returning one number per event, e.g. m_γγ in GeV), on ``bins``/``range`` as
         :func:`~mcsurrogate.stats.templates.fill_template`. ``weights``: one per condition row (e.g. the MC weights
-        of the truth events the samples are conditioned on), the same for every member."""
+        of the truth events the samples are conditioned on), the same for every member. ``selection``: a function of
+        the sampled records returning one boolean per event (e.g. a classifier cut); only the events it keeps fill the
+        template (the observable is evaluated on every event)."""
         out = []
         for k, events in enumerate(self.sample_members(n, conditions, seed=seed, progress=progress)):
             values = _observable(events, observable, k)
             if weights is not None and len(weights) != len(values):
                 raise InputError(f"weights has {len(weights)} entries; member {k} sampled {len(values)} events")
-            out.append(fill_template(values, bins=bins, range=range, weights=weights, name=_name(observable)))
+            w = None if weights is None else np.asarray(weights, dtype=float)
+            if selection is not None:
+                keep = np.asarray(selection(events))
+                if keep.dtype != bool or keep.shape != values.shape:
+                    raise InputError(
+                        f"selection must return one boolean per event ({values.size}); got {keep.dtype} of shape "
+                        f"{keep.shape}"
+                    )
+                values, w = values[keep], None if w is None else w[keep]
+            out.append(fill_template(values, bins=bins, range=range, weights=w, name=_name(observable)))
         return out
 
     def spread(
@@ -273,16 +285,25 @@ class SurrogateEnsemble:
         bins: int | Sequence[float] | hist.axis.Regular | hist.axis.Variable,
         range: tuple[float, float] | None = None,
         weights: np.ndarray | None = None,
+        selection: Callable[[ak.Array], np.ndarray] | None = None,
         nominal: hist.Hist | None = None,
         shape_only: bool = True,
         seed: int = 0,
         progress: bool | None = None,
     ) -> TemplateSpread:
-        """The per-bin spread of the members' templates (:meth:`templates`) around ``nominal`` (default: their
-        mean); see :class:`~mcsurrogate.stats.surrogate_uncertainty.TemplateSpread`."""
+        """The per-bin spread of the members' templates (:meth:`templates`, with its ``weights`` and ``selection``)
+        around ``nominal`` (default: their mean); see :class:`~mcsurrogate.stats.surrogate_uncertainty.TemplateSpread`."""
         check_bool(shape_only, "shape_only")
         hists = self.templates(
-            observable, n, conditions, bins=bins, range=range, weights=weights, seed=seed, progress=progress
+            observable,
+            n,
+            conditions,
+            bins=bins,
+            range=range,
+            weights=weights,
+            selection=selection,
+            seed=seed,
+            progress=progress,
         )
         return TemplateSpread.from_templates(hists, nominal=nominal, shape_only=shape_only)
 
