@@ -15,7 +15,7 @@ from mcsurrogate.export import export_onnx, export_torchscript, load_torchscript
 from mcsurrogate.flows import FlowConfig, build_flow, distilled
 from mcsurrogate.flows.distilled import DistillConfig, DistilledFlow, MLPSampler, distill_flow
 from mcsurrogate.flows.made import ACTIVATIONS
-from mcsurrogate.training import adam_fused_if_available
+from mcsurrogate.optimisation import adam_fused_if_available
 
 from .conftest import correlated_events
 

@@ -26,7 +26,7 @@ import math
 import numbers
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 from .arguments import check_choice, check_float, check_int, describe
 from .errors import InputError, TrainingError, refuse_unknown_fields
 from .flows import FlowModel
+from .optimisation import adam_fused_if_available, power_decay
 from .persistence import load_tensors, save_tensors
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,6 @@ __all__ = [
     "Split",
     "TrainConfig",
     "TrainResult",
-    "adam_fused_if_available",
     "ema_with_warmup",
     "fingerprint",
     "learning_rate",
@@ -216,9 +216,7 @@ def learning_rate(config: TrainConfig, step: int, steps_per_epoch: int) -> float
     if config.schedule == "constant":
         return config.lr
     if config.schedule == "power":
-        total = config.epochs * steps_per_epoch
-        frac = min(step / total, 1.0)
-        return (config.lr - config.lr_final) * (1.0 - frac) ** config.power + config.lr_final
+        return power_decay(config.lr, config.lr_final, step / (config.epochs * steps_per_epoch), config.power)
     period = config.restart_epochs * steps_per_epoch
     t = (step % period) / period
     return config.lr_final + 0.5 * (config.lr - config.lr_final) * (1.0 + math.cos(math.pi * t))
@@ -327,20 +325,6 @@ def mean_wasserstein(
 def _make_optimizer(flow: FlowModel, config: TrainConfig) -> torch.optim.Optimizer:
     cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
     return adam_fused_if_available(cls, flow.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-
-
-def adam_fused_if_available(
-    cls: type[torch.optim.Adam | torch.optim.AdamW], params: Iterable[torch.Tensor], **options: Any
-) -> torch.optim.Optimizer:
-    """``cls(params, fused=True, **options)`` where this torch has a fused kernel for the parameters' device (CPU from
-    torch 2.4, CUDA), else the default implementation. The fused update is one kernel over all tensors instead of
-    ~10 per tensor: the optimiser step of a 10-block MAF drops from 6.2 to 1.3 ms (2-core CPU, ~20 % of a
-    512-event training step; ``benchmarks/bench_flows.py``)."""
-    params = list(params)
-    try:
-        return cls(params, fused=True, **options)
-    except (RuntimeError, ValueError, TypeError):  # no fused kernel for this device / torch version
-        return cls(params, **options)
 
 
 def _optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:

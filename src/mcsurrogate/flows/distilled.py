@@ -36,7 +36,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..errors import InputError, refuse_unknown_fields
-from ..training import adam_fused_if_available
+from ..optimisation import adam_fused_if_available, power_decay
 from .made import ACTIVATIONS
 from .model import FlowModel, StandardNormal
 
@@ -416,7 +416,7 @@ def distill_flow(
             order = torch.randperm(n_train, generator=gen)
             for i in range(0, n_train, cfg.batch_size):
                 idx = order[i : i + cfg.batch_size]
-                lr = cfg.lr * (1 - 0.99 * step / total)
+                lr = power_decay(cfg.lr, cfg.lr / 100, step / total)
                 for group in opt.param_groups:
                     group["lr"] = lr
                 err = student.relative_error(

@@ -31,6 +31,7 @@ import torch
 from ..arguments import check_columns, check_float, check_int, check_seed, describe
 from ..errors import InputError, ModelDirectoryError
 from ..files import atomic_write_text, read_json
+from ..optimisation import power_decay
 from ..persistence import load_tensors, save_tensors
 from ..training import resolve_device
 
@@ -179,7 +180,7 @@ class EfficiencyModel:
         yv = torch.from_numpy(y[val].astype(np.float32)).to(device)
         opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
         steps = cfg.epochs * max(1, -(-len(train) // cfg.batch_size))
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 - 0.99 * min(s, steps) / steps)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: power_decay(1.0, 0.01, s / steps))
         loss_fn = torch.nn.BCEWithLogitsLoss()
         best, best_state, bad, history = np.inf, None, 0, []
         gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
