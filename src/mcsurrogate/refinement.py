@@ -51,6 +51,7 @@ from .files import atomic_directory, atomic_write_text, read_json
 from .records import feature_matrix
 from .surrogate import Surrogate, check_schema_version
 from .validation.density_ratio import DensityRatio, fit_density_ratio
+from .validation.samples import kish_size
 
 __all__ = ["Reweighting", "fit_reweighting", "fit_surrogate_reweighting"]
 
@@ -277,7 +278,7 @@ def fit_reweighting(
         ratio=ratio,
         clip=float(clip),
         normalisation=float(w.mean()),
-        kish_efficiency=float(w.sum() ** 2 / (len(w) * np.sum(w**2))),
+        kish_efficiency=kish_size(w, len(w)) / len(w),
         n_reference=len(x_ref),
         n_generated=len(x_gen),
     )

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from .samples import kish_size
 
 __all__ = ["EffectiveStatistics", "effective_statistics"]
 
@@ -181,7 +182,7 @@ def effective_statistics(
     p = np.bincount(ref_idx, minlength=n_bins) / m
     q = np.bincount(gen_idx, weights=gen_w, minlength=n_bins)
     q = q / q.sum()
-    n_gen_eff = gen.size if w_gen is None else float(w_gen.sum() ** 2 / np.sum(w_gen**2))  # Kish
+    n_gen_eff = kish_size(w_gen, gen.size)
     var_p = p * (1 - p)
     notes: list[str] = []
 

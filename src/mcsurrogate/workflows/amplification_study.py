@@ -52,6 +52,7 @@ from ..errors import InputError
 from ..files import atomic_write_text
 from ..refinement import Reweighting, fit_reweighting
 from ..surrogate import Surrogate
+from ..validation.samples import kish_size
 from .bars import TOY_SYSTEMATIC, quality_bars
 from .cut_analysis import FIT_BINS, FIT_RANGE, FIT_VARIABLE, CutAnalysis, classifier_cut_analysis, fit_edges
 from .model_choice import ModelChoice, choose_best, reuse_model
@@ -213,7 +214,7 @@ def weighting_summary(reweighting: Reweighting, weights: np.ndarray) -> dict[str
     amplified sample and their 1 %, 50 % and 99 % quantiles."""
     return {
         **reweighting.to_dict(),
-        "kish_efficiency_amplified": float(weights.sum() ** 2 / (len(weights) * np.sum(weights**2))),
+        "kish_efficiency_amplified": kish_size(weights, len(weights)) / len(weights),
         "weight_quantiles": dict(
             zip(("1%", "50%", "99%"), np.quantile(weights, [0.01, 0.5, 0.99]).tolist(), strict=True)
         ),
