@@ -5,7 +5,10 @@ inside numpy or torch, and never in a silent wrong answer."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import subprocess
+import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +21,7 @@ import pytest
 
 from mcsurrogate import FeatureSpec, ObjectSlots, Preprocessor, Surrogate, TrainConfig
 from mcsurrogate.data_files import load_default_truth
-from mcsurrogate.errors import InputError, MCSurrogateError, ModelDirectoryError
+from mcsurrogate.errors import InputError, MCSurrogateError, ModelDirectoryError, OutputExistsError
 from mcsurrogate.records import DerivedObservable
 from mcsurrogate.refinement import Reweighting, fit_reweighting, fit_surrogate_reweighting
 from mcsurrogate.response import SmearingConfig, apply_response, distill_response, smear_photons, train_response
@@ -433,3 +436,38 @@ def test_tampered_reweighting_json_is_refused_naming_the_key(
     d = _tampered(api.reweighting_dir, tmp_path / "rw", "reweighting.json", change)
     with pytest.raises(ModelDirectoryError, match=message):
         Reweighting.load(d)
+
+
+# -- item 2: a checkpoint directory has one writer -------------------------------------------------------------------
+_HOLD_LOCK = """
+import sys
+from mcsurrogate.files import output_lock
+with output_lock(sys.argv[1], purpose="Surrogate.fit, checkpoints in " + sys.argv[1]):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_a_second_fit_into_a_checkpoint_dir_in_use_is_refused_naming_it(tmp_path: Path) -> None:
+    """Another process holds the checkpoint directory's lock (as a running ``fit(checkpoint_dir=...)`` does): a
+    second fit into it stops with an error naming the directory, before it writes a checkpoint there; once the other
+    process ends, the same fit runs and checkpoints."""
+    ckpt = tmp_path / "ckpt"
+    events = correlated_events(300, seed=4)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK, str(ckpt)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(OutputExistsError, match=rf"{re.escape(str(ckpt))} is being written by another process"):
+            Surrogate(["a", "b"], flow=TINY_FLOW, training=TINY_TRAINING).fit(
+                events, checkpoint_dir=ckpt, progress=False
+            )
+        assert not (ckpt / "last.safetensors").exists()
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        assert holder.wait(timeout=60) == 0
+    Surrogate(["a", "b"], flow=TINY_FLOW, training=TINY_TRAINING).fit(events, checkpoint_dir=ckpt, progress=False)
+    assert (ckpt / "last.safetensors").is_file()
+    assert not (tmp_path / ".ckpt.lock").exists()

@@ -15,6 +15,7 @@ A model directory holds ``config.json`` (schema-versioned), ``preprocessing.json
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import datetime as _dt
@@ -48,7 +49,7 @@ from .arguments import (
 )
 from .errors import InputError, ModelDirectoryError
 from .event_weights import WeightSummary, cell_resample, event_weights, poisson_bootstrap
-from .files import atomic_directory, atomic_write_text, read_json
+from .files import atomic_directory, atomic_write_text, output_lock, read_json
 from .flows import FLOW_FAMILIES, FlowConfig, FlowModel, build_flow
 from .flows.distilled import DistillConfig, DistilledFlow, MLPSampler, distill_flow
 from .persistence import load_tensors, save_tensors
@@ -530,7 +531,9 @@ class Surrogate:
         then trains and ``training.fractions`` is not used. Their weights: ``validation_weights`` (a field name or an
         array), else the field ``weights`` names, else none.
         ``checkpoint_dir`` keeps ``last``/``best`` checkpoints; a run killed and started again with the same
-        data, configuration and directory resumes where it stopped.
+        data, configuration and directory resumes where it stopped. The directory is locked while the flow trains
+        (:func:`~mcsurrogate.files.output_lock`): a second fit into it from another process raises
+        :class:`~mcsurrogate.errors.OutputExistsError` naming it, instead of interleaving checkpoints.
         Values more than :data:`~mcsurrogate.preprocessing.OUTLIER_Z` robust standard deviations from their
         column's median (overflows, sentinels such as ±1e30) raise a warning that names the rows.
         The flow learns the weighted density; what it generates is unweighted (weight 1 per event).
@@ -634,20 +637,27 @@ class Surrogate:
         self.model = build_flow(self.flow_config, len(self.targets), len(self.conditions) or None)
         fingerprinted = [self._config_dict(), x[split.train], c[split.train] if c is not None else None]
         run_id = fingerprint(*fingerprinted, *(() if w_train is None else (w_train,)))
-        self.result = train_flow(
-            self.model,
-            xt,
-            ct,
-            xv,
-            cv,
-            cfg,
-            checkpoint_dir=checkpoint_dir,
-            resume=resume,
-            run_id=run_id,
-            progress=progress,
-            w_train=w_train,
-            w_val=w_val,
-        )
+        with (
+            contextlib.ExitStack() as stack
+        ):  # one writer per checkpoint directory (another process: OutputExistsError)
+            if checkpoint_dir is not None:
+                stack.enter_context(
+                    output_lock(checkpoint_dir, purpose=f"Surrogate.fit, checkpoints in {checkpoint_dir}")
+                )
+            self.result = train_flow(
+                self.model,
+                xt,
+                ct,
+                xv,
+                cv,
+                cfg,
+                checkpoint_dir=checkpoint_dir,
+                resume=resume,
+                run_id=run_id,
+                progress=progress,
+                w_train=w_train,
+                w_val=w_val,
+            )
         self.device = resolve_device(cfg.device)
         test_nll = None
         if len(xs):
