@@ -323,3 +323,122 @@ def test_efficiency_generalisation_scores_seeds_feature_sets_and_the_floor() -> 
     assert out["reference_epsilon"]["rms_p_minus_reference_epsilon"] == 0.0
     assert out["reference_epsilon"]["chi2_per_bin"] < 3 and out["hist_gradient_boosting"]["mean_p"] > 0.5
     json.dumps(out, allow_nan=False)
+
+
+# -- command line: train-response / apply --truth COLLECTION --reco COLLECTION ----------------------------------
+@pytest.fixture(scope="module")
+def fullsim_file(tmp_path_factory):
+    """A 'full simulation' file with other names than the defaults: GenPhoton (truth), RecoPhoton (reco, from the
+    reference detector: efficiency and any multiplicity), PV_mu, and an event number."""
+    root = tmp_path_factory.mktemp("fullsim")
+    sim = reconstruct_photons(jagged_truth(300, 5, max_objects=4), PhotonDetector(), seed=2)
+    events = ak.zip(
+        {
+            "event": np.arange(len(sim), dtype=np.int64),
+            "GenPhoton": sim.truth_photons,
+            "RecoPhoton": sim.photons,
+            "PV_mu": sim.mu,
+        },
+        depth_limit=1,
+    )
+    from mcsurrogate.io import write_events
+
+    return write_events(events, root / "fullsim.parquet"), events
+
+
+def _cli(args: list[str], capsys) -> tuple[int, str, str]:
+    from mcsurrogate.cli import main
+
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_trains_and_applies_an_object_response_of_any_collection(fullsim_file, tmp_path, capsys) -> None:
+    from mcsurrogate.io import read_events
+
+    path, events = fullsim_file
+    n_truth = int(ak.sum(ak.num(events.GenPhoton)))
+    assert 300 < n_truth < 1500  # a few hundred objects, any multiplicity
+    model_dir = tmp_path / "model"
+    train = ["train-response", path, "--truth", "GenPhoton", "--reco", "RecoPhoton", "--pileup", "PV_mu"]
+    code, out, err = _cli(
+        [*train, "--preset", "demo", "--epochs", "1", "--efficiency-epochs", "2", "--out", model_dir], capsys
+    )
+    assert code == 0, err
+    assert "GenPhoton -> RecoPhoton" in out and (model_dir / "object_response.json").is_file()
+    layout = ObjectResponse.load(model_dir, device="cpu").layout
+    assert (layout.truth, layout.reco, layout.pileup) == ("GenPhoton", "RecoPhoton", "PV_mu")
+
+    truth_only = tmp_path / "truth.root"  # ROOT in and out: jagged collections as counter + jagged branches
+    from mcsurrogate.io import write_events
+
+    write_events(events[["event", "GenPhoton", "PV_mu"]], truth_only)
+    code, out, err = _cli(
+        ["apply", model_dir, truth_only, "--reco", "FastPhoton", "--seed", "3", "-o", tmp_path / "a.root"], capsys
+    )
+    assert code == 0, err
+    result = read_events(tmp_path / "a.root")
+    assert set(result.fields) == {"event", "GenPhoton", "PV_mu", "FastPhoton"}
+    np.testing.assert_array_equal(ak.to_numpy(result.event), ak.to_numpy(events.event))
+    n_truth_ev, n_reco_ev = ak.to_numpy(ak.num(result.GenPhoton)), ak.to_numpy(ak.num(result.FastPhoton))
+    assert (n_reco_ev <= n_truth_ev).all() and 0.4 < n_reco_ev.sum() / n_truth_ev.sum() < 0.98  # objects are lost
+    assert len(np.unique(n_reco_ev)) >= 4  # any multiplicity
+    assert set(result.FastPhoton.fields) >= {"pt", "eta", "phi"}
+    reco_pt = ak.to_numpy(ak.flatten(result.FastPhoton.pt))
+    assert np.isfinite(reco_pt).all() and (reco_pt > 0).all()
+    assert f"{int(n_reco_ev.sum())} of {n_truth}" in out
+    # the same seed gives the same objects; the default names are the trained ones
+    code, _, err = _cli(["apply", model_dir, path, "--seed", "3", "-o", tmp_path / "b.parquet"], capsys)
+    assert code == 2 and "RecoPhoton" in err and "already" in err  # the default output name exists in that file
+    code, _, err = _cli(["apply", model_dir, truth_only, "--seed", "3", "-o", tmp_path / "b.parquet"], capsys)
+    assert code == 0, err
+    again = read_events(tmp_path / "b.parquet")
+    np.testing.assert_allclose(ak.to_numpy(ak.flatten(again.RecoPhoton.pt)), reco_pt)
+
+
+def test_cli_object_level_bad_collections_exit_2_naming_them(fullsim_file, tmp_path, capsys) -> None:
+    path, _ = fullsim_file
+    base = ["train-response", path, "--preset", "demo", "--epochs", "1", "--out", tmp_path / "m"]
+    cases = {
+        "GenPhotn": [*base, "--truth", "GenPhotn", "--reco", "RecoPhoton"],
+        "RecoPhotn": [*base, "--truth", "GenPhoton", "--reco", "RecoPhotn"],
+        "'mu'": [*base, "--truth", "GenPhoton", "--reco", "RecoPhoton"],  # the default pile-up field is absent
+        "--truth needs --reco": [*base, "--truth", "GenPhoton"],
+        "--pileup apply to the object-level path": [*base, "--pileup", "PV_mu"],
+        "two-photon preset": [
+            *base,
+            "--truth",
+            "GenPhoton",
+            "--reco",
+            "RecoPhoton",
+            "--pileup",
+            "PV_mu",
+            "--preset",
+            "paper-a",
+        ],
+        "event weights are not supported": [
+            *base,
+            "--truth",
+            "GenPhoton",
+            "--reco",
+            "RecoPhoton",
+            "--pileup",
+            "PV_mu",
+            "--weights",
+            "event",
+        ],
+        "'event'": [*base, "--truth", "event", "--reco", "RecoPhoton", "--pileup", "PV_mu"],  # not a collection
+    }
+    # apply: a two-photon model takes no collections (its preset reads photons and mu)
+    from mcsurrogate.response.smearing import smear_photons
+    from mcsurrogate.response.surrogate import train_response
+
+    two = jagged_truth(400, 6)
+    two = two[ak.num(two.photons) >= 2]
+    train_response(smear_photons(two, seed=1), "demo", training={"epochs": 1, "device": "cpu"}).save(tmp_path / "two")
+    cases["is a two-photon response"] = ["apply", tmp_path / "two", path, "--truth", "GenPhoton", "-o", tmp_path / "m"]
+    for expected, argv in cases.items():
+        code, _, err = _cli(argv, capsys)
+        assert code == 2 and expected in err and "Traceback" not in err, (expected, err)
+        assert not (tmp_path / "m").exists()

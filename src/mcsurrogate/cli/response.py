@@ -15,11 +15,27 @@ from typing import Any
 
 from ..errors import InputError
 from ..files import atomic_write_json, refuse_existing
-from .arguments import correlation, device, event_count, non_negative_float, non_negative_int, positive_int
+from .arguments import (
+    correlation,
+    device,
+    event_count,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from .core import add_weight_arguments, checkpoint_dir_for, claim_output, weight_options
 
 #: the names of mcsurrogate.response.surrogate.PRESETS, repeated here so that parsing the command line needs no torch
 RESPONSE_PRESETS = ("paper-a", "spline", "spline-ar", "affine-spline", "demo")
+
+
+def _response_fields(text: str) -> tuple[str, ...]:
+    """``--fields``: distinct names among pt, eta, phi, comma-separated."""
+    names = tuple(t.strip() for t in text.split(",") if t.strip())
+    if not names or len(set(names)) != len(names) or not set(names) <= {"pt", "eta", "phi"}:
+        raise argparse.ArgumentTypeError(f"expected distinct names among pt,eta,phi, comma-separated; got {text!r}")
+    return names
 
 
 def _write_generated(args: argparse.Namespace, chunks: Iterator[Any], stats: Any, meta: dict[str, Any]) -> None:
@@ -193,7 +209,59 @@ def cmd_smear(args: argparse.Namespace) -> int:
     return 0
 
 
+#: the ObjectResponse flow presets (mcsurrogate.response.objects.object_preset), for --truth/--reco
+OBJECT_PRESETS = ("affine-spline", "demo")
+#: the flags of the object-level path only, with their defaults (None: not given)
+_OBJECT_ONLY = ("pileup", "fields", "max_dr", "efficiency_epochs")
+
+
+def _object_path(args: argparse.Namespace) -> bool:
+    """Whether ``train-response`` takes the object-level path (``--truth``/``--reco``): checks the flags that go
+    with it before any file is read."""
+    given = [f"--{n}" for n in ("truth", "reco") if getattr(args, n) is not None]
+    if len(given) == 1:
+        raise InputError(
+            f"{given[0]} needs {'--reco' if given[0] == '--truth' else '--truth'} too: the object-level response "
+            "is trained on a truth collection matched to a reco collection"
+        )
+    if not given:
+        extra = [f"--{n.replace('_', '-')}" for n in _OBJECT_ONLY if getattr(args, n) is not None]
+        if extra:
+            raise InputError(f"{', '.join(extra)} apply to the object-level path only (give --truth and --reco)")
+        return False
+    if args.truth == args.reco:
+        raise InputError(f"--truth and --reco name the same collection {args.truth!r}: give the truth and the reco one")
+    if args.preset not in OBJECT_PRESETS:
+        raise InputError(
+            f"--preset {args.preset} is a two-photon preset; the object-level response (--truth/--reco) has "
+            f"{', '.join(OBJECT_PRESETS)}"
+        )
+    weights = [f for f, v in (("--weights", args.weights), ("--bootstrap-seed", args.bootstrap_seed)) if v is not None]
+    weights += ["--drop-nonfinite-weights"] if args.drop_nonfinite_weights else []
+    weights += ["--negative-weights"] if args.negative_weights != "signed" else []
+    if weights:
+        raise InputError(f"{', '.join(weights)}: event weights are not supported by the object-level response yet")
+    return True
+
+
+def _require_collections(source: str, tree: str | None, names: dict[str, str]) -> None:
+    """Each ``names`` key (a field) a top-level column of ``source``, or InputError naming it and where it came
+    from (the value: the flag or the model)."""
+    from ..io import available_columns
+
+    columns = available_columns(source, tree=tree)
+    for name, origin in names.items():
+        if name not in columns:
+            raise InputError(f"{source} has no collection or column {name!r} ({origin}); it has {columns}")
+
+
 def cmd_train_response(args: argparse.Namespace) -> int:
+    if _object_path(args):
+        _require_collections(
+            args.smeared,
+            args.tree,
+            {args.truth: "--truth", args.reco: "--reco", args.pileup or "mu": "--pileup, default mu"},
+        )
     with contextlib.ExitStack() as stack:
         out, ckpt = Path(args.out), checkpoint_dir_for(Path(args.out))
         claim_output(stack, out, args.overwrite, f"mcsurrogate train-response, checkpoints in {ckpt}", directory=True)
@@ -203,6 +271,9 @@ def cmd_train_response(args: argparse.Namespace) -> int:
 def _train_response(args: argparse.Namespace, out: Path, ckpt: Path) -> int:
     from ..io import read_events
     from ..response.surrogate import train_response
+
+    if args.truth is not None:
+        return _train_object_response(args, out)
 
     training = {
         k: v for k, v in (("epochs", args.epochs), ("seed", args.seed), ("device", args.device)) if v is not None
@@ -220,18 +291,98 @@ def _train_response(args: argparse.Namespace, out: Path, ckpt: Path) -> int:
     return 0
 
 
+def _train_object_response(args: argparse.Namespace, out: Path) -> int:
+    from ..io import read_events
+    from ..response.objects import ObjectLayout, ObjectResponse
+
+    layout = ObjectLayout(
+        truth=args.truth,
+        reco=args.reco,
+        pileup=args.pileup or "mu",
+        fields=tuple(args.fields or ("pt", "eta", "phi")),
+        max_dr=0.1 if args.max_dr is None else args.max_dr,
+    )
+    events = read_events(args.smeared, tree=args.tree, columns=[layout.truth, layout.reco, layout.pileup])
+    training = {k: v for k, v in (("epochs", args.epochs), ("device", args.device)) if v is not None}
+    efficiency = {k: v for k, v in (("epochs", args.efficiency_epochs), ("device", args.device)) if v is not None}
+    model = ObjectResponse.fit(
+        events,
+        layout,
+        preset=args.preset,
+        training=training,
+        efficiency=efficiency,
+        seed=0 if args.seed is None else args.seed,
+    )
+    model.save(out, overwrite=args.overwrite)
+    m = model.metrics
+    res = model.response.result
+    best = f", best epoch {res.best_epoch}/{len(res.history)}" if res is not None else ""
+    print(
+        f"saved {out}: object-level response of {layout.truth} -> {layout.reco} ({args.preset} preset{best}); "
+        f"{m['n_truth_objects']} truth objects in {m['n_events']} events, efficiency {m['efficiency_overall']:.3f}, "
+        f"{m['n_fakes']} unmatched reco objects (fakes, not modelled)"
+    )
+    return 0
+
+
+def _is_object_model(path: str) -> bool:
+    return (Path(path) / "object_response.json").is_file()
+
+
 def cmd_apply(args: argparse.Namespace) -> int:
     from ..io import read_events, write_events
     from ..response.surrogate import apply_response
     from ..surrogate import Surrogate
 
+    if _is_object_model(args.model):
+        return _apply_objects(args)
     with contextlib.ExitStack() as stack:
         claim_output(stack, args.output, args.overwrite, "mcsurrogate apply")
         model = Surrogate.load(args.model, device=args.device)
+        given = [flag for flag, v in (("--truth", args.truth_collection), ("--reco", args.reco)) if v is not None]
+        if given:
+            raise InputError(
+                f"{' and '.join(given)}: {args.model} is a two-photon response (it reads 'photons' and 'mu'); train "
+                "an object-level model with 'mcsurrogate train-response SMEARED --truth COLLECTION --reco COLLECTION'"
+            )
         truth = read_events(args.truth, tree=args.tree)
         reco = apply_response(model, truth, seed=args.seed, batch_size=args.batch_size)
         write_events(reco, args.output, overwrite=args.overwrite)
     print(f"smeared {len(reco)} events with {args.model} -> {args.output}")
+    return 0
+
+
+def _apply_objects(args: argparse.Namespace) -> int:
+    import awkward as ak
+
+    from ..io import available_columns, read_events, write_events
+    from ..response.objects import ObjectResponse
+
+    with contextlib.ExitStack() as stack:
+        claim_output(stack, args.output, args.overwrite, "mcsurrogate apply")
+        model = ObjectResponse.load(args.model, device=args.device)
+        truth = args.truth_collection or model.layout.truth
+        out_name = args.reco or model.layout.reco
+        _require_collections(
+            args.truth,
+            args.tree,
+            {
+                truth: "--truth" if args.truth_collection else f"the truth collection {args.model} was trained on",
+                model.layout.pileup: f"the pile-up field {args.model} was trained with",
+            },
+        )
+        if out_name in available_columns(args.truth, tree=args.tree):
+            raise InputError(
+                f"--reco {out_name}: {args.truth} has a collection {out_name!r} already; name the new one with --reco"
+            )
+        events = read_events(args.truth, tree=args.tree)
+        result = model.add_reco(events, truth=truth, out=out_name, seed=args.seed, batch_size=args.batch_size)
+        write_events(result, args.output, overwrite=args.overwrite)
+    n_truth, n_reco = int(ak.sum(ak.num(result[truth]))), int(ak.sum(ak.num(result[out_name])))
+    print(
+        f"reconstructed {n_reco} of {n_truth} truth objects ({truth} -> {out_name}) in {len(result)} events with "
+        f"{args.model} -> {args.output}"
+    )
     return 0
 
 
@@ -307,10 +458,48 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=cmd_smear)
 
-    p = sub.add_parser("train-response", help="train a photon-response surrogate on smeared events")
-    p.add_argument("smeared", metavar="SMEARED", help="output of 'mcsurrogate smear' (reco + truth photons, mu)")
+    p = sub.add_parser(
+        "train-response",
+        help="train a response surrogate: two photons (paper A's preset) or any collection (--truth/--reco)",
+        description="Without --truth/--reco: the two-photon response of 'mcsurrogate smear' output (reco and truth "
+        "photons, mu). With them: the object-level response of any collection, from truth objects matched to reco "
+        "objects by Delta R (one-to-one, nearest first): an efficiency classifier and a per-object response flow, "
+        "autoregressive over the objects of an event (mcsurrogate.response.ObjectResponse).",
+    )
     p.add_argument(
-        "--preset", choices=RESPONSE_PRESETS, default="affine-spline", help="response model (default: affine-spline)"
+        "smeared",
+        metavar="SMEARED",
+        help="events with reco and truth objects (ROOT or Parquet): 'mcsurrogate smear' output, or with --truth/--reco "
+        "any file holding both collections (a full simulation's)",
+    )
+    p.add_argument(
+        "--truth",
+        metavar="COLLECTION",
+        help="object-level path: the truth collection, a list of pt [GeV], eta, phi [rad] records per event (default: none, the two-photon preset)",
+    )
+    p.add_argument(
+        "--reco",
+        metavar="COLLECTION",
+        help="object-level path: the reco collection matched to --truth (default: none, the two-photon preset)",
+    )
+    p.add_argument("--pileup", metavar="FIELD", help="object-level path: the per-event pile-up field (default: mu)")
+    p.add_argument(
+        "--fields",
+        type=_response_fields,
+        help="object-level path: the responses reco - truth modelled, of pt,eta,phi (others copied from truth; "
+        "default: pt,eta,phi)",
+    )
+    p.add_argument("--max-dr", type=positive_float, help="object-level path: Delta R matching cone (default: 0.1)")
+    p.add_argument(
+        "--efficiency-epochs",
+        type=positive_int,
+        help="object-level path: efficiency-classifier epochs, at most (default: 10, early stopping)",
+    )
+    p.add_argument(
+        "--preset",
+        choices=RESPONSE_PRESETS,
+        default="affine-spline",
+        help="response model (default: affine-spline; with --truth/--reco: affine-spline or demo)",
     )
     p.add_argument("--epochs", type=positive_int, help="training epochs, at most (default: the preset's)")
     p.add_argument("--seed", type=non_negative_int, help="seed of the split, initialisation and batches (default: 0)")
@@ -321,9 +510,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing model directory")
     p.set_defaults(func=cmd_train_response)
 
-    p = sub.add_parser("apply", help="smear truth events with a response surrogate: reco = truth + sampled response")
+    p = sub.add_parser(
+        "apply",
+        help="smear truth events with a response surrogate: reco = truth + sampled response",
+        description="A two-photon model writes reco and truth photons and mu (as 'mcsurrogate smear'); an object-level "
+        "model (train-response --truth/--reco) writes the input events with one more jagged collection: the "
+        "reconstructed objects of the truth collection, efficiency applied, any number per event.",
+    )
     p.add_argument("model", metavar="MODEL_DIR", help="response model directory (train-response)")
-    p.add_argument("truth", metavar="TRUTH", help="truth events with 'photons' and 'mu' (ROOT or Parquet)")
+    p.add_argument(
+        "truth",
+        metavar="TRUTH",
+        help="truth events (ROOT or Parquet): 'photons' and 'mu' for a two-photon model; the truth collection and "
+        "pile-up field for an object-level one",
+    )
+    p.add_argument(
+        "--truth",
+        dest="truth_collection",
+        metavar="COLLECTION",
+        help="object-level model: the truth collection to reconstruct (default: the one it was trained on)",
+    )
+    p.add_argument(
+        "--reco",
+        metavar="COLLECTION",
+        help="object-level model: the name of the reco collection written (default: the one it was trained on)",
+    )
     p.add_argument("--tree", help="TTree of TRUTH (default: the file's only tree)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the sampled response (default: 0)")
     p.add_argument(

@@ -569,6 +569,30 @@ class ObjectResponse:
             depth_limit=1,
         )
 
+    def add_reco(
+        self,
+        events: ak.Array,
+        *,
+        truth: str | None = None,
+        out: str | None = None,
+        seed: int | np.random.Generator = 0,
+        batch_size: int = 100_000,
+    ) -> ak.Array:
+        """``events`` with one more field: a jagged collection ``out`` (default ``layout.reco``) of surrogate reco
+        objects (vector Momentum4D: pt [GeV], eta, phi [rad], mass [GeV]; efficiency applied, ordered by reco E_T)
+        of the truth collection ``truth`` (default ``layout.truth``) and ``layout.pileup``. Every other field is
+        kept as it is. An ``out`` that ``events`` holds already is refused (:class:`InputError` naming it)."""
+        check_records(events, "events")
+        truth = self.layout.truth if truth is None else truth
+        out = self.layout.reco if out is None else out
+        for name, value in (("truth", truth), ("out", out)):
+            if not isinstance(value, str) or not value:
+                raise InputError(f"{name} must be a non-empty field name, got {describe(value)}")
+        if out in events.fields:
+            raise InputError(f"the events hold a field {out!r} already; name the new reco collection otherwise")
+        generated = self.apply(events, seed=seed, collection=truth, batch_size=batch_size)
+        return ak.with_field(events, generated[self.layout.reco], out)
+
     # -- persistence --------------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
         """Write the model directory atomically (JSON + safetensors; module docstring)."""
@@ -626,6 +650,12 @@ def _collections(events: ak.Array, layout: ObjectLayout) -> tuple[ak.Array, ak.A
     for name in (layout.truth, layout.reco, layout.pileup):
         if name not in events.fields:
             raise InputError(f"the events have no field {name!r} (fields: {events.fields})")
+    for role, name in (("truth", layout.truth), ("reco", layout.reco)):
+        if events[name].ndim != 2 or not events[name].fields:
+            raise InputError(
+                f"the {role} collection {name!r} must be a list of records (pt, eta, phi) per event, got type "
+                f"{events[name].type.content}"
+            )
     reco = events[layout.reco]
     missing = [f for f in ("eta", "phi", *layout.fields) if f not in reco.fields]
     if missing:
