@@ -44,6 +44,7 @@ import numpy as np
 
 from .errors import InputError
 from .files import check_writable, output_lock, publish, refuse_existing, temporary_path
+from .records import is_numeric_type
 
 __all__ = [
     "PARQUET_SUFFIXES",
@@ -409,10 +410,6 @@ _ROOT_SUPPORTED = (
 )
 
 
-def _is_number(t: ak.types.Type) -> bool:
-    return isinstance(t, ak.types.NumpyType) and t.primitive != "datetime64" and t.primitive != "timedelta64"
-
-
 def _root_branches(chunk: ak.Array) -> dict[str, Any]:
     """The branch dictionary uproot's ``mktree``/``extend`` take, after checking every field fits a TTree."""
     columns: dict[str, Any] = {}
@@ -435,14 +432,15 @@ def _root_branches(chunk: ak.Array) -> dict[str, Any]:
                 f"field {name!r} ({chunk[name].type.content}) has missing values (option type), which ROOT cannot "
                 "store; fill them (ak.fill_none) or drop them (ak.drop_none) first"
             )
-        if _is_number(t):
+        if is_numeric_type(t, optional=False):
             columns[name] = ak.to_numpy(arr)
             continue
         ok = False
         if isinstance(t, ak.types.ListType) and t.parameter("__array__") not in ("string", "bytestring"):
             inner = t.content
-            ok = _is_number(inner) or (
-                isinstance(inner, ak.types.RecordType) and all(_is_number(c) for c in inner.contents)
+            ok = is_numeric_type(inner, optional=False) or (
+                isinstance(inner, ak.types.RecordType)
+                and all(is_numeric_type(c, optional=False) for c in inner.contents)
             )
             if ok and f"n{name}" in fields:
                 raise InputError(
@@ -453,7 +451,7 @@ def _root_branches(chunk: ak.Array) -> dict[str, Any]:
                 if clash:
                     raise InputError(f"collection {name!r} would be written as branches {clash}, which exist as fields")
         elif isinstance(t, ak.types.RecordType):
-            ok = all(_is_number(c) for c in t.contents)
+            ok = all(is_numeric_type(c, optional=False) for c in t.contents)
         if not ok:
             raise InputError(f"field {name!r} has type {chunk[name].type.content}; ROOT output takes {_ROOT_SUPPORTED}")
         columns[name] = arr

@@ -48,6 +48,8 @@ __all__ = [
     "feature_matrix",
     "flatten_objects",
     "from_matrix",
+    "is_numeric_type",
+    "numeric_fields",
     "object_blocks",
     "objects_from_blocks",
     "to_matrix",
@@ -201,7 +203,7 @@ def _slot_blocks(coll: ak.Array, slots: ObjectSlots, what: str) -> dict[str, np.
             rows = []
             for i in range(slots.n):
                 values = coll[:, i][f]
-                if not _numeric(values.type.content):
+                if not is_numeric_type(values.type.content):
                     raise InputError(
                         f"{what}: field {slots.collection}.{f} has type {values.type.content}, not numbers"
                     )
@@ -552,14 +554,21 @@ class FeatureSpec:
 
 def _promoted(column: ak.Array) -> ak.Array:
     """Numeric columns as float64 (physics features); anything else as is, for :func:`to_matrix` to reject."""
-    return _as_float64(column) if _numeric(column.type.content) else column
+    return _as_float64(column) if is_numeric_type(column.type.content) else column
 
 
 # -- matrices ------------------------------------------------------------------------------------------
-def _numeric(t: ak.types.Type) -> bool:
-    while isinstance(t, ak.types.OptionType):
+def is_numeric_type(t: ak.types.Type, *, optional: bool = True) -> bool:
+    """Whether awkward type ``t`` holds one number (or boolean) per entry — the one test of "numeric" in the
+    package. ``optional``: missing values (``?float64``) count as numbers too (they become NaN)."""
+    while optional and isinstance(t, ak.types.OptionType):
         t = t.content
     return isinstance(t, ak.types.NumpyType) and t.primitive not in ("datetime64", "timedelta64")
+
+
+def numeric_fields(events: ak.Array) -> list[str]:
+    """The fields of ``events`` that hold one number (or boolean) per event, in their order."""
+    return [name for name in ak.fields(events) if is_numeric_type(events[name].type.content)]
 
 
 def to_matrix(events: ak.Array, columns: Sequence[str], *, what: str = "column") -> np.ndarray:
@@ -582,7 +591,7 @@ def to_matrix(events: ak.Array, columns: Sequence[str], *, what: str = "column")
             continue
         col = events[name]
         t = col.type.content
-        if not _numeric(t):
+        if not is_numeric_type(t):
             hint = (
                 " (a list per event: flatten it with ObjectSlots)"
                 if isinstance(t, (ak.types.ListType, ak.types.RegularType)) and t.parameter("__array__") != "string"

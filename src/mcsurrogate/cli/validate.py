@@ -39,17 +39,10 @@ def size_range(text: str) -> tuple[int, int]:
 
 
 def _flat_numeric(path: str) -> list[str]:
-    import awkward as ak
-
     from ..io import read_events
+    from ..records import numeric_fields
 
-    head = read_events(path, entry_stop=1)
-    out = []
-    for name in ak.fields(head):
-        t = str(ak.type(head[name]).content)
-        if t in ("float64", "float32", "int64", "int32", "int16", "uint8", "bool", "?float64", "?float32"):
-            out.append(name)
-    return out
+    return numeric_fields(read_events(path, entry_stop=1))
 
 
 def _matrix(path: str, features: list[str], weights: str | None) -> tuple[np.ndarray, np.ndarray | None]:
