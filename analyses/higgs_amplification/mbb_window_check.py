@@ -1,7 +1,11 @@
 """Where does the post-cut m_bb deficit come from: the flow, or the training MC it learned?
 
     python analyses/higgs_amplification/mbb_window_check.py --out reports/mbb_check \\
-        --model analyses/higgs_amplification/results_mass_differences/best_model --n-background 200000
+        --model reports/amp/best_model --n-background 200000
+
+``--model``: the ``best_model`` directory of a ``run.py --out reports/amp --n-background 200000`` run (same
+``--n-background`` and ``--seed``: the model is checked against that training split). What it found for the 10 × 128
+mass-differences model is in docs/results/amplification.md (its files at commit ``ca9f729``).
 
 With run.py's samples and splits, the model generates 10 × the training split (run.py's generation seed); a signal
 classifier (run.py's recipe) is trained against the first 10⁵ generated events (paper B) and, separately, against

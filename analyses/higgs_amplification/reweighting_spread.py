@@ -1,7 +1,11 @@
 """How much does the held-out C2ST AUC of a reweighted generator depend on the reweighting fit's own randomness?
 
     python analyses/higgs_amplification/reweighting_spread.py --out reports/rw_spread \\
-        --model analyses/higgs_amplification/results_mass_differences/best_model --n-background 200000
+        --model reports/amp/best_model --n-background 200000
+
+``--model``: the ``best_model`` directory of a ``run.py --out reports/amp --n-background 200000`` run (same
+``--n-background`` and ``--seed``: the model is checked against that training split). What it found for the 10 × 128
+mass-differences model is in docs/results/amplification.md (its files at commit ``8cdaa8f``).
 
 One evaluation sample of the model (run.py's generation seed) is scored against run.py's held-out MC (C2ST with
 ``--c2st-events`` per class) unweighted, and weighted by ``--fits`` reweightings (``mcsurrogate.refinement``), each
