@@ -115,6 +115,20 @@ def test_nearest_other_object() -> None:
     assert out[1:] == [[9.0], []]
 
 
+def test_nearest_other_agrees_with_a_loop_over_crowded_events() -> None:
+    rng = np.random.default_rng(3)
+    counts = rng.integers(0, 9, 400)
+    k = int(counts.sum())
+    ev = ak.unflatten(
+        ak.zip({"pt": np.ones(k), "eta": rng.uniform(-2.5, 2.5, k), "phi": rng.uniform(-np.pi, np.pi, k)}), counts
+    )
+    got = nearest_other(ev, empty=7.0).tolist()
+    for event, values in zip(ev.tolist(), got, strict=True):
+        for a, value in zip(event, values, strict=True):
+            others = [delta_r(a["eta"], a["phi"], b["eta"], b["phi"]) for b in event if b is not a]
+            assert value == pytest.approx(min(others, default=7.0), abs=1e-12)
+
+
 def test_bad_input_is_refused_clearly() -> None:
     truth = ak.Array([objs((1, 0.0, 0.0))])
     with pytest.raises(InputError, match="same events"):

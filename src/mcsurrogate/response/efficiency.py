@@ -226,7 +226,7 @@ class EfficiencyModel:
 
     # -- prediction ---------------------------------------------------------------------------------------
     @torch.inference_mode()
-    def _logits(self, zs: np.ndarray, batch_size: int = 262_144) -> np.ndarray:
+    def _logits(self, zs: np.ndarray, batch_size: int = 16_384) -> np.ndarray:
         if self.network is None:
             raise InputError("this efficiency model is not trained yet: call fit(...) or EfficiencyModel.load(...)")
         net = self.network.to(self.device)

@@ -183,15 +183,21 @@ def match_objects(truth: ak.Array, reco: ak.Array, *, max_dr: float = 0.1) -> Ma
 def nearest_other(objects: ak.Array, *, empty: float = 10.0) -> ak.Array:
     """For each object, ΔR to the nearest other object of the same event (``empty`` when it is alone), jagged.
 
-    Vectorised with ``ak.argcartesian`` over the event's object pairs (i ≠ j)."""
+    Vectorised in numpy over all ordered pairs (i, j) of an event's objects: the pairs of one object are contiguous,
+    so one ``np.minimum.reduceat`` takes each object's minimum (the pair with itself counts as +∞)."""
     objects = _objects(objects, "objects")
     n = np.asarray(ak.to_numpy(ak.num(objects, axis=1)), dtype=np.int64)
-    start = np.concatenate([[0], np.cumsum(n)[:-1]]) if len(n) else np.zeros(0, np.int64)
-    pairs = ak.argcartesian([objects.eta, objects.eta], axis=1)
-    i = np.asarray(ak.to_numpy(ak.flatten(pairs["0"])), dtype=np.int64) + np.repeat(start, n * n)
-    j = np.asarray(ak.to_numpy(ak.flatten(pairs["1"])), dtype=np.int64) + np.repeat(start, n * n)
     eta, phi = _flat(objects.eta), _flat(objects.phi)
-    other = i != j
-    out = np.full(len(eta), float(empty))
-    np.minimum.at(out, i[other], delta_r(eta[i[other]], phi[i[other]], eta[j[other]], phi[j[other]]))
+    if not len(eta):
+        return ak.unflatten(np.zeros(0), n)
+    start = np.concatenate([[0], np.cumsum(n)[:-1]])
+    per_object = np.repeat(n, n)  # pairs of each object: its event's count
+    first = np.repeat(start, n)  # each object's event start
+    offsets = np.concatenate([[0], np.cumsum(per_object)[:-1]])
+    i = np.repeat(np.arange(len(eta)), per_object)
+    j = np.arange(int(per_object.sum())) - np.repeat(offsets - first, per_object)
+    dr = delta_r(eta[i], phi[i], eta[j], phi[j])
+    dr[i == j] = np.inf
+    out = np.minimum.reduceat(dr, offsets)
+    out[~np.isfinite(out)] = float(empty)
     return ak.unflatten(out, n)

@@ -470,25 +470,30 @@ class ObjectResponse:
         n_prev = np.zeros(len(t.counts))
         s_prev = np.zeros((len(t.counts), nf))
         sigma = self.scale.sigma(t.kin["pt"], t.kin["eta"], t.mu) if n else np.zeros((0, nf))
-        for r in range(int(t.counts.max()) if len(t.counts) else 0):
-            sel = np.flatnonzero(found & (t.rank == r))
+        # the reconstructed objects grouped by rank (ascending object index within a rank), and their truth
+        # conditions once: each rank's step then touches only its own objects
+        kept = np.flatnonzero(found)
+        kept = kept[np.argsort(t.rank[kept], kind="stable")]
+        n_ranks = int(t.counts.max()) if len(t.counts) else 0
+        bounds = np.searchsorted(t.rank[kept], np.arange(n_ranks + 1))
+        truth_cond = np.column_stack(
+            [
+                t.kin["pt"][kept],
+                t.kin["eta"][kept],
+                t.mu[kept],
+                self._clip("n_objects", t.n_objects[kept]),
+                self._clip("dr_nearest", t.dr_nearest[kept]),
+            ]
+        )
+        for r in range(n_ranks):
+            sel = kept[bounds[r] : bounds[r + 1]]
             if not len(sel):
                 continue
             ev = t.event[sel]
             prev_n = n_prev[ev]
             mean = s_prev[ev] / np.maximum(prev_n, 1.0)[:, None]
             pulls = [self._clip(f"previous_pull_{f}", mean[:, j]) for j, f in enumerate(self.layout.fields)]
-            cond = np.column_stack(
-                [
-                    t.kin["pt"][sel],
-                    t.kin["eta"][sel],
-                    t.mu[sel],
-                    self._clip("n_objects", t.n_objects[sel]),
-                    self._clip("dr_nearest", t.dr_nearest[sel]),
-                    self._clip("n_previous", prev_n),
-                    *pulls,
-                ]
-            )
+            cond = np.column_stack([truth_cond[bounds[r] : bounds[r + 1]], self._clip("n_previous", prev_n), *pulls])
             with warnings.catch_warnings():  # the truth conditions are checked once above; the pulls vary by rank
                 warnings.filterwarnings("ignore", message="conditions outside the training range")
                 d = self.response.sample_array(conditions=cond, noise=noise[sel], batch_size=batch_size, progress=False)
