@@ -322,6 +322,11 @@ def test_efficiency_generalisation_scores_seeds_feature_sets_and_the_floor() -> 
     assert set(out["mlp"]) == {"all", "without n_objects"} and set(out["mlp"]["all"]) == {"seed 1"}
     assert out["reference_epsilon"]["rms_p_minus_reference_epsilon"] == 0.0
     assert out["reference_epsilon"]["chi2_per_bin"] < 3 and out["hist_gradient_boosting"]["mean_p"] > 0.5
+    cov = out["coverage"]
+    assert all(v in (0.0, None) for v in out["reference_epsilon"]["mean_p_minus_reference_epsilon_by_dr"])
+    assert sum(cov["fraction_train_by_dr"]) == pytest.approx(1) and sum(cov["fraction_other_by_dr"]) == pytest.approx(1)
+    assert len(cov["n_objects_fraction_other"]) > len(cov["n_objects_fraction_train"])  # up to 8 objects, not 5
+    assert len(out["mlp"]["all"]["seed 1"]["mean_p_minus_reference_epsilon_by_dr"]) == len(cov["dr_edges"]) - 1
     json.dumps(out, allow_nan=False)
 
 

@@ -728,7 +728,11 @@ def efficiency_generalisation(
     ``passes`` detector passes) carries over to ``other`` truth (``test_passes`` passes): for each feature set and
     network seed, and for HistGradientBoosting, the χ²/bin of the efficiency vs E_T, η, μ (a Bernoulli draw from the
     predicted p against the reference's outcomes, binomial errors on both), the mean p and the rms of p − ε against
-    the reference's own ε. The reference's ε itself is the floor (χ² ≈ 1)."""
+    the reference's own ε. The reference's ε itself is the floor (χ² ≈ 1).
+
+    ``coverage``: how the two samples fill the classifier's context inputs (quantiles of ΔR to the nearest truth
+    object, the object-count distribution), and per ΔR bin the reference's ε and each model's mean p − ε on
+    ``other``: where a model extrapolates beyond what ``truth`` holds, its bias shows there."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     from .efficiency import EfficiencyConfig, EfficiencyModel
@@ -742,7 +746,15 @@ def efficiency_generalisation(
     xo = to.efficiency_features()
     eps = detector.efficiency(xo[:, 0], xo[:, 1], xo[:, 2], xo[:, 4])
 
-    def score(p: np.ndarray) -> dict[str, float]:
+    dr_edges = np.array([0.0, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, np.inf])
+    dr_bin = np.digitize(xo[:, 4], dr_edges) - 1
+    n_dr = np.bincount(dr_bin, minlength=len(dr_edges) - 1)
+
+    def by_dr(p: np.ndarray) -> list[float | None]:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return _finite(np.bincount(dr_bin, p - eps, minlength=len(n_dr)) / n_dr)
+
+    def score(p: np.ndarray) -> dict[str, Any]:
         drawn = np.random.default_rng(seed).random(len(p)) < p
         pulls = np.concatenate(
             [
@@ -754,12 +766,14 @@ def efficiency_generalisation(
             "chi2_per_bin": float(np.mean(pulls**2)),
             "mean_p": float(p.mean()),
             "rms_p_minus_reference_epsilon": float(np.sqrt(np.mean((p - eps) ** 2))),
+            "mean_p_minus_reference_epsilon_by_dr": by_dr(p),
         }
 
     out: dict[str, Any] = {
         "n_train_objects": len(found),
         "n_other_objects": len(fo),
         "reference_epsilon": score(eps) | {"mean_p": float(eps.mean())},
+        "coverage": _coverage(t.efficiency_features(), xo, found, fo, eps, dr_edges, dr_bin),
         "mlp": {},
     }
     for name, features in sets.items():
@@ -775,3 +789,36 @@ def efficiency_generalisation(
     hgb.fit(t.efficiency_features(), found)
     out["hist_gradient_boosting"] = score(hgb.predict_proba(xo)[:, 1])
     return out
+
+
+def _coverage(
+    x: np.ndarray,
+    xo: np.ndarray,
+    found: np.ndarray,
+    fo: np.ndarray,
+    eps: np.ndarray,
+    dr_edges: np.ndarray,
+    dr_bin: np.ndarray,
+) -> dict[str, Any]:
+    """How the training (``x``) and the other process's (``xo``) objects fill ΔR to the nearest object (column 4) and
+    the object count (column 3); per ΔR bin of the other process: objects, measured and reference efficiency."""
+    q = [0.01, 0.05, 0.1, 0.25, 0.5]
+    n_dr = np.bincount(dr_bin, minlength=len(dr_edges) - 1)
+    train_bin = np.digitize(x[:, 4], dr_edges) - 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        measured = np.bincount(dr_bin, fo.astype(np.float64), minlength=len(n_dr)) / n_dr
+        expected = np.bincount(dr_bin, eps, minlength=len(n_dr)) / n_dr
+    counts = [np.bincount(v[:, 3].astype(np.int64)) for v in (x, xo)]
+    return {
+        "dr_quantiles": q,
+        "dr_nearest_quantiles_train": np.quantile(x[:, 4], q).tolist(),
+        "dr_nearest_quantiles_other": np.quantile(xo[:, 4], q).tolist(),
+        "dr_edges": [float(e) if np.isfinite(e) else None for e in dr_edges],
+        "fraction_train_by_dr": (np.bincount(train_bin, minlength=len(n_dr)) / len(x)).tolist(),
+        "fraction_other_by_dr": (n_dr / len(xo)).tolist(),
+        "reference_efficiency_other_by_dr": _finite(measured),
+        "reference_epsilon_other_by_dr": _finite(expected),
+        "n_objects_fraction_train": (counts[0] / len(x)).tolist(),
+        "n_objects_fraction_other": (counts[1] / len(xo)).tolist(),
+        "train_efficiency": float(found.mean()),
+    }
