@@ -43,6 +43,7 @@ from ..records import DerivedObservable, FeatureSpec, ObjectSlots
 
 __all__ = [
     "FEATURES",
+    "TAIL_QUANTILES",
     "WeightedMCConfig",
     "compare",
     "feature_spec",
@@ -193,8 +194,21 @@ def train_flows(data: dict[str, ak.Array], config: WeightedMCConfig, progress: b
     return flows
 
 
-def _tail(values: np.ndarray, ref: np.ndarray, w_ref: np.ndarray | None, config: WeightedMCConfig) -> dict[str, float]:
-    """Tail figures of p_T^γγ ``values`` (unweighted) against ``ref`` (weights ``w_ref``)."""
+#: probabilities of the tail's quantiles in report.json: where its W1 comes from
+TAIL_QUANTILES = (0.1, 0.5, 0.9, 0.99, 0.999)
+
+
+def _weighted_quantiles(x: np.ndarray, w: np.ndarray, probs: tuple[float, ...]) -> list[float]:
+    """Quantiles of ``x`` with weights ``w`` (the smallest value whose cumulative weight share reaches each p)."""
+    order = np.argsort(x)
+    cum = np.cumsum(w[order]) / w.sum()
+    index = np.minimum(np.searchsorted(cum, np.asarray(probs)), len(x) - 1)
+    return [float(v) for v in x[order][index]]
+
+
+def _tail(values: np.ndarray, ref: np.ndarray, w_ref: np.ndarray | None, config: WeightedMCConfig) -> dict[str, Any]:
+    """Tail figures of p_T^γγ ``values`` (unweighted) against ``ref`` (weights ``w_ref``), and both tails'
+    quantiles (GeV) at ``TAIL_QUANTILES``."""
     from scipy.stats import wasserstein_distance
 
     from ..validation.divergences import binned_divergences
@@ -210,6 +224,8 @@ def _tail(values: np.ndarray, ref: np.ndarray, w_ref: np.ndarray | None, config:
         "chi2": chi["chi2"],
         "chi2_ndf": chi["chi2_ndf"],
         "chi2_pvalue": chi["chi2_pvalue"],
+        "tail_quantiles_gev": _weighted_quantiles(values[above], np.ones(int(above.sum())), TAIL_QUANTILES),
+        "tail_quantiles_reference_gev": _weighted_quantiles(ref[ref_above], w[ref_above], TAIL_QUANTILES),
     }
 
 
@@ -267,6 +283,7 @@ def compare(flows: dict[str, Any], data: dict[str, ak.Array], config: WeightedMC
             "w1_tail_gev": matched["w1_tail_gev"] / weighted["w1_tail_gev"],
             "chi2": matched["chi2"] / weighted["chi2"],
         },
+        "tail_quantile_probabilities": list(TAIL_QUANTILES),
         "tail_better": bool(weighted["w1_tail_gev"] < matched["w1_tail_gev"] and weighted["chi2"] < matched["chi2"]),
     }
 
@@ -422,6 +439,10 @@ def run_weighted_mc(config: WeightedMCConfig, out: Path, cache: Path, progress: 
     return report
 
 
+def _rounded(values: list[float]) -> str:
+    return "[" + ", ".join(f"{v:.0f}" for v in values) + "]"
+
+
 def write_readme(report: dict[str, Any], out: Path, meta: dict[str, Any]) -> Path:
     """``README.md`` of the results: the command, seeds, versions, machine and wall time (``meta``: ``command``,
     ``versions``, ``machine``, ``wall_seconds``, ``cpu_seconds``) and the comparison's table."""
@@ -469,6 +490,16 @@ def write_readme(report: dict[str, Any], out: Path, meta: dict[str, Any]) -> Pat
         f"| unbiased Pythia, {samples['reference']['n_events']} events (the floor) | – | – | {r['w1_tail_gev']:.2f} "
         f"| {r['chi2']:.1f}/{r['chi2_ndf']} | {r['tail_fraction']:.4f} |"
     )
+    probs = report["comparison"]["tail_quantile_probabilities"]
+    lines += [
+        "",
+        f"Quantiles of the tail p_T^γγ > {tail_pt:.0f} GeV (GeV) at probabilities {probs}: reference "
+        f"{_rounded(rows['weighted']['tail_quantiles_reference_gev'])}; "
+        + "; ".join(
+            f"{k} {_rounded(rows[k]['tail_quantiles_gev'])}" for k in ("weighted", "matched", "reference sample")
+        )
+        + ".",
+    ]
     floors = "; ".join(f"{k} {v['c2st_auc']:.4f}" for k, v in c["c2st_floors"].items())
     lines += [
         "",
