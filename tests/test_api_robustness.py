@@ -16,16 +16,21 @@ from types import SimpleNamespace
 from typing import Any
 
 import awkward as ak
+import hist
 import numpy as np
 import pytest
 
 from mcsurrogate import FeatureSpec, ObjectSlots, Preprocessor, Surrogate, TrainConfig
 from mcsurrogate.data_files import load_default_truth
 from mcsurrogate.errors import InputError, MCSurrogateError, ModelDirectoryError, OutputExistsError
+from mcsurrogate.flows import FlowConfig
+from mcsurrogate.flows.distilled import DistillConfig
 from mcsurrogate.records import DerivedObservable
 from mcsurrogate.refinement import Reweighting, fit_reweighting, fit_surrogate_reweighting
 from mcsurrogate.response import SmearingConfig, apply_response, distill_response, smear_photons, train_response
 from mcsurrogate.response.surrogate import ResponseLayout, response_surrogate
+from mcsurrogate.stats import asimov_counts, build_workspace, fill_template
+from mcsurrogate.validation import c2st
 
 from .conftest import correlated_events
 
@@ -249,6 +254,163 @@ def test_wrong_types_raise_a_domain_error_naming_the_parameter(
         with pytest.raises(MCSurrogateError, match=message) as info:
             call(api)
     assert isinstance(info.value, (InputError, ModelDirectoryError)), type(info.value)
+
+
+# wrong types of the statistics, validation and flow-configuration layers: no trained model needed
+_RNG = np.random.default_rng(7)
+_VALUES = _RNG.uniform(0, 1, 400)
+_REF, _CAN = _RNG.normal(size=(60, 2)), _RNG.normal(size=(60, 2))
+
+
+def _templates() -> tuple[hist.Hist, hist.Hist, np.ndarray]:
+    s = fill_template(_RNG.normal(0.5, 0.1, 500), bins=10, range=(0, 1))
+    b = fill_template(_RNG.uniform(0, 1, 2000), bins=10, range=(0, 1))
+    return s, b, b.values()
+
+
+def _workspace(**kw: Any) -> Any:
+    s, b, obs = _templates()
+    args = {"signal": s, "background": b, "observed": obs} | kw
+    return build_workspace(args.pop("signal"), args.pop("background"), args.pop("observed"), **args)
+
+
+LightCase = tuple[str, Callable[[], Any], str]
+
+LIGHT_WRONG_TYPES: list[LightCase] = [
+    # fill_template
+    (
+        "template-bins-string",
+        lambda: fill_template(_VALUES, bins="ten", range=(0, 1)),
+        r"bins must be an integer.*'ten'",
+    ),
+    ("template-bins-zero", lambda: fill_template(_VALUES, bins=0, range=(0, 1)), r"bins must be an integer ≥ 1, got 0"),
+    ("template-bins-negative", lambda: fill_template(_VALUES, bins=-4, range=(0, 1)), r"bins must be an integer ≥ 1"),
+    ("template-bins-float", lambda: fill_template(_VALUES, bins=2.5, range=(0, 1)), r"bins must be an integer.*2.5"),
+    ("template-bins-bool", lambda: fill_template(_VALUES, bins=True, range=(0, 1)), r"bins must be an integer.*True"),
+    ("template-bins-none", lambda: fill_template(_VALUES, bins=None, range=(0, 1)), r"bins must be an integer.*None"),
+    ("template-edges-strings", lambda: fill_template(_VALUES, bins=["a", "b"]), r"bin edges.*must hold numbers"),
+    ("template-edges-nan", lambda: fill_template(_VALUES, bins=[0, np.nan, 1]), r"bin edges.*strictly increasing"),
+    ("template-range-string", lambda: fill_template(_VALUES, bins=10, range="ab"), r"range must be two numbers"),
+    ("template-range-int", lambda: fill_template(_VALUES, bins=10, range=5), r"range must be two numbers.*5 \(int\)"),
+    ("template-range-three", lambda: fill_template(_VALUES, bins=10, range=(0, 1, 2)), r"range must be two numbers"),
+    (
+        "template-range-reversed",
+        lambda: fill_template(_VALUES, bins=10, range=(1, 0)),
+        r"range.*low < high.*\(1.0, 0.0",
+    ),
+    ("template-range-nan", lambda: fill_template(_VALUES, bins=10, range=(np.nan, 1)), r"range must be two finite"),
+    ("template-values-string", lambda: fill_template("abc", bins=10, range=(0, 1)), r"template values.*must hold num"),
+    (
+        "template-values-string-array",
+        lambda: fill_template(np.array(["0.1", "0.2"]), bins=10, range=(0, 1)),
+        r"template values for 'x' must hold numbers",
+    ),
+    (
+        "template-weights-length",
+        lambda: fill_template(_VALUES, bins=10, range=(0, 1), weights=np.ones(5)),
+        r"weights for 'x' have shape \(5,\) for 400 values",
+    ),
+    (
+        "template-weights-column",
+        lambda: fill_template(_VALUES, bins=10, range=(0, 1), weights=np.ones((400, 1))),
+        r"weights for 'x' have shape \(400, 1\) for 400 values",
+    ),
+    (
+        "template-weights-strings",
+        lambda: fill_template(_VALUES, bins=10, range=(0, 1), weights=np.array(["a"] * 400)),
+        r"weights for 'x' must hold numbers",
+    ),
+    # build_workspace
+    ("workspace-systematic-string", lambda: _workspace(systematic="10%"), r"systematic.*must be a number.*'10%'"),
+    ("workspace-systematic-negative", lambda: _workspace(systematic=-0.1), r"systematic.*must be ≥ 0.0, got -0.1"),
+    ("workspace-systematic-one", lambda: _workspace(systematic=1.0), r"systematic.*must be < 1.0, got 1.0"),
+    ("workspace-observed-string", lambda: _workspace(observed="x"), r"observed \(counts per bin\) must hold numbers"),
+    (
+        "workspace-observed-none",
+        lambda: _workspace(observed=None),
+        r"observed \(counts per bin\) must be an array of numbers, got None",
+    ),
+    (
+        "workspace-signal-array",
+        lambda: _workspace(signal=_templates()[0].values()),
+        r"the signal template must be a hist.Hist.*fill_template.*got a numpy array of shape \(10,\)",
+    ),
+    ("workspace-background-none", lambda: _workspace(background=None), r"background template must be a hist.Hist"),
+    ("workspace-channel-int", lambda: _workspace(channel=5), r"channel must be a non-empty string, got 5 \(int\)"),
+    ("workspace-channel-empty", lambda: _workspace(channel=""), r"channel must be a non-empty string"),
+    ("workspace-staterror-string", lambda: _workspace(staterror="no"), r"staterror must be True or False, got 'no'"),
+    ("workspace-signal-staterror", lambda: _workspace(signal_staterror="no"), r"signal_staterror must be True or F"),
+    ("workspace-empty-bins", lambda: _workspace(empty_bins="x"), r"empty_bins must be one of \['error', 'floor'\]"),
+    ("workspace-kind-list", lambda: _workspace(systematic_kind=["normsys"]), r"systematic_kind must be one of"),
+    ("asimov-signal-array", lambda: asimov_counts(np.ones(10), _templates()[1]), r"signal template must be a hist"),
+    # c2st
+    ("c2st-level-string", lambda: c2st(_REF, _CAN, level="a"), r"level must be a number, got 'a'"),
+    ("c2st-level-large", lambda: c2st(_REF, _CAN, level=1.5), r"level must be < 1.0, got 1.5"),
+    ("c2st-max-events-string", lambda: c2st(_REF, _CAN, max_events="a"), r"max_events.*must be an integer, got 'a'"),
+    ("c2st-max-events-zero", lambda: c2st(_REF, _CAN, max_events=0), r"max_events.*must be an integer ≥ 1, got 0"),
+    ("c2st-seed-string", lambda: c2st(_REF, _CAN, seed="a"), r"seed must be a non-negative integer, got 'a'"),
+    ("c2st-seed-negative", lambda: c2st(_REF, _CAN, seed=-1), r"seed must be a non-negative integer, got -1"),
+    ("c2st-repeats-bool", lambda: c2st(_REF, _CAN, n_repeats=True), r"n_repeats must be an integer, got True"),
+    ("c2st-permutations-negative", lambda: c2st(_REF, _CAN, n_permutations=-1), r"n_permutations=-1 cannot give"),
+    ("c2st-permutations-float", lambda: c2st(_REF, _CAN, n_permutations=200.0), r"n_permutations must be an integer"),
+    ("c2st-bootstrap-string", lambda: c2st(_REF, _CAN, n_bootstrap="a"), r"n_bootstrap.*must be an integer"),
+    ("c2st-reference-strings", lambda: c2st(_REF.astype(str), _CAN), r"reference must hold numbers"),
+    ("c2st-candidate-string", lambda: c2st(_REF, "abc"), r"candidate must hold numbers"),
+    (
+        "c2st-one-dimensional-against-two-features",
+        lambda: c2st(_REF[:, 0], _CAN),
+        r"reference is 1-D.*one feature.*candidate has 2 features",
+    ),
+    ("c2st-features-mismatch", lambda: c2st(_REF, _RNG.normal(size=(60, 3))), r"candidate has 3 features.*has 2"),
+    ("c2st-weights-strings", lambda: c2st(_REF, _CAN, weights_reference=["a"] * 60), r"weights_reference must hold"),
+    # FlowConfig, DistillConfig
+    ("flow-tail-bound-string", lambda: FlowConfig(tail_bound="x"), r"'tail_bound' must be a number, got 'x'"),
+    ("flow-tail-bound-zero", lambda: FlowConfig(tail_bound=0), r"'tail_bound' must be > 0.0, got 0.0"),
+    ("flow-from-dict-int", lambda: FlowConfig.from_dict(5), r"flow must be a dict of FlowConfig fields, got 5"),
+    ("flow-model-list", lambda: FlowConfig(model=["maf"]), r"'model' must be a family name.*got \['maf'\] \(list\)"),
+    ("flow-activation-list", lambda: FlowConfig(activation=["relu"]), r"'activation' must be one of"),
+    ("flow-permutation-int", lambda: FlowConfig(permutation=5), r"'permutation' must be one of"),
+    ("flow-blocks-bool", lambda: FlowConfig(blocks=True), r"'blocks' must be an integer, got True"),
+    ("flow-blocks-zero", lambda: FlowConfig(blocks=0), r"'blocks' must be an integer ≥ 1, got 0"),
+    ("flow-residual-string", lambda: FlowConfig(residual="no"), r"'residual' must be True or False, got 'no'"),
+    ("flow-batch-norm-int", lambda: FlowConfig(batch_norm=1), r"'batch_norm' must be True or False, got 1"),
+    ("flow-permutation-seed", lambda: FlowConfig(permutation_seed="a"), r"'permutation_seed' must be an integer"),
+    ("flow-permutation-seed-neg", lambda: FlowConfig(permutation_seed=-1), r"'permutation_seed' must be an int.*≥ 0"),
+    ("flow-affine-blocks-bool", lambda: FlowConfig(model="rqs-ar", affine_blocks=True), r"'affine_blocks' must be"),
+    ("distill-lr-string", lambda: DistillConfig(lr="x"), r"distillation parameter 'lr' must be a number, got 'x'"),
+    ("distill-lr-zero", lambda: DistillConfig(lr=0), r"distillation parameter 'lr' must be > 0.0"),
+    ("distill-seed-string", lambda: DistillConfig(seed="a"), r"distillation parameter 'seed' must be an integer"),
+    ("distill-seed-negative", lambda: DistillConfig(seed=-1), r"distillation parameter 'seed' must be an integer ≥ 0"),
+    ("distill-validation-string", lambda: DistillConfig(validation_fraction="x"), r"'validation_fraction' must be a n"),
+    ("distill-epochs-bool", lambda: DistillConfig(epochs=True), r"distillation parameter 'epochs' must be an integer"),
+    ("distill-from-dict-int", lambda: DistillConfig.from_dict(5), r"distillation must be a dict of DistillConfig"),
+]
+
+
+@pytest.mark.parametrize(("call", "message"), [c[1:] for c in LIGHT_WRONG_TYPES], ids=[c[0] for c in LIGHT_WRONG_TYPES])
+def test_wrong_types_of_stats_validation_and_flow_configs_name_the_parameter(
+    call: Callable[[], Any], message: str
+) -> None:
+    with pytest.raises(InputError, match=message):
+        call()
+
+
+def test_well_typed_stats_validation_and_flow_calls_still_work() -> None:
+    """The checks accept what the documentation promises: numpy integers and floats, lists of numbers, a 1-D
+    sample against a 1-D sample (one feature), a JSON round trip of the configurations with plain types."""
+    h = fill_template(list(_VALUES), bins=np.int64(10), range=[np.float32(0), 1])
+    assert h.axes[0].size == 10 and h.sum().value == 400
+    assert fill_template(_VALUES, bins=[0, 0.5, 1]).axes[0].size == 2
+    s, b, obs = _templates()
+    ws = build_workspace(s, b, list(obs), systematic=np.float64(0.1), staterror=np.True_, channel="sr")
+    assert [c["name"] for c in dict(ws)["channels"]] == ["sr"]
+    result = c2st(_REF[:, 0], _CAN[:, 0], n_permutations=19, n_repeats=2, max_events=np.int64(50), seed=np.int64(1))
+    assert result.n_reference == 50 and 0 <= result.auc <= 1
+    flow = FlowConfig(blocks=np.int64(2), tail_bound=np.float32(3.0), permutation_seed=np.int64(4))
+    assert json.loads(json.dumps(flow.to_dict())) == flow.to_dict()
+    assert type(flow.blocks) is int and type(flow.tail_bound) is float and FlowConfig.from_dict(flow.to_dict()) == flow
+    distill = DistillConfig(lr=np.float32(1e-3), seed=np.int64(3), epochs=np.int64(2))
+    assert json.loads(json.dumps(distill.to_dict())) == distill.to_dict()
 
 
 def test_a_pandas_dataframe_is_accepted_as_conditions(api: SimpleNamespace) -> None:

@@ -32,10 +32,13 @@ __all__ = [
     "check_columns",
     "check_float",
     "check_int",
+    "check_interval",
+    "check_numeric_array",
     "check_numeric_matrix",
     "check_path",
     "check_records",
     "check_seed",
+    "check_string",
     "describe",
     "is_pandas",
 ]
@@ -161,9 +164,34 @@ def check_path(value: Any, name: str) -> Path:
     return Path(value)
 
 
-def check_numeric_matrix(value: Any, name: str, columns: Sequence[str]) -> np.ndarray:
-    """``value`` (an array or nested list of numbers) as a float64 matrix of shape ``(n, len(columns))``; booleans
-    count as 0/1, NaN is left for the caller's finiteness check. Strings, objects and other shapes raise."""
+def check_string(value: Any, name: str) -> str:
+    """``value`` if it is a non-empty string (a name: a channel, a column), else an error naming ``name``."""
+    if not isinstance(value, str) or not value:
+        raise InputError(f"{name} must be a non-empty string, got {describe(value)}")
+    return value
+
+
+def check_interval(value: Any, name: str) -> tuple[float, float]:
+    """``value`` as ``(low, high)``: two finite real numbers (a tuple, list or array) with ``low < high``."""
+    if (
+        isinstance(value, (str, bytes, Mapping))
+        or not isinstance(value, (Sequence, np.ndarray))
+        or len(value) != 2
+        or not all(isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) for v in value)
+    ):
+        raise InputError(f"{name} must be two numbers (low, high), got {describe(value)}")
+    low, high = float(value[0]), float(value[1])
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise InputError(f"{name} must be two finite numbers (low, high), got ({low}, {high})")
+    if not low < high:
+        raise InputError(f"{name} must have low < high, got ({low}, {high})")
+    return low, high
+
+
+def check_numeric_array(value: Any, name: str, *, ndim: int | None = None) -> np.ndarray:
+    """``value`` (an array, a number or nested lists of numbers) as a float64 array, of ``ndim`` dimensions if
+    given; booleans count as 0/1, NaN is left for the caller's finiteness check. Strings (also numeric ones such as
+    ``'1.5'``), ragged lists and objects other than numbers raise."""
     try:
         raw = np.asarray(value)
     except ValueError as exc:  # ragged nested lists
@@ -174,6 +202,17 @@ def check_numeric_matrix(value: Any, name: str, columns: Sequence[str]) -> np.nd
         arr = np.asarray(raw, dtype=np.float64)  # object arrays: None → NaN, numbers → floats
     except (TypeError, ValueError) as exc:
         raise InputError(f"{name} must hold numbers ({exc})") from None
+    if raw.dtype.kind == "O" and raw.ndim == 0 and value is None:
+        raise InputError(f"{name} must be an array of numbers, got None")
+    if ndim is not None and arr.ndim != ndim:
+        raise InputError(f"{name} must be a {ndim}-D array of numbers, got shape {arr.shape}")
+    return arr
+
+
+def check_numeric_matrix(value: Any, name: str, columns: Sequence[str]) -> np.ndarray:
+    """``value`` (an array or nested list of numbers) as a float64 matrix of shape ``(n, len(columns))``; booleans
+    count as 0/1, NaN is left for the caller's finiteness check. Strings, objects and other shapes raise."""
+    arr = check_numeric_array(value, name)
     if arr.ndim != 2 or arr.shape[1] != len(columns):
         hint = f" (a 1-D array: reshape it to (n, {len(columns)}))" if arr.ndim == 1 else ""
         raise InputError(

@@ -26,7 +26,7 @@ import functools
 import itertools
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +35,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..arguments import check_choice, check_float, check_int, describe
 from ..errors import InputError, refuse_unknown_fields
 from ..optimisation import adam_fused_if_available, power_decay
 from .made import ACTIVATIONS
@@ -78,24 +79,34 @@ class DistillConfig:
     precision: str = "float32"
 
     def __post_init__(self) -> None:
+        # plain Python numbers, so that to_dict() is JSON (a numpy integer would not be)
         for name in ("hidden", "layers", "pairs", "epochs", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            value = check_int(getattr(self, name), f"distillation parameter {name!r}")
+            if value < 1:
                 raise InputError(f"distillation parameter {name!r} must be a positive integer, got {value!r}")
-        if self.activation not in ACTIVATIONS:
-            raise InputError(f"unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}")
-        if not self.lr > 0:
-            raise InputError(f"distillation parameter 'lr' must be positive, got {self.lr!r}")
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "seed", check_int(self.seed, "distillation parameter 'seed'", minimum=0))
+        check_choice(self.activation, "distillation parameter 'activation'", list(ACTIVATIONS))
+        if not isinstance(self.precision, str):
+            raise InputError(
+                f"distillation parameter 'precision' must be one of {list(PRECISIONS)}, got {describe(self.precision)}"
+            )
         _require_precision(self.precision)
-        if not 0 < self.validation_fraction < 0.5:
-            raise InputError(f"validation_fraction must lie in (0, 0.5), got {self.validation_fraction!r}")
+        lr = check_float(self.lr, "distillation parameter 'lr'", above=0.0)
+        fraction = check_float(
+            self.validation_fraction, "distillation parameter 'validation_fraction'", above=0.0, below=0.5
+        )
+        object.__setattr__(self, "lr", lr)
+        object.__setattr__(self, "validation_fraction", fraction)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DistillConfig:
-        """Build from a dict, refusing unknown keys (listing the valid ones)."""
+    def from_dict(cls, data: Mapping[str, Any]) -> DistillConfig:
+        """Build from a dict, refusing unknown keys (listing the valid ones) and anything but a dict."""
+        if not isinstance(data, Mapping):
+            raise InputError(f"distillation must be a dict of DistillConfig fields, got {describe(data)}")
         refuse_unknown_fields(cls, data, "distillation")
         return cls(**data)
 

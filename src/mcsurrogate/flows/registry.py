@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,7 @@ from nflows.transforms import (
 )
 from nflows.transforms.base import Transform
 
+from ..arguments import check_bool, check_choice, check_float, check_int, describe
 from ..errors import InputError, refuse_unknown_fields
 from .autoregressive import AffineAutoregressive, SplineAutoregressive
 from .coupling import InvertibleLinear, affine_coupling, spline_coupling
@@ -69,31 +70,35 @@ class FlowConfig:
     affine_blocks: int = 0
 
     def __post_init__(self) -> None:
+        if not isinstance(self.model, str):
+            raise InputError(
+                f"flow parameter 'model' must be a family name ({', '.join(FLOW_FAMILIES)}), got {describe(self.model)}"
+            )
         if self.model not in FLOW_FAMILIES:
             raise InputError(f"unknown flow model {self.model!r}; choose one of {', '.join(FLOW_FAMILIES)}")
-        if self.activation not in ACTIVATIONS:
-            raise InputError(f"unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}")
-        if self.permutation not in ("reverse", "random"):
-            raise InputError(f"permutation must be 'reverse' or 'random', got {self.permutation!r}")
+        check_choice(self.activation, "flow parameter 'activation'", list(ACTIVATIONS))
+        check_choice(self.permutation, "flow parameter 'permutation'", ("reverse", "random"))
+        # plain Python numbers, so that to_dict() is JSON (a numpy integer would not be)
         for name in ("blocks", "hidden", "layers", "bins", "components"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise InputError(f"flow parameter {name!r} must be a positive integer, got {value!r}")
-        if not isinstance(self.affine_blocks, int) or self.affine_blocks < 0:
-            raise InputError(
-                f"flow parameter 'affine_blocks' must be a non-negative integer, got {self.affine_blocks!r}"
-            )
+            object.__setattr__(self, name, check_int(getattr(self, name), f"flow parameter {name!r}", minimum=1))
+        for name in ("affine_blocks", "permutation_seed"):
+            object.__setattr__(self, name, check_int(getattr(self, name), f"flow parameter {name!r}", minimum=0))
+        for name in ("residual", "batch_norm"):
+            object.__setattr__(self, name, check_bool(getattr(self, name), f"flow parameter {name!r}"))
+        tail_bound = check_float(self.tail_bound, "flow parameter 'tail_bound'", above=0.0)
+        if not isinstance(self.tail_bound, int):  # an integer stays one: the configuration's fingerprint is unchanged
+            object.__setattr__(self, "tail_bound", tail_bound)
         if self.affine_blocks and self.model != "rqs-ar":
             raise InputError(f"flow parameter 'affine_blocks' applies to model 'rqs-ar' only, not {self.model!r}")
-        if not self.tail_bound > 0:
-            raise InputError(f"flow parameter 'tail_bound' must be positive, got {self.tail_bound!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FlowConfig:
-        """Build from a dict, refusing unknown keys (listing the valid ones)."""
+    def from_dict(cls, data: Mapping[str, Any]) -> FlowConfig:
+        """Build from a dict, refusing unknown keys (listing the valid ones) and anything but a dict."""
+        if not isinstance(data, Mapping):
+            raise InputError(f"flow must be a dict of FlowConfig fields, got {describe(data)}")
         refuse_unknown_fields(cls, data, "flow")
         return cls(**data)
 

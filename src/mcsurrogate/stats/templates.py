@@ -18,9 +18,10 @@ from typing import Any, Literal
 import hist
 import numpy as np
 
+from ..arguments import check_float, check_int, check_interval, check_numeric_array, describe
 from ..errors import InputError
 
-__all__ = ["check_binning", "fill_template", "floor_empty_bins", "scale_template", "template_arrays"]
+__all__ = ["check_binning", "check_template", "fill_template", "floor_empty_bins", "scale_template", "template_arrays"]
 
 
 def fill_template(
@@ -34,38 +35,57 @@ def fill_template(
 ) -> hist.Hist:
     """Histogram ``values`` (the fit variable, e.g. m_bb in GeV or a classifier score) into a template.
 
-    ``bins`` is a number of regular bins over ``range``, a sequence of edges, or a hist axis. Values
-    outside the axis fall into flow bins that the fit does not use. Weights default to 1.
+    ``bins`` is a number of regular bins (an integer ≥ 1) over ``range`` = (low, high), a sequence of edges, or a
+    hist axis. Values outside the axis fall into flow bins that the fit does not use. Weights default to 1.
+    A wrong type or value of any argument raises :class:`~mcsurrogate.errors.InputError` naming it.
     """
-    values = np.asarray(values, dtype=float)
+    values = check_numeric_array(values, f"template values for {name!r}")
     if values.ndim != 1:
         raise InputError(f"template values for {name!r} must be one-dimensional; got shape {values.shape}")
     if not np.all(np.isfinite(values)):
         raise InputError(f"template values for {name!r} contain {int((~np.isfinite(values)).sum())} NaN or inf")
     if weights is not None:
-        weights = np.asarray(weights, dtype=float)
+        weights = check_numeric_array(weights, f"weights for {name!r}")
         if weights.shape != values.shape:
-            raise InputError(f"weights for {name!r} have {weights.size} entries for {values.size} values")
+            raise InputError(f"weights for {name!r} have shape {weights.shape} for {values.size} values")
         if not np.all(np.isfinite(weights)):
             raise InputError(f"weights for {name!r} contain NaN or inf")
     if isinstance(bins, (hist.axis.Regular, hist.axis.Variable)):
         axis = bins
-    elif np.ndim(bins) == 0:
+    elif np.ndim(bins) == 0:  # a number of bins (anything else scalar, e.g. "ten", is refused here)
+        n = check_int(bins, "bins", minimum=1)
         if range is None:
-            raise InputError(f"a number of bins ({bins}) needs range=(low, high) for {name!r}")
-        axis = hist.axis.Regular(int(bins), float(range[0]), float(range[1]), name=name, label=label or name)  # type: ignore[arg-type]
+            raise InputError(f"a number of bins ({n}) needs range=(low, high) for {name!r}")
+        low, high = check_interval(range, "range")
+        axis = hist.axis.Regular(n, low, high, name=name, label=label or name)
     else:
-        edges = np.asarray(bins, dtype=float)
-        if edges.ndim != 1 or edges.size < 2 or np.any(np.diff(edges) <= 0):
-            raise InputError(f"bin edges for {name!r} must be a strictly increasing sequence of ≥ 2 numbers")
+        edges = check_numeric_array(bins, f"bin edges for {name!r}")
+        if edges.ndim != 1 or edges.size < 2 or not np.all(np.isfinite(edges)) or np.any(np.diff(edges) <= 0):
+            raise InputError(
+                f"bin edges for {name!r} must be a strictly increasing sequence of ≥ 2 finite numbers, got {bins!r}"
+            )
         axis = hist.axis.Variable(edges, name=name, label=label or name)
     return hist.Hist(axis, storage=hist.storage.Weight()).fill(values, weight=weights)
 
 
+def check_template(h: Any, name: str) -> hist.Hist:
+    """``h`` if it is a one-axis ``hist.Hist`` template, else an :class:`~mcsurrogate.errors.InputError` naming
+    ``name`` and saying how to make one (an array of yields has no bin edges to compare and no Σw² for staterror)."""
+    if not isinstance(h, hist.Hist):
+        shown = f"a numpy array of shape {h.shape}" if isinstance(h, np.ndarray) else describe(h)
+        raise InputError(
+            f"the {name} template must be a hist.Hist with Weight storage (make one with "
+            f"mcsurrogate.stats.fill_template(values, bins=..., range=..., weights=...)), got {shown}: an array of "
+            "yields has no bin edges to check against the other templates and no Σw² for the staterror"
+        )
+    if len(h.axes) != 1:
+        raise InputError(f"the {name} template has {len(h.axes)} axes; a template has one (the fit variable)")
+    return h
+
+
 def template_arrays(h: hist.Hist) -> tuple[np.ndarray, np.ndarray]:
     """(Σw, Σw²) per bin of a one-axis weighted template, flow bins excluded."""
-    if len(h.axes) != 1:
-        raise InputError(f"a template has one axis (the fit variable); this histogram has {len(h.axes)}")
+    check_template(h, "given")
     variances = h.variances()
     if variances is None:
         raise InputError("templates need hist.storage.Weight() so that each bin knows its Σw²")
@@ -78,15 +98,12 @@ def scale_template(h: hist.Hist, *, factor: float | None = None, total: float | 
     if (factor is None) == (total is None):
         raise InputError("give exactly one of factor= or total=")
     if total is not None:
+        total = check_float(total, "total (the positive yield to normalise to)", above=0.0)
         current = float(template_arrays(h)[0].sum())
         if not current > 0:
             raise InputError("cannot normalise a template with no positive yield in its range")
-        if not total > 0:
-            raise InputError(f"the requested total yield must be positive; got {total}")
         factor = total / current
-    assert factor is not None
-    if not (np.isfinite(factor) and factor > 0):
-        raise InputError(f"the scale factor (luminosity or yield ratio) must be positive; got {factor}")
+    factor = check_float(factor, "factor (a positive luminosity or yield ratio)", above=0.0)
     out = h.copy()
     view: Any = out.view()
     view.value = view.value * factor
@@ -96,7 +113,7 @@ def scale_template(h: hist.Hist, *, factor: float | None = None, total: float | 
 
 def check_binning(templates: dict[str, hist.Hist]) -> None:
     """Raise if the templates do not share one axis (same edges); the message names the pair."""
-    items = list(templates.items())
+    items = [(name, check_template(h, name)) for name, h in templates.items()]
     ref_name, ref = items[0]
     ref_edges = ref.axes[0].edges
     for name, h in items[1:]:

@@ -18,6 +18,7 @@ The observation is either given or the Asimov counts μ_inj·s + b of MC templat
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -25,6 +26,7 @@ import hist
 import numpy as np
 import pyhf
 
+from ..arguments import check_bool, check_choice, check_float, check_numeric_array, check_string
 from ..errors import InputError
 from .surrogate_uncertainty import SurrogateUncertainty
 from .templates import check_binning, floor_empty_bins, template_arrays
@@ -40,11 +42,14 @@ __all__ = [
 ]
 
 SystematicKind = Literal["normsys", "shapesys", "both", "none"]
+#: the values of ``systematic_kind``
+SYSTEMATIC_KINDS = typing.get_args(SystematicKind)
 
 
 def asimov_counts(signal: hist.Hist, background: hist.Hist, mu: float = 0.0) -> np.ndarray:
     """Expected counts μ·s + b per bin of two templates (the Asimov observation of the MC)."""
     check_binning({"signal": signal, "background": background})
+    mu = check_float(mu, "mu (the injected signal strength)")
     return mu * template_arrays(signal)[0] + template_arrays(background)[0]
 
 
@@ -65,14 +70,17 @@ def build_workspace(
 
     A template with NaN or inf in a bin (Σw or Σw²) or an observation with a NaN, inf or negative count is refused
     with an :class:`~mcsurrogate.errors.InputError` that names the template and the bin: such a number would reach
-    the workspace JSON as ``NaN`` (not JSON) and fail a later fit with a message that does not name it.
+    the workspace JSON as ``NaN`` (not JSON) and fail a later fit with a message that does not name it. So is an
+    argument of the wrong type (``systematic="10%"``, ``staterror="no"``, ``channel=5``), naming the parameter.
 
     Parameters
     ----------
     signal, background
-        Weighted one-axis templates on the same binning (expected yields per bin).
+        Weighted one-axis templates on the same binning (expected yields per bin): ``hist.Hist`` objects from
+        :func:`~.templates.fill_template`. A numpy array of yields is refused (not converted): it has no bin edges
+        to check against the other templates and no Σw² for the staterror.
     observed
-        Observed counts per bin (array or histogram), e.g. :func:`asimov_counts` of the MC templates.
+        Observed counts per bin (array, list or histogram), e.g. :func:`asimov_counts` of the MC templates.
     systematic
         Relative background uncertainty (0.10 = 10 %); ``systematic_kind`` says how it enters.
     staterror, signal_staterror
@@ -138,6 +146,12 @@ def workspace_spec(
     """The JSON specification :func:`build_workspace` wraps (same arguments and checks), not yet validated by
     pyhf: for loops that build many models of one structure (:func:`fast_model`)."""
     check_binning({"signal": signal, "background": background})
+    systematic = check_float(systematic, "systematic (a relative uncertainty, 0.10 = 10 %)", minimum=0.0, below=1.0)
+    check_choice(systematic_kind, "systematic_kind", SYSTEMATIC_KINDS)
+    check_choice(empty_bins, "empty_bins", ("error", "floor"))
+    check_bool(staterror, "staterror")
+    check_bool(signal_staterror, "signal_staterror")
+    check_string(channel, "channel")
     edges = signal.axes[0].edges
     _check_finite(signal, "signal", edges)
     _check_finite(background, "background", edges)
@@ -146,9 +160,9 @@ def workspace_spec(
     if isinstance(observed, hist.Hist):
         check_binning({"signal": signal, "observed": observed})
         observed = observed.values()
-    obs = np.asarray(observed, dtype=float)
+    obs = check_numeric_array(observed, "observed (counts per bin)")
     if obs.shape != b.shape:
-        raise InputError(f"the observation has {obs.size} bins; the templates have {b.size}")
+        raise InputError(f"the observation has shape {obs.shape}; the templates have {b.size} bins")
     bad = np.flatnonzero(~np.isfinite(obs) | (obs < 0))
     if bad.size:
         raise InputError(
@@ -159,10 +173,6 @@ def workspace_spec(
         raise InputError(f"the signal template has negative yield in {int((s < 0).sum())} bin(s); check its weights")
     if not s.sum() > 0:
         raise InputError("the signal template has no yield in the fit range")
-    if not 0 <= systematic < 1:
-        raise InputError(f"systematic is a relative uncertainty in [0, 1); got {systematic}")
-    if systematic_kind not in ("normsys", "shapesys", "both", "none"):
-        raise InputError(f"systematic_kind must be normsys, shapesys, both or none; got {systematic_kind!r}")
 
     uncertainties = surrogate_uncertainties(surrogate_uncertainty)
 

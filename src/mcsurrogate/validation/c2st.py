@@ -38,6 +38,7 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from ..arguments import check_choice, check_float, check_int, check_numeric_array, check_seed
 from ..errors import InputError
 from .samples import check_sample, check_weights, ones_if_none
 
@@ -149,6 +150,10 @@ def _grouped_auc(group: np.ndarray, n_groups: int, w_pos: np.ndarray, w_neg: np.
     return float(np.sum(pos * (below + 0.5 * neg)) / total) if total > 0 else float("nan")
 
 
+def _weights(w: Any, name: str) -> np.ndarray | None:
+    return None if w is None else check_numeric_array(w, name)
+
+
 def _classifier(kind: str, seed: int) -> HistGradientBoostingClassifier | Pipeline:
     if kind == "hgb":
         return HistGradientBoostingClassifier(max_iter=200, early_stopping=True, random_state=seed)
@@ -173,30 +178,47 @@ def c2st(
     max_events: int | None = 1_000_000,
     seed: int = 0,
 ) -> C2STResult:
-    """Run the C2ST on two (n, d) samples (see the module docstring). Very unequal sizes are subsampled to the
-    smaller one (noted), and either sample to ``max_events``."""
-    if classifier not in ("hgb", "mlp"):
-        raise InputError(f"unknown classifier {classifier!r}; choose 'hgb' or 'mlp'")
-    if not 0 < level < 1:
-        raise InputError(f"level must lie strictly between 0 and 1, got {level!r}")
-    if not isinstance(n_repeats, (int, np.integer)) or n_repeats < 1:
-        raise InputError(f"n_repeats must be an integer ≥ 1, got {n_repeats!r}")
+    """Run the C2ST on two (n, d) samples (events × features; see the module docstring). A 1-D array is one
+    feature: two 1-D samples compare one variable, a 1-D sample against a sample of several features is refused
+    (ambiguous). Very unequal sizes are subsampled to the smaller one (noted), and either sample to ``max_events``
+    (``None``: no limit). A wrong type or value of any argument raises :class:`~mcsurrogate.errors.InputError`
+    naming it."""
+    check_choice(classifier, "classifier", ("hgb", "mlp"))
+    level = check_float(level, "level", above=0.0, below=1.0)
+    n_repeats = check_int(n_repeats, "n_repeats", minimum=1)
     need = minimum_permutations(level)
-    if not isinstance(n_permutations, (int, np.integer)) or n_permutations < need:
+    n_permutations = check_int(n_permutations, "n_permutations")
+    if n_permutations < need:
         raise InputError(
             f"n_permutations={n_permutations!r} cannot give a p-value below 1/(1 + n_permutations), which "
             f"must reach the level {level:g}: use at least {need} permutations (200 is the default)"
         )
-    if not isinstance(n_bootstrap, (int, np.integer)) or n_bootstrap < (2 if n_repeats == 1 else 0):
-        raise InputError(
-            f"n_bootstrap must be an integer ≥ {2 if n_repeats == 1 else 0} "
-            f"(with n_repeats = 1 it makes the interval), got {n_bootstrap!r}"
-        )
+    n_bootstrap = check_int(
+        n_bootstrap, "n_bootstrap (with n_repeats = 1 it makes the interval)", minimum=2 if n_repeats == 1 else 0
+    )
+    if max_events is not None:
+        max_events = check_int(max_events, "max_events (None: no limit)", minimum=1)
+    seed = check_seed(seed, generator=False)
     rng = np.random.default_rng(seed)
-    a = check_sample(reference, "reference")
-    b = check_sample(candidate, "candidate", a.shape[1])
-    wa = ones_if_none(check_weights(weights_reference, len(a), "weights_reference"), len(a))
-    wb = ones_if_none(check_weights(weights_candidate, len(b), "weights_candidate"), len(b))
+    raw_a = check_numeric_array(reference, "reference")
+    raw_b = check_numeric_array(candidate, "candidate")
+    for name, one, other, other_name in (
+        ("reference", raw_a, raw_b, "candidate"),
+        ("candidate", raw_b, raw_a, "reference"),
+    ):
+        if one.ndim == 1 and other.ndim == 2 and other.shape[1] != 1:
+            raise InputError(
+                f"{name} is 1-D, which counts as one feature, but the {other_name} has {other.shape[1]} features: "
+                f"pass {name} as an (events, features) array of shape (n, {other.shape[1]})"
+            )
+    a = check_sample(raw_a, "reference")
+    b = check_sample(raw_b, "candidate", a.shape[1])
+    wa = ones_if_none(
+        check_weights(_weights(weights_reference, "weights_reference"), len(a), "weights_reference"), len(a)
+    )
+    wb = ones_if_none(
+        check_weights(_weights(weights_candidate, "weights_candidate"), len(b), "weights_candidate"), len(b)
+    )
     notes = []
     n = min(len(a), len(b), max_events or len(a))
     if len(a) != n or len(b) != n:
