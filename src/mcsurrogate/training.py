@@ -474,14 +474,16 @@ def train_flow(
             t0 = time.perf_counter()
             flow.train()
             order = torch.from_numpy(np.random.default_rng([config.seed, epoch]).permutation(n)).to(device)
+            # the random numbers of a family's own loss (flow matching's times and noise), seeded per epoch
+            generator = torch.Generator(device=device).manual_seed(config.seed * 1_000_003 + epoch)
             total = 0.0
             for s in range(steps_per_epoch):
                 lr = learning_rate(config, (epoch - 1) * steps_per_epoch + s, steps_per_epoch)
                 for group in opt.param_groups:
                     group["lr"] = lr
                 idx = order[s * batch : (s + 1) * batch]
-                log_p = flow.log_prob(xt[idx], None if ct is None else ct[idx])
-                loss = -(log_p if wt is None else wt[idx] * log_p).mean()
+                per_event = flow.training_loss(xt[idx], None if ct is None else ct[idx], generator)
+                loss = (per_event if wt is None else wt[idx] * per_event).mean()
                 if not torch.isfinite(loss):
                     raise TrainingError(
                         f"training loss became {loss.item()} at epoch {epoch}, step {s}; lower the learning rate "

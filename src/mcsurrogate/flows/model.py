@@ -69,6 +69,13 @@ class FlowModel(nn.Module):
         z, logdet = self.transform(x, context)
         return self.base.log_prob(z, context) + logdet
 
+    def training_loss(
+        self, x: torch.Tensor, context: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Per-event loss (batch,) that training minimises: −log p here; a family trained otherwise (flow matching:
+        a regression) overrides it and draws its random numbers from ``generator``."""
+        return -self.log_prob(x, context)
+
     def sample_from_noise(self, noise: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """Map noise (batch, ``noise_features``) from :meth:`draw_noise` to samples (batch, features), one per context row."""
         self._check_context(context)

@@ -27,6 +27,7 @@ from ..arguments import check_bool, check_choice, check_float, check_int, descri
 from ..errors import InputError, refuse_unknown_fields
 from .autoregressive import AffineAutoregressive, SplineAutoregressive
 from .coupling import InvertibleLinear, affine_coupling, spline_coupling
+from .flow_matching import build_flow_matching
 from .made import ACTIVATIONS
 from .made_mog import MADEMoG
 from .model import FlowModel, StandardNormal
@@ -232,6 +233,7 @@ FLOW_FAMILIES: dict[str, Callable[[FlowConfig, int, int | None], FlowModel]] = {
     "rqs-coupling": _build_rqs_coupling,
     "realnvp": _build_realnvp,
     "glow": _build_glow,
+    "flow-matching": build_flow_matching,
 }
 
 
