@@ -252,6 +252,11 @@ LOCKED = {
                            d / "reco.parquet"),
     "sample-dask": lambda f, d: (["sample-dask", str(f["model"]), "-n", "100", "--partitions", "2", "--out",
                                   str(d / "parts")], d / "parts"),
+    "fit": lambda f, d: (["fit", str(f["flat"]), str(f["flat"]), "--var", "a", "--range", "20,90", "--bins", "5",
+                          "--out", str(d / "fit")], d / "fit"),
+    "scan": lambda f, d: (["scan", str(f["flat"]), str(f["flat"]), str(f["flat"]), "--var", "a", "--range", "20,90",
+                           "--bins", "5", "--lumis", "1", "--ngen", "1000", "--systematics", "0.1", "--out",
+                           str(d / "scan")], d / "scan"),
 }  # fmt: skip
 
 
@@ -388,6 +393,45 @@ def test_failed_command_leaves_no_empty_output_directory(tmp_path: Path) -> None
         pass
     with output_directory(out, overwrite=True):
         pass
+
+
+FIT = ["--var", "a", "--range", "20,90", "--bins", "5"]
+
+
+@pytest.mark.parametrize("command", ["scan", "fit"])
+def test_scan_or_fit_that_fails_on_its_input_leaves_no_output_directory(
+    files: dict[str, Path], tmp_path: Path, command: str
+) -> None:
+    """A --var the files lack is found after --out is claimed: the command fails cleanly and leaves no (empty)
+    --out behind, nor the parents made for it."""
+    inputs = [str(files["flat"])] * (3 if command == "scan" else 2)
+    out = tmp_path / "results" / command
+    proc = run_here(command, *inputs, "--var", "nope", "--range", "0,1", "--out", str(out))
+    fails_cleanly(proc, "nope")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fit_never_replaces_an_output_without_overwrite(files: dict[str, Path], tmp_path: Path) -> None:
+    """A second run into a filled --out is refused before it reads its inputs (here: a missing file), the first
+    output stays as it was; --overwrite writes into it."""
+    out = tmp_path / "fit"
+    first = run_here("fit", str(files["flat"]), str(files["flat"]), *FIT, "--out", str(out))
+    assert first.returncode == 0, first.stderr
+    written = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert sorted(written) == ["fit.json", "workspace.json"]
+    for again in (
+        ["fit", str(files["flat"]), str(files["flat"]), *FIT, "--asimov-mu", "1", "--out", str(out)],
+        ["fit", str(files["flat"]), str(tmp_path / "missing.parquet"), *FIT, "--out", str(out)],
+        ["scan", str(files["flat"]), str(files["flat"]), str(tmp_path / "missing.parquet"), *FIT, "--out", str(out)],
+    ):
+        proc = run_here(*again)
+        fails_cleanly(proc, f"{out} exists and is not empty", "--overwrite")
+        assert proc.stdout == "" and {p.name: p.read_bytes() for p in out.iterdir()} == written
+    proc = run_here(
+        "fit", str(files["flat"]), str(files["flat"]), *FIT, "--asimov-mu", "1", "--out", str(out), "--overwrite"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "fit.json").read_bytes() != written["fit.json"]
 
 
 # -- item 9: modes follow the umask ---------------------------------------------------------------------------

@@ -3,7 +3,9 @@ read from files.
 
 Every flag is checked when it is parsed (the types of :mod:`mcsurrogate.cli.arguments` and the few below): a bad
 value is an ``argparse`` error with exit code 2 before any file is read; flags that need each other
-(``--surrogate-uncertainty histosys`` and ``--ensemble``) are checked before any file is read too. The JSON files
+(``--surrogate-uncertainty histosys`` and ``--ensemble``) are checked before any file is read too, and so is
+``--out`` (:func:`mcsurrogate.files.output_directory`: writable, empty unless ``--overwrite``, locked against a
+second writer; a command that fails before writing leaves no empty ``--out`` behind). The JSON files
 they write are strict (no ``NaN``/``Infinity``: see :mod:`mcsurrogate.stats.jsonable`). The surrogate's own
 uncertainty (``--surrogate-uncertainty histosys|shapesys|spurious``) comes from an ensemble directory
 (:class:`mcsurrogate.ensemble.SurrogateEnsemble`, loaded only then: torch) or a measured spurious signal.
@@ -18,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, OutputExistsError
-from ..files import atomic_write_text
+from ..errors import InputError
+from ..files import atomic_write_text, output_directory
 from .arguments import (
     event_count,
     float_list,
@@ -149,14 +151,6 @@ def _binning(args: argparse.Namespace) -> dict[str, Any]:
     return {"bins": args.bins, "range": args.range}
 
 
-def _out_dir(path: str, overwrite: bool) -> Path:
-    out = Path(path)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise OutputExistsError(f"{out} exists and is not empty; choose another --out or pass --overwrite")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in vars(args).items() if k != "func"}
 
@@ -236,11 +230,30 @@ def _surrogate_modifiers(
     return out, info
 
 
+# --out is checked (writable; empty unless --overwrite) and locked before any file is read, as in ``validate``; a
+# command that fails before its first file is written leaves no empty --out (nor the parents made for it) behind
 def cmd_fit(args: argparse.Namespace) -> int:
+    _check_modifier_flags(args)
+    with output_directory(args.out, overwrite=args.overwrite) as out:
+        return _fit_into(args, out)
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    _check_modifier_flags(args)
+    with output_directory(args.out, overwrite=args.overwrite) as out:
+        return _scan_into(args, out)
+
+
+def cmd_coverage(args: argparse.Namespace) -> int:
+    _check_modifier_flags(args)
+    with output_directory(args.out, overwrite=args.overwrite) as out:
+        return _coverage_into(args, out)
+
+
+def _fit_into(args: argparse.Namespace, out: Path) -> int:
     from ..stats import Inference, asimov_counts, build_workspace, fill_template, model_and_data, scale_template
     from ..stats.jsonable import dumps
 
-    _check_modifier_flags(args)
     binning = _binning(args)
     sig = _sample(args.signal, args.var, args.weight)
     bkg = _sample(args.background, args.var, args.weight)
@@ -287,7 +300,6 @@ def cmd_fit(args: argparse.Namespace) -> int:
         "surrogate_uncertainty": modifier_info,
         "settings": _settings(args),
     }
-    out = _out_dir(args.out, args.overwrite)
     atomic_write_text(out / "workspace.json", dumps(dict(ws), indent=1))
     atomic_write_text(out / "fit.json", dumps(result, indent=1))
     capped = " (at the bound of its range: capped)" if fit.at_bound else ""
@@ -302,13 +314,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_scan(args: argparse.Namespace) -> int:
+def _scan_into(args: argparse.Namespace, out: Path) -> int:
     from ..stats import fill_template, rows_to_csv, save_scan_plots, scan, scan_summary
     from ..stats.jsonable import dumps
 
-    _check_modifier_flags(args)
     binning = _binning(args)
-    out = _out_dir(args.out, args.overwrite)
     signal = _sample(args.signal, args.var, args.weight)
     generated = _sample(args.generated, args.var, args.weight)
     modifiers: list[Any] = []
@@ -354,13 +364,11 @@ def cmd_scan(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_coverage(args: argparse.Namespace) -> int:
+def _coverage_into(args: argparse.Namespace, out: Path) -> int:
     from ..stats import coverage_study, fill_template, plot_coverage
     from ..stats.jsonable import dumps
 
-    _check_modifier_flags(args)
     binning = _binning(args)
-    out = _out_dir(args.out, args.overwrite)
     signal = _sample(args.signal, args.var, args.weight)
     mc = _sample(args.background, args.var, args.weight)
     generated = _sample(args.generated, args.var, args.weight)
