@@ -30,7 +30,7 @@ from mcsurrogate.refinement import Reweighting, fit_reweighting, fit_surrogate_r
 from mcsurrogate.response import SmearingConfig, apply_response, distill_response, smear_photons, train_response
 from mcsurrogate.response.surrogate import ResponseLayout, response_surrogate
 from mcsurrogate.stats import asimov_counts, build_workspace, fill_template
-from mcsurrogate.validation import c2st
+from mcsurrogate.validation import c2st, compare_correlations, fpd
 
 from .conftest import correlated_events
 
@@ -363,6 +363,12 @@ LIGHT_WRONG_TYPES: list[LightCase] = [
     ),
     ("c2st-features-mismatch", lambda: c2st(_REF, _RNG.normal(size=(60, 3))), r"candidate has 3 features.*has 2"),
     ("c2st-weights-strings", lambda: c2st(_REF, _CAN, weights_reference=["a"] * 60), r"weights_reference must hold"),
+    (
+        "correlations-numeric-strings",
+        lambda: compare_correlations(_REF.astype(str), _CAN, ["a", "b"]),
+        r"reference must hold",
+    ),
+    ("fpd-strings", lambda: fpd(_REF, _CAN.astype(str)), r"candidate must hold numbers"),
     # FlowConfig, DistillConfig
     ("flow-tail-bound-string", lambda: FlowConfig(tail_bound="x"), r"'tail_bound' must be a number, got 'x'"),
     ("flow-tail-bound-zero", lambda: FlowConfig(tail_bound=0), r"'tail_bound' must be > 0.0, got 0.0"),
@@ -633,3 +639,11 @@ def test_a_second_fit_into_a_checkpoint_dir_in_use_is_refused_naming_it(tmp_path
     Surrogate(["a", "b"], flow=TINY_FLOW, training=TINY_TRAINING).fit(events, checkpoint_dir=ckpt, progress=False)
     assert (ckpt / "last.safetensors").is_file()
     assert not (tmp_path / ".ckpt.lock").exists()
+
+
+def test_training_config_keeps_plain_numbers_so_that_it_is_json() -> None:
+    """numpy numbers (a grid scan's np.arange, a config read by pandas) are checked and stored as Python numbers."""
+    cfg = TrainConfig(epochs=np.int64(2), batch_size=np.int32(64), lr=np.float32(1e-3), ema_decay=np.float64(0.9))
+    d = json.loads(json.dumps(cfg.to_dict()))
+    assert (d["epochs"], d["batch_size"], d["ema_decay"]) == (2, 64, 0.9)
+    assert type(cfg.epochs) is int and type(cfg.lr) is float

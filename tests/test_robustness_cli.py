@@ -395,6 +395,26 @@ def test_failed_command_leaves_no_empty_output_directory(tmp_path: Path) -> None
         pass
 
 
+def test_output_directory_filled_while_waiting_for_its_lock_is_refused(tmp_path: Path, monkeypatch) -> None:
+    """A writer that fills --out between the first check and the lock (it held the lock then) is seen under the lock."""
+    import mcsurrogate.files as files
+
+    out = tmp_path / "results"
+    real_lock = files.output_lock
+
+    @contextlib.contextmanager
+    def lock_after_another_writer(dest: Path, **kw):
+        out.mkdir()
+        (out / "scan.json").write_text("[1]")  # the other writer's finished output
+        with real_lock(dest, **kw) as held:
+            yield held
+
+    monkeypatch.setattr(files, "output_lock", lock_after_another_writer)
+    with pytest.raises(OutputExistsError, match="exists and is not empty"), output_directory(out):
+        (out / "scan.json").write_text("[2]")
+    assert (out / "scan.json").read_text() == "[1]"
+
+
 FIT = ["--var", "a", "--range", "20,90", "--bins", "5"]
 
 

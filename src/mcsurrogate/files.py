@@ -396,6 +396,8 @@ def output_directory(path: str | os.PathLike[str], *, overwrite: bool = False) -
         probe = probe.parent
     try:
         with output_lock(path):
+            # again under the lock: a writer that finished between the first check and the lock filled it
+            refuse_existing(path, overwrite, "choose another --out or pass --overwrite", empty_directory_ok=True)
             path.mkdir(parents=True, exist_ok=True)
             yield path
     except BaseException:  # the lock file is gone by now: the parents can be empty again

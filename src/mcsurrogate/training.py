@@ -113,19 +113,23 @@ class TrainConfig:
         }
         for name, valid in choices.items():
             check_choice(getattr(self, name), f"training parameter {name!r}", valid)
+        # the checked values are stored as plain Python numbers (numpy ones would make to_dict() unwritable as JSON)
+        plain: dict[str, Any] = {}
         for name in ("epochs", "batch_size", "restart_epochs", "selection_events"):
-            check_int(getattr(self, name), f"training parameter {name!r}", minimum=1)
+            plain[name] = check_int(getattr(self, name), f"training parameter {name!r}", minimum=1)
         if self.patience is not None:
-            check_int(self.patience, "training parameter 'patience'", minimum=1)
-        check_int(self.seed, "training parameter 'seed'", minimum=0)
+            plain["patience"] = check_int(self.patience, "training parameter 'patience'", minimum=1)
+        plain["seed"] = check_int(self.seed, "training parameter 'seed'", minimum=0)
         for name in ("lr", "lr_final"):
-            check_float(getattr(self, name), f"training parameter {name!r}", above=0.0)
-        check_float(self.power, "training parameter 'power'", minimum=0.0)
-        check_float(self.weight_decay, "training parameter 'weight_decay'", minimum=0.0)
+            plain[name] = check_float(getattr(self, name), f"training parameter {name!r}", above=0.0)
+        plain["power"] = check_float(self.power, "training parameter 'power'", minimum=0.0)
+        plain["weight_decay"] = check_float(self.weight_decay, "training parameter 'weight_decay'", minimum=0.0)
         if self.clip_grad_norm is not None:
-            check_float(self.clip_grad_norm, "training parameter 'clip_grad_norm'", above=0.0)
+            plain["clip_grad_norm"] = check_float(self.clip_grad_norm, "training parameter 'clip_grad_norm'", above=0.0)
         if self.ema_decay is not None:
-            check_float(self.ema_decay, "training parameter 'ema_decay'", above=0.0, below=1.0)
+            plain["ema_decay"] = check_float(self.ema_decay, "training parameter 'ema_decay'", above=0.0, below=1.0)
+        for name, value in plain.items():
+            object.__setattr__(self, name, value)
         if isinstance(self.device, torch.device):
             object.__setattr__(self, "device", str(self.device))
         if not isinstance(self.device, str):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..arguments import check_numeric_array
 from ..errors import InputError
 
 __all__ = ["check_sample", "check_weights", "kish_size", "resample", "weighted_quantile"]
@@ -23,8 +24,8 @@ __all__ = ["check_sample", "check_weights", "kish_size", "resample", "weighted_q
 
 def check_sample(x: np.ndarray, name: str, d: int | None = None) -> np.ndarray:
     """``x`` as a non-empty finite (n, d) float64 array (a 1-D array is one feature); ``d``: the expected number
-    of features. ``name`` is the parameter named in the error."""
-    x = np.asarray(x, dtype=np.float64)
+    of features. ``name`` is the parameter named in the error (strings, also numeric ones, are refused)."""
+    x = check_numeric_array(x, name)
     if x.ndim == 1:
         x = x[:, None]
     if x.ndim != 2 or len(x) == 0:
@@ -42,7 +43,7 @@ def check_weights(w: np.ndarray | None, n: int, name: str) -> np.ndarray | None:
     other than (n,), NaN or inf, negative weights, and weights that sum to zero."""
     if w is None:
         return None
-    w = np.asarray(w, dtype=np.float64)
+    w = check_numeric_array(w, name)
     if w.shape != (n,):
         raise InputError(f"{name} has shape {w.shape}, expected ({n},): one weight per event")
     bad = int((~np.isfinite(w)).sum())
