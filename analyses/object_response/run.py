@@ -48,7 +48,7 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--epochs", type=int, default=6, help="flow epochs")
     ap.add_argument("--train-passes", type=int, default=4, help="reference-detector passes over the training truth")
     ap.add_argument("--efficiency-passes", type=int, default=16, help="… for the efficiency classifier")
-    ap.add_argument("--oversample", type=int, default=4, help="detector passes over each test truth event, each side")
+    ap.add_argument("--oversample", type=int, default=6, help="detector passes over each test truth event, each side")
     ap.add_argument("--preset", default="affine-spline")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine: see README)")
     ap.add_argument("--workers", type=int, default=1, help="Pythia processes")
