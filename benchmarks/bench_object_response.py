@@ -167,7 +167,6 @@ def main() -> None:
         detector,
         seed=3,
     )
-    torch.set_num_threads(args.threads)
     if args.model:
         base = ObjectResponse.load(args.model, device="cpu")
         models = {f"flow of {args.model}": base}
