@@ -371,7 +371,7 @@ def compare_models(
                 name=cand.name,
                 family=str(cand.flow["model"]),
                 preprocessing=cand.preprocessing,
-                parameters=int(sum(p.numel() for p in model._require_model().parameters())),
+                parameters=model.n_parameters,
                 best_epoch=result.best_epoch,
                 epochs_run=len(result.history),
                 train_seconds=train_s,

@@ -105,7 +105,7 @@ class _ConditionalSampler(nn.Module):
 def _cpu_sampler(surrogate: Surrogate) -> tuple[nn.Module, FlowModel | DistilledFlow]:
     """The sampler module around a float32 CPU copy of the surrogate's flow, in eval mode (of a distilled
     surrogate: around its student network alone, so the file holds no teacher weights)."""
-    model = surrogate._require_model()
+    model = surrogate.trained_model
     flow = copy.deepcopy(model).to(device="cpu", dtype=torch.float32).eval()
     inner = flow.sampler if isinstance(flow, DistilledFlow) else flow
     sampler = _ConditionalSampler(inner) if flow.context_features is not None else _UnconditionalSampler(inner)

@@ -56,7 +56,7 @@ report["fit"] = {
     "best_epoch": res.best_epoch,
     "epochs_run": len(res.history),
     "train_s": time.perf_counter() - t1,
-    "parameters": int(sum(p.numel() for p in model._require_model().parameters())),
+    "parameters": model.n_parameters,
     "nll_holdout": float(-lp[np.isfinite(lp)].mean()),
     "history": [h.__dict__ if hasattr(h, "__dict__") else h for h in res.to_dict()["history"]],
 }
