@@ -330,6 +330,34 @@ def test_efficiency_generalisation_scores_seeds_feature_sets_and_the_floor() -> 
     json.dumps(out, allow_nan=False)
 
 
+def test_companions_add_close_objects_beside_a_fraction_of_the_truth() -> None:
+    from mcsurrogate.response.matching import nearest_other
+    from mcsurrogate.response.object_study import add_companions
+
+    base = jagged_truth(3000, 41, max_objects=3)
+    flags = ak.unflatten(np.ones(int(ak.sum(ak.num(base.photons))), bool), ak.num(base.photons))
+    truth = ak.with_field(base, ak.with_field(base.photons, flags, "from_higgs"), "photons")
+    out = add_companions(truth, 0.5, collection="photons", seed=3, dr_range=(0.05, 0.5), pt_min=10.0)
+    assert out.fields == truth.fields and len(out) == len(truth)
+    np.testing.assert_array_equal(ak.to_numpy(out.mu), ak.to_numpy(truth.mu))
+    n_old, n_new = int(ak.sum(ak.num(truth.photons))), int(ak.sum(ak.num(out.photons)))
+    added = n_new - n_old
+    assert 0.25 * n_old < added < 0.5 * n_old  # half get one, minus those below 10 GeV or beyond |eta| 2.5
+    assert int(ak.sum(out.photons.from_higgs)) == n_old  # companions are not from the Higgs
+    pt = ak.to_numpy(ak.flatten(out.photons.pt))
+    assert (pt > 10).all() and (np.abs(ak.to_numpy(ak.flatten(out.photons.eta))) < 2.5).all()
+    near_old = np.mean(ak.to_numpy(ak.flatten(nearest_other(truth.photons))) < 0.5)
+    near_new = np.mean(ak.to_numpy(ak.flatten(nearest_other(out.photons))) < 0.5)
+    assert near_old < 0.05 and near_new > 0.3
+    again = add_companions(truth, 0.5, collection="photons", seed=3, dr_range=(0.05, 0.5))
+    assert ak.all(again.photons.pt == out.photons.pt)
+    assert int(ak.sum(ak.num(add_companions(truth, 0.0, collection="photons").photons))) == n_old
+    with pytest.raises(InputError, match="fraction"):
+        add_companions(truth, 1.5, collection="photons")
+    with pytest.raises(InputError, match="'nope'"):
+        add_companions(truth, 0.1, collection="nope")
+
+
 # -- command line: train-response / apply --truth COLLECTION --reco COLLECTION ----------------------------------
 @pytest.fixture(scope="module")
 def fullsim_file(tmp_path_factory):

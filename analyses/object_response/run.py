@@ -49,6 +49,12 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--train-passes", type=int, default=4, help="reference-detector passes over the training truth")
     ap.add_argument("--efficiency-passes", type=int, default=16, help="… for the efficiency classifier")
     ap.add_argument("--oversample", type=int, default=6, help="detector passes over each test truth event, each side")
+    ap.add_argument(
+        "--companions",
+        type=float,
+        default=0.0,
+        help="fraction of training truth photons given a close companion (add_companions; training-sample design)",
+    )
     ap.add_argument("--preset", default="affine-spline")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine: see README)")
     ap.add_argument("--workers", type=int, default=1, help="Pythia processes")
@@ -91,6 +97,7 @@ def main() -> None:
             preset=args.preset,
             training={"epochs": args.epochs},
             efficiency={"batch_size": 4096, "epochs": 8},
+            companions=args.companions,
             compare_classifiers=name == "baseline",
             seed=args.seed,
             progress=False,

@@ -26,7 +26,7 @@ from typing import Any, Literal
 import awkward as ak
 import numpy as np
 
-from ..arguments import check_int
+from ..arguments import check_float, check_int
 from ..errors import InputError
 from .efficiency import reliability
 from .matching import match_objects
@@ -41,6 +41,7 @@ __all__ = [
     "BinnedEfficiency",
     "ObjectEvaluation",
     "ObjectStudyResult",
+    "add_companions",
     "compare_efficiency_classifiers",
     "efficiency_generalisation",
     "evaluate_objects",
@@ -419,11 +420,59 @@ class ObjectStudyResult:
         )
 
 
-def _passes(truth: ak.Array, detector: PhotonDetector, collection: str, passes: int, seed: int) -> ak.Array:
-    """``passes`` reference-detector passes of the same truth events (seeds ``seed``, ``seed + 1``, …), concatenated."""
+def _passes(
+    truth: ak.Array, detector: PhotonDetector, collection: str, passes: int, seed: int, companions: float = 0.0
+) -> ak.Array:
+    """``passes`` reference-detector passes of the same truth events (seeds ``seed``, ``seed + 1``, …), concatenated;
+    with ``companions`` > 0 each pass first adds close companions (:func:`add_companions`, seeded by the pass)."""
+
+    def source(k: int) -> ak.Array:
+        return truth if companions == 0 else add_companions(truth, companions, collection=collection, seed=seed + k)
+
     return ak.concatenate(
-        [reconstruct_photons(truth, detector, seed=seed + k, collection=collection) for k in range(passes)]
+        [reconstruct_photons(source(k), detector, seed=seed + k, collection=collection) for k in range(passes)]
     )
+
+
+def add_companions(
+    truth: ak.Array,
+    fraction: float,
+    *,
+    collection: str = "all_photons",
+    seed: int = 0,
+    dr_range: tuple[float, float] = (0.03, 1.0),
+    pt_fraction: tuple[float, float] = (0.1, 1.0),
+    pt_min: float = 10.0,
+    eta_max: float = 2.5,
+) -> ak.Array:
+    """Training-sample design: ``truth`` with a companion object added beside a random ``fraction`` of the objects of
+    ``collection``, at ΔR log-uniform in ``dr_range`` (a uniform direction in η–φ) with E_T = U(``pt_fraction``) ×
+    the object's; companions below ``pt_min`` (GeV) or beyond ``|η|`` = ``eta_max`` are not added. The other fields
+    of a companion are its object's (booleans: False). A process with few close or crowded objects (gg → H photons)
+    then covers the contexts — ΔR to the nearest object, object count, earlier objects — that other processes hold;
+    the detector (reference or full simulation) reconstructs the augmented truth as any other."""
+    check_float(fraction, "fraction", minimum=0.0, maximum=1.0)
+    if collection not in truth.fields:
+        raise InputError(f"the truth events have no collection {collection!r} (fields: {truth.fields})")
+    objects = truth[collection]
+    rng = np.random.default_rng([check_int(seed, "seed", minimum=0), 41])
+    counts = np.asarray(ak.to_numpy(ak.num(objects, axis=1)), dtype=np.int64)
+    cols = {f: np.asarray(ak.to_numpy(ak.flatten(objects[f]))) for f in objects.fields}
+    event = np.repeat(np.arange(len(counts)), counts)
+    parent = np.flatnonzero(rng.random(len(event)) < fraction)
+    dr = np.exp(rng.uniform(np.log(dr_range[0]), np.log(dr_range[1]), len(parent)))
+    angle = rng.uniform(0.0, 2 * np.pi, len(parent))
+    new = {f: v[parent].copy() if v.dtype != bool else np.zeros(len(parent), bool) for f, v in cols.items()}
+    new["pt"] = cols["pt"][parent] * rng.uniform(*pt_fraction, len(parent))
+    new["eta"] = cols["eta"][parent] + dr * np.cos(angle)
+    new["phi"] = (cols["phi"][parent] + dr * np.sin(angle) + np.pi) % (2 * np.pi) - np.pi
+    keep = (new["pt"] > pt_min) & (np.abs(new["eta"]) < eta_max)
+    all_events = np.concatenate([event, event[parent][keep]])
+    order = np.argsort(all_events, kind="stable")
+    merged = {f: np.concatenate([cols[f], new[f][keep]])[order] for f in cols}
+    name = objects.layout.content.parameter("__record__") if objects.layout.content.is_record else None
+    augmented = ak.unflatten(ak.zip(merged, with_name=name), np.bincount(all_events, minlength=len(counts)))
+    return ak.with_field(truth, augmented, collection)
 
 
 def _truth_only(events: ak.Array, layout: ObjectLayout) -> ak.Array:
@@ -444,6 +493,7 @@ def run_object_study(
     training: Mapping[str, Any] | None = None,
     efficiency: Mapping[str, Any] | None = None,
     distill: Mapping[str, Any] | None = None,
+    companions: float = 0.0,
     compare_classifiers: bool = False,
     seed: int = 0,
     progress: bool | None = None,
@@ -453,7 +503,9 @@ def run_object_study(
     each of ``other_processes`` (truth events it never saw), ``oversample`` detector passes on each side. The
     efficiency classifier trains on ``efficiency_passes`` detector passes (default ``train_passes``; the first
     ``train_passes`` of them are the flow's), so that its statistical precision beats the oversampled test's.
-    ``distill``: a :class:`~mcsurrogate.flows.distilled.DistillConfig` dict to evaluate the distilled sampler."""
+    ``distill``: a :class:`~mcsurrogate.flows.distilled.DistillConfig` dict to evaluate the distilled sampler.
+    ``companions``: the fraction of training truth objects that get a close companion (:func:`add_companions`,
+    a new draw per detector pass); the test truth and the other processes stay as they are."""
     train_passes = check_int(train_passes, "train_passes", minimum=1)
     efficiency_passes = (
         train_passes if efficiency_passes is None else check_int(efficiency_passes, "efficiency_passes", minimum=1)
@@ -465,12 +517,13 @@ def run_object_study(
     rng = np.random.default_rng([seed, 7])
     is_test = rng.random(len(truth)) < test_fraction
     train_truth, test_truth = truth[~is_test], truth[is_test]
+    companions = check_float(companions, "companions", minimum=0.0, maximum=1.0)
     t0 = time.perf_counter()
-    train = _passes(train_truth, detector, collection, train_passes, seed + 100)
+    train = _passes(train_truth, detector, collection, train_passes, seed + 100, companions)
     eff_train = (
         None
         if efficiency_passes == train_passes
-        else _passes(train_truth, detector, collection, efficiency_passes, seed + 100)
+        else _passes(train_truth, detector, collection, efficiency_passes, seed + 100, companions)
     )
     t_ref = time.perf_counter() - t0
     t0 = time.perf_counter()
