@@ -91,3 +91,67 @@ def test_the_interval_covers_the_training_variance():
     assert "training and test-set variance" in r.ci_covers
     assert "test-set variance of one trained classifier only" in s.ci_covers
     assert "training + test variance" in r.summary() and "test-set variance only" in s.summary()
+
+
+# -- one two-sample classifier for the C2ST, the density ratio and the classifier cut (issue 33 item 5) ---------
+def test_one_classifier_factory_gives_each_kind_one_set_of_hyper_parameters():
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.neural_network import MLPClassifier
+
+    from mcsurrogate.validation.classifiers import DEFAULTS, two_sample_classifier
+
+    hgb = two_sample_classifier("hgb", 3)
+    assert isinstance(hgb, HistGradientBoostingClassifier) and hgb.random_state == 3
+    assert {k: hgb.get_params()[k] for k in DEFAULTS["hgb"]} == dict(DEFAULTS["hgb"]) and hgb.max_iter == 300
+    mlp = two_sample_classifier("mlp", 4)
+    net = mlp.steps[-1][1]
+    assert isinstance(net, MLPClassifier) and net.hidden_layer_sizes == (64, 64) and net.random_state == 4
+    assert two_sample_classifier("hgb", 0, max_iter=7, learning_rate=0.2).get_params()["max_iter"] == 7
+    with pytest.raises(InputError, match="'hgb', 'mlp'"):
+        two_sample_classifier("svm", 0)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="no hyper-parameter max_depthh"):
+        two_sample_classifier("hgb", 0, max_depthh=3)
+    with pytest.raises(InputError, match="seed"):
+        two_sample_classifier("mlp", 0, random_state=1)
+
+
+@pytest.mark.parametrize("kind", ["hgb", "mlp"])
+def test_event_weights_enter_the_fit_of_either_kind(kind):
+    from mcsurrogate.validation.classifiers import fit_classifier, two_sample_classifier
+
+    # the label is the sign of x0; a third of the events carry the opposite label and weight 0
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(3_000, 2))
+    y = (x[:, 0] > 0).astype(float)
+    noise = rng.random(3_000) < 1 / 3
+    y[noise] = 1 - y[noise]
+    w = np.where(noise, 0.0, 1.0)
+    model = two_sample_classifier(kind, 0)
+    assert fit_classifier(model, x, y, w)
+    test = rng.normal(size=(2_000, 2))
+    accuracy = np.mean(model.predict(test) == (test[:, 0] > 0))
+    unweighted = two_sample_classifier(kind, 0)
+    fit_classifier(unweighted, x, y)
+    soft = unweighted.predict_proba(test)[:, 1]
+    weighted = model.predict_proba(test)[:, 1]
+    # with the noisy events out the scores are far surer of themselves than with them in (at most 2/3 there)
+    assert accuracy > 0.97 and np.mean(np.abs(weighted - 0.5)) > np.mean(np.abs(soft - 0.5)) + 0.1
+
+
+def test_the_density_ratio_and_the_cut_use_the_factory_s_classifiers():
+    from mcsurrogate.stats import train_signal_classifier
+    from mcsurrogate.stats.classifier_cut import PAPER_B_MLP
+    from mcsurrogate.validation import fit_density_ratio
+    from mcsurrogate.validation.classifiers import DEFAULTS
+
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=(400, 2)), rng.normal(0.5, 1.0, size=(400, 2))
+    ratio = fit_density_ratio(a, b, seed=5)
+    assert [m.get_params()["max_iter"] for m in ratio.models] == [DEFAULTS["hgb"]["max_iter"]] * 2
+    assert [m.random_state for m in ratio.models] == [5, 6]
+    smoother = fit_density_ratio(a, b, learning_rate=0.05, max_iter=20, seed=5)  # the reweighting's override
+    assert {(m.learning_rate, m.max_iter) for m in smoother.models} == {(0.05, 20)}
+    cut = train_signal_classifier(b, a, seed=1)
+    assert cut.classifier.get_params()["max_iter"] == DEFAULTS["hgb"]["max_iter"] and cut.classifier.random_state == 1
+    paper_b = train_signal_classifier(b[:100], a[:100], kind="mlp", seed=1).classifier.steps[-1][1]
+    assert paper_b.hidden_layer_sizes == PAPER_B_MLP["hidden_layer_sizes"] and paper_b.activation == "logistic"

@@ -2,15 +2,18 @@
 *generated* background, a selection at a score threshold, and a cross-check that the generated background
 still agrees with independent MC after the cut.
 
-The classifier is scikit-learn's ``HistGradientBoostingClassifier`` (default) or an ``MLPClassifier``
-(paper B: 3 × 512, sigmoid activations). Class weights are balanced: each class's event weights are
-normalised to the same total, so the score threshold (0.55 by default) means the same thing whatever the
-sample sizes.
+The classifier is the two-sample classifier of :func:`~mcsurrogate.validation.classifiers.two_sample_classifier`:
+boosted trees (``"hgb"``, default) or an ``"mlp"``, the latter with paper B's architecture (3 × 512, sigmoid
+activations, :data:`PAPER_B_MLP`) instead of the C2ST's 2 × 64 ReLU, so that ``kind="mlp"`` reproduces paper B's
+selection. Class weights are balanced: each class's event weights are normalised to the same total, so the score
+threshold (0.55 by default) means the same thing whatever the sample sizes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Literal
 
 import numpy as np
@@ -18,7 +21,10 @@ from scipy import stats
 
 from ..errors import InputError
 
-__all__ = ["ClassifierCut", "cut_crosscheck", "train_signal_classifier"]
+__all__ = ["PAPER_B_MLP", "ClassifierCut", "cut_crosscheck", "train_signal_classifier"]
+
+#: the ``"mlp"`` cut's overrides of the two-sample classifier's defaults: paper B §5's network
+PAPER_B_MLP: Mapping[str, Any] = MappingProxyType({"hidden_layer_sizes": (512, 512, 512), "activation": "logistic"})
 
 
 def _matrix(x: np.ndarray, name: str, d: int | None = None) -> np.ndarray:
@@ -61,7 +67,9 @@ def train_signal_classifier(
     threshold: float = 0.55,
     seed: int = 0,
 ) -> ClassifierCut:
-    """Train P(signal | x) on MC ``signal`` and (generated) ``background`` feature matrices."""
+    """Train P(signal | x) on MC ``signal`` and (generated) ``background`` feature matrices with a ``kind``
+    classifier (``"hgb"``: the two-sample classifier's boosted trees; ``"mlp"``: paper B's 3 × 512 sigmoid network,
+    which needs scikit-learn ≥ 1.7 for the event weights), seeded with ``seed``."""
     xs = _matrix(signal, "signal")
     xb = _matrix(background, "background", xs.shape[1])
     if not 0 < threshold < 1:
@@ -75,28 +83,11 @@ def train_signal_classifier(
     x = np.concatenate([xs, xb])
     y = np.concatenate([np.ones(len(xs)), np.zeros(len(xb))])
     w = np.concatenate([ws / ws.sum(), wb / wb.sum()]) * len(x) / 2
-    if kind == "hgb":
-        from sklearn.ensemble import HistGradientBoostingClassifier
+    from ..validation.classifiers import fit_classifier, two_sample_classifier  # lazily: scikit-learn
 
-        clf = HistGradientBoostingClassifier(max_iter=300, early_stopping=True, random_state=seed)
-        clf.fit(x, y, sample_weight=w)
-    elif kind == "mlp":
-        from sklearn.neural_network import MLPClassifier
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-
-        clf = make_pipeline(
-            StandardScaler(),
-            MLPClassifier(
-                hidden_layer_sizes=(512, 512, 512), activation="logistic", early_stopping=True, random_state=seed
-            ),
-        )
-        try:
-            clf.fit(x, y, mlpclassifier__sample_weight=w)
-        except TypeError as exc:  # scikit-learn < 1.7: MLPClassifier.fit has no sample_weight
-            raise InputError("the 'mlp' classifier needs scikit-learn ≥ 1.7 (event weights); use kind='hgb'") from exc
-    else:
-        raise InputError(f"classifier kind must be 'hgb' or 'mlp'; got {kind!r}")
+    clf = two_sample_classifier(kind, seed, **(PAPER_B_MLP if kind == "mlp" else {}))
+    if not fit_classifier(clf, x, y, w):
+        raise InputError("the 'mlp' classifier needs scikit-learn ≥ 1.7 (event weights); use kind='hgb'")
     return ClassifierCut(clf, threshold, xs.shape[1])
 
 

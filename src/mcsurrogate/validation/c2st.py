@@ -1,8 +1,9 @@
 """Classifier two-sample test (C2ST): can a classifier tell the candidate sample from the reference?
 
-A scikit-learn classifier (``HistGradientBoostingClassifier`` by default) is trained on a random half of the two
-samples (labels: reference 0, candidate 1) and scored on the other half, ``n_repeats`` times with a fresh random
-split and classifier seed each time. Event weights enter the fits, the AUC and the accuracy.
+A classifier of :func:`~mcsurrogate.validation.classifiers.two_sample_classifier` (boosted trees, ``"hgb"``, by
+default, or an ``"mlp"``) is trained on a random half of the two samples (labels: reference 0, candidate 1) and scored
+on the other half, ``n_repeats`` times with a fresh random split and classifier seed each time. Event weights enter
+the fits, the AUC and the accuracy.
 
 * ``auc``, ``accuracy``: the mean over the repeats of the held-out ROC AUC (0.5: indistinguishable) and accuracy.
 * ``auc_ci``: a (1 − ``level``) interval for the held-out AUC that a classifier of this kind, trained on this
@@ -28,18 +29,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from scipy import stats
-from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import accuracy_score, roc_auc_score
-from sklearn.neural_network import MLPClassifier
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from ..arguments import check_choice, check_float, check_int, check_numeric_array, check_seed
 from ..errors import InputError
+from .classifiers import CLASSIFIER_KINDS, ClassifierKind, fit_classifier, two_sample_classifier
 from .samples import check_sample, check_weights, ones_if_none
 
 __all__ = ["C2STResult", "c2st", "minimum_permutations"]
@@ -154,23 +152,13 @@ def _weights(w: Any, name: str) -> np.ndarray | None:
     return None if w is None else check_numeric_array(w, name)
 
 
-def _classifier(kind: str, seed: int) -> HistGradientBoostingClassifier | Pipeline:
-    if kind == "hgb":
-        return HistGradientBoostingClassifier(max_iter=200, early_stopping=True, random_state=seed)
-    if kind == "mlp":
-        return make_pipeline(
-            StandardScaler(), MLPClassifier((64, 64), max_iter=200, early_stopping=True, random_state=seed)
-        )
-    raise InputError(f"unknown classifier {kind!r}; choose 'hgb' or 'mlp'")
-
-
 def c2st(
     reference: np.ndarray,
     candidate: np.ndarray,
     *,
     weights_reference: np.ndarray | None = None,
     weights_candidate: np.ndarray | None = None,
-    classifier: Literal["hgb", "mlp"] = "hgb",
+    classifier: ClassifierKind = "hgb",
     n_permutations: int = 200,
     n_bootstrap: int = 200,
     n_repeats: int = 5,
@@ -183,7 +171,7 @@ def c2st(
     (ambiguous). Very unequal sizes are subsampled to the smaller one (noted), and either sample to ``max_events``
     (``None``: no limit). A wrong type or value of any argument raises :class:`~mcsurrogate.errors.InputError`
     naming it."""
-    check_choice(classifier, "classifier", ("hgb", "mlp"))
+    check_choice(classifier, "classifier", CLASSIFIER_KINDS)
     level = check_float(level, "level", above=0.0, below=1.0)
     n_repeats = check_int(n_repeats, "n_repeats", minimum=1)
     need = minimum_permutations(level)
@@ -237,17 +225,11 @@ def c2st(
     for r in range(n_repeats):
         order = rng.permutation(2 * n)
         train, test = order[:n], order[n:]
-        model = _classifier(classifier, seed + r)
-        fit_kw = {"sample_weight": w[train]} if classifier == "hgb" else {"mlpclassifier__sample_weight": w[train]}
-        try:
-            model.fit(x[train], y[train], **fit_kw)
-        except TypeError:  # scikit-learn < 1.7: MLPClassifier.fit takes no sample_weight
-            if r == 0:
-                notes.append(
-                    "this scikit-learn's MLPClassifier takes no event weights in its fit; they enter AUC and "
-                    "accuracy only"
-                )
-            model.fit(x[train], y[train])
+        model = two_sample_classifier(classifier, seed + r)
+        if not fit_classifier(model, x[train], y[train], w[train]) and r == 0:
+            notes.append(
+                "this scikit-learn's MLPClassifier takes no event weights in its fit; they enter AUC and accuracy only"
+            )
         s = model.predict_proba(x[test])[:, 1]
         yt, wt = y[test], w[test]
         aucs.append(float(roc_auc_score(yt, s, sample_weight=wt)))

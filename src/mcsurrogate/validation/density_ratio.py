@@ -4,11 +4,11 @@ A classifier trained to separate candidate (label 1) from reference (label 0) wi
 ``s(x) = p_cand / (p_cand + p_ref)``; then ``w(x) = (1 − s)/s`` (times the class-size ratio when the training
 classes differ) is the weight that turns the candidate into the reference — the first step of ELSA (Nachman,
 Winterhalder). The classifier is cross-fitted: the events are split into ``folds`` folds, one boosted-tree
-classifier is trained on all folds but one, and w(x) uses the mean log-odds of the ``folds`` classifiers (a
-geometric mean of their ratios, which averages out the noise of each one's early stopping). Calibration is checked
-with the calibration curve on the out-of-fold scores (quantile bins, as
-``sklearn.calibration.calibration_curve``, with event weights), so every event is scored by a classifier
-that never saw it. Events in the tails of w are where the generator over- (w ≪ 1) or under-populates (w ≫ 1) phase
+classifier (:func:`~mcsurrogate.validation.classifiers.two_sample_classifier`) is trained on all folds but one, and
+w(x) uses the mean log-odds of the ``folds`` classifiers (a geometric mean of their ratios, which averages out the
+noise of each one's early stopping). Calibration is checked with the calibration curve on the out-of-fold scores
+(quantile bins, as ``sklearn.calibration.calibration_curve``, with event weights), so every event is scored by a
+classifier that never saw it. Events in the tails of w are where the generator over- (w ≪ 1) or under-populates (w ≫ 1) phase
 space.
 """
 
@@ -16,14 +16,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sklearn.ensemble import HistGradientBoostingClassifier
 
 from ..errors import InputError
 from .c2st import C2STResult, c2st
+from .classifiers import DEFAULTS, fit_classifier, two_sample_classifier
 from .samples import check_sample, check_weights, ones_if_none, weighted_quantile
+
+if TYPE_CHECKING:
+    from sklearn.ensemble import HistGradientBoostingClassifier
 
 __all__ = ["DensityRatio", "fit_density_ratio", "reweighted_c2st", "tail_summary"]
 
@@ -68,13 +71,18 @@ def fit_density_ratio(
     weights_reference: np.ndarray | None = None,
     weights_candidate: np.ndarray | None = None,
     folds: int = 2,
-    learning_rate: float = 0.1,
-    max_iter: int = 200,
+    learning_rate: float = DEFAULTS["hgb"]["learning_rate"],
+    max_iter: int = DEFAULTS["hgb"]["max_iter"],
     seed: int = 0,
     bins: int = 10,
 ) -> DensityRatio:
-    """Cross-fit ``folds`` boosted-tree classifiers of candidate vs reference (each with early stopping on 10 % of
-    its training events) and check their calibration on the out-of-fold scores (``bins`` quantile bins).
+    """Cross-fit ``folds`` boosted-tree classifiers of candidate vs reference (the ``"hgb"`` of
+    :func:`~mcsurrogate.validation.classifiers.two_sample_classifier`, with early stopping on 10 % of its training
+    events) and check their calibration on the out-of-fold scores (``bins`` quantile bins).
+
+    ``learning_rate`` and ``max_iter`` override the boosted trees' defaults (0.1 and 300): the reweighting of
+    :mod:`mcsurrogate.refinement` fits with smaller steps and more of them (0.05, up to 500), a smoother ratio for
+    weights it applies to every generated event; tests use a few iterations for speed.
 
     Event weights enter the fits and the calibration curve; each sample's weights are normalised to its event
     count, so ``prior_ratio`` (n_cand/n_ref) restores the balance of unequal samples.
@@ -100,10 +108,8 @@ def fit_density_ratio(
     models = []
     for k in range(folds):
         train = fold != k
-        model = HistGradientBoostingClassifier(
-            learning_rate=learning_rate, max_iter=max_iter, early_stopping=True, random_state=seed + k
-        )
-        model.fit(x[train], y[train], sample_weight=w[train])
+        model = two_sample_classifier("hgb", seed + k, learning_rate=learning_rate, max_iter=max_iter)
+        fit_classifier(model, x[train], y[train], w[train])
         out_of_fold[~train] = model.predict_proba(x[~train])[:, 1]
         models.append(model)
     # the calibration curve of sklearn.calibration.calibration_curve(strategy="quantile"), with event weights
