@@ -37,12 +37,14 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
+from ..errors import InputError
 from ..files import atomic_write_text
 from ..io import read_events, write_events
 from ..records import DerivedObservable, FeatureSpec, ObjectSlots
 
 __all__ = [
     "FEATURES",
+    "SUMMARY_KEYS",
     "TAIL_QUANTILES",
     "WeightedMCConfig",
     "compare",
@@ -54,6 +56,8 @@ __all__ = [
     "run_weighted_mc",
     "samples",
     "spectra",
+    "study",
+    "summarise",
     "train_flows",
     "write_readme",
 ]
@@ -193,6 +197,9 @@ def train_flows(data: dict[str, ak.Array], config: WeightedMCConfig, progress: b
         flows[name] = model
     return flows
 
+
+#: the figures of each flow that :func:`summarise` averages over the seeds
+SUMMARY_KEYS = ("c2st_auc", "w1_tail_gev", "chi2", "tail_fraction")
 
 #: probabilities of the tail's quantiles in report.json: where its W1 comes from
 TAIL_QUANTILES = (0.1, 0.5, 0.9, 0.99, 0.999)
@@ -364,33 +371,47 @@ def plot(figure: dict[str, Any], out: Path) -> Path:
     return path
 
 
-def plot_summary(comparison: dict[str, Any], out: Path) -> Path:
-    """``summary.png``: the C2ST AUC (with its interval) of both flows and of Pythia's own samples, and the tail's
-    W1 (GeV) and χ²/ndf of both flows and of the reference sample."""
+def plot_summary(report: dict[str, Any], out: Path) -> Path:
+    """``summary.png``: per seed (dots) and their mean (bar), the C2ST AUC of both flows and of Pythia's own
+    samples against the reference, and the tail's W1 (GeV) and χ²/ndf of both flows and of the reference sample."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows, floors = comparison["rows"], comparison["c2st_floors"]
-    fig, axes = plt.subplots(1, 3, figsize=(10.0, 3.4))
-    names = ["weighted", "matched", *floors]
-    aucs = [rows[n]["c2st_auc"] if n in rows else floors[n]["c2st_auc"] for n in names]
-    cis = np.array([rows[n]["c2st_auc_ci"] if n in rows else floors[n]["c2st_auc_ci"] for n in names])
-    colors = [_STYLE[n][0] if n in _STYLE else "tab:gray" for n in names]
-    ypos = np.arange(len(names))
-    axes[0].errorbar(aucs, ypos, xerr=[np.subtract(aucs, cis[:, 0]), cis[:, 1] - aucs], fmt="none", ecolor=colors)
-    axes[0].scatter(aucs, ypos, c=colors)
+    runs = [r["comparison"] for r in report["runs"].values()]
+    fig, axes = plt.subplots(1, 3, figsize=(10.5, 3.4))
+    panels = (
+        ("c2st_auc", "C2ST AUC against unbiased Pythia", ["weighted", "matched", *runs[0]["c2st_floors"]]),
+        ("w1_tail_gev", "W1 of the tail [GeV]", ["weighted", "matched", "reference sample"]),
+        ("chi2_per_ndf", r"$\chi^2$/ndf of the tail", ["weighted", "matched", "reference sample"]),
+    )
+    labels = {
+        "weighted": "weighted flow",
+        "matched": "matched flow",
+        "reference sample": "unbiased Pythia",
+        "unbiased Pythia (matched sample)": "unbiased Pythia",
+        "biased Pythia, weighted": "biased Pythia, weighted",
+    }
+    for ax, (key, title, names) in zip(axes, panels, strict=True):
+        for y, name in enumerate(names):
+            values = []
+            for c in runs:
+                row = c["rows"].get(name) or c["c2st_floors"][name]
+                values.append(row["chi2"] / row["chi2_ndf"] if key == "chi2_per_ndf" else row[key])
+            color = _STYLE[name][0] if name in _STYLE else "tab:gray"
+            base = 0.5 if key == "c2st_auc" else 0.0  # AUC bars start at 0.5, indistinguishable
+            ax.barh(y, np.mean(values) - base, left=base, color=color, alpha=0.35)
+            ax.scatter(values, y + np.linspace(-0.2, 0.2, len(values)), color=color, s=12, zorder=3)
+        ax.set_yticks(np.arange(len(names)), [labels[n] for n in names])
+        ax.set_xlabel(title)
     axes[0].axvline(0.5, color="k", lw=0.5)
-    axes[0].set_yticks(ypos, ["weighted flow", "matched flow", "unbiased Pythia", "biased Pythia, weighted"])
-    axes[0].set_xlabel("C2ST AUC against unbiased Pythia")
-    for ax, key, label in ((axes[1], "w1_tail_gev", "W1 of the tail [GeV]"), (axes[2], "chi2", r"$\chi^2$/ndf")):
-        tail_rows = ["weighted", "matched", "reference sample"]
-        values = [rows[n][key] / (rows[n]["chi2_ndf"] if key == "chi2" else 1.0) for n in tail_rows]
-        ax.barh(np.arange(3), values, color=[_STYLE[n][0] for n in tail_rows])
-        ax.set_yticks(np.arange(3), ["weighted flow", "matched flow", "unbiased Pythia"])
-        ax.set_xlabel(label)
-    axes[1].set_title(r"$p_T^{\gamma\gamma}$ tail against biased Pythia, weighted", fontsize=9, loc="left")
+    axes[1].set_title(
+        rf"$p_T^{{\gamma\gamma}}$ > {report['config']['tail_pt']:.0f} GeV against biased Pythia, weighted; "
+        f"dots: {len(runs)} seeds, bars: mean",
+        fontsize=8,
+        loc="left",
+    )
     fig.tight_layout()
     path = out / "summary.png"
     fig.savefig(path, dpi=120)
@@ -398,24 +419,18 @@ def plot_summary(comparison: dict[str, Any], out: Path) -> Path:
     return path
 
 
-def run_weighted_mc(config: WeightedMCConfig, out: Path, cache: Path, progress: bool | None = None) -> dict[str, Any]:
-    """The whole study: samples, both flows, the comparison, ``pt_gg.png``, ``summary.png`` and ``report.json``
-    (every number the figures show) in ``out``."""
-    from .. import __version__
-
+def study(config: WeightedMCConfig, cache: Path, progress: bool | None = None) -> dict[str, Any]:
+    """One seed of the study: its samples, both flows, the comparison and the numbers of ``pt_gg.png``."""
     t0 = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
     data, meta = samples(config, cache, progress)
     t_samples = time.perf_counter() - t0
     flows = train_flows(data, config, progress)
     result = compare(flows, data, config)
     figure = spectra(result, data)
-    plot(figure, out)
     for row in result["rows"].values():
         del row["pt_gg"]
-    plot_summary(result, out)
-    report = {
-        "config": config.to_dict(),
+    return {
+        "seed": config.seed,
         "samples": {
             k: {"n_events": v["n_events"], "seed": v["seed"], "bias_power": v["bias_power"]}
             | {
@@ -433,8 +448,72 @@ def run_weighted_mc(config: WeightedMCConfig, out: Path, cache: Path, progress: 
             for k, m in flows.items()
         },
         "seconds": {"samples": t_samples, "total": time.perf_counter() - t0},
+    }
+
+
+def summarise(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Mean and SD over the seeds of each flow's C2ST AUC, tail W1 (GeV), χ² and tail fraction and of the AUC
+    difference; the bars judged on the means, and how many seeds meet each on their own."""
+    comparisons = [r["comparison"] for r in runs.values()]
+
+    def stats(values: list[float]) -> dict[str, Any]:
+        return {
+            "values": values,
+            "mean": float(np.mean(values)),
+            "sd": float(np.std(values, ddof=1)) if len(values) > 1 else None,
+        }
+
+    out: dict[str, Any] = {
+        name: {key: stats([c["rows"][name][key] for c in comparisons]) for key in SUMMARY_KEYS}
+        for name in ("weighted", "matched")
+    }
+    out["c2st_auc_difference"] = stats([c["c2st_auc_difference"] for c in comparisons])
+    w, m = out["weighted"], out["matched"]
+    out["bar_c2st_within_0.01"] = bool(out["c2st_auc_difference"]["mean"] <= 0.01)
+    out["tail_better"] = bool(
+        w["w1_tail_gev"]["mean"] < m["w1_tail_gev"]["mean"] and w["chi2"]["mean"] < m["chi2"]["mean"]
+    )
+    out["seeds_meeting"] = {
+        "c2st_within_0.01": sum(c["bar_c2st_within_0.01"] for c in comparisons),
+        "tail_w1_better": sum(
+            c["rows"]["weighted"]["w1_tail_gev"] < c["rows"]["matched"]["w1_tail_gev"] for c in comparisons
+        ),
+        "tail_chi2_better": sum(c["rows"]["weighted"]["chi2"] < c["rows"]["matched"]["chi2"] for c in comparisons),
+        "of": len(comparisons),
+    }
+    return out
+
+
+def run_weighted_mc(
+    config: WeightedMCConfig,
+    out: Path,
+    cache: Path,
+    seeds: tuple[int, ...] | None = None,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """The whole study for each of ``seeds`` (default: ``config.seed``; a seed s takes Pythia seeds s … s + 3, so
+    seeds must lie 4 or more apart), their summary, ``pt_gg.png`` (the first seed), ``summary.png`` and
+    ``report.json`` (every number the figures show) in ``out``."""
+    from .. import __version__
+
+    seeds = (config.seed,) if seeds is None else tuple(seeds)
+    if not seeds or any(abs(a - b) < 4 for i, a in enumerate(seeds) for b in seeds[i + 1 :]):
+        raise InputError(f"seeds must be one or more integers 4 or more apart (each takes 4 Pythia seeds), got {seeds}")
+    t0 = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    runs = {str(s): study(dataclasses.replace(config, seed=s), cache, progress) for s in seeds}
+    first = runs[str(seeds[0])]
+    report = {
+        "config": config.to_dict() | {"seed": None},
+        "seeds": list(seeds),
+        "summary": summarise(runs),
+        "figure_pt_gg": {"seed": seeds[0]} | first["figure_pt_gg"],
+        "runs": {k: {key: v for key, v in r.items() if key != "figure_pt_gg"} for k, r in runs.items()},
+        "seconds": {"total": time.perf_counter() - t0},
         "mcsurrogate_version": __version__,
     }
+    plot(first["figure_pt_gg"], out)
+    plot_summary(report, out)
     atomic_write_text(out / "report.json", json.dumps(report, indent=2, allow_nan=False))
     return report
 
@@ -443,75 +522,95 @@ def _rounded(values: list[float]) -> str:
     return "[" + ", ".join(f"{v:.0f}" for v in values) + "]"
 
 
+def _mean_sd(stat: dict[str, Any], digits: int) -> str:
+    sd = "" if stat["sd"] is None else f" ± {stat['sd']:.{digits}f}"
+    return f"{stat['mean']:.{digits}f}{sd}"
+
+
 def write_readme(report: dict[str, Any], out: Path, meta: dict[str, Any]) -> Path:
     """``README.md`` of the results: the command, seeds, versions, machine and wall time (``meta``: ``command``,
-    ``versions``, ``machine``, ``wall_seconds``, ``cpu_seconds``) and the comparison's table."""
-    c, samples = report["comparison"], report["samples"]
-    rows, ratios = c["rows"], c["tail_ratios_matched_over_weighted"]
-    seeds = ", ".join(f"{k} {v['seed']}" for k, v in samples.items())
-    biased = samples["biased"]
+    ``versions``, ``machine``, ``wall_seconds``, ``cpu_seconds``), a row per seed and flow and the seeds' means."""
+    summary, runs = report["summary"], report["runs"]
+    first = next(iter(runs.values()))
+    biased = first["samples"]["biased"]
     verdict = {True: "met", False: "NOT met"}
     tail_pt = report["config"]["tail_pt"]
+    seeds = "; ".join(
+        f"study seed {k}: Pythia " + ", ".join(f"{name} {v['seed']}" for name, v in r["samples"].items())
+        for k, r in runs.items()
+    )
     lines = [
         "# Weighted Monte Carlo end to end (issue 29): results",
         "",
         (
-            "Produced by `analyses/weighted_mc/run.py`; `report.json` holds every number, `pt_gg.png` and "
-            "`summary.png` are the figures."
+            "Produced by `analyses/weighted_mc/run.py`; `report.json` holds every number, `pt_gg.png` (first seed) and"
+            " `summary.png` (all seeds) are the figures."
         ),
         "",
         f"- command: `{meta['command']}`",
-        f"- seeds: Pythia samples {seeds}; flow training and generation {report['config']['seed']}",
+        f"- seeds: {seeds}; flow training and generation: the study seed",
         f"- versions: {meta['versions']}",
         f"- machine: {meta['machine']}",
         f"- wall time: {meta['wall_seconds'] / 60:.1f} min (CPU time: {meta['cpu_seconds'] / 60:.1f} min)",
         (
-            f"- biased sample: {biased['n_events']} events over-sampled by (p̂_T / 20 GeV)^{biased['bias_power']}, "
-            f"Kish effective size {biased['kish_effective_size']:.0f}; matched unbiased sample: "
-            f"{samples['matched']['n_events']} events"
+            f"- per seed: a biased sample of {biased['n_events']} events over-sampled by (p̂_T / 20 GeV)^"
+            f"{biased['bias_power']} (Kish effective size "
+            + ", ".join(f"{r['samples']['biased']['kish_effective_size']:.0f}" for r in runs.values())
+            + f"), an unbiased sample of that many events, {first['samples']['reference']['n_events']} unbiased "
+            f"reference and {first['samples']['tail_reference']['n_events']} biased tail-reference events"
         ),
         "",
         (
-            f"| flow | trained on | C2ST AUC vs unbiased Pythia [95 % CI] | W1, p_T^γγ > {tail_pt:.0f} GeV [GeV] "
-            "| χ²/ndf of the tail | tail fraction |"
+            f"| seed | flow | trained on | C2ST AUC vs unbiased Pythia [95 % CI] | W1, p_T^γγ > {tail_pt:.0f} GeV "
+            "[GeV] | χ²/ndf of the tail | tail fraction (reference) |"
         ),
-        "|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|",
     ]
+    for seed, r in runs.items():
+        rows = r["comparison"]["rows"]
+        for name in ("weighted", "matched", "reference sample"):
+            row = rows[name]
+            if name == "reference sample":
+                trained, auc = f"(unbiased Pythia, {r['samples']['reference']['n_events']} events: the floor)", "–"
+            else:
+                low, high = row["c2st_auc_ci"]
+                trained = f"{row['n_train']} events, Kish {row['kish_effective_size_train']:.0f}"
+                auc = f"{row['c2st_auc']:.4f} [{low:.4f}, {high:.4f}]"
+            lines.append(
+                f"| {seed} | {name} | {trained} | {auc} | {row['w1_tail_gev']:.2f} | {row['chi2']:.1f}/"
+                f"{row['chi2_ndf']} | {row['tail_fraction']:.4f} ({row['tail_fraction_reference']:.4f}) |"
+            )
     for name in ("weighted", "matched"):
-        r = rows[name]
-        low, high = r["c2st_auc_ci"]
+        st = summary[name]
         lines.append(
-            f"| {name} | {r['n_train']} events, Kish {r['kish_effective_size_train']:.0f} | {r['c2st_auc']:.4f} "
-            f"[{low:.4f}, {high:.4f}] | {r['w1_tail_gev']:.2f} | {r['chi2']:.1f}/{r['chi2_ndf']} | "
-            f"{r['tail_fraction']:.4f} |"
+            f"| mean ± SD | {name} | | {_mean_sd(st['c2st_auc'], 4)} | {_mean_sd(st['w1_tail_gev'], 2)} | "
+            f"{_mean_sd(st['chi2'], 1)} (χ²) | {_mean_sd(st['tail_fraction'], 4)} |"
         )
-    r = rows["reference sample"]
-    lines.append(
-        f"| unbiased Pythia, {samples['reference']['n_events']} events (the floor) | – | – | {r['w1_tail_gev']:.2f} "
-        f"| {r['chi2']:.1f}/{r['chi2_ndf']} | {r['tail_fraction']:.4f} |"
+    probs = report["runs"][next(iter(runs))]["comparison"]["tail_quantile_probabilities"]
+    lines += ["", f"Quantiles of the tail p_T^γγ > {tail_pt:.0f} GeV (GeV) at probabilities {probs}:", ""]
+    for seed, r in runs.items():
+        rows = r["comparison"]["rows"]
+        lines.append(
+            f"- seed {seed}: tail reference {_rounded(rows['weighted']['tail_quantiles_reference_gev'])}; "
+            + "; ".join(
+                f"{k} {_rounded(rows[k]['tail_quantiles_gev'])}" for k in ("weighted", "matched", "reference sample")
+            )
+        )
+    floors = "; ".join(
+        f"seed {seed}: " + ", ".join(f"{k} {v['c2st_auc']:.4f}" for k, v in r["comparison"]["c2st_floors"].items())
+        for seed, r in runs.items()
     )
-    probs = report["comparison"]["tail_quantile_probabilities"]
+    meeting = summary["seeds_meeting"]
     lines += [
         "",
-        f"Quantiles of the tail p_T^γγ > {tail_pt:.0f} GeV (GeV) at probabilities {probs}: reference "
-        f"{_rounded(rows['weighted']['tail_quantiles_reference_gev'])}; "
-        + "; ".join(
-            f"{k} {_rounded(rows[k]['tail_quantiles_gev'])}" for k in ("weighted", "matched", "reference sample")
-        )
-        + ".",
-    ]
-    floors = "; ".join(f"{k} {v['c2st_auc']:.4f}" for k, v in c["c2st_floors"].items())
-    lines += [
+        f"C2ST of Pythia's own samples against the reference (the floor): {floors}.",
         "",
         (
-            f"Tail fraction of the reference: {rows['weighted']['tail_fraction_reference']:.4f}. C2ST of Pythia's own "
-            f"samples against the reference (the floor): {floors}."
-        ),
-        "",
-        (
-            f"Bars: C2ST AUC weighted − matched = {c['c2st_auc_difference']:+.4f} (≤ 0.01: "
-            f"{verdict[c['bar_c2st_within_0.01']]}); the weighted flow better in the tail on both W1 and χ²: "
-            f"{verdict[c['tail_better']]} (matched / weighted: W1 {ratios['w1_tail_gev']:.2f}, χ² {ratios['chi2']:.2f})."
+            f"Bars, on the means over the seeds: C2ST AUC weighted − matched = "
+            f"{_mean_sd(summary['c2st_auc_difference'], 4)} (≤ 0.01: {verdict[summary['bar_c2st_within_0.01']]}; "
+            f"{meeting['c2st_within_0.01']} of {meeting['of']} seeds); the weighted flow better in the tail on both "
+            f"W1 and χ²: {verdict[summary['tail_better']]} (W1 lower in {meeting['tail_w1_better']}, χ² lower in "
+            f"{meeting['tail_chi2_better']} of {meeting['of']} seeds)."
         ),
         "",
     ]
