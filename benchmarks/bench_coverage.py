@@ -28,7 +28,7 @@ import time
 import hist
 import numpy as np
 
-from mcsurrogate.stats import SurrogateUncertainty, TemplateSpread, coverage_study
+from mcsurrogate.stats import CoverageToy, SurrogateUncertainty, TemplateSpread, coverage_study
 from mcsurrogate.stats.jsonable import dumps
 
 TARGET_SECONDS = 600.0
@@ -104,8 +104,8 @@ def main() -> int:
     seconds = time.perf_counter() - started
     cpu = _cpu_seconds() - cpu_start
     load_end = os.getloadavg()
-    fits = [r for r in result.toys if "t_true" in r]
-    failed = sum(r["status"] != "ok" for r in result.toys)
+    fits = [r for r in result.toys if isinstance(r, CoverageToy)]
+    failed = sum(r.status != "ok" for r in result.toys)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {args.processes} processes")
     print(f"load average at start {load_start[0]:.1f}, at end {load_end[0]:.1f} (1 min)")
     print(f"modifier: {', '.join(modifier.modifier_names())}; explained variance {np.round(modifier.explained, 3)}")

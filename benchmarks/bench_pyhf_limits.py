@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pyhf
 
-from mcsurrogate.stats import Inference, Sample, inference, scan, scan_summary
+from mcsurrogate.stats import Inference, Sample, ScanPoint, inference, scan, scan_summary
 from mcsurrogate.stats.jsonable import dumps
 
 TARGETS = {"speedup": 50.0, "max_relative_difference": 1e-2, "scan_seconds": 300.0, "failed_points": 0}
@@ -65,7 +65,7 @@ def workspace_model(seed: int = 0) -> tuple[object, np.ndarray]:
     return model, np.concatenate([observed, model.config.auxdata])
 
 
-def full_scan(processes: int = 1, progress: bool = False) -> tuple[list[dict[str, Any]], float]:
+def full_scan(processes: int = 1, progress: bool = False) -> tuple[list[ScanPoint], float]:
     """The issue's full scan (330 points) and its wall time in seconds."""
     rng = np.random.default_rng(1)
     signal = Sample(rng.normal(125.0, 12.0, 100_000))
@@ -87,11 +87,11 @@ def full_scan(processes: int = 1, progress: bool = False) -> tuple[list[dict[str
     return rows, time.perf_counter() - t0
 
 
-def fit_steps(rows: list[dict[str, Any]]) -> dict[str, int]:
+def fit_steps(rows: list[ScanPoint]) -> dict[str, int]:
     """How many fits each step of the fit ladder settled, summed over the scan's rows."""
     counts: collections.Counter[str] = collections.Counter()
     for r in rows:
-        for part in (r.get("fit_steps") or "").split(", "):
+        for part in (r.fit_steps or "").split(", "):
             if part:
                 step, n = part.rsplit(" ", 1)
                 counts[step] += int(n)
@@ -151,15 +151,15 @@ def main() -> None:
 
     if not args.skip_scan:
         rows, t_scan = full_scan(args.processes, progress=True)
-        failed = [r for r in rows if r["status"] != "ok"]
+        failed = [r for r in rows if r.status != "ok"]
         report["scan"] = {
             "points": len(rows),
             "seconds": t_scan,
             "processes": args.processes,
             "seconds_per_point": t_scan / len(rows),
             "failed_points": len(failed),
-            "failed": [r["reason"] for r in failed],
-            "mu_at_bound": sum(bool(r["mu_at_bound"]) for r in rows),
+            "failed": [r.reason for r in failed],
+            "mu_at_bound": sum(bool(r.mu_at_bound) for r in rows),
             "fit_steps": fit_steps(rows),
         }
         print(
@@ -180,7 +180,7 @@ def main() -> None:
                 inference.FIT_LADDER = tuple(s for s in full if s != left_out)
                 rows, seconds = full_scan(1)  # in this process, which holds the changed ladder
                 name = "full ladder" if left_out is None else f"without {left_out}"
-                failed = sum(r["status"] != "ok" for r in rows)
+                failed = sum(r.status != "ok" for r in rows)
                 study[name] = {"failed_points": failed, "seconds": seconds, "fit_steps": fit_steps(rows)}
                 print(f"  fit ladder {name:20s}: {failed:3d} failed points, {seconds:6.1f} s, {fit_steps(rows)}")
         finally:

@@ -11,7 +11,15 @@ import numpy as np
 import pytest
 
 from mcsurrogate.errors import InputError
-from mcsurrogate.stats import COVERAGE_LEVELS, SurrogateUncertainty, coverage_study, plot_coverage
+from mcsurrogate.stats import (
+    COVERAGE_LEVELS,
+    CoverageLimit,
+    CoverageToy,
+    SurrogateUncertainty,
+    coverage_study,
+    plot_coverage,
+)
+from mcsurrogate.stats.coverage import toy_row_from_dict
 
 EDGES = np.linspace(100.0, 180.0, 11)  # m_γγ-like fit variable, GeV
 CENTRES = 0.5 * (EDGES[1:] + EDGES[:-1])
@@ -115,6 +123,16 @@ def test_result_is_strict_json_with_a_table_and_a_figure(study):
     back = json.loads(text)
     assert len(back["points"]) == 8 and back["settings"]["n_training"] == 3_000
     assert {r["template"] for r in back["toys"]} >= {"generated", "perfect", "learner", "mc"}
+    # typed rows: a toy fit or an expected limit each, read back from toys.json as the same rows
+    assert {type(r) for r in study.toys} == {CoverageToy, CoverageLimit}
+    rows = [toy_row_from_dict(r) for r in back["toys"]]
+    assert [type(r) for r in rows] == [type(r) for r in study.toys]
+    assert [r.to_dict() for r in rows] == back["toys"]
+    reference = next(r for r in back["toys"] if r["template"] == "mc")
+    assert list(reference) == ["luminosity", "template", "ul_median", "status"]  # no toy, no shift: the reference
+    fit = next(r for r in back["toys"] if "t_true" in r)
+    figures = ["mu_hat", "mu_sigma", "t_true", "pull", "z_signed"]
+    assert list(fit) == ["toy", "luminosity", "template", *figures, "status", "reason"]
     assert back["settings"]["surrogate_uncertainty"][0]["modifiers"] == ["surrogate_shape0"]
     table = study.table()
     assert table.count("\n") == 2 + 8 - 1 and "generated+modifier" in table

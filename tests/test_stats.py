@@ -3,6 +3,7 @@ exported workspace, scans, the classifier cut, the CLI, and bad input."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -230,14 +231,14 @@ def test_scan_rows_reference_and_reproducibility(scan_inputs, tmp_path):
     rows = scan(*scan_inputs, **kwargs)
     assert len(rows) == 2 * 2 * 3
     for r in rows:
-        if r["template"] == "mc":  # the data are the MC's Asimov counts: no bias, no spurious signal
-            assert abs(r["mu_hat"]) < 1e-4 and abs(r["z_signed"]) < 1e-2 and r["delta_ul_median"] == 0
-        assert r["ul_expected_m2"] < r["ul_expected_median"] < r["ul_expected_p2"]
-    big = [r for r in rows if r["n_generated"] == 200_000]
-    assert all(abs(r["z_signed"]) < 3 for r in big)  # same distribution as the MC
+        if r.template == "mc":  # the data are the MC's Asimov counts: no bias, no spurious signal
+            assert abs(r.mu_hat) < 1e-4 and abs(r.z_signed) < 1e-2 and r.delta_ul_median == 0
+        assert r.ul_expected_m2 < r.ul_expected_median < r.ul_expected_p2
+    big = [r for r in rows if r.n_generated == 200_000]
+    assert all(abs(r.z_signed) < 3 for r in big)  # same distribution as the MC
     # the background yield follows the luminosity, the signal is 5 % of it
     r = rows[0]
-    assert r["signal_yield"] == pytest.approx(0.05 * r["background_yield"])
+    assert r.signal_yield == pytest.approx(0.05 * r.background_yield)
     assert rows == scan(*scan_inputs, **kwargs, processes=2)
     assert rows_to_csv(rows).count("\n") == len(rows) + 1
 
@@ -267,11 +268,55 @@ def test_scan_records_failed_points(scan_inputs):
     with pytest.raises(InputError, match="on_error"):
         scan(*scan_inputs, n_generated=[10], on_error="skip", **kwargs)  # type: ignore[arg-type]
     rows = scan(*scan_inputs, n_generated=[10, 20_000], on_error="record", **kwargs)
-    by_n = {r["n_generated"]: r for r in rows}
-    assert by_n[None]["error"] is None and by_n[20_000]["error"] is None and math.isfinite(by_n[20_000]["z0"])
+    by_n = {r.n_generated: r for r in rows}
+    assert by_n[None].error is None and by_n[20_000].error is None and math.isfinite(by_n[20_000].z0)
     bad = by_n[10]
-    assert "N_gen 10" in bad["error"] and math.isnan(bad["mu_hat"]) and math.isnan(bad["delta_ul_median"])
-    assert bad["luminosity"] == 1.0 and bad["systematic"] == 0.1  # the settings are kept
+    assert "N_gen 10" in (bad.error or "") and math.isnan(bad.mu_hat) and math.isnan(bad.delta_ul_median)
+    assert bad.luminosity == 1.0 and bad.systematic == 0.1  # the settings are kept
+
+
+#: the keys of a scan.json row, in file order (a failed point's figures are null)
+SCAN_ROW_KEYS = [
+    *("systematic", "luminosity", "background_yield", "signal_yield", "mu_injected", "template", "n_generated"),
+    *("mu_hat", "mu_sigma", "z0", "z_signed", "p0", "ul_observed", "n_fits"),
+    *("ul_expected_m2", "ul_expected_m1", "ul_expected_median", "ul_expected_p1", "ul_expected_p2"),
+    *("mu_at_bound", "fit_steps", "status", "reason", "error"),
+    *("mu_bias", "delta_mu_hat", "delta_ul_observed", "delta_ul_median", "ul_shift"),
+]
+
+
+def test_scan_rows_and_toys_are_typed_and_read_back_from_strict_json(scan_inputs, tmp_path):
+    from mcsurrogate.stats import ScanPoint, SpuriousSignalToy, save_scan_plots
+
+    kwargs = {"bins": 10, "range": (60, 200), "luminosities": [1.0, 4.0], "systematics": [0.1], "progress": False}
+    rows = scan(*scan_inputs, n_generated=[10, 20_000], **kwargs)
+    assert all(isinstance(r, ScanPoint) for r in rows)
+    text = json.dumps([r.to_dict() for r in rows], allow_nan=False)
+    back = json.loads(text)
+    assert [list(d) for d in back] == [SCAN_ROW_KEYS] * len(rows)
+    failed = next(d for d in back if d["status"] == "failed")
+    assert failed["mu_hat"] is None and failed["n_fits"] is None and failed["error"] == failed["reason"]
+    again = [ScanPoint.from_dict(d) for d in back]
+    assert [r.to_dict() for r in again] == back and math.isnan(again[1].mu_hat)
+    assert rows_to_csv(again) == rows_to_csv(rows)  # failed figures, n_fits too, are "nan" in the CSV
+    assert sorted(save_scan_plots(again, tmp_path)) == sorted(save_scan_plots(rows, tmp_path / "direct"))
+    with pytest.raises(InputError, match="no field 'mu'"):
+        ScanPoint.from_dict({**back[0], "mu": 1.0})
+    with pytest.raises(InputError, match="lacks its field 'template'"):
+        ScanPoint.from_dict({k: v for k, v in back[0].items() if k != "template"})
+    with pytest.raises(InputError, match="z0 must be a number"):
+        ScanPoint.from_dict({**back[0], "z0": "large"})
+    beyond = dataclasses.replace(rows[0], z0=math.inf)  # data the background alone cannot make: Z0 = inf
+    assert beyond.to_dict()["z0"] == "inf" and ScanPoint.from_dict(beyond.to_dict()).z0 == math.inf
+    # toys: the limit keys only where computed
+    sig, bkg, _ = scan_inputs
+    toy_kw = {"bins": 10, "range": (60, 200), "luminosities": [1.0], "n_toys": 2, "progress": False}
+    for limits in (False, True):
+        toys = spurious_signal_toys(sig, Sample(bkg.values[:5_000]), 10**6, limits=limits, n_training=4_000, **toy_kw)
+        dicts = json.loads(json.dumps([t.to_dict() for t in toys], allow_nan=False))
+        assert all(("ul_shift" in d) is limits and d["n_training"] == 4_000 for d in dicts)
+        assert [SpuriousSignalToy.from_dict(d).to_dict() for d in dicts] == dicts
+        assert all(isinstance(t, SpuriousSignalToy) and t.has_limits is limits for t in toys)
 
 
 def test_spurious_signal_toys_are_the_mc_statistics_floor(scan_inputs):
@@ -279,8 +324,8 @@ def test_spurious_signal_toys_are_the_mc_statistics_floor(scan_inputs):
     mc = Sample(bkg.values[:5_000])
     kwargs = {"bins": 10, "range": (60, 200), "luminosities": [1.0, 16.0], "systematic": 0.0, "progress": False}
     rows = spurious_signal_toys(sig, mc, 10**7, n_toys=40, seed=3, **kwargs)
-    assert len(rows) == 80 and all(r["error"] is None for r in rows)
-    z = {lumi: np.array([r["z_signed"] for r in rows if r["luminosity"] == lumi]) for lumi in (1.0, 16.0)}
+    assert len(rows) == 80 and all(r.error is None for r in rows)
+    z = {lumi: np.array([r.z_signed for r in rows if r.luminosity == lumi]) for lumi in (1.0, 16.0)}
     # data as large as the MC: its fluctuations are about one standard deviation of the fit (a bit less, the
     # multinomial fixes the total); 16 × the MC with the same fluctuations frozen in: √16 × as significant
     assert 0.6 < z[1.0].std() < 1.3 and abs(z[1.0].mean()) < 0.5
@@ -291,7 +336,7 @@ def test_spurious_signal_toys_are_the_mc_statistics_floor(scan_inputs):
     fig = plot_spurious_signal_floor(measured, rows, systematic=0.0)
     ax = fig.axes[0]
     assert len(ax.collections) == 2  # the 95 % and 68 % bands
-    assert [line.get_ydata()[0] for line in ax.lines[1:2]] == [measured[1]["z_signed"]]  # the generated template
+    assert [line.get_ydata()[0] for line in ax.lines[1:2]] == [measured[1].z_signed]  # the generated template
     with pytest.raises(InputError, match="unweighted"):
         spurious_signal_toys(sig, Sample(mc.values, np.ones(5_000)), 100, **kwargs)
     with pytest.raises(InputError, match="n_toys"):
@@ -304,14 +349,14 @@ def test_spurious_signal_toys_of_a_memorising_learner_carry_its_training_fluctua
     kwargs = {"bins": 10, "range": (60, 200), "luminosities": [1.0], "systematic": 0.0, "progress": False}
     perfect = spurious_signal_toys(sig, mc, 10**7, n_toys=80, seed=5, **kwargs)
     learner = spurious_signal_toys(sig, mc, 10**7, n_toys=80, n_training=5_000, seed=5, **kwargs)
-    assert all(r["n_training"] == 5_000 and r["error"] is None for r in learner)
-    assert all("n_training" not in r for r in perfect)
+    assert all(r.n_training == 5_000 and r.error is None for r in learner)
+    assert all(r.n_training is None and "n_training" not in r.to_dict() for r in perfect)
     # a template learned from as many events as the MC has doubles the variance of the data-template difference
-    ratio = np.std([r["z_signed"] for r in learner]) / np.std([r["z_signed"] for r in perfect])
+    ratio = np.std([r.z_signed for r in learner]) / np.std([r.z_signed for r in perfect])
     assert 1.15 < ratio < 1.75
     # a training sample a thousand times larger is the perfect generator again, within the toys' spread
     big = spurious_signal_toys(sig, mc, 10**7, n_toys=80, n_training=5 * 10**6, seed=5, **kwargs)
-    assert np.std([r["z_signed"] for r in big]) / np.std([r["z_signed"] for r in perfect]) == pytest.approx(1, abs=0.2)
+    assert np.std([r.z_signed for r in big]) / np.std([r.z_signed for r in perfect]) == pytest.approx(1, abs=0.2)
     measured = scan(
         sig,
         mc,
@@ -340,11 +385,9 @@ def test_spurious_signal_toys_with_limits_size_the_limit_shift_of_a_perfect_gene
     plain = spurious_signal_toys(sig, mc, 10**6, n_toys=4, **kwargs)
     rows = spurious_signal_toys(sig, mc, 10**6, n_toys=4, limits=True, **kwargs)
     for p, r in zip(plain, rows, strict=True):  # the same toys and fits; the limits come on top
-        assert r["error"] is None and r["mu_hat"] == pytest.approx(p["mu_hat"], abs=1e-6)
-        assert r["ul_shift"] == pytest.approx(
-            (r["ul_expected_median"] - r["ul_expected_median_mc"]) / r["ul_half_band_mc"]
-        )
-    shift = {lumi: np.array([r["ul_shift"] for r in rows if r["luminosity"] == lumi]) for lumi in lumis}
+        assert r.error is None and r.mu_hat == pytest.approx(p.mu_hat, abs=1e-6)
+        assert r.ul_shift == pytest.approx((r.ul_expected_median - r.ul_expected_median_mc) / r.ul_half_band_mc)
+    shift = {lumi: np.array([r.ul_shift for r in rows if r.luminosity == lumi]) for lumi in lumis}
     # data a tenth of the MC: the data's own statistics set both limits. Data 30 × the MC: the MC template's
     # staterror limits the reference, not the 200 × larger perfect template: its expected limit is more than a
     # half band lower, for every toy
@@ -352,15 +395,15 @@ def test_spurious_signal_toys_with_limits_size_the_limit_shift_of_a_perfect_gene
     assert np.all(shift[30.0] < -1.0)
     common = {k: kwargs[k] for k in ("bins", "range", "luminosities", "progress")}
     measured = scan(sig, mc, gen, n_generated=[100_000], systematics=[0.1], **common)
-    generated = [r for r in measured if r["template"] == "generated"]
-    ref = {r["luminosity"]: r for r in measured if r["template"] == "mc"}
+    generated = [r for r in measured if r.template == "generated"]
+    ref = {r.luminosity: r for r in measured if r.template == "mc"}
     for r in generated:
-        m = ref[r["luminosity"]]
-        assert r["ul_shift"] == pytest.approx(
-            (r["ul_expected_median"] - m["ul_expected_median"]) / (0.5 * (m["ul_expected_p1"] - m["ul_expected_m1"]))
+        m = ref[r.luminosity]
+        assert r.ul_shift == pytest.approx(
+            (r.ul_expected_median - m.ul_expected_median) / (0.5 * (m.ul_expected_p1 - m.ul_expected_m1))
         )
     fig = plot_spurious_signal_floor(measured, rows, systematic=0.1, quantity="ul_shift")
-    assert [line.get_ydata()[0] for line in fig.axes[0].lines[1:2]] == [generated[0]["ul_shift"]]
+    assert [line.get_ydata()[0] for line in fig.axes[0].lines[1:2]] == [generated[0].ul_shift]
     with pytest.raises(InputError, match="limits=True"):
         plot_spurious_signal_floor(measured, plain, systematic=0.1, quantity="ul_shift")
     with pytest.raises(InputError, match="quantity"):

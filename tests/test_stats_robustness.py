@@ -26,6 +26,7 @@ from mcsurrogate.cli import build_parser, main
 from mcsurrogate.errors import FitError, InputError
 from mcsurrogate.stats import (
     Inference,
+    PointResult,
     Sample,
     asimov_counts,
     build_workspace,
@@ -70,12 +71,12 @@ spec.loader.exec_module(module)
 from mcsurrogate.stats import evaluate_point
 s, g, observed = module.benchmark_point()
 row = evaluate_point(s, g, observed, systematic=0.05, systematic_kind="normsys", label="(benchmark point)")
-print(json.dumps(row))
+print(json.dumps(row.to_dict()))
 """
 
 
 @pytest.fixture(scope="module")
-def point_row() -> dict[str, Any]:
+def point_row() -> PointResult:
     s, g, observed = benchmark_point()
     return evaluate_point(s, g, observed, systematic=0.05, systematic_kind="normsys", label="(benchmark point)")
 
@@ -95,7 +96,7 @@ def test_the_point_that_aborted_the_benchmark_scan_fits_on_the_cpu_kernels_where
     assert done.returncode == 0, done.stderr[-2000:]
     row = json.loads(done.stdout.strip().splitlines()[-1])
     for key in ("mu_hat", "z_signed", "ul_observed", "ul_expected_median", "ul_expected_p2"):
-        assert row[key] == pytest.approx(point_row[key], rel=1e-3, abs=1e-5), key
+        assert row[key] == pytest.approx(getattr(point_row, key), rel=1e-3, abs=1e-5), key
 
 
 def test_the_benchmark_point_agrees_with_pyhf_started_in_the_right_basin(point_row):
@@ -103,7 +104,7 @@ def test_the_benchmark_point_agrees_with_pyhf_started_in_the_right_basin(point_r
     model, data = model_and_data(build_workspace(s, g, observed, systematic=0.05))
     inf = Inference(model, data)
     limit = inf.upper_limit()
-    assert limit.observed == pytest.approx(point_row["ul_observed"], rel=1e-5)  # other fit order, same limit
+    assert limit.observed == pytest.approx(point_row.ul_observed, rel=1e-5)  # other fit order, same limit
     # pyhf's default start (μ = 1, γ = 1) is 1.5 × 10⁵ units of −2 ln L from the minimum and its SLSQP fails there
     # without saying so (CLs = 1 on one CPU, 0.55 on another); started at our free fit it agrees with us
     start = inf.fit().parameters.tolist()
@@ -125,11 +126,11 @@ def test_a_point_that_cannot_be_fitted_is_recorded_and_the_scan_carries_on(monke
     kwargs: dict[str, Any] = {"bins": 10, "range": (60, 200), "luminosities": [1.0], "progress": False}
     # N_gen 10 leaves template bins empty (its workspace cannot be built); the scan records it and goes on
     rows = scan(*inputs, n_generated=[10, 20_000], systematics=[0.1], **kwargs)
-    by_n = {r["n_generated"]: r for r in rows}
-    assert by_n[20_000]["status"] == "ok" and by_n[20_000]["reason"] is None and math.isfinite(by_n[20_000]["z0"])
+    by_n = {r.n_generated: r for r in rows}
+    assert by_n[20_000].status == "ok" and by_n[20_000].reason is None and math.isfinite(by_n[20_000].z0)
     bad = by_n[10]
-    assert bad["status"] == "failed" and "N_gen 10" in bad["reason"] and bad["error"] == bad["reason"]
-    assert math.isnan(bad["mu_hat"]) and bad["luminosity"] == 1.0 and bad["systematic"] == 0.1
+    assert bad.status == "failed" and bad.reason is not None and "N_gen 10" in bad.reason and bad.error == bad.reason
+    assert math.isnan(bad.mu_hat) and bad.luminosity == 1.0 and bad.systematic == 0.1 and bad.n_fits is None
     from mcsurrogate.stats import scan_summary
 
     summary = scan_summary(rows)
@@ -142,8 +143,8 @@ def test_a_point_that_cannot_be_fitted_is_recorded_and_the_scan_carries_on(monke
         rows = scan(*inputs, n_generated=[20_000], systematics=[0.1], **kwargs)
     finally:
         pyhf.set_backend(*saved)
-    assert [r["status"] for r in rows] == ["failed", "failed"]
-    assert all("did not converge" in r["reason"] for r in rows)
+    assert [r.status for r in rows] == ["failed", "failed"]
+    assert all("did not converge" in (r.reason or "") for r in rows)
     assert scan_summary(rows).startswith("2 scan points: 0 fitted, 2 failed")
     with pytest.raises(FitError, match="did not converge"):
         monkeypatch.setattr(inference_module, "FIT_LADDER", ())
@@ -165,9 +166,9 @@ def test_the_benchmark_s_whole_scan_runs_to_the_end():
     bench = _benchmark_module()
     rows, _ = bench.full_scan(processes=2)  # its time is the benchmark's figure (target 300 s), not a test's
     assert len(rows) == 330
-    failed = [r for r in rows if r["status"] != "ok"]
+    failed = [r for r in rows if r.status != "ok"]
     assert not failed, scan_summary(rows)
-    assert all(r["ul_expected_m2"] < r["ul_expected_median"] < r["ul_expected_p2"] for r in rows)
+    assert all(r.ul_expected_m2 < r.ul_expected_median < r.ul_expected_p2 for r in rows)
 
 
 # ------------------------------------------------------------------------------- 2. no NaN / inf in a workspace

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from typing import Any
 
 import awkward as ak
 import numpy as np
@@ -15,6 +16,7 @@ from mcsurrogate.errors import InputError
 from mcsurrogate.generators.higgs_benchmark import M_W
 from mcsurrogate.io import write_events
 from mcsurrogate.refinement import fit_reweighting
+from mcsurrogate.stats import ScanPoint, SpuriousSignalToy
 from mcsurrogate.surrogate import Surrogate
 from mcsurrogate.validation import validate
 from mcsurrogate.workflows.amplification_study import (
@@ -89,11 +91,15 @@ def test_splits_are_seeded_and_refuse_too_few_events():
 
 
 # -- quality bars ---------------------------------------------------------------------------------------------
-def _toys(worst: list[float], quantity: str, failed: int = 0) -> list[dict]:
+def _toy(k: int, lumi: float, **figures: Any) -> SpuriousSignalToy:
+    return SpuriousSignalToy(toy=k, luminosity=lumi, background_yield=1e4 * lumi, signal_yield=500 * lumi, **figures)
+
+
+def _toys(worst: list[float], quantity: str, failed: int = 0) -> list[SpuriousSignalToy]:
     rows = []
     for k, w in enumerate(worst):  # two luminosities per toy, the second the worse
-        rows += [{"toy": k, "error": None, quantity: -w / 2}, {"toy": k, "error": None, quantity: -w}]
-    return rows + [{"toy": 99, "error": "fit failed", quantity: float("nan")}] * failed
+        rows += [_toy(k, 1.0, **{quantity: -w / 2}), _toy(k, 10.0, **{quantity: -w})]
+    return rows + [_toy(99, 1.0, **{quantity: float("nan"), "status": "failed", "reason": "fit failed"})] * failed
 
 
 def test_toy_floor_takes_each_toys_worst_point():
@@ -106,16 +112,21 @@ def test_toy_floor_takes_each_toys_worst_point():
     assert toy_floor([], "ul_shift").to_dict() == {"n_toys": 0, "failed_points": 0}
     with pytest.raises(InputError, match="quantity"):
         toy_floor([], "mu_hat")
+    with pytest.raises(InputError, match="limits=True"):  # toys run without limits have no limit shift
+        toy_floor(_toys(worst, "z_signed"), "ul_shift")
 
 
-def _scan_rows(z: list[float], shifts: list[float], n_gen: int = 5_000) -> list[dict]:
-    rows = [{"template": "mc", "n_generated": None, "systematic": 0.10, "error": None, "z_signed": 0.0}]
+def _scan_rows(z: list[float], shifts: list[float], n_gen: int = 5_000) -> list[ScanPoint]:
+    point = {"luminosity": 1.0, "background_yield": 1e4, "signal_yield": 500.0, "mu_injected": 0.0}
+    rows = [ScanPoint(template="mc", systematic=0.10, z_signed=0.0, **point)]
     for syst in (0.05, 0.10):
         for zi, s in zip(z, shifts, strict=True):
             for n in (1_000, n_gen):
+                shift = s if n == n_gen else 50.0  # the smaller template does not count
                 rows.append(
-                    {"template": "generated", "n_generated": n, "systematic": syst, "error": None, "z_signed": zi}
-                    | {"ul_shift": s if n == n_gen else 50.0}  # the smaller template does not count
+                    ScanPoint(
+                        template="generated", n_generated=n, systematic=syst, z_signed=zi, ul_shift=shift, **point
+                    )
                 )
     return rows
 
@@ -133,7 +144,7 @@ def test_quality_bars_judge_the_largest_template_and_keep_report_json_layout():
         physics_distances=False,
         seed=0,
     )
-    toys = [{"toy": k, "error": None, "z_signed": -w, "ul_shift": w / 2} for k, w in enumerate([0.4, 0.8, 1.2])]
+    toys = [_toy(k, 1.0, z_signed=-w, ul_shift=w / 2) for k, w in enumerate([0.4, 0.8, 1.2])]
     bars = quality_bars(report, _scan_rows([0.3, -0.7], [0.2, -0.9]), 700, toys, toys)
     assert isinstance(bars, QualityBars)
     assert bars.c2st.value == report.c2st.auc and not bars.c2st.holds  # 700 events per class are too few
@@ -158,8 +169,9 @@ def test_quality_bars_judge_the_largest_template_and_keep_report_json_layout():
     ]
     assert d["ul_shift_within_mc_1sigma"]["perfect_generator_at_10pct"] == toy_floor(toys, "ul_shift").to_dict()
     failed = _scan_rows([0.3, -0.7], [0.2, -0.9])
-    failed[-1] = failed[-1] | {"error": "no convergence", "z_signed": float("nan"), "ul_shift": float("nan")}
-    failed[-3] = failed[-3] | {"error": "no convergence", "z_signed": float("nan"), "ul_shift": float("nan")}
+    nan = float("nan")
+    failed[-1] = dataclasses.replace(failed[-1], status="failed", reason="no convergence", z_signed=nan, ul_shift=nan)
+    failed[-3] = dataclasses.replace(failed[-3], status="failed", reason="no convergence", z_signed=nan, ul_shift=nan)
     again = quality_bars(report, failed, 700, toys, toys)
     assert not again.spurious_z0.holds and again.spurious_z0.details["failed_points"] == 2  # cannot vouch for it
     assert not again.ul_shift.holds and again.ul_shift.details["failed_points"] == 2

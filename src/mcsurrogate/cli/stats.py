@@ -348,18 +348,21 @@ def _scan_into(args: argparse.Namespace, out: Path) -> int:
     )
     atomic_write_text(
         out / "scan.json",
-        dumps({"settings": _settings(args), "surrogate_uncertainty": modifier_info, "rows": rows}, indent=1),
+        dumps(
+            {"settings": _settings(args), "surrogate_uncertainty": modifier_info, "rows": [r.to_dict() for r in rows]},
+            indent=1,
+        ),
     )
     atomic_write_text(out / "scan.csv", rows_to_csv(rows))
     figures = save_scan_plots(rows, out)
-    fitted = [r for r in rows if r["status"] == "ok"]
-    worst = max((r for r in fitted if r["template"] == "generated"), key=lambda r: abs(r["z_signed"]), default=None)
+    fitted = [r for r in rows if r.status == "ok"]
+    worst = max((r for r in fitted if r.template == "generated"), key=lambda r: abs(r.z_signed), default=None)
     print(scan_summary(rows))
     print(f"{len(rows)} scan points → {out / 'scan.json'}, {out / 'scan.csv'} and {len(figures)} figures")
-    if worst:
+    if worst is not None:
         print(
-            f"largest spurious |Z0| = {abs(worst['z_signed']):.3g} at luminosity {worst['luminosity']:.3g}, "
-            f"N_gen {worst['n_generated']:,}, systematic {worst['systematic']:.0%}"
+            f"largest spurious |Z0| = {abs(worst.z_signed):.3g} at luminosity {worst.luminosity:.3g}, "
+            f"N_gen {worst.n_generated:,}, systematic {worst.systematic:.0%}"
         )
     return 0
 
@@ -400,7 +403,7 @@ def _coverage_into(args: argparse.Namespace, out: Path) -> int:
     )
     report = result.to_dict() | {"surrogate_uncertainty": modifier_info, "command": _settings(args)}
     atomic_write_text(out / "coverage.json", dumps(report, indent=1))
-    atomic_write_text(out / "toys.json", dumps({"toys": result.toys}, indent=None))
+    atomic_write_text(out / "toys.json", dumps({"toys": [t.to_dict() for t in result.toys]}, indent=None))
     atomic_write_text(out / "coverage.md", result.table() + "\n")
     fig = plot_coverage(result)
     fig.savefig(out / "coverage.png", dpi=120, bbox_inches="tight")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from .analysis import BackgroundSample, Channel, analysis_workspace
 from .classifier_cut import ClassifierCut, cut_crosscheck, train_signal_classifier
-from .coverage import COVERAGE_LEVELS, CoverageResult, TemplateCoverage, coverage_study
+from .coverage import COVERAGE_LEVELS, CoverageLimit, CoverageResult, CoverageToy, TemplateCoverage, coverage_study
 from .diagnostics import FitDiagnostics, NuisanceImpact, NuisancePull, fit_diagnostics
 from .inference import (
     BANDS,
@@ -29,7 +29,17 @@ from .plots import (
     plot_spurious_signal_floor,
     save_scan_plots,
 )
-from .scan import Sample, evaluate_point, rows_to_csv, scan, scan_summary, spurious_signal_toys
+from .scan import (
+    PointResult,
+    Sample,
+    ScanPoint,
+    SpuriousSignalToy,
+    evaluate_point,
+    rows_to_csv,
+    scan,
+    scan_summary,
+    spurious_signal_toys,
+)
 from .surrogate_uncertainty import (
     SURROGATE_UNCERTAINTY_KINDS,
     SpuriousSignal,
@@ -49,7 +59,9 @@ __all__ = [
     "BackgroundSample",
     "Channel",
     "ClassifierCut",
+    "CoverageLimit",
     "CoverageResult",
+    "CoverageToy",
     "DiscoveryResult",
     "FitDiagnostics",
     "FitResult",
@@ -57,8 +69,11 @@ __all__ = [
     "MuFit",
     "NuisanceImpact",
     "NuisancePull",
+    "PointResult",
     "Sample",
+    "ScanPoint",
     "SpuriousSignal",
+    "SpuriousSignalToy",
     "SurrogateUncertainty",
     "TemplateCoverage",
     "TemplateSpread",

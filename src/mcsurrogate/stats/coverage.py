@@ -20,8 +20,8 @@ The auxiliary data (the modifiers' global observables) stay at their nominal val
 that of the analysis as it is done, conditional on the one template it has (a bias the modifier does not cover shows
 up as undercoverage, however the toys are drawn).
 
-:class:`CoverageResult` holds one :class:`TemplateCoverage` per (luminosity, template) and the per-toy rows;
-``to_dict()`` is strict JSON; :func:`~.plots.plot_coverage` draws it.
+:class:`CoverageResult` holds one :class:`TemplateCoverage` per (luminosity, template) and the per-toy rows
+(:class:`CoverageToy`, :class:`CoverageLimit`); ``to_dict()`` is strict JSON; :func:`~.plots.plot_coverage` draws it.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from __future__ import annotations
 import builtins
 import math
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 import hist
@@ -39,13 +39,30 @@ from scipy.stats import chi2
 
 from ..errors import FitError, InputError
 from .inference import Inference
-from .jsonable import strict
-from .scan import DEFAULT_LUMINOSITIES, _at_luminosity, _checked_luminosities, _counts_template, _half_band, _map
+from .jsonable import from_strict, strict
+from .scan import (
+    DEFAULT_LUMINOSITIES,
+    Status,
+    at_luminosity,
+    checked_luminosities,
+    counts_template,
+    half_band,
+    map_tasks,
+)
 from .surrogate_uncertainty import SurrogateUncertainty
 from .templates import check_binning, scale_template, template_arrays
 from .workspace import SystematicKind, asimov_counts, fast_model, surrogate_uncertainties, workspace_spec
 
-__all__ = ["COVERAGE_LEVELS", "TEMPLATES", "CoverageResult", "TemplateCoverage", "coverage_study"]
+__all__ = [
+    "COVERAGE_LEVELS",
+    "TEMPLATES",
+    "CoverageLimit",
+    "CoverageResult",
+    "CoverageToy",
+    "TemplateCoverage",
+    "coverage_study",
+    "toy_row_from_dict",
+]
 
 #: the confidence levels whose coverage is measured, and the thresholds of t(μ_true) = −2 ln λ(μ_true) (Wilks, 1 dof)
 COVERAGE_LEVELS: dict[str, float] = {"68": float(chi2.cdf(1.0, 1)), "95": 0.95}
@@ -99,12 +116,84 @@ class TemplateCoverage:
         return strict(dict(self.__dict__))
 
 
+@dataclass(frozen=True)
+class CoverageToy:
+    """One toy's fit with one template at one luminosity (:func:`coverage_study`): ``toy``, ``luminosity``,
+    ``template``, μ̂ (``mu_hat``; ``mu_sigma``, its Hessian σ, NaN without ``mu_sigma=True``), ``t_true`` =
+    −2 ln λ(μ_true), the likelihood ``pull`` sign(μ̂ − μ_true)·√t and the signed discovery ``z_signed``; ``status``
+    (``"ok"`` / ``"failed"``) and ``reason`` (``None``, or why the fit failed: its figures are then NaN)."""
+
+    toy: int
+    luminosity: float
+    template: str
+    mu_hat: float = math.nan
+    mu_sigma: float = math.nan
+    t_true: float = math.nan
+    pull: float = math.nan
+    z_signed: float = math.nan
+    status: Status = "ok"
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Strict-JSON-ready dict (NaN → ``None``), in field order."""
+        return strict({f.name: getattr(self, f.name) for f in fields(self)})
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CoverageToy:
+        """A toy back from its :meth:`to_dict`; a missing or unknown key raises :class:`~mcsurrogate.errors.InputError`."""
+        return from_strict(cls, data)
+
+
+@dataclass(frozen=True)
+class CoverageLimit:
+    """One expected CLs limit of :func:`coverage_study` on the Asimov data of the MC at one luminosity: of the MC
+    template (``template="mc"``, the reference: no toy, no shift), of a generated template (``toy=None``) or of a
+    floor's template of limit toy ``toy``. ``ul_median``: the median expected limit on μ; ``ul_shift``: its shift from
+    the reference's in half-bands of the reference's ±1σ band; ``status``, ``reason`` (``None`` when fitted)."""
+
+    luminosity: float
+    template: str
+    toy: int | None = None
+    ul_median: float = math.nan
+    ul_shift: float = math.nan
+    status: Status = "ok"
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Strict-JSON-ready dict (NaN → ``None``): the MC reference's has no ``toy`` and no ``ul_shift``, a fitted
+        limit no ``reason``."""
+        reference = self.template == "mc"
+        out: dict[str, Any] = {"luminosity": self.luminosity, "template": self.template}
+        if not reference:
+            out["toy"] = self.toy
+        out["ul_median"] = self.ul_median
+        if not reference:
+            out["ul_shift"] = self.ul_shift
+        out["status"] = self.status
+        if self.reason is not None:
+            out["reason"] = self.reason
+        return strict(out)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CoverageLimit:
+        """A limit back from its :meth:`to_dict`; a missing or unknown key raises
+        :class:`~mcsurrogate.errors.InputError`."""
+        return from_strict(cls, data)
+
+
+def toy_row_from_dict(data: Mapping[str, Any]) -> CoverageToy | CoverageLimit:
+    """A row of ``toys.json`` (:meth:`CoverageResult.to_dict` with ``toys=True``) back as the :class:`CoverageToy`
+    (it has ``t_true``) or the :class:`CoverageLimit` it was written from."""
+    return CoverageToy.from_dict(data) if "t_true" in data else CoverageLimit.from_dict(data)
+
+
 @dataclass
 class CoverageResult:
-    """The coverage study: one :class:`TemplateCoverage` per (luminosity, template), the per-toy rows, the settings."""
+    """The coverage study: one :class:`TemplateCoverage` per (luminosity, template), the per-toy rows (a
+    :class:`CoverageToy` per toy fit, a :class:`CoverageLimit` per expected limit), the settings."""
 
     points: list[TemplateCoverage]
-    toys: list[dict[str, Any]] = field(default_factory=list)
+    toys: list[CoverageToy | CoverageLimit] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
     seconds: float = math.nan
 
@@ -169,7 +258,7 @@ class CoverageResult:
             "points": [p.to_dict() for p in self.points],
         }
         if toys:
-            out["toys"] = self.toys
+            out["toys"] = [t.to_dict() for t in self.toys]
         return strict(out)
 
 
@@ -183,8 +272,8 @@ def _num(x: float, fmt: str) -> str:
 
 # ------------------------------------------------------------------------------------------------- the toys
 def _fit_toy(inf: Inference, mu_true: float, sigma: bool) -> dict[str, Any]:
-    """μ̂ (± σ with ``sigma``), t(μ_true), the likelihood pull sign(μ̂ − μ_true)·√t and the signed Z of one toy
-    (raises FitError)."""
+    """μ̂ (± σ with ``sigma``), t(μ_true), the likelihood pull sign(μ̂ − μ_true)·√t and the signed Z of one toy, the
+    figures of a :class:`CoverageToy` (raises FitError)."""
     fit = inf.mu_hat(sigma=sigma)
     if not math.isfinite(fit.twice_nll):
         raise FitError("the toy data have zero likelihood under every μ (events where the model expects none)")
@@ -194,7 +283,13 @@ def _fit_toy(inf: Inference, mu_true: float, sigma: bool) -> dict[str, Any]:
     else:
         t = max(inf.fit(poi_value=mu_true).twice_nll - fit.twice_nll, 0.0)
     pull = math.copysign(math.sqrt(t), fit.mu - mu_true)
-    return {"mu_hat": fit.mu, "mu_sigma": fit.sigma, "t_true": t, "pull": pull, "z_signed": z_signed}
+    return {
+        "mu_hat": float(fit.mu),
+        "mu_sigma": float(fit.sigma),
+        "t_true": float(t),
+        "pull": pull,
+        "z_signed": float(z_signed),
+    }
 
 
 def _model_inference(spec_args: dict[str, Any], observed: np.ndarray) -> Inference:
@@ -211,7 +306,7 @@ def _padded(h: hist.Hist) -> np.ndarray:
 def _draw_template(rng: np.random.Generator, shape: np.ndarray, n: int, axis: Any) -> hist.Hist:
     """A template of ``n`` events drawn from ``shape`` (multinomial; ``shape`` padded as :func:`_padded`)."""
     counts = rng.multinomial(n, shape / shape.sum())[1:-1].astype(float)
-    return _counts_template(axis, counts)
+    return counts_template(axis, counts)
 
 
 def _floor_templates(task: dict[str, Any], toy: int) -> dict[str, hist.Hist]:
@@ -236,11 +331,11 @@ def _generated_template(task: dict[str, Any], toy: int | None) -> hist.Hist:
     shape = task["generated_shape"]
     if toy is None:
         counts = task["n_generated"] * shape[1:-1] / shape.sum()
-        return _counts_template(task["axis"], counts)
+        return counts_template(task["axis"], counts)
     return _draw_template(np.random.default_rng([task["seed"], toy, 2]), shape, task["n_generated"], task["axis"])
 
 
-def _toy_chunk(task: dict[str, Any]) -> list[dict[str, Any]]:
+def _toy_chunk(task: dict[str, Any]) -> list[CoverageToy]:
     """Fit toys ``task["toys"]`` at one luminosity with every template."""
     s, b, b_yield = task["signal"], task["background"], task["background_yield"]
     expected = asimov_counts(s, b, task["mu_true"])
@@ -253,7 +348,7 @@ def _toy_chunk(task: dict[str, Any]) -> list[dict[str, Any]]:
                 "surrogate_uncertainty": unc,
             }
             fixed[name] = _model_inference(args, expected)
-    rows = []
+    rows: list[CoverageToy] = []
     previous: dict[str, Inference] = {}  # each template's last toy: its Hessian starts the next toy's first fit
     for toy in task["toys"]:
         data = np.random.default_rng([task["seed"], toy, task["lumi_index"], 1]).poisson(expected).astype(float)
@@ -274,42 +369,40 @@ def _toy_chunk(task: dict[str, Any]) -> list[dict[str, Any]]:
                     if name in previous:
                         inf.warm_start(previous[name])
                 previous[name] = inf
-                rows.append({**meta, **_fit_toy(inf, task["mu_true"], task["sigma"]), "status": "ok", "reason": None})
+                rows.append(CoverageToy(**meta, **_fit_toy(inf, task["mu_true"], task["sigma"])))
             except (FitError, InputError) as exc:
-                nan = dict.fromkeys(("mu_hat", "mu_sigma", "t_true", "pull", "z_signed"), math.nan)
-                rows.append({**meta, **nan, "status": "failed", "reason": str(exc)})
+                rows.append(CoverageToy(**meta, status="failed", reason=str(exc)))
     return rows
 
 
 def _median_limit(spec_args: dict[str, Any], observed: np.ndarray, level: float) -> tuple[float, float]:
     """(median expected limit, half its ±1σ band) of one template on the Asimov data ``observed``."""
     limit = _model_inference(spec_args, observed).upper_limit(level)
-    row = {"ul_expected_p1": limit.expected[3], "ul_expected_m1": limit.expected[1]}
-    return limit.median, _half_band(row)
+    return float(limit.median), half_band(limit.expected[1], limit.expected[3])
 
 
-def _limits(task: dict[str, Any]) -> list[dict[str, Any]]:
+def _limits(task: dict[str, Any]) -> list[CoverageLimit]:
     """Expected-limit shifts at one luminosity: generated variants once, floors over the limit toys."""
     s, b, b_yield = task["signal"], task["background"], task["background_yield"]
     observed = asimov_counts(s, b, 0.0)
     common = task["spec"] | {"signal": s}
-    rows = []
+    lumi = task["luminosity"]
+    rows: list[CoverageLimit] = []
 
     def shift(name: str, background: hist.Hist, unc: Any, toy: int | None, ref: tuple[float, float]) -> None:
-        meta = {"luminosity": task["luminosity"], "template": name, "toy": toy}
         try:
             median, _ = _median_limit(
                 common | {"background": background, "surrogate_uncertainty": unc}, observed, task["level"]
             )
-            rows.append({**meta, "ul_median": median, "ul_shift": (median - ref[0]) / ref[1], "status": "ok"})
+            rows.append(CoverageLimit(lumi, name, toy, ul_median=median, ul_shift=(median - ref[0]) / ref[1]))
         except (FitError, InputError) as exc:
-            rows.append({**meta, "ul_median": math.nan, "ul_shift": math.nan, "status": "failed", "reason": str(exc)})
+            rows.append(CoverageLimit(lumi, name, toy, status="failed", reason=str(exc)))
 
     try:
         reference = _median_limit(common | {"background": b, "surrogate_uncertainty": None}, observed, task["level"])
     except (FitError, InputError) as exc:
-        return [{"luminosity": task["luminosity"], "template": "mc", "status": "failed", "reason": str(exc)}]
-    rows.append({"luminosity": task["luminosity"], "template": "mc", "ul_median": reference[0], "status": "ok"})
+        return [CoverageLimit(lumi, "mc", status="failed", reason=str(exc))]
+    rows.append(CoverageLimit(lumi, "mc", ul_median=reference[0]))
     generated = scale_template(_generated_template(task, None), total=b_yield)
     for name, unc in task["generated_variants"].items():
         shift(name, generated, unc, None, reference)
@@ -319,8 +412,8 @@ def _limits(task: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _run(task: dict[str, Any]) -> dict[str, Any]:
-    return {"kind": task["kind"], "rows": _toy_chunk(task) if task["kind"] == "toys" else _limits(task)}
+def _run(task: dict[str, Any]) -> list[CoverageToy] | list[CoverageLimit]:
+    return _toy_chunk(task) if task["kind"] == "toys" else _limits(task)
 
 
 # ------------------------------------------------------------------------------------------------- the study
@@ -336,23 +429,23 @@ def _summarise(
     name: str,
     lumi: float,
     meta: dict[str, float],
-    toys: list[dict[str, Any]],
-    limits: list[dict[str, Any]],
+    toys: list[CoverageToy],
+    limits: list[CoverageLimit],
     mu_true: float,
     perfect_z: np.ndarray,
     perfect_shifts: np.ndarray,
 ) -> TemplateCoverage:
-    ok = [r for r in toys if r["status"] == "ok"]
+    ok = [r for r in toys if r.status == "ok"]
     n = len(ok)
-    t = np.array([r["t_true"] for r in ok])
-    mu = np.array([r["mu_hat"] for r in ok])
-    sigma = np.array([r["mu_sigma"] for r in ok])
-    z = np.abs(np.array([r["z_signed"] for r in ok]))
-    pulls = np.array([r["pull"] for r in ok])
+    t = np.array([r.t_true for r in ok])
+    mu = np.array([r.mu_hat for r in ok])
+    sigma = np.array([r.mu_sigma for r in ok])
+    z = np.abs(np.array([r.z_signed for r in ok]))
+    pulls = np.array([r.pull for r in ok])
     cov = {k: float(np.mean(t <= thr)) if n else math.nan for k, thr in _THRESHOLDS.items()}
     err = {k: math.sqrt(c * (1 - c) / n) if n else math.nan for k, c in cov.items()}
-    shifts = np.array([r["ul_shift"] for r in limits if r["status"] == "ok"])
-    medians = np.array([r["ul_median"] for r in limits if r["status"] == "ok"])
+    shifts = np.array([r.ul_shift for r in limits if r.status == "ok"])
+    medians = np.array([r.ul_median for r in limits if r.status == "ok"])
     ul_shift = float(np.median(shifts)) if shifts.size else math.nan
     z_median = float(np.median(z)) if n else math.nan
     return TemplateCoverage(
@@ -458,7 +551,7 @@ def coverage_study(
     started = time.perf_counter()
     check_binning({"signal": signal, "MC background": background_mc, "generated background": generated})
     uncertainties = surrogate_uncertainties(surrogate_uncertainty)
-    lumis = _checked_luminosities(luminosities)
+    lumis = checked_luminosities(luminosities)
     for name, value, minimum in (("n_toys", n_toys, 1), ("n_limit_toys", n_limit_toys, 0), ("processes", processes, 1)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
             raise InputError(f"{name} must be an integer ≥ {minimum}; got {value!r}")
@@ -513,32 +606,36 @@ def coverage_study(
     meta: dict[float, dict[str, float]] = {}
     chunk = max(1, -(-int(n_toys) // max(1, 2 * int(processes))))
     for i, lumi in enumerate(lumis):
-        s, b, b_yield = _at_luminosity(signal, background_mc, lumi, signal_fraction)
+        s, b, b_yield = at_luminosity(signal, background_mc, lumi, signal_fraction)
         meta[lumi] = {"background_yield": b_yield, "signal_yield": float(template_arrays(s)[0].sum())}
         point = base | {"luminosity": lumi, "lumi_index": i, "signal": s, "background": b, "background_yield": b_yield}
         if limits:
             tasks.append(point | {"kind": "limits", "n_limit_toys": int(n_limit_toys) if floors else 0})
         for start in builtins.range(0, int(n_toys), chunk):
             tasks.append(point | {"kind": "toys", "toys": list(builtins.range(start, min(int(n_toys), start + chunk)))})
-    toy_rows: list[dict[str, Any]] = []
-    limit_rows: list[dict[str, Any]] = []
-    for out in _map(_run, tasks, processes, progress, "coverage toys"):
-        (toy_rows if out["kind"] == "toys" else limit_rows).extend(out["rows"])
+    toy_rows: list[CoverageToy] = []
+    limit_rows: list[CoverageLimit] = []
+    for out in map_tasks(_run, tasks, processes, progress, "coverage toys"):
+        for row in out:
+            if isinstance(row, CoverageToy):
+                toy_rows.append(row)
+            else:
+                limit_rows.append(row)
     names = [n for n in TEMPLATES if n in variants or (floors and (n == "perfect" or (n == "learner" and n_training)))]
     points = []
     for lumi in lumis:
-        at = [r for r in toy_rows if r["luminosity"] == lumi]
-        lim = [r for r in limit_rows if r["luminosity"] == lumi]
-        perfect_z = np.abs([r["z_signed"] for r in at if r["template"] == "perfect" and r["status"] == "ok"])
-        perfect_shifts = np.array([r["ul_shift"] for r in lim if r["template"] == "perfect" and r["status"] == "ok"])
+        at = [r for r in toy_rows if r.luminosity == lumi]
+        lim = [r for r in limit_rows if r.luminosity == lumi]
+        perfect_z = np.abs([r.z_signed for r in at if r.template == "perfect" and r.status == "ok"])
+        perfect_shifts = np.array([r.ul_shift for r in lim if r.template == "perfect" and r.status == "ok"])
         for name in names:
             points.append(
                 _summarise(
                     name,
                     lumi,
                     meta[lumi],
-                    [r for r in at if r["template"] == name],
-                    [r for r in lim if r["template"] == name],
+                    [r for r in at if r.template == name],
+                    [r for r in lim if r.template == name],
                     float(mu_true),
                     np.asarray(perfect_z, dtype=float),
                     perfect_shifts,
@@ -565,4 +662,5 @@ def coverage_study(
         "surrogate_uncertainty": [u.to_dict() for u in uncertainties],
         "generated_kish_events": kish,
     }
-    return CoverageResult(points, toy_rows + limit_rows, settings, time.perf_counter() - started)
+    rows: list[CoverageToy | CoverageLimit] = [*toy_rows, *limit_rows]
+    return CoverageResult(points, rows, settings, time.perf_counter() - started)

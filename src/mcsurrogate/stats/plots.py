@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from .coverage import CoverageResult
     from .diagnostics import FitDiagnostics
+    from .scan import ScanPoint, SpuriousSignalToy
 
 __all__ = [
     "plot_coverage",
@@ -49,8 +50,8 @@ _BAND_1 = "#00cc00"
 _BAND_2 = "#ffcc00"
 
 
-def _select(rows: Sequence[dict[str, Any]], **match: Any) -> list[dict[str, Any]]:
-    return [r for r in rows if all(r.get(k) == v for k, v in match.items())]
+def _select(rows: Sequence[ScanPoint], **match: Any) -> list[ScanPoint]:
+    return [r for r in rows if all(getattr(r, k) == v for k, v in match.items())]
 
 
 def _figure(title: str) -> tuple[Figure, Any]:
@@ -63,23 +64,23 @@ def _figure(title: str) -> tuple[Figure, Any]:
     return fig, ax
 
 
-def _ngens(rows: Sequence[dict[str, Any]]) -> list[int]:
-    return sorted({r["n_generated"] for r in rows if r["template"] == "generated"})
+def _ngens(rows: Sequence[ScanPoint]) -> list[int]:
+    return sorted({r.n_generated for r in rows if r.template == "generated" and r.n_generated is not None})
 
 
-def plot_mu_bias_vs_lumi(rows: Sequence[dict[str, Any]], systematic: float, n_generated: int | None = None) -> Figure:
+def plot_mu_bias_vs_lumi(rows: Sequence[ScanPoint], systematic: float, n_generated: int | None = None) -> Figure:
     """μ̂ − μ_inj ± σ versus background yield for the MC template and the generated one (largest N_gen)."""
     n_generated = n_generated or max(_ngens(rows), default=None)
     fig, ax = _figure(f"μ̂ bias, {systematic:.0%} bkg. systematic")
     for template, n, colour in (("mc", None, "black"), ("generated", n_generated, "tab:red")):
         sel = sorted(
-            _select(rows, systematic=systematic, template=template, n_generated=n), key=lambda r: r["background_yield"]
+            _select(rows, systematic=systematic, template=template, n_generated=n), key=lambda r: r.background_yield
         )
         if not sel:
             continue
-        x = np.array([r["background_yield"] for r in sel])
-        y = np.array([r["mu_bias"] for r in sel])
-        e = np.array([r["mu_sigma"] for r in sel])
+        x = np.array([r.background_yield for r in sel])
+        y = np.array([r.mu_bias for r in sel])
+        e = np.array([r.mu_sigma for r in sel])
         label = "MC template" if template == "mc" else f"generated, N_gen = {n:,}"
         ax.plot(x, y, marker="o", color=colour, label=label)
         ax.fill_between(x, y - e, y + e, color=colour, alpha=0.2)
@@ -91,7 +92,7 @@ def plot_mu_bias_vs_lumi(rows: Sequence[dict[str, Any]], systematic: float, n_ge
     return fig
 
 
-def plot_z0_vs(rows: Sequence[dict[str, Any]], axis: str, systematic: float, *, fixed: float | None = None) -> Figure:
+def plot_z0_vs(rows: Sequence[ScanPoint], axis: str, systematic: float, *, fixed: float | None = None) -> Figure:
     """Signed Z₀ versus ``axis`` = ``"luminosity"`` (one line per N_gen) or ``"n_generated"`` (one per luminosity)."""
     fig, ax = _figure(f"Z₀, {systematic:.0%} bkg. systematic")
     _lines(ax, rows, axis, systematic, "z_signed", fixed)
@@ -103,12 +104,12 @@ def plot_z0_vs(rows: Sequence[dict[str, Any]], axis: str, systematic: float, *, 
 
 
 def plot_spurious_signal_floor(
-    rows: Sequence[dict[str, Any]],
-    toys: Sequence[dict[str, Any]],
+    rows: Sequence[ScanPoint],
+    toys: Sequence[SpuriousSignalToy],
     systematic: float,
     n_generated: int | None = None,
     quantity: Literal["z_signed", "ul_shift"] = "z_signed",
-    learner_toys: Sequence[dict[str, Any]] | None = None,
+    learner_toys: Sequence[SpuriousSignalToy] | None = None,
 ) -> Figure:
     """Signed Z₀ (or, with ``quantity="ul_shift"``, the expected-limit shift in units of the MC template's ±1σ
     half band) of the generated template (largest N_gen, or ``n_generated``) versus background yield, over the
@@ -118,7 +119,7 @@ def plot_spurious_signal_floor(
     its finite training MC exactly, as dashed lines."""
     if quantity not in _FLOOR_LABELS:
         raise InputError(f"quantity must be one of {sorted(_FLOOR_LABELS)}; got {quantity!r}")
-    if any(quantity not in t for t in [*toys, *(learner_toys or [])]):
+    if any(getattr(t, quantity) is None for t in [*toys, *(learner_toys or [])]):
         raise InputError(f"the toys have no {quantity!r}: run spurious_signal_toys with limits=True")
     n_generated = n_generated or max(_ngens(rows), default=None)
     title = "spurious signal" if quantity == "z_signed" else "expected-limit shift"
@@ -132,18 +133,18 @@ def plot_spurious_signal_floor(
     learner = _toy_quantiles(learner_toys, quantity, (0.16, 0.84)) if learner_toys else None
     if learner_toys and learner is not None:
         x, q, _ = learner
-        n_train = learner_toys[0].get("n_training")
+        n_train = learner_toys[0].n_training
         label = "memorising learner" + (f" ({n_train:,} training events)" if n_train else "") + ", 68 %"
         ax.plot(x, q[:, 0], color="tab:blue", ls="--", lw=1.2, label=label)
         ax.plot(x, q[:, 1], color="tab:blue", ls="--", lw=1.2)
     sel = sorted(
         _select(rows, systematic=systematic, template="generated", n_generated=n_generated),
-        key=lambda r: r["background_yield"],
+        key=lambda r: r.background_yield,
     )
     if sel:
         ax.plot(
-            [r["background_yield"] for r in sel],
-            [r[quantity] for r in sel],
+            [r.background_yield for r in sel],
+            [getattr(r, quantity) for r in sel],
             marker="o",
             color="tab:red",
             label=f"generated, N_gen = {n_generated:,}",
@@ -158,14 +159,14 @@ def plot_spurious_signal_floor(
 
 
 def _toy_quantiles(
-    toys: Sequence[dict[str, Any]], quantity: str, quantiles: Sequence[float]
+    toys: Sequence[SpuriousSignalToy], quantity: str, quantiles: Sequence[float]
 ) -> tuple[np.ndarray, np.ndarray, int] | None:
     """Per luminosity of the toys: the median background yield, the ``quantiles`` of the finite ``quantity`` values
     (one row per luminosity) and the fewest toys behind a row; ``None`` without toys or with a luminosity that has
     no finite value."""
-    lumis = sorted({t["luminosity"] for t in toys})
-    x = np.array([np.median([t["background_yield"] for t in toys if t["luminosity"] == lumi]) for lumi in lumis])
-    z = [np.array([t[quantity] for t in toys if t["luminosity"] == lumi], dtype=float) for lumi in lumis]
+    lumis = sorted({t.luminosity for t in toys})
+    x = np.array([np.median([t.background_yield for t in toys if t.luminosity == lumi]) for lumi in lumis])
+    z = [np.array([getattr(t, quantity) for t in toys if t.luminosity == lumi], dtype=float) for lumi in lumis]
     z = [v[np.isfinite(v)] for v in z]
     if not lumis or not all(v.size for v in z):
         return None
@@ -352,36 +353,36 @@ def plot_post_cut_shapes(
     return fig
 
 
-def _lines(ax: Any, rows: Sequence[dict[str, Any]], axis: str, systematic: float, key: str, fixed: Any) -> None:
+def _lines(ax: Any, rows: Sequence[ScanPoint], axis: str, systematic: float, key: str, fixed: Any) -> None:
     if axis == "luminosity":
         groups = [("mc", None)] + [("generated", n) for n in (_ngens(rows) if fixed is None else [fixed])]
         for template, n in groups:
             sel = sorted(
                 _select(rows, systematic=systematic, template=template, n_generated=n),
-                key=lambda r: r["background_yield"],
+                key=lambda r: r.background_yield,
             )
             if sel:
                 ax.plot(
-                    [r["background_yield"] for r in sel],
-                    [r[key] for r in sel],
+                    [r.background_yield for r in sel],
+                    [getattr(r, key) for r in sel],
                     marker=".",
                     color="black" if template == "mc" else None,
                     label="MC template" if template == "mc" else f"N_gen = {n:,}",
                 )
         ax.set_xlabel("expected background events")
     elif axis == "n_generated":
-        lumis = sorted({r["luminosity"] for r in rows}) if fixed is None else [fixed]
+        lumis = sorted({r.luminosity for r in rows}) if fixed is None else [fixed]
         for lumi in lumis:
             sel = sorted(
                 _select(rows, systematic=systematic, template="generated", luminosity=lumi),
-                key=lambda r: r["n_generated"],
+                key=lambda r: r.n_generated or 0,
             )
             if sel:
                 ax.plot(
-                    [r["n_generated"] for r in sel],
-                    [r[key] for r in sel],
+                    [r.n_generated for r in sel],
+                    [getattr(r, key) for r in sel],
                     marker=".",
-                    label=f"B = {sel[0]['background_yield']:.3g}",
+                    label=f"B = {sel[0].background_yield:.3g}",
                 )
         ax.set_xlabel(r"generated events $N_\mathrm{gen}$")
     else:
@@ -390,7 +391,7 @@ def _lines(ax: Any, rows: Sequence[dict[str, Any]], axis: str, systematic: float
     ax.legend(fontsize="small", ncol=2)
 
 
-def plot_ul_vs(rows: Sequence[dict[str, Any]], axis: str, systematic: float, *, fixed: float | None = None) -> Figure:
+def plot_ul_vs(rows: Sequence[ScanPoint], axis: str, systematic: float, *, fixed: float | None = None) -> Figure:
     """Upper limit on μ: MC-reference expected bands (green ±1σ, yellow ±2σ) and generated-template limits.
 
     ``axis = "luminosity"``: versus background yield, generated at N_gen = ``fixed`` (default: largest).
@@ -399,34 +400,35 @@ def plot_ul_vs(rows: Sequence[dict[str, Any]], axis: str, systematic: float, *, 
     fig, ax = _figure(f"{systematic:.0%} bkg. systematic")
     if axis == "luminosity":
         n = fixed or max(_ngens(rows), default=None)
-        ref = sorted(_select(rows, systematic=systematic, template="mc"), key=lambda r: r["background_yield"])
+        ref = sorted(_select(rows, systematic=systematic, template="mc"), key=lambda r: r.background_yield)
         gen = sorted(
             _select(rows, systematic=systematic, template="generated", n_generated=n),
-            key=lambda r: r["background_yield"],
+            key=lambda r: r.background_yield,
         )
-        x_ref = np.array([r["background_yield"] for r in ref])
-        x_gen = np.array([r["background_yield"] for r in gen])
+        x_ref = np.array([r.background_yield for r in ref])
+        x_gen = np.array([r.background_yield for r in gen])
         ax.set_xlabel("expected background events")
         label = f"generated, N_gen = {n:,}" if n else "generated"
     else:
-        lumi = fixed or max(r["luminosity"] for r in rows)
+        lumi = fixed or max(r.luminosity for r in rows)
         gen = sorted(
-            _select(rows, systematic=systematic, template="generated", luminosity=lumi), key=lambda r: r["n_generated"]
+            _select(rows, systematic=systematic, template="generated", luminosity=lumi),
+            key=lambda r: r.n_generated or 0,
         )
         one = _select(rows, systematic=systematic, template="mc", luminosity=lumi)
-        x_gen = np.array([r["n_generated"] for r in gen])
+        x_gen = np.array([r.n_generated for r in gen])
         ref = one * len(gen)
         x_ref = x_gen
         ax.set_xlabel(r"generated events $N_\mathrm{gen}$")
-        label = f"generated, B = {one[0]['background_yield']:.3g}" if one else "generated"
+        label = f"generated, B = {one[0].background_yield:.3g}" if one else "generated"
     if ref:
-        band = {k: np.array([r[f"ul_expected_{k}"] for r in ref]) for k in ("m2", "m1", "median", "p1", "p2")}
+        band = {k: np.array([getattr(r, f"ul_expected_{k}") for r in ref]) for k in ("m2", "m1", "median", "p1", "p2")}
         ax.fill_between(x_ref, band["m2"], band["p2"], color=_BAND_2, label=r"MC expected $\pm2\sigma$")
         ax.fill_between(x_ref, band["m1"], band["p1"], color=_BAND_1, label=r"MC expected $\pm1\sigma$")
         ax.plot(x_ref, band["median"], color="black", ls="--", label="MC expected median")
     if gen:
-        ax.plot(x_gen, [r["ul_expected_median"] for r in gen], color="tab:red", marker=".", label=label + " (median)")
-        ax.plot(x_gen, [r["ul_observed"] for r in gen], color="tab:blue", marker=".", label=label + " (obs.)")
+        ax.plot(x_gen, [r.ul_expected_median for r in gen], color="tab:red", marker=".", label=label + " (median)")
+        ax.plot(x_gen, [r.ul_observed for r in gen], color="tab:blue", marker=".", label=label + " (obs.)")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_ylabel(r"95% CL$_s$ upper limit on $\mu$")
@@ -434,26 +436,26 @@ def plot_ul_vs(rows: Sequence[dict[str, Any]], axis: str, systematic: float, *, 
     return fig
 
 
-def plot_delta_ul_vs_ngen(rows: Sequence[dict[str, Any]], *, luminosity: float | None = None) -> Figure:
+def plot_delta_ul_vs_ngen(rows: Sequence[ScanPoint], *, luminosity: float | None = None) -> Figure:
     """ΔUL = median expected limit (generated) − (MC) versus N_gen, one line per systematic, with the MC
     reference's ±1σ half-width for scale."""
-    lumi = luminosity or max(r["luminosity"] for r in rows)
+    lumi = luminosity or max(r.luminosity for r in rows)
     fig, ax = _figure("median-limit shift (band: MC ±1σ half-width)")
-    for syst in sorted({r["systematic"] for r in rows}):
+    for syst in sorted({r.systematic for r in rows}):
         sel = sorted(
-            _select(rows, systematic=syst, template="generated", luminosity=lumi), key=lambda r: r["n_generated"]
+            _select(rows, systematic=syst, template="generated", luminosity=lumi), key=lambda r: r.n_generated or 0
         )
         ref = _select(rows, systematic=syst, template="mc", luminosity=lumi)
         if not sel:
             continue
         line = ax.plot(
-            [r["n_generated"] for r in sel],
-            [r["delta_ul_median"] for r in sel],
+            [r.n_generated for r in sel],
+            [r.delta_ul_median for r in sel],
             marker=".",
             label=f"{syst:.0%} systematic",
         )[0]
         if ref:
-            half = 0.5 * (ref[0]["ul_expected_p1"] - ref[0]["ul_expected_m1"])
+            half = 0.5 * (ref[0].ul_expected_p1 - ref[0].ul_expected_m1)
             ax.axhspan(-half, half, color=line.get_color(), alpha=0.1)
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_xscale("log")
@@ -463,12 +465,12 @@ def plot_delta_ul_vs_ngen(rows: Sequence[dict[str, Any]], *, luminosity: float |
     return fig
 
 
-def save_scan_plots(rows: Sequence[dict[str, Any]], out_dir: str | Path) -> list[str]:
+def save_scan_plots(rows: Sequence[ScanPoint], out_dir: str | Path) -> list[str]:
     """Write every scan figure as PNG into ``out_dir``; returns the file names."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     figures: dict[str, Figure] = {}
-    for syst in sorted({r["systematic"] for r in rows}):
+    for syst in sorted({r.systematic for r in rows}):
         tag = f"syst{round(syst * 100):02d}"
         figures[f"mu_bias_vs_lumi_{tag}.png"] = plot_mu_bias_vs_lumi(rows, syst)
         figures[f"z0_vs_lumi_{tag}.png"] = plot_z0_vs(rows, "luminosity", syst)

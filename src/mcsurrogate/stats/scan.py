@@ -18,10 +18,10 @@ import csv
 import io
 import logging
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, fields, replace
+from typing import Any, Literal, TypeVar
 
 import hist
 import numpy as np
@@ -29,11 +29,22 @@ from tqdm.auto import tqdm
 
 from ..errors import FitError, InputError
 from .inference import TEST_STATISTICS, Inference, TestStatistic
+from .jsonable import from_strict, strict
 from .surrogate_uncertainty import SurrogateUncertainty
 from .templates import fill_template, scale_template, template_arrays
 from .workspace import SystematicKind, asimov_counts, build_workspace, model_and_data, surrogate_uncertainties
 
-__all__ = ["Sample", "evaluate_point", "rows_to_csv", "scan", "scan_summary", "spurious_signal_toys"]
+__all__ = [
+    "PointResult",
+    "Sample",
+    "ScanPoint",
+    "SpuriousSignalToy",
+    "evaluate_point",
+    "rows_to_csv",
+    "scan",
+    "scan_summary",
+    "spurious_signal_toys",
+]
 
 log = logging.getLogger(__name__)
 
@@ -61,17 +72,183 @@ class Sample:
         return Sample(v, w)
 
 
-#: the numbers of one scan point, in the order :func:`evaluate_point` computes them (a failed point: NaN each)
-RESULT_FIELDS = (
-    "mu_hat",
-    "mu_sigma",
-    "z0",
-    "z_signed",
-    "p0",
-    "ul_observed",
-    "n_fits",
-    *(f"ul_expected_{band}" for band in ("m2", "m1", "median", "p1", "p2")),
-)
+Template = Literal["mc", "generated"]
+Status = Literal["ok", "failed"]
+
+
+@dataclass(frozen=True)
+class PointResult:
+    """The figures of one fit point (:func:`evaluate_point`): μ̂ ± σ (``mu_hat``, ``mu_sigma``), the discovery
+    significance (``z0``, ``z_signed`` = sign(μ̂)·Z₀, ``p0``), the observed CLs limit on μ and the expected one with its
+    bands (``ul_expected_{m2,m1,median,p1,p2}``), how many fits it took (``n_fits``), ``mu_at_bound`` (μ̂ on a bound of
+    its range with the likelihood still rising beyond: capped) and ``fit_steps`` (how many fits each step of
+    :data:`~.inference.FIT_LADDER` settled, e.g. ``"warm 31, fresh 1"``). A failed point (:meth:`failed`) has NaN
+    figures and ``None`` for the rest."""
+
+    mu_hat: float = math.nan
+    mu_sigma: float = math.nan
+    z0: float = math.nan
+    z_signed: float = math.nan
+    p0: float = math.nan
+    ul_observed: float = math.nan
+    n_fits: int | None = None
+    ul_expected_m2: float = math.nan
+    ul_expected_m1: float = math.nan
+    ul_expected_median: float = math.nan
+    ul_expected_p1: float = math.nan
+    ul_expected_p2: float = math.nan
+    mu_at_bound: bool | None = None
+    fit_steps: str | None = None
+
+    @classmethod
+    def failed(cls) -> PointResult:
+        """The figures of a point that could not be fitted: NaN each."""
+        return PointResult()
+
+    @property
+    def half_band(self) -> float:
+        """Half the ±1σ band of the expected limit (NaN for a failed point or a zero-width band)."""
+        return half_band(self.ul_expected_m1, self.ul_expected_p1)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Strict-JSON-ready dict (NaN → ``None``), in field order."""
+        return strict({f.name: getattr(self, f.name) for f in fields(PointResult)})
+
+
+#: the figures of one scan point, in the order :class:`PointResult` holds them
+RESULT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(PointResult))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScanPoint(PointResult):
+    """One row of :func:`scan`: a (systematic, luminosity, template) point.
+
+    The settings: ``systematic`` (relative), ``luminosity`` (× the MC), ``background_yield`` and ``signal_yield``
+    (expected events), ``mu_injected``, ``template`` (``"mc"``, the reference, or ``"generated"``), ``n_generated``
+    (``None`` for the MC template) and ``surrogate_modifiers`` (the generated template's own-uncertainty modifiers,
+    ``None`` without). The figures of :class:`PointResult`; ``status`` (``"ok"`` / ``"failed"``) and ``reason``
+    (``None``, or why the point failed: its figures are then NaN; :attr:`error` is its older name). And the comparison
+    with the MC reference at the same point: ``mu_bias`` = μ̂ − μ_inj, ``delta_mu_hat``, ``delta_ul_observed``,
+    ``delta_ul_median`` and ``ul_shift`` (``delta_ul_median`` in half-bands of the reference's ±1σ band).
+
+    ``to_dict()`` is the row of ``scan.json`` (strict JSON; ``surrogate_modifiers`` only where there are modifiers),
+    :meth:`from_dict` reads it back.
+    """
+
+    systematic: float
+    luminosity: float
+    background_yield: float
+    signal_yield: float
+    mu_injected: float
+    template: Template
+    n_generated: int | None = None
+    surrogate_modifiers: str | None = None
+    status: Status = "ok"
+    reason: str | None = None
+    mu_bias: float = math.nan
+    delta_mu_hat: float = math.nan
+    delta_ul_observed: float = math.nan
+    delta_ul_median: float = math.nan
+    ul_shift: float = math.nan
+
+    @property
+    def error(self) -> str | None:
+        """Why the point failed (``None`` when fitted): the older name of :attr:`reason`."""
+        return self.reason
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row as ``scan.json`` and ``scan.csv`` hold it (strict JSON: NaN → ``None``)."""
+        return strict(self._row())
+
+    def _row(self) -> dict[str, Any]:
+        """The row's keys in file order, with the raw values (NaN kept)."""
+        settings = ("systematic", "luminosity", "background_yield", "signal_yield", "mu_injected", "template")
+        row = {k: getattr(self, k) for k in (*settings, "n_generated")}
+        if self.surrogate_modifiers is not None:
+            row["surrogate_modifiers"] = self.surrogate_modifiers
+        row |= {k: getattr(self, k) for k in RESULT_FIELDS}
+        if self.n_fits is None:  # a failed point: NaN, as its other figures
+            row["n_fits"] = math.nan
+        row |= {"status": self.status, "reason": self.reason, "error": self.error}
+        comparison = ("mu_bias", "delta_mu_hat", "delta_ul_observed", "delta_ul_median", "ul_shift")
+        return row | {k: getattr(self, k) for k in comparison}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ScanPoint:
+        """A row back from its :meth:`to_dict` (e.g. a row of ``scan.json``); a missing or unknown key raises
+        :class:`~mcsurrogate.errors.InputError`."""
+        return from_strict(cls, data, derived=("error",))
+
+
+@dataclass(frozen=True)
+class SpuriousSignalToy:
+    """One row of :func:`spurious_signal_toys`: a (toy, luminosity) point of a perfect generator (or, with
+    ``n_training``, a memorising learner) against toy MC.
+
+    ``toy``, ``luminosity``, ``background_yield``, ``signal_yield`` (expected events), ``n_training`` (``None``: the
+    perfect generator), the fit ``mu_hat``, ``mu_sigma``, ``z_signed``; with ``limits=True`` also ``ul_observed`` and
+    ``ul_expected_median`` (the perfect template), ``ul_expected_median_mc``, ``ul_half_band_mc`` and ``ul_shift``
+    (``None`` each without limits: not computed); ``status``, ``reason`` (:attr:`error`, its older name). A failed
+    point's figures are NaN. ``to_dict()`` leaves out the keys that were not computed; :meth:`from_dict` reads it back.
+    """
+
+    toy: int
+    luminosity: float
+    background_yield: float
+    signal_yield: float
+    n_training: int | None = None
+    mu_hat: float = math.nan
+    mu_sigma: float = math.nan
+    z_signed: float = math.nan
+    ul_observed: float | None = None
+    ul_expected_median: float | None = None
+    ul_expected_median_mc: float | None = None
+    ul_half_band_mc: float | None = None
+    ul_shift: float | None = None
+    status: Status = "ok"
+    reason: str | None = None
+
+    @property
+    def error(self) -> str | None:
+        """Why the point failed (``None`` when fitted): the older name of :attr:`reason`."""
+        return self.reason
+
+    @property
+    def has_limits(self) -> bool:
+        """Whether the toy's limits were computed (``limits=True``)."""
+        return self.ul_shift is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row as the toys' JSON holds it (strict JSON: NaN → ``None``; ``n_training`` and the limit keys only
+        where computed)."""
+        row: dict[str, Any] = {
+            "toy": self.toy,
+            "luminosity": self.luminosity,
+            "background_yield": self.background_yield,
+            "signal_yield": self.signal_yield,
+        }
+        if self.n_training is not None:
+            row["n_training"] = self.n_training
+        row |= {"mu_hat": self.mu_hat, "mu_sigma": self.mu_sigma, "z_signed": self.z_signed}
+        if self.has_limits:
+            row |= {k: getattr(self, k) for k in TOY_LIMIT_FIELDS}
+        return strict(row | {"status": self.status, "reason": self.reason, "error": self.error})
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SpuriousSignalToy:
+        """A row back from its :meth:`to_dict`; a missing or unknown key raises
+        :class:`~mcsurrogate.errors.InputError`."""
+        return from_strict(cls, data, derived=("error",))
+
+
+#: the limit columns :func:`spurious_signal_toys` adds with ``limits=True``
+TOY_LIMIT_FIELDS = ("ul_observed", "ul_expected_median", "ul_expected_median_mc", "ul_half_band_mc", "ul_shift")
+
+
+def half_band(m1: float, p1: float) -> float:
+    """Half the ±1σ band [``m1``, ``p1``] of an expected limit (NaN for a failed or zero-width band)."""
+    width = p1 - m1
+    return 0.5 * width if width > 0 else math.nan
 
 
 def evaluate_point(
@@ -86,13 +263,10 @@ def evaluate_point(
     test_stat: TestStatistic = "qtilde",
     label: str = "",
     surrogate_uncertainty: SurrogateUncertainty | Sequence[SurrogateUncertainty] | None = None,
-) -> dict[str, Any]:
+) -> PointResult:
     """μ̂ ± σ, discovery Z₀ and the CLs limit with bands for one set of templates and one observation
-    (``surrogate_uncertainty``: the background template's own uncertainty, see :func:`~.workspace.build_workspace`).
-
-    Returns :data:`RESULT_FIELDS` and ``mu_at_bound`` (μ̂ on a bound of its range with the likelihood still rising
-    beyond: capped) and ``fit_steps`` (how many fits each step of :data:`~.inference.FIT_LADDER` settled, e.g.
-    ``"warm 31, fresh 1"``). Raises :class:`~mcsurrogate.errors.InputError` or :class:`~mcsurrogate.errors.FitError`
+    (``surrogate_uncertainty``: the background template's own uncertainty, see :func:`~.workspace.build_workspace`),
+    as a :class:`PointResult`. Raises :class:`~mcsurrogate.errors.InputError` or :class:`~mcsurrogate.errors.FitError`
     with ``label`` in the message.
     """
     try:
@@ -115,31 +289,46 @@ def evaluate_point(
         limit = inf.upper_limit(level)
     except FitError as exc:
         raise FitError(f"scan point {label}: {exc}") from exc
-    values = (fit.mu, fit.sigma, disc.z0, disc.z_signed, disc.p0, limit.observed, inf.n_fits, *limit.expected)
-    steps = ", ".join(f"{step} {count}" for step, count in inf.fit_steps.most_common())
-    return {**dict(zip(RESULT_FIELDS, values, strict=True)), "mu_at_bound": fit.at_bound, "fit_steps": steps}
+    m2, m1, median, p1, p2 = (float(v) for v in limit.expected)
+    return PointResult(
+        mu_hat=float(fit.mu),
+        mu_sigma=float(fit.sigma),
+        z0=float(disc.z0),
+        z_signed=float(disc.z_signed),
+        p0=float(disc.p0),
+        ul_observed=float(limit.observed),
+        n_fits=int(inf.n_fits),
+        ul_expected_m2=m2,
+        ul_expected_m1=m1,
+        ul_expected_median=median,
+        ul_expected_p1=p1,
+        ul_expected_p2=p2,
+        mu_at_bound=bool(fit.at_bound),
+        fit_steps=", ".join(f"{step} {count}" for step, count in inf.fit_steps.most_common()),
+    )
 
 
-#: what a failed point's row holds in place of :func:`evaluate_point`'s figures
-_FAILED_RESULT: dict[str, Any] = {**dict.fromkeys(RESULT_FIELDS, math.nan), "mu_at_bound": None, "fit_steps": None}
-
-
-def _run(task: dict[str, Any]) -> dict[str, Any]:
+def _run(task: dict[str, Any]) -> ScanPoint:
     try:
         result = evaluate_point(**task["args"])
     except (FitError, InputError) as exc:  # a point's own templates (empty bins) or fits
         if task["on_error"] == "raise":
             raise
-        return {**task["meta"], **_FAILED_RESULT, "status": "failed", "reason": str(exc), "error": str(exc)}
-    return {**task["meta"], **result, "status": "ok", "reason": None, "error": None}
+        return ScanPoint(**task["meta"], **_figures(PointResult.failed()), status="failed", reason=str(exc))
+    return ScanPoint(**task["meta"], **_figures(result))
 
 
-def scan_summary(rows: Sequence[dict[str, Any]], *, listed: int = 10) -> str:
+def _figures(result: PointResult) -> dict[str, Any]:
+    """The fields of ``result``, to build a :class:`ScanPoint` from."""
+    return {name: getattr(result, name) for name in RESULT_FIELDS}
+
+
+def scan_summary(rows: Sequence[ScanPoint], *, listed: int = 10) -> str:
     """One line with how many scan points were fitted and how many failed, then the failed points (up to
     ``listed``) with the reason each failed."""
-    failed = [r for r in rows if r.get("status", "ok" if r.get("error") is None else "failed") != "ok"]
+    failed = [r for r in rows if r.status != "ok"]
     lines = [f"{len(rows)} scan points: {len(rows) - len(failed)} fitted, {len(failed)} failed"]
-    lines += [f"  failed: {r.get('reason') or r.get('error')}" for r in failed[:listed]]
+    lines += [f"  failed: {r.reason}" for r in failed[:listed]]
     if len(failed) > listed:
         lines.append(f"  … and {len(failed) - listed} more (their rows' 'reason' says why)")
     return "\n".join(lines)
@@ -149,14 +338,15 @@ DEFAULT_LUMINOSITIES: tuple[float, ...] = tuple(float(x) for x in np.logspace(0,
 """The luminosity factors a scan uses by default: 1 to 1000 × the MC's, ten log-spaced points."""
 
 
-def _checked_luminosities(luminosities: Sequence[float] | np.ndarray) -> list[float]:
+def checked_luminosities(luminosities: Sequence[float] | np.ndarray) -> list[float]:
+    """The luminosity factors as floats; :class:`~mcsurrogate.errors.InputError` unless all are positive and finite."""
     lumis = [float(x) for x in luminosities]
     if not lumis or min(lumis) <= 0 or not all(math.isfinite(x) for x in lumis):
         raise InputError(f"luminosities must be positive and finite; got {lumis}")
     return lumis
 
 
-def _at_luminosity(
+def at_luminosity(
     signal: hist.Hist, background: hist.Hist, lumi: float, signal_fraction: float | None
 ) -> tuple[hist.Hist, hist.Hist, float]:
     """The MC background scaled by ``lumi``, the signal normalised to ``signal_fraction`` of its yield (or scaled
@@ -192,15 +382,15 @@ def scan(
     seed: int = 0,
     processes: int = 1,
     progress: bool = True,
-) -> list[dict[str, Any]]:
-    """The full scan: one row per (systematic, luminosity, template), template = MC reference or N_gen.
+) -> list[ScanPoint]:
+    """The full scan: one :class:`ScanPoint` per (systematic, luminosity, template), template = MC reference or N_gen.
 
     ``surrogate_uncertainty``: the generated templates' own uncertainty
     (:class:`~.surrogate_uncertainty.SurrogateUncertainty`, e.g. an ensemble's spread; relative, so one applies at
     every N_gen and luminosity), added to every generated row's workspace; the MC reference rows do not get it. The
     rows then name its modifiers in ``surrogate_modifiers``.
 
-    Each row holds the settings (``systematic``, ``luminosity``, ``background_yield``, ``signal_yield``,
+    Each row (a :class:`ScanPoint`; ``to_dict()`` gives the strict-JSON row) holds the settings (``systematic``, ``luminosity``, ``background_yield``, ``signal_yield``,
     ``template`` = ``"mc"`` or ``"generated"``, ``n_generated``), the results (``mu_hat``, ``mu_sigma``,
     ``mu_bias`` = μ̂ − μ_inj, ``z0``, ``z_signed``, ``p0``, ``ul_observed``, ``ul_expected_{m2,m1,median,p1,p2}``)
     and, for generated templates, the differences to the MC reference at the same point (``delta_mu_hat``,
@@ -209,7 +399,7 @@ def scan(
     seeded permutation, so the samples are nested. Runs in ``processes`` worker processes.
 
     Every row also says ``status`` (``"ok"`` or ``"failed"``), ``reason`` (``None``, or why the point failed; also in
-    ``error``, the older name), ``mu_at_bound`` and ``fit_steps`` (see :func:`evaluate_point`). A point whose workspace
+    ``error``, the older name), ``mu_at_bound`` and ``fit_steps`` (see :class:`PointResult`). A point whose workspace
     cannot be built (e.g. empty template bins) or whose fit fails after every fallback is recorded that way, with NaN
     results, and the scan carries on (default ``on_error="record"``; a warning says how many failed, and
     :func:`scan_summary` lists them); ``on_error="raise"`` stops at the first. ``test_stat``: ``"qtilde"`` or ``"q"``
@@ -224,7 +414,7 @@ def scan(
     generated = generated.checked("generated background")
     uncertainties = surrogate_uncertainties(surrogate_uncertainty)
     modifier_names = ", ".join(n for u in uncertainties for n in u.modifier_names()) or None
-    lumis = _checked_luminosities(luminosities)
+    lumis = checked_luminosities(luminosities)
     ngens = [int(n) for n in n_generated]
     if any(n <= 0 for n in ngens):
         raise InputError(f"every n_generated must be positive; got {ngens}")
@@ -251,7 +441,7 @@ def scan(
     tasks: list[dict[str, Any]] = []
     for syst in systematics:
         for lumi in lumis:
-            s, b, b_yield = _at_luminosity(sig_h, bkg_h, lumi, signal_fraction)
+            s, b, b_yield = at_luminosity(sig_h, bkg_h, lumi, signal_fraction)
             observed = asimov_counts(s, b, mu_injected)
             base = {
                 "systematic": syst,
@@ -301,60 +491,58 @@ def scan(
                         },
                     }
                 )
-    rows = list(_map(_run, tasks, processes, progress))
-    reference = {(r["systematic"], r["luminosity"]): r for r in rows if r["template"] == "mc"}
-    for r in rows:
-        r["mu_bias"] = r["mu_hat"] - mu_injected
-        ref = reference[(r["systematic"], r["luminosity"])]
-        r["delta_mu_hat"] = r["mu_hat"] - ref["mu_hat"]
-        r["delta_ul_observed"] = r["ul_observed"] - ref["ul_observed"]
-        r["delta_ul_median"] = r["ul_expected_median"] - ref["ul_expected_median"]
-        r["ul_shift"] = r["delta_ul_median"] / _half_band(ref)
-    n_failed = sum(r["status"] != "ok" for r in rows)
+    rows = list(map_tasks(_run, tasks, processes, progress))
+    reference = {(r.systematic, r.luminosity): r for r in rows if r.template == "mc"}
+    rows = [_compared(r, reference[(r.systematic, r.luminosity)], mu_injected) for r in rows]
+    n_failed = sum(r.status != "ok" for r in rows)
     if n_failed:
         log.warning("%s", scan_summary(rows, listed=3))
     return rows
 
 
-def _half_band(row: dict[str, Any]) -> float:
-    """Half the ±1σ band of a point's expected limit (NaN for a failed or zero-width band)."""
-    width = row["ul_expected_p1"] - row["ul_expected_m1"]
-    return 0.5 * width if width > 0 else math.nan
+def _compared(row: ScanPoint, ref: ScanPoint, mu_injected: float) -> ScanPoint:
+    """``row`` with its comparison to the MC reference ``ref`` at the same point."""
+    delta_ul_median = row.ul_expected_median - ref.ul_expected_median
+    return replace(
+        row,
+        mu_bias=row.mu_hat - mu_injected,
+        delta_mu_hat=row.mu_hat - ref.mu_hat,
+        delta_ul_observed=row.ul_observed - ref.ul_observed,
+        delta_ul_median=delta_ul_median,
+        ul_shift=delta_ul_median / ref.half_band,
+    )
 
 
-def _spurious_point(task: dict[str, Any]) -> dict[str, Any]:
+def _spurious_point(task: dict[str, Any]) -> SpuriousSignalToy:
     limits = task["mc_background"] is not None
     try:
         if limits:  # the full point (μ̂, Z₀, limits) for the generated template and the toy MC's own
             gen = evaluate_point(**task["args"], label=task["label"])
             mc = evaluate_point(**{**task["args"], "background": task["mc_background"]}, label=task["label"])
-            fit_mu, fit_sigma, z_signed = gen["mu_hat"], gen["mu_sigma"], gen["z_signed"]
+            fit_mu, fit_sigma, z_signed = gen.mu_hat, gen.mu_sigma, gen.z_signed
         else:
             ws = build_workspace(**task["args"])
             inf = Inference(*model_and_data(ws))
             fit, disc = inf.mu_hat(), inf.discovery()
             fit_mu, fit_sigma, z_signed = fit.mu, fit.sigma, disc.z_signed
     except (FitError, InputError) as exc:
-        failed = dict.fromkeys(("mu_hat", "mu_sigma", "z_signed", *(_TOY_LIMIT_FIELDS if limits else ())), math.nan)
-        return {**task["meta"], **failed, "status": "failed", "reason": str(exc), "error": str(exc)}
-    row = {**task["meta"], "mu_hat": fit_mu, "mu_sigma": fit_sigma, "z_signed": z_signed}
+        failed: dict[str, Any] = dict.fromkeys(TOY_LIMIT_FIELDS, math.nan) if limits else {}
+        return SpuriousSignalToy(**task["meta"], **failed, status="failed", reason=str(exc))
+    figures: dict[str, Any] = {"mu_hat": float(fit_mu), "mu_sigma": float(fit_sigma), "z_signed": float(z_signed)}
     if limits:
-        half_band = _half_band(mc)
-        row |= {
-            "ul_observed": gen["ul_observed"],
-            "ul_expected_median": gen["ul_expected_median"],
-            "ul_expected_median_mc": mc["ul_expected_median"],
-            "ul_half_band_mc": half_band,
-            "ul_shift": (gen["ul_expected_median"] - mc["ul_expected_median"]) / half_band,
+        band = mc.half_band
+        figures |= {
+            "ul_observed": gen.ul_observed,
+            "ul_expected_median": gen.ul_expected_median,
+            "ul_expected_median_mc": mc.ul_expected_median,
+            "ul_half_band_mc": band,
+            "ul_shift": (gen.ul_expected_median - mc.ul_expected_median) / band,
         }
-    return {**row, "status": "ok", "reason": None, "error": None}
+    return SpuriousSignalToy(**task["meta"], **figures)
 
 
-#: the limit columns :func:`spurious_signal_toys` adds with ``limits=True``
-_TOY_LIMIT_FIELDS = ("ul_observed", "ul_expected_median", "ul_expected_median_mc", "ul_half_band_mc", "ul_shift")
-
-
-def _counts_template(axis: Any, counts: np.ndarray) -> hist.Hist:
+def counts_template(axis: Any, counts: np.ndarray) -> hist.Hist:
+    """A template on ``axis`` of event ``counts`` per bin (unweighted: variance = count)."""
     h = hist.Hist(axis, storage=hist.storage.Weight())
     view: Any = h.view()
     view.value = counts
@@ -381,16 +569,17 @@ def spurious_signal_toys(
     seed: int = 0,
     processes: int = 1,
     progress: bool = True,
-) -> list[dict[str, Any]]:
+) -> list[SpuriousSignalToy]:
     """The spurious signal a *perfect* generator would show in :func:`scan`: its floor set by finite MC.
 
     In :func:`scan` the data are the Asimov counts of a finite MC sample, so their statistical fluctuations are
     frozen in and grow in significance with the luminosity; a template of ``n_generated`` events drawn from the
     true distribution would still fit a spurious signal to them. Each toy draws both, the MC (as many events as
     ``background_mc`` has) and the template (``n_generated``), as independent multinomial samples of one parent
-    shape, the MC's own histogram, and fits them as :func:`scan` does at every luminosity (μ̂ ± σ and signed Z₀). One row per (toy, luminosity): ``toy``, ``luminosity``, ``background_yield``, ``signal_yield``,
-    ``mu_hat``, ``mu_sigma``, ``z_signed``, ``status`` (``"ok"`` / ``"failed"``), ``reason`` and ``error`` (``None``, or
-    why the point failed: its numbers are NaN).
+    shape, the MC's own histogram, and fits them as :func:`scan` does at every luminosity (μ̂ ± σ and signed Z₀). One
+    :class:`SpuriousSignalToy` per (toy, luminosity): ``toy``, ``luminosity``, ``background_yield``, ``signal_yield``,
+    ``mu_hat``, ``mu_sigma``, ``z_signed``, ``status`` (``"ok"`` / ``"failed"``) and ``reason`` (``None``, or why the
+    point failed: its numbers are NaN).
     The spread of ``z_signed`` across toys is the |Z₀| that the finite MC alone explains. Unweighted samples
     only (the toys count events). Seeded: toy ``k`` uses ``numpy.random.default_rng([seed, k])``.
 
@@ -418,7 +607,7 @@ def spurious_signal_toys(
         raise InputError(f"n_toys must be a positive integer; got {n_toys!r}")
     if n_training is not None and (isinstance(n_training, bool) or int(n_training) != n_training or n_training <= 0):
         raise InputError(f"n_training must be a positive number of events or None; got {n_training!r}")
-    lumis = _checked_luminosities(luminosities)
+    lumis = checked_luminosities(luminosities)
     sig_h = fill_template(signal.values, bins=bins, range=range, weights=signal.weights, name="signal")
     axis = sig_h.axes[0]
     parent = np.asarray(fill_template(background_mc.values, bins=axis, name="background").values(flow=True))
@@ -426,13 +615,13 @@ def spurious_signal_toys(
     tasks: list[dict[str, Any]] = []
     for toy in builtins.range(int(n_toys)):
         rng = np.random.default_rng([seed, toy])
-        mc = _counts_template(axis, rng.multinomial(n_mc, parent / parent.sum())[1:-1].astype(float))
+        mc = counts_template(axis, rng.multinomial(n_mc, parent / parent.sum())[1:-1].astype(float))
         learned = parent if n_training is None else rng.multinomial(int(n_training), parent / parent.sum())
-        gen = _counts_template(axis, rng.multinomial(int(n_generated), learned / learned.sum())[1:-1].astype(float))
+        gen = counts_template(axis, rng.multinomial(int(n_generated), learned / learned.sum())[1:-1].astype(float))
         if not template_arrays(mc)[0].sum() > 0:
             raise InputError("the MC background has no events in the fit range")
         for lumi in lumis:
-            s, b, b_yield = _at_luminosity(sig_h, mc, lumi, signal_fraction)
+            s, b, b_yield = at_luminosity(sig_h, mc, lumi, signal_fraction)
             meta = {
                 "toy": toy,
                 "luminosity": lumi,
@@ -453,16 +642,21 @@ def spurious_signal_toys(
                 args["level"] = level
             label = f"(toy {toy}, luminosity {lumi:g})"
             tasks.append({"meta": meta, "args": args, "mc_background": b if limits else None, "label": label})
-    return list(_map(_spurious_point, tasks, processes, progress, "spurious-signal toys"))
+    return list(map_tasks(_spurious_point, tasks, processes, progress, "spurious-signal toys"))
 
 
-def _map(
-    fn: Callable[[dict[str, Any]], dict[str, Any]],
+R = TypeVar("R")
+
+
+def map_tasks(
+    fn: Callable[[dict[str, Any]], R],
     tasks: list[dict[str, Any]],
     processes: int,
     progress: bool,
     desc: str = "scan points",
-) -> Iterable[dict[str, Any]]:
+) -> Iterable[R]:
+    """``fn`` over ``tasks`` in order, in this process (``processes`` ≤ 1) or in a pool of ``processes`` worker
+    processes (``fn`` and the tasks must pickle), with a progress bar ``desc`` unless ``progress`` is false."""
     bar = tqdm(total=len(tasks), desc=desc, unit="pt", disable=not progress)
     try:
         if processes <= 1:
@@ -478,14 +672,16 @@ def _map(
         bar.close()
 
 
-def rows_to_csv(rows: Sequence[dict[str, Any]]) -> str:
-    """The scan table as CSV text (one header line, one line per row; empty cells for missing values)."""
+def rows_to_csv(rows: Sequence[ScanPoint]) -> str:
+    """The scan table as CSV text (one header line, one line per row; empty cells for missing values, ``nan`` for a
+    figure a failed point lacks)."""
     if not rows:
         return ""
-    fields = list(dict.fromkeys(k for r in rows for k in r))
+    table = [r._row() for r in rows]
+    columns = list(dict.fromkeys(k for r in table for k in r))
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
-    for r in rows:
-        writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in fields})
+    for r in table:
+        writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in columns})
     return buf.getvalue()

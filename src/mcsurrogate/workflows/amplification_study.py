@@ -271,6 +271,7 @@ def run_study(config: StudyConfig, out: str | os.PathLike[str], *, command: str 
     folder resumes its candidates' trainings from their checkpoints) and return ``report.json``'s content.
     ``command``: how the study was started, for the report."""
     from ..stats import rows_to_csv, save_scan_plots
+    from ..stats.jsonable import dumps
     from ..validation import effective_statistics, validate, write_report
     from ..validation.plots import plot_effective_statistics
 
@@ -340,11 +341,13 @@ def run_study(config: StudyConfig, out: str | os.PathLike[str], *, command: str 
         seed=config.seed,
     )
     (out / "scan").mkdir(exist_ok=True)
-    atomic_write_text(out / "scan" / "scan.json", json.dumps(analysis.scan_rows, indent=1))
+    atomic_write_text(out / "scan" / "scan.json", dumps([r.to_dict() for r in analysis.scan_rows], indent=1))
     atomic_write_text(out / "scan" / "scan.csv", rows_to_csv(analysis.scan_rows))
     scan_figures = save_scan_plots(analysis.scan_rows, out / "scan")
-    atomic_write_text(out / "scan" / "spurious_signal_toys.json", json.dumps(analysis.toys, indent=1))
-    atomic_write_text(out / "scan" / "memorising_learner_toys.json", json.dumps(analysis.learner_toys, indent=1))
+    atomic_write_text(out / "scan" / "spurious_signal_toys.json", dumps([t.to_dict() for t in analysis.toys], indent=1))
+    atomic_write_text(
+        out / "scan" / "memorising_learner_toys.json", dumps([t.to_dict() for t in analysis.learner_toys], indent=1)
+    )
     figures = _figures(choice, analysis, features)
     timings["analysis_s"] = time.perf_counter() - t0
 

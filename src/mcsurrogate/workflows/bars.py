@@ -13,13 +13,14 @@ one that reproduces its training MC exactly) into the quantiles of their worst v
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ..errors import InputError
+from ..stats import ScanPoint, SpuriousSignalToy
 from ..validation import ValidationReport
 
 __all__ = ["QualityBar", "QualityBars", "ToyFloor", "quality_bars", "toy_floor"]
@@ -58,19 +59,22 @@ class ToyFloor:
         return d
 
 
-def toy_floor(toys: Sequence[Mapping[str, Any]], quantity: str) -> ToyFloor:
+def toy_floor(toys: Sequence[SpuriousSignalToy], quantity: str) -> ToyFloor:
     """:class:`ToyFloor` of ``quantity`` (``"z_signed"`` or ``"ul_shift"``) over the rows of
-    :func:`~mcsurrogate.stats.spurious_signal_toys` (one per toy and luminosity; rows with an ``error`` are
-    counted as failed)."""
+    :func:`~mcsurrogate.stats.spurious_signal_toys` (one per toy and luminosity; failed rows are counted as
+    failed)."""
     if quantity not in ("z_signed", "ul_shift"):
         raise InputError(f"quantity must be 'z_signed' or 'ul_shift', got {quantity!r}")
     per_toy: dict[int, list[float]] = {}
     failed = 0
     for t in toys:
-        if t["error"] is not None:
+        value = getattr(t, quantity)
+        if value is None:
+            raise InputError(f"the toys have no {quantity!r}: run spurious_signal_toys with limits=True")
+        if t.status != "ok":
             failed += 1
             continue
-        per_toy.setdefault(t["toy"], []).append(abs(t[quantity]))
+        per_toy.setdefault(t.toy, []).append(abs(value))
     worst = np.array([max(v) for v in per_toy.values()])
     if worst.size == 0:
         return ToyFloor(n_toys=0, failed_points=failed)
@@ -123,10 +127,10 @@ class QualityBars:
 
 def quality_bars(
     validation: ValidationReport,
-    scan_rows: Sequence[Mapping[str, Any]],
+    scan_rows: Sequence[ScanPoint],
     n_per_class: int,
-    toys: Sequence[Mapping[str, Any]],
-    learner_toys: Sequence[Mapping[str, Any]],
+    toys: Sequence[SpuriousSignalToy],
+    learner_toys: Sequence[SpuriousSignalToy],
 ) -> QualityBars:
     """The four bars of an amplifier from its validation against the held-out MC (``n_per_class`` events per
     class in the C2ST) and the rows of its :func:`~mcsurrogate.stats.scan`, judged at the largest generated
@@ -141,16 +145,16 @@ def quality_bars(
     }
     if not ratios:
         raise InputError("no feature of the validation has a positive MC-vs-MC W1 baseline")
-    generated = [r for r in scan_rows if r["template"] == "generated"]
+    generated = [r for r in scan_rows if r.template == "generated" and r.n_generated is not None]
     if not generated:
         raise InputError("the scan rows hold no generated-template point")
-    n_max = max(r["n_generated"] for r in generated)
-    gen_max = [r for r in generated if r["n_generated"] == n_max]
-    gen10 = [r for r in gen_max if r["systematic"] == TOY_SYSTEMATIC]
-    failed_z0 = sum(r["error"] is not None for r in gen10)
-    z0 = [abs(r["z_signed"]) for r in gen10 if r["error"] is None]
-    failed_ul = sum(not np.isfinite(r["ul_shift"]) for r in gen_max)
-    shifts = [abs(r["ul_shift"]) for r in gen_max if np.isfinite(r["ul_shift"])]
+    n_max = max(r.n_generated or 0 for r in generated)
+    gen_max = [r for r in generated if r.n_generated == n_max]
+    gen10 = [r for r in gen_max if r.systematic == TOY_SYSTEMATIC]
+    failed_z0 = sum(r.status != "ok" for r in gen10)
+    z0 = [abs(r.z_signed) for r in gen10 if r.status == "ok"]
+    failed_ul = sum(not np.isfinite(r.ul_shift) for r in gen_max)
+    shifts = [abs(r.ul_shift) for r in gen_max if np.isfinite(r.ul_shift)]
     z0_max = max(z0, default=float("nan"))
     shift_max = max(shifts, default=float("nan"))
     auc = validation.c2st.auc

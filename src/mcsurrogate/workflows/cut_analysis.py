@@ -19,7 +19,16 @@ import numpy as np
 
 from ..amplification import CONTINUOUS_FEATURES
 from ..errors import InputError
-from ..stats import ClassifierCut, Sample, cut_crosscheck, scan, spurious_signal_toys, train_signal_classifier
+from ..stats import (
+    ClassifierCut,
+    Sample,
+    ScanPoint,
+    SpuriousSignalToy,
+    cut_crosscheck,
+    scan,
+    spurious_signal_toys,
+    train_signal_classifier,
+)
 from .bars import TOY_SYSTEMATIC
 
 __all__ = [
@@ -74,14 +83,14 @@ class CutAnalysis:
     n_training_selected: int
     luminosities: np.ndarray
     n_generated: np.ndarray
-    scan_rows: list[dict[str, Any]]
-    toys: list[dict[str, Any]]
-    learner_toys: list[dict[str, Any]]
+    scan_rows: list[ScanPoint]
+    toys: list[SpuriousSignalToy]
+    learner_toys: list[SpuriousSignalToy]
 
     @property
-    def failed_points(self) -> list[dict[str, Any]]:
+    def failed_points(self) -> list[ScanPoint]:
         """Scan rows whose fit failed."""
-        return [r for r in self.scan_rows if r["error"] is not None]
+        return [r for r in self.scan_rows if r.status != "ok"]
 
     def signal_counts(self) -> np.ndarray:
         """Post-cut m_bb of the signal template, events per fit bin."""
@@ -168,9 +177,9 @@ def classifier_cut_analysis(
         seed=seed,
         processes=processes,
     )
-    failed = [r for r in scan_rows if r["error"] is not None]
+    failed = [r for r in scan_rows if r.status != "ok"]
     if failed:
-        log.warning("%d of %d scan points failed to fit, e.g. %s", len(failed), len(scan_rows), failed[0]["error"])
+        log.warning("%d of %d scan points failed to fit, e.g. %s", len(failed), len(scan_rows), failed[0].reason)
     # what finite held-out MC alone explains: the spurious signal of a perfect generator of as many events, and of
     # one that reproduces its training MC exactly: the training sample's fluctuations, as many events as pass the
     # cut there, come with every template it generates
