@@ -18,6 +18,7 @@ from mcsurrogate import Surrogate
 from mcsurrogate.errors import InputError
 from mcsurrogate.flows import FlowConfig, build_flow
 from mcsurrogate.flows.flow_matching import (
+    CHUNK,
     FlowMatchingModel,
     LikelihoodSettings,
     OdeSolver,
@@ -46,8 +47,9 @@ class GaussianPathVelocity(nn.Module):
         return (t * self.sigma - (1 - t) * eye) @ torch.linalg.inv(s_t)
 
     def jvp(self, x, t, context, tangents):
-        a = self._a(float(t[0])).to(x.dtype)
-        v = self.mu.to(x.dtype) + (x - float(t[0]) * self.mu.to(x.dtype)) @ a.T
+        t = float(torch.as_tensor(t).reshape(-1)[0])  # the solvers pass one time for all events
+        a = self._a(t).to(x.dtype)
+        v = self.mu.to(x.dtype) + (x - t * self.mu.to(x.dtype)) @ a.T
         return v, None if tangents is None else tangents @ a.T
 
     def forward(self, x, t, context=None):
@@ -113,6 +115,28 @@ def test_hutchinson_is_seeded_and_the_solver_orders_hold() -> None:
     assert 3 < err["midpoint", 4] / err["midpoint", 8] < 6
     assert err["rk4", 4] / err["rk4", 8] > 8
     assert err["rk4", 8] < err["midpoint", 8] < err["euler", 8]
+
+
+@pytest.mark.parametrize("context", [None, 2], ids=["uncond", "cond"])
+@pytest.mark.parametrize("trace", ["exact", "hutchinson"])
+def test_an_event_does_not_depend_on_its_batch(context: int | None, trace: str) -> None:
+    """Velocity, samples and log-densities of a row are the same alone, in a batch, and across slices (CHUNK)."""
+    torch.manual_seed(0)
+    flow = build_flow(FlowConfig(model="flow-matching", blocks=2, hidden=8, activation="silu"), 3, context).double()
+    flow.likelihood = LikelihoodSettings(OdeSolver("rk4", 2), trace)  # type: ignore[arg-type]
+    n = CHUNK + 3
+    x = torch.randn(n, 3, dtype=torch.float64)
+    c = None if context is None else torch.randn(n, context, dtype=torch.float64)
+    with torch.inference_mode():
+        lp, sample = flow.log_prob(x, c), flow.sample_from_noise(x, c)
+        for i in (0, CHUNK + 1):
+            ci = None if c is None else c[i : i + 1]
+            assert torch.allclose(flow.sample_from_noise(x[i : i + 1], ci), sample[i : i + 1], atol=1e-12)
+            if trace == "exact":  # Hutchinson's probes are drawn per call, by position in the batch
+                assert torch.allclose(flow.log_prob(x[i : i + 1], ci), lp[i : i + 1], atol=1e-12)
+        if trace == "hutchinson":  # the same probes whatever the slicing
+            head = flow.log_prob(x[: CHUNK - 1], None if c is None else c[: CHUNK - 1])
+            assert torch.allclose(head, lp[: CHUNK - 1], atol=1e-12)
 
 
 def test_settings_errors_name_the_parameter() -> None:
