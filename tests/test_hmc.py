@@ -43,6 +43,7 @@ def test_shifted_gaussian_from_an_exponential_weight() -> None:
     assert 0.6 < d.acceptance_rate < 0.97
     assert d.divergences == 0
     assert d.ess_min > 1000  # HMC on a Gaussian: nearly independent draws (12 800 in all)
+    assert min(d.ess_second_moment) > 1000 and min(d.ess_second_moment) < 2 * d.ess_min
     json.dumps(d.to_dict(), allow_nan=False)
 
 

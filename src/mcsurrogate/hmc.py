@@ -15,7 +15,9 @@ periods.
 
 Diagnostics (:class:`HMCDiagnostics`): the acceptance rate, divergences (ΔH > 1000 or a non-finite energy: the
 end point is refused), and for each coordinate the multi-chain effective sample size (Geyer's initial monotone
-sequence estimator on split chains, as Stan and BDA3) and the split-R̂ (Gelman et al., BDA3 §11.4).
+sequence estimator on split chains, as Stan and BDA3) of the coordinate and of its centred square (HMC's draws of a
+Gaussian are often anti-correlated: the first can exceed the number of draws for a mean, the second is the one for a
+width), and the split-R̂ (Gelman et al., BDA3 §11.4).
 
 >>> import torch
 >>> result = sample_hmc(lambda q: -0.5 * (q * q).sum(-1), torch.zeros(8, 2), draws=50, warmup=50, seed=1)
@@ -44,8 +46,8 @@ _DIVERGENCE = 1000.0
 
 @dataclass
 class HMCDiagnostics:
-    """How a run of :func:`sample_hmc` went. ``ess`` and ``rhat`` hold one number per coordinate (in the order of the
-    target's coordinates); ``seconds`` is the wall time of warm-up plus sampling, ``gradient_evaluations`` the number
+    """How a run of :func:`sample_hmc` went. ``ess`` (for a mean), ``ess_second_moment`` (for a variance) and ``rhat``
+    hold one number per coordinate (in the order of the target's coordinates); ``seconds`` is the wall time of warm-up plus sampling, ``gradient_evaluations`` the number
     of log-density gradients per chain."""
 
     chains: int
@@ -56,6 +58,7 @@ class HMCDiagnostics:
     acceptance_rate: float
     divergences: int
     ess: list[float]
+    ess_second_moment: list[float]
     rhat: list[float]
     gradient_evaluations: int
     seconds: float
@@ -79,6 +82,7 @@ class HMCDiagnostics:
             "divergences": self.divergences,
             "ess": self.ess,
             "ess_min": self.ess_min,
+            "ess_second_moment": self.ess_second_moment,
             "rhat": self.rhat,
             "rhat_max": self.rhat_max,
             "gradient_evaluations": self.gradient_evaluations,
@@ -281,6 +285,7 @@ def sample_hmc(
         acceptance_rate=accepted_sum / draws,
         divergences=divergences,
         ess=effective_sample_size(out).tolist(),
+        ess_second_moment=effective_sample_size((out - out.mean(axis=(0, 1))) ** 2).tolist(),
         rhat=split_rhat(out).tolist(),
         gradient_evaluations=gradients,
         seconds=seconds,

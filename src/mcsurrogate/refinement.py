@@ -29,7 +29,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import awkward as ak
 import numpy as np
@@ -52,6 +52,9 @@ from .records import feature_matrix
 from .surrogate import Surrogate, check_schema_version
 from .validation.density_ratio import DensityRatio, fit_density_ratio
 from .validation.samples import kish_size
+
+if TYPE_CHECKING:
+    from .laser import Refinement
 
 __all__ = ["Reweighting", "fit_reweighting", "fit_surrogate_reweighting"]
 
@@ -118,6 +121,14 @@ class Reweighting:
         if not np.isfinite(x).all():
             raise InputError(f"{int((~np.isfinite(x)).any(axis=1).sum())} generated events have NaN/inf features")
         return self.ratio.weights(x, clip=self.clip) / self.normalisation
+
+    def refine(self, surrogate: Surrogate, n: int, seed: int = 0, **kw: Any) -> Refinement:
+        """``n`` unweighted events of ``surrogate`` drawn from its flow's latent space pulled back through these
+        weights with Hamiltonian Monte Carlo (ELSA's latent-space refinement): see :func:`mcsurrogate.laser.refine`,
+        which takes ``kw`` (``chains``, ``warmup``, ``thin``, ``trajectory_length``, ``distill_events`` ...)."""
+        from .laser import refine
+
+        return refine(self, surrogate, n, seed, **kw)
 
     def to_dict(self) -> dict[str, Any]:
         return {

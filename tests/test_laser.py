@@ -1,0 +1,96 @@
+"""Latent-space refinement (mcsurrogate.laser): unweighted events from a surrogate and its reweighting."""
+
+from __future__ import annotations
+
+import json
+
+import awkward as ak
+import numpy as np
+import pytest
+import torch
+
+from mcsurrogate.errors import InputError
+from mcsurrogate.refinement import Reweighting, fit_reweighting
+from mcsurrogate.surrogate import Surrogate
+
+torch.set_num_threads(1)
+
+FEATURES = ["u", "v"]
+SHIFT = 0.3  # the reference's shift of u, in units of its width (10 GeV)
+
+
+def _events(rng: np.random.Generator, n: int, shift: float) -> ak.Array:
+    z = rng.standard_normal((n, 2))
+    return ak.zip({"u": 50 + 10 * (z[:, 0] + shift), "v": 5 * z[:, 1]})
+
+
+@pytest.fixture(scope="module")
+def toy() -> tuple[Surrogate, Reweighting, ak.Array]:
+    """A surrogate trained briefly on N(0, 1)-like events; its reweighting against a reference shifted in u."""
+    rng = np.random.default_rng(0)
+    train, reference = _events(rng, 5000, 0.0), _events(rng, 5000, SHIFT)
+    fast = {"epochs": 2, "batch_size": 256, "patience": None, "device": "cpu", "seed": 0}
+    model = Surrogate(FEATURES, flow={"model": "maf", "blocks": 1, "hidden": 8}, training=fast)
+    model.fit(train, progress=False)
+    generated = model.sample(5000, seed=1, progress=False)
+    rw = fit_reweighting(reference, generated, FEATURES, folds=2, learning_rate=0.2, max_iter=100, seed=1)
+    return model, rw, reference
+
+
+SETTINGS = {"chains": 32, "warmup": 100, "distill_events": 5000, "distill_epochs": 20}
+
+
+def test_refined_events_move_to_the_reference_like_the_weighted_ones(toy) -> None:
+    model, rw, reference = toy
+    refined = rw.refine(model, 4000, seed=3, **SETTINGS)
+    assert len(refined.events) == 4000 and set(FEATURES) <= set(refined.events.fields)
+    fresh = model.sample(20000, seed=2, progress=False)
+    w = rw.weights(fresh)
+    u_fresh = ak.to_numpy(fresh.u)
+    weighted = np.average(u_fresh, weights=w)
+    plain, target = u_fresh.mean(), float(ak.mean(reference.u))
+    u = ak.to_numpy(refined.events.u)
+    d = refined.hmc
+    # statistical errors: the refined mean at its HMC effective size (never more than its count), the weighted
+    # mean at its Kish size
+    err_refined = u.std() / np.sqrt(min(d.ess[0], len(u)))
+    err_weighted = np.sqrt(np.average((u_fresh - weighted) ** 2, weights=w) / (w.sum() ** 2 / (w**2).sum()))
+    assert abs(weighted - plain) > 2.0  # the reweighting moves u by a good part of the 3 GeV shift
+    assert abs(u.mean() - weighted) < 4 * np.hypot(err_refined, err_weighted), (u.mean(), weighted, plain, target)
+    assert abs(u.mean() - target) < 0.5 * abs(plain - target)
+    assert d.rhat_max < 1.05 and d.divergences == 0 and 0.5 < d.acceptance_rate < 0.98
+    a = refined.agreement
+    assert a.correlation > 0.8 and abs(a.kish_efficiency_mlp - a.kish_efficiency_trees) < 0.1
+    json.dumps(refined.to_dict(), allow_nan=False)
+
+
+def test_refinement_is_reproducible_by_seed(toy) -> None:
+    model, rw, _ = toy
+    small = {**SETTINGS, "warmup": 20, "distill_events": 1000, "distill_epochs": 2}
+    a = rw.refine(model, 200, seed=5, **small).events
+    b = rw.refine(model, 200, seed=5, **small).events
+    c = rw.refine(model, 200, seed=6, **small).events
+    np.testing.assert_array_equal(ak.to_numpy(a.u), ak.to_numpy(b.u))
+    assert not np.array_equal(ak.to_numpy(a.u), ak.to_numpy(c.u))
+
+
+def test_refinement_refuses_what_it_cannot_refine(toy, small_events) -> None:
+    from mcsurrogate.laser import refine
+
+    model, rw, reference = toy
+    other = fit_reweighting(
+        ak.zip({"v": reference.v, "u": reference.u}),
+        ak.zip({"v": reference.v, "u": reference.u}),
+        ["v", "u"],
+        folds=2,
+        max_iter=2,
+    )
+    with pytest.raises(InputError, match=r"fitted on the features \['v', 'u'\]"):
+        refine(other, model, 10)
+    with pytest.raises(InputError, match="n must"):
+        refine(rw, model, 0)
+    conditional = Surrogate(["a"], ["mu"], flow={"model": "maf", "blocks": 1, "hidden": 4}, training={"epochs": 1})
+    with pytest.raises(InputError, match="unconditional surrogates only"):
+        refine(rw, conditional, 10)
+    with pytest.raises(InputError, match="must be a Surrogate"):
+        refine(rw, "model", 10)  # type: ignore[arg-type]
