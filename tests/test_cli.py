@@ -409,3 +409,24 @@ def test_batch_logs_get_one_line_per_epoch(tmp_path: Path) -> None:
     assert len(lines) == 3, proc.stderr
     assert all("train loss" in line and "validation NLL" in line for line in lines)
     assert "epoch 3/3" in lines[-1]
+
+
+def test_sample_refine_writes_unweighted_refined_events(tmp_path: Path) -> None:
+    from mcsurrogate.refinement import fit_reweighting
+    from mcsurrogate.surrogate import Surrogate
+
+    events = correlated_events(2000, seed=41)
+    fast = {"epochs": 1, "batch_size": 256, "patience": None, "device": "cpu", "seed": 0}
+    model = Surrogate(["a", "b"], flow={"model": "maf", "blocks": 1, "hidden": 8}, training=fast)
+    model.fit(events, progress=False)
+    model.save(tmp_path / "model")
+    generated = model.sample(2000, seed=1, progress=False)
+    fit_reweighting(events, generated, ["a", "b"], folds=2, max_iter=20, seed=1).save(tmp_path / "rw")
+    out = tmp_path / "refined.parquet"
+    args = ["sample", str(tmp_path / "model"), "-n", "300", "-o", str(out), "--refine", str(tmp_path / "rw")]
+    proc = run_here(*args, "--hmc-chains", "8", "--hmc-warmup", "20", "--seed", "3")
+    assert proc.returncode == 0 and "split-R-hat" in proc.stdout and "wrote 300 events" in proc.stdout, proc.stderr
+    refined = ak.from_parquet(out)
+    assert set(refined.fields) == {"a", "b"} and np.isfinite(refined.a.to_numpy()).all()  # unweighted: no weight
+    fails_with(run_here(*args, "--overwrite", "--reweighting", str(tmp_path / "rw")), "--refine writes unweighted")
+    fails_with(run_here(*args, "--overwrite", "--hmc-chains", "1"), "chains")

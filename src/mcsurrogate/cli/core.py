@@ -180,6 +180,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
         raise InputError("--save-reweighting saves the weights that --reweight-against fits: pass both")
     if args.reweight_against and args.reweighting:
         raise InputError("pass --reweight-against (fit the weights) or --reweighting (load them), not both")
+    if args.refine and (args.reweight_against or args.reweighting):
+        raise InputError("--refine writes unweighted refined events: pass it without --reweight-against/--reweighting")
     with contextlib.ExitStack() as stack:
         if args.save_reweighting:
             claim_output(stack, args.save_reweighting, args.overwrite, "mcsurrogate sample", directory=True)
@@ -201,6 +203,8 @@ def _sample(args: argparse.Namespace) -> int:
         raise InputError(f"{args.model} is conditional: pass --conditions-from FILE with columns {model.conditions}")
     if conditions is None and args.n is None:
         raise InputError("pass -n N, the number of events to generate")
+    if args.refine:
+        return _refine(args, model)
     reweighting = None
     if args.reweight_against or args.reweighting:
         from ..refinement import Reweighting, fit_surrogate_reweighting
@@ -234,6 +238,29 @@ def _sample(args: argparse.Namespace) -> int:
             writer.write(batch)
             n_written += len(batch)
     print(f"wrote {n_written} events to {args.output}")
+    return 0
+
+
+def _refine(args: argparse.Namespace, model: Any) -> int:
+    """``sample --refine``: unweighted events by latent-space refinement (mcsurrogate.laser) with a saved
+    reweighting."""
+    from ..io import EventWriter
+    from ..refinement import Reweighting
+
+    if args.conditions_from:
+        raise InputError("--refine refines unconditional surrogates only: pass -n N, not --conditions-from")
+    reweighting = Reweighting.load(args.refine)
+    result = reweighting.refine(model, args.n, seed=args.seed, chains=args.hmc_chains, warmup=args.hmc_warmup)
+    d, a = result.hmc, result.agreement
+    print(
+        f"refined with {args.refine}: {d.chains} HMC chains, acceptance {d.acceptance_rate:.2f}, "
+        f"min ESS {d.ess_min:.0f} (second moment {min(d.ess_second_moment):.0f}), max split-R-hat {d.rhat_max:.3f}, "
+        f"{d.divergences} divergences, {result.events_per_second:.3g} events/s; distilled weight vs trees: "
+        f"log-w correlation {a.correlation:.3f}, Kish {a.kish_efficiency_mlp:.3f} vs {a.kish_efficiency_trees:.3f}"
+    )
+    with EventWriter(args.output, tree=args.out_tree, overwrite=args.overwrite) as writer:
+        writer.write(result.events)
+    print(f"wrote {len(result.events)} events to {args.output}")
     return 0
 
 
@@ -464,6 +491,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--reweighting",
         metavar="DIR",
         help="add a 'weight' column from a saved reweighting of this model instead of fitting one (default: none)",
+    )
+    p.add_argument(
+        "--refine",
+        metavar="REWEIGHTING_DIR",
+        help="write unweighted events refined in the flow's latent space with a saved reweighting (ELSA's LASER, "
+        "Hamiltonian Monte Carlo; unconditional models; default: plain sampling)",
+    )
+    p.add_argument(
+        "--hmc-chains", type=positive_int, default=64, help="with --refine: HMC chains run together (default: 64)"
+    )
+    p.add_argument(
+        "--hmc-warmup",
+        type=non_negative_int,
+        default=200,
+        help="with --refine: warm-up iterations adapting the step size, discarded (default: 200)",
     )
     p.set_defaults(func=cmd_sample)
 
