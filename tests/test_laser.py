@@ -94,3 +94,14 @@ def test_refinement_refuses_what_it_cannot_refine(toy, small_events) -> None:
         refine(rw, conditional, 10)
     with pytest.raises(InputError, match="must be a Surrogate"):
         refine(rw, "model", 10)  # type: ignore[arg-type]
+
+
+def test_trees_that_learned_only_noise_are_flagged(toy) -> None:
+    # reference and "generated" are both the surrogate's own events: whatever the trees learned is noise, which a
+    # smooth MLP cannot follow; refine says so instead of presenting the refined events as corrected
+    model, _, _ = toy
+    a, b = model.sample(3000, seed=7, progress=False), model.sample(3000, seed=8, progress=False)
+    noise = fit_reweighting(a, b, FEATURES, folds=2, learning_rate=0.5, max_iter=100, seed=1)
+    with pytest.warns(UserWarning, match="follows the reweighting's trees poorly"):
+        result = noise.refine(model, 100, seed=1, chains=8, warmup=10, distill_events=1000, distill_epochs=5)
+    assert result.agreement.correlation < 0.5

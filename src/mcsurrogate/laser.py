@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -296,6 +297,15 @@ def refine(
         np.random.default_rng(streams[0]),
         seed,
     )
+
+    if agreement.correlation < 0.5:
+        warnings.warn(
+            f"the distilled weight follows the reweighting's trees poorly on held-out generated events (log-w "
+            f"correlation {agreement.correlation:.2f}, Kish efficiency {agreement.kish_efficiency_mlp:.3f} vs the trees' "
+            f"{agreement.kish_efficiency_trees:.3f}): the refined events follow the smooth MLP, not the trees; trees "
+            "whose weights on fresh events are mostly noise (a Kish efficiency far below the fit's) cannot be followed",
+            stacklevel=2,
+        )
 
     def target(z: torch.Tensor) -> torch.Tensor:
         zf = z.float()
