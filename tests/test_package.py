@@ -25,3 +25,14 @@ def test_io_and_files_layers_import_no_torch() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr
+
+
+def test_records_stats_and_validation_import_no_torch_matplotlib_or_sklearn() -> None:
+    """The analysis layers load their heavy dependencies when a function needs them (a classifier, a plot, a flow):
+    ``import mcsurrogate.validation`` in a coffea worker or a notebook costs awkward, hist, scipy only (issue 33)."""
+    code = (
+        "import sys, mcsurrogate.records, mcsurrogate.stats, mcsurrogate.validation\n"
+        "print(sorted(m for m in ('torch', 'matplotlib', 'mplhep', 'sklearn') if m in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr

@@ -33,7 +33,6 @@ from typing import Any
 
 import numpy as np
 from scipy import stats
-from sklearn.metrics import accuracy_score, roc_auc_score
 
 from ..arguments import check_choice, check_float, check_int, check_numeric_array, check_seed
 from ..errors import InputError
@@ -222,6 +221,8 @@ def c2st(
     w = np.r_[wa / wa.mean(), wb / wb.mean()]
     aucs, accs = [], []
     scores = labels = test_w = None
+    from sklearn.metrics import accuracy_score, roc_auc_score  # scikit-learn when a test runs, not at import
+
     for r in range(n_repeats):
         order = rng.permutation(2 * n)
         train, test = order[:n], order[n:]
