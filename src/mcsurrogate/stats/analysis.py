@@ -38,7 +38,7 @@ import pyhf
 from ..errors import InputError
 from .surrogate_uncertainty import SurrogateUncertainty
 from .templates import check_binning, floor_empty_bins, template_arrays
-from .workspace import _check_finite, surrogate_uncertainties
+from .workspace import check_finite_template, surrogate_uncertainties
 
 __all__ = ["BackgroundSample", "Channel", "analysis_workspace"]
 
@@ -104,7 +104,7 @@ def _background(
     if sample.kind not in ("mc", "generated"):
         raise InputError(f"the kind of {where} must be 'mc' or 'generated'; got {sample.kind!r}")
     edges = sample.template.axes[0].edges
-    _check_finite(sample.template, where, edges)
+    check_finite_template(sample.template, where, edges)
     b, b_var = floor_empty_bins(sample.template, name=where, policy=empty_bins)
     mods: list[dict[str, Any]] = []
     extra: list[dict[str, Any]] = []
@@ -186,7 +186,7 @@ def analysis_workspace(
         s = None
         if ch.signal is not None:
             has_signal = True
-            _check_finite(ch.signal, f"signal of channel {cname!r}", edges)
+            check_finite_template(ch.signal, f"signal of channel {cname!r}", edges)
             s, s_var = template_arrays(ch.signal)
             if np.any(s < 0):
                 raise InputError(f"the signal template of channel {cname!r} has negative yield; check its weights")

@@ -35,6 +35,7 @@ __all__ = [
     "SystematicKind",
     "asimov_counts",
     "build_workspace",
+    "check_finite_template",
     "fast_model",
     "model_and_data",
     "surrogate_uncertainties",
@@ -153,8 +154,8 @@ def workspace_spec(
     check_bool(signal_staterror, "signal_staterror")
     check_string(channel, "channel")
     edges = signal.axes[0].edges
-    _check_finite(signal, "signal", edges)
-    _check_finite(background, "background", edges)
+    check_finite_template(signal, "signal", edges)
+    check_finite_template(background, "background", edges)
     s, s_var = template_arrays(signal)
     b, b_var = floor_empty_bins(background, name="background", policy=empty_bins)
     if isinstance(observed, hist.Hist):
@@ -227,8 +228,9 @@ def _bin_name(i: int, edges: np.ndarray) -> str:
     return f"bin {i} [{edges[i]:g}, {edges[i + 1]:g})"
 
 
-def _check_finite(h: hist.Hist, name: str, edges: np.ndarray) -> None:
-    """Refuse a template with NaN or inf in a bin's Σw or Σw² (it would reach the workspace JSON as NaN)."""
+def check_finite_template(h: hist.Hist, name: str, edges: np.ndarray) -> None:
+    """Refuse (InputError naming ``name`` and the bin's edges) a template with NaN or inf in a bin's Σw or Σw²: it
+    would reach the workspace JSON as NaN. ``edges``: the bin edges, for the message."""
     values, variances = template_arrays(h)
     bad = np.flatnonzero(~np.isfinite(values) | ~np.isfinite(variances))
     if bad.size:
