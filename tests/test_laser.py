@@ -105,3 +105,14 @@ def test_trees_that_learned_only_noise_are_flagged(toy) -> None:
     with pytest.warns(UserWarning, match="follows the reweighting's trees poorly"):
         result = noise.refine(model, 100, seed=1, chains=8, warmup=10, distill_events=1000, distill_epochs=5)
     assert result.agreement.correlation < 0.5
+
+
+def test_a_distilled_surrogate_is_refined_in_its_noise_space(toy) -> None:
+    model, rw, reference = toy
+    student = model.distill(config={"hidden": 32, "layers": 2, "pairs": 20000, "epochs": 5, "batch_size": 512})
+    refined = rw.refine(student, 2000, seed=4, **SETTINGS)
+    plain = float(np.mean(student.sample_array(20000, seed=2)[:, 0]))
+    u = ak.to_numpy(refined.events.u)
+    target = float(ak.mean(reference.u))
+    assert abs(u.mean() - target) < 0.5 * abs(plain - target), (u.mean(), plain, target)
+    assert refined.hmc.rhat_max < 1.05
