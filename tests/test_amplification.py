@@ -61,6 +61,9 @@ def test_candidate_grid_and_bad_family():
     assert grid[0].flow["residual"] is True  # paper B's MADE-MoG uses residual MADE blocks
     with pytest.raises(InputError, match="unknown flow families"):
         paper_b_candidates(families=["made-mog", "vae"])
+    (fm,) = paper_b_candidates(families=["flow-matching"], preprocessings=["gauss-rank"])  # by name, not by default
+    assert fm.flow["model"] == "flow-matching" and fm.flow["activation"] == "silu"
+    assert all(c.flow["model"] != "flow-matching" for c in grid)
 
 
 def test_compare_models_scores_every_candidate_on_unseen_events():

@@ -430,3 +430,11 @@ def test_sample_refine_writes_unweighted_refined_events(tmp_path: Path) -> None:
     assert set(refined.fields) == {"a", "b"} and np.isfinite(refined.a.to_numpy()).all()  # unweighted: no weight
     fails_with(run_here(*args, "--overwrite", "--reweighting", str(tmp_path / "rw")), "--refine writes unweighted")
     fails_with(run_here(*args, "--overwrite", "--hmc-chains", "1"), "chains")
+
+
+def test_model_choices_are_the_flow_families() -> None:
+    """The --model choices are written out (the parser loads no torch); they must stay the registry's families."""
+    from mcsurrogate.cli.core import FLOW_CHOICES
+    from mcsurrogate.flows import FLOW_FAMILIES
+
+    assert sorted(FLOW_CHOICES) == sorted(FLOW_FAMILIES)

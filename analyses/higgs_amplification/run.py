@@ -35,7 +35,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from mcsurrogate.amplification import FAMILY_OPTIONS
+from mcsurrogate.amplification import FAMILY_OPTIONS, PAPER_B_FAMILIES
 from mcsurrogate.cli.arguments import event_count, open_fraction, positive_float, positive_int
 from mcsurrogate.errors import MCSurrogateError, sigterm_raises
 from mcsurrogate.workflows.amplification_study import FULL, SMALL, run_study, samples_only
@@ -51,7 +51,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--workers", type=positive_int, default=FULL.workers, help="Pythia processes")
     ap.add_argument("--n-background", type=event_count)
     ap.add_argument("--n-signal", type=event_count)
-    ap.add_argument("--families", default=",".join(FAMILY_OPTIONS))
+    ap.add_argument(
+        "--families", default=",".join(PAPER_B_FAMILIES), help=f"comma-separated, of {', '.join(FAMILY_OPTIONS)}"
+    )
     ap.add_argument("--preprocessings", default=",".join(FULL.preprocessings))
     ap.add_argument("--blocks", type=positive_int)
     ap.add_argument("--hidden", type=positive_int)

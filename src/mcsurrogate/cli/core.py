@@ -21,7 +21,16 @@ from .arguments import device, event_count, non_negative_int, positive_float, po
 #: the preprocessing presets of mcsurrogate.preprocessing.PRESETS (literal: the parser imports no torch; tested)
 PREPROCESSING_CHOICES = ("identity", "standardize", "logit", "gauss-rank", "minmax")
 
-FLOW_CHOICES = ("maf", "made-mog", "maf-made-mog", "rqs-ar", "rqs-coupling", "realnvp", "glow")
+FLOW_CHOICES = (
+    "maf",
+    "made-mog",
+    "maf-made-mog",
+    "rqs-ar",
+    "rqs-coupling",
+    "realnvp",
+    "glow",
+    "flow-matching",
+)  # flows.FLOW_FAMILIES without importing torch (test_cli pins the two equal)
 
 
 #: the choices of ``mcsurrogate distill`` (literal: the parser imports no torch; tested against the library's)

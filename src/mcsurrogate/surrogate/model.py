@@ -87,7 +87,7 @@ class Surrogate:
         objects into slots (``photon1_pt`` …) and compute derived observables.
     flow:
         A family name (``maf``, ``made-mog``, ``maf-made-mog``, ``rqs-ar``, ``rqs-coupling``, ``realnvp``,
-        ``glow``), a :class:`~mcsurrogate.flows.FlowConfig`, or a dict of its fields.
+        ``glow``, ``flow-matching``), a :class:`~mcsurrogate.flows.FlowConfig`, or a dict of its fields.
     preprocessing, condition_preprocessing:
         Preprocessor presets (``standardize``, ``logit``, ``gauss-rank``, ``minmax``, ``identity``) or
         per-column chains, fitted on the training split only.

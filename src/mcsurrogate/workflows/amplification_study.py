@@ -41,7 +41,7 @@ import numpy as np
 from ..amplification import (
     CONTINUOUS_FEATURES,
     DISCRETE_FEATURES,
-    FAMILY_OPTIONS,
+    PAPER_B_FAMILIES,
     Candidate,
     compare_models,
     feature_matrix,
@@ -100,7 +100,7 @@ class StudyConfig:
 
     n_background: int = 1_000_000
     n_signal: int = 200_000
-    families: tuple[str, ...] = tuple(FAMILY_OPTIONS)
+    families: tuple[str, ...] = PAPER_B_FAMILIES
     preprocessings: tuple[str, ...] = ("logit", "gauss-rank")
     blocks: int = 10
     hidden: int = 128
