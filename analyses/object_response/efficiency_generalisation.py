@@ -3,7 +3,8 @@ HistGradientBoosting): the numbers behind the results README's note on process g
 
     nice -n 10 python analyses/object_response/efficiency_generalisation.py --out analyses/object_response/results
 
-Reads the truth samples `run.py` cached (same names, same seeds); writes ``efficiency_generalisation.json``.
+Reads the truth samples `run.py` cached (same names, same seeds); writes ``efficiency_generalisation.json``
+(``efficiency_generalisation_companions0.3.json`` with ``--companions 0.3``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ def main() -> None:
     ap.add_argument("--other-events", type=int, default=20_000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--companions", type=float, default=0.0, help="as run.py's (training-sample design)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
@@ -40,11 +42,17 @@ def main() -> None:
         process="ttH",
     )
     result = efficiency_generalisation(
-        ggh, tth, PhotonDetector(), efficiency={"batch_size": 4096, "epochs": 8}, seed=args.seed
+        ggh,
+        tth,
+        PhotonDetector(),
+        efficiency={"batch_size": 4096, "epochs": 8},
+        companions=args.companions,
+        seed=args.seed,
     )
     result["wall_seconds"] = time.perf_counter() - t0
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "efficiency_generalisation.json").write_text(json.dumps(result, indent=1, allow_nan=False) + "\n")
+    name = "efficiency_generalisation" + (f"_companions{args.companions:g}" if args.companions else "") + ".json"
+    (args.out / name).write_text(json.dumps(result, indent=1, allow_nan=False) + "\n")
     for name, per_seed in result["mlp"].items():
         print(name, {k: round(v["chi2_per_bin"], 2) for k, v in per_seed.items()})
     print(

@@ -8,7 +8,9 @@ with efficiency and multiplicity, an ObjectResponse trained on its matched truth
    process-generalisation check (never trained on).
 2. Per scenario (paper A's baseline and correlation ρ = 0.5, 1.0): the reference photon detector
    (`reconstruct_photons`: close photons merged, identification efficiency 60–95 %, paper A's responses with a shared
-   correlation ρ between every two photons of an event), ``--train-passes`` passes over the training truth.
+   correlation ρ between every two photons of an event), ``--train-passes`` passes over the training truth, each
+   with close companions beside ``--companions`` of its photons (`add_companions`: gg → H holds few close or crowded
+   photons, so without them the surrogate never sees the isolation and multiplicity contexts of other processes).
 3. `ObjectResponse.fit` (efficiency MLP + Platt; autoregressive per-object response flow), then on held-out gg → H
    truth and on tt̄H truth: efficiency vs E_T, η, μ, multiplicity, core widths, pair correlations, m_γγ, against the
    reference detector on the same truth (``--oversample`` passes each side).
@@ -52,7 +54,7 @@ def parse() -> argparse.Namespace:
     ap.add_argument(
         "--companions",
         type=float,
-        default=0.0,
+        default=0.3,
         help="fraction of training truth photons given a close companion (add_companions; training-sample design)",
     )
     ap.add_argument("--preset", default="affine-spline")

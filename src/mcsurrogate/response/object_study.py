@@ -775,10 +775,11 @@ def efficiency_generalisation(
     feature_sets: Mapping[str, tuple[str, ...]] | None = None,
     efficiency: Mapping[str, Any] | None = None,
     test_fraction: float = 0.2,
+    companions: float = 0.0,
     seed: int = 1,
 ) -> dict[str, Any]:
     """How well the efficiency classifier trained on ``truth`` (the training split of :func:`run_object_study`'s,
-    ``passes`` detector passes) carries over to ``other`` truth (``test_passes`` passes): for each feature set and
+    ``passes`` detector passes, with ``companions`` as there) carries over to ``other`` truth (``test_passes`` passes): for each feature set and
     network seed, and for HistGradientBoosting, the χ²/bin of the efficiency vs E_T, η, μ (a Bernoulli draw from the
     predicted p against the reference's outcomes, binomial errors on both), the mean p and the rms of p − ε against
     the reference's own ε. The reference's ε itself is the floor (χ² ≈ 1).
@@ -794,7 +795,9 @@ def efficiency_generalisation(
     sets = dict(feature_sets or {"all": EFFICIENCY_FEATURES, "without n_objects": ("pt", "eta", "mu", "dr_nearest")})
     layout = ObjectLayout()
     is_test = np.random.default_rng([seed, 7]).random(len(truth)) < test_fraction
-    t, found, _, _ = _training_pairs(_passes(truth[~is_test], detector, collection, passes, seed + 100), layout)
+    t, found, _, _ = _training_pairs(
+        _passes(truth[~is_test], detector, collection, passes, seed + 100, companions), layout
+    )
     to, fo, _, _ = _training_pairs(_passes(other, detector, collection, test_passes, seed + 2000), layout)
     xo = to.efficiency_features()
     eps = detector.efficiency(xo[:, 0], xo[:, 1], xo[:, 2], xo[:, 4])
@@ -823,6 +826,7 @@ def efficiency_generalisation(
         }
 
     out: dict[str, Any] = {
+        "companions": companions,
         "n_train_objects": len(found),
         "n_other_objects": len(fo),
         "reference_epsilon": score(eps) | {"mean_p": float(eps.mean())},
