@@ -56,6 +56,7 @@ class HMCDiagnostics:
     leapfrog_steps: int
     step_size: float
     acceptance_rate: float
+    integrator_acceptance_rate: float
     divergences: int
     ess: list[float]
     ess_second_moment: list[float]
@@ -79,6 +80,7 @@ class HMCDiagnostics:
             "leapfrog_steps": self.leapfrog_steps,
             "step_size": self.step_size,
             "acceptance_rate": self.acceptance_rate,
+            "integrator_acceptance_rate": self.integrator_acceptance_rate,
             "divergences": self.divergences,
             "ess": self.ess,
             "ess_min": self.ess_min,
@@ -166,6 +168,16 @@ def split_rhat(samples: np.ndarray) -> np.ndarray:
     return np.where(within > 0, r, 1.0)
 
 
+def _value(log_prob: Callable[[torch.Tensor], torch.Tensor], q: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        lp = log_prob(q.detach())
+    if lp.shape != q.shape[:1]:
+        raise InputError(
+            f"log_prob_exact must return one value per chain, shape ({q.shape[0]},), got {tuple(lp.shape)}"
+        )
+    return lp.to(q.dtype)
+
+
 def _value_and_grad(
     log_prob: Callable[[torch.Tensor], torch.Tensor], q: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -190,6 +202,7 @@ def sample_hmc(
     step_size: float = 0.5,
     target_accept: float = 0.8,
     seed: int = 0,
+    log_prob_exact: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> HMCResult:
     """Draw ``draws`` points per chain from exp(``log_prob``) with HMC, after ``warmup`` adaptation iterations.
 
@@ -198,6 +211,13 @@ def sample_hmc(
     adapted towards the acceptance rate ``target_accept``); with ``warmup=0`` it is used as given. The number of
     leapfrog steps is ``leapfrog_steps`` if given, else ⌈``trajectory_length``/ε⌉ capped at ``max_leapfrog_steps``.
     Seeded: the momenta, the jitter and the accept draws come from one ``torch.Generator`` seeded with ``seed``.
+
+    ``log_prob_exact`` (no gradient needed; e.g. a boosted-tree density ratio) makes the chains sample
+    exp(``log_prob_exact``) instead, with ``log_prob`` only guiding the trajectories (surrogate-gradient HMC:
+    leapfrog steps on any smooth potential are reversible and volume-preserving, so a Metropolis test on the exact
+    density keeps the chains exact; Rasmussen 2003; Zhang, Shahbaba & Zhao 2017). The step size then adapts to the
+    integrator's error on ``log_prob`` (``integrator_acceptance_rate``), and ``acceptance_rate`` is the exact test's:
+    a poor approximation costs accepted steps, not correctness.
     Raises :class:`FitError` when the warm-up ends with no accepted step (a target with non-finite gradients).
     """
     if not callable(log_prob):
@@ -220,6 +240,13 @@ def sample_hmc(
     lp, grad = _value_and_grad(log_prob, q)
     if not torch.isfinite(lp).all():
         raise InputError(f"log_prob is not finite at {int((~torch.isfinite(lp)).sum())} of the initial points")
+    if log_prob_exact is not None and not callable(log_prob_exact):
+        raise InputError(
+            f"log_prob_exact must be None or a callable (chains, d) → (chains,), got {describe(log_prob_exact)}"
+        )
+    lpe = lp if log_prob_exact is None else _value(log_prob_exact, q)
+    if not torch.isfinite(lpe).all():
+        raise InputError(f"log_prob_exact is not finite at {int((~torch.isfinite(lpe)).sum())} of the initial points")
 
     def steps_for(eps: float) -> int:
         if leapfrog_steps is not None:
@@ -231,7 +258,7 @@ def sample_hmc(
     h_bar, log_eps, log_eps_bar = 0.0, math.log(step_size), 0.0
     chains = q.shape[0]
     out = np.empty((draws, chains, q.shape[1]))
-    accepted_sum, divergences, gradients = 0.0, 0, 0
+    accepted_sum, integrator_sum, divergences, gradients = 0.0, 0.0, 0, 0
     start = time.perf_counter()
     for it in range(warmup + draws):
         adapting = it < warmup
@@ -247,17 +274,24 @@ def sample_hmc(
             lp_new, g_new = _value_and_grad(log_prob, q_new)
             p_new = p_new + (eps if step < n_steps - 1 else 0.5 * eps) * g_new
         gradients += n_steps
-        h1 = -lp_new + 0.5 * (p_new * p_new).sum(-1)
-        delta = h1 - h0
+        kinetic = 0.5 * (p_new * p_new).sum(-1)
+        delta = -lp_new + kinetic - h0
         bad = ~torch.isfinite(delta) | (delta > _DIVERGENCE)
-        log_accept = torch.where(bad, torch.full_like(delta, -math.inf), -delta.clamp(min=0.0))
-        accept_prob = log_accept.exp()
+        integrator_prob = torch.where(bad, torch.zeros_like(delta), (-delta.clamp(min=0.0)).exp())
+        if log_prob_exact is None:
+            lpe_new, accept_prob = lp_new, integrator_prob
+        else:
+            lpe_new = _value(log_prob_exact, q_new)
+            delta_exact = -lpe_new + kinetic - (-lpe + 0.5 * (p * p).sum(-1))
+            bad |= ~torch.isfinite(delta_exact) | (delta_exact > _DIVERGENCE)
+            accept_prob = torch.where(bad, torch.zeros_like(delta), (-delta_exact.clamp(min=0.0)).exp())
         take = torch.rand(chains, generator=gen, device=q.device, dtype=q.dtype) < accept_prob
         take &= ~bad
         q = torch.where(take[:, None], q_new, q)
         lp = torch.where(take, lp_new, lp)
+        lpe = torch.where(take, lpe_new, lpe)
         grad = torch.where(take[:, None], g_new, grad)
-        mean_accept = float(accept_prob.mean())
+        mean_accept = float(integrator_prob.mean())  # what the step size controls
         if adapting:
             t = it + 1
             h_bar = (1 - 1 / (t + t0)) * h_bar + (target_accept - mean_accept) / (t + t0)
@@ -268,7 +302,8 @@ def sample_hmc(
                 raise FitError("HMC warm-up failed: the step size did not converge (non-finite log-density?)")
         else:
             out[it - warmup] = q.detach().double().cpu().numpy()
-            accepted_sum += mean_accept
+            accepted_sum += float(accept_prob.mean())
+            integrator_sum += mean_accept
             divergences += int(bad.sum())
     seconds = time.perf_counter() - start
     if accepted_sum == 0.0:
@@ -283,6 +318,7 @@ def sample_hmc(
         leapfrog_steps=steps_for(final_eps),
         step_size=final_eps,
         acceptance_rate=accepted_sum / draws,
+        integrator_acceptance_rate=integrator_sum / draws,
         divergences=divergences,
         ess=effective_sample_size(out).tolist(),
         ess_second_moment=effective_sample_size((out - out.mean(axis=(0, 1))) ** 2).tolist(),

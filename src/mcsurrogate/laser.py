@@ -17,6 +17,13 @@ Choices, and why:
   where w is used. This keeps the weights the user validated (rather than a second classifier with its own errors)
   and smooths the trees' steps; :class:`WeightAgreement` reports how close the two are on held-out generated events
   (correlation and RMS of log w, the Kish efficiency of each).
+* **Exact to the trees.** The MLP only guides the trajectories: the Metropolis test of each HMC step uses the trees'
+  w (``exact=True``, the default; surrogate-gradient HMC, see :func:`~mcsurrogate.hmc.sample_hmc`), so the refined
+  events follow the very weights of the reweighting; the MLP's errors cost accepted steps (``hmc.acceptance_rate``
+  below ``hmc.integrator_acceptance_rate``), not correctness. On the HIGGS-like benchmark (18 features, MLP log-w
+  correlation 0.78 with the trees) sampling the MLP's own weights (``exact=False``) left most of the flow's C2ST
+  excess in place, where the MLP-weighted flow had lost more of it: the MLP extrapolates to high weights where the
+  flow, and so its regression events, are sparse, and HMC finds those places.
 * **Where w is evaluated.** The MLP takes the flow's *preprocessed* coordinates y = T⁻¹(z) (the flow's own output,
   before the numpy preprocessing's inverse P⁻¹). A density ratio is invariant under a bijection applied to both
   densities, so w(P⁻¹(y)) is the data-space ratio; no torch port of the preprocessing is needed, the trees are
@@ -36,7 +43,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import awkward as ak
@@ -44,12 +51,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .arguments import check_float, check_int, check_seed, describe
+from .arguments import check_bool, check_float, check_int, check_seed, describe
 from .errors import InputError
 from .flows.distilled import DistilledFlow
 from .flows.flow_matching import FlowMatchingModel
 from .flows.model import FlowModel
 from .hmc import HMCDiagnostics, sample_hmc
+from .records import feature_matrix
 from .surrogate import Surrogate
 from .surrogate.sampling import sample_records
 from .validation.samples import kish_size
@@ -92,6 +100,16 @@ class Refinement:
     events: ak.Array
     hmc: HMCDiagnostics
     agreement: WeightAgreement
+    surrogate: Surrogate = field(repr=False)
+    log_weight: nn.Module = field(repr=False)
+
+    def distilled_weights(self, events: ak.Array | np.ndarray) -> np.ndarray:
+        """The distilled MLP's weights w(x) of generated ``events`` (records with the surrogate's targets as fields,
+        or an (n, d) array of them in that order; original units): the weights the refinement samples, to compare
+        a sample weighted with them against the refined one (the refinement's own error apart from the weight's)."""
+        x = events if isinstance(events, np.ndarray) else feature_matrix(events, self.surrogate.targets)
+        y = torch.as_tensor(self.surrogate.preprocessor.forward(x), dtype=torch.float32, device=self.surrogate.device)
+        return np.exp(_batched(self.log_weight, y).double().cpu().numpy())
 
     @property
     def events_per_second(self) -> float:
@@ -250,13 +268,16 @@ def refine(
     distill_events: int = 20000,
     distill_epochs: int = 30,
     hidden: int = 64,
+    exact: bool = True,
 ) -> Refinement:
     """``n`` unweighted events of ``surrogate`` refined by ``reweighting`` (see the module docstring).
 
     ``chains`` HMC chains start from the flow's latent prior, adapt their step size for ``warmup`` iterations
     (trajectory length ``trajectory_length`` in latent units) and then keep every ``thin``-th draw until ``n`` are
     collected; the weight is an MLP (``hidden`` units per layer) distilled from the trees on ``distill_events``
-    generated events in ``distill_epochs`` epochs. Seeded: the same seed gives the same events. Raises
+    generated events in ``distill_epochs`` epochs. With ``exact`` (the default) the MLP only guides the HMC
+    trajectories and the trees decide each Metropolis step, so the refined events follow the trees' weights exactly
+    (the MLP's quality shows in the acceptance rate); ``exact=False`` samples the MLP's weights. Seeded: the same seed gives the same events. Raises
     :class:`InputError` for a conditional or flow-matching surrogate, or a reweighting fitted on other features.
     """
     from .refinement import Reweighting
@@ -283,6 +304,7 @@ def refine(
     distill_events = check_int(distill_events, "distill_events", minimum=500)
     distill_epochs = check_int(distill_epochs, "distill_epochs", minimum=1)
     hidden = check_int(hidden, "hidden", minimum=1)
+    exact = check_bool(exact, "exact")
     device = surrogate.device
     model = surrogate.trained_model.to(device).eval()
     latent = _latent(model, device)
@@ -302,8 +324,12 @@ def refine(
         warnings.warn(
             f"the distilled weight follows the reweighting's trees poorly on held-out generated events (log-w "
             f"correlation {agreement.correlation:.2f}, Kish efficiency {agreement.kish_efficiency_mlp:.3f} vs the trees' "
-            f"{agreement.kish_efficiency_trees:.3f}): the refined events follow the smooth MLP, not the trees; trees "
-            "whose weights on fresh events are mostly noise (a Kish efficiency far below the fit's) cannot be followed",
+            f"{agreement.kish_efficiency_trees:.3f}): trees whose weights on fresh events are mostly noise cannot be "
+            + (
+                "followed by a smooth HMC trajectory, so few steps will be accepted"
+                if exact
+                else "followed, and the refined events follow the smooth MLP, not the trees"
+            ),
             stacklevel=2,
         )
 
@@ -311,13 +337,29 @@ def refine(
         zf = z.float()
         return (latent.log_prob(zf) + log_w(latent.to_preprocessed(zf))).double()
 
+    def exact_target(z: torch.Tensor) -> torch.Tensor:
+        zf = z.float()
+        x = surrogate.preprocessor.inverse(latent.to_preprocessed(zf).double().cpu().numpy())
+        finite = np.isfinite(x).all(axis=1)
+        log_trees = np.full(len(x), -np.inf)
+        log_trees[finite] = np.log(
+            reweighting.ratio.weights(x[finite], clip=reweighting.clip) / reweighting.normalisation
+        )
+        return latent.log_prob(zf).double() + torch.as_tensor(log_trees, device=z.device)
+
     initial = latent.draw(chains, np.random.default_rng(streams[1])).double()
     draws = thin * math.ceil(n / chains)
     hmc_seed = int(streams[2].generate_state(1)[0])
     result = sample_hmc(
-        target, initial, draws=max(draws, 4), warmup=warmup, trajectory_length=trajectory_length, seed=hmc_seed
+        target,
+        initial,
+        draws=max(draws, 4),
+        warmup=warmup,
+        trajectory_length=trajectory_length,
+        seed=hmc_seed,
+        log_prob_exact=exact_target if exact else None,
     )
     z = result.samples[::thin].reshape(-1, latent.dimension)[:n]
     y = _batched(latent.to_preprocessed, torch.as_tensor(z, dtype=torch.float32, device=device)).double().cpu()
     x = surrogate.preprocessor.inverse(y.numpy())
-    return Refinement(sample_records(surrogate.spec, x, None), result.diagnostics, agreement)
+    return Refinement(sample_records(surrogate.spec, x, None), result.diagnostics, agreement, surrogate, log_w)
