@@ -380,6 +380,29 @@ def test_biased_pythia_sampling_writes_the_event_weight_and_its_provenance() -> 
     assert provenance["kish_effective_size"] < 0.8 * 300 and provenance["sigma_gen_mb"] > 0
 
 
+def test_generate_higgs_jet_diphoton_bias_pt_on_the_command_line(tmp_path) -> None:
+    """``mcsurrogate generate higgs-jet-diphoton --bias-pt`` writes the library's events and the weight's provenance."""
+    pytest.importorskip("pythia8mc")
+    import json
+
+    from mcsurrogate.cli import main
+    from mcsurrogate.generators.biased import generate_higgs_jet_diphoton
+    from mcsurrogate.io import read_events
+
+    out = tmp_path / "hj.parquet"
+    args = ["generate", "higgs-jet-diphoton", "-n", "120", "--seed", "4", "--bias-pt", "1.5", "--chunk-size", "60"]
+    assert main([*args, "-o", str(out)]) == 0
+    events = read_events(out)
+    library, _, provenance = generate_higgs_jet_diphoton(120, seed=4, bias_power=1.5, chunk_size=60)
+    np.testing.assert_array_equal(events.weight.to_numpy(), library.weight.to_numpy())
+    meta = json.loads((tmp_path / "hj.json").read_text())
+    assert meta["weights"]["kish_effective_size"] == pytest.approx(provenance["kish_effective_size"])
+    assert meta["weights"]["bias_power"] == 1.5 and "--bias-pt 1.5" in meta["command"]
+    with pytest.raises(SystemExit) as exc:
+        main([*args[:-4], "--bias-pt", "-1", "-o", str(tmp_path / "bad.parquet")])
+    assert exc.value.code == 2
+
+
 def test_the_weighted_mc_study_features() -> None:
     """p_T^γγ from the flows' features is the diphoton p_T that vector computes."""
     from mcsurrogate.workflows.weighted_mc import FEATURES, matrix, pt_gg

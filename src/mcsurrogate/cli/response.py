@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +38,15 @@ def _response_fields(text: str) -> tuple[str, ...]:
     return names
 
 
-def _write_generated(args: argparse.Namespace, chunks: Iterator[Any], stats: Any, meta: dict[str, Any]) -> None:
-    """Stream ``chunks`` to ``args.output`` and write the run's metadata (command, seed, versions, counts) beside it."""
+def _write_generated(
+    args: argparse.Namespace,
+    chunks: Iterator[Any],
+    stats: Any,
+    meta: dict[str, Any],
+    late_meta: Callable[[], dict[str, Any]] | None = None,
+) -> None:
+    """Stream ``chunks`` to ``args.output`` and write the run's metadata (command, seed, versions, counts) beside it;
+    ``late_meta()``: metadata known only once every chunk is written (e.g. the weights' sums)."""
     from importlib.metadata import version
 
     from .. import __version__
@@ -58,6 +65,8 @@ def _write_generated(args: argparse.Namespace, chunks: Iterator[Any], stats: Any
         "mcsurrogate_version": __version__,
         "stats": stats.to_dict(),
     }
+    if late_meta is not None:
+        meta |= late_meta()
     atomic_write_json(meta_path, meta)
     print(
         f"wrote {stats.accepted} events to {out} ({stats.events_per_second:.0f} events/s, "
@@ -106,6 +115,56 @@ def _generate_higgs(args: argparse.Namespace) -> int:
         "settings": higgs_diphoton_settings(args.process, mpi=args.mpi, hadronization=args.hadronization),
     }
     _write_generated(args, chunks, stats, meta)
+    return 0
+
+
+def cmd_generate_higgs_jet(args: argparse.Namespace) -> int:
+    with _claimed_generation(args):
+        return _generate_higgs_jet(args)
+
+
+def _generate_higgs_jet(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..generators import GenerationStats
+    from ..generators.biased import iterate_higgs_jet_diphoton, weight_provenance
+
+    stats = GenerationStats()
+    weights: list[Any] = []
+
+    def kept(chunks: Iterator[Any]) -> Iterator[Any]:
+        for chunk in chunks:
+            weights.append(chunk["weight"].to_numpy())
+            yield chunk
+
+    chunks = iterate_higgs_jet_diphoton(
+        args.n,
+        seed=args.seed,
+        bias_power=args.bias_pt,
+        bias_ref=args.bias_ref,
+        pt_hat_min=args.pt_hat_min,
+        mpi=args.mpi,
+        hadronization=args.hadronization,
+        n_workers=args.workers,
+        chunk_size=args.chunk_size,
+        stats=stats,
+    )
+    bias = "" if args.bias_pt is None else f" --bias-pt {args.bias_pt} --bias-ref {args.bias_ref}"
+    meta = {
+        "description": "pp -> H + jet, H -> gamma gamma at 13 TeV, Pythia 8 (2 -> 2 processes, pTHat > "
+        f"{args.pt_hat_min} GeV), truth photons as higgs-diphoton; mu ~ Uniform(0, 40); event weight 'weight'"
+        + ("" if args.bias_pt is None else f", biased by (pTHat / {args.bias_ref} GeV)^{args.bias_pt}"),
+        "command": f"mcsurrogate generate higgs-jet-diphoton -n {args.n} --seed {args.seed}{bias}"
+        f" --pt-hat-min {args.pt_hat_min}{' --mpi' if args.mpi else ''}"
+        f"{' --hadronization' if args.hadronization else ''} --chunk-size {args.chunk_size} -o {Path(args.output).name}",
+    }
+
+    def provenance() -> dict[str, Any]:
+        w = np.concatenate(weights) if weights else np.zeros(0)
+        kwargs = {"bias_power": args.bias_pt, "bias_ref": args.bias_ref, "pt_hat_min": args.pt_hat_min}
+        return {"weights": weight_provenance(w, stats=stats, **kwargs)}
+
+    _write_generated(args, kept(chunks), stats, meta, provenance)
     return 0
 
 
@@ -413,6 +472,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hadronization", action="store_true", help="hadronisation on (slower; Higgs photons unchanged)")
     common(p)
     p.set_defaults(func=cmd_generate_higgs)
+
+    p = gsub.add_parser(
+        "higgs-jet-diphoton",
+        help="pp -> H + jet, H -> gamma gamma with an event weight; --bias-pt over-samples high pTHat (weighted MC)",
+    )
+    p.add_argument(
+        "--bias-pt",
+        type=positive_float,
+        metavar="POWER",
+        help="PhaseSpace:bias2Selection: over-sample by (pTHat / --bias-ref)^POWER, the weight compensates "
+        "(default: unbiased, every weight 1)",
+    )
+    p.add_argument(
+        "--bias-ref", type=positive_float, default=20.0, help="GeV at which the bias factor is 1 (default: 20)"
+    )
+    p.add_argument("--pt-hat-min", type=positive_float, default=20.0, help="pTHat threshold in GeV (default: 20)")
+    p.add_argument("--mpi", action="store_true", help="multi-parton interactions on (slower; Higgs photons unchanged)")
+    p.add_argument("--hadronization", action="store_true", help="hadronisation on (slower; Higgs photons unchanged)")
+    common(p)
+    p.set_defaults(func=cmd_generate_higgs_jet)
 
     p = gsub.add_parser(
         "higgs-benchmark",

@@ -27,7 +27,8 @@ import numpy as np
 
 from ..arguments import check_float
 from ..errors import InputError
-from .higgs_diphoton import _with_mu, higgs_diphoton_settings, select_higgs_photons
+from ..validation.samples import kish_size
+from .higgs_diphoton import higgs_diphoton_settings, photon_record_with_mu, select_higgs_photons
 from .pythia import GenerationStats, iterate_pythia
 
 __all__ = [
@@ -111,7 +112,7 @@ def iterate_higgs_jet_diphoton(
         weight_field=weight_column,
     )
     for index, chunk in enumerate(chunks):
-        out = _with_mu(chunk, seed, index)
+        out = photon_record_with_mu(chunk, seed, index)
         yield ak.with_field(out, ak.values_astype(chunk[weight_column], np.float64), weight_column)
 
 
@@ -144,7 +145,7 @@ def weight_provenance(
         "n_events": len(w),
         "sum_weights": float(w.sum()),
         "sum_weights_squared": float(np.sum(w**2)),
-        "kish_effective_size": float(w.sum() ** 2 / np.sum(w**2)) if len(w) else 0.0,
+        "kish_effective_size": kish_size(w, len(w)) if len(w) else 0.0,
         "sigma_gen_mb": sigma,
     }
 

@@ -38,6 +38,7 @@ __all__ = [
     "higgs_diphoton_settings",
     "higgs_photons",
     "iterate_higgs_diphoton",
+    "photon_record_with_mu",
     "select_higgs_photons",
 ]
 
@@ -105,7 +106,9 @@ _ALL_PHOTONS_TYPE = ak.types.from_datashape(
 )
 
 
-def _with_mu(chunk: ak.Array, seed: int, index: int) -> ak.Array:
+def photon_record_with_mu(chunk: ak.Array, seed: int, index: int) -> ak.Array:
+    """The event record of a chunk of selected events: ``photons`` (float64 vector Momentum4D, mass 0), ``all_photons``
+    where the chunk has them, and pile-up ``mu`` ~ Uniform(0, 40) seeded by (``seed``, chunk ``index``)."""
     mu = np.random.default_rng([seed, index, 25]).uniform(0.0, 40.0, len(chunk))
     ph = ak.values_astype(chunk.photons, np.float64)
     photons = ak.zip({"pt": ph.pt, "eta": ph.eta, "phi": ph.phi, "mass": ph.pt * 0.0}, with_name="Momentum4D")
@@ -148,7 +151,7 @@ def iterate_higgs_diphoton(
         stats=stats,
     )
     for index, chunk in enumerate(chunks):
-        yield _with_mu(chunk, seed, index)
+        yield photon_record_with_mu(chunk, seed, index)
 
 
 def generate_higgs_diphoton(
