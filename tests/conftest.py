@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import awkward as ak
 import numpy as np
 import pytest
@@ -9,9 +11,15 @@ import torch
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _two_threads() -> None:
-    """Tests run on 2-core machines: no oversubscription."""
-    torch.set_num_threads(2)
+def _one_thread() -> Iterator[None]:
+    """One thread for torch, OpenMP (scikit-learn's boosted trees) and BLAS: the tests' models and samples are tiny,
+    and on a 2-core machine shared with anything else two threads that wait for each other's time slices made a tiny
+    training 6× and a C2ST up to 100× slower (measured at load 10). Code that sets its own limits still does."""
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
 
 
 def correlated_events(n: int, seed: int = 0) -> ak.Array:
