@@ -248,3 +248,31 @@ def test_demo_command_never_overwrites_an_earlier_demo(tmp_path) -> None:
 
 def test_the_command_line_offers_every_preset() -> None:
     assert RESPONSE_PRESETS == PRESETS
+
+
+def test_train_response_with_several_detector_passes_per_truth_event(tmp_path) -> None:
+    """``train-response --train-smearings K --smearing S`` learns from K reference smearings of each truth event, the
+    truth split into training and validation before the extra passes (run_scenario's train_smearings)."""
+    import json
+
+    from mcsurrogate.cli import main
+    from mcsurrogate.data_files import load_default_truth
+    from mcsurrogate.io import write_events
+    from mcsurrogate.response.smearing import SmearingConfig, smear_photons
+    from mcsurrogate.response.study import detector_passes
+
+    truth = load_default_truth()[:1000]
+    smeared = smear_photons(truth, SmearingConfig("baseline"), seed=1)
+    write_events(smeared, tmp_path / "smeared.parquet")
+    base = ["train-response", str(tmp_path / "smeared.parquet"), "--preset", "demo", "--epochs", "1", "--device", "cpu"]
+    assert main([*base, "--train-smearings", "3", "--smearing", "baseline", "--out", str(tmp_path / "m")]) == 0
+    split = json.loads((tmp_path / "m" / "metrics.json").read_text())["split"]
+    assert split == {"train": 2700, "validation": 300, "test": 0}
+    # K > 1 needs the smearing to repeat: one paragraph, exit code 2, nothing written
+    assert main([*base, "--train-smearings", "3", "--out", str(tmp_path / "m2")]) == 2
+    assert not (tmp_path / "m2").exists()
+    # the passes: the file's smearing first, then new smearings of the same truth
+    passes = detector_passes(smeared[:10], 3, 7, lambda t, s: smear_photons(t, SmearingConfig("baseline"), seed=s))
+    assert len(passes) == 30
+    np.testing.assert_array_equal(passes.truth_photons.pt[10:20].to_numpy(), smeared.truth_photons.pt[:10].to_numpy())
+    assert not np.array_equal(passes.photons.pt[10:20].to_numpy(), passes.photons.pt[:10].to_numpy())

@@ -315,7 +315,17 @@ def _require_collections(source: str, tree: str | None, names: dict[str, str]) -
 
 
 def cmd_train_response(args: argparse.Namespace) -> int:
-    if _object_path(args):
+    if (args.train_smearings > 1) != (args.smearing is not None):
+        raise InputError(
+            "--train-smearings K > 1 smears the training truth K - 1 more times with the reference smearing: give it "
+            "as --smearing (the scenario SMEARED was made with); --smearing alone does nothing"
+        )
+    if args.rho is not None and args.smearing != "correlation":
+        raise InputError("--rho applies to --smearing correlation only")
+    object_path = _object_path(args)
+    if object_path and args.train_smearings > 1:
+        raise InputError("--train-smearings applies to the two-photon path (without --truth/--reco)")
+    if object_path:
         _require_collections(
             args.smeared,
             args.tree,
@@ -338,7 +348,17 @@ def _train_response(args: argparse.Namespace, out: Path, ckpt: Path) -> int:
         k: v for k, v in (("epochs", args.epochs), ("seed", args.seed), ("device", args.device)) if v is not None
     }
     smeared = read_events(args.smeared, tree=args.tree)
-    model = train_response(smeared, args.preset, training=training, checkpoint_dir=str(ckpt), **weight_options(args))
+    validation = None
+    if args.train_smearings > 1:
+        smeared, validation = _training_passes(smeared, args)
+    model = train_response(
+        smeared,
+        args.preset,
+        training=training,
+        validation=validation,
+        checkpoint_dir=str(ckpt),
+        **weight_options(args),
+    )
     model.save(out, overwrite=args.overwrite)
     shutil.rmtree(ckpt, ignore_errors=True)
     res = model.result
@@ -348,6 +368,27 @@ def _train_response(args: argparse.Namespace, out: Path, ckpt: Path) -> int:
         f"({res.selection} {res.best_metric:.5g})"
     )
     return 0
+
+
+def _training_passes(smeared: Any, args: argparse.Namespace) -> tuple[Any, Any]:
+    """``--train-smearings K``: the events split 90/10 into training and validation by truth event (seeded), then each
+    truth smeared K − 1 more times with the reference smearing ``--smearing``/``--rho`` (run_scenario's
+    ``train_smearings``): K detector passes per truth event to learn from."""
+    from ..response.smearing import SmearingConfig, smear_photons
+    from ..response.study import detector_passes
+    from ..training import split_indices
+
+    config = SmearingConfig(scenario=args.smearing, rho=0.5 if args.rho is None else args.rho)
+    seed = args.seed or 0
+    split = split_indices(len(smeared), (0.9, 0.1, 0.0), seed)
+
+    def resmear(truth: Any, s: int) -> Any:
+        return smear_photons(truth, config, seed=s)
+
+    return (
+        detector_passes(smeared[split.train], args.train_smearings, seed + 2000, resmear),
+        detector_passes(smeared[split.validation], args.train_smearings, seed + 3000, resmear),
+    )
 
 
 def _train_object_response(args: argparse.Namespace, out: Path) -> int:
@@ -584,6 +625,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=non_negative_int, help="seed of the split, initialisation and batches (default: 0)")
     p.add_argument("--device", type=device, help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     p.add_argument("--tree", help="TTree of SMEARED (default: the file's only tree)")
+    p.add_argument(
+        "--train-smearings",
+        type=positive_int,
+        default=1,
+        metavar="K",
+        help="two-photon path: K detector passes per truth event: the truth smeared K - 1 more times with the "
+        "reference smearing --smearing (split 90/10 by truth event first; default: 1, the file's smearing only)",
+    )
+    p.add_argument(
+        "--smearing",
+        choices=("baseline", "correlation", "asymmetric"),
+        help="with --train-smearings: the reference smearing scenario of SMEARED (as given to 'mcsurrogate smear')",
+    )
+    p.add_argument(
+        "--rho", type=correlation, help="with --train-smearings and --smearing correlation: rho (default: 0.5)"
+    )
     add_weight_arguments(p)
     p.add_argument("--out", required=True, help="model directory to write (checkpoints in OUT.checkpoints meanwhile)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing model directory")

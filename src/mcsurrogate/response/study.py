@@ -20,7 +20,7 @@ from .evaluation import DiphotonSummary, ResponseEvaluation, diphoton_summary, e
 from .smearing import SmearingConfig
 from .surrogate import DEFAULT_LAYOUT, ResponseLayout, apply_response, response_table, train_response
 
-__all__ = ["SCENARIOS", "ScenarioResult", "run_scenario", "scenario_quality"]
+__all__ = ["SCENARIOS", "ScenarioResult", "detector_passes", "run_scenario", "scenario_quality"]
 
 #: paper A's four reference-smearing scenarios: baseline, correlated (ρ = 0.5 and 1.0) and asymmetric tails
 SCENARIOS: dict[str, SmearingConfig] = {
@@ -113,12 +113,12 @@ def run_scenario(
 
     t0 = time.perf_counter()
     model = train_response(
-        _detector_passes(smeared[split.train], train_smearings, seed + 2000, resmear, layout),
+        detector_passes(smeared[split.train], train_smearings, seed + 2000, resmear, layout),
         preset,
         layout=layout,
         flow=flow,
         training=training,
-        validation=_detector_passes(smeared[split.validation], train_smearings, seed + 3000, resmear, layout),
+        validation=detector_passes(smeared[split.validation], train_smearings, seed + 3000, resmear, layout),
         progress=progress,
     )
     t_train = time.perf_counter() - t0
@@ -127,7 +127,7 @@ def run_scenario(
         t_d = time.perf_counter()
         model = model.distill(response_table(smeared[split.train], layout), distill, progress=progress)
         t_distill = time.perf_counter() - t_d
-    reference = _detector_passes(smeared[split.test], oversample, seed + 1000, resmear, layout)
+    reference = detector_passes(smeared[split.test], oversample, seed + 1000, resmear, layout)
     first = reference[: len(split.test)]
     truth = _truth_of(first, layout)
     if oversample > 1:
@@ -155,15 +155,17 @@ def _truth_of(smeared: ak.Array, layout: ResponseLayout) -> ak.Array:
     )
 
 
-def _detector_passes(
+def detector_passes(
     part: ak.Array,
     passes: int,
     base_seed: int,
     resmear: Callable[[ak.Array, int], ak.Array] | None,
-    layout: ResponseLayout,
+    layout: ResponseLayout = DEFAULT_LAYOUT,
 ) -> ak.Array:
     """``part``'s smeared events (reco, truth, μ), then ``passes − 1`` more reference smearings of the same truth
-    (seeds ``base_seed + 1``, …), concatenated; just ``part`` when there is no ``resmear`` or one pass."""
+    (``resmear(truth, seed)`` with seeds ``base_seed + 1``, …), concatenated: ``passes`` detector passes per truth
+    event; just ``part`` when there is no ``resmear`` or one pass. Split the events (by truth event) *before* this, so
+    that one truth event never lands in two splits."""
     fields = [layout.collection, layout.truth_collection, layout.pileup]
     first = ak.zip({f: part[f] for f in fields}, depth_limit=1)
     if resmear is None or passes == 1:
