@@ -40,9 +40,9 @@ def partition_sizes(n_events: int, n_partitions: int) -> list[int]:
 
 
 def _load(model: str) -> Surrogate:
-    from .response.columnar import _load_cached
+    from .response.columnar import load_cached_surrogate
 
-    return _load_cached(model)
+    return load_cached_surrogate(model)
 
 
 def sample_partition(model: Surrogate | str | os.PathLike[str], index: int, size: int, seed: int = 0) -> ak.Array:

@@ -48,7 +48,7 @@ from ..surrogate import Surrogate
 from .objects import ObjectResponse, TruthObjects
 from .surrogate import DEFAULT_LAYOUT, ResponseLayout
 
-__all__ = ["add_surrogate_objects", "event_noise", "event_uniforms", "pair_mass"]
+__all__ = ["add_surrogate_objects", "event_noise", "event_uniforms", "load_cached_surrogate", "pair_mass"]
 
 Model = Surrogate | ObjectResponse | str | os.PathLike[str]
 
@@ -94,9 +94,9 @@ def _field(events: ak.Array, path: str) -> ak.Array:
 
 
 @functools.lru_cache(maxsize=4)
-def _load_cached(path: str, device: str = "cpu") -> Surrogate:
-    """The Surrogate saved at ``path`` on ``device``, loaded once per process (:mod:`mcsurrogate.distributed`'s
-    loader, which keeps the CPU default)."""
+def load_cached_surrogate(path: str, device: str = "cpu") -> Surrogate:
+    """The Surrogate saved at ``path`` on ``device``, loaded once per process and kept (the four most recent): what a
+    dask worker or coffea processor calls per partition (:mod:`mcsurrogate.distributed` keeps the CPU default)."""
     return Surrogate.load(path, device=device)
 
 
@@ -113,7 +113,7 @@ def _model(model: Model, device: str = "auto") -> Surrogate | ObjectResponse:
     path = Path(model)
     if (path / "object_response.json").is_file():
         return _load_objects_cached(str(path), str(device))
-    return _load_cached(str(path), str(device))
+    return load_cached_surrogate(str(path), str(device))
 
 
 def _eager_objects(

@@ -30,7 +30,7 @@ from ..arguments import check_float, check_int
 from ..errors import InputError
 from .efficiency import reliability
 from .matching import match_objects
-from .objects import ObjectLayout, ObjectResponse, _training_pairs
+from .objects import ObjectLayout, ObjectResponse, training_pairs
 from .reference_detector import PhotonDetector, reconstruct_photons
 from .resolution import BinnedWidths, binned_core_widths
 from .smearing import resolution
@@ -368,8 +368,8 @@ def compare_efficiency_classifiers(
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    t_tr, found_tr, _, _ = _training_pairs(train, model.layout)
-    t_te, found_te, _, _ = _training_pairs(test, model.layout)
+    t_tr, found_tr, _, _ = training_pairs(train, model.layout)
+    t_te, found_te, _, _ = training_pairs(test, model.layout)
     names = model.efficiency.features
     x_tr, x_te = t_tr.efficiency_features(names), t_te.efficiency_features(names)
     t0 = time.perf_counter()
@@ -556,7 +556,7 @@ def run_object_study(
         n_objects += int(ak.sum(ak.num(truth_only[layout.truth])))
         rho = detector.smearing.rho if detector.smearing.scenario == "correlation" else 0.0
         evaluation = evaluate_objects(reference, generated, rho=rho, seed=seed)
-        t, found, _, _ = _training_pairs(reference, layout)
+        t, found, _, _ = training_pairs(reference, layout)
         features = t.efficiency_features(model.efficiency.features)
         evaluation.reliability = reliability(model.efficiency.probability(features), found)
         return evaluation
@@ -795,10 +795,10 @@ def efficiency_generalisation(
     sets = dict(feature_sets or {"all": EFFICIENCY_FEATURES, "without n_objects": ("pt", "eta", "mu", "dr_nearest")})
     layout = ObjectLayout()
     is_test = np.random.default_rng([seed, 7]).random(len(truth)) < test_fraction
-    t, found, _, _ = _training_pairs(
+    t, found, _, _ = training_pairs(
         _passes(truth[~is_test], detector, collection, passes, seed + 100, companions), layout
     )
-    to, fo, _, _ = _training_pairs(_passes(other, detector, collection, test_passes, seed + 2000), layout)
+    to, fo, _, _ = training_pairs(_passes(other, detector, collection, test_passes, seed + 2000), layout)
     xo = to.efficiency_features()
     eps = detector.efficiency(xo[:, 0], xo[:, 1], xo[:, 2], xo[:, 4])
 

@@ -46,7 +46,7 @@ from .efficiency import EfficiencyConfig, EfficiencyModel, Transform
 from .matching import Matching, match_objects, nearest_other
 from .resolution import core_width
 
-__all__ = ["ObjectLayout", "ObjectResponse", "PullScale", "TruthObjects", "object_preset"]
+__all__ = ["ObjectLayout", "ObjectResponse", "PullScale", "TruthObjects", "object_preset", "training_pairs"]
 
 FORMAT = "mcsurrogate.object_response"
 SCHEMA_VERSION = 1
@@ -384,12 +384,12 @@ class ObjectResponse:
                 f"efficiency_features must be distinct names among {list(EFFICIENCY_FEATURES)}, got {names}"
             )
         transforms = [EFFICIENCY_TRANSFORMS[EFFICIENCY_FEATURES.index(name)] for name in names]
-        t, found, delta, matching = _training_pairs(events, layout)
+        t, found, delta, matching = training_pairs(events, layout)
         if efficiency_events is None:
             eff_x, eff_y = t.efficiency_features(names), found
         else:
             check_records(efficiency_events, "efficiency_events")
-            t_eff, eff_y, _, _ = _training_pairs(efficiency_events, layout)
+            t_eff, eff_y, _, _ = training_pairs(efficiency_events, layout)
             eff_x = t_eff.efficiency_features(names)
         eff = EfficiencyModel(names, transforms, eff_cfg).fit(eff_x, eff_y)
         scale = PullScale.fit(t.kin["pt"][found], t.kin["eta"][found], t.mu[found], delta[found])
@@ -433,7 +433,7 @@ class ObjectResponse:
     def training_conditions(self, events: ak.Array) -> ak.Array:
         """The flow's condition rows of the matched objects of ``events`` (truth + reco, as for :meth:`fit`): what
         :meth:`distill` needs."""
-        t, found, delta, _ = _training_pairs(events, self.layout)
+        t, found, delta, _ = training_pairs(events, self.layout)
         table = _table(t, found, delta, self.scale, self.layout)
         return ak.zip({k: table[k][found] for k in self.layout.conditions}, depth_limit=1)
 
@@ -676,8 +676,9 @@ def _quantile_bounds(values: np.ndarray, q: float = 0.001) -> list[float]:
     return [float(np.quantile(values, q)), float(np.quantile(values, 1 - q))]
 
 
-def _training_pairs(events: ak.Array, layout: ObjectLayout) -> tuple[TruthObjects, np.ndarray, np.ndarray, Matching]:
-    """The truth objects (rank order), whether each has a reco partner, the responses Δ of those (zeros elsewhere),
+def training_pairs(events: ak.Array, layout: ObjectLayout) -> tuple[TruthObjects, np.ndarray, np.ndarray, Matching]:
+    """Truth objects matched to reco ones (ΔR, one-to-one): the truth objects (rank order), whether each has a reco
+    partner, the responses Δ = reco − truth of those (GeV, radians; zeros elsewhere),
     and the matching."""
     truth, reco, mu = _collections(events, layout)
     matching = match_objects(truth, reco, max_dr=layout.max_dr)
