@@ -424,7 +424,7 @@ def test_sample_refine_writes_unweighted_refined_events(tmp_path: Path) -> None:
     fit_reweighting(events, generated, ["a", "b"], folds=2, max_iter=20, seed=1).save(tmp_path / "rw")
     out = tmp_path / "refined.parquet"
     args = ["sample", str(tmp_path / "model"), "-n", "300", "-o", str(out), "--refine", str(tmp_path / "rw")]
-    proc = run_here(*args, "--hmc-chains", "8", "--hmc-warmup", "20", "--seed", "3")
+    proc = run_here(*args, "--hmc-chains", "8", "--hmc-warmup", "20", "--hmc-thin", "2", "--seed", "3")
     assert proc.returncode == 0 and "split-R-hat" in proc.stdout and "wrote 300 events" in proc.stdout, proc.stderr
     refined = ak.from_parquet(out)
     assert set(refined.fields) == {"a", "b"} and np.isfinite(refined.a.to_numpy()).all()  # unweighted: no weight

@@ -37,7 +37,7 @@ def toy() -> tuple[Surrogate, Reweighting, ak.Array]:
     return model, rw, reference
 
 
-SETTINGS = {"chains": 32, "warmup": 100, "distill_events": 5000, "distill_epochs": 20}
+SETTINGS = {"chains": 32, "warmup": 100, "thin": 1, "distill_events": 5000, "distill_epochs": 20}
 
 
 def test_refined_events_move_to_the_reference_like_the_weighted_ones(toy) -> None:
@@ -66,10 +66,12 @@ def test_refined_events_move_to_the_reference_like_the_weighted_ones(toy) -> Non
 
 def test_refinement_is_reproducible_by_seed(toy) -> None:
     model, rw, _ = toy
-    small = {**SETTINGS, "warmup": 20, "distill_events": 1000, "distill_epochs": 2}
+    small = {**SETTINGS, "warmup": 20, "thin": 3, "distill_events": 1000, "distill_epochs": 2}
     a = rw.refine(model, 200, seed=5, **small).events
     b = rw.refine(model, 200, seed=5, **small).events
     c = rw.refine(model, 200, seed=6, **small).events
+    refined = rw.refine(model, 200, seed=5, **small)
+    assert refined.hmc.draws == 3 * 7  # 200 events from 32 chains: 7 kept draws each, every third
     np.testing.assert_array_equal(ak.to_numpy(a.u), ak.to_numpy(b.u))
     assert not np.array_equal(ak.to_numpy(a.u), ak.to_numpy(c.u))
 

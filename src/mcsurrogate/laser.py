@@ -39,6 +39,7 @@ The MLP is trained at every call (seeded, a few seconds on a CPU); nothing is pi
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import warnings
@@ -56,7 +57,7 @@ from .errors import InputError
 from .flows.distilled import DistilledFlow
 from .flows.flow_matching import FlowMatchingModel
 from .flows.model import FlowModel
-from .hmc import HMCDiagnostics, sample_hmc
+from .hmc import HMCDiagnostics, effective_sample_size, sample_hmc, split_rhat
 from .records import feature_matrix
 from .surrogate import Surrogate
 from .surrogate.sampling import sample_records
@@ -261,9 +262,9 @@ def refine(
     n: int,
     seed: int = 0,
     *,
-    chains: int = 64,
+    chains: int = 512,
     warmup: int = 200,
-    thin: int = 1,
+    thin: int = 5,
     trajectory_length: float = 1.5,
     distill_events: int = 20000,
     distill_epochs: int = 30,
@@ -274,7 +275,11 @@ def refine(
 
     ``chains`` HMC chains start from the flow's latent prior, adapt their step size for ``warmup`` iterations
     (trajectory length ``trajectory_length`` in latent units) and then keep every ``thin``-th draw until ``n`` are
-    collected; the weight is an MLP (``hidden`` units per layer) distilled from the trees on ``distill_events``
+    collected (at least 4 per chain); the diagnostics' ESS and R̂ are those of the kept draws. Many chains and a
+    thinning beyond the rejection runs keep the events nearly independent: a sample with repeated (rejected) or
+    nearly repeated draws is memorised by a classifier test, which then scores it far worse than it is (measured on
+    the HIGGS-like setup: C2ST 0.750 with 64 chains and no thinning, 0.552 with 1000 chains thinned by 10, for the
+    same target), and a batch of chains costs about what one chain does per gradient; the weight is an MLP (``hidden`` units per layer) distilled from the trees on ``distill_events``
     generated events in ``distill_epochs`` epochs. With ``exact`` (the default) the MLP only guides the HMC
     trajectories and the trees decide each Metropolis step, so the refined events follow the trees' weights exactly
     (the MLP's quality shows in the acceptance rate); ``exact=False`` samples the MLP's weights. Seeded: the same seed gives the same events. Raises
@@ -348,18 +353,28 @@ def refine(
         return latent.log_prob(zf).double() + torch.as_tensor(log_trees, device=z.device)
 
     initial = latent.draw(chains, np.random.default_rng(streams[1])).double()
-    draws = thin * math.ceil(n / chains)
+    kept = max(math.ceil(n / chains), 4)  # split-chain diagnostics need 4 kept draws per chain
+    draws = thin * kept
     hmc_seed = int(streams[2].generate_state(1)[0])
     result = sample_hmc(
         target,
         initial,
-        draws=max(draws, 4),
+        draws=draws,
         warmup=warmup,
         trajectory_length=trajectory_length,
         seed=hmc_seed,
         log_prob_exact=exact_target if exact else None,
     )
-    z = result.samples[::thin].reshape(-1, latent.dimension)[:n]
+    samples = result.samples[::thin]
+    # the diagnostics of the draws kept (the ESS of the events returned, not of every draw)
+    centred = samples - samples.mean(axis=(0, 1))
+    diagnostics = dataclasses.replace(
+        result.diagnostics,
+        ess=effective_sample_size(samples).tolist(),
+        ess_second_moment=effective_sample_size(centred**2).tolist(),
+        rhat=split_rhat(samples).tolist(),
+    )
+    z = samples.reshape(-1, latent.dimension)[:n]
     y = _batched(latent.to_preprocessed, torch.as_tensor(z, dtype=torch.float32, device=device)).double().cpu()
     x = surrogate.preprocessor.inverse(y.numpy())
-    return Refinement(sample_records(surrogate.spec, x, None), result.diagnostics, agreement, surrogate, log_w)
+    return Refinement(sample_records(surrogate.spec, x, None), diagnostics, agreement, surrogate, log_w)

@@ -259,10 +259,13 @@ def _refine(args: argparse.Namespace, model: Any) -> int:
     if args.conditions_from:
         raise InputError("--refine refines unconditional surrogates only: pass -n N, not --conditions-from")
     reweighting = Reweighting.load(args.refine)
-    result = reweighting.refine(model, args.n, seed=args.seed, chains=args.hmc_chains, warmup=args.hmc_warmup)
+    result = reweighting.refine(
+        model, args.n, seed=args.seed, chains=args.hmc_chains, warmup=args.hmc_warmup, thin=args.hmc_thin
+    )
     d, a = result.hmc, result.agreement
     print(
-        f"refined with {args.refine}: {d.chains} HMC chains, acceptance {d.acceptance_rate:.2f}, "
+        f"refined with {args.refine}: {d.chains} HMC chains, acceptance {d.acceptance_rate:.2f} "
+        f"(integrator {d.integrator_acceptance_rate:.2f}), "
         f"min ESS {d.ess_min:.0f} (second moment {min(d.ess_second_moment):.0f}), max split-R-hat {d.rhat_max:.3f}, "
         f"{d.divergences} divergences, {result.events_per_second:.3g} events/s; distilled weight vs trees: "
         f"log-w correlation {a.correlation:.3f}, Kish {a.kish_efficiency_mlp:.3f} vs {a.kish_efficiency_trees:.3f}"
@@ -508,7 +511,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Hamiltonian Monte Carlo; unconditional models; default: plain sampling)",
     )
     p.add_argument(
-        "--hmc-chains", type=positive_int, default=64, help="with --refine: HMC chains run together (default: 64)"
+        "--hmc-chains", type=positive_int, default=512, help="with --refine: HMC chains run together (default: 512)"
+    )
+    p.add_argument(
+        "--hmc-thin",
+        type=positive_int,
+        default=5,
+        help="with --refine: keep every N-th draw of a chain, so that events are nearly independent (default: 5)",
     )
     p.add_argument(
         "--hmc-warmup",
