@@ -309,7 +309,7 @@ class DistilledFlow(nn.Module):
         ``torch.compile`` of the student (inductor, weights frozen) was measured and left out: 1.7× on the network
         alone, but 1.0–1.2× on the sampling paths (noise draw, slicing and preprocessing then weigh), for 10–40 s of
         compilation per process (2-core CPU)."""
-        self.teacher._check_context(context)
+        self.teacher.check_context(context)
         if torch.is_grad_enabled():
             return self.sampler(noise, context)
         run = self._runner(noise)

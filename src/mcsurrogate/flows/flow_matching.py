@@ -397,7 +397,7 @@ class FlowMatchingModel(FlowModel):
     ) -> torch.Tensor:
         """Per-event flow-matching loss ``mean_features (v(x_t, t; c) − u)²`` (batch,), with ``t`` and ``x₀`` drawn
         from ``generator`` (torch's global one when ``None``)."""
-        self._check_context(context)
+        self.check_context(context)
         n = len(x)
         x0 = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
         t = torch.rand((n,), generator=generator, dtype=x.dtype, device=x.device)
@@ -409,7 +409,7 @@ class FlowMatchingModel(FlowModel):
     def sample_from_noise(self, noise: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """Integrate the ODE from ``noise`` (batch, features) at ``t = 0`` to samples at ``t = 1`` with
         :attr:`sampling` (no divergence), in slices of :data:`CHUNK` events."""
-        self._check_context(context)
+        self.check_context(context)
         parts = []
         for i in range(0, len(noise), CHUNK):
             c = None if context is None else context[i : i + CHUNK]

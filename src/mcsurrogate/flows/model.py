@@ -57,7 +57,8 @@ class FlowModel(nn.Module):
         """Number of noise numbers one sample consumes."""
         return self.features * self.base.noise_multiplier
 
-    def _check_context(self, context: torch.Tensor | None) -> None:
+    def check_context(self, context: torch.Tensor | None) -> None:
+        """Raise ``ValueError`` when a context is passed to an unconditional flow or missing for a conditional one."""
         if self.context_features is None and context is not None:
             raise ValueError("this flow is unconditional: pass no context")
         if self.context_features is not None and context is None:
@@ -65,7 +66,7 @@ class FlowModel(nn.Module):
 
     def log_prob(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """Log density of ``x`` (batch, features), shape (batch,)."""
-        self._check_context(context)
+        self.check_context(context)
         z, logdet = self.transform(x, context)
         return self.base.log_prob(z, context) + logdet
 
@@ -78,7 +79,7 @@ class FlowModel(nn.Module):
 
     def sample_from_noise(self, noise: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """Map noise (batch, ``noise_features``) from :meth:`draw_noise` to samples (batch, features), one per context row."""
-        self._check_context(context)
+        self.check_context(context)
         z = self.base.from_noise(noise, context)
         x, _ = self.transform.inverse(z, context)
         return x
