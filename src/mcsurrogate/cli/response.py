@@ -636,7 +636,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--smearing",
         choices=("baseline", "correlation", "asymmetric"),
-        help="with --train-smearings: the reference smearing scenario of SMEARED (as given to 'mcsurrogate smear')",
+        help="with --train-smearings: the reference smearing scenario of SMEARED, as given to 'mcsurrogate smear' "
+        "(default: none; required with --train-smearings > 1)",
     )
     p.add_argument(
         "--rho", type=correlation, help="with --train-smearings and --smearing correlation: rho (default: 0.5)"
