@@ -397,7 +397,7 @@ def test_failed_command_leaves_no_empty_output_directory(tmp_path: Path) -> None
 
 def test_output_directory_filled_while_waiting_for_its_lock_is_refused(tmp_path: Path, monkeypatch) -> None:
     """A writer that fills --out between the first check and the lock (it held the lock then) is seen under the lock."""
-    import mcsurrogate.files as files
+    from mcsurrogate import files
 
     out = tmp_path / "results"
     real_lock = files.output_lock
