@@ -25,7 +25,6 @@ import importlib
 import re
 import shutil
 import textwrap
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -322,23 +321,6 @@ class _Inputs:
         generate_higgs_benchmark("signal", 200, dest, seed=2, chunk_size=200, progress=False)
 
 
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """One thread for torch, OpenMP (scikit-learn's boosted trees) and BLAS while the examples run: on a shared
-    2-core machine two threads that wait for each other's time slices made a tiny training 6× and a C2ST 100×
-    slower (measured at load 10)."""
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(1):
-            yield
-    finally:
-        torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session")
 def doc_inputs(tmp_path_factory: pytest.TempPathFactory) -> _Inputs:
     return _Inputs(tmp_path_factory.mktemp("doc_inputs"))
@@ -358,7 +340,6 @@ def _page_params() -> list:
     return [pytest.param(page, id=page, marks=[pytest.mark.slow] if page in SLOW_PAGES else []) for page in doc_pages()]
 
 
-@pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("page", _page_params())
 def test_page_examples_run(page: str, doc_inputs: _Inputs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import matplotlib
@@ -406,7 +387,6 @@ def _doctest_modules() -> list[str]:
     return modules
 
 
-@pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("module", _doctest_modules())
 def test_docstring_examples(module: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # examples that write files write them here

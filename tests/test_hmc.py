@@ -11,8 +11,6 @@ import torch
 from mcsurrogate.errors import InputError
 from mcsurrogate.hmc import effective_sample_size, sample_hmc, split_rhat
 
-torch.set_num_threads(1)
-
 
 def _moments_agree(samples: np.ndarray, mean: np.ndarray, cov: np.ndarray, z: float = 4.5) -> None:
     """The sample mean and covariance of the chains ``samples`` (draws, chains, d) agree with ``mean``/``cov``

@@ -7,13 +7,10 @@ import json
 import awkward as ak
 import numpy as np
 import pytest
-import torch
 
 from mcsurrogate.errors import InputError
 from mcsurrogate.refinement import Reweighting, fit_reweighting
 from mcsurrogate.surrogate import Surrogate
-
-torch.set_num_threads(1)
 
 FEATURES = ["u", "v"]
 SHIFT = 0.3  # the reference's shift of u, in units of its width (10 GeV)

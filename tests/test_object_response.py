@@ -8,7 +8,6 @@ import json
 import awkward as ak
 import numpy as np
 import pytest
-import torch
 
 from mcsurrogate.errors import InputError, ModelDirectoryError
 from mcsurrogate.response.efficiency import EfficiencyConfig, EfficiencyModel, reliability
@@ -16,16 +15,6 @@ from mcsurrogate.response.matching import match_objects
 from mcsurrogate.response.objects import ObjectLayout, ObjectResponse, PullScale, TruthObjects, _previous
 from mcsurrogate.response.reference_detector import PhotonDetector, reconstruct_photons
 from mcsurrogate.response.smearing import SmearingConfig
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Networks this small gain nothing from a second thread, and on a shared 2-core machine torch's OpenMP threads
-    wait on each other (a BCE step took 0.4 s with 2 threads and 3 ms with 1 in a busy state)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def jagged_truth(n_events: int, seed: int, max_objects: int = 5) -> ak.Array:

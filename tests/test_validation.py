@@ -5,17 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy.stats import norm
-from threadpoolctl import threadpool_limits
 
 from mcsurrogate.errors import InputError
 from mcsurrogate.validation import binned_divergences, c2st, compare_features
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One OpenMP/BLAS thread: on a shared 2-core machine the classifiers' threads spin-wait for each other."""
-    with threadpool_limits(1):
-        yield
 
 
 def test_c2st_recovers_the_analytic_auc_of_two_gaussians() -> None:

@@ -6,18 +6,10 @@ import json
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
 
 from mcsurrogate.errors import InputError
 from mcsurrogate.validation import C2STResult, c2st
 from mcsurrogate.validation.c2st import minimum_permutations
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One OpenMP thread: on a shared 2-core machine the boosted trees' threads spin-wait for each other."""
-    with threadpool_limits(1):
-        yield
 
 
 def _correlation_change(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -8,19 +8,11 @@ import json
 import awkward as ak
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
 
 from mcsurrogate.cli import build_parser, main
 from mcsurrogate.io import write_events
 
 FAST = ["--fpd-sizes", "1000,4000", "--kpd-subset-size", "500", "--resamples", "4", "--repeats", "2"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One OpenMP/BLAS thread: on a shared 2-core machine the classifiers' threads spin-wait for each other."""
-    with threadpool_limits(1):
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -17,18 +17,10 @@ import numpy as np
 import pytest
 from scipy import linalg
 from scipy.optimize import curve_fit
-from threadpoolctl import threadpool_limits
 
 from mcsurrogate.errors import InputError
 from mcsurrogate.validation import fpd, kpd, physics_distances
 from mcsurrogate.validation.physics_distances import FPD_SIZES, KPD_SUBSET
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One BLAS thread: on a shared 2-core machine the matrix products' threads spin-wait for each other."""
-    with threadpool_limits(1):
-        yield
 
 
 def _jetnet_normalise(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

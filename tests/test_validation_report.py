@@ -8,20 +8,12 @@ import awkward as ak
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
-from threadpoolctl import threadpool_limits
 
 from mcsurrogate.cli import main
 from mcsurrogate.errors import InputError
 from mcsurrogate.io import write_events
 from mcsurrogate.validation import fpd, frechet_distance, kpd, validate, write_report
 from mcsurrogate.validation.c2st import _grouped_auc
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One OpenMP/BLAS thread: on a shared 2-core machine the classifiers' threads spin-wait for each other."""
-    with threadpool_limits(1):
-        yield
 
 
 def test_frechet_distance_of_shifted_gaussians():

@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy import stats
-from threadpoolctl import threadpool_limits
 
 from mcsurrogate.errors import InputError
 from mcsurrogate.validation import (
@@ -28,14 +27,6 @@ from mcsurrogate.validation.density_ratio import tail_summary
 NAMES = ["a", "b", "c"]
 FPD_FAST = {"n_min": 5_000, "n_max": 20_000, "n_points": 5, "n_batches": 4}
 KPD_FAST = {"subset_size": 1_000, "n_subsets": 10}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One OpenMP/BLAS thread: on a shared 2-core machine the boosted trees' and matrix products' threads
-    spin-wait for each other (a C2ST of 6 × 10⁴ events took 52 s with two threads under load, 1.9 s with one)."""
-    with threadpool_limits(1):
-        yield
 
 
 COV_REF = np.array([[1.0, 0.6, 0.0], [0.6, 1.0, 0.3], [0.0, 0.3, 1.0]])

@@ -3,13 +3,10 @@ through the split, refusals, bootstrap replicas, negative weights and the respon
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import awkward as ak
 import numpy as np
 import pytest
 import torch
-from threadpoolctl import threadpool_limits
 
 from mcsurrogate import Surrogate
 from mcsurrogate.data_files import load_default_truth
@@ -22,19 +19,6 @@ from mcsurrogate.training import TrainConfig, split_indices, train_flow, wassers
 
 TINY = {"model": "maf", "blocks": 1, "hidden": 8}
 QUICK = {"epochs": 2, "device": "cpu", "patience": None}
-
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """One torch and one OpenMP thread: on a loaded 2-core machine two threads spin on these small flows and
-    classifiers (measured: the known-answer fit took 52.9 CPU-s on two threads, 5.8 on one)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(1):
-            yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _events(n: int, seed: int = 0) -> ak.Array:
@@ -300,7 +284,6 @@ def _signed_target(n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 @pytest.mark.slow
-@pytest.mark.usefixtures("one_thread")
 def test_signed_weights_learn_a_known_signed_density() -> None:
     """Known answer (issue 29): p = 1.2 N(0, I) − 0.2 N(0, 0.5² I) in 2-D is positive, with a dip at the origin to
     0.4 of N(0, I)'s height. Sampled as a subtraction-style generator does (each event from one component, weight +1
@@ -426,7 +409,6 @@ def _diphoton_events(n: int, seed: int, weighted: bool) -> ak.Array:
     return ak.zip({"photons": photons, "weight": w}, depth_limit=1)
 
 
-@pytest.mark.usefixtures("one_thread")
 def test_the_weighted_mc_study_compares_writes_strict_json_and_its_readme(tmp_path) -> None:
     """The study's comparison, summary over seeds, figures and README on small stand-in samples (tiny flows): the
     tail reference is the reference sample here, so the reference sample's own tail figures are exactly zero; the
