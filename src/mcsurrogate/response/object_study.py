@@ -29,6 +29,7 @@ import numpy as np
 from ..arguments import check_float, check_int
 from ..errors import InputError
 from .efficiency import reliability
+from .evaluation import width_ratio_consistency
 from .matching import match_objects
 from .objects import ObjectLayout, ObjectResponse, training_pairs
 from .reference_detector import PhotonDetector, reconstruct_photons
@@ -233,16 +234,12 @@ class ObjectEvaluation:
         return {"chi2_per_bin": float(np.mean((g[ok] - r[ok]) ** 2 / var[ok])), "n_bins": int(ok.sum())}
 
     def width_consistency(self, precise: float = 0.01) -> dict[str, float]:
+        """:func:`~.evaluation.width_ratio_consistency` of the per-object core widths, with the ratio range over
+        every bin too."""
         r = np.concatenate([w.ratio for per in self.widths.values() for w in per.values()])
         e = np.concatenate([w.ratio_err for per in self.widths.values() for w in per.values()])
         ok = np.isfinite(r) & np.isfinite(e) & (e > 0)
-        good = ok & (e < precise)
-        return {
-            "chi2_per_bin": float(np.mean(((r[ok] - 1) / e[ok]) ** 2)) if ok.any() else float("nan"),
-            "n_bins": int(ok.sum()),
-            "precise_bins": int(good.sum()),
-            "precise_ratio_min": float(r[good].min()) if good.any() else float("nan"),
-            "precise_ratio_max": float(r[good].max()) if good.any() else float("nan"),
+        return width_ratio_consistency(self.widths, precise) | {
             "ratio_min": float(r[ok].min()) if ok.any() else float("nan"),
             "ratio_max": float(r[ok].max()) if ok.any() else float("nan"),
         }

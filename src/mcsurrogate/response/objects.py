@@ -42,6 +42,7 @@ from ..errors import InputError, ModelDirectoryError
 from ..files import atomic_directory, atomic_write_text, read_json
 from ..flows.distilled import DistillConfig
 from ..surrogate import Surrogate
+from ..surrogate.inputs import outside_training_range
 from .efficiency import EfficiencyConfig, EfficiencyModel, Transform
 from .matching import Matching, match_objects, nearest_other
 from .resolution import core_width
@@ -512,14 +513,7 @@ class ObjectResponse:
         """One warning for truth objects outside the range of the training objects' E_T, |η|, μ or count."""
         ranges = self.response.metrics.get("condition_ranges", {})
         values = {"pt": t.kin["pt"], "eta": t.kin["eta"], "mu": t.mu, "n_objects": t.n_objects}
-        notes = []
-        for name, v in values.items():
-            if name in ranges and len(v):
-                lo, hi = ranges[name]
-                pad = 0.01 * (hi - lo)
-                frac = float(np.mean((v < lo - pad) | (v > hi + pad)))
-                if frac > 0:
-                    notes.append(f"{name}: {frac:.2%} outside [{lo:.4g}, {hi:.4g}]")
+        notes = outside_training_range(values, ranges)
         if notes:
             warnings.warn(
                 "truth objects outside the training range (the response extrapolates there): " + "; ".join(notes),

@@ -22,6 +22,7 @@ from ..records import FeatureSpec, to_matrix
 __all__ = [
     "PreparedEvents",
     "condition_matrix",
+    "outside_training_range",
     "prepare_events",
     "prepare_weighted_events",
     "refuse_discrete_targets",
@@ -215,16 +216,23 @@ def condition_matrix(spec: FeatureSpec, conditions: Any, ranges: Mapping[str, Se
     return c
 
 
+def outside_training_range(values: Mapping[str, np.ndarray], ranges: Mapping[str, Sequence[float]]) -> list[str]:
+    """``"name: 0.17% outside [lo, hi]"`` for each array of ``values`` with values outside its training range
+    ``ranges[name]`` (widened by 1 % on each side: finite training statistics make the edges themselves fuzzy)."""
+    notes = []
+    for name, v in values.items():
+        if name in ranges and len(v):
+            lo, hi = ranges[name]
+            pad = 0.01 * (hi - lo)
+            frac = float(np.mean((v < lo - pad) | (v > hi + pad)))
+            if frac > 0:
+                notes.append(f"{name}: {frac:.2%} outside [{lo:.4g}, {hi:.4g}]")
+    return notes
+
+
 def _warn_outside_training_range(c: np.ndarray, columns: list[str], ranges: Mapping[str, Sequence[float]]) -> None:
     """Warn, with the fraction affected, about condition values outside the range seen in training."""
-    notes = []
-    for j, col in enumerate(columns):
-        if col in ranges and len(c):
-            lo, hi = ranges[col]
-            pad = 0.01 * (hi - lo)  # finite training statistics: the edges themselves are fuzzy
-            frac = float(np.mean((c[:, j] < lo - pad) | (c[:, j] > hi + pad)))
-            if frac > 0:
-                notes.append(f"{col}: {frac:.2%} outside [{lo:.4g}, {hi:.4g}]")
+    notes = outside_training_range({col: c[:, j] for j, col in enumerate(columns)}, ranges)
     if notes:
         warnings.warn(
             "conditions outside the training range (the surrogate extrapolates there): " + "; ".join(notes),
