@@ -7,13 +7,14 @@ import awkward as ak
 import numpy as np
 import pytest
 import torch
+from scipy.special import ndtri
 
 from mcsurrogate import Surrogate
 from mcsurrogate.data_files import load_default_truth
 from mcsurrogate.errors import InputError
 from mcsurrogate.event_weights import cell_resample, poisson_bootstrap
 from mcsurrogate.flows import FlowConfig, build_flow
-from mcsurrogate.preprocessing import GaussRank, MinMaxLogit, Preprocessor, Standardize
+from mcsurrogate.preprocessing import GaussRank, MinMaxLogit, Preprocessor, Standardize, make_transform
 from mcsurrogate.response import SmearingConfig, smear_photons, train_response
 from mcsurrogate.training import TrainConfig, split_indices, train_flow, wasserstein_1d
 
@@ -88,7 +89,7 @@ def test_weighted_gauss_rank_equals_the_unweighted_one_on_the_expanded_sample(at
         x[rng.random(3000) < 0.3] = 20.0  # a floor: 30 % of the events on one value
     w = rng.integers(1, 4, 3000)
     w[0] = 1
-    weighted = GaussRank().fit(x, w.astype(float))
+    weighted = GaussRank(event_knots=0).fit(x, w.astype(float))  # knots by weighted probability only
     expanded = GaussRank().fit(np.repeat(x, w))
     np.testing.assert_allclose(weighted.knots, expanded.knots, rtol=1e-12)
     np.testing.assert_allclose(weighted.probs, expanded.probs, rtol=1e-12, atol=1e-15)
@@ -98,6 +99,30 @@ def test_weighted_gauss_rank_equals_the_unweighted_one_on_the_expanded_sample(at
     assert not np.allclose(np.interp(50.0, plain.knots, plain.probs), np.interp(50.0, weighted.knots, weighted.probs))
     # and the transform stays exactly invertible
     np.testing.assert_allclose(weighted.inverse(weighted.forward(x)), x, rtol=1e-9)
+
+
+def test_event_knots_resolve_the_tail_of_a_biased_sample() -> None:
+    """Exp(1) sampled as Exp(1/2) with weights 2 exp(−x/2), the way a p_T-biased generator over-samples its tail: the
+    knots by weighted probability leave the top 10⁻³ of probability with one segment over the sample's far tail; the
+    event knots put its quantiles where Exp(1)'s are (−log(1 − q))."""
+    rng = np.random.default_rng(7)
+    x = rng.exponential(2.0, 30_000)
+    w = 2.0 * np.exp(-0.5 * x)
+    q = np.array([1 - 1e-3, 1 - 1e-4, 1 - 1e-5])
+    exact = -np.log1p(-q)
+    by_probability = GaussRank(event_knots=0).fit(x, w)
+    by_events = GaussRank().fit(x, w)  # "auto": n_quantiles event knots, the weights vary
+    assert len(by_events.knots) > len(by_probability.knots) == 1000
+    assert np.abs(by_events.inverse(ndtri(q)) - exact).max() < 0.1
+    assert by_probability.inverse(ndtri(q[1])) > exact[1] + 3.0  # 9.2 expected: far out without the event knots
+    # unweighted (or constant weights): the two grids coincide, nothing is added
+    assert len(GaussRank().fit(x).knots) == len(GaussRank().fit(x, np.full(len(x), 0.3)).knots) == 1000
+    # the setting is saved with the transform
+    again = make_transform(GaussRank(event_knots=50).fit(x, w).to_dict())
+    assert isinstance(again, GaussRank) and again.event_knots == 50
+    np.testing.assert_array_equal(again.forward(x[:100]), GaussRank(event_knots=50).fit(x, w).forward(x[:100]))
+    with pytest.raises(InputError, match="event_knots"):
+        GaussRank(event_knots=-1)
 
 
 def test_weighted_moments_and_ranges() -> None:
@@ -112,7 +137,9 @@ def test_weighted_moments_and_ranges() -> None:
     assert MinMaxLogit().fit(x, w0).xmax == MinMaxLogit().fit(x).xmax
     # a Preprocessor passes the weights to every column's chain and checks them
     p = Preprocessor(["a"], "gauss-rank").fit(x[:, None], w.astype(float))
-    np.testing.assert_allclose(p.chains["a"].transforms[0].knots, GaussRank().fit(np.repeat(x, w)).knots, rtol=1e-12)
+    fitted = p.chains["a"].transforms[0]
+    np.testing.assert_allclose(fitted.knots, GaussRank().fit(x, w.astype(float)).knots, rtol=1e-12)
+    assert len(fitted.knots) != len(GaussRank().fit(x).knots)  # the weights reached the column's chain
     with pytest.raises(InputError, match=r"weights of the preprocessing fit sum to -"):
         Preprocessor(["a"], "standardize").fit(x[:, None], -np.ones(2000))
     with pytest.raises(InputError, match=r"weights of the preprocessing fit has shape \(3,\)"):

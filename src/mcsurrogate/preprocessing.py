@@ -21,7 +21,7 @@ import abc
 import json
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from scipy.special import expit, log_ndtr, logit, ndtr, ndtri, ndtri_exp
@@ -372,6 +372,15 @@ class GaussRank(Transform):
     with its probability, not a smeared peak. There :meth:`log_abs_det` uses the atom's probability in place of
     the CDF slope (a dequantization bound on the log-probability).
 
+    **Knots of a weighted sample.** Knots equally spaced in weighted probability leave a biased sample's tail —
+    many events of small weight — with a handful of knots: the top 0.1 % of the probability of a p_T-biased sample
+    can hold hundreds of events spread over a TeV, and one linear segment across them is a flat density where the
+    spectrum falls steeply. ``event_knots`` adds that many knots equally spaced in *event count* (the unweighted
+    quantiles of the values, each with its weighted probability: points of the same piecewise-linear CDF), so the
+    knots follow the events wherever the weights put them. ``"auto"`` (default): ``n_quantiles`` event knots when
+    the weights vary, none when they are constant or absent (then the two grids coincide). With ``event_knots=0``
+    integer weights give exactly the fit of the sample with each row repeated.
+
     Outside the fitted range the CDF continues as an exponential tail matching the value and slope of the
     outermost segment (``F(x) = p₀ exp(s₀ (x − k₀) / p₀)`` below the first knot, the mirror image above the
     last), so the map is smooth, strictly monotonic and a proper density in ``x``. The tails are evaluated in
@@ -390,10 +399,16 @@ class GaussRank(Transform):
         seed: int = 0,
         knots: list[float] | None = None,
         probs: list[float] | None = None,
+        event_knots: int | Literal["auto"] = "auto",
     ) -> None:
         if n_quantiles < 2:
             raise InputError(f"gauss-rank needs n_quantiles >= 2, got {n_quantiles}")
+        if event_knots != "auto" and (
+            isinstance(event_knots, bool) or not isinstance(event_knots, int) or event_knots < 0
+        ):
+            raise InputError(f"gauss-rank 'event_knots' must be 'auto' or an integer >= 0, got {event_knots!r}")
         self.n_quantiles, self.subsample, self.seed = int(n_quantiles), subsample, int(seed)
+        self.event_knots = event_knots
         self.knots = None if knots is None else np.asarray(knots, dtype=np.float64)
         self.probs = None if probs is None else np.asarray(probs, dtype=np.float64)
 
@@ -440,6 +455,12 @@ class GaussRank(Transform):
         p_inner = grid[(grid > mid[0] + tol) & (grid < mid[-1] - tol)]
         p_smooth = np.r_[mid[0], p_inner, mid[-1]]
         smooth = np.interp(p_smooth, mid, values)
+        n_events = self.n_quantiles if self.event_knots == "auto" else self.event_knots
+        if w is not None and n_events and np.ptp(w) > 0:  # knots by event count, on the same CDF
+            counts = np.cumsum(rows) - 0.5 * rows  # unweighted mid-points, in events
+            by_count = np.interp(np.linspace(counts[0], counts[-1], n_events), counts, values)[1:-1]
+            merged = np.unique(np.r_[smooth, by_count])
+            smooth, p_smooth = merged, np.interp(merged, values, mid)
         # a smooth knot next to an atom must fall strictly between the atoms' probability intervals
         j = np.searchsorted(atoms, smooth)
         lower = np.r_[-np.inf, upto][j]
@@ -539,6 +560,7 @@ class GaussRank(Transform):
             "n_quantiles": self.n_quantiles,
             "subsample": self.subsample,
             "seed": self.seed,
+            "event_knots": self.event_knots,
             "knots": None if self.knots is None else self.knots.tolist(),
             "probs": None if self.probs is None else self.probs.tolist(),
         }
