@@ -6,8 +6,13 @@ save/load of the weights, training beats the base density) runs over ``flow-matc
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import io
+import json
 import math
 
+import awkward as ak
 import numpy as np
 import pytest
 import torch
@@ -15,11 +20,13 @@ from scipy.stats import multivariate_normal
 from torch import nn
 
 from mcsurrogate import Surrogate
-from mcsurrogate.errors import InputError
-from mcsurrogate.flows import FlowConfig, build_flow
+from mcsurrogate.cli import main
+from mcsurrogate.errors import InputError, ModelDirectoryError
+from mcsurrogate.flows import FLOW_FAMILIES, FlowConfig, build_flow
 from mcsurrogate.flows.flow_matching import (
     CHUNK,
     FlowMatchingModel,
+    FlowMatchingSettings,
     LikelihoodSettings,
     OdeSolver,
     VelocityField,
@@ -271,3 +278,160 @@ def test_the_detector_response_study_takes_the_family_by_name() -> None:
     report = result.to_dict()
     assert report["flow"]["model"] == "flow-matching"
     assert np.isfinite(report["evaluation"]["mass_mean_difference_gev"])
+
+
+# -- the solver settings in the configuration -----------------------------------------------------------------------
+#: non-default settings at every level (the likelihood's solver and trace included)
+SETTINGS = {
+    "sigma_min": 0.0,
+    "sampling": {"method": "midpoint", "steps": 3},
+    "likelihood": {"solver": {"method": "euler", "steps": 5}, "trace": "hutchinson", "probes": 2, "seed": 4},
+}
+FM_FLOW = {"model": "flow-matching", "blocks": 1, "hidden": 16, "activation": "silu"}
+
+
+def test_the_configuration_carries_the_settings_into_the_model() -> None:
+    cfg = FlowConfig(**FM_FLOW, flow_matching=SETTINGS)
+    assert cfg.flow_matching == FlowMatchingSettings(
+        0.0, OdeSolver("midpoint", 3), LikelihoodSettings(OdeSolver("euler", 5), "hutchinson", probes=2, seed=4)
+    )
+    assert cfg.to_dict()["flow_matching"] == SETTINGS and FlowConfig.from_dict(cfg.to_dict()) == cfg
+    json.dumps(cfg.to_dict(), allow_nan=False)  # strict JSON
+    flow = build_flow(cfg, 2, 1)
+    assert isinstance(flow, FlowMatchingModel) and flow.settings == cfg.flow_matching
+    assert (flow.sigma_min, flow.sampling, flow.likelihood) == (
+        0.0,
+        OdeSolver("midpoint", 3),
+        cfg.flow_matching.likelihood,
+    )
+    # left out, at any level: the defaults (a flow-matching configuration always has explicit settings)
+    assert FlowConfig(**FM_FLOW).flow_matching == FlowMatchingSettings()
+    partial = FlowConfig(**FM_FLOW, flow_matching={"likelihood": {"solver": {"steps": 2}}})
+    assert partial.flow_matching.likelihood == LikelihoodSettings(solver=OdeSolver("rk4", 2))
+    assert partial.flow_matching.sampling == OdeSolver() and partial.flow_matching.sigma_min == 1e-4
+    # numpy numbers become plain Python ones (JSON)
+    steps = FlowConfig(**FM_FLOW, flow_matching={"sampling": {"steps": np.int64(6)}}).to_dict()["flow_matching"]
+    assert type(steps["sampling"]["steps"]) is int
+
+
+#: FlowConfig.to_dict()'s keys for every family but flow matching, as before the flow_matching field: Surrogate.fit
+#: fingerprints the configuration to resume a run, so a new key would orphan every checkpoint of these families
+OTHER_FAMILY_KEYS = {
+    "model", "blocks", "hidden", "layers", "activation", "residual", "bins", "tail_bound", "components",
+    "permutation", "permutation_seed", "batch_norm", "affine_blocks",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("model", [m for m in FLOW_FAMILIES if m != "flow-matching"])
+def test_the_other_families_dicts_are_unchanged(model: str) -> None:
+    cfg = FlowConfig(model=model)
+    assert set(cfg.to_dict()) == OTHER_FAMILY_KEYS
+    assert cfg.flow_matching is None and FlowConfig.from_dict(cfg.to_dict() | {"flow_matching": None}) == cfg
+    with pytest.raises(InputError, match=rf"'flow_matching' applies to model 'flow-matching' only, not '{model}'"):
+        FlowConfig(model=model, flow_matching={})
+    assert set(FlowConfig(**FM_FLOW).to_dict()) == OTHER_FAMILY_KEYS | {"flow_matching"}
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"sampling": {"steps": 0}}, r"'flow_matching.sampling'.*'steps' must be an integer ≥ 1, got 0"),
+        ({"sampling": {"method": "rk5"}}, r"'flow_matching.sampling'.*'method'.*rk4.*got 'rk5'"),
+        ({"sampling": "rk4"}, r"'flow_matching.sampling' must be a dict of OdeSolver fields \(method, steps\)"),
+        ({"likelihood": {"solver": {"steps": 1.5}}}, r"'flow_matching.likelihood.solver'.*'steps' must be an integer"),
+        ({"likelihood": {"trace": "stochastic"}}, r"'flow_matching.likelihood'.*'trace'.*hutchinson"),
+        ({"likelihood": {"probes": 0}}, r"'flow_matching.likelihood'.*'probes'"),
+        ({"likelihood": {"seed": -1}}, r"'flow_matching.likelihood'.*'seed'"),
+        ({"sigma_min": 1.0}, r"'flow_matching'.*'sigma_min' must be < 1.0"),
+        ({"sigma_min": "0"}, r"'flow_matching'.*'sigma_min' must be a number"),
+        ({"sampling": {"stpes": 4}}, r"unknown flow 'flow_matching.sampling' parameter\(s\) \['stpes'\]; valid"),
+        ({"sigma": 0.0}, r"unknown flow 'flow_matching' parameter\(s\) \['sigma'\]"),
+        ("rk4", r"'flow_matching' must be a dict of FlowMatchingSettings fields"),
+    ],
+)
+def test_bad_settings_are_refused_naming_the_parameter(settings: object, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        FlowConfig.from_dict(FM_FLOW | {"flow_matching": settings})
+
+
+def test_bad_settings_on_the_model_are_refused() -> None:
+    flow = build_flow(FlowConfig(**FM_FLOW), 2, None)
+    with pytest.raises(InputError, match="sampling must be an OdeSolver"):
+        flow.sampling = "rk4"  # type: ignore[assignment]
+    with pytest.raises(InputError, match=r"sigma_min must be < 1\.0"):
+        flow.sigma_min = 1.0
+    with pytest.raises(InputError, match="settings must be a FlowMatchingSettings"):
+        flow.settings = SETTINGS  # type: ignore[assignment]
+    with pytest.raises(InputError, match="flow-matching 'sampling' must be a OdeSolver"):
+        FlowMatchingSettings(sampling={"steps": 2})  # type: ignore[arg-type]
+    assert flow.settings == FlowMatchingSettings()  # nothing was half-set
+
+
+def _fit(flow: dict, conditional: bool = True) -> tuple[Surrogate, ak.Array]:
+    events = correlated_events(1200, seed=0)
+    s = Surrogate(
+        ["a", "b"],
+        ["mu"] if conditional else None,
+        flow=flow,
+        training={"epochs": 1, "batch_size": 256, "device": "cpu", "patience": None},
+    ).fit(events, progress=False)
+    return s, events
+
+
+def test_solver_settings_survive_save_and_load(tmp_path) -> None:
+    s, events = _fit(FM_FLOW | {"flow_matching": SETTINGS})
+    settings = FlowConfig(**FM_FLOW, flow_matching=SETTINGS).flow_matching
+    assert s.model.settings == settings
+    one = s.sample_array(conditions=events[:300], seed=7)
+    lp = s.log_prob(events[:200])
+    loaded = Surrogate.load(s.save(tmp_path / "fm"), device="cpu")
+    assert json.loads((tmp_path / "fm" / "config.json").read_text())["flow"]["flow_matching"] == SETTINGS
+    assert loaded.flow_config == s.flow_config and loaded.model.settings == settings
+    assert np.array_equal(one, loaded.sample_array(conditions=events[:300], seed=7))
+    np.testing.assert_array_equal(lp, loaded.log_prob(events[:200]))
+    # the settings matter: with the defaults the same weights give other samples and densities
+    loaded.model.settings = FlowMatchingSettings()
+    assert not np.array_equal(one, loaded.sample_array(conditions=events[:300], seed=7))
+    assert not np.array_equal(lp, loaded.log_prob(events[:200]))
+    # an attribute set on the model changes that model only: the configuration is what is saved …
+    again = Surrogate.load(loaded.save(tmp_path / "changed"), device="cpu")
+    assert again.model.settings == settings
+    assert np.array_equal(one, again.sample_array(conditions=events[:300], seed=7))
+    # … and the documented way to keep the change puts it into the configuration
+    loaded.flow_config = dataclasses.replace(loaded.flow_config, flow_matching=loaded.model.settings)
+    kept = Surrogate.load(loaded.save(tmp_path / "kept"), device="cpu")
+    assert kept.model.settings == FlowMatchingSettings()
+
+
+def test_a_model_saved_before_the_settings_existed_loads_with_the_defaults(tmp_path) -> None:
+    s, _ = _fit(FM_FLOW, conditional=False)
+    path = s.save(tmp_path / "old")
+    config = json.loads((path / "config.json").read_text())
+    assert config["flow"].pop("flow_matching") == FlowMatchingSettings().to_dict()
+    (path / "config.json").write_text(json.dumps(config))  # the config.json of an earlier version
+    old = Surrogate.load(path, device="cpu")
+    assert old.flow_config == s.flow_config and old.model.settings == FlowMatchingSettings()
+    assert FlowMatchingSettings() == FlowMatchingSettings(1e-4, OdeSolver("rk4", 8), LikelihoodSettings())
+    assert np.array_equal(old.sample_array(n=200, seed=3), s.sample_array(n=200, seed=3))
+    # a bad value in config.json: the loader names the key (the schema's, which says no more than its entry)
+    config["flow"]["flow_matching"] = {"sampling": {"method": "rk5"}}
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelDirectoryError, match=r"'flow.flow_matching'.*rk5"):
+        Surrogate.load(path, device="cpu")
+
+
+def test_the_command_line_trains_with_the_settings_of_its_config_file(tmp_path) -> None:
+    data = tmp_path / "events.parquet"
+    ak.to_parquet(correlated_events(800, seed=1), data)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"flow": FM_FLOW | {"flow_matching": SETTINGS}}))
+    args = ["train", str(data), "--targets", "a,b", "--conditions", "mu", "--config", str(config), "--epochs", "1"]
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert main([*args, "--device", "cpu", "--out", str(tmp_path / "m")]) == 0
+    loaded = Surrogate.load(tmp_path / "m", device="cpu")
+    assert loaded.model.settings == FlowConfig(**FM_FLOW, flow_matching=SETTINGS).flow_matching
+    config.write_text(json.dumps({"flow": FM_FLOW | {"flow_matching": {"sampling": {"steps": 0}}}}))
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        assert main([*args, "--device", "cpu", "--out", str(tmp_path / "bad")]) == 2
+    assert "'flow_matching.sampling'" in err.getvalue() and "'steps'" in err.getvalue()

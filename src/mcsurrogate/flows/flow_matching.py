@@ -16,31 +16,37 @@ that validation, model selection and every ``log_prob`` user work as for the dis
 
 The model is a :class:`~mcsurrogate.flows.FlowModel`: ``transform`` maps data to noise (``log_prob``),
 ``sample_from_noise`` maps noise to data, and ``training_loss`` is the regression (the discrete flows' is −log p).
-The solver settings (:attr:`FlowMatchingModel.sampling`, :attr:`FlowMatchingModel.likelihood`) are attributes,
-not weights: set them on a loaded model to trade speed for accuracy.
+The solver settings and ``sigma_min`` (:class:`FlowMatchingSettings`) are part of the configuration,
+``FlowConfig.flow_matching``, saved in a model directory's ``config.json``; they are also attributes of the model
+(:attr:`FlowMatchingModel.sampling`, :attr:`FlowMatchingModel.likelihood`), which can be set on a trained or loaded
+model to trade speed for accuracy — for that model only: a saved model keeps its configuration's settings.
 
 >>> import torch
 >>> from mcsurrogate.flows import FlowConfig, build_flow
->>> flow = build_flow(FlowConfig(model="flow-matching", blocks=2, hidden=16), features=2, context_features=1)
->>> flow.sampling = OdeSolver("rk4", 8)
+>>> cfg = FlowConfig(model="flow-matching", blocks=2, hidden=16, flow_matching={"sampling": {"steps": 4}})
+>>> flow = build_flow(cfg, features=2, context_features=1)
+>>> flow.sampling
+OdeSolver(method='rk4', steps=4)
+>>> flow.sampling = OdeSolver("midpoint", 8)  # this model only; cfg (and so a saved model) keeps RK4 × 4
 >>> flow.sample_from_noise(torch.zeros(3, 2), torch.ones(3, 1)).shape
 torch.Size([3, 2])
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Literal, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, cast
 
 import torch
 from nflows.transforms.base import Transform
 from torch import nn
 from torch.nn import functional as F
 
-from ..arguments import check_choice, check_float, check_int
-from ..errors import InputError
+from ..arguments import check_choice, check_float, check_int, describe
+from ..errors import InputError, refuse_unknown_fields
 from .made import ACTIVATIONS
 from .model import FlowModel, StandardNormal
 
@@ -52,6 +58,7 @@ __all__ = [
     "TRACES",
     "ContinuousFlow",
     "FlowMatchingModel",
+    "FlowMatchingSettings",
     "LikelihoodSettings",
     "OdeSolver",
     "VelocityField",
@@ -85,7 +92,8 @@ class OdeSolver:
 
     def __post_init__(self) -> None:
         check_choice(self.method, "ODE solver 'method'", tuple(METHODS))
-        check_int(self.steps, "ODE solver 'steps'", minimum=1)
+        # a plain int (a numpy integer would not be JSON in FlowConfig.to_dict)
+        object.__setattr__(self, "steps", check_int(self.steps, "ODE solver 'steps'", minimum=1))
 
     @property
     def evaluations(self) -> int:
@@ -136,12 +144,93 @@ class LikelihoodSettings:
         if not isinstance(self.solver, OdeSolver):
             raise InputError(f"likelihood 'solver' must be an OdeSolver, got {type(self.solver).__name__}")
         check_choice(self.trace, "likelihood 'trace'", TRACES)
-        check_int(self.probes, "likelihood 'probes'", minimum=1)
-        check_int(self.seed, "likelihood 'seed'", minimum=0)
+        object.__setattr__(self, "probes", check_int(self.probes, "likelihood 'probes'", minimum=1))
+        object.__setattr__(self, "seed", check_int(self.seed, "likelihood 'seed'", minimum=0))
 
     def exact(self, features: int) -> bool:
         """Whether the exact trace is taken for ``features`` dimensions."""
         return self.trace == "exact" or (self.trace == "auto" and features <= AUTO_EXACT_FEATURES)
+
+
+#: sigma_min of the paths by default: the width of the conditional paths at the data end
+SIGMA_MIN = 1e-4
+
+
+@dataclass(frozen=True)
+class FlowMatchingSettings:
+    """The settings of a flow-matching model that are not weights: ``sigma_min`` (width of the conditional paths at
+    the data end, ``0 ≤ sigma_min < 1``; 0: rectified flow), ``sampling`` (the solver of the sampler) and
+    ``likelihood`` (how ``log_prob`` integrates the divergence). ``FlowConfig(model="flow-matching",
+    flow_matching=...)`` carries them into the model and into ``config.json``.
+
+    :meth:`from_dict` takes the JSON form, with any field left out at its default at every level:
+
+    >>> FlowMatchingSettings.from_dict({"sampling": {"method": "midpoint", "steps": 16}}).sampling
+    OdeSolver(method='midpoint', steps=16)
+    """
+
+    sigma_min: float = SIGMA_MIN
+    sampling: OdeSolver = OdeSolver()
+    likelihood: LikelihoodSettings = LikelihoodSettings()
+
+    def __post_init__(self) -> None:
+        sigma_min = check_float(self.sigma_min, "flow-matching 'sigma_min'", minimum=0.0, below=1.0)
+        object.__setattr__(self, "sigma_min", sigma_min)
+        for name, cls in (("sampling", OdeSolver), ("likelihood", LikelihoodSettings)):
+            if not isinstance(getattr(self, name), cls):
+                raise InputError(
+                    f"flow-matching {name!r} must be a {cls.__name__} (or, through from_dict, a dict of its fields), "
+                    f"got {describe(getattr(self, name))}"
+                )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (nested dicts)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(
+        cls, data: Mapping[str, Any] | FlowMatchingSettings, name: str = "flow_matching"
+    ) -> FlowMatchingSettings:
+        """Build from the JSON form (or return an instance as it is); an unknown key or a bad value raises
+        :class:`InputError` naming it by its path from ``name`` (e.g. ``flow_matching.likelihood.solver``)."""
+        if isinstance(data, cls):
+            return data
+        nested: dict[str, Any] = dict(_check_fields(cls, data, name))
+        if "sampling" in nested:
+            nested["sampling"] = _build(OdeSolver, nested["sampling"], f"{name}.sampling")
+        if "likelihood" in nested:
+            likelihood = dict(_check_fields(LikelihoodSettings, nested["likelihood"], f"{name}.likelihood"))
+            if "solver" in likelihood:
+                likelihood["solver"] = _build(OdeSolver, likelihood["solver"], f"{name}.likelihood.solver")
+            nested["likelihood"] = _build(LikelihoodSettings, likelihood, f"{name}.likelihood")
+        return _build(cls, nested, name)
+
+
+_Settings = TypeVar("_Settings", OdeSolver, LikelihoodSettings, FlowMatchingSettings)
+
+
+def _check_fields(cls: type[_Settings], data: Any, name: str) -> Mapping[str, Any]:
+    """The fields of ``data`` (a ``cls`` or a dict of its fields, no others); errors name ``name``."""
+    if isinstance(data, cls):
+        return {f.name: getattr(data, f.name) for f in dataclasses.fields(cls)}
+    if not isinstance(data, Mapping):
+        fields = ", ".join(f.name for f in dataclasses.fields(cls))
+        raise InputError(
+            f"flow parameter {name!r} must be a dict of {cls.__name__} fields ({fields}), got {describe(data)}"
+        )
+    refuse_unknown_fields(cls, data, f"flow {name!r}")
+    return data
+
+
+def _build(cls: type[_Settings], data: Any, name: str) -> _Settings:
+    """``cls`` from ``data`` (an instance or a dict of its fields); a bad value's error is prefixed with ``name``."""
+    if isinstance(data, cls):
+        return data
+    fields = _check_fields(cls, data, name)
+    try:
+        return cls(**fields)
+    except InputError as exc:
+        raise InputError(f"flow parameter {name!r}: {exc}") from None
 
 
 def _activation_with_derivative(name: str) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
@@ -355,7 +444,12 @@ class FlowMatchingModel(FlowModel):
 
     ``sampling``: the solver of :meth:`sample_from_noise` (default RK4, 8 steps: 32 network passes);
     ``likelihood``: how :meth:`log_prob` integrates the divergence (:class:`LikelihoodSettings`); ``sigma_min``:
-    the width of the conditional paths at the data end (0: rectified flow)."""
+    the width of the conditional paths at the data end (0: rectified flow). :func:`build_flow_matching` takes them
+    from ``FlowConfig.flow_matching``; they are attributes, not weights, and can be set on a trained or loaded model
+    (e.g. ``model.sampling = OdeSolver("rk4", 4)``). Such a change applies to this model object only: the
+    configuration wins when saved — ``Surrogate.save`` writes its ``flow_config``, so a saved and loaded model has the
+    settings of the configuration it was built from. To keep a change, put it into the configuration too:
+    ``s.flow_config = dataclasses.replace(s.flow_config, flow_matching=s.model.settings)``."""
 
     transform: ContinuousFlow
 
@@ -365,7 +459,7 @@ class FlowMatchingModel(FlowModel):
         features: int,
         context_features: int | None,
         *,
-        sigma_min: float = 1e-4,
+        sigma_min: float = SIGMA_MIN,
         sampling: OdeSolver | None = None,
         likelihood: LikelihoodSettings | None = None,
     ) -> None:
@@ -375,7 +469,8 @@ class FlowMatchingModel(FlowModel):
             features,
             context_features,
         )
-        self.sigma_min = check_float(sigma_min, "sigma_min", minimum=0.0, below=1.0)
+        self.likelihood = likelihood or LikelihoodSettings()
+        self.sigma_min = sigma_min
         self.sampling = sampling or OdeSolver()
 
     @property
@@ -383,14 +478,47 @@ class FlowMatchingModel(FlowModel):
         return self.transform.velocity
 
     @property
+    def sampling(self) -> OdeSolver:
+        """The solver of :meth:`sample_from_noise`."""
+        return self._sampling
+
+    @sampling.setter
+    def sampling(self, value: OdeSolver) -> None:
+        if not isinstance(value, OdeSolver):
+            raise InputError(f"sampling must be an OdeSolver, got {describe(value)}")
+        self._sampling = value
+
+    @property
     def likelihood(self) -> LikelihoodSettings:
+        """How :meth:`log_prob` integrates the divergence."""
         return self.transform.likelihood
 
     @likelihood.setter
     def likelihood(self, value: LikelihoodSettings) -> None:
         if not isinstance(value, LikelihoodSettings):
-            raise InputError(f"likelihood must be a LikelihoodSettings, got {type(value).__name__}")
+            raise InputError(f"likelihood must be a LikelihoodSettings, got {describe(value)}")
         self.transform.likelihood = value
+
+    @property
+    def sigma_min(self) -> float:
+        """Width of the conditional paths at the data end (used by :meth:`training_loss` only)."""
+        return self._sigma_min
+
+    @sigma_min.setter
+    def sigma_min(self, value: float) -> None:
+        self._sigma_min = check_float(value, "sigma_min", minimum=0.0, below=1.0)
+
+    @property
+    def settings(self) -> FlowMatchingSettings:
+        """The model's current ``sigma_min``, ``sampling`` and ``likelihood`` as one :class:`FlowMatchingSettings`;
+        setting it sets all three."""
+        return FlowMatchingSettings(self.sigma_min, self.sampling, self.likelihood)
+
+    @settings.setter
+    def settings(self, value: FlowMatchingSettings) -> None:
+        if not isinstance(value, FlowMatchingSettings):
+            raise InputError(f"settings must be a FlowMatchingSettings, got {describe(value)}")
+        self.sigma_min, self.sampling, self.likelihood = value.sigma_min, value.sampling, value.likelihood
 
     def training_loss(
         self, x: torch.Tensor, context: torch.Tensor | None = None, generator: torch.Generator | None = None
@@ -423,6 +551,9 @@ class FlowMatchingModel(FlowModel):
 
 def build_flow_matching(cfg: FlowConfig, d: int, c: int | None) -> FlowMatchingModel:
     """The ``flow-matching`` family: a :class:`VelocityField` of ``cfg.blocks`` residual blocks of ``cfg.layers``
-    layers of width ``cfg.hidden`` with ``cfg.activation``."""
+    layers of width ``cfg.hidden`` with ``cfg.activation``, and the solver settings and ``sigma_min`` of
+    ``cfg.flow_matching`` (the defaults of :class:`FlowMatchingSettings` when it is ``None``)."""
     velocity = VelocityField(d, c, cfg.hidden, cfg.blocks, cfg.layers, cfg.activation)
-    return FlowMatchingModel(velocity, d, c)
+    model = FlowMatchingModel(velocity, d, c)
+    model.settings = cfg.flow_matching or FlowMatchingSettings()
+    return model

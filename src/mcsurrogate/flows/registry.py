@@ -27,7 +27,7 @@ from ..arguments import check_bool, check_choice, check_float, check_int, descri
 from ..errors import InputError, refuse_unknown_fields
 from .autoregressive import AffineAutoregressive, SplineAutoregressive
 from .coupling import InvertibleLinear, affine_coupling, spline_coupling
-from .flow_matching import build_flow_matching
+from .flow_matching import FlowMatchingSettings, build_flow_matching
 from .made import ACTIVATIONS
 from .made_mog import MADEMoG
 from .model import FlowModel, StandardNormal
@@ -54,6 +54,13 @@ class FlowConfig:
     affine_blocks: for ``rqs-ar``, affine autoregressive (MAF) blocks applied to the data before the ``blocks``
         spline blocks: they learn the conditional location and scale (a resolution that varies by a factor of a
         few with the conditions), so that the splines, whose bins have a fixed width, only shape what is left.
+    flow_matching: for ``flow-matching``, the ODE solvers of sampling and ``log_prob`` and ``sigma_min``
+        (:class:`~mcsurrogate.flows.flow_matching.FlowMatchingSettings`, or a dict of its fields in the JSON form of
+        ``to_dict``; fields left out take their defaults); ``None`` (the default) becomes the default settings for
+        ``flow-matching`` and must stay ``None`` for the other families. :meth:`to_dict` leaves the key out when it is
+        ``None``, so the other families' dicts (and the resume fingerprints of ``Surrogate.fit``) are those of
+        earlier versions, and a ``flow-matching`` configuration saved before the field existed loads with the
+        defaults.
     """
 
     model: str = "maf"
@@ -69,6 +76,7 @@ class FlowConfig:
     permutation_seed: int = 0
     batch_norm: bool = False
     affine_blocks: int = 0
+    flow_matching: FlowMatchingSettings | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str):
@@ -91,9 +99,21 @@ class FlowConfig:
             object.__setattr__(self, "tail_bound", tail_bound)
         if self.affine_blocks and self.model != "rqs-ar":
             raise InputError(f"flow parameter 'affine_blocks' applies to model 'rqs-ar' only, not {self.model!r}")
+        if self.model == "flow-matching":
+            settings = FlowMatchingSettings() if self.flow_matching is None else self.flow_matching
+            object.__setattr__(self, "flow_matching", FlowMatchingSettings.from_dict(settings, "flow_matching"))
+        elif self.flow_matching is not None:
+            raise InputError(
+                f"flow parameter 'flow_matching' applies to model 'flow-matching' only, not {self.model!r} "
+                "(leave it out or set it to None)"
+            )
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The JSON form; ``flow_matching`` only for the ``flow-matching`` family (see the class docstring)."""
+        out = dataclasses.asdict(self)
+        if out["flow_matching"] is None:
+            del out["flow_matching"]
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FlowConfig:
