@@ -435,3 +435,38 @@ def test_the_command_line_trains_with_the_settings_of_its_config_file(tmp_path) 
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
         assert main([*args, "--device", "cpu", "--out", str(tmp_path / "bad")]) == 2
     assert "'flow_matching.sampling'" in err.getvalue() and "'steps'" in err.getvalue()
+
+
+# -- the detector-response preset -------------------------------------------------------------------------------------
+def test_the_response_preset_trains_samples_and_keeps_its_settings(tmp_path) -> None:
+    """``flow-matching`` is a response preset (its solver settings in the configuration, so the saved model samples
+    as the trained one); it trains through ``train_response`` with its epochs overridden and smears truth events;
+    ``mcsurrogate train-response --preset flow-matching`` takes it."""
+    from mcsurrogate.data_files import load_default_truth
+    from mcsurrogate.io import write_events
+    from mcsurrogate.response import PRESETS, apply_response, response_surrogate, train_response
+    from mcsurrogate.response.smearing import SmearingConfig, smear_photons
+
+    assert "flow-matching" in PRESETS
+    untrained = response_surrogate("flow-matching")
+    assert untrained.flow_config.model == "flow-matching" and untrained.flow_config.flow_matching is not None
+    assert untrained.train_config.ema_decay is not None and untrained.train_config.epochs > 1
+    truth = load_default_truth()[:1500]
+    smeared = smear_photons(truth, SmearingConfig("baseline"), seed=0)
+    model = train_response(smeared, "flow-matching", training={"epochs": 1, "device": "cpu"}, progress=False)
+    assert isinstance(model.model, FlowMatchingModel)
+    assert model.model.settings == untrained.flow_config.flow_matching
+    assert model.train_config.epochs == 1 and np.isfinite(model.metrics["test_nll_flow_space"])
+    reco = apply_response(model, truth[:200], seed=3)
+    assert len(reco) == 200
+    dpt = (reco.photons.pt - reco.truth_photons.pt).to_numpy().ravel()
+    assert np.all(np.isfinite(dpt)) and 0 < np.std(dpt) < 50  # GeV: a smearing, not a copy, not an explosion
+    loaded = Surrogate.load(model.save(tmp_path / "preset"), device="cpu")
+    again = apply_response(loaded, truth[:200], seed=3)
+    assert np.array_equal(reco.photons.pt.to_numpy(), again.photons.pt.to_numpy())
+    # the command line
+    write_events(smeared, tmp_path / "smeared.parquet")
+    args = ["train-response", str(tmp_path / "smeared.parquet"), "--preset", "flow-matching", "--epochs", "1"]
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert main([*args, "--device", "cpu", "--out", str(tmp_path / "cli")]) == 0
+    assert json.loads((tmp_path / "cli" / "config.json").read_text())["flow"]["model"] == "flow-matching"

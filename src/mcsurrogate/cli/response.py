@@ -27,7 +27,7 @@ from .arguments import (
 from .core import add_weight_arguments, checkpoint_dir_for, claim_output, weight_options
 
 #: the names of mcsurrogate.response.surrogate.PRESETS, repeated here so that parsing the command line needs no torch
-RESPONSE_PRESETS = ("paper-a", "spline", "spline-ar", "affine-spline", "demo")
+RESPONSE_PRESETS = ("paper-a", "spline", "spline-ar", "affine-spline", "flow-matching", "demo")
 
 
 def _response_fields(text: str) -> tuple[str, ...]:

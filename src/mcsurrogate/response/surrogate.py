@@ -20,6 +20,7 @@ from ..arguments import check_columns, check_int, check_records, check_seed, des
 from ..errors import InputError
 from ..flows import FlowConfig
 from ..flows.distilled import DistillConfig
+from ..flows.flow_matching import FlowMatchingSettings, LikelihoodSettings, OdeSolver
 from ..preprocessing import Atanh, Preprocessor, Scale, Standardize
 from ..records import ObjectSlots, flatten_objects, object_blocks, objects_from_blocks, to_matrix
 from ..surrogate import Surrogate
@@ -249,6 +250,28 @@ def _preset(name: str, layout: ResponseLayout) -> dict[str, Any]:
             "preprocessing": _scaled(layout, "standardize"),
             "training": _linear_decay(epochs=24, lr=1e-3, patience=None, ema_decay=0.998),
         }
+    if name == "flow-matching":
+        # conditional flow matching (docs/flow_matching.md): a residual SiLU velocity MLP (3 blocks × 2 × 192),
+        # trained by regression, sampled with RK4 × 8 (32 network passes per event). Its step is ~1.5× cheaper than
+        # affine-spline's, so 32 epochs at lr 3e-3 take about affine-spline's 24; lr 1e-3 over 24 epochs (the
+        # affine-spline recipe) left the validation NLL still falling and a width-ratio χ²/bin of 7.8 against 1.4
+        # (baseline, 10⁵ truth events, one pass). log_prob (the per-epoch validation NLL, selection and the saved
+        # model's default) takes Hutchinson's estimate with midpoint × 4: 0.02 nats from RK4 × 16 with the exact
+        # trace at 1/19 of its time
+        return {
+            "flow": FlowConfig(
+                model="flow-matching",
+                blocks=3,
+                hidden=192,
+                layers=2,
+                activation="silu",
+                flow_matching=FlowMatchingSettings(
+                    sampling=OdeSolver("rk4", 8), likelihood=LikelihoodSettings(OdeSolver("midpoint", 4), "hutchinson")
+                ),
+            ),
+            "preprocessing": _scaled(layout, "standardize"),
+            "training": _linear_decay(epochs=32, lr=3e-3, patience=None, ema_decay=0.999),
+        }
     if name == "demo":
         return {
             "flow": FlowConfig(model="rqs-coupling", blocks=4, hidden=64, layers=2, bins=8, tail_bound=6.0),
@@ -260,8 +283,9 @@ def _preset(name: str, layout: ResponseLayout) -> dict[str, Any]:
 
 #: preset names: ``paper-a`` (the paper's MAF), ``spline`` (coupling splines: fast sampling, unbounded),
 #: ``spline-ar`` (autoregressive splines), ``affine-spline`` (affine then spline autoregressive blocks, weight
-#: averaging: the analysis default), ``demo`` (minutes on 2 cores)
-PRESETS = ("paper-a", "spline", "spline-ar", "affine-spline", "demo")
+#: averaging: the analysis default), ``flow-matching`` (conditional flow matching, weight averaging), ``demo``
+#: (minutes on 2 cores)
+PRESETS = ("paper-a", "spline", "spline-ar", "affine-spline", "flow-matching", "demo")
 
 
 def response_surrogate(
