@@ -26,10 +26,11 @@ the two-body volume is ``(π/2) λ^(1/2)(M², m_1², m_2²) / M²``; the measure
 ``Q_i`` holds particles ``i … n-1``, so a resonance's decay products listed last (``…, b, μ⁺, ν``) make its mass
 (m_t, m_W) one of the cluster masses.
 
-:class:`PhaseSpacePreprocessor` applies the map to named columns (objects' ``pt``, ``eta``, ``phi``, ``mass``) before
-:meth:`~mcsurrogate.Surrogate.fit` and back after :meth:`~mcsurrogate.Surrogate.sample`; its outputs are unbounded
-(logits of ``u``, the log of the system's mass above threshold), so every point a flow generates maps back to a
-physical event that conserves momentum and keeps each mass on its shell.
+:class:`PhaseSpacePreprocessor` applies the map to named columns (objects' ``pt``, ``eta``, ``phi``, ``mass``): as a
+surrogate's event transform (``Surrogate(pre.input_columns, event_transform=pre)``: the flow learns its output
+columns, samples and ``log_prob`` are in the physical ones), or by hand; its outputs are unbounded (logits of ``u``,
+the log of the system's mass above threshold), so every point a flow generates maps back to a physical event that
+conserves momentum and keeps each mass on its shell.
 
 >>> import numpy as np
 >>> u = np.random.default_rng(1).uniform(size=(3, 5))  # 3 events, n = 3 particles: 3n - 4 = 5 variables
@@ -434,10 +435,11 @@ def rambo_on_diet_inverse(momenta: Any, masses: Any = None, *, mass_shell_tolera
 class PhaseSpacePreprocessor:
     """Event-level preprocessing of a final state given as objects' ``pt`` (GeV), ``eta``, ``phi`` (rad) and
     ``mass`` (GeV) columns: replaces them by the RamboOnDiet variables (through a logit) and the system's momentum,
-    and back. Apply :meth:`forward` before :meth:`Surrogate.fit <mcsurrogate.Surrogate.fit>` (the surrogate's
-    targets are :attr:`output_columns`, with any per-column preprocessing, e.g. Gauss-rank, on top) and
-    :meth:`inverse` after :meth:`~mcsurrogate.Surrogate.sample`. Fields of the events that the map does not use
-    (weights, conditions) are carried along unchanged.
+    and back. Give it to a surrogate as ``Surrogate(pre.input_columns, event_transform=pre)`` (the flow learns
+    :attr:`output_columns`, with any per-column preprocessing, e.g. Gauss-rank, on top; samples come back in
+    :attr:`input_columns`), or apply :meth:`forward` before :meth:`Surrogate.fit <mcsurrogate.Surrogate.fit>` and
+    :meth:`inverse` after :meth:`~mcsurrogate.Surrogate.sample` by hand. Fields of the events that the map does not
+    use (weights, conditions) are carried along unchanged.
 
     ``objects``: column prefixes in RamboOnDiet's order (``"b1"`` → ``b1_pt``, ``b1_eta``, ``b1_phi``,
     ``b1_mass``); list a resonance's decay products last. ``masses``: per object a fixed mass in GeV (its mass

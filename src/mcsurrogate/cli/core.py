@@ -52,7 +52,7 @@ def _load_config(path: str | None) -> dict[str, Any]:
         data = json.loads(p.read_text())
     except json.JSONDecodeError as exc:
         raise InputError(f"config file {p} is not valid JSON: {exc}") from exc
-    valid = {"flow", "training", "preprocessing", "condition_preprocessing", "targets", "conditions"}
+    valid = {"flow", "training", "preprocessing", "condition_preprocessing", "targets", "conditions", "event_transform"}
     unknown = sorted(set(data) - valid) if isinstance(data, dict) else ["<not an object>"]
     if unknown:
         raise InputError(f"config file {p}: unknown key(s) {unknown}; valid keys: {sorted(valid)}")
@@ -155,6 +155,7 @@ def _train(
         training=training,
         preprocessing=args.preprocessing or cfg.get("preprocessing", "standardize"),
         condition_preprocessing=cfg.get("condition_preprocessing", "standardize"),
+        event_transform=cfg.get("event_transform"),
     )
     print(f"training {flow['model']} on {len(events)} events: targets {targets}, conditions {conditions or 'none'}")
     print(f"checkpoints in {ckpt} (re-run the same command to resume after an interruption)")
@@ -457,7 +458,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="auto, cpu, cuda, cuda:N or mps (default: --config's, else auto: CUDA when present)",
     )
     p.add_argument(
-        "--config", help="JSON file with 'flow', 'training', 'preprocessing' sections (default: none; flags win)"
+        "--config",
+        help="JSON file with 'flow', 'training', 'preprocessing', 'event_transform' sections (default: none; flags win)",
     )
     p.add_argument("--drop-nonfinite", action="store_true", help="drop events with NaN/inf instead of failing")
     add_weight_arguments(p)

@@ -10,11 +10,13 @@
 ['x', 'y', 'mu']
 
 A model directory holds ``config.json`` (schema-versioned), ``preprocessing.json``,
-``weights.safetensors`` and ``metrics.json``; nothing is pickled.
+``weights.safetensors`` and ``metrics.json`` (and ``event_transform.json`` with an event transform); nothing is
+pickled.
 
 The parts: :mod:`.model` (the :class:`Surrogate` class: construction, training, evaluation), :mod:`.inputs`
-(events and conditions checked and turned into matrices), :mod:`.sampling` (batched generation) and
-:mod:`.storage` (the model directory and its schema).
+(events and conditions checked and turned into matrices), :mod:`.event_transform` (event-level maps between the
+targets and the flow's columns), :mod:`.sampling` (batched generation) and :mod:`.storage` (the model directory and
+its schema).
 """
 
 from .model import NEGATIVE_WEIGHTS, Surrogate

@@ -18,6 +18,7 @@ from ..errors import InputError
 from ..event_weights import event_weights
 from ..preprocessing import OUTLIER_Z, Preprocessor, extreme_outliers
 from ..records import FeatureSpec, to_matrix
+from .event_transform import TargetMap
 
 __all__ = [
     "PreparedEvents",
@@ -37,9 +38,10 @@ _CONDITION_TYPES = (
 
 @dataclass
 class PreparedEvents:
-    """Events ready to fit or score: the kept rows' flat records, target matrix ``x`` and condition matrix ``c``
-    (float64, original units; ``None`` without conditions), their weights (``None`` unweighted), a report of what was
-    dropped (``n_kept``, counts per reason) and the kept rows as indices into the events given."""
+    """Events ready to fit or score: the kept rows' flat records, target matrix ``x`` (the flow's columns: after the
+    event transform, if any) and condition matrix ``c`` (float64, original units; ``None`` without conditions), their
+    weights (``None`` unweighted), a report of what was dropped (``n_kept``, counts per reason) and the kept rows as
+    indices into the events given."""
 
     flat: ak.Array
     x: np.ndarray
@@ -52,12 +54,18 @@ class PreparedEvents:
 
 
 def prepare_events(
-    spec: FeatureSpec, preprocessor: Preprocessor, events: ak.Array, nonfinite: Literal["raise", "drop"]
+    spec: FeatureSpec,
+    preprocessor: Preprocessor,
+    events: ak.Array,
+    nonfinite: Literal["raise", "drop"],
+    target_map: TargetMap | None = None,
 ) -> PreparedEvents:
-    """The flat records and matrices of ``events`` (unweighted); events outside the domain of the target
-    ``preprocessor`` are dropped, counted and warned about."""
+    """The flat records and matrices of ``events`` (unweighted), the targets mapped to the flow's columns by
+    ``target_map``; events outside the domain of the target ``preprocessor`` are dropped, counted and warned about."""
     check_choice(nonfinite, "nonfinite", ("raise", "drop"))
     flat, x, c, report = spec.flat_matrices(events, nonfinite=nonfinite)
+    if target_map is not None:
+        x = target_map.forward(x)
     rows = report.kept_rows if report.kept_rows is not None else np.arange(len(x))
     info = report.to_dict()
     inside = preprocessor.in_domain(x)
@@ -83,15 +91,16 @@ def prepare_weighted_events(
     weights: Any,
     nonfinite: Literal["raise", "drop"],
     drop_nonfinite_weights: bool,
+    target_map: TargetMap | None = None,
 ) -> PreparedEvents:
     """:func:`prepare_events` with the events' ``weights`` (a field name or one weight per event; ``None``
     unweighted) kept with their rows; events with NaN/inf weights dropped (``drop_nonfinite_weights``) and
     counted. :class:`InputError` when the kept weights do not sum to > 0."""
     if weights is None:
-        return prepare_events(spec, preprocessor, events, nonfinite)
+        return prepare_events(spec, preprocessor, events, nonfinite, target_map)
     check_records(events, "events")
     w_all, finite, label = event_weights(events, weights, drop_nonfinite=drop_nonfinite_weights)
-    p = prepare_events(spec, preprocessor, events, nonfinite)
+    p = prepare_events(spec, preprocessor, events, nonfinite, target_map)
     w, ok = w_all[p.rows], finite[p.rows]
     flat, x, c, rows = p.flat, p.x, p.c, p.rows
     if not ok.all():

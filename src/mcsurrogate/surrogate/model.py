@@ -33,6 +33,7 @@ from ..training import (
     train_flow,
     weighted_nll,
 )
+from .event_transform import EventTransform, TargetMap, as_event_transform
 from .inputs import (
     condition_matrix,
     prepare_events,
@@ -93,6 +94,13 @@ class Surrogate:
         per-column chains, fitted on the training split only.
     training:
         A :class:`~mcsurrogate.training.TrainConfig` or a dict of its fields.
+    event_transform:
+        An invertible map of whole events between the targets and the columns the flow learns (``None``: the
+        targets themselves), e.g. a :class:`~mcsurrogate.phase_space.PhaseSpacePreprocessor` or its ``to_dict()``
+        (registry: :data:`~mcsurrogate.surrogate.event_transform.EVENT_TRANSFORMS`). The targets stay the physical
+        columns it reads (exactly those, any order); :meth:`fit` applies its ``forward`` before the per-column
+        ``preprocessing``, which then names its output columns; the samplers apply its ``inverse``, so samples are
+        in the targets; :meth:`log_prob` adds its ``log_abs_det``; it is saved with the model.
     """
 
     def __init__(
@@ -105,6 +113,7 @@ class Surrogate:
         preprocessing: Any = "standardize",
         condition_preprocessing: Any = "standardize",
         training: TrainConfig | Mapping[str, Any] | None = None,
+        event_transform: EventTransform | Mapping[str, Any] | None = None,
     ) -> None:
         if spec is None:
             if targets is None or (isinstance(targets, (list, tuple)) and not targets):
@@ -125,10 +134,12 @@ class Surrogate:
         if overlap:
             raise InputError(f"columns {overlap} are listed both as targets and as conditions")
         self.spec = spec
+        self._target_map = TargetMap(spec.targets, as_event_transform(event_transform))
         self.flow_config = _as_flow_config(flow)
         self.train_config = _as_train_config(training)
+        flow_columns = self._target_map.columns
         self.preprocessor = (
-            preprocessing if isinstance(preprocessing, Preprocessor) else Preprocessor(spec.targets, preprocessing)
+            preprocessing if isinstance(preprocessing, Preprocessor) else Preprocessor(flow_columns, preprocessing)
         )
         self.condition_preprocessor = (
             None
@@ -137,14 +148,15 @@ class Surrogate:
             if isinstance(condition_preprocessing, Preprocessor)
             else Preprocessor(spec.conditions, condition_preprocessing)
         )
+        flow_what = "targets" if self.event_transform is None else "event transform's output columns"
         for what, pre, columns in (
-            ("preprocessing", self.preprocessor, spec.targets),
+            ("preprocessing", self.preprocessor, flow_columns),
             ("condition_preprocessing", self.condition_preprocessor, spec.conditions),
         ):
             if pre is not None and list(pre.columns) != list(columns):
                 raise InputError(
                     f"{what} is a Preprocessor of columns {pre.columns}, but the model's "
-                    f"{'targets' if what == 'preprocessing' else 'conditions'} {list(columns)} need one of those, in order"
+                    f"{flow_what if what == 'preprocessing' else 'conditions'} {list(columns)} need one of those, in order"
                 )
         self.model: FlowModel | DistilledFlow | None = None
         self.distill_config: DistillConfig | None = None
@@ -162,6 +174,17 @@ class Surrogate:
     def conditions(self) -> list[str]:
         """Condition column names, in the model's order (empty for an unconditional model)."""
         return list(self.spec.conditions)
+
+    @property
+    def event_transform(self) -> EventTransform | None:
+        """The event transform between the targets and the flow's columns (``None``: none)."""
+        return self._target_map.transform
+
+    @property
+    def flow_columns(self) -> list[str]:
+        """The columns the flow learns (before the per-column preprocessing): the targets, or the event
+        transform's output columns."""
+        return self._target_map.columns
 
     @property
     def noise_features(self) -> int:
@@ -242,11 +265,11 @@ class Surrogate:
         if validation_weights is not None and validation is None:
             raise InputError("validation_weights are the weights of validation events: pass validation= too")
         prepared = prepare_weighted_events(
-            self.spec, self.preprocessor, events, weights, nonfinite, drop_nonfinite_weights
+            self.spec, self.preprocessor, events, weights, nonfinite, drop_nonfinite_weights, self._target_map
         )
         x, c, w, data_report, label = prepared.x, prepared.c, prepared.weights, prepared.report, prepared.weights_label
         refuse_discrete_targets(self.spec, events)
-        warn_extreme_outliers(x, c, prepared.rows, self.targets + self.conditions, "training")
+        warn_extreme_outliers(x, c, prepared.rows, self.flow_columns + self.conditions, "training")
         cfg = self.train_config
         if validation is None:
             split = split_indices(len(x), cfg.fractions, cfg.seed)
@@ -259,11 +282,17 @@ class Surrogate:
                     )
                 validation_weights = weights
             held = prepare_weighted_events(
-                self.spec, self.preprocessor, validation, validation_weights, nonfinite, drop_nonfinite_weights
+                self.spec,
+                self.preprocessor,
+                validation,
+                validation_weights,
+                nonfinite,
+                drop_nonfinite_weights,
+                self._target_map,
             )
             xv, cv, wv = held.x, held.c, held.weights
             refuse_discrete_targets(self.spec, validation)
-            warn_extreme_outliers(xv, cv, held.rows, self.targets + self.conditions, "validation")
+            warn_extreme_outliers(xv, cv, held.rows, self.flow_columns + self.conditions, "validation")
             if len(x) == 0 or len(xv) == 0:
                 raise InputError(f"no events to {'train on' if len(x) == 0 else 'validate on'}")
             data_report["validation"] = held.report
@@ -330,7 +359,7 @@ class Surrogate:
                 w_train = cells.weights
                 summary.cells = cells.to_dict()
         torch.manual_seed(cfg.seed)
-        self.model = build_flow(self.flow_config, len(self.targets), len(self.conditions) or None)
+        self.model = build_flow(self.flow_config, len(self.flow_columns), len(self.conditions) or None)
         fingerprinted = [self._config(), x[split.train], c[split.train] if c is not None else None]
         run_id = fingerprint(*fingerprinted, *(() if w_train is None else (w_train,)))
         with (
@@ -389,7 +418,7 @@ class Surrogate:
         arguments). With ``weights``, each part's records carry their weights (as the field ``weights`` names, or
         ``weight`` for an array)."""
         prepared = prepare_weighted_events(
-            self.spec, self.preprocessor, events, weights, nonfinite, drop_nonfinite_weights
+            self.spec, self.preprocessor, events, weights, nonfinite, drop_nonfinite_weights, self._target_map
         )
         flat, w = prepared.flat, prepared.weights
         if w is not None:
@@ -411,12 +440,19 @@ class Surrogate:
         return np.concatenate(out) if out else np.zeros(0)
 
     def log_prob(self, events: ak.Array) -> np.ndarray:
-        """Log density of the targets given the conditions, in the data's original units, shape (n,)."""
-        prepared = prepare_events(self.spec, self.preprocessor, events, "raise")
+        """Log density of the targets given the conditions, in the data's original units, shape (n,); with an
+        event transform, the density of the physical targets (its ``log_abs_det`` added)."""
+        prepared = prepare_events(self.spec, self.preprocessor, events, "raise", self._target_map)
         x, c = prepared.x, prepared.c
         y = self.preprocessor.forward(x)
         cy = None if c is None or self.condition_preprocessor is None else self.condition_preprocessor.forward(c)
-        return self._flow_log_prob(y, cy) + self.preprocessor.log_abs_det(x)
+        log_det = self.preprocessor.log_abs_det(x) + self._target_map.log_abs_det(prepared.flat)
+        return self._flow_log_prob(y, cy) + log_det
+
+    def targets_from_flow(self, y: np.ndarray) -> np.ndarray:
+        """The flow's output (n, len(flow_columns), its preprocessed space) → targets (n, len(targets)) in original
+        units: the preprocessing's inverse, then the event transform's."""
+        return self._target_map.inverse(self.preprocessor.inverse(y))
 
     # -- sampling --------------------------------------------------------------------------------------
     def sample_batches(
@@ -522,11 +558,12 @@ class Surrogate:
     # -- persistence -----------------------------------------------------------------------------------
     def _config(self) -> dict[str, Any]:
         """This surrogate's ``config.json`` content (:func:`~mcsurrogate.surrogate.storage.model_config`)."""
-        return model_config(self.spec, self.flow_config, self.train_config, self.distill_config)
+        return model_config(self.spec, self.flow_config, self.train_config, self.distill_config, self.event_transform)
 
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
         """Write the model directory atomically (a temporary directory renamed into place): ``config.json``,
-        ``preprocessing.json``, ``weights.safetensors`` and ``metrics.json``."""
+        ``preprocessing.json``, ``weights.safetensors`` and ``metrics.json`` (and ``event_transform.json`` with an
+        event transform)."""
         path = check_path(path, "path")
         overwrite = check_bool(overwrite, "overwrite")
         return write_model_directory(
@@ -537,6 +574,7 @@ class Surrogate:
             self.trained_model,
             self.metrics,
             overwrite=overwrite,
+            event_transform=self.event_transform,
         )
 
     @classmethod
@@ -555,6 +593,7 @@ class Surrogate:
             flow=stored.flow,
             training=stored.training,
             preprocessing=stored.preprocessor,
+            event_transform=stored.event_transform,
             condition_preprocessing=(
                 stored.condition_preprocessor if stored.condition_preprocessor is not None else "standardize"
             ),
@@ -566,8 +605,9 @@ class Surrogate:
         return obj
 
     def info(self) -> dict[str, Any]:
-        """Features, preprocessing, model size and training metrics, JSON-serialisable; ``training_size``: the
-        training split's events and Kish effective size (and its weights' source), one line."""
+        """Features, event transform, preprocessing, model size and training metrics, JSON-serialisable;
+        ``training_size``: the training split's events and Kish effective size (and its weights' source), one
+        line."""
         n_par = self.n_parameters
         return {
             "targets": self.targets,
@@ -575,6 +615,7 @@ class Surrogate:
             "flow": self.flow_config.to_dict(),
             "distilled_sampler": None if self.distill_config is None else self.distill_config.to_dict(),
             "training": self.train_config.to_dict(),
+            "event_transform": None if self.event_transform is None else self.event_transform.to_dict(),
             "preprocessing": self.preprocessor.to_dict(),
             "n_parameters": n_par,
             "size_mb": n_par * 4 / 1e6,

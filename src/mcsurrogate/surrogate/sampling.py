@@ -1,6 +1,6 @@
 """Drawing events from a trained surrogate in batches of bounded size: seeded (or given) standard-normal noise
-through the flow, the target preprocessing inverted, and flat records with vector objects. The same seed gives the
-same sample whatever the batch size."""
+through the flow, the target preprocessing (and event transform) inverted, and flat records with vector objects.
+The same seed gives the same sample whatever the batch size."""
 
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ def sample_matrices(
             ctx = None if c is None else torch.as_tensor(cy[start:stop], dtype=torch.float32, device=device)
             with torch.inference_mode():
                 y = model.sample_from_noise(z, ctx).double().cpu().numpy()
-            yield surrogate.preprocessor.inverse(y), None if c is None else c[start:stop]
+            yield surrogate.targets_from_flow(y), None if c is None else c[start:stop]
             bar.update(stop - start)
     finally:
         bar.close()

@@ -1,5 +1,6 @@
 """The model directory: ``config.json`` (schema-versioned, checked against a JSON schema), ``preprocessing.json``,
-``weights.safetensors`` and ``metrics.json``; written atomically, read without unpickling.
+``weights.safetensors`` and ``metrics.json`` (and ``event_transform.json`` for a surrogate with an event transform);
+written atomically, read without unpickling.
 
 :func:`check_schema_version` is shared with the other directories mcsurrogate writes (ensembles, reweightings).
 """
@@ -20,15 +21,17 @@ from typing import Any, Literal
 from .. import __version__
 from ..arguments import describe
 from ..errors import InputError, ModelDirectoryError
-from ..files import atomic_directory, atomic_write_text, read_json
+from ..files import atomic_directory, atomic_write_json, atomic_write_text, read_json
 from ..flows import FLOW_FAMILIES, FlowConfig, FlowModel, build_flow
 from ..flows.distilled import DistillConfig, DistilledFlow, MLPSampler
 from ..persistence import load_tensors, save_tensors
 from ..preprocessing import Preprocessor
 from ..records import FeatureSpec
 from ..training import TrainConfig
+from .event_transform import EVENT_TRANSFORMS, EventTransform, TargetMap, as_event_transform
 
 __all__ = [
+    "EVENT_TRANSFORM_FILE",
     "MODEL_FILES",
     "MODEL_FORMAT",
     "SCHEMA_VERSION",
@@ -43,10 +46,13 @@ __all__ = [
 MODEL_FORMAT = "mcsurrogate.surrogate"
 #: the newest model schema this version reads; 1: a flow, 2: adds ``distilled_sampler`` (written only by distilled
 #: surrogates, so that an older mcsurrogate refuses them clearly instead of failing on the student's weights), 3: the
-#: distilled sampler's ``precision`` (a schema-2 directory samples in float32)
-SCHEMA_VERSION = 3
+#: distilled sampler's ``precision`` (a schema-2 directory samples in float32), 4: ``event_transform`` (its kind;
+#: written only by surrogates with one, whose state is in :data:`EVENT_TRANSFORM_FILE`)
+SCHEMA_VERSION = 4
 #: the files of a model directory
 MODEL_FILES = ("config.json", "preprocessing.json", "weights.safetensors", "metrics.json")
+#: the event transform's strict-JSON state, beside ``config.json`` (only when ``config.json`` names one)
+EVENT_TRANSFORM_FILE = "event_transform.json"
 
 
 def check_schema_version(config: Mapping[str, Any], file: Path, newest: int, what: str) -> int:
@@ -77,11 +83,16 @@ def check_schema_version(config: Mapping[str, Any], file: Path, newest: int, wha
 
 # -- config.json ------------------------------------------------------------------------------------------------
 def model_config(
-    spec: FeatureSpec, flow: FlowConfig, training: TrainConfig, distilled: DistillConfig | None
+    spec: FeatureSpec,
+    flow: FlowConfig,
+    training: TrainConfig,
+    distilled: DistillConfig | None,
+    event_transform: EventTransform | None = None,
 ) -> dict[str, Any]:
     """The content of ``config.json`` (without the version and time stamps that :func:`write_model_directory`
-    adds); also what :meth:`~mcsurrogate.surrogate.Surrogate.fit` fingerprints for resuming."""
-    return {
+    adds); also what :meth:`~mcsurrogate.surrogate.Surrogate.fit` fingerprints for resuming. An event transform adds
+    its ``kind`` (and schema 4); without one the content is as before."""
+    config = {
         "format": MODEL_FORMAT,
         "schema_version": 1 if distilled is None else 3,
         "spec": spec.to_dict(),
@@ -89,6 +100,10 @@ def model_config(
         "training": training.to_dict(),
         "distilled_sampler": None if distilled is None else distilled.to_dict(),
     }
+    if event_transform is not None:
+        config["schema_version"] = 4
+        config["event_transform"] = event_transform.to_dict()["kind"]
+    return config
 
 
 def _json_schema(tp: Any) -> dict[str, Any]:
@@ -145,6 +160,7 @@ def _config_schema() -> dict[str, Any]:
             "flow": flow,
             "training": _dataclass_schema(TrainConfig),
             "distilled_sampler": {"anyOf": [{"type": "null"}, _dataclass_schema(DistillConfig)]},
+            "event_transform": {"enum": list(EVENT_TRANSFORMS)},
             "mcsurrogate_version": {"type": "string"},
             "saved": {"type": "string"},
         },
@@ -180,10 +196,11 @@ def write_model_directory(
     metrics: Mapping[str, Any],
     *,
     overwrite: bool = False,
+    event_transform: EventTransform | None = None,
 ) -> Path:
     """Write a model directory atomically (a temporary directory renamed into place): ``config`` (from
     :func:`model_config`, stamped with the mcsurrogate version and the UTC time), the preprocessors' JSON state,
-    the flow's weights (safetensors) and ``metrics``."""
+    the flow's weights (safetensors), ``metrics`` and the ``event_transform``'s strict-JSON state."""
     with atomic_directory(path, overwrite=overwrite) as tmp:
         stamped = dict(config) | {
             "mcsurrogate_version": __version__,
@@ -197,6 +214,8 @@ def write_model_directory(
         atomic_write_text(tmp / "preprocessing.json", json.dumps(pre, indent=2))
         save_tensors(tmp / "weights.safetensors", model.state_dict(), {"format": MODEL_FORMAT})
         atomic_write_text(tmp / "metrics.json", json.dumps(metrics, indent=2, default=float))
+        if event_transform is not None:
+            atomic_write_json(tmp / EVENT_TRANSFORM_FILE, event_transform.to_dict())
     return Path(path)
 
 
@@ -212,6 +231,8 @@ class StoredConfig:
     condition_preprocessor: Preprocessor | None
     #: ``config.json``'s ``distilled_sampler`` entry as stored (``None`` for a flow that samples itself)
     distilled_sampler: Mapping[str, Any] | None
+    #: the event transform of :data:`EVENT_TRANSFORM_FILE` (``None``: none)
+    event_transform: EventTransform | None = None
 
 
 def read_config(root: Path) -> StoredConfig:
@@ -230,7 +251,9 @@ def read_config(root: Path) -> StoredConfig:
         )
     check_schema_version(config, root / "config.json", SCHEMA_VERSION, "model")
     _validate_config(config, root / "config.json")
-    missing = [f for f in MODEL_FILES if not (root / f).is_file()]
+    kind = config.get("event_transform")
+    files = MODEL_FILES if kind is None else (*MODEL_FILES, EVENT_TRANSFORM_FILE)
+    missing = [f for f in files if not (root / f).is_file()]
     if missing:
         raise ModelDirectoryError(f"{root} is incomplete: missing {', '.join(missing)}")
     try:
@@ -240,19 +263,22 @@ def read_config(root: Path) -> StoredConfig:
         pre = read_json(root / "preprocessing.json")
         target_pre = Preprocessor.from_dict(pre["targets"])
         cond_pre = None if pre.get("conditions") is None else Preprocessor.from_dict(pre["conditions"])
+        transform = None if kind is None else as_event_transform(read_json(root / EVENT_TRANSFORM_FILE))
+        if transform is not None and transform.to_dict()["kind"] != kind:
+            raise InputError(f"{EVENT_TRANSFORM_FILE} holds kind {transform.to_dict()['kind']!r}, config.json {kind!r}")
+        columns = TargetMap(spec.targets, transform).columns
     except (KeyError, TypeError, InputError) as exc:
         raise ModelDirectoryError(f"{root}: configuration is damaged ({exc})") from exc
-    if list(target_pre.columns) != list(spec.targets):
-        raise ModelDirectoryError(
-            f"{root}: preprocessing columns {target_pre.columns} differ from targets {spec.targets}"
-        )
-    return StoredConfig(spec, flow, training, target_pre, cond_pre, config.get("distilled_sampler"))
+    if list(target_pre.columns) != columns:
+        what = "targets" if transform is None else "the event transform's output columns"
+        raise ModelDirectoryError(f"{root}: preprocessing columns {target_pre.columns} differ from {what} {columns}")
+    return StoredConfig(spec, flow, training, target_pre, cond_pre, config.get("distilled_sampler"), transform)
 
 
 def load_flow(root: Path, stored: StoredConfig) -> tuple[FlowModel | DistilledFlow, DistillConfig | None]:
     """The flow of the model directory ``root`` (a :class:`DistilledFlow` around it for a distilled surrogate) with
     its weights loaded, in eval mode, and the distillation configuration (``None`` for a plain flow)."""
-    teacher = build_flow(stored.flow, len(stored.spec.targets), len(stored.spec.conditions) or None)
+    teacher = build_flow(stored.flow, len(stored.preprocessor.columns), len(stored.spec.conditions) or None)
     model: FlowModel | DistilledFlow = teacher
     distilled = None
     if stored.distilled_sampler is not None:
