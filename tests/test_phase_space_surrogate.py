@@ -248,3 +248,32 @@ def test_train_cli_takes_the_event_transform_from_config(tmp_path: Path) -> None
     assert model.event_transform == pre and model.targets == pre.input_columns
     p = _momenta(model.sample(200, seed=1))
     assert np.max(np.abs(p[..., 1].sum(axis=1)) / np.hypot(p[..., 1], p[..., 2]).sum(axis=1)) < 1e-12
+
+
+def test_refinement_and_export_work_in_the_physical_columns(tmp_path: Path) -> None:
+    """LASER's refined events and the export sidecar go through the event transform: refined events are physical
+    columns that conserve momentum exactly, and the sidecar carries the transform to invert the exported output."""
+    from mcsurrogate.export import export_torchscript
+    from mcsurrogate.refinement import fit_reweighting
+
+    pre = PhaseSpacePreprocessor(OBJECTS, MASSES, system_pt="zero")
+    events = _events(1500, 4, system_pt="zero")
+    model = Surrogate(
+        pre.input_columns, [], flow=FLOW, preprocessing=_preprocessing(pre), training=TINY, event_transform=pre
+    ).fit(events, progress=False)
+    generated = model.sample(1500, seed=1)
+    rw = fit_reweighting(events, generated, model.targets, folds=2, learning_rate=0.2, max_iter=50, seed=1)
+    small = {"chains": 16, "warmup": 20, "thin": 1, "distill_events": 1000, "distill_epochs": 2}
+    refined = rw.refine(model, 100, seed=2, **small)
+    assert set(model.targets) <= set(refined.events.fields)
+    p = _momenta(refined.events)
+    scalar = np.hypot(p[..., 1], p[..., 2]).sum(axis=1)
+    assert np.max(np.hypot(p[..., 1].sum(axis=1), p[..., 2].sum(axis=1)) / scalar) < 1e-12
+    w = refined.distilled_weights(refined.events)
+    assert w.shape == (len(refined.events),) and np.all(np.isfinite(w)) and np.all(w > 0)
+    # the export's output is the flow's space: the sidecar says how to get back to the physical columns
+    path = export_torchscript(model, tmp_path / "model.pt", example_batch=16)
+    meta = json.loads(path.with_suffix(".json").read_text())
+    assert meta["preprocessing"]["event_transform"] == pre.to_dict()
+    assert "event_transform" in meta["output"]["space"]
+    assert meta["output"]["shape"] == ["batch", len(pre.output_columns)]

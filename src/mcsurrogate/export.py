@@ -178,12 +178,14 @@ def _sidecar(
         "output": {
             "shape": ["batch", flow.features],
             "dtype": "float32",
-            "space": "targets before preprocessing.targets (apply its inverse)",
+            "space": "targets before preprocessing.targets (apply its inverse)"
+            + ("" if surrogate.event_transform is None else ", then preprocessing.event_transform's inverse"),
         },
         "condition_ranges": surrogate.metrics.get("condition_ranges") or {},
         "preprocessing": {
             "targets": surrogate.preprocessor.to_dict(),
             "conditions": None if cond_pre is None else cond_pre.to_dict(),
+            "event_transform": None if surrogate.event_transform is None else surrogate.event_transform.to_dict(),
         },
     }
 

@@ -109,7 +109,7 @@ class Refinement:
         or an (n, d) array of them in that order; original units): the weights the refinement samples, to compare
         a sample weighted with them against the refined one (the refinement's own error apart from the weight's)."""
         x = events if isinstance(events, np.ndarray) else feature_matrix(events, self.surrogate.targets)
-        y = torch.as_tensor(self.surrogate.preprocessor.forward(x), dtype=torch.float32, device=self.surrogate.device)
+        y = torch.as_tensor(self.surrogate.flow_from_targets(x), dtype=torch.float32, device=self.surrogate.device)
         return np.exp(_batched(self.log_weight, y).double().cpu().numpy())
 
     @property
@@ -207,7 +207,7 @@ def _distil(
     out for the agreement)."""
     start = time.perf_counter()
     y = _batched(latent.to_preprocessed, latent.draw(events, rng)).double().cpu()
-    x = surrogate.preprocessor.inverse(y.numpy())
+    x = surrogate.targets_from_flow(y.numpy())
     keep = np.isfinite(x).all(axis=1) & torch.isfinite(y).all(dim=1).numpy()
     y, x = y[torch.from_numpy(keep)], x[keep]
     if len(y) < 100:
@@ -344,7 +344,7 @@ def refine(
 
     def exact_target(z: torch.Tensor) -> torch.Tensor:
         zf = z.float()
-        x = surrogate.preprocessor.inverse(latent.to_preprocessed(zf).double().cpu().numpy())
+        x = surrogate.targets_from_flow(latent.to_preprocessed(zf).double().cpu().numpy())
         finite = np.isfinite(x).all(axis=1)
         log_trees = np.full(len(x), -np.inf)
         log_trees[finite] = np.log(
@@ -376,5 +376,5 @@ def refine(
     )
     z = samples.reshape(-1, latent.dimension)[:n]
     y = _batched(latent.to_preprocessed, torch.as_tensor(z, dtype=torch.float32, device=device)).double().cpu()
-    x = surrogate.preprocessor.inverse(y.numpy())
+    x = surrogate.targets_from_flow(y.numpy())
     return Refinement(sample_records(surrogate.spec, x, None), diagnostics, agreement, surrogate, log_w)

@@ -449,6 +449,11 @@ class Surrogate:
         log_det = self.preprocessor.log_abs_det(x) + self._target_map.log_abs_det(prepared.flat)
         return self._flow_log_prob(y, cy) + log_det
 
+    def flow_from_targets(self, x: np.ndarray) -> np.ndarray:
+        """Targets (n, len(targets)) in original units → the flow's space (n, len(flow_columns)): the event
+        transform, then the preprocessing (the inverse of :meth:`targets_from_flow`)."""
+        return self.preprocessor.forward(self._target_map.forward(np.asarray(x, dtype=np.float64)))
+
     def targets_from_flow(self, y: np.ndarray) -> np.ndarray:
         """The flow's output (n, len(flow_columns), its preprocessed space) → targets (n, len(targets)) in original
         units: the preprocessing's inverse, then the event transform's."""
