@@ -242,3 +242,39 @@ def test_made_mog_sampling_matches_a_full_pass_per_feature(context: int | None) 
             k = (unif[:, d : d + 1] > torch.cumsum(log_w[:, d].exp(), -1)).sum(-1, keepdim=True).clamp(max=3)
             ref[:, d] = (means[:, d].gather(1, k) + log_stds[:, d].gather(1, k).exp() * eps[:, d : d + 1])[:, 0]
     assert torch.allclose(x, ref, atol=1e-4)
+
+
+@pytest.mark.parametrize("clip", [5.0, None], ids=["clipped", "unclipped"])
+def test_a_step_whose_gradient_overflows_is_skipped_not_applied(clip: float | None, caplog) -> None:
+    """A finite loss whose gradient overflows (an extreme batch, float32) used to write inf/NaN into every weight
+    through the clipping (inf × 0) and stop the training a step later ("loss became nan"): the step is skipped and
+    counted; ten in a row stop the training with a TrainingError."""
+    from mcsurrogate.errors import TrainingError
+
+    rng = np.random.default_rng(0)
+    x, xv = rng.normal(size=(1024, 2)), rng.normal(size=(256, 2))
+    cfg = TrainConfig(epochs=2, batch_size=128, lr=1e-3, patience=None, clip_grad_norm=clip, device="cpu")
+
+    def overflowing(at: set[int]) -> tuple[torch.nn.Module, list[int]]:
+        torch.manual_seed(0)
+        flow = build_flow(FlowConfig(model="maf", blocks=1, hidden=8), 2, None)
+        calls = [0]
+        first = next(flow.parameters())
+
+        def hook(grad: torch.Tensor) -> torch.Tensor:
+            calls[0] += 1
+            return grad * math.inf if calls[0] in at else grad
+
+        first.register_hook(hook)
+        return flow, calls
+
+    flow, _ = overflowing({3})
+    with caplog.at_level("WARNING", logger="mcsurrogate.training"):
+        result = train_flow(flow, x, None, xv, None, cfg, progress=False)
+    assert result.skipped_steps == 1 and result.to_dict()["skipped_steps"] == 1
+    assert all(torch.isfinite(p).all() for p in flow.parameters())
+    assert all(math.isfinite(r.val_nll) for r in result.history)
+    assert "epoch 1: 1 of 8 optimiser steps skipped" in caplog.text
+    flow, _ = overflowing(set(range(5, 15)))
+    with pytest.raises(TrainingError, match="not finite in 10 steps in a row"):
+        train_flow(flow, x, None, xv, None, cfg, progress=False)

@@ -45,6 +45,9 @@ from .persistence import load_tensors, save_tensors
 
 log = logging.getLogger(__name__)
 
+#: consecutive optimiser steps with a non-finite gradient after which training stops (each one is skipped)
+MAX_SKIPPED_IN_A_ROW = 10
+
 __all__ = [
     "EpochRecord",
     "Split",
@@ -74,7 +77,9 @@ class TrainConfig:
     schedule: ``power`` (paper A: ``(lr − lr_final)(1 − t/T)^power + lr_final`` per step),
         ``cosine-restarts`` (paper B: cosine annealing to ``lr_final`` with warm restarts every
         ``restart_epochs`` epochs) or ``constant``.
-    clip_grad_norm: gradient-norm clipping threshold, ``None`` for none.
+    clip_grad_norm: gradient-norm clipping threshold, ``None`` for none. Either way a step whose gradient is not
+        finite (a float32 overflow) is skipped and counted in ``TrainResult.skipped_steps`` (a warning per epoch);
+        :data:`MAX_SKIPPED_IN_A_ROW` in a row stop the training with a :class:`TrainingError`.
     selection: ``nll`` (validation negative log-likelihood) or ``wasserstein`` (paper A: mean over targets of
         the 1-D Wasserstein distance, in the flow's preprocessed units, between the validation targets and a sample
         generated with the validation conditions; at most ``selection_events`` events).
@@ -252,6 +257,9 @@ class TrainResult:
     device: str = "cpu"
     #: trained on event weights (the losses are weighted NLLs)
     weighted: bool = False
+    #: optimiser steps skipped because their gradient was not finite (overflow); training stops with a
+    #: :class:`TrainingError` after :data:`MAX_SKIPPED_IN_A_ROW` in a row
+    skipped_steps: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -438,6 +446,7 @@ def train_flow(
     wv = None if w_val is None else torch.as_tensor(w_val, dtype=torch.float64, device=device)
     batch = min(config.batch_size, n)
     steps_per_epoch = n // batch  # drop the ragged last batch: stable batch statistics, fixed step count
+    skipped_in_a_row = 0
     opt = _make_optimizer(flow, config)
     params = list(flow.parameters())  # once: walking the modules for them costs ~0.5 ms per step
     ema = AveragedModel(flow, multi_avg_fn=ema_with_warmup(config.ema_decay)) if config.ema_decay is not None else None
@@ -481,6 +490,7 @@ def train_flow(
             # the random numbers of a family's own loss (flow matching's times and noise), seeded per epoch
             generator = torch.Generator(device=device).manual_seed(config.seed * 1_000_003 + epoch)
             total = 0.0
+            skipped_in_epoch = 0
             for s in range(steps_per_epoch):
                 lr = learning_rate(config, (epoch - 1) * steps_per_epoch + s, steps_per_epoch)
                 for group in opt.param_groups:
@@ -495,14 +505,33 @@ def train_flow(
                     )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                if config.clip_grad_norm:
-                    torch.nn.utils.clip_grad_norm_(params, config.clip_grad_norm)
+                total += loss.item()
+                # the gradient's norm (clipped to clip_grad_norm when set): a step whose gradient overflowed is
+                # skipped, as a loss scaler does, instead of writing inf/NaN into every weight
+                norm = torch.nn.utils.clip_grad_norm_(params, config.clip_grad_norm or math.inf)
+                if not torch.isfinite(norm):
+                    result.skipped_steps += 1
+                    skipped_in_epoch += 1
+                    skipped_in_a_row += 1
+                    if skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW:
+                        raise TrainingError(
+                            f"the gradient was not finite in {skipped_in_a_row} steps in a row (epoch {epoch}, step "
+                            f"{s}); lower the learning rate (lr) or check the preprocessing of the targets"
+                        )
+                    continue
+                skipped_in_a_row = 0
                 opt.step()
                 if ema is not None:
                     ema.update_parameters(flow)
-                total += loss.item()
             train_time += time.perf_counter() - t0
             trained_events += steps_per_epoch * batch
+            if skipped_in_epoch:
+                log.warning(
+                    "epoch %d: %d of %d optimiser steps skipped, their gradient was not finite",
+                    epoch,
+                    skipped_in_epoch,
+                    steps_per_epoch,
+                )
             flow.eval()
             evaluated: FlowModel = flow if ema is None else cast(FlowModel, ema.module)  # the weights kept
             if ema is not None:  # buffers (masks, permutations, ActNorm's init flag) follow the trained flow
