@@ -115,3 +115,50 @@ def test_a_distilled_surrogate_is_refined_in_its_noise_space(toy) -> None:
     target = float(ak.mean(reference.u))
     assert abs(u.mean() - target) < 0.5 * abs(plain - target), (u.mean(), plain, target)
     assert refined.hmc.rhat_max < 1.05
+
+
+# the signal template of bench_laser.py's spurious-signal figures (mcsurrogate.stats.templates.gaussian_template)
+
+
+def test_gaussian_template_holds_the_normal_bin_integrals() -> None:
+    from mcsurrogate.stats.templates import gaussian_template
+
+    # bins at 125 GeV ± 1 and 2 widths of 15 GeV: the standard normal's 34.13 % and 13.59 % per side
+    h = gaussian_template([95.0, 110.0, 125.0, 140.0, 155.0], mean=125.0, sigma=15.0, total=200.0)
+    np.testing.assert_allclose(h.values(), 200 * np.array([0.135905, 0.341345, 0.341345, 0.135905]), rtol=1e-5)
+    np.testing.assert_array_equal(h.variances(), 0.0)  # an analytic shape carries no template statistics
+    # a Gaussian half outside the axis keeps only what falls in it (total counts the whole Gaussian)
+    edge = gaussian_template([0.0, 100.0, 500.0], mean=0.0, sigma=20.0, total=10.0)
+    np.testing.assert_allclose(edge.values().sum(), 5.0, rtol=1e-12)
+    # the same yield as a filled sample of a million draws, per bin within its Poisson error
+    rng = np.random.default_rng(1)
+    draws = rng.normal(125.0, 15.0, 1_000_000)
+    filled = np.histogram(draws, np.linspace(0.0, 500.0, 26))[0] / 1_000_000
+    exact = gaussian_template(np.linspace(0.0, 500.0, 26), mean=125.0, sigma=15.0, total=1.0).values()
+    assert np.all(np.abs(filled - exact) < 5 * np.sqrt(exact / 1_000_000) + 1e-12)
+    for kw, match in (
+        ({"sigma": 0.0}, "sigma"),
+        ({"sigma": float("nan")}, "sigma"),
+        ({"total": -1.0}, "total"),
+        ({"mean": float("inf")}, "mean"),
+    ):
+        with pytest.raises(InputError, match=match):
+            gaussian_template([0.0, 1.0], **{"mean": 0.5, "sigma": 1.0, "total": 1.0, **kw})
+    with pytest.raises(InputError, match="bin edges"):
+        gaussian_template([1.0, 0.0], mean=0.5, sigma=1.0, total=1.0)
+
+
+def test_a_gaussian_signal_injected_into_the_data_is_fitted_back() -> None:
+    # the spurious-signal fit of the benchmark: background model = the MC itself, data = MC + 1 × the signal
+    from mcsurrogate.stats import fill_template, measure_spurious_signal
+    from mcsurrogate.stats.templates import gaussian_template
+
+    edges = np.linspace(0.0, 500.0, 26)
+    mc = fill_template(np.random.default_rng(2).exponential(150.0, 20000), bins=edges)
+    signal = gaussian_template(edges, mean=125.0, sigma=15.0, total=400.0)
+    data = mc.copy()
+    data.view().value = mc.values() + signal.values()
+    none = measure_spurious_signal(signal, mc, mc)
+    one = measure_spurious_signal(signal, mc, data)
+    assert abs(none.mu) < 0.02 and abs(one.mu - 1.0) < 0.05, (none, one)
+    assert one.z_signed > 2 and one.signal_yield == pytest.approx(signal.values().sum())

@@ -21,7 +21,15 @@ import numpy as np
 from ..arguments import check_float, check_int, check_interval, check_numeric_array, describe
 from ..errors import InputError
 
-__all__ = ["check_binning", "check_template", "fill_template", "floor_empty_bins", "scale_template", "template_arrays"]
+__all__ = [
+    "check_binning",
+    "check_template",
+    "fill_template",
+    "floor_empty_bins",
+    "gaussian_template",
+    "scale_template",
+    "template_arrays",
+]
 
 
 def fill_template(
@@ -66,6 +74,31 @@ def fill_template(
             )
         axis = hist.axis.Variable(edges, name=name, label=label or name)
     return hist.Hist(axis, storage=hist.storage.Weight()).fill(values, weight=weights)
+
+
+def gaussian_template(
+    bins: int | Sequence[float] | np.ndarray | hist.axis.Regular | hist.axis.Variable,
+    *,
+    mean: float,
+    sigma: float,
+    total: float,
+    range: tuple[float, float] | None = None,
+    name: str = "x",
+) -> hist.Hist:
+    """An analytic Gaussian signal template (e.g. a resonance of mass ``mean`` and resolution ``sigma``, GeV): each
+    bin holds ``total`` × the normal probability of its interval (exact, from ``scipy.stats.norm``), with zero Σw²
+    (no template statistics). ``total`` is the yield of the whole Gaussian: the part outside the axis is left out.
+    ``bins`` and ``range`` as in :func:`fill_template`; bad values raise :class:`~mcsurrogate.errors.InputError`."""
+    from scipy.stats import norm
+
+    mean = check_float(mean, "mean (the signal's peak position)")
+    sigma = check_float(sigma, "sigma (the signal's width)", above=0.0)
+    total = check_float(total, "total (the signal's yield)", above=0.0)
+    h = fill_template(np.empty(0), bins=bins, range=range, name=name)
+    view: Any = h.view()
+    view.value = total * np.diff(norm.cdf(h.axes[0].edges, loc=mean, scale=sigma))
+    view.variance = 0.0
+    return h
 
 
 def check_template(h: Any, name: str) -> hist.Hist:
