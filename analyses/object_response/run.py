@@ -58,6 +58,12 @@ def parse() -> argparse.Namespace:
         help="fraction of training truth photons given a close companion (add_companions; training-sample design)",
     )
     ap.add_argument("--preset", default="affine-spline")
+    ap.add_argument(
+        "--distill",
+        choices=("float32", "bfloat16"),
+        help="evaluate the distilled one-pass sampler (the columnar path's fast one) in this precision instead of the "
+        "flow: the quality behind bench_object_response's speed figure",
+    )
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine: see README)")
     ap.add_argument("--workers", type=int, default=1, help="Pythia processes")
     ap.add_argument("--seed", type=int, default=1)
@@ -101,6 +107,7 @@ def main() -> None:
             efficiency={"batch_size": 4096, "epochs": 8},
             companions=args.companions,
             compare_classifiers=name == "baseline",
+            distill=None if args.distill is None else {"precision": args.distill},
             seed=args.seed,
             progress=False,
         )
