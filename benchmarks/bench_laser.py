@@ -14,6 +14,10 @@ many events of each candidate:
 * ``reweighted``: plain samples (another seed) with the reweighting's weights (Kish efficiency printed);
 * ``reweighted_distilled``: the same events weighted with the MLP that the refinement distils from the trees (the
   weights HMC samples: ``refined`` should match this row, and differs from ``reweighted`` by the distillation);
+* ``reweighted_unweighted``: the tree-weighted flow as unweighted events (hit-or-miss,
+  :func:`~mcsurrogate.event_weights.unweight`, from a pool of plain samples): the refinement's target at the refined
+  events' count, the comparison at equal effective size (a weighted row's classifier learns from its Kish-reduced
+  statistics, so its AUC is not comparable with an unweighted row's at equal counts);
 * ``refined``: :meth:`Reweighting.refine` events, unweighted (HMC diagnostics printed: their ESS is what they are
   worth).
 
@@ -39,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import time
@@ -81,6 +86,7 @@ def main() -> None:
 
     from mcsurrogate import Surrogate
     from mcsurrogate.amplification import CONTINUOUS_FEATURES
+    from mcsurrogate.event_weights import unweight
     from mcsurrogate.records import feature_matrix
     from mcsurrogate.refinement import fit_surrogate_reweighting
     from mcsurrogate.stats import fill_template, measure_spurious_signal
@@ -138,10 +144,19 @@ def main() -> None:
         return {"auc": float(r.auc), "auc_ci": [float(r.auc_ci[0]), float(r.auc_ci[1])], "p_value": float(r.p_value)}
 
     w_mlp = refined.distilled_weights(other)
+    # the tree-weighted flow as unweighted events (hit-or-miss): the refinement's target at the refined events' count,
+    # a comparison at equal effective size (the weighted rows' classifiers learn from their Kish-reduced statistics)
+    w_max = rw.clip / rw.normalisation  # the largest weight the clipped ratio can give
+    pool = model.sample_array(math.ceil(1.3 * n_held * w_max / w.mean()), seed=args.seed + 5)
+    kept = unweight(rw.weights(pool), seed=args.seed + 6)
+    unweighted = pool[kept[:n_held]]
+    if len(unweighted) < n_held:
+        print(f"note: hit-or-miss kept {len(unweighted)} of the {n_held} events asked for", flush=True)
     results = {
         "flow": test(plain),
         "reweighted": test(other, w),
         "reweighted_distilled": test(other, w_mlp),
+        "reweighted_unweighted": test(unweighted),
         "refined": test(x_refined),
     }
     if floor is not None:
@@ -152,6 +167,7 @@ def main() -> None:
         "flow": (plain, None),
         "reweighted": (other, w),
         "reweighted_distilled": (other, w_mlp),
+        "reweighted_unweighted": (unweighted, None),
         "refined": (x_refined, None),
     }
     if floor is not None:

@@ -510,3 +510,27 @@ def test_the_weighted_mc_study_compares_writes_strict_json_and_its_readme(tmp_pa
 
 def pt_of(events: ak.Array) -> np.ndarray:
     return (events.photons[:, 0] + events.photons[:, 1]).pt.to_numpy()
+
+
+def test_unweighting_keeps_events_with_probability_w_over_max_w() -> None:
+    """Hit-or-miss: x ~ N(0, 1) with weights exp(x − 1/2) (a shift to N(1, 1)): the kept events have mean 1 and unit
+    variance within their errors, the acceptance is Σw / (n max w), no event twice, and the same seed keeps the same."""
+    from mcsurrogate.event_weights import unweight
+
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=200_000)
+    w = np.exp(np.clip(x, -4, 4) - 0.5)
+    kept = unweight(w, seed=3)
+    k = len(kept)
+    assert abs(k - w.sum() / w.max()) < 5 * np.sqrt(k)
+    assert len(np.unique(kept)) == k and np.array_equal(kept, unweight(w, seed=3))
+    assert not np.array_equal(kept, unweight(w, seed=4))
+    assert abs(x[kept].mean() - 1.0) < 5 / np.sqrt(k) and abs(x[kept].std() - 1.0) < 0.05
+    for bad, match in (
+        (np.array([1.0, -0.5]), "non-negative"),
+        (np.array([1.0, np.nan]), "non-finite"),
+        (np.zeros(3), "every weight is zero"),
+        (np.ones((2, 2)), "1-D"),
+    ):
+        with pytest.raises(InputError, match=match):
+            unweight(bad, seed=0)

@@ -13,6 +13,8 @@ weights may be negative (:func:`check_event_weights`).
   cell of its nearest neighbours, grown until the cell's weight sum is ≥ 0, and the cell's events share that sum in
   proportion to their |w|. Weights become non-negative, the sum of weights of every cell — so the distribution at
   scales above the cells' size — is kept.
+* :func:`unweight`: hit-or-miss unweighting — keep each event with probability w / max w: the kept events are an
+  unweighted, independent sample of the weighted distribution (no repeated events, as resampling would give).
 * :class:`WeightSummary`: what a training did with its weights, with Kish's effective size (Σw)²/Σw², the size of an
   unweighted sample of equal statistical power (the cancellation of signed weights lowers it too).
 """
@@ -34,6 +36,7 @@ __all__ = [
     "check_event_weights",
     "event_weights",
     "poisson_bootstrap",
+    "unweight",
 ]
 
 
@@ -101,6 +104,27 @@ def poisson_bootstrap(n: int, seed: int) -> np.ndarray:
     """``n`` Poisson(1) draws (float64) from ``seed``: the multipliers of the weights of a bootstrap replica."""
     seed = check_seed(seed, "bootstrap_seed", generator=False)
     return np.random.default_rng([seed, 29]).poisson(1.0, n).astype(np.float64)
+
+
+def unweight(weights: np.ndarray, seed: int) -> np.ndarray:
+    """Indices of the events kept by hit-or-miss unweighting: event i with probability ``wᵢ / max w`` (seeded).
+
+    The kept events are an unweighted sample of the weighted distribution, independent and without repeats (a
+    resampling with replacement repeats heavy events, which a classifier two-sample test memorises); their expected
+    number is ``Σw / max w``. Weights must be finite and non-negative with a positive maximum."""
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim != 1 or not len(w):
+        raise InputError(f"unweight needs a 1-D array of weights, got shape {w.shape}")
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise InputError(
+            f"unweight needs finite, non-negative weights: {int((~np.isfinite(w)).sum())} non-finite, "
+            f"{int((w < 0).sum())} negative (make signed weights non-negative first, e.g. cell_resample)"
+        )
+    top = float(w.max())
+    if not top > 0:
+        raise InputError("unweight: every weight is zero")
+    seed = check_seed(seed, "seed", generator=False)
+    return np.flatnonzero(np.random.default_rng([seed, 41]).random(len(w)) * top < w)
 
 
 @dataclass
