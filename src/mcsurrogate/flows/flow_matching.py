@@ -7,8 +7,9 @@ conditional paths (straight lines; with ``sigma_min = 0`` the rectified flow of 
 ``E ‖v(x_t, t; c) − u‖²`` over ``t ~ U(0, 1)``, ``x₀ ~ N(0, I)`` and the training events ``(x₁, c)`` — no ODE is
 solved while training.
 
-Sampling integrates the ODE from the noise with a fixed-step solver (:class:`OdeSolver`: Euler, midpoint or RK4);
-the same noise gives the same sample, whatever the batch. The log-likelihood integrates the divergence along the
+Sampling integrates the ODE from the noise with a fixed-step solver (:class:`OdeSolver`: Euler, midpoint or RK4) or
+the adaptive Dormand–Prince 5(4) (:class:`AdaptiveSolver`: ``rtol``, ``atol``, a step size per event); the same noise
+gives the same sample, whatever the batch. The log-likelihood integrates the divergence along the
 path back from the data, ``log p(x) = log N(x₀) − ∫₀¹ ∇·v(x_t, t; c) dt``, with the divergence exact (the trace of
 the Jacobian, forward-mode through the network: one extra pass per feature) or Hutchinson's estimate ``εᵀ J ε``
 (Rademacher probes, fixed along the path, drawn from a seeded generator: two passes whatever the dimension), so
@@ -46,7 +47,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..arguments import check_choice, check_float, check_int, describe
-from ..errors import InputError, refuse_unknown_fields
+from ..errors import FitError, InputError, refuse_unknown_fields
 from .made import ACTIVATIONS
 from .model import FlowModel, StandardNormal
 
@@ -54,8 +55,10 @@ if TYPE_CHECKING:
     from .registry import FlowConfig
 
 __all__ = [
+    "ADAPTIVE_METHODS",
     "METHODS",
     "TRACES",
+    "AdaptiveSolver",
     "ContinuousFlow",
     "FlowMatchingModel",
     "FlowMatchingSettings",
@@ -91,7 +94,12 @@ class OdeSolver:
     steps: int = 8
 
     def __post_init__(self) -> None:
-        check_choice(self.method, "ODE solver 'method'", tuple(METHODS))
+        if self.method in ADAPTIVE_METHODS:
+            raise InputError(
+                f"ODE solver 'method' {self.method!r} is adaptive: use AdaptiveSolver({self.method!r}, rtol=..., "
+                f"atol=...) (in JSON: {{'method': {self.method!r}, 'rtol': ..., 'atol': ...}})"
+            )
+        check_choice(self.method, "ODE solver 'method'", (*METHODS, *ADAPTIVE_METHODS))
         # a plain int (a numpy integer would not be JSON in FlowConfig.to_dict)
         object.__setattr__(self, "steps", check_int(self.steps, "ODE solver 'steps'", minimum=1))
 
@@ -128,6 +136,160 @@ class OdeSolver:
         return y
 
 
+#: adaptive solvers by name (:class:`AdaptiveSolver`)
+ADAPTIVE_METHODS = ("dopri5",)
+#: Dormand–Prince 5(4) (Dormand & Prince 1980; Hairer, Nørsett & Wanner, *Solving ODEs I*, table 5.2): the stage
+#: times, the stage coefficients, the fifth-order weights (the last stage is the next step's first: FSAL) and the
+#: differences of the fifth- and fourth-order weights (the embedded error estimate)
+_DP_C = (0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0)
+_DP_A = (
+    (),
+    (1 / 5,),
+    (3 / 40, 9 / 40),
+    (44 / 45, -56 / 15, 32 / 9),
+    (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
+    (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656),
+)
+_DP_B = (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84)
+_DP_E = (71 / 57600, 0.0, -71 / 16695, 71 / 1920, -17253 / 339200, 22 / 525, -1 / 40)
+
+#: ``fun(y, t, rows)`` of the adaptive solver: ``y`` (m, D) the states of the batch rows ``rows`` (a LongTensor, or
+#: ``None`` for all rows in order), ``t`` (m,) their times; returns dy/dt (m, D)
+AdaptiveFunction = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class AdaptiveSolver:
+    """An adaptive ODE solver over ``t ∈ [0, 1]``: Dormand–Prince 5(4) (``method="dopri5"``) with the embedded error
+    estimate and the standard step-size control (Hairer, Nørsett & Wanner, *Solving ODEs I*, II.4).
+
+    A step of size ``h`` is accepted when ``‖err / (atol + rtol · max(|y|, |y_new|))‖ ≤ 1`` (RMS over the state's
+    components); the next size is ``h · clip(safety · ‖·‖^(−1/5), min_factor, max_factor)`` (at most ``h`` after a
+    rejection). The first size follows Hairer's estimate (two extra evaluations). Each accepted step costs 6 velocity
+    evaluations (the 7th stage is the next step's first), each rejected one 6.
+
+    ``step_size``: ``"event"`` (default) gives every event its own step sizes (the error norm is over that event's
+    state; finished events drop out of the batch), so an event's result does not depend on its batch or slicing, as
+    for the fixed-step solvers; ``"batch"`` takes one step size for the whole batch with the RMS of the error over all
+    events (as torchdiffeq does): fewer, larger matrix products, but an event's result depends on its batch.
+    ``max_steps``: attempted steps per event at most; more raise :class:`~mcsurrogate.errors.FitError` (as does a step
+    size below 10⁻¹² of the interval). The step sequence is a function of the batch only: the same noise gives the
+    same samples."""
+
+    method: Literal["dopri5"] = "dopri5"
+    rtol: float = 1e-5
+    atol: float = 1e-5
+    safety: float = 0.9
+    min_factor: float = 0.2
+    max_factor: float = 10.0
+    max_steps: int = 1000
+    step_size: Literal["event", "batch"] = "event"
+
+    def __post_init__(self) -> None:
+        check_choice(self.method, "ODE solver 'method'", ADAPTIVE_METHODS)
+        for name in ("rtol", "atol"):
+            object.__setattr__(self, name, check_float(getattr(self, name), f"ODE solver {name!r}", minimum=0.0))
+        if self.rtol == 0.0 and self.atol == 0.0:
+            raise InputError("ODE solver 'rtol' and 'atol' must not both be 0")
+        safety = check_float(self.safety, "ODE solver 'safety'", above=0.0, maximum=1.0)
+        min_factor = check_float(self.min_factor, "ODE solver 'min_factor'", above=0.0, below=1.0)
+        max_factor = check_float(self.max_factor, "ODE solver 'max_factor'", above=1.0)
+        object.__setattr__(self, "safety", safety)
+        object.__setattr__(self, "min_factor", min_factor)
+        object.__setattr__(self, "max_factor", max_factor)
+        object.__setattr__(self, "max_steps", check_int(self.max_steps, "ODE solver 'max_steps'", minimum=1))
+        check_choice(self.step_size, "ODE solver 'step_size'", ("event", "batch"))
+
+    def _norm(self, ratio: torch.Tensor) -> torch.Tensor:
+        """Per-event RMS over the components of ``ratio`` (m, D), float64; the batch's RMS for every event with
+        ``step_size="batch"``; non-finite → inf (a rejected step)."""
+        norm = ratio.double().pow(2).mean(-1)
+        if self.step_size == "batch":
+            norm = norm.mean().expand(len(norm))
+        norm = norm.sqrt()
+        return torch.where(torch.isfinite(norm), norm, torch.full_like(norm, math.inf))
+
+    def integrate(self, fun: AdaptiveFunction, y: torch.Tensor, t0: float, t1: float) -> torch.Tensor:
+        """``y(t1)`` of ``dy/dt = fun(y, t, rows)`` from ``y(t0) = y`` (batch, D); ``t1 < t0`` runs back in time."""
+        n = len(y)
+        span = abs(t1 - t0)
+        if n == 0 or span == 0.0:
+            return y
+        sign = 1.0 if t1 > t0 else -1.0
+        dtype, device = y.dtype, y.device
+
+        def call(ys: torch.Tensor, s: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
+            t = t0 + sign * s  # float64 progress → the time of each row
+            return fun(ys, t.to(dtype), rows)
+
+        # the first step size (Hairer's estimate), per event or for the batch
+        progress = torch.zeros(n, dtype=torch.float64, device=device)
+        k1 = call(y, progress, None)
+        scale = self.atol + self.rtol * y.abs()
+        d0, d1 = self._norm(y / scale), self._norm(k1 / scale)
+        h0 = torch.where((d0 < 1e-5) | (d1 < 1e-5), torch.full_like(d0, 1e-6), 0.01 * d0 / d1).clamp(max=span)
+        f1 = call(y + (sign * h0).to(dtype)[:, None] * k1, h0, None)
+        d2 = self._norm((f1 - k1) / scale) / h0
+        dmax = torch.maximum(d1, d2)
+        h1 = torch.where(dmax <= 1e-15, torch.clamp(h0 * 1e-3, min=1e-6), (0.01 / dmax) ** 0.2)
+        h = torch.minimum(torch.minimum(100 * h0, h1), torch.full_like(h0, span))
+
+        attempts = torch.zeros(n, dtype=torch.long, device=device)
+        done = torch.zeros(n, dtype=torch.bool, device=device)
+        while True:
+            rows_all = (~done).nonzero().squeeze(-1)
+            m = len(rows_all)
+            if m == 0:
+                return y
+            rows = None if m == n else rows_all
+            ya, ka, sa = (y, k1, progress) if rows is None else (y[rows_all], k1[rows_all], progress[rows_all])
+            remaining = span - sa
+            ha = torch.minimum(h[rows_all], remaining)
+            last = ha >= remaining
+            hs = (sign * ha).to(dtype)[:, None]
+            ks = [ka]
+            for c, a in zip(_DP_C[1:], _DP_A[1:], strict=True):
+                yi = ya + hs * sum(coef * k for coef, k in zip(a, ks, strict=True) if coef != 0.0)
+                ks.append(call(yi, sa + c * ha, rows))
+            y5 = ya + hs * sum(b * k for b, k in zip(_DP_B, ks, strict=True) if b != 0.0)
+            s_new = torch.where(last, torch.full_like(sa, span), sa + ha)
+            k7 = call(y5, s_new, rows)
+            err = hs * sum(e * k for e, k in zip(_DP_E, [*ks, k7], strict=True) if e != 0.0)
+            norm = self._norm(err / (self.atol + self.rtol * torch.maximum(ya.abs(), y5.abs())))
+            accept = norm <= 1.0
+            factor = torch.where(
+                norm == 0.0, torch.full_like(norm, self.max_factor), self.safety * norm.clamp(min=1e-300) ** -0.2
+            )
+            factor = torch.where(
+                accept,
+                factor.clamp(self.min_factor, self.max_factor),
+                factor.clamp(self.min_factor, 1.0),
+            )
+            keep = accept[:, None]
+            y = y.index_copy(0, rows_all, torch.where(keep, y5, ya))
+            k1 = k1.index_copy(0, rows_all, torch.where(keep, k7, ka))
+            progress = progress.index_copy(0, rows_all, torch.where(accept, s_new, sa))
+            done = done.index_copy(0, rows_all, accept & last)
+            h = h.index_copy(0, rows_all, ha * factor)
+            attempts = attempts.index_copy(0, rows_all, attempts[rows_all] + 1)
+            open_rows = ~done
+            if bool((attempts[open_rows] >= self.max_steps).any()):
+                raise FitError(
+                    f"ODE solver dopri5 did not reach t = {t1} within 'max_steps' = {self.max_steps} steps of an event "
+                    f"(rtol {self.rtol}, atol {self.atol}); raise max_steps or loosen rtol/atol "
+                    "(an untrained or diverging velocity field can also cause this)"
+                )
+            if bool((h[open_rows] < 1e-12 * span).any()):
+                raise FitError(
+                    f"ODE solver dopri5: the step size fell below {1e-12 * span:g} (a non-finite or stiff velocity "
+                    f"field; rtol {self.rtol}, atol {self.atol})"
+                )
+
+
+#: an ODE solver of the settings: fixed-step or adaptive
+Solver = OdeSolver | AdaptiveSolver
+
+
 @dataclass(frozen=True)
 class LikelihoodSettings:
     """How ``log_prob`` integrates the divergence: the ``solver``; ``trace`` ``exact`` (one extra network pass per
@@ -135,14 +297,16 @@ class LikelihoodSettings:
     (exact up to :data:`AUTO_EXACT_FEATURES` features); ``seed`` of the probes, drawn anew for every call from a
     generator with this seed (so the same call gives the same numbers)."""
 
-    solver: OdeSolver = OdeSolver("rk4", 8)
+    solver: Solver = OdeSolver("rk4", 8)
     trace: Literal["auto", "exact", "hutchinson"] = "auto"
     probes: int = 1
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.solver, OdeSolver):
-            raise InputError(f"likelihood 'solver' must be an OdeSolver, got {type(self.solver).__name__}")
+        if not isinstance(self.solver, (OdeSolver, AdaptiveSolver)):
+            raise InputError(
+                f"likelihood 'solver' must be an OdeSolver or AdaptiveSolver, got {type(self.solver).__name__}"
+            )
         check_choice(self.trace, "likelihood 'trace'", TRACES)
         object.__setattr__(self, "probes", check_int(self.probes, "likelihood 'probes'", minimum=1))
         object.__setattr__(self, "seed", check_int(self.seed, "likelihood 'seed'", minimum=0))
@@ -170,17 +334,17 @@ class FlowMatchingSettings:
     """
 
     sigma_min: float = SIGMA_MIN
-    sampling: OdeSolver = OdeSolver()
+    sampling: Solver = OdeSolver()
     likelihood: LikelihoodSettings = LikelihoodSettings()
 
     def __post_init__(self) -> None:
         sigma_min = check_float(self.sigma_min, "flow-matching 'sigma_min'", minimum=0.0, below=1.0)
         object.__setattr__(self, "sigma_min", sigma_min)
-        for name, cls in (("sampling", OdeSolver), ("likelihood", LikelihoodSettings)):
+        for name, cls in (("sampling", (OdeSolver, AdaptiveSolver)), ("likelihood", (LikelihoodSettings,))):
             if not isinstance(getattr(self, name), cls):
                 raise InputError(
-                    f"flow-matching {name!r} must be a {cls.__name__} (or, through from_dict, a dict of its fields), "
-                    f"got {describe(getattr(self, name))}"
+                    f"flow-matching {name!r} must be a {' or '.join(c.__name__ for c in cls)} (or, through "
+                    f"from_dict, a dict of its fields), got {describe(getattr(self, name))}"
                 )
 
     def to_dict(self) -> dict[str, Any]:
@@ -197,16 +361,24 @@ class FlowMatchingSettings:
             return data
         nested: dict[str, Any] = dict(_check_fields(cls, data, name))
         if "sampling" in nested:
-            nested["sampling"] = _build(OdeSolver, nested["sampling"], f"{name}.sampling")
+            nested["sampling"] = _build_solver(nested["sampling"], f"{name}.sampling")
         if "likelihood" in nested:
             likelihood = dict(_check_fields(LikelihoodSettings, nested["likelihood"], f"{name}.likelihood"))
             if "solver" in likelihood:
-                likelihood["solver"] = _build(OdeSolver, likelihood["solver"], f"{name}.likelihood.solver")
+                likelihood["solver"] = _build_solver(likelihood["solver"], f"{name}.likelihood.solver")
             nested["likelihood"] = _build(LikelihoodSettings, likelihood, f"{name}.likelihood")
         return _build(cls, nested, name)
 
 
-_Settings = TypeVar("_Settings", OdeSolver, LikelihoodSettings, FlowMatchingSettings)
+_Settings = TypeVar("_Settings", OdeSolver, AdaptiveSolver, LikelihoodSettings, FlowMatchingSettings)
+
+
+def _build_solver(data: Any, name: str) -> Solver:
+    """An :class:`AdaptiveSolver` for a dict whose ``method`` is adaptive (``dopri5``), else an :class:`OdeSolver`
+    (the JSON of a fixed-step solver has only ``method`` and ``steps``, as before the adaptive one existed)."""
+    if isinstance(data, AdaptiveSolver) or (isinstance(data, Mapping) and data.get("method") in ADAPTIVE_METHODS):
+        return _build(AdaptiveSolver, data, name)
+    return _build(OdeSolver, data, name)
 
 
 def _check_fields(cls: type[_Settings], data: Any, name: str) -> Mapping[str, Any]:
@@ -371,7 +543,12 @@ class ContinuousFlow(Transform):
 
     def forward(self, inputs: torch.Tensor, context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Data (batch, features) → noise and ``log|det ∂z/∂x|`` (batch,), in slices of :data:`CHUNK` events."""
-        x = inputs
+        return self._chunked(inputs, context, 1.0, 0.0)
+
+    def _chunked(
+        self, x: torch.Tensor, context: torch.Tensor | None, t0: float, t1: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The state at ``t1`` from ``x`` at ``t0`` and ``log|det ∂y(t1)/∂y(t0)|``, in slices of :data:`CHUNK`."""
         n, d = x.shape
         probes = None
         if not self.likelihood.exact(d):  # drawn for the whole batch: the numbers do not depend on the slicing
@@ -379,10 +556,12 @@ class ContinuousFlow(Transform):
             signs = torch.randint(0, 2, (n, self.likelihood.probes, d), generator=gen, device=x.device)
             probes = signs.to(x.dtype) * 2 - 1
         parts = [
-            self._to_noise(
+            self._integrate(
                 x[i : i + CHUNK],
                 None if context is None else context[i : i + CHUNK],
                 None if probes is None else probes[i : i + CHUNK],
+                t0,
+                t1,
             )
             for i in range(0, n, CHUNK)
         ]
@@ -390,36 +569,50 @@ class ContinuousFlow(Transform):
             return parts[0]
         return torch.cat([z for z, _ in parts]), torch.cat([ld for _, ld in parts])
 
-    def _to_noise(
-        self, x: torch.Tensor, context: torch.Tensor | None, probes: torch.Tensor | None
+    def _integrate(
+        self, x: torch.Tensor, context: torch.Tensor | None, probes: torch.Tensor | None, t0: float, t1: float
     ) -> tuple[torch.Tensor, torch.Tensor]:
         n, d = x.shape
         solver = self.likelihood.solver
+
+        def rows_of(value: torch.Tensor | None, rows: torch.Tensor | None) -> torch.Tensor | None:
+            return value if value is None or rows is None else value[rows]
+
         if probes is None:
             # state: y and the d tangent rows ∂y/∂xⱼ, flattened into one (batch, d + d²) tensor
-            def fun(state: torch.Tensor, t: float) -> torch.Tensor:
-                v, jt = self.velocity.jvp(state[:, :d], t, context, state[:, d:].view(n, d, d))
+            def fun(state: torch.Tensor, t: torch.Tensor | float, rows: torch.Tensor | None = None) -> torch.Tensor:
+                m = len(state)
+                v, jt = self.velocity.jvp(state[:, :d], t, rows_of(context, rows), state[:, d:].reshape(m, d, d))
                 assert jt is not None
-                return torch.cat([v, jt.reshape(n, d * d)], dim=-1)
+                return torch.cat([v, jt.reshape(m, d * d)], dim=-1)
 
             eye = torch.eye(d, dtype=x.dtype, device=x.device).reshape(1, d * d).expand(n, d * d)
-            state = solver.integrate(fun, torch.cat([x, eye], dim=-1), 1.0, 0.0)
+            state = solver.integrate(fun, torch.cat([x, eye], dim=-1), t0, t1)
             return state[:, :d], torch.linalg.slogdet(state[:, d:].reshape(n, d, d)).logabsdet
-        eps = probes
 
-        def fun_hutchinson(state: torch.Tensor, t: float) -> torch.Tensor:
-            v, jt = self.velocity.jvp(state[:, :d], t, context, eps)
+        def fun_hutchinson(
+            state: torch.Tensor, t: torch.Tensor | float, rows: torch.Tensor | None = None
+        ) -> torch.Tensor:
+            eps = rows_of(probes, rows)
+            assert eps is not None
+            v, jt = self.velocity.jvp(state[:, :d], t, rows_of(context, rows), eps)
             assert jt is not None
             return torch.cat([v, (jt * eps).sum(-1).mean(-1, keepdim=True)], dim=-1)
 
-        # d(log det)/dt = ∇·v; integrated from t = 1 down to 0 it is log|det ∂z/∂x| directly
-        state = solver.integrate(fun_hutchinson, torch.cat([x, x.new_zeros(n, 1)], dim=-1), 1.0, 0.0)
+        # d(log det)/dt = ∇·v; integrated from t0 to t1 it is log|det ∂y(t1)/∂y(t0)| directly
+        state = solver.integrate(fun_hutchinson, torch.cat([x, x.new_zeros(n, 1)], dim=-1), t0, t1)
         return state[:, :d], state[:, d]
 
     def inverse(self, inputs: torch.Tensor, context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Noise → data, the exact inverse of :meth:`forward` (each step inverted by fixed-point iteration), and
-        ``log|det ∂x/∂z|``."""
+        """Noise → data and ``log|det ∂x/∂z|``.
+
+        With a fixed-step :class:`OdeSolver` it is the exact inverse of :meth:`forward` (each step inverted by
+        fixed-point iteration). With an :class:`AdaptiveSolver` the ODE (and the tangents or the divergence) is
+        integrated from ``t = 0`` to ``t = 1`` instead, with its own step sequence: the inverse of :meth:`forward` to
+        the solver's tolerance, not exactly (an adaptive map has no step-by-step inverse)."""
         solver = self.likelihood.solver
+        if isinstance(solver, AdaptiveSolver):
+            return self._chunked(inputs, context, 0.0, 1.0)
         tol = self.tolerance.get(inputs.dtype, 1e-6)
 
         def fun(y: torch.Tensor, t: float) -> torch.Tensor:
@@ -460,7 +653,7 @@ class FlowMatchingModel(FlowModel):
         context_features: int | None,
         *,
         sigma_min: float = SIGMA_MIN,
-        sampling: OdeSolver | None = None,
+        sampling: Solver | None = None,
         likelihood: LikelihoodSettings | None = None,
     ) -> None:
         super().__init__(
@@ -478,14 +671,14 @@ class FlowMatchingModel(FlowModel):
         return self.transform.velocity
 
     @property
-    def sampling(self) -> OdeSolver:
+    def sampling(self) -> Solver:
         """The solver of :meth:`sample_from_noise`."""
         return self._sampling
 
     @sampling.setter
-    def sampling(self, value: OdeSolver) -> None:
-        if not isinstance(value, OdeSolver):
-            raise InputError(f"sampling must be an OdeSolver, got {describe(value)}")
+    def sampling(self, value: Solver) -> None:
+        if not isinstance(value, (OdeSolver, AdaptiveSolver)):
+            raise InputError(f"sampling must be an OdeSolver or AdaptiveSolver, got {describe(value)}")
         self._sampling = value
 
     @property
@@ -542,8 +735,10 @@ class FlowMatchingModel(FlowModel):
         for i in range(0, len(noise), CHUNK):
             c = None if context is None else context[i : i + CHUNK]
 
-            def fun(y: torch.Tensor, t: float, c: torch.Tensor | None = c) -> torch.Tensor:
-                return self.velocity(y, t, c)
+            def fun(
+                y: torch.Tensor, t: torch.Tensor | float, rows: torch.Tensor | None = None, c: torch.Tensor | None = c
+            ) -> torch.Tensor:
+                return self.velocity(y, t, c if c is None or rows is None else c[rows])
 
             parts.append(self.sampling.integrate(fun, noise[i : i + CHUNK], 0.0, 1.0))
         return parts[0] if len(parts) == 1 else torch.cat(parts)
