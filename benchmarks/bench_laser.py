@@ -65,7 +65,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--chains", type=int, default=512)
     ap.add_argument("--warmup", type=int, default=200)
-    ap.add_argument("--thin", type=int, default=5, help="keep every THIN-th draw of each chain")
+    ap.add_argument("--thin", type=int, default=25, help="keep every THIN-th draw of each chain")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sample-seed", type=int, default=2024, help="the Pythia run's seed")
     ap.add_argument("--cache", default="cache/higgs_benchmark")
@@ -261,7 +261,8 @@ def main() -> None:
     print(
         f"HMC: {d.chains} chains x {d.draws} draws after {d.warmup}, {d.leapfrog_steps} leapfrog steps of "
         f"{d.step_size:.3f}, acceptance {d.acceptance_rate:.2f} (integrator {d.integrator_acceptance_rate:.2f}), {d.divergences} divergences, min ESS {d.ess_min:.0f} "
-        f"(second moment {min(d.ess_second_moment):.0f}) for {len(refined.events)} events, max R-hat {d.rhat_max:.3f}"
+        f"(second moment {min(d.ess_second_moment):.0f}) for {len(refined.events)} events, max R-hat {d.rhat_max:.3f}; "
+        f"ESS of the tree log-weight {refined.ess_log_weight or float('nan'):.0f}"
     )
     print(
         f"cost: refined {refined.events_per_second:.3g} events/s vs plain sampling {sample_rate:.3g} events/s "

@@ -69,6 +69,9 @@ def test_refinement_is_reproducible_by_seed(toy) -> None:
     c = rw.refine(model, 200, seed=6, **small).events
     refined = rw.refine(model, 200, seed=5, **small)
     assert refined.hmc.draws == 3 * 7  # 200 events from 32 chains: 7 kept draws each, every third
+    # the chains' mixing in the trees' weight itself (capped like any ESS at draws · chains · log10 of it)
+    assert refined.ess_log_weight is not None and 0 < refined.ess_log_weight <= 7 * 32 * np.log10(7 * 32)
+    assert refined.to_dict()["ess_log_weight"] == refined.ess_log_weight
     np.testing.assert_array_equal(ak.to_numpy(a.u), ak.to_numpy(b.u))
     assert not np.array_equal(ak.to_numpy(a.u), ak.to_numpy(c.u))
 

@@ -518,8 +518,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--hmc-thin",
         type=positive_int,
-        default=5,
-        help="with --refine: keep every N-th draw of a chain, so that events are nearly independent (default: 5)",
+        default=25,
+        help="with --refine: keep every N-th draw of a chain, so that events are nearly independent (default: 25)",
     )
     p.add_argument(
         "--hmc-warmup",
