@@ -543,7 +543,7 @@ def _delete(path: str) -> Callable[[dict[str, Any]], None]:
 
 
 CONFIG_CASES: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
-    ("version-0", _set("schema_version", 0), r"schema_version 0 is not a model schema.*1 to 3"),
+    ("version-0", _set("schema_version", 0), r"schema_version 0 is not a model schema.*1 to 4"),
     ("version-negative", _set("schema_version", -5), r"schema_version -5 is not a model schema"),
     ("version-missing", _delete("schema_version"), r"config.json has no 'schema_version'"),
     ("version-string", _set("schema_version", "1"), r"schema_version must be an integer.*got '1' \(str\)"),
