@@ -226,7 +226,7 @@ def test_bad_event_transforms_and_targets_are_refused() -> None:
     assert Surrogate(targets, event_transform=pre.to_dict()).event_transform == pre
 
 
-def test_train_cli_takes_the_event_transform_from_config(tmp_path: Path) -> None:
+def test_train_cli_takes_the_event_transform_from_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from mcsurrogate.cli import main
     from mcsurrogate.io import write_events
 
@@ -248,6 +248,10 @@ def test_train_cli_takes_the_event_transform_from_config(tmp_path: Path) -> None
     assert model.event_transform == pre and model.targets == pre.input_columns
     p = _momenta(model.sample(200, seed=1))
     assert np.max(np.abs(p[..., 1].sum(axis=1)) / np.hypot(p[..., 1], p[..., 2]).sum(axis=1)) < 1e-12
+    # `mcsurrogate info` names the transform and the columns the flow learns
+    assert main(["info", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert "event transform: phase-space" in shown and pre.output_columns[0] in shown
 
 
 def test_refinement_and_export_work_in_the_physical_columns(tmp_path: Path) -> None:

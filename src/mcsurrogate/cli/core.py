@@ -367,6 +367,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         )
     print(f"  targets:       {', '.join(info['targets'])}")
     print(f"  conditions:    {', '.join(info['conditions']) or '(none: unconditional)'}")
+    transform = info.get("event_transform")
+    if transform:
+        print(f"  event transform: {transform['kind']}; the flow learns {', '.join(model.flow_columns)}")
     chains = info["preprocessing"].get("chains", info["preprocessing"])
     print(f"  preprocessing: {json.dumps(chains)[:300]}")
     if train:
