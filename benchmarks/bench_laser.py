@@ -175,7 +175,7 @@ def main() -> None:
     w1: dict[str, dict[str, Any]] = {}
     for name, (x, wx) in candidates.items():
         divergences = compare_features(held_out, x, features, weights_candidate=wx, seed=args.seed)
-        ratios = {f: fd.values["wasserstein"] / fd.baseline_mean["wasserstein"] for f, fd in divergences.items()}
+        ratios = {f: fd.w1_ratio for f, fd in divergences.items()}
         worst = max(ratios, key=ratios.__getitem__)
         w1[name] = {
             "max": ratios[worst],

@@ -96,3 +96,12 @@ def test_binned_numbers_are_those_of_hist_on_the_reference_quantiles():
     for key in ("chi2", "chi2_ndf", "chi2_pvalue", "kl", "hellinger"):
         assert values[key] == pytest.approx(expected[key], rel=1e-10), key
     assert values["wasserstein"] == pytest.approx(stats.wasserstein_distance(ref[:, 0], can[:, 0], None, w), rel=1e-10)
+
+
+def test_w1_ratio_is_the_distance_over_its_baseline() -> None:
+    from mcsurrogate.validation.divergences import FeatureDivergence
+
+    fd = FeatureDivergence("x", {"wasserstein": 0.6}, {"wasserstein": 0.2}, {"wasserstein": 0.05})
+    assert fd.w1_ratio == pytest.approx(3.0)
+    zero = FeatureDivergence("x", {"wasserstein": 0.6}, {"wasserstein": 0.0}, {"wasserstein": 0.0})
+    assert np.isfinite(zero.w1_ratio) and zero.w1_ratio > 1e299  # a zero baseline: finite, far above any bar

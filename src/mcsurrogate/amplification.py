@@ -367,10 +367,7 @@ def compare_models(
             physics_distances=True,
             seed=seed,
         )
-        ratios = {
-            f: fd.values["wasserstein"] / max(fd.baseline_mean["wasserstein"], 1e-300)
-            for f, fd in report.features.items()
-        }
+        ratios = {f: fd.w1_ratio for f, fd in report.features.items()}
         pd = report.physics_distances
         rows.append(
             ComparisonRow(

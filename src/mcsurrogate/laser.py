@@ -348,14 +348,17 @@ def refine(
         zf = z.float()
         return (latent.log_prob(zf) + log_w(latent.to_preprocessed(zf))).double()
 
+    def log_tree_weight(x: np.ndarray, non_finite: float) -> np.ndarray:
+        """log of the reweighting's weights of target rows ``x``; ``non_finite`` for rows that are not finite."""
+        finite = np.isfinite(x).all(axis=1)
+        out = np.full(len(x), non_finite)
+        out[finite] = np.log(reweighting.weights(x[finite]))
+        return out
+
     def exact_target(z: torch.Tensor) -> torch.Tensor:
         zf = z.float()
         x = surrogate.targets_from_flow(latent.to_preprocessed(zf).double().cpu().numpy())
-        finite = np.isfinite(x).all(axis=1)
-        log_trees = np.full(len(x), -np.inf)
-        log_trees[finite] = np.log(
-            reweighting.ratio.weights(x[finite], clip=reweighting.clip) / reweighting.normalisation
-        )
+        log_trees = log_tree_weight(x, -np.inf)
         return latent.log_prob(zf).double() + torch.as_tensor(log_trees, device=z.device)
 
     initial = latent.draw(chains, np.random.default_rng(streams[1])).double()
@@ -385,10 +388,8 @@ def refine(
     x_all = surrogate.targets_from_flow(y.numpy())
     ess_log_weight = None
     if exact:
-        finite = np.isfinite(x_all).all(axis=1)
-        log_trees = np.zeros(len(x_all))
-        log_trees[finite] = np.log(reweighting.ratio.weights(x_all[finite], clip=reweighting.clip))
-        ess_log_weight = float(effective_sample_size(log_trees.reshape(samples.shape[:2]))[0])
+        log_trees = log_tree_weight(x_all, 0.0).reshape(samples.shape[:2])
+        ess_log_weight = float(effective_sample_size(log_trees)[0])
         kept_events = min(n, len(x_all))
         if ess_log_weight < 0.5 * kept_events:
             warnings.warn(

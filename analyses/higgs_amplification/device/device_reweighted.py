@@ -66,9 +66,7 @@ x_gen = feature_matrix(generate(model, len(holdout), source=train, seed=seed + 1
 
 
 def scores(rep, weights=None):
-    ratios = {
-        f: fd.values["wasserstein"] / max(fd.baseline_mean["wasserstein"], 1e-300) for f, fd in rep.features.items()
-    }
+    ratios = {f: fd.w1_ratio for f, fd in rep.features.items()}
     return {
         "auc": rep.c2st.auc,
         "auc_ci": [float(v) for v in rep.c2st.auc_ci],

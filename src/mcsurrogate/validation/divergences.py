@@ -95,6 +95,12 @@ class FeatureDivergence:
     baseline_sizes: tuple[int, int] = (0, 0)
 
     @property
+    def w1_ratio(self) -> float:
+        """W1 over its MC-vs-MC baseline mean (paper B's bar: at most 3); a zero baseline counts as 10⁻³⁰⁰, so the
+        ratio stays a finite number."""
+        return self.values["wasserstein"] / max(self.baseline_mean["wasserstein"], 1e-300)
+
+    @property
     def flagged(self) -> bool:
         """W1 above the baseline mean + 3 SD."""
         return self.values["wasserstein"] > self.baseline_mean["wasserstein"] + 3 * self.baseline_sd["wasserstein"]

@@ -138,11 +138,7 @@ def quality_bars(
     give what a perfect generator would show with this much held-out MC, ``learner_toys`` (the same with
     ``n_training``) what one that reproduces its training MC exactly would show. A scan point whose fit failed
     cannot vouch for a bar: bars 3 and 4 hold only when every point was fitted."""
-    ratios = {
-        name: fd.values["wasserstein"] / fd.baseline_mean["wasserstein"]
-        for name, fd in validation.features.items()
-        if fd.baseline_mean["wasserstein"] > 0
-    }
+    ratios = {name: fd.w1_ratio for name, fd in validation.features.items() if fd.baseline_mean["wasserstein"] > 0}
     if not ratios:
         raise InputError("no feature of the validation has a positive MC-vs-MC W1 baseline")
     generated = [r for r in scan_rows if r.template == "generated" and r.n_generated is not None]
