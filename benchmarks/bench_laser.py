@@ -43,16 +43,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import time
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
-from scipy import stats
 
 
 def main() -> None:
@@ -86,14 +82,15 @@ def main() -> None:
 
     from mcsurrogate import Surrogate
     from mcsurrogate.amplification import CONTINUOUS_FEATURES
-    from mcsurrogate.event_weights import unweight
     from mcsurrogate.records import feature_matrix
     from mcsurrogate.refinement import fit_surrogate_reweighting
-    from mcsurrogate.stats import fill_template, measure_spurious_signal
-    from mcsurrogate.stats.templates import gaussian_template
-    from mcsurrogate.validation.c2st import c2st, minimum_permutations
-    from mcsurrogate.validation.divergences import compare_features
     from mcsurrogate.workflows.cut_analysis import FIT_VARIABLE, fit_edges
+    from mcsurrogate.workflows.refinement_study import (
+        Candidate,
+        compare_candidates,
+        refinement_candidates,
+        spurious_signal,
+    )
     from mcsurrogate.workflows.sample_cache import cached_sample
 
     features = list(CONTINUOUS_FEATURES)
@@ -102,7 +99,6 @@ def main() -> None:
     events, info = cached_sample("ttbar", n_total, args.sample_seed, Path(args.cache), 1)
     held_out = feature_matrix(events[:n_held], features)
     train = events[n_held : n_held + args.train]
-    floor = feature_matrix(events[n_held + args.train :], features) if args.floor else None
     flow = {"model": args.flow, "blocks": args.blocks, "hidden": args.hidden}
     training = {"epochs": args.epochs, "batch_size": 512, "patience": None, "seed": args.seed, "device": "cpu"}
     model = Surrogate(features, flow=flow, preprocessing="gauss-rank", training=training)
@@ -114,104 +110,33 @@ def main() -> None:
     t = time.perf_counter()
     rw = fit_surrogate_reweighting(model, train, seed=args.seed + 1)
     rw_s = time.perf_counter() - t
-    t = time.perf_counter()
-    plain = model.sample_array(n_held, seed=args.seed + 2)
-    sample_rate = n_held / (time.perf_counter() - t)
-    other = model.sample_array(n_held, seed=args.seed + 3)
-    w = rw.weights(other)
-    kish = float(w.sum() ** 2 / (w**2).sum() / len(w))
-    refined = rw.refine(
+    candidates, refined, costs = refinement_candidates(
         model,
-        n_held,
-        seed=args.seed + 4,
-        chains=args.chains,
-        warmup=args.warmup,
-        thin=args.thin,
-        exact=not args.mlp_only,
+        rw,
+        n=n_held,
+        seed=args.seed,
+        refine={"chains": args.chains, "warmup": args.warmup, "thin": args.thin, "exact": not args.mlp_only},
     )
-    x_refined = feature_matrix(refined.events, features)
-
-    def test(candidate: np.ndarray, weights: np.ndarray | None = None) -> dict[str, Any]:
-        r = c2st(
-            held_out,
-            candidate,
-            weights_candidate=weights,
-            n_permutations=minimum_permutations(0.05),
-            n_repeats=1,
-            n_bootstrap=50,
-            seed=args.seed,
+    if len(candidates["reweighted_unweighted"].events) < n_held:
+        print(
+            f"note: hit-or-miss kept {len(candidates['reweighted_unweighted'].events)} of {n_held} events", flush=True
         )
-        return {"auc": float(r.auc), "auc_ci": [float(r.auc_ci[0]), float(r.auc_ci[1])], "p_value": float(r.p_value)}
-
-    w_mlp = refined.distilled_weights(other)
-    # the tree-weighted flow as unweighted events (hit-or-miss): the refinement's target at the refined events' count,
-    # a comparison at equal effective size (the weighted rows' classifiers learn from their Kish-reduced statistics)
-    w_max = rw.clip / rw.normalisation  # the largest weight the clipped ratio can give
-    pool = model.sample_array(math.ceil(1.3 * n_held * w_max / w.mean()), seed=args.seed + 5)
-    kept = unweight(rw.weights(pool), seed=args.seed + 6)
-    unweighted = pool[kept[:n_held]]
-    if len(unweighted) < n_held:
-        print(f"note: hit-or-miss kept {len(unweighted)} of the {n_held} events asked for", flush=True)
-    results = {
-        "flow": test(plain),
-        "reweighted": test(other, w),
-        "reweighted_distilled": test(other, w_mlp),
-        "reweighted_unweighted": test(unweighted),
-        "refined": test(x_refined),
-    }
-    if floor is not None:
-        results["mc_floor"] = test(floor)
-
-    # the candidates as (events, weights): W1 ratios and the spurious signal of each
-    candidates: dict[str, tuple[np.ndarray, np.ndarray | None]] = {
-        "flow": (plain, None),
-        "reweighted": (other, w),
-        "reweighted_distilled": (other, w_mlp),
-        "reweighted_unweighted": (unweighted, None),
-        "refined": (x_refined, None),
-    }
-    if floor is not None:
-        candidates["mc_floor"] = (floor, None)
-    w1: dict[str, dict[str, Any]] = {}
-    for name, (x, wx) in candidates.items():
-        divergences = compare_features(held_out, x, features, weights_candidate=wx, seed=args.seed)
-        ratios = {f: fd.w1_ratio for f, fd in divergences.items()}
-        worst = max(ratios, key=ratios.__getitem__)
-        w1[name] = {
-            "max": ratios[worst],
-            "max_feature": worst,
-            "median": float(np.median(list(ratios.values()))),
-            "flagged_features": [f for f, fd in divergences.items() if fd.flagged],
-            "by_feature": ratios,
-            "w1_by_feature": {f: fd.values["wasserstein"] for f, fd in divergences.items()},
-            "baseline_by_feature": {f: fd.baseline_mean["wasserstein"] for f, fd in divergences.items()},
-        }
+    if args.floor:
+        candidates["mc_floor"] = Candidate(feature_matrix(events[n_held + args.train :], features))
+    rows = compare_candidates(held_out, candidates, features, seed=args.seed)
 
     col = features.index(FIT_VARIABLE)
-    edges = fit_edges()
-    m_mc = held_out[:, col]
     mass, width = 125.0, args.mbb_resolution * 125.0
-    under_peak = int(np.sum(np.abs(m_mc - mass) < width))
-    signal_yield = args.signal_excess * under_peak / (2 * stats.norm.cdf(1.0) - 1)
-    signal = gaussian_template(edges, mean=mass, sigma=width, total=signal_yield)
-    mc_hist = fill_template(m_mc, bins=edges)
-    spurious: dict[str, Any] = {
-        "setup": {
-            "variable": FIT_VARIABLE,
-            "range_gev": [float(edges[0]), float(edges[-1])],
-            "bins": len(edges) - 1,
-            "signal_mass_gev": mass,
-            "signal_sigma_gev": width,
-            "signal_yield": signal_yield,
-            "mu_1_excess": f"{args.signal_excess:g} of the {under_peak} held-out MC events within ±1 sigma",
-            "data_events": n_held,
-        }
-    }
-    for name, (x, wx) in candidates.items():
-        generated = fill_template(x[:, col], bins=edges, weights=wx)
-        spurious[name] = measure_spurious_signal(signal, generated, mc_hist).to_dict()
-
+    spurious = spurious_signal(
+        held_out[:, col],
+        {name: (c.events[:, col], c.weights) for name, c in candidates.items()},
+        fit_edges(),
+        mass=mass,
+        sigma=width,
+        excess=args.signal_excess,
+    )
     d = refined.hmc
+    sample_rate = costs["flow_events_per_second"]
     report = {
         "setup": {
             "samples": str(info.file),
@@ -224,44 +149,45 @@ def main() -> None:
             "thin": args.thin,
             "exact": not args.mlp_only,
             "seed": args.seed,
-            "floor_events": 0 if floor is None else len(floor),
+            "floor_events": len(events) - n_held - args.train if args.floor else 0,
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}",
             "torch_threads": torch.get_num_threads(),
         },
-        "c2st": results,
-        "w1_ratio": w1,
-        "spurious_signal": spurious,
-        "kish_efficiency_reweighted": kish,
-        "kish_efficiency_reweighted_distilled": float(w_mlp.sum() ** 2 / (w_mlp**2).sum() / len(w_mlp)),
+        "candidates": rows,
+        "spurious_signal_m_bb_gev": spurious,
         "reweighting_fit_seconds": rw_s,
         "flow_sampling_events_per_second": sample_rate,
         "refinement": refined.to_dict(),
         "refinement_cost_ratio": sample_rate / refined.events_per_second,
     }
-    for name, r in results.items():
-        print(f"C2ST AUC {name:>20}: {r['auc']:.4f} [{r['auc_ci'][0]:.4f}, {r['auc_ci'][1]:.4f}]")
-    for name, r in w1.items():
+    for name, r in rows.items():
+        c = r["c2st"]
         print(
-            f"W1 / MC-vs-MC baseline {name:>20}: max {r['max']:.2f} ({r['max_feature']}), median {r['median']:.2f}, "
-            f"{len(r['flagged_features'])} of {len(features)} features above baseline + 3 SD"
+            f"C2ST AUC {name:>22}: {c['auc']:.4f} [{c['auc_ci'][0]:.4f}, {c['auc_ci'][1]:.4f}], Kish {r['kish_efficiency']:.3f}"
+        )
+    for name, r in rows.items():
+        w = r["w1_ratio"]
+        print(
+            f"W1 / MC-vs-MC baseline {name:>22}: max {w['max']:.2f} ({w['max_feature']}), median {w['median']:.2f}, "
+            f"{len(w['flagged_features'])} of {len(features)} features above baseline + 3 SD"
         )
     print(
         f"spurious signal in {FIT_VARIABLE}: Gaussian at {mass:g} GeV, sigma {width:g} GeV, mu = 1 is "
-        f"{signal_yield:.1f} events ({args.signal_excess:g} of the {under_peak} MC events within ±1 sigma)"
+        f"{spurious['setup']['signal_yield']:.1f} events ({spurious['setup']['mu_1_excess']})"
     )
     for name in candidates:
         r = spurious[name]
-        print(f"spurious signal {name:>20}: mu = {r['mu']:+.2f} ± {r['sigma']:.2f}, Z = {r['z_signed']:+.2f}")
+        print(f"spurious signal {name:>22}: mu = {r['mu']:+.2f} ± {r['sigma']:.2f}, Z = {r['z_signed']:+.2f}")
     a = refined.agreement
     print(
-        f"reweighted Kish efficiency {kish:.3f}; distilled weight vs trees: log-w correlation {a.correlation:.3f}, "
-        f"RMS {a.rms_log_weight:.3f}, Kish {a.kish_efficiency_mlp:.3f} vs {a.kish_efficiency_trees:.3f} "
-        f"({a.seconds:.1f} s)"
+        f"distilled weight vs trees: log-w correlation {a.correlation:.3f}, RMS {a.rms_log_weight:.3f}, "
+        f"Kish {a.kish_efficiency_mlp:.3f} vs {a.kish_efficiency_trees:.3f} ({a.seconds:.1f} s)"
     )
     print(
         f"HMC: {d.chains} chains x {d.draws} draws after {d.warmup}, {d.leapfrog_steps} leapfrog steps of "
-        f"{d.step_size:.3f}, acceptance {d.acceptance_rate:.2f} (integrator {d.integrator_acceptance_rate:.2f}), {d.divergences} divergences, min ESS {d.ess_min:.0f} "
-        f"(second moment {min(d.ess_second_moment):.0f}) for {len(refined.events)} events, max R-hat {d.rhat_max:.3f}; "
+        f"{d.step_size:.3f}, acceptance {d.acceptance_rate:.2f} (integrator {d.integrator_acceptance_rate:.2f}), "
+        f"{d.divergences} divergences, min ESS {d.ess_min:.0f} (second moment {min(d.ess_second_moment):.0f}) for "
+        f"{len(refined.events)} events, max R-hat {d.rhat_max:.3f}; "
         f"ESS of the tree log-weight {refined.ess_log_weight or float('nan'):.0f}"
     )
     print(

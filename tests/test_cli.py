@@ -432,6 +432,27 @@ def test_sample_refine_writes_unweighted_refined_events(tmp_path: Path) -> None:
     fails_with(run_here(*args, "--overwrite", "--hmc-chains", "1"), "chains")
 
 
+def test_sample_refine_takes_a_conditional_model_s_conditions(tmp_path: Path) -> None:
+    from mcsurrogate.refinement import fit_surrogate_reweighting
+    from mcsurrogate.surrogate import Surrogate
+
+    events = correlated_events(2000, seed=42)
+    fast = {"epochs": 1, "batch_size": 256, "patience": None, "device": "cpu", "seed": 0}
+    model = Surrogate(["a"], ["b"], flow={"model": "maf", "blocks": 1, "hidden": 8}, training=fast)
+    model.fit(events, progress=False)
+    model.save(tmp_path / "model")
+    fit_surrogate_reweighting(model, events, seed=1, folds=2, max_iter=20).save(tmp_path / "rw")
+    conditions = tmp_path / "conditions.parquet"
+    ak.to_parquet(events[["b"]][:150], conditions)
+    out = tmp_path / "refined.parquet"
+    args = ["sample", str(tmp_path / "model"), "--conditions-from", str(conditions), "-o", str(out)]
+    proc = run_here(*args, "--refine", str(tmp_path / "rw"), "--hmc-chains", "64", "--hmc-warmup", "10", "--seed", "3")
+    assert proc.returncode == 0 and "wrote 150 events" in proc.stdout, proc.stderr
+    refined = ak.from_parquet(out)
+    np.testing.assert_array_equal(refined.b.to_numpy(), events.b[:150].to_numpy())  # one event per condition row
+    assert np.isfinite(refined.a.to_numpy()).all()
+
+
 def test_model_choices_are_the_flow_families() -> None:
     """The --model choices are written out (the parser loads no torch); they must stay the registry's families."""
     from mcsurrogate.cli.core import FLOW_CHOICES

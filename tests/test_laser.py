@@ -91,11 +91,155 @@ def test_refinement_refuses_what_it_cannot_refine(toy, small_events) -> None:
         refine(other, model, 10)
     with pytest.raises(InputError, match="n must"):
         refine(rw, model, 0)
-    conditional = Surrogate(["a"], ["mu"], flow={"model": "maf", "blocks": 1, "hidden": 4}, training={"epochs": 1})
-    with pytest.raises(InputError, match="unconditional surrogates only"):
-        refine(rw, conditional, 10)
+    with pytest.raises(InputError, match="unconditional: pass n, not conditions"):
+        refine(rw, model, 10, conditions=np.zeros((10, 1)))
     with pytest.raises(InputError, match="must be a Surrogate"):
         refine(rw, "model", 10)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def conditional_toy() -> tuple[Surrogate, Reweighting]:
+    """A conditional surrogate of u given m ∈ [0, 1], trained on events without the reference's shift of u by
+    6 GeV · m; its reweighting against that reference (fitted on targets then conditions, as
+    fit_surrogate_reweighting does)."""
+    rng = np.random.default_rng(0)
+
+    def events(n: int, shift: float) -> ak.Array:
+        m = rng.uniform(0, 1, n)
+        return ak.zip({"u": 50 + 10 * (rng.standard_normal(n) + shift * m), "m": m})
+
+    train, reference = events(6000, 0.0), events(6000, 0.6)
+    fast = {"epochs": 2, "batch_size": 256, "patience": None, "device": "cpu", "seed": 0}
+    model = Surrogate(["u"], ["m"], flow={"model": "maf", "blocks": 1, "hidden": 8}, training=fast)
+    model.fit(train, progress=False)
+    generated = model.sample(conditions=reference[["m"]], seed=1, progress=False)
+    rw = fit_reweighting(reference, generated, ["u", "m"], folds=2, learning_rate=0.2, max_iter=100, seed=1)
+    return model, rw
+
+
+COND_SETTINGS = {"chains": 256, "warmup": 100, "thin": 20, "distill_events": 5000, "distill_epochs": 20}
+
+
+def test_a_conditional_surrogate_is_refined_one_chain_per_condition_row(conditional_toy) -> None:
+    model, rw = conditional_toy
+    m = np.random.default_rng(9).uniform(0, 1, 2001)  # an odd count: the last batch holds one row
+    refined = rw.refine(model, conditions={"m": m}, seed=3, **COND_SETTINGS)
+    np.testing.assert_array_equal(ak.to_numpy(refined.events.m), m)  # the rows' order is kept
+    u = ak.to_numpy(refined.events.u)
+    plain = model.sample(conditions={"m": m}, seed=5, progress=False)
+    up, w = ak.to_numpy(plain.u), rw.weights(plain)
+    for low, high in [(0.0, 0.5), (0.5, 1.0)]:
+        s = (m >= low) & (m < high)
+        weighted = np.average(up[s], weights=w[s])
+        err_weighted = np.sqrt(
+            np.average((up[s] - weighted) ** 2, weights=w[s]) / (w[s].sum() ** 2 / (w[s] ** 2).sum())
+        )
+        err_refined = u[s].std() / np.sqrt(s.sum())
+        assert abs(u[s].mean() - weighted) < 4 * np.hypot(err_refined, err_weighted), (low, u[s].mean(), weighted)
+    high = m >= 0.5  # where the reference's shift is large, the refined events move most of the way (6 GeV · 0.75)
+    assert u[high].mean() - up[high].mean() > 2.5
+    trace = refined.log_weight_trace
+    assert trace is not None and len(trace) == 20 and trace[-1] > trace[0]  # from the flow's density to the refined
+    d = refined.hmc
+    assert d.chains == 2001 and d.divergences == 0 and 0.5 < d.acceptance_rate < 0.98
+    json.dumps(refined.to_dict(), allow_nan=False)
+    # the distilled weight takes events with their conditions
+    assert refined.distilled_weights(plain).shape == (2001,)
+    small = {**COND_SETTINGS, "warmup": 10, "thin": 4, "distill_events": 1000, "distill_epochs": 2}
+    a = rw.refine(model, conditions={"m": m[:300]}, seed=4, **small).events
+    b = rw.refine(model, conditions={"m": m[:300]}, seed=4, **small).events
+    np.testing.assert_array_equal(ak.to_numpy(a.u), ak.to_numpy(b.u))
+
+
+def test_a_conditional_refinement_needs_its_conditions(conditional_toy) -> None:
+    model, rw = conditional_toy
+    with pytest.raises(InputError, match="conditional: pass conditions"):
+        rw.refine(model, 10)
+    with pytest.raises(InputError, match="n=10 differs from the number of condition rows"):
+        rw.refine(model, 10, conditions={"m": np.zeros(3)})
+    with pytest.raises(InputError, match=r"targets, then conditions"):
+        fit = fit_reweighting(ak.zip({"u": np.ones(50)}), ak.zip({"u": np.ones(50)}), ["u"], folds=2, max_iter=2)
+        fit.refine(model, conditions={"m": np.zeros(3)})
+
+
+def test_per_row_hit_or_miss_draws_the_reweighted_conditional_density(conditional_toy) -> None:
+    from mcsurrogate.workflows.refinement_study import hit_or_miss_per_row
+
+    model, rw = conditional_toy
+    m = np.random.default_rng(10).uniform(0.5, 1.0, 3000)
+    kept = hit_or_miss_per_row(model, rw, m[:, None], seed=1)
+    assert kept.shape == (3000, 1) and np.isfinite(kept).all()  # one event for every row
+    plain = model.sample(conditions={"m": m}, seed=2, progress=False)
+    up, w = ak.to_numpy(plain.u), rw.weights(plain)
+    weighted = np.average(up, weights=w)
+    err = np.hypot(
+        kept.std() / np.sqrt(3000), np.sqrt(np.average((up - weighted) ** 2, weights=w) * (w**2).sum()) / w.sum()
+    )
+    assert abs(kept[:, 0].mean() - weighted) < 4 * err, (kept.mean(), weighted, up.mean())
+    assert kept[:, 0].mean() - up.mean() > 2.0  # the weights moved the events (reference: +4.5 GeV at these m)
+    np.testing.assert_array_equal(kept, hit_or_miss_per_row(model, rw, m[:, None], seed=1))
+
+
+def test_refinement_candidates_and_their_comparison(toy, conditional_toy) -> None:
+    from mcsurrogate.workflows.refinement_study import compare_candidates, refinement_candidates
+
+    fast = {"chains": 32, "warmup": 20, "thin": 4, "distill_events": 1000, "distill_epochs": 2}
+    model, rw, reference = toy
+    cands, refined, costs = refinement_candidates(model, rw, n=400, seed=1, refine=fast)
+    assert list(cands) == ["flow", "reweighted", "reweighted_distilled", "reweighted_unweighted", "refined"]
+    assert all(c.events.shape == (400, 2) for c in cands.values()) and len(refined.events) == 400
+    assert cands["reweighted"].weights is not None and 0 < cands["reweighted"].kish_efficiency < 1
+    assert cands["flow"].kish_efficiency == 1.0 and costs["refined_events_per_second"] > 0
+    ref = np.column_stack([ak.to_numpy(reference.u), ak.to_numpy(reference.v)])[:400]
+    rows = compare_candidates(ref, {"flow": cands["flow"]}, FEATURES, n_bootstrap=5, w1_features=["u"])
+    assert set(rows["flow"]["w1_ratio"]["by_feature"]) == {"u"} and 0 < rows["flow"]["c2st"]["auc"] < 1
+    with pytest.raises(InputError, match=r"w1_features \['x'\]"):
+        compare_candidates(ref, {"flow": cands["flow"]}, FEATURES, w1_features=["x"])
+    cmodel, crw = conditional_toy
+    m = np.random.default_rng(3).uniform(0, 1, (300, 1))
+    cands, _, _ = refinement_candidates(cmodel, crw, conditions=m, seed=1, refine=fast)
+    for c in cands.values():  # targets then the conditions, row for row
+        assert c.events.shape == (300, 2)
+        np.testing.assert_array_equal(c.events[:, 1], m[:, 0])
+    with pytest.raises(InputError, match="take conditions"):
+        refinement_candidates(cmodel, crw, n=300)
+
+
+def test_tail_fractions_count_below_the_reference_core() -> None:
+    from mcsurrogate.workflows.refinement_study import Candidate, tail_fractions
+
+    rng = np.random.default_rng(0)
+    reference = rng.standard_normal((200_000, 1))
+    fatter = np.concatenate([rng.standard_normal(180_000), rng.normal(-3, 3, 20_000)])[:, None]
+    cut = tail_fractions(reference, {}, ["x"])["columns"]["x"]["cut"]
+    half = np.where(fatter[:, 0] < cut, 0.5, 1.0)  # weights halving the events below the cut
+    t = tail_fractions(
+        reference, {"same": Candidate(reference), "fat": Candidate(fatter), "w": Candidate(fatter, half)}, ["x"]
+    )
+    col = t["columns"]["x"]
+    assert abs(col["reference"]["fraction"] - 0.0228) < 0.002  # Φ(−2) of a Gaussian, its core width ≈ its SD
+    assert col["same"]["ratio_to_reference"] == 1.0
+    assert col["fat"]["ratio_to_reference"] > 2  # 10 % of the events in a wide, shifted tail
+    f = col["fat"]["fraction"]
+    assert abs(col["w"]["fraction"] - 0.5 * f / (1 - 0.5 * f)) < 1e-12
+
+
+def test_a_candidate_equal_to_the_reference_has_no_spurious_signal() -> None:
+    from mcsurrogate.workflows.refinement_study import spurious_signal
+
+    rng = np.random.default_rng(1)
+    data, model = rng.exponential(100.0, 20_000), rng.exponential(100.0, 200_000)
+    out = spurious_signal(
+        data,
+        {"model": model, "with_signal": np.concatenate([model, rng.normal(125, 15, 3000)])},
+        np.linspace(0, 500, 26),
+        mass=125.0,
+        sigma=15.0,
+        excess=0.05,
+    )
+    assert abs(out["model"]["mu"]) < 3 * out["model"]["sigma"]
+    assert out["with_signal"]["mu"] < -3 * out["with_signal"]["sigma"]  # a bump in the model: a negative signal
+    assert out["setup"]["bins"] == 25
 
 
 def test_trees_that_learned_only_noise_are_flagged(toy) -> None:

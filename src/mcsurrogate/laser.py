@@ -32,7 +32,12 @@ Choices, and why:
 * **Which latent.** For an nflows-based :class:`~mcsurrogate.flows.FlowModel` (MAF, splines, coupling flows,
   MADE-MoG base), z is the base variable: target log p_base(z) + log w(T⁻¹(z)) (for MADE-MoG p_base is the mixture,
   whose sampling from noise picks components discontinuously). For a distilled surrogate, z is the student's
-  standard-normal noise. Flow matching (an ODE per gradient) and conditional surrogates are refused.
+  standard-normal noise. Flow matching (an ODE per gradient) is refused.
+* **Conditional surrogates** (a detector response given truth): the reweighting's w(x, c) is fitted on targets and
+  conditions together; every condition row gets its own chain, started at the flow's prior draw for that row and
+  moved a fixed number of HMC iterations towards p(z|c)·w(F(z; c), c), so each row's refined event is independent of
+  the others' (no chain is re-used across rows, nothing for a classifier test to memorise). The step size is adapted
+  once on a pilot batch; :attr:`Refinement.log_weight_trace` shows whether the iterations sufficed.
 
 The MLP is trained at every call (seeded, a few seconds on a CPU); nothing is pickled or saved.
 """
@@ -43,7 +48,7 @@ import dataclasses
 import math
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -57,9 +62,10 @@ from .errors import InputError
 from .flows.distilled import DistilledFlow
 from .flows.flow_matching import FlowMatchingModel
 from .flows.model import FlowModel
-from .hmc import HMCDiagnostics, effective_sample_size, sample_hmc, split_rhat
+from .hmc import HMCDiagnostics, HMCResult, effective_sample_size, sample_hmc, split_rhat
 from .records import feature_matrix
 from .surrogate import Surrogate
+from .surrogate.inputs import condition_matrix
 from .surrogate.sampling import sample_records
 from .validation.samples import kish_size
 
@@ -106,14 +112,25 @@ class Refinement:
     #: effective sample size of the reweighting's log-weight over the kept draws (the chains' mixing in the weight
     #: itself, which the per-coordinate ESS of ``hmc`` does not see); ``None`` without the exact trees
     ess_log_weight: float | None = None
+    #: conditional refinements with the exact trees: the mean log-weight of the rows' chains after each HMC
+    #: iteration (the event is the state after ``thin``); it climbs from the flow's density and levels off once the
+    #: chains have reached the refined one
+    log_weight_trace: list[float] | None = None
 
     def distilled_weights(self, events: ak.Array | np.ndarray) -> np.ndarray:
-        """The distilled MLP's weights w(x) of generated ``events`` (records with the surrogate's targets as fields,
-        or an (n, d) array of them in that order; original units): the weights the refinement samples, to compare
-        a sample weighted with them against the refined one (the refinement's own error apart from the weight's)."""
-        x = events if isinstance(events, np.ndarray) else feature_matrix(events, self.surrogate.targets)
-        y = torch.as_tensor(self.surrogate.flow_from_targets(x), dtype=torch.float32, device=self.surrogate.device)
-        return np.exp(_batched(self.log_weight, y).double().cpu().numpy())
+        """The distilled MLP's weights w(x) of generated ``events`` (records with the surrogate's targets and
+        conditions as fields, or an (n, d) array of targets then conditions in that order; original units): the
+        weights the refinement samples, to compare a sample weighted with them against the refined one (the
+        refinement's own error apart from the weight's)."""
+        s = self.surrogate
+        columns = list(s.targets) + list(s.conditions)
+        m = events if isinstance(events, np.ndarray) else feature_matrix(events, columns)
+        y = torch.as_tensor(s.flow_from_targets(m[:, : len(s.targets)]), dtype=torch.float32, device=s.device)
+        if s.conditional:
+            c = m[:, len(s.targets) :]
+            cy = s.condition_preprocessor.forward(c) if s.condition_preprocessor is not None else c
+            y = torch.cat([y, torch.as_tensor(cy, dtype=torch.float32, device=s.device)], dim=1)
+        return np.exp(_batched(lambda v, _: self.log_weight(v), y).double().cpu().numpy())
 
     @property
     def events_per_second(self) -> float:
@@ -126,6 +143,7 @@ class Refinement:
             "events_per_second": self.events_per_second,
             "hmc": self.hmc.to_dict(),
             "ess_log_weight": self.ess_log_weight,
+            "log_weight_trace": self.log_weight_trace,
             "weight_agreement": self.agreement.to_dict(),
         }
 
@@ -152,12 +170,13 @@ class _LogWeight(nn.Module):
 
 @dataclass
 class _Latent:
-    """The latent map of a surrogate's flow: its log density, the map to preprocessed coordinates, a prior draw."""
+    """The latent map of a surrogate's flow given a context (``None`` for an unconditional flow; else one preprocessed
+    condition row per latent row): its log density, the map to preprocessed coordinates, a prior draw."""
 
     dimension: int
-    log_prob: Callable[[torch.Tensor], torch.Tensor]
-    to_preprocessed: Callable[[torch.Tensor], torch.Tensor]
-    draw: Callable[[int, np.random.Generator], torch.Tensor]
+    log_prob: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
+    to_preprocessed: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
+    draw: Callable[[int, np.random.Generator, torch.Tensor | None], torch.Tensor]
 
 
 def _latent(model: Any, device: torch.device) -> _Latent:
@@ -170,50 +189,68 @@ def _latent(model: Any, device: torch.device) -> _Latent:
     if isinstance(model, DistilledFlow):
         sampler = model.sampler
 
-        def gaussian(u: torch.Tensor) -> torch.Tensor:
+        def gaussian(u: torch.Tensor, ctx: torch.Tensor | None) -> torch.Tensor:
             return -0.5 * (u * u).sum(-1)
 
         return _Latent(
             model.noise_features,
             gaussian,
-            lambda u: sampler(u, None),
-            lambda n, rng: model.draw_noise(n, rng).to(device),
+            lambda u, ctx: sampler(u, ctx),
+            lambda n, rng, ctx: model.draw_noise(n, rng).to(device),
         )
     if isinstance(model, FlowModel):
         flow = model
 
-        def draw(n: int, rng: np.random.Generator) -> torch.Tensor:
+        def draw(n: int, rng: np.random.Generator, ctx: torch.Tensor | None) -> torch.Tensor:
             with torch.no_grad():
-                return flow.base.from_noise(flow.draw_noise(n, rng).to(device), None)
+                return flow.base.from_noise(flow.draw_noise(n, rng).to(device), ctx)
 
         return _Latent(
-            flow.features, lambda z: flow.base.log_prob(z, None), lambda z: flow.transform.inverse(z, None)[0], draw
+            flow.features,
+            lambda z, ctx: flow.base.log_prob(z, ctx),
+            lambda z, ctx: flow.transform.inverse(z, ctx)[0],
+            draw,
         )
     raise InputError(f"LASER does not know the latent space of a {describe(model)}")  # pragma: no cover
 
 
-def _batched(fn: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor, size: int = 65536) -> torch.Tensor:
+def _batched(
+    fn: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor],
+    z: torch.Tensor,
+    ctx: torch.Tensor | None = None,
+    size: int = 65536,
+) -> torch.Tensor:
     with torch.no_grad():
-        return torch.cat([fn(z[i : i + size]) for i in range(0, len(z), size)]) if len(z) else z
+        parts = [fn(z[i : i + size], None if ctx is None else ctx[i : i + size]) for i in range(0, len(z), size)]
+        return torch.cat(parts) if parts else z
 
 
 def _distil(
     reweighting: Reweighting,
     surrogate: Surrogate,
     latent: _Latent,
+    conditions: _Conditions | None,
     events: int,
     epochs: int,
     hidden: int,
     rng: np.random.Generator,
     seed: int,
 ) -> tuple[_LogWeight, WeightAgreement]:
-    """The MLP log w(y) regressed on the trees' log w over ``events`` fresh generated events (80 % fit, 20 % held
-    out for the agreement)."""
+    """The MLP log w(y[, c_y]) regressed on the trees' log w over ``events`` fresh generated events (80 % fit, 20 %
+    held out for the agreement); a conditional surrogate's events take condition rows drawn from ``conditions``."""
     start = time.perf_counter()
-    y = _batched(latent.to_preprocessed, latent.draw(events, rng)).double().cpu()
+    c = cy = ctx = None
+    if conditions is not None:
+        rows = rng.integers(0, len(conditions.c), events)
+        c, cy = conditions.c[rows], conditions.cy[rows]
+        ctx = torch.as_tensor(cy, dtype=torch.float32, device=surrogate.device)
+    y = _batched(latent.to_preprocessed, latent.draw(events, rng, ctx), ctx).double().cpu()
     x = surrogate.targets_from_flow(y.numpy())
     keep = np.isfinite(x).all(axis=1) & torch.isfinite(y).all(dim=1).numpy()
     y, x = y[torch.from_numpy(keep)], x[keep]
+    if c is not None and cy is not None:
+        x = np.hstack([x, c[keep]])
+        y = torch.cat([y, torch.from_numpy(cy[keep]).double()], dim=1)
     if len(y) < 100:
         raise InputError(f"only {len(y)} of {events} generated events are finite: too few to distil the weights")
     target = torch.from_numpy(np.log(reweighting.weights(x)))
@@ -260,12 +297,69 @@ def _distil(
     return net.to(surrogate.device), agreement
 
 
+@dataclass
+class _Conditions:
+    """A conditional refinement's condition rows: original units ``c`` and the flow's preprocessed ``cy``."""
+
+    c: np.ndarray
+    cy: np.ndarray
+
+
+class _Targets:
+    """The HMC log-densities of one set of chains: the distilled guide and the trees' exact one (see
+    :func:`refine`), each chain with its own condition row for a conditional surrogate."""
+
+    def __init__(
+        self,
+        latent: _Latent,
+        log_w: _LogWeight,
+        reweighting: Reweighting,
+        surrogate: Surrogate,
+        c: np.ndarray | None,
+        cy: np.ndarray | None,
+    ) -> None:
+        self.latent, self.log_w, self.reweighting, self.surrogate, self.c = latent, log_w, reweighting, surrogate, c
+        device = surrogate.device
+        self.ctx = None if cy is None else torch.as_tensor(cy, dtype=torch.float32, device=device)
+
+    def guide(self, z: torch.Tensor) -> torch.Tensor:
+        zf = z.float()
+        log_prior = self.latent.log_prob(zf, self.ctx)  # first: the order autograd sums the two gradients in
+        y = self.latent.to_preprocessed(zf, self.ctx)
+        inputs = y if self.ctx is None else torch.cat([y, self.ctx], dim=1)
+        return (log_prior + self.log_w(inputs)).double()
+
+    def log_tree_weight(self, x: np.ndarray, non_finite: float) -> np.ndarray:
+        """log of the reweighting's weights of target rows ``x`` (in chain order, repeated per draw, with this set's
+        conditions); ``non_finite`` for rows that are not finite."""
+        if self.c is not None:
+            x = np.hstack([x, np.tile(self.c, (len(x) // len(self.c), 1))])
+        finite = np.isfinite(x).all(axis=1)
+        out = np.full(len(x), non_finite)
+        out[finite] = np.log(self.reweighting.weights(x[finite]))
+        return out
+
+    def exact(self, z: torch.Tensor) -> torch.Tensor:
+        zf = z.float()
+        y = self.latent.to_preprocessed(zf, self.ctx).double().cpu().numpy()
+        log_trees = self.log_tree_weight(self.surrogate.targets_from_flow(y), -np.inf)
+        return self.latent.log_prob(zf, self.ctx).double() + torch.as_tensor(log_trees, device=z.device)
+
+    def events(self, z: np.ndarray) -> np.ndarray:
+        """Targets (original units) of latent rows ``z`` of these chains (rows in chain order, repeated per draw)."""
+        zt = torch.as_tensor(z, dtype=torch.float32, device=self.surrogate.device)
+        ctx = None if self.ctx is None else self.ctx.repeat(len(z) // len(self.ctx), 1)
+        y = _batched(self.latent.to_preprocessed, zt, ctx).double().cpu().numpy()
+        return self.surrogate.targets_from_flow(y)
+
+
 def refine(
     reweighting: Reweighting,
     surrogate: Surrogate,
-    n: int,
+    n: int | None = None,
     seed: int = 0,
     *,
+    conditions: ak.Array | np.ndarray | Mapping[str, Any] | None = None,
     chains: int = 512,
     warmup: int = 200,
     thin: int = 25,
@@ -285,11 +379,26 @@ def refine(
     the HIGGS-like setup: C2ST 0.750 with 64 chains and no thinning, 0.552 with 1000 chains thinned by 10, for the
     same target; with 8 000 training events and tree weights of Kish efficiency 0.34, thin 5 gave 0.629 and thin 25
     0.607 against 0.604 for the tree-weighted flow unweighted by hit-or-miss at the same count, for 1.6× the HMC
-    time: hence thin 25 by default), and a batch of chains costs about what one chain does per gradient; the weight is an MLP (``hidden`` units per layer) distilled from the trees on ``distill_events``
-    generated events in ``distill_epochs`` epochs. With ``exact`` (the default) the MLP only guides the HMC
-    trajectories and the trees decide each Metropolis step, so the refined events follow the trees' weights exactly
-    (the MLP's quality shows in the acceptance rate); ``exact=False`` samples the MLP's weights. Seeded: the same seed gives the same events. Raises
-    :class:`InputError` for a conditional or flow-matching surrogate, or a reweighting fitted on other features.
+    time: hence thin 25 by default), and a batch of chains costs about what one chain does per gradient; the weight
+    is an MLP (``hidden`` units per layer) distilled from the trees on ``distill_events`` generated events in
+    ``distill_epochs`` epochs. With ``exact`` (the default) the MLP only guides the HMC trajectories and the trees
+    decide each Metropolis step, so the refined events follow the trees' weights exactly (the MLP's quality shows in
+    the acceptance rate); ``exact=False`` samples the MLP's weights. Seeded: the same seed gives the same events.
+
+    **Conditional surrogates** (the reweighting fitted on targets + conditions, as
+    :func:`~mcsurrogate.refinement.fit_surrogate_reweighting` does): pass ``conditions`` (records, a dict of columns
+    or an (n, len(conditions)) array, original units) instead of ``n``; every condition row gets its own chain,
+    started from the flow's prior draw for that row (already the unrefined surrogate's event) and moved ``thin`` HMC
+    iterations towards p(z|c)·w(F(z; c), c); its last state is the row's refined event, so the events are
+    independent and come back in the rows' order. The step size and trajectory are adapted once, in ``warmup``
+    iterations of a pilot run on ``chains`` rows drawn from ``conditions`` (discarded), and the rows then run in
+    batches of ``chains``. Every condition's latent target is close to N(0, I) (the flow made it so; w only tilts
+    it), so the chains are nearly exchangeable and the ESS and R̂ over them keep their meaning; the mean log-weight
+    per iteration (:attr:`Refinement.log_weight_trace`) shows whether ``thin`` iterations have moved the rows from
+    the flow's density to the refined one (it rises from its start and levels off).
+
+    Raises :class:`InputError` for a flow-matching surrogate, a reweighting fitted on other features, ``n`` with a
+    conditional surrogate (unless equal to the rows) or ``conditions`` with an unconditional one.
     """
     from .refinement import Reweighting
 
@@ -297,15 +406,29 @@ def refine(
         raise InputError(f"reweighting must be a Reweighting, got {describe(reweighting)}")
     if not isinstance(surrogate, Surrogate):
         raise InputError(f"surrogate must be a Surrogate, got {describe(surrogate)}")
+    features = list(surrogate.targets) + list(surrogate.conditions)
+    if list(reweighting.features) != features:
+        raise InputError(
+            f"the reweighting was fitted on the features {reweighting.features}; this surrogate generates "
+            f"{features}" + (" (targets, then conditions)" if surrogate.conditional else "")
+        )
+    cond = None
     if surrogate.conditional:
-        raise InputError(
-            "LASER refines unconditional surrogates only: a conditional one would need one chain per condition row"
-        )
-    if list(reweighting.features) != surrogate.targets:
-        raise InputError(
-            f"the reweighting was fitted on the features {reweighting.features}; this surrogate's targets are "
-            f"{surrogate.targets}"
-        )
+        if conditions is None:
+            raise InputError(
+                f"this surrogate is conditional: pass conditions (one refined event per row) with columns "
+                f"{surrogate.conditions}"
+            )
+        c = condition_matrix(surrogate.spec, conditions, surrogate.metrics.get("condition_ranges") or {})
+        if n is not None and n != len(c):
+            raise InputError(f"n={n} differs from the number of condition rows ({len(c)}); pass one or the other")
+        if len(c) == 0:
+            raise InputError("conditions holds no row: nothing to refine")
+        pre = surrogate.condition_preprocessor
+        cond = _Conditions(c, pre.forward(c) if pre is not None else c)
+        n = len(c)
+    elif conditions is not None:
+        raise InputError("this surrogate is unconditional: pass n, not conditions")
     n = check_int(n, "n", minimum=1)
     seed = check_seed(seed, generator=False)
     chains = check_int(chains, "chains", minimum=2)
@@ -324,6 +447,7 @@ def refine(
         reweighting,
         surrogate,
         latent,
+        cond,
         distill_events,
         distill_epochs,
         hidden,
@@ -343,60 +467,175 @@ def refine(
             ),
             stacklevel=2,
         )
-
-    def target(z: torch.Tensor) -> torch.Tensor:
-        zf = z.float()
-        return (latent.log_prob(zf) + log_w(latent.to_preprocessed(zf))).double()
-
-    def log_tree_weight(x: np.ndarray, non_finite: float) -> np.ndarray:
-        """log of the reweighting's weights of target rows ``x``; ``non_finite`` for rows that are not finite."""
-        finite = np.isfinite(x).all(axis=1)
-        out = np.full(len(x), non_finite)
-        out[finite] = np.log(reweighting.weights(x[finite]))
-        return out
-
-    def exact_target(z: torch.Tensor) -> torch.Tensor:
-        zf = z.float()
-        x = surrogate.targets_from_flow(latent.to_preprocessed(zf).double().cpu().numpy())
-        log_trees = log_tree_weight(x, -np.inf)
-        return latent.log_prob(zf).double() + torch.as_tensor(log_trees, device=z.device)
-
-    initial = latent.draw(chains, np.random.default_rng(streams[1])).double()
-    kept = max(math.ceil(n / chains), 4)  # split-chain diagnostics need 4 kept draws per chain
-    draws = thin * kept
-    hmc_seed = int(streams[2].generate_state(1)[0])
-    result = sample_hmc(
-        target,
-        initial,
-        draws=draws,
-        warmup=warmup,
-        trajectory_length=trajectory_length,
-        seed=hmc_seed,
-        log_prob_exact=exact_target if exact else None,
-    )
-    samples = result.samples[::thin]
+    if cond is None:
+        targets = _Targets(latent, log_w, reweighting, surrogate, None, None)
+        initial = latent.draw(chains, np.random.default_rng(streams[1]), None).double()
+        kept = max(math.ceil(n / chains), 4)  # split-chain diagnostics need 4 kept draws per chain
+        hmc_seed = int(streams[2].generate_state(1)[0])
+        result = _hmc(targets, initial, thin * kept, warmup, hmc_seed, trajectory_length=trajectory_length, exact=exact)
+        samples = result.samples[::thin]
+        every = samples.reshape(-1, latent.dimension)  # (draws × chains, d), draw-major: chains vary fastest
+        x_all = targets.events(every)
+        log_trees = targets.log_tree_weight(x_all, 0.0).reshape(samples.shape[:2]) if exact else None
+        x, c_out, trace = x_all[:n], None, None
+        hmc = result.diagnostics
+    else:
+        samples, log_trees, hmc = _refine_conditional(
+            latent,
+            log_w,
+            reweighting,
+            surrogate,
+            cond,
+            chains,
+            warmup,
+            thin,
+            streams,
+            trajectory_length=trajectory_length,
+            exact=exact,
+        )
+        x = _conditional_events(latent, surrogate, cond, samples[thin - 1])
+        c_out = cond.c
+        trace = None
+        if log_trees is not None:
+            finite = np.isfinite(log_trees)
+            trace = (np.where(finite, log_trees, 0.0).sum(axis=1) / np.maximum(finite.sum(axis=1), 1)).tolist()
     # the diagnostics of the draws kept (the ESS of the events returned, not of every draw)
     centred = samples - samples.mean(axis=(0, 1))
     diagnostics = dataclasses.replace(
-        result.diagnostics,
+        hmc,
         ess=effective_sample_size(samples).tolist(),
         ess_second_moment=effective_sample_size(centred**2).tolist(),
         rhat=split_rhat(samples).tolist(),
     )
-    every = samples.reshape(-1, latent.dimension)  # (draws × chains, d), draw-major: chains vary fastest
-    y = _batched(latent.to_preprocessed, torch.as_tensor(every, dtype=torch.float32, device=device)).double().cpu()
-    x_all = surrogate.targets_from_flow(y.numpy())
     ess_log_weight = None
-    if exact:
-        log_trees = log_tree_weight(x_all, 0.0).reshape(samples.shape[:2])
-        ess_log_weight = float(effective_sample_size(log_trees)[0])
-        kept_events = min(n, len(x_all))
-        if ess_log_weight < 0.5 * kept_events:
+    if log_trees is not None:
+        finite_trees = np.where(np.isfinite(log_trees), log_trees, 0.0)
+        ess_log_weight = float(effective_sample_size(finite_trees)[0])
+        kept_events = min(n, samples.shape[0] * samples.shape[1])
+        if ess_log_weight < 0.5 * kept_events and cond is None:
             warnings.warn(
                 f"the refined events' log-weights have an effective sample size of {ess_log_weight:.0f} for "
                 f"{kept_events} events: the chains have not mixed in the weights (the refined sample leans towards "
                 "the distilled MLP's or the flow's distribution); raise thin (or chains)",
                 stacklevel=2,
             )
-    x = x_all[:n]
-    return Refinement(sample_records(surrogate.spec, x, None), diagnostics, agreement, surrogate, log_w, ess_log_weight)
+    return Refinement(
+        sample_records(surrogate.spec, x, c_out),
+        diagnostics,
+        agreement,
+        surrogate,
+        log_w,
+        ess_log_weight,
+        trace,
+    )
+
+
+def _hmc(
+    targets: _Targets,
+    initial: torch.Tensor,
+    draws: int,
+    warmup: int,
+    seed: int,
+    *,
+    trajectory_length: float,
+    exact: bool,
+    step_size: float = 0.5,
+    leapfrog_steps: int | None = None,
+) -> HMCResult:
+    return sample_hmc(
+        targets.guide,
+        initial,
+        draws=draws,
+        warmup=warmup,
+        trajectory_length=trajectory_length,
+        step_size=step_size,
+        leapfrog_steps=leapfrog_steps,
+        seed=seed,
+        log_prob_exact=targets.exact if exact else None,
+    )
+
+
+def _refine_conditional(
+    latent: _Latent,
+    log_w: _LogWeight,
+    reweighting: Reweighting,
+    surrogate: Surrogate,
+    cond: _Conditions,
+    chains: int,
+    warmup: int,
+    thin: int,
+    streams: list[np.random.SeedSequence],
+    *,
+    trajectory_length: float,
+    exact: bool,
+) -> tuple[np.ndarray, np.ndarray | None, HMCDiagnostics]:
+    """One chain per condition row (see :func:`refine`): the draws (max(thin, 4), rows, d) of every row's chain
+    (the row's event is draw ``thin`` − 1), their trees' log-weights (draws, rows) with ``exact`` (−inf where the
+    event is not finite), and the merged diagnostics (ESS and R̂ left for the caller to fill)."""
+    n = len(cond.c)
+    rng = np.random.default_rng(streams[1])
+    draws = max(thin, 4)
+    seeds = streams[2].generate_state(2 + math.ceil(n / chains))
+    step_size, leapfrog_steps, seconds, gradients = 0.5, None, 0.0, 0
+    if warmup:
+        rows = rng.integers(0, n, min(chains, n) if n >= 2 else 2)
+        pilot = _Targets(latent, log_w, reweighting, surrogate, cond.c[rows], cond.cy[rows])
+        initial = latent.draw(len(rows), rng, pilot.ctx).double()
+        result = _hmc(pilot, initial, 4, warmup, int(seeds[0]), trajectory_length=trajectory_length, exact=exact)
+        step_size, leapfrog_steps = result.diagnostics.step_size, result.diagnostics.leapfrog_steps
+        seconds, gradients = result.diagnostics.seconds, result.diagnostics.gradient_evaluations
+    samples = np.empty((draws, n, latent.dimension))
+    log_trees = np.empty((draws, n)) if exact else None
+    accept = integrator = 0.0
+    divergences = 0
+    for b, start in enumerate(range(0, n, chains)):
+        stop = min(n, start + chains)
+        idx = np.arange(start, stop)
+        if len(idx) < 2:  # a single left-over row runs beside a copy of itself (sample_hmc needs two chains)
+            idx = np.array([start, start])
+        part = _Targets(latent, log_w, reweighting, surrogate, cond.c[idx], cond.cy[idx])
+        initial = latent.draw(len(idx), rng, part.ctx).double()
+        result = _hmc(
+            part,
+            initial,
+            draws,
+            0,
+            int(seeds[2 + b]),
+            trajectory_length=trajectory_length,
+            exact=exact,
+            step_size=step_size,
+            leapfrog_steps=leapfrog_steps,
+        )
+        m = stop - start
+        samples[:, start:stop] = result.samples[:, :m]
+        if log_trees is not None:
+            x = part.events(result.samples.reshape(-1, latent.dimension))
+            log_trees[:, start:stop] = part.log_tree_weight(x, -np.inf).reshape(draws, len(idx))[:, :m]
+        d = result.diagnostics
+        accept += d.acceptance_rate * m
+        integrator += d.integrator_acceptance_rate * m
+        divergences += d.divergences
+        seconds += d.seconds
+        gradients += d.gradient_evaluations
+    hmc = HMCDiagnostics(
+        chains=n,
+        warmup=warmup,
+        draws=draws,
+        leapfrog_steps=leapfrog_steps or result.diagnostics.leapfrog_steps,
+        step_size=step_size,
+        acceptance_rate=accept / n,
+        integrator_acceptance_rate=integrator / n,
+        divergences=divergences,
+        ess=[],
+        ess_second_moment=[],
+        rhat=[],
+        gradient_evaluations=gradients,
+        seconds=seconds,
+    )
+    return samples, log_trees, hmc
+
+
+def _conditional_events(latent: _Latent, surrogate: Surrogate, cond: _Conditions, z: np.ndarray) -> np.ndarray:
+    ctx = torch.as_tensor(cond.cy, dtype=torch.float32, device=surrogate.device)
+    zt = torch.as_tensor(z, dtype=torch.float32, device=surrogate.device)
+    return surrogate.targets_from_flow(_batched(latent.to_preprocessed, zt, ctx).double().cpu().numpy())

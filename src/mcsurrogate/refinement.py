@@ -122,10 +122,11 @@ class Reweighting:
             raise InputError(f"{int((~np.isfinite(x)).any(axis=1).sum())} generated events have NaN/inf features")
         return self.ratio.weights(x, clip=self.clip) / self.normalisation
 
-    def refine(self, surrogate: Surrogate, n: int, seed: int = 0, **kw: Any) -> Refinement:
-        """``n`` unweighted events of ``surrogate`` drawn from its flow's latent space pulled back through these
-        weights with Hamiltonian Monte Carlo (ELSA's latent-space refinement): see :func:`mcsurrogate.laser.refine`,
-        which takes ``kw`` (``chains``, ``warmup``, ``thin``, ``trajectory_length``, ``distill_events`` ...)."""
+    def refine(self, surrogate: Surrogate, n: int | None = None, seed: int = 0, **kw: Any) -> Refinement:
+        """``n`` unweighted events of ``surrogate`` (or, for a conditional one, one per row of ``conditions=``) drawn
+        from its flow's latent space pulled back through these weights with Hamiltonian Monte Carlo (ELSA's
+        latent-space refinement): see :func:`mcsurrogate.laser.refine`, which takes ``kw`` (``conditions``,
+        ``chains``, ``warmup``, ``thin``, ``trajectory_length``, ``distill_events`` ...)."""
         from .laser import refine
 
         return refine(self, surrogate, n, seed, **kw)

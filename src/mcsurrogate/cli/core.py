@@ -214,7 +214,7 @@ def _sample(args: argparse.Namespace) -> int:
     if conditions is None and args.n is None:
         raise InputError("pass -n N, the number of events to generate")
     if args.refine:
-        return _refine(args, model)
+        return _refine(args, model, conditions)
     reweighting = None
     if args.reweight_against or args.reweighting:
         from ..refinement import Reweighting, fit_surrogate_reweighting
@@ -251,17 +251,21 @@ def _sample(args: argparse.Namespace) -> int:
     return 0
 
 
-def _refine(args: argparse.Namespace, model: Any) -> int:
+def _refine(args: argparse.Namespace, model: Any, conditions: Any) -> int:
     """``sample --refine``: unweighted events by latent-space refinement (mcsurrogate.laser) with a saved
-    reweighting."""
+    reweighting; a conditional surrogate's events, one per row of ``--conditions-from``, each from its own chain."""
     from ..io import EventWriter
     from ..refinement import Reweighting
 
-    if args.conditions_from:
-        raise InputError("--refine refines unconditional surrogates only: pass -n N, not --conditions-from")
     reweighting = Reweighting.load(args.refine)
     result = reweighting.refine(
-        model, args.n, seed=args.seed, chains=args.hmc_chains, warmup=args.hmc_warmup, thin=args.hmc_thin
+        model,
+        args.n,
+        seed=args.seed,
+        conditions=conditions,
+        chains=args.hmc_chains,
+        warmup=args.hmc_warmup,
+        thin=args.hmc_thin,
     )
     d, a = result.hmc, result.agreement
     print(
@@ -513,7 +517,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--refine",
         metavar="REWEIGHTING_DIR",
         help="write unweighted events refined in the flow's latent space with a saved reweighting (ELSA's LASER, "
-        "Hamiltonian Monte Carlo; unconditional models; default: plain sampling)",
+        "Hamiltonian Monte Carlo; a conditional model refines one event per --conditions-from row, each from its own "
+        "chain; default: plain sampling)",
     )
     p.add_argument(
         "--hmc-chains", type=positive_int, default=512, help="with --refine: HMC chains run together (default: 512)"
@@ -522,7 +527,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--hmc-thin",
         type=positive_int,
         default=25,
-        help="with --refine: keep every N-th draw of a chain, so that events are nearly independent (default: 25)",
+        help="with --refine: keep every N-th draw of a chain, so that events are nearly independent; a conditional "
+        "model's rows each run N iterations (default: 25)",
     )
     p.add_argument(
         "--hmc-warmup",
