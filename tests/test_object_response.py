@@ -224,8 +224,10 @@ def test_object_study_end_to_end_writes_strict_json_and_a_readme(tmp_path) -> No
         preset="demo",
         training={"epochs": 1, "device": "cpu"},
         efficiency={"epochs": 2, "device": "cpu"},
+        efficiency_features=("pt", "eta", "mu", "dr_nearest"),
         compare_classifiers=True,
     )
+    assert result.model.efficiency.features == ["pt", "eta", "mu", "dr_nearest"]
     report = write_study_report({"rho0.5": result}, tmp_path, {"command": "test", "wall_seconds": 1.0})
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["scenarios"]["rho0.5"]["headline"].keys() == {"test", "other"}

@@ -64,6 +64,11 @@ def parse() -> argparse.Namespace:
         help="evaluate the distilled one-pass sampler (the columnar path's fast one) in this precision instead of the "
         "flow: the quality behind bench_object_response's speed figure",
     )
+    ap.add_argument(
+        "--efficiency-features",
+        help="comma-separated inputs of the efficiency classifier (default: pt,eta,mu,n_objects,dr_nearest); "
+        "efficiency_generalisation.py measures pt,eta,mu,dr_nearest to carry over to tt̄H better",
+    )
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine: see README)")
     ap.add_argument("--workers", type=int, default=1, help="Pythia processes")
     ap.add_argument("--seed", type=int, default=1)
@@ -105,6 +110,7 @@ def main() -> None:
             preset=args.preset,
             training={"epochs": args.epochs},
             efficiency={"batch_size": 4096, "epochs": 8},
+            efficiency_features=None if args.efficiency_features is None else args.efficiency_features.split(","),
             companions=args.companions,
             compare_classifiers=name == "baseline",
             distill=None if args.distill is None else {"precision": args.distill},

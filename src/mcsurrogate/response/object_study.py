@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -489,6 +489,7 @@ def run_object_study(
     preset: str = "affine-spline",
     training: Mapping[str, Any] | None = None,
     efficiency: Mapping[str, Any] | None = None,
+    efficiency_features: Sequence[str] | None = None,
     distill: Mapping[str, Any] | None = None,
     companions: float = 0.0,
     compare_classifiers: bool = False,
@@ -502,7 +503,9 @@ def run_object_study(
     ``train_passes`` of them are the flow's), so that its statistical precision beats the oversampled test's.
     ``distill``: a :class:`~mcsurrogate.flows.distilled.DistillConfig` dict to evaluate the distilled sampler.
     ``companions``: the fraction of training truth objects that get a close companion (:func:`add_companions`,
-    a new draw per detector pass); the test truth and the other processes stay as they are."""
+    a new draw per detector pass); the test truth and the other processes stay as they are.
+    ``efficiency_features``: the efficiency classifier's inputs (default: all of
+    :data:`~mcsurrogate.response.objects.EFFICIENCY_FEATURES`; see :meth:`ObjectResponse.fit`)."""
     train_passes = check_int(train_passes, "train_passes", minimum=1)
     efficiency_passes = (
         train_passes if efficiency_passes is None else check_int(efficiency_passes, "efficiency_passes", minimum=1)
@@ -531,6 +534,7 @@ def run_object_study(
         training=training,
         efficiency=efficiency,
         efficiency_events=eff_train,
+        **({} if efficiency_features is None else {"efficiency_features": efficiency_features}),
         seed=seed,
         progress=progress,
     )
