@@ -49,16 +49,17 @@ def nflows_default_maf() -> Flow:
     return Flow(CompositeTransform(layers), StandardNormal([D]))
 
 
-def time_training(log_prob, params, device, batch: int, seconds: float, ours: bool = False) -> float:
-    """Events/s of Adam steps on one batch: torch's default Adam for the nflows baseline (what its users get), the
-    optimiser :func:`mcsurrogate.training.train_flow` uses (fused where torch has the kernel) for ours."""
+def time_training(loss, params, device, batch: int, seconds: float, ours: bool = False) -> float:
+    """Events/s of Adam steps on one batch of the per-event ``loss(x, c)`` (a flow's −log p, flow matching's
+    regression): torch's default Adam for the nflows baseline (what its users get), the optimiser
+    :func:`mcsurrogate.training.train_flow` uses (fused where torch has the kernel) for ours."""
     opt = adam_fused_if_available(torch.optim.Adam, params, lr=1e-4) if ours else torch.optim.Adam(params, lr=1e-4)
     x, c = torch.randn(batch, D, device=device), torch.randn(batch, C, device=device)
 
     def step() -> None:
-        loss = -log_prob(x, c).mean()
+        value = loss(x, c).mean()
         opt.zero_grad()
-        loss.backward()
+        value.backward()
         opt.step()
 
     for _ in range(3):  # warm-up
@@ -111,12 +112,12 @@ def flops_per_event(sample, device: torch.device, batch: int = 1024) -> float:
     return counter.get_total_flops() / batch
 
 
-def train_flops_per_event(log_prob, device: torch.device, batch: int) -> float:
-    """FLOPs of one training event (forward and backward of the negative log-likelihood; Adam's few per parameter
-    left out), counted by torch's FLOP counter on a batch."""
+def train_flops_per_event(loss, device: torch.device, batch: int) -> float:
+    """FLOPs of one training event (forward and backward of the per-event training ``loss(x, c)``; Adam's few per
+    parameter left out), counted by torch's FLOP counter on a batch."""
     x, c = torch.randn(batch, D, device=device), torch.randn(batch, C, device=device)
     with FlopCounterMode(display=False) as counter:
-        (-log_prob(x, c).mean()).backward()
+        loss(x, c).mean().backward()
     return counter.get_total_flops() / batch
 
 
@@ -139,13 +140,17 @@ def main() -> None:
 
     torch.manual_seed(0)
     base = nflows_default_maf().to(device)
-    base_train = time_training(base.log_prob, base.parameters(), device, train_batch, seconds)
+
+    def base_loss(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return -base.log_prob(x, c)
+
+    base_train = time_training(base_loss, base.parameters(), device, train_batch, seconds)
     base.eval()
     base_sample = time_sampling(lambda c: base.sample(1, context=c), device, sample_batch, seconds)
     n_par = sum(p.numel() for p in base.parameters())
     peak = matmul_flops(device, seconds)
     base_flops = flops_per_event(lambda c: base.sample(1, context=c), device)
-    base_train_flops = train_flops_per_event(base.log_prob, device, train_batch)
+    base_train_flops = train_flops_per_event(base_loss, device, train_batch)
     results["nflows-default-maf"] = {
         "train_events_per_s": base_train,
         "train_flops_per_event": base_train_flops,
@@ -200,8 +205,11 @@ def main() -> None:
             tr = tr_flops = float("nan")  # distilled from a trained flow, not trained on data
         else:
             flow = build_flow(cfg, D, C).to(device)
-            tr = time_training(flow.log_prob, flow.parameters(), device, train_batch, seconds, ours=True)
-            tr_flops = train_flops_per_event(flow.log_prob, device, train_batch)
+            # what Surrogate.fit minimises: −log p, or flow matching's velocity regression
+            gen = torch.Generator(device=device).manual_seed(0)
+            loss = lambda x, c, flow=flow, gen=gen: flow.training_loss(x, c, gen)
+            tr = time_training(loss, flow.parameters(), device, train_batch, seconds, ours=True)
+            tr_flops = train_flops_per_event(loss, device, train_batch)
         flow.eval()
         sa = time_sampling(
             lambda c, flow=flow: flow.sample_from_noise(flow.draw_noise(len(c), rng).to(device), c),
