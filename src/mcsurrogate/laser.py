@@ -493,7 +493,7 @@ def refine(
             trajectory_length=trajectory_length,
             exact=exact,
         )
-        x = _conditional_events(latent, surrogate, cond, samples[thin - 1])
+        x = _Targets(latent, log_w, reweighting, surrogate, cond.c, cond.cy).events(samples[thin - 1])
         c_out = cond.c
         trace = None
         if log_trees is not None:
@@ -633,9 +633,3 @@ def _refine_conditional(
         seconds=seconds,
     )
     return samples, log_trees, hmc
-
-
-def _conditional_events(latent: _Latent, surrogate: Surrogate, cond: _Conditions, z: np.ndarray) -> np.ndarray:
-    ctx = torch.as_tensor(cond.cy, dtype=torch.float32, device=surrogate.device)
-    zt = torch.as_tensor(z, dtype=torch.float32, device=surrogate.device)
-    return surrogate.targets_from_flow(_batched(latent.to_preprocessed, zt, ctx).double().cpu().numpy())
