@@ -31,7 +31,7 @@ from ..errors import InputError
 from .efficiency import reliability
 from .evaluation import width_ratio_consistency
 from .matching import match_objects
-from .objects import ObjectLayout, ObjectResponse, training_pairs
+from .objects import EFFICIENCY_FEATURES, ObjectLayout, ObjectResponse, training_pairs
 from .reference_detector import PhotonDetector, reconstruct_photons
 from .resolution import BinnedWidths, binned_core_widths
 from .smearing import resolution
@@ -534,7 +534,7 @@ def run_object_study(
         training=training,
         efficiency=efficiency,
         efficiency_events=eff_train,
-        **({} if efficiency_features is None else {"efficiency_features": efficiency_features}),
+        efficiency_features=EFFICIENCY_FEATURES if efficiency_features is None else efficiency_features,
         seed=seed,
         progress=progress,
     )
@@ -791,7 +791,7 @@ def efficiency_generalisation(
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     from .efficiency import EfficiencyConfig, EfficiencyModel
-    from .objects import EFFICIENCY_FEATURES, EFFICIENCY_TRANSFORMS
+    from .objects import EFFICIENCY_TRANSFORMS
 
     sets = dict(feature_sets or {"all": EFFICIENCY_FEATURES, "without n_objects": ("pt", "eta", "mu", "dr_nearest")})
     layout = ObjectLayout()
