@@ -127,9 +127,8 @@ class Refinement:
         m = events if isinstance(events, np.ndarray) else feature_matrix(events, columns)
         y = torch.as_tensor(s.flow_from_targets(m[:, : len(s.targets)]), dtype=torch.float32, device=s.device)
         if s.conditional:
-            c = m[:, len(s.targets) :]
-            cy = s.condition_preprocessor.forward(c) if s.condition_preprocessor is not None else c
-            y = torch.cat([y, torch.as_tensor(cy, dtype=torch.float32, device=s.device)], dim=1)
+            cy = torch.as_tensor(s.flow_from_conditions(m[:, len(s.targets) :]), dtype=torch.float32, device=s.device)
+            y = torch.cat([y, cy], dim=1)
         return np.exp(_batched(lambda v, _: self.log_weight(v), y).double().cpu().numpy())
 
     @property
@@ -424,8 +423,7 @@ def refine(
             raise InputError(f"n={n} differs from the number of condition rows ({len(c)}); pass one or the other")
         if len(c) == 0:
             raise InputError("conditions holds no row: nothing to refine")
-        pre = surrogate.condition_preprocessor
-        cond = _Conditions(c, pre.forward(c) if pre is not None else c)
+        cond = _Conditions(c, surrogate.flow_from_conditions(c))
         n = len(c)
     elif conditions is not None:
         raise InputError("this surrogate is unconditional: pass n, not conditions")

@@ -15,7 +15,7 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
-from .resolution import BinnedWidths, binned_core_widths, core_width
+from .resolution import BinnedWidths, binned_core_widths, tail_cut
 from .surrogate import DEFAULT_LAYOUT, ResponseLayout, response_table
 
 __all__ = [
@@ -162,9 +162,9 @@ def evaluate_response(
             widths[col][var] = binned_core_widths(
                 x, rt[:, j], rg[:, j], edges, name=var, n_boot=n_boot, seed=seed + j, generated_variable=np.tile(x, k)
             )
-        mean, sigma = core_width(rt[:, j])
-        tails_t[col] = float(np.mean(rt[:, j] < mean - 2 * sigma))
-        tails_g[col] = float(np.mean(rg[:, j] < mean - 2 * sigma))
+        cut = tail_cut(rt[:, j])
+        tails_t[col] = float(np.mean(rt[:, j] < cut))
+        tails_g[col] = float(np.mean(rg[:, j] < cut))
     return ResponseEvaluation(
         responses=cols,
         widths=widths,

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import norm
 
-__all__ = ["BinnedWidths", "binned_core_widths", "core_width"]
+__all__ = ["BinnedWidths", "binned_core_widths", "core_width", "tail_cut"]
 
 
 def _truncation_factor(k: float) -> float:
@@ -43,6 +43,13 @@ def core_width(values: np.ndarray, k: float = 2.0, iterations: int = 20) -> tupl
         if converged:
             break
     return mean, sigma
+
+
+def tail_cut(values: np.ndarray, sigmas: float = 2.0) -> float:
+    """The lower tail's edge of ``values``: their core mean − ``sigmas`` × core σ (:func:`core_width`; paper A's
+    asymmetric-tail measure counts the responses below it)."""
+    mean, sigma = core_width(values)
+    return mean - sigmas * sigma
 
 
 @dataclass

@@ -445,7 +445,7 @@ class Surrogate:
         prepared = prepare_events(self.spec, self.preprocessor, events, "raise", self._target_map)
         x, c = prepared.x, prepared.c
         y = self.preprocessor.forward(x)
-        cy = None if c is None or self.condition_preprocessor is None else self.condition_preprocessor.forward(c)
+        cy = None if c is None else self.flow_from_conditions(c)  # a conditional surrogate has a preprocessor
         log_det = self.preprocessor.log_abs_det(x) + self._target_map.log_abs_det(prepared.flat)
         return self._flow_log_prob(y, cy) + log_det
 
@@ -453,6 +453,12 @@ class Surrogate:
         """Targets (n, len(targets)) in original units → the flow's space (n, len(flow_columns)): the event
         transform, then the preprocessing (the inverse of :meth:`targets_from_flow`)."""
         return self.preprocessor.forward(self._target_map.forward(np.asarray(x, dtype=np.float64)))
+
+    def flow_from_conditions(self, c: np.ndarray) -> np.ndarray:
+        """Condition rows (n, len(conditions)) in original units → the flow's context: the condition
+        preprocessing (``c`` unchanged for a surrogate without one)."""
+        pre = self.condition_preprocessor
+        return pre.forward(c) if pre is not None else c
 
     def targets_from_flow(self, y: np.ndarray) -> np.ndarray:
         """The flow's output (n, len(flow_columns), its preprocessed space) → targets (n, len(targets)) in original
@@ -550,7 +556,7 @@ class Surrogate:
             if conditions is None:
                 raise InputError(f"this surrogate is conditional: pass conditions with columns {self.conditions}")
             c = condition_matrix(self.spec, conditions, self.metrics.get("condition_ranges") or {})
-            contexts = self.condition_preprocessor.forward(c) if self.condition_preprocessor is not None else c
+            contexts = self.flow_from_conditions(c)
         elif conditions is not None:
             raise InputError("this surrogate is unconditional: distil without conditions")
         flow, report = distill_flow(model, contexts, cfg, device=self.device, progress=progress)

@@ -62,8 +62,7 @@ def sample_matrices(
         if n is not None and n != len(c):
             raise InputError(f"n={n} differs from the number of condition rows ({len(c)}); pass one or the other")
         n = len(c)
-        pre = surrogate.condition_preprocessor
-        cy = pre.forward(c) if pre is not None else c
+        cy = surrogate.flow_from_conditions(c)
     else:
         if conditions is not None:
             raise InputError("this surrogate is unconditional: pass n, not conditions")

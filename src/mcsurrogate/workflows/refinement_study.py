@@ -218,15 +218,14 @@ def tail_fractions(
     reference: np.ndarray, candidates: Mapping[str, Candidate], columns: Sequence[str], *, sigmas: float = 2.0
 ) -> dict[str, Any]:
     """Per column of ``columns`` (responses, the first len(columns) columns of every matrix): the fraction of events
-    below the reference's core mean − ``sigmas`` σ_core (:func:`~mcsurrogate.response.resolution.core_width` of the
+    below the reference's core mean − ``sigmas`` σ_core (:func:`~mcsurrogate.response.resolution.tail_cut` of the
     reference), for the reference and each candidate (weighted where it has weights), with its error
     √(f(1 − f)/n_eff) (n_eff: the Kish size), and each candidate's ratio to the reference and that ratio's error."""
-    from ..response.resolution import core_width
+    from ..response.resolution import tail_cut
 
     out: dict[str, Any] = {"sigmas": sigmas, "columns": {}}
     for j, col in enumerate(columns):
-        mean, sigma = core_width(reference[:, j])
-        cut = mean - sigmas * sigma
+        cut = tail_cut(reference[:, j], sigmas)
         f_ref = float(np.mean(reference[:, j] < cut))
         e_ref = math.sqrt(f_ref * (1 - f_ref) / len(reference))
         rows: dict[str, Any] = {"cut": float(cut), "reference": {"fraction": f_ref, "error": e_ref}}
