@@ -77,8 +77,8 @@ class TrainConfig:
     schedule: ``power`` (paper A: ``(lr − lr_final)(1 − t/T)^power + lr_final`` per step),
         ``cosine-restarts`` (paper B: cosine annealing to ``lr_final`` with warm restarts every
         ``restart_epochs`` epochs) or ``constant``.
-    clip_grad_norm: gradient-norm clipping threshold, ``None`` for none. Either way a step whose gradient is not
-        finite (a float32 overflow) is skipped and counted in ``TrainResult.skipped_steps`` (a warning per epoch);
+    clip_grad_norm: gradient-norm clipping threshold, ``None`` for none. Either way a step whose loss or gradient is
+        not finite (a float32 overflow) is skipped and counted in ``TrainResult.skipped_steps`` (a warning per epoch);
         :data:`MAX_SKIPPED_IN_A_ROW` in a row stop the training with a :class:`TrainingError`.
     selection: ``nll`` (validation negative log-likelihood) or ``wasserstein`` (paper A: mean over targets of
         the 1-D Wasserstein distance, in the flow's preprocessed units, between the validation targets and a sample
@@ -257,7 +257,7 @@ class TrainResult:
     device: str = "cpu"
     #: trained on event weights (the losses are weighted NLLs)
     weighted: bool = False
-    #: optimiser steps skipped because their gradient was not finite (overflow); training stops with a
+    #: optimiser steps skipped because their loss or gradient was not finite (overflow); training stops with a
     #: :class:`TrainingError` after :data:`MAX_SKIPPED_IN_A_ROW` in a row
     skipped_steps: int = 0
 
@@ -489,7 +489,7 @@ def train_flow(
             order = torch.from_numpy(np.random.default_rng([config.seed, epoch]).permutation(n)).to(device)
             # the random numbers of a family's own loss (flow matching's times and noise), seeded per epoch
             generator = torch.Generator(device=device).manual_seed(config.seed * 1_000_003 + epoch)
-            total = 0.0
+            total, counted = 0.0, 0  # the epoch's summed finite losses and their steps
             skipped_in_epoch = 0
             for s in range(steps_per_epoch):
                 lr = learning_rate(config, (epoch - 1) * steps_per_epoch + s, steps_per_epoch)
@@ -498,25 +498,26 @@ def train_flow(
                 idx = order[s * batch : (s + 1) * batch]
                 per_event = flow.training_loss(xt[idx], None if ct is None else ct[idx], generator)
                 loss = (per_event if wt is None else wt[idx] * per_event).mean()
-                if not torch.isfinite(loss):
-                    raise TrainingError(
-                        f"training loss became {loss.item()} at epoch {epoch}, step {s}; lower the learning rate "
-                        "(lr), enable clip_grad_norm, or check the preprocessing of the targets"
-                    )
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                total += loss.item()
-                # the gradient's norm (clipped to clip_grad_norm when set): a step whose gradient overflowed is
-                # skipped, as a loss scaler does, instead of writing inf/NaN into every weight
-                norm = torch.nn.utils.clip_grad_norm_(params, config.clip_grad_norm or math.inf)
-                if not torch.isfinite(norm):
+                finite = bool(torch.isfinite(loss))
+                if finite:
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    total += loss.item()
+                    counted += 1
+                    # the gradient's norm (clipped to clip_grad_norm when set)
+                    norm = torch.nn.utils.clip_grad_norm_(params, config.clip_grad_norm or math.inf)
+                    finite = bool(torch.isfinite(norm))
+                # a step whose loss (an event the young flow maps to |z| > 1e19, a float32 overflow of z²) or
+                # gradient overflowed is skipped, as a loss scaler does, instead of writing inf/NaN into every weight
+                if not finite:
                     result.skipped_steps += 1
                     skipped_in_epoch += 1
                     skipped_in_a_row += 1
                     if skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW:
                         raise TrainingError(
-                            f"the gradient was not finite in {skipped_in_a_row} steps in a row (epoch {epoch}, step "
-                            f"{s}); lower the learning rate (lr) or check the preprocessing of the targets"
+                            f"the loss or its gradient was not finite in {skipped_in_a_row} steps in a row (epoch "
+                            f"{epoch}, step {s}, loss {loss.item():.4g}); lower the learning rate (lr), enable "
+                            "clip_grad_norm, or check the preprocessing of the targets"
                         )
                     continue
                 skipped_in_a_row = 0
@@ -527,7 +528,7 @@ def train_flow(
             trained_events += steps_per_epoch * batch
             if skipped_in_epoch:
                 log.warning(
-                    "epoch %d: %d of %d optimiser steps skipped, their gradient was not finite",
+                    "epoch %d: %d of %d optimiser steps skipped, their loss or gradient was not finite",
                     epoch,
                     skipped_in_epoch,
                     steps_per_epoch,
@@ -552,7 +553,9 @@ def train_flow(
                     weights=w_val,
                 )
             metric = w1 if config.selection == "wasserstein" else val_nll
-            record = EpochRecord(epoch, total / steps_per_epoch, val_nll, w1, lr, time.perf_counter() - t0)
+            record = EpochRecord(
+                epoch, total / counted if counted else math.nan, val_nll, w1, lr, time.perf_counter() - t0
+            )
             result.history.append(record)
             if metric is not None and math.isfinite(metric) and metric < result.best_metric:
                 result.best_metric, result.best_epoch = float(metric), epoch
