@@ -45,7 +45,6 @@ import argparse
 import json
 import os
 import platform
-import time
 from pathlib import Path
 
 import torch
@@ -80,17 +79,10 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
 
-    from mcsurrogate import Surrogate
     from mcsurrogate.amplification import CONTINUOUS_FEATURES
     from mcsurrogate.records import feature_matrix
-    from mcsurrogate.refinement import fit_surrogate_reweighting
-    from mcsurrogate.workflows.cut_analysis import FIT_VARIABLE, fit_edges
-    from mcsurrogate.workflows.refinement_study import (
-        Candidate,
-        compare_candidates,
-        refinement_candidates,
-        spurious_signal,
-    )
+    from mcsurrogate.workflows.cut_analysis import FIT_VARIABLE
+    from mcsurrogate.workflows.refinement_study import higgs_refinement_study
     from mcsurrogate.workflows.sample_cache import cached_sample
 
     features = list(CONTINUOUS_FEATURES)
@@ -100,41 +92,35 @@ def main() -> None:
     held_out = feature_matrix(events[:n_held], features)
     train = events[n_held : n_held + args.train]
     flow = {"model": args.flow, "blocks": args.blocks, "hidden": args.hidden}
-    training = {"epochs": args.epochs, "batch_size": 512, "patience": None, "seed": args.seed, "device": "cpu"}
-    model = Surrogate(features, flow=flow, preprocessing="gauss-rank", training=training)
-    t = time.perf_counter()
-    model.fit(train, progress=False)
-    train_s = time.perf_counter() - t
-    print(f"trained {args.flow} {args.blocks}x{args.hidden} on {len(train)} events in {train_s:.0f} s", flush=True)
-
-    t = time.perf_counter()
-    rw = fit_surrogate_reweighting(model, train, seed=args.seed + 1)
-    rw_s = time.perf_counter() - t
-    candidates, refined, costs = refinement_candidates(
-        model,
-        rw,
-        n=n_held,
-        seed=args.seed,
+    study = higgs_refinement_study(
+        train,
+        held_out,
+        features=features,
+        flow=flow,
+        epochs=args.epochs,
         refine={"chains": args.chains, "warmup": args.warmup, "thin": args.thin, "exact": not args.mlp_only},
+        floor=feature_matrix(events[n_held + args.train :], features) if args.floor else None,
+        mbb_resolution=args.mbb_resolution,
+        signal_excess=args.signal_excess,
+        seed=args.seed,
+        device="cpu",
+    )
+    candidates, refined, costs, rows, spurious = (
+        study.candidates,
+        study.refined,
+        study.costs,
+        study.rows,
+        study.spurious,
+    )
+    print(
+        f"trained {args.flow} {args.blocks}x{args.hidden} on {len(train)} events in {study.seconds['train']:.0f} s",
+        flush=True,
     )
     if len(candidates["reweighted_unweighted"].events) < n_held:
         print(
             f"note: hit-or-miss kept {len(candidates['reweighted_unweighted'].events)} of {n_held} events", flush=True
         )
-    if args.floor:
-        candidates["mc_floor"] = Candidate(feature_matrix(events[n_held + args.train :], features))
-    rows = compare_candidates(held_out, candidates, features, seed=args.seed)
-
-    col = features.index(FIT_VARIABLE)
     mass, width = 125.0, args.mbb_resolution * 125.0
-    spurious = spurious_signal(
-        held_out[:, col],
-        {name: (c.events[:, col], c.weights) for name, c in candidates.items()},
-        fit_edges(),
-        mass=mass,
-        sigma=width,
-        excess=args.signal_excess,
-    )
     d = refined.hmc
     sample_rate = costs["flow_events_per_second"]
     report = {
@@ -155,7 +141,7 @@ def main() -> None:
         },
         "candidates": rows,
         "spurious_signal_m_bb_gev": spurious,
-        "reweighting_fit_seconds": rw_s,
+        "reweighting_fit_seconds": study.seconds["reweighting_fit"],
         "flow_sampling_events_per_second": sample_rate,
         "refinement": refined.to_dict(),
         "refinement_cost_ratio": sample_rate / refined.events_per_second,

@@ -309,3 +309,36 @@ def test_a_gaussian_signal_injected_into_the_data_is_fitted_back() -> None:
     one = measure_spurious_signal(signal, mc, data)
     assert abs(none.mu) < 0.02 and abs(one.mu - 1.0) < 0.05, (none, one)
     assert one.z_signed > 2 and one.signal_yield == pytest.approx(signal.values().sum())
+
+
+def test_the_higgs_refinement_study_runs_every_step_on_a_small_sample() -> None:
+    from mcsurrogate.workflows.refinement_study import higgs_refinement_study
+
+    rng = np.random.default_rng(5)
+
+    def records(n: int) -> ak.Array:
+        m_bb = rng.gamma(4.0, 30.0, n) + 10.0
+        return ak.zip({"m_bb": m_bb, "pt": 0.5 * m_bb + rng.gamma(2.0, 10.0, n)})
+
+    train, held = records(2000), records(300)
+    held_out = np.column_stack([ak.to_numpy(held.m_bb), ak.to_numpy(held.pt)])
+    fast = {"chains": 16, "warmup": 10, "thin": 2, "distill_events": 1000, "distill_epochs": 1}
+    study = higgs_refinement_study(
+        train,
+        held_out,
+        features=["m_bb", "pt"],
+        flow={"model": "maf", "blocks": 1, "hidden": 8},
+        epochs=2,
+        refine=fast,
+        floor=held_out[:100],
+        seed=3,
+    )
+    assert list(study.rows) == [*study.candidates] and "mc_floor" in study.rows
+    assert all(len(c.events) == 300 for k, c in study.candidates.items() if k != "mc_floor")
+    assert set(study.spurious) == {"setup", *study.candidates}
+    assert study.spurious["setup"]["signal_mass"] == 125.0 and study.spurious["setup"]["signal_sigma"] == 15.0
+    assert set(study.seconds) == {"train", "reweighting_fit", "candidates", "compare"}
+    with pytest.raises(InputError, match="must include 'm_bb'"):
+        higgs_refinement_study(train, held_out[:, 1:], features=["pt"])
+    with pytest.raises(InputError, match=r"held_out must be \(n, 2\)"):
+        higgs_refinement_study(train, held_out[:, :1], features=["m_bb", "pt"])

@@ -65,45 +65,27 @@ def parse() -> argparse.Namespace:
 
 
 def higgs_task(args: argparse.Namespace) -> dict[str, Any]:
-    from mcsurrogate import Surrogate
     from mcsurrogate.amplification import CONTINUOUS_FEATURES
     from mcsurrogate.records import feature_matrix
-    from mcsurrogate.refinement import fit_surrogate_reweighting
-    from mcsurrogate.workflows.cut_analysis import FIT_VARIABLE, fit_edges
-    from mcsurrogate.workflows.refinement_study import compare_candidates, refinement_candidates, spurious_signal
+    from mcsurrogate.workflows.refinement_study import higgs_refinement_study
     from mcsurrogate.workflows.sample_cache import cached_sample
 
     features = list(CONTINUOUS_FEATURES)
     n_held = args.higgs_held_out
     events, info = cached_sample("ttbar", n_held + args.higgs_train, args.sample_seed, args.cache, 1)
-    held_out = feature_matrix(events[:n_held], features)
     train = events[n_held:]
     flow = {"model": "maf", "blocks": 4, "hidden": 64}
-    training = {"epochs": args.higgs_epochs, "batch_size": 512, "patience": None, "seed": args.seed, "device": "cpu"}
-    model = Surrogate(features, flow=flow, preprocessing="gauss-rank", training=training)
-    t = time.perf_counter()
-    model.fit(train, progress=False)
-    seconds = {"train": time.perf_counter() - t}
-    t = time.perf_counter()
-    rw = fit_surrogate_reweighting(model, train, seed=args.seed + 1)
-    seconds["reweighting_fit"] = time.perf_counter() - t
-    t = time.perf_counter()
-    candidates, refined, costs = refinement_candidates(
-        model, rw, n=n_held, seed=args.seed, refine={"chains": args.chains, "thin": args.thin}
+    study = higgs_refinement_study(
+        train,
+        feature_matrix(events[:n_held], features),
+        features=features,
+        flow=flow,
+        epochs=args.higgs_epochs,
+        refine={"chains": args.chains, "thin": args.thin},
+        seed=args.seed,
+        device="cpu",
     )
-    seconds["candidates"] = time.perf_counter() - t
-    t = time.perf_counter()
-    rows = compare_candidates(held_out, candidates, features, seed=args.seed)
-    seconds["compare"] = time.perf_counter() - t
-    col = features.index(FIT_VARIABLE)
-    spurious = spurious_signal(
-        held_out[:, col],
-        {k: (c.events[:, col], c.weights) for k, c in candidates.items()},
-        fit_edges(),
-        mass=125.0,
-        sigma=0.12 * 125.0,
-        excess=0.05,
-    )
+    costs = study.costs
     return {
         "setup": {
             "samples": str(info.file),
@@ -112,14 +94,14 @@ def higgs_task(args: argparse.Namespace) -> dict[str, Any]:
             "training_events": len(train),
             "flow": flow,
             "epochs": args.higgs_epochs,
-            "reweighting_kish_efficiency_at_fit": rw.kish_efficiency,
+            "reweighting_kish_efficiency_at_fit": study.reweighting.kish_efficiency,
         },
-        "candidates": rows,
-        "spurious_signal_m_bb_gev": spurious,
-        "refinement": refined.to_dict(),
+        "candidates": study.rows,
+        "spurious_signal_m_bb_gev": study.spurious,
+        "refinement": study.refined.to_dict(),
         "costs": costs
         | {"refinement_cost_ratio": costs["flow_events_per_second"] / costs["refined_events_per_second"]},
-        "seconds": seconds,
+        "seconds": study.seconds,
     }
 
 

@@ -12,7 +12,9 @@ detector-response task's asymmetric tails) run:
 * :func:`tail_fractions`: the fraction of each response below the reference's core mean − 2 σ_core (paper A's
   asymmetric-tail measure), with its binomial (Kish for weights) error;
 * :func:`spurious_signal`: the signal strength fitted in one variable when the data are the held-out MC and the
-  background model the candidate's histogram (a Gaussian signal template).
+  background model the candidate's histogram (a Gaussian signal template);
+* :func:`higgs_refinement_study`: all of it on the HIGGS-like benchmark — train an unconditional flow, fit its
+  reweighting, make and compare the candidates, and the m_bb spurious signal of a 125 GeV resonance.
 
 ``reweighted_unweighted`` is the refinement's target at the refined events' count: the comparison at equal
 effective size (a weighted candidate's classifier learns from its Kish-reduced statistics, so its AUC is not
@@ -26,9 +28,10 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import awkward as ak
 import numpy as np
 from scipy import stats
 
@@ -44,7 +47,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Candidate",
+    "HiggsRefinementStudy",
     "compare_candidates",
+    "higgs_refinement_study",
     "hit_or_miss_per_row",
     "refinement_candidates",
     "spurious_signal",
@@ -281,3 +286,83 @@ def spurious_signal(
         values, weights = cand if isinstance(cand, tuple) else (cand, None)
         out[name] = measure_spurious_signal(signal, fill_template(values, bins=edges, weights=weights), data).to_dict()
     return out
+
+
+@dataclass
+class HiggsRefinementStudy:
+    """What :func:`higgs_refinement_study` made: the trained ``model``, its ``reweighting``, the ``candidates`` with
+    the LASER result ``refined`` and the sampling ``costs``, the comparison ``rows`` (:func:`compare_candidates`),
+    the ``spurious`` signal in m_bb (:func:`spurious_signal`) and the ``seconds`` of each step."""
+
+    model: Surrogate
+    reweighting: Reweighting
+    candidates: dict[str, Candidate]
+    refined: Refinement
+    costs: dict[str, float]
+    rows: dict[str, dict[str, Any]]
+    spurious: dict[str, Any]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def higgs_refinement_study(
+    train: ak.Array,
+    held_out: np.ndarray,
+    *,
+    features: Sequence[str] | None = None,
+    flow: Mapping[str, Any] | None = None,
+    epochs: int = 20,
+    refine: Mapping[str, Any] | None = None,
+    floor: np.ndarray | None = None,
+    mbb_resolution: float = 0.12,
+    signal_excess: float = 0.05,
+    seed: int = 0,
+    device: str = "auto",
+) -> HiggsRefinementStudy:
+    """ELSA's steps on the HIGGS-like benchmark: an unconditional surrogate of ``features`` (default: the 18
+    continuous ones; ``flow`` default a MAF 4 × 64; Gauss-rank, ``epochs`` at batch 512 without early stopping) trained
+    on the records ``train``, its tree reweighting against the training MC (seed ``seed + 1``), the candidates of
+    :func:`refinement_candidates` at ``len(held_out)`` events (``refine``: LASER's settings), plus ``mc_floor`` (the
+    MC events ``floor``, a perfect generator of that size) when given, compared with the held-out MC ``held_out``
+    (n, d in ``features`` order), and the spurious signal in m_bb of a 125 GeV resonance of relative width
+    ``mbb_resolution`` whose μ = 1 yield is ``signal_excess`` of the MC under its peak (the cut analysis's binning)."""
+    from ..amplification import CONTINUOUS_FEATURES
+    from ..refinement import fit_surrogate_reweighting
+    from ..surrogate import Surrogate
+    from .cut_analysis import FIT_VARIABLE, fit_edges
+
+    names = list(CONTINUOUS_FEATURES if features is None else features)
+    if FIT_VARIABLE not in names:
+        raise InputError(f"the features must include {FIT_VARIABLE!r} for the spurious signal, got {names}")
+    held_out = np.asarray(held_out, dtype=float)
+    if held_out.ndim != 2 or held_out.shape[1] != len(names):
+        raise InputError(f"held_out must be (n, {len(names)}) in the features' order, got shape {held_out.shape}")
+    if floor is not None and np.shape(floor)[1:] != (len(names),):
+        raise InputError(f"floor must be (n, {len(names)}) in the features' order, got shape {np.shape(floor)}")
+    flow = dict(flow or {"model": "maf", "blocks": 4, "hidden": 64})
+    training = {"epochs": epochs, "batch_size": 512, "patience": None, "seed": seed, "device": device}
+    model = Surrogate(names, flow=flow, preprocessing="gauss-rank", training=training)
+    seconds: dict[str, float] = {}
+    t = time.perf_counter()
+    model.fit(train, progress=False)
+    seconds["train"] = time.perf_counter() - t
+    t = time.perf_counter()
+    rw = fit_surrogate_reweighting(model, train, seed=seed + 1)
+    seconds["reweighting_fit"] = time.perf_counter() - t
+    t = time.perf_counter()
+    candidates, refined, costs = refinement_candidates(model, rw, n=len(held_out), seed=seed, refine=refine)
+    seconds["candidates"] = time.perf_counter() - t
+    if floor is not None:
+        candidates["mc_floor"] = Candidate(np.asarray(floor, dtype=float))
+    t = time.perf_counter()
+    rows = compare_candidates(held_out, candidates, names, seed=seed)
+    seconds["compare"] = time.perf_counter() - t
+    col = names.index(FIT_VARIABLE)
+    spurious = spurious_signal(
+        held_out[:, col],
+        {k: (c.events[:, col], c.weights) for k, c in candidates.items()},
+        fit_edges(),
+        mass=125.0,
+        sigma=mbb_resolution * 125.0,
+        excess=signal_excess,
+    )
+    return HiggsRefinementStudy(model, rw, candidates, refined, costs, rows, spurious, seconds)
