@@ -386,6 +386,32 @@ def test_the_study_report_has_the_comparison_or_the_reused_model():
     assert "## Model comparison" not in reused and "trained by `python run.py`" in reused
 
 
+def test_the_study_records_the_recipe_its_chosen_model_trained_with(tmp_path):
+    from mcsurrogate.workflows.amplification_study import _choose_model
+    from mcsurrogate.workflows.splits import BackgroundSplits
+
+    rng = np.random.default_rng(8)
+
+    def part(n: int) -> ak.Array:
+        return ak.zip({"pt": rng.gamma(3.0, 20.0, n) + 25.0, "eta": rng.normal(0, 1.2, n)})
+
+    parts = BackgroundSplits(holdout=part(10), select=part(300), train=part(1200))
+    config = StudyConfig(
+        families=("flow-matching",),
+        preprocessings=("gauss-rank",),
+        blocks=1,
+        hidden=8,
+        epochs=2,
+        batch_size=256,
+        permutations=19,
+    )
+    choice = _choose_model(config, parts, ["pt", "eta"], tmp_path)
+    assert choice.name == "flow-matching/gauss-rank"
+    assert choice.training["selection"] == "wasserstein" and choice.training["epochs"] == 2  # its own, capped
+    assert choice.model.train_config.selection == "wasserstein" and choice.model.train_config.lr == 3e-3
+    assert json.loads((tmp_path / "comparison.json").read_text())[0]["name"] == choice.name
+
+
 # -- paper A's scenario bars (mcsurrogate.response.study) -------------------------------------------------------
 def test_paper_a_quality_bars_per_scenario():
     from mcsurrogate.response.study import SCENARIOS, scenario_quality

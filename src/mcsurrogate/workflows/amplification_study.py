@@ -229,10 +229,11 @@ def _choose_model(config: StudyConfig, parts: BackgroundSplits, features: list[s
         if choice.comparison:
             atomic_write_text(out / "comparison.json", json.dumps(choice.comparison, indent=1))
         return choice
+    candidates = config.candidates()
     rows, models = compare_models(
         parts.train,
         parts.select,
-        config.candidates(),
+        candidates,
         features=features,
         training=config.training(),
         n_permutations=config.permutations,
@@ -241,6 +242,8 @@ def _choose_model(config: StudyConfig, parts: BackgroundSplits, features: list[s
     )
     atomic_write_text(out / "comparison.json", json.dumps([r.to_dict() for r in rows], indent=1))  # kept on failure
     choice = choose_best(rows, models, config.training() | {"blocks": config.blocks, "hidden": config.hidden})
+    own = next(c for c in candidates if c.name == choice.name)
+    choice.training = own.training_config(choice.training)  # the recipe it trained with (flow matching: its own)
     choice.model.save(out / "best_model", overwrite=True)
     return choice
 
