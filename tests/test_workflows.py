@@ -376,10 +376,16 @@ def _report(comparison: list[dict]) -> dict:
 
 
 def test_the_study_report_has_the_comparison_or_the_reused_model():
-    rows = [_comparison_row("maf/logit", 0.58).to_dict(), _comparison_row("glow/logit", float("nan")).to_dict()]
-    rows[1]["failure"] = "diverged"
+    rows = [_comparison_row(n, 0.58).to_dict() for n in ("maf/logit", "made-mog/logit", "rqs-ar/logit")]
+    rows.append(_comparison_row("glow/logit", float("nan")).to_dict())
+    rows[3]["failure"] = "diverged"
+    rows[0]["nll"] = 7.2e22  # one selection event mapped to |z| ~ 1e22
+    rows[1]["resumed_from_epoch"] = 3  # trained to its end before the command was started again
+    rows[2]["resumed_from_epoch"] = 1
     text = amplification_markdown(_report(rows))
     assert "| glow/logit | — | failed to train: diverged |" in text and "Best: **maf/logit**" in text
+    assert "| maf/logit | 100 | 3 (2) | 7.2e+22 |" in text and "| 10 | 20 |" in text
+    assert "| trained before a restart | 20 |" in text and "| 10 (from epoch 1) | 20 |" in text
     assert "no saturation measured" in text and "pass the |Z₀| < 1 bar in 80% of 5 toys" in text
     assert "1,674 training events pass the cut" in text
     reused = amplification_markdown(_report([]))

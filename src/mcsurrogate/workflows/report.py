@@ -38,11 +38,17 @@ def amplification_markdown(r: Mapping[str, Any]) -> str:
             if c["failure"]:
                 lines.append(f"| {c['name']} | — | failed to train: {c['failure']} | | | | | | | | |")
                 continue
+            nll = f"{c['nll']:.3f}" if abs(c["nll"]) < 1e6 else f"{c['nll']:.3g}"  # a flow whose z overflowed
+            resumed = c.get("resumed_from_epoch", 0)
+            if resumed and resumed >= c["epochs_run"]:  # trained by an earlier run of the same command
+                speed = "trained before a restart"
+            else:
+                speed = f"{c['train_events_per_second']:,.0f}" + (f" (from epoch {resumed})" if resumed else "")
             lines.append(
-                f"| {c['name']} | {c['parameters']:,} | {c['epochs_run']} ({c['best_epoch']}) | {c['nll']:.3f} | "
+                f"| {c['name']} | {c['parameters']:,} | {c['epochs_run']} ({c['best_epoch']}) | {nll} | "
                 f"{c['auc']:.4f} [{c['auc_ci'][0]:.4f}, {c['auc_ci'][1]:.4f}] | {c['p_value']:.2g} | "
                 f"{c['w1_ratio_max']:.2f} | {c['w1_ratio_median']:.2f} | {c['fpd']:.2g} ({c['fpd_baseline']:.2g}) | "
-                f"{c['train_events_per_second']:,.0f} | {c['sample_events_per_second']:,.0f} |"
+                f"{speed} | {c['sample_events_per_second']:,.0f} |"
             )
         lines += [
             "",
