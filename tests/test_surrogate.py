@@ -212,6 +212,16 @@ def test_wasserstein_selection_and_checkpoints(small_events: ak.Array, tmp_path)
     assert other.result.resumed_from_epoch == 0
 
 
+def test_last_epoch_selection_keeps_the_final_weights_and_never_stops_early(small_events: ak.Array) -> None:
+    kw = {"flow": {"model": "maf", "blocks": 1, "hidden": 8}}
+    cfg = FAST | {"epochs": 4, "lr": 0.5, "patience": 1}  # a rate that makes later epochs worse
+    last = Surrogate(["a", "b"], ["mu"], training=cfg | {"selection": "last"}, **kw).fit(small_events, progress=False)
+    assert len(last.result.history) == 4 and last.result.best_epoch == 4 and not last.result.stopped_early
+    assert last.result.best_metric == last.result.history[-1].val_nll
+    with pytest.raises(InputError, match="selection"):
+        Surrogate(["a"], training={"selection": "first"})
+
+
 def test_weight_averaging_keeps_training_and_selects_the_averaged_weights(small_events: ak.Array, tmp_path) -> None:
     kw = {"flow": {"model": "maf", "blocks": 2, "hidden": 16}}
     base = FAST | {"epochs": 5}

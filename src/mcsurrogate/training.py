@@ -80,9 +80,11 @@ class TrainConfig:
     clip_grad_norm: gradient-norm clipping threshold, ``None`` for none. Either way a step whose loss or gradient is
         not finite (a float32 overflow) is skipped and counted in ``TrainResult.skipped_steps`` (a warning per epoch);
         :data:`MAX_SKIPPED_IN_A_ROW` in a row stop the training with a :class:`TrainingError`.
-    selection: ``nll`` (validation negative log-likelihood) or ``wasserstein`` (paper A: mean over targets of
+    selection: ``nll`` (validation negative log-likelihood), ``wasserstein`` (paper A: mean over targets of
         the 1-D Wasserstein distance, in the flow's preprocessed units, between the validation targets and a sample
-        generated with the validation conditions; at most ``selection_events`` events).
+        generated with the validation conditions; at most ``selection_events`` events) or ``last`` (the last epoch's
+        weights — the averaged ones with ``ema_decay`` — for a schedule that ends where it should; early stopping
+        then never triggers, and ``best_metric`` records that epoch's validation NLL).
     patience: stop when the selection metric has not improved for this many epochs (``None``: never).
     ema_decay: keep an exponential moving average of the weights with this decay per optimiser step (e.g. 0.999;
         ``None``: off); validation, selection and the saved model then use the averaged weights, which removes
@@ -102,7 +104,7 @@ class TrainConfig:
     restart_epochs: int = 10
     weight_decay: float = 0.0
     clip_grad_norm: float | None = 5.0
-    selection: Literal["nll", "wasserstein"] = "nll"
+    selection: Literal["nll", "wasserstein", "last"] = "nll"
     selection_events: int = 20_000
     patience: int | None = 15
     ema_decay: float | None = None
@@ -114,7 +116,7 @@ class TrainConfig:
         choices = {
             "optimizer": ("adam", "adamw"),
             "schedule": ("power", "cosine-restarts", "constant"),
-            "selection": ("nll", "wasserstein"),
+            "selection": ("nll", "wasserstein", "last"),
         }
         for name, valid in choices.items():
             check_choice(getattr(self, name), f"training parameter {name!r}", valid)
@@ -553,11 +555,15 @@ def train_flow(
                     weights=w_val,
                 )
             metric = w1 if config.selection == "wasserstein" else val_nll
+            improved = metric is not None and math.isfinite(metric) and metric < result.best_metric
+            if config.selection == "last":
+                improved = True
             record = EpochRecord(
                 epoch, total / counted if counted else math.nan, val_nll, w1, lr, time.perf_counter() - t0
             )
             result.history.append(record)
-            if metric is not None and math.isfinite(metric) and metric < result.best_metric:
+            if improved:
+                assert metric is not None
                 result.best_metric, result.best_epoch = float(metric), epoch
                 best_state = {k: v.detach().clone() for k, v in evaluated.state_dict().items()}
                 epochs_since_best = 0
