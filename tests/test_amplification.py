@@ -71,11 +71,11 @@ def test_a_family_trains_with_its_own_recipe_under_the_shared_epochs():
     shared = {"epochs": 100, "patience": 15, "lr": 1e-3, "batch_size": 1024}
     assert maf.training_config(shared) == shared  # paper B's families: the shared recipe
     own = fm.training_config(shared)
-    assert own["selection"] == "wasserstein" and own["patience"] is None and own["lr"] == 3e-3
+    assert own["selection"] == "last" and own["patience"] is None and own["lr"] == 3e-3
     assert own["epochs"] == 40 and own["batch_size"] == 1024
     assert fm.training_config(shared | {"epochs": 3})["epochs"] == 3  # a smoke comparison stays short
     model = fm.surrogate(["pt", "eta", "m"], shared)
-    assert model.train_config.selection == "wasserstein" and model.train_config.epochs == 40
+    assert model.train_config.selection == "last" and model.train_config.epochs == 40
 
 
 def test_compare_models_scores_every_candidate_on_unseen_events():

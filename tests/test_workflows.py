@@ -413,8 +413,8 @@ def test_the_study_records_the_recipe_its_chosen_model_trained_with(tmp_path):
     )
     choice = _choose_model(config, parts, ["pt", "eta"], tmp_path)
     assert choice.name == "flow-matching/gauss-rank"
-    assert choice.training["selection"] == "wasserstein" and choice.training["epochs"] == 2  # its own, capped
-    assert choice.model.train_config.selection == "wasserstein" and choice.model.train_config.lr == 3e-3
+    assert choice.training["selection"] == "last" and choice.training["epochs"] == 2  # its own, capped
+    assert choice.model.train_config.selection == "last" and choice.model.train_config.lr == 3e-3
     assert json.loads((tmp_path / "comparison.json").read_text())[0]["name"] == choice.name
 
 
