@@ -120,7 +120,6 @@ def main() -> None:
         print(
             f"note: hit-or-miss kept {len(candidates['reweighted_unweighted'].events)} of {n_held} events", flush=True
         )
-    mass, width = 125.0, args.mbb_resolution * 125.0
     d = refined.hmc
     sample_rate = costs["flow_events_per_second"]
     report = {
@@ -158,7 +157,8 @@ def main() -> None:
             f"{len(w['flagged_features'])} of {len(features)} features above baseline + 3 SD"
         )
     print(
-        f"spurious signal in {FIT_VARIABLE}: Gaussian at {mass:g} GeV, sigma {width:g} GeV, mu = 1 is "
+        f"spurious signal in {FIT_VARIABLE}: Gaussian at {spurious['setup']['signal_mass']:g} GeV, sigma "
+        f"{spurious['setup']['signal_sigma']:g} GeV, mu = 1 is "
         f"{spurious['setup']['signal_yield']:.1f} events ({spurious['setup']['mu_1_excess']})"
     )
     for name in candidates:

@@ -341,11 +341,12 @@ def compare_models(
 
     ``training`` is a :class:`~mcsurrogate.training.TrainConfig` dict shared by all candidates (paper B's early
     phase: batch 1024, Adam, ≤ 100 epochs, patience 15), under each candidate's own settings
-    (:meth:`Candidate.training_config`: flow matching's recipe of :data:`FAMILY_TRAINING`). Each candidate generates ``len(select)`` events (seed
-    ``seed + 1``; a conditional one with conditions drawn from ``train``, :func:`generate`) for the 1-D divergences,
-    the C2ST and FPD/KPD. A candidate with :data:`DIFFERENCES` learns them and is scored on the columns they replace
-    (its NLL compares: the map has unit Jacobian). A candidate whose training diverges gets a row with its
-    ``failure`` message and NaN scores. Returns the rows and the trained surrogates.
+    (:meth:`Candidate.training_config`: flow matching's recipe of :data:`FAMILY_TRAINING`). Each candidate generates
+    ``len(select)`` events (seed ``seed + 1``; a conditional one with conditions drawn from ``train``,
+    :func:`generate`) for the 1-D divergences, the C2ST and FPD/KPD. A candidate with :data:`DIFFERENCES` learns
+    them and is scored on the columns they replace (its NLL compares: the map has unit Jacobian). A candidate whose
+    training diverges gets a row with its ``failure`` message and NaN scores. Returns the rows and the trained
+    surrogates.
 
     ``checkpoint_dir``: each candidate keeps its checkpoints in ``checkpoint_dir/<name>`` (see
     :meth:`~mcsurrogate.surrogate.Surrogate.fit`), so a comparison killed part-way (a batch job's wall-time
