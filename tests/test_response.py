@@ -134,6 +134,23 @@ def test_core_width_estimator() -> None:
     assert w.target[1] > w.target[0] and np.all(np.abs(w.ratio - 1) < 0.05)
 
 
+def test_width_uncertainty_resamples_whole_events_when_told() -> None:
+    """Four objects per event with one shared response (ρ = 1): the values are as informative as one per event, so the
+    grouped bootstrap's uncertainty matches the one of the single values and the per-object one understates it (×½)."""
+    rng = np.random.default_rng(1)
+    one = rng.normal(0, 1, 4000)
+    shared, event = np.repeat(one, 4), np.repeat(np.arange(4000), 4)
+    x, edges = np.zeros(len(shared)), np.array([-1.0, 1.0])
+    single = binned_core_widths(np.zeros(4000), one, one, edges, n_boot=60, seed=2)
+    objects = binned_core_widths(x, shared, shared, edges, n_boot=60, seed=2)
+    events = binned_core_widths(x, shared, shared, edges, n_boot=60, seed=2, groups=event, generated_groups=event)
+    assert events.target[0] == objects.target[0] == pytest.approx(single.target[0])
+    assert 0.75 < events.target_err[0] / single.target_err[0] < 1.33
+    assert 0.35 < objects.target_err[0] / single.target_err[0] < 0.67
+    with pytest.raises(InputError, match="generated_groups must hold one label per response"):
+        binned_core_widths(x, shared, shared, edges, generated_groups=event[:-1])
+
+
 def test_evaluation_requires_the_same_events(smeared: ak.Array) -> None:
     with pytest.raises(ValueError, match="same truth events"):
         evaluate_response(smeared[:10], smeared[:25])

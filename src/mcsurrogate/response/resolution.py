@@ -4,7 +4,10 @@ Estimator (documented choice): start from the median and 1.4826 × MAD; keep the
 ``mean ± k·σ`` (k = 2 by default); for a Gaussian truncated at ±k σ the sample standard deviation is
 ``σ · sqrt(1 − 2kφ(k)/(2Φ(k) − 1))``, so divide by that factor; iterate until the window stops moving.
 For a Gaussian this is unbiased; for a core + wide-tail mixture it measures the core, not the tails.
-Statistical uncertainties come from a seeded bootstrap.
+Statistical uncertainties come from a seeded bootstrap; where responses of one event are correlated (objects that
+share an event's detector conditions, e.g. a common response component ρ), :func:`binned_core_widths` resamples
+whole events (``groups``), since resampling the objects alone would count correlated responses as independent and
+understate the uncertainty.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from typing import Any
 
 import numpy as np
 from scipy.stats import norm
+
+from ..errors import InputError
 
 __all__ = ["BinnedWidths", "binned_core_widths", "core_width", "tail_cut"]
 
@@ -90,11 +95,23 @@ class BinnedWidths:
         }
 
 
-def _bootstrap_width(x: np.ndarray, rng: np.random.Generator, n_boot: int) -> tuple[float, float]:
+def _bootstrap_width(
+    x: np.ndarray, rng: np.random.Generator, n_boot: int, groups: np.ndarray | None = None
+) -> tuple[float, float]:
+    """Core width of ``x`` and its bootstrap SD; with ``groups`` (one label per value) whole groups are resampled."""
     w = core_width(x)[1]
     if len(x) < 10 or n_boot < 2:
         return w, float("nan")
-    boots = [core_width(x[rng.integers(0, len(x), len(x))])[1] for _ in range(n_boot)]
+    if groups is None:
+        boots = [core_width(x[rng.integers(0, len(x), len(x))])[1] for _ in range(n_boot)]
+    else:
+        _, member = np.unique(groups, return_inverse=True)
+        n_groups = int(member.max()) + 1
+        # a replica draws n_groups groups with replacement: each value enters as often as its group is drawn
+        boots = [
+            core_width(np.repeat(x, np.bincount(rng.integers(0, n_groups, n_groups), minlength=n_groups)[member]))[1]
+            for _ in range(n_boot)
+        ]
     return w, float(np.std(boots, ddof=1))
 
 
@@ -108,17 +125,28 @@ def binned_core_widths(
     n_boot: int = 20,
     seed: int = 0,
     generated_variable: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
+    generated_groups: np.ndarray | None = None,
 ) -> BinnedWidths:
     """Core width of ``target`` and ``generated`` responses per bin of ``variable``; ``generated_variable`` bins the
-    generated responses when they are not one per target event (e.g. several per truth event)."""
+    generated responses when they are not one per target event (e.g. several per truth event). ``groups`` and
+    ``generated_groups`` (e.g. the event index of each object) make the bootstrap resample whole groups: the
+    uncertainty then holds for responses correlated within an event."""
     rng = np.random.default_rng(seed)
     idx = np.digitize(variable, edges) - 1
     idx_g = idx if generated_variable is None else np.digitize(generated_variable, edges) - 1
+    for label, labels, values in (("groups", groups, target), ("generated_groups", generated_groups, generated)):
+        if labels is not None and np.shape(labels) != np.shape(values):
+            raise InputError(
+                f"{label} must hold one label per response {np.shape(values)}, got shape {np.shape(labels)}"
+            )
     out = BinnedWidths(name, [float(e) for e in edges], [], [], [], [], [])
     for b in range(len(edges) - 1):
-        sel = idx == b
-        t, te = _bootstrap_width(target[sel], rng, n_boot)
-        g, ge = _bootstrap_width(generated[idx_g == b], rng, n_boot)
+        sel, sel_g = idx == b, idx_g == b
+        t, te = _bootstrap_width(target[sel], rng, n_boot, None if groups is None else groups[sel])
+        g, ge = _bootstrap_width(
+            generated[sel_g], rng, n_boot, None if generated_groups is None else generated_groups[sel_g]
+        )
         out.target.append(t)
         out.target_err.append(te)
         out.generated.append(g)
