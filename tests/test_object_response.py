@@ -42,6 +42,9 @@ def test_efficiency_model_learns_a_known_probability_and_is_calibrated(tmp_path)
     assert np.max(np.abs(q - p)) < 0.06 and np.mean(np.abs(q - p)) < 0.015
     rel = model.metrics["reliability_validation"]
     assert rel["ece"] < 0.02 and set(rel) == {"ece", "chi2_per_bin", "n_bins", "log_loss", "brier"}
+    assert len(model.metrics["validation_bce"]) == 8  # no early stopping by default: the whole decaying schedule
+    with pytest.raises(InputError, match="patience"):
+        EfficiencyConfig(patience=0)
     model.save(tmp_path)
     again = EfficiencyModel.load(tmp_path, device="cpu")
     np.testing.assert_allclose(again.probability(x[:100]), q[:100], rtol=1e-6)
@@ -236,7 +239,13 @@ def test_object_study_end_to_end_writes_strict_json_and_a_readme(tmp_path) -> No
         "hist_gradient_boosting_isotonic",
     }
     assert report["scenarios"]["rho0.5"]["sizes"]["test_events"] > 400
-    assert "| rho0.5 | other |" in (tmp_path / "README.md").read_text()
+    readme = (tmp_path / "README.md").read_text()
+    assert "| rho0.5 | other |" in readme and "| rho0.5 | other floor |" in readme
+    # the floor: the reference against more passes of its own over the same truth, scored as the surrogate is
+    floor = saved["scenarios"]["rho0.5"]["floor"]
+    assert floor.keys() == {"test", "other"} and result.floor["test"].n_events == result.evaluation.n_events
+    assert floor["test"]["met"]["widths"] == (floor["test"]["width_chi2_per_bin"] <= 1.3)
+    assert abs(floor["test"]["correlation_minus_reference"]["pt"]) < 0.1
     assert (tmp_path / "rho0.5_test.png").is_file() and (tmp_path / "rho0.5_other.png").is_file()
 
 
@@ -343,8 +352,13 @@ def test_companions_add_close_objects_beside_a_fraction_of_the_truth() -> None:
     again = add_companions(truth, 0.5, collection="photons", seed=3, dr_range=(0.05, 0.5))
     assert ak.all(again.photons.pt == out.photons.pt)
     assert int(ak.sum(ak.num(add_companions(truth, 0.0, collection="photons").photons))) == n_old
+    # more rounds: companions get companions too, so crowded events (many objects, as t t̄ H's) become common
+    crowded = add_companions(truth, 0.5, collection="photons", seed=3, dr_range=(0.05, 0.5), rounds=3)
+    assert np.mean(ak.to_numpy(ak.num(crowded.photons)) >= 5) > 3 * np.mean(ak.to_numpy(ak.num(out.photons)) >= 5)
     with pytest.raises(InputError, match="fraction"):
         add_companions(truth, 1.5, collection="photons")
+    with pytest.raises(InputError, match="rounds"):
+        add_companions(truth, 0.1, collection="photons", rounds=0)
     with pytest.raises(InputError, match="'nope'"):
         add_companions(truth, 0.1, collection="nope")
 

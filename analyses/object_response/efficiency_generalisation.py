@@ -4,7 +4,8 @@ HistGradientBoosting): the numbers behind the results README's note on process g
     nice -n 10 python analyses/object_response/efficiency_generalisation.py --out analyses/object_response/results
 
 Reads the truth samples `run.py` cached (same names, same seeds); writes ``efficiency_generalisation.json``
-(``efficiency_generalisation_companions0.3.json`` with ``--companions 0.3``).
+(``efficiency_generalisation_companions0.3.json`` with ``--companions 0.3``, ``…0.3x3.json`` with
+``--companion-rounds 3`` as well).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--companions", type=float, default=0.0, help="as run.py's (training-sample design)")
+    ap.add_argument("--companion-rounds", type=int, default=1, help="as run.py's")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
@@ -47,11 +49,17 @@ def main() -> None:
         PhotonDetector(),
         efficiency={"batch_size": 4096, "epochs": 8},
         companions=args.companions,
+        companion_rounds=args.companion_rounds,
         seed=args.seed,
     )
     result["wall_seconds"] = time.perf_counter() - t0
     args.out.mkdir(parents=True, exist_ok=True)
-    name = "efficiency_generalisation" + (f"_companions{args.companions:g}" if args.companions else "") + ".json"
+    name = (
+        "efficiency_generalisation"
+        + (f"_companions{args.companions:g}" if args.companions else "")
+        + (f"x{args.companion_rounds}" if args.companions and args.companion_rounds > 1 else "")
+        + ".json"
+    )
     (args.out / name).write_text(json.dumps(result, indent=1, allow_nan=False) + "\n")
     for name, per_seed in result["mlp"].items():
         print(name, {k: round(v["chi2_per_bin"], 2) for k, v in per_seed.items()})

@@ -9,11 +9,13 @@ with efficiency and multiplicity, an ObjectResponse trained on its matched truth
 2. Per scenario (paper A's baseline and correlation ρ = 0.5, 1.0): the reference photon detector
    (`reconstruct_photons`: close photons merged, identification efficiency 60–95 %, paper A's responses with a shared
    correlation ρ between every two photons of an event), ``--train-passes`` passes over the training truth, each
-   with close companions beside ``--companions`` of its photons (`add_companions`: gg → H holds few close or crowded
-   photons, so without them the surrogate never sees the isolation and multiplicity contexts of other processes).
+   with close companions beside ``--companions`` of its photons, ``--companion-rounds`` times over (`add_companions`:
+   gg → H holds few close or crowded photons, so without them the surrogate never sees the isolation and
+   multiplicity contexts of other processes).
 3. `ObjectResponse.fit` (efficiency MLP + Platt; autoregressive per-object response flow), then on held-out gg → H
    truth and on tt̄H truth: efficiency vs E_T, η, μ, multiplicity, core widths, pair correlations, m_γγ, against the
-   reference detector on the same truth (``--oversample`` passes each side).
+   reference detector on the same truth (``--oversample`` passes each side), and the statistical floor of each
+   comparison: the reference against as many passes more of its own.
 """
 
 from __future__ import annotations
@@ -56,6 +58,12 @@ def parse() -> argparse.Namespace:
         type=float,
         default=0.3,
         help="fraction of training truth photons given a close companion (add_companions; training-sample design)",
+    )
+    ap.add_argument(
+        "--companion-rounds",
+        type=int,
+        default=3,
+        help="rounds of companions (companions get companions: crowded events with many photons, as tt̄H's)",
     )
     ap.add_argument("--preset", default="affine-spline")
     ap.add_argument(
@@ -112,6 +120,7 @@ def main() -> None:
             efficiency={"batch_size": 4096, "epochs": 8},
             efficiency_features=None if args.efficiency_features is None else args.efficiency_features.split(","),
             companions=args.companions,
+            companion_rounds=args.companion_rounds,
             compare_classifiers=name == "baseline",
             distill=None if args.distill is None else {"precision": args.distill},
             seed=args.seed,

@@ -46,7 +46,12 @@ Transform = Literal["linear", "log"]
 
 @dataclass(frozen=True)
 class EfficiencyConfig:
-    """Network and training of :class:`EfficiencyModel` (learning rate decays linearly to ``lr``/100)."""
+    """Network and training of :class:`EfficiencyModel` (learning rate decays linearly to ``lr``/100; the epoch with
+    the lowest validation loss is kept). ``patience``: stop after that many epochs without improvement, or ``None``
+    (default) to run the whole schedule — the validation loss of millions of objects moves by 10⁻⁴ between epochs
+    on its plateau, so early stopping there keeps a network of the schedule's high-rate start: on the object study's
+    4 × 10⁶ gg → H photons, patience 3 stopped at epoch 2, 8 or 4 of 8 for three seeds (held-out efficiency χ²/bin
+    1.63, 0.98, 1.12), the whole schedule chose epoch 8 each time (0.88, 0.98, 0.97)."""
 
     hidden: int = 64
     layers: int = 3
@@ -54,14 +59,16 @@ class EfficiencyConfig:
     batch_size: int = 1024
     lr: float = 3e-3
     validation_fraction: float = 0.15
-    patience: int = 3
+    patience: int | None = None
     calibrate: bool = True
     seed: int = 0
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        for name in ("hidden", "layers", "epochs", "batch_size", "patience"):
+        for name in ("hidden", "layers", "epochs", "batch_size"):
             check_int(getattr(self, name), f"EfficiencyConfig.{name}", minimum=1)
+        if self.patience is not None:
+            check_int(self.patience, "EfficiencyConfig.patience (or None: the whole schedule)", minimum=1)
         check_float(self.lr, "EfficiencyConfig.lr", above=0.0)
         check_float(self.validation_fraction, "EfficiencyConfig.validation_fraction", above=0.0, below=1.0)
         check_seed(self.seed, "EfficiencyConfig.seed", generator=False)
@@ -204,7 +211,7 @@ class EfficiencyModel:
                 best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
             else:
                 bad += 1
-                if bad >= cfg.patience:
+                if cfg.patience is not None and bad >= cfg.patience:
                     break
         assert best_state is not None
         net.load_state_dict(best_state)

@@ -8,7 +8,8 @@ surrogate: as many), and both are analysed as an analyst would, through :func:`~
   surrogate − reference;
 * the reco multiplicity per event (χ²/bin of the two histograms);
 * the core width (:func:`~.resolution.core_width`) of each response of the matched pairs in bins of E_T, η, μ, and
-  the χ²/bin of the width ratios;
+  the χ²/bin of the width ratios (bootstrap uncertainties that resample whole events: the objects of one event share
+  its detector conditions, e.g. a common response component ρ);
 * the correlation of the responses of every two matched objects of one event, as pulls Δ/σ with σ the reference's
   own resolution (for the correlation scenarios: the designed ρ);
 * m_γγ of the two leading reco photons.
@@ -261,7 +262,7 @@ class ObjectEvaluation:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "summary": self.summary(),
+            "summary": _clean(self.summary()),
             "n_events": self.n_events,
             "efficiency": {k: v.to_dict() for k, v in self.efficiency.items()},
             "multiplicity_reference": self.multiplicity_reference,
@@ -323,6 +324,8 @@ def evaluate_objects(
                 n_boot=n_boot,
                 seed=seed + j,
                 generated_variable=getattr(gen, f"matched_{var}"),
+                groups=ref.matched_event,
+                generated_groups=gen.matched_event,
             )
             for var in ("pt", "eta", "mu")
         }
@@ -397,6 +400,9 @@ class ObjectStudyResult:
     seconds: dict[str, float]
     sizes: dict[str, int]
     classifiers: dict[str, Any] | None = None
+    #: the statistical floor of each comparison (``"test"`` and each other process): the reference detector against
+    #: an independent set of its own passes over the same truth events, evaluated as the surrogate is
+    floor: dict[str, ObjectEvaluation] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         training = dict(self.model.response.metrics.get("training", {}))
@@ -413,18 +419,28 @@ class ObjectStudyResult:
                 "efficiency_classifiers": self.classifiers,
                 "test": self.evaluation.to_dict(),
                 "generalisation": {k: v.to_dict() for k, v in self.generalisation.items()},
+                "floor": {k: headline(v) for k, v in self.floor.items()},
             }
         )
 
 
 def _passes(
-    truth: ak.Array, detector: PhotonDetector, collection: str, passes: int, seed: int, companions: float = 0.0
+    truth: ak.Array,
+    detector: PhotonDetector,
+    collection: str,
+    passes: int,
+    seed: int,
+    companions: float = 0.0,
+    rounds: int = 1,
 ) -> ak.Array:
     """``passes`` reference-detector passes of the same truth events (seeds ``seed``, ``seed + 1``, …), concatenated;
-    with ``companions`` > 0 each pass first adds close companions (:func:`add_companions`, seeded by the pass)."""
+    with ``companions`` > 0 each pass first adds close companions (:func:`add_companions`, ``rounds``, seeded by the
+    pass)."""
 
     def source(k: int) -> ak.Array:
-        return truth if companions == 0 else add_companions(truth, companions, collection=collection, seed=seed + k)
+        if companions == 0:
+            return truth
+        return add_companions(truth, companions, collection=collection, seed=seed + k, rounds=rounds)
 
     return ak.concatenate(
         [reconstruct_photons(source(k), detector, seed=seed + k, collection=collection) for k in range(passes)]
@@ -437,6 +453,7 @@ def add_companions(
     *,
     collection: str = "all_photons",
     seed: int = 0,
+    rounds: int = 1,
     dr_range: tuple[float, float] = (0.03, 1.0),
     pt_fraction: tuple[float, float] = (0.1, 1.0),
     pt_min: float = 10.0,
@@ -447,29 +464,35 @@ def add_companions(
     the object's; companions below ``pt_min`` (GeV) or beyond ``|η|`` = ``eta_max`` are not added. The other fields
     of a companion are its object's (booleans: False). A process with few close or crowded objects (gg → H photons)
     then covers the contexts — ΔR to the nearest object, object count, earlier objects — that other processes hold;
-    the detector (reference or full simulation) reconstructs the augmented truth as any other."""
+    the detector (reference or full simulation) reconstructs the augmented truth as any other. With ``rounds`` > 1
+    the step repeats on the augmented objects (companions get companions too): crowded events with many objects, as
+    t t̄ H's, become common (3 rounds of 0.3: 15 % of the reconstructed photons follow three or more others, t t̄ H
+    12 %, one round 2.5 %)."""
     check_float(fraction, "fraction", minimum=0.0, maximum=1.0)
+    check_int(rounds, "rounds", minimum=1)
     if collection not in truth.fields:
         raise InputError(f"the truth events have no collection {collection!r} (fields: {truth.fields})")
-    objects = truth[collection]
     rng = np.random.default_rng([check_int(seed, "seed", minimum=0), 41])
-    counts = np.asarray(ak.to_numpy(ak.num(objects, axis=1)), dtype=np.int64)
-    cols = {f: np.asarray(ak.to_numpy(ak.flatten(objects[f]))) for f in objects.fields}
-    event = np.repeat(np.arange(len(counts)), counts)
-    parent = np.flatnonzero(rng.random(len(event)) < fraction)
-    dr = np.exp(rng.uniform(np.log(dr_range[0]), np.log(dr_range[1]), len(parent)))
-    angle = rng.uniform(0.0, 2 * np.pi, len(parent))
-    new = {f: v[parent].copy() if v.dtype != bool else np.zeros(len(parent), bool) for f, v in cols.items()}
-    new["pt"] = cols["pt"][parent] * rng.uniform(*pt_fraction, len(parent))
-    new["eta"] = cols["eta"][parent] + dr * np.cos(angle)
-    new["phi"] = (cols["phi"][parent] + dr * np.sin(angle) + np.pi) % (2 * np.pi) - np.pi
-    keep = (new["pt"] > pt_min) & (np.abs(new["eta"]) < eta_max)
-    all_events = np.concatenate([event, event[parent][keep]])
-    order = np.argsort(all_events, kind="stable")
-    merged = {f: np.concatenate([cols[f], new[f][keep]])[order] for f in cols}
-    name = objects.layout.content.parameter("__record__") if objects.layout.content.is_record else None
-    augmented = ak.unflatten(ak.zip(merged, with_name=name), np.bincount(all_events, minlength=len(counts)))
-    return ak.with_field(truth, augmented, collection)
+    for _ in range(rounds):
+        objects = truth[collection]
+        counts = np.asarray(ak.to_numpy(ak.num(objects, axis=1)), dtype=np.int64)
+        cols = {f: np.asarray(ak.to_numpy(ak.flatten(objects[f]))) for f in objects.fields}
+        event = np.repeat(np.arange(len(counts)), counts)
+        parent = np.flatnonzero(rng.random(len(event)) < fraction)
+        dr = np.exp(rng.uniform(np.log(dr_range[0]), np.log(dr_range[1]), len(parent)))
+        angle = rng.uniform(0.0, 2 * np.pi, len(parent))
+        new = {f: v[parent].copy() if v.dtype != bool else np.zeros(len(parent), bool) for f, v in cols.items()}
+        new["pt"] = cols["pt"][parent] * rng.uniform(*pt_fraction, len(parent))
+        new["eta"] = cols["eta"][parent] + dr * np.cos(angle)
+        new["phi"] = (cols["phi"][parent] + dr * np.sin(angle) + np.pi) % (2 * np.pi) - np.pi
+        keep = (new["pt"] > pt_min) & (np.abs(new["eta"]) < eta_max)
+        all_events = np.concatenate([event, event[parent][keep]])
+        order = np.argsort(all_events, kind="stable")
+        merged = {f: np.concatenate([cols[f], new[f][keep]])[order] for f in cols}
+        name = objects.layout.content.parameter("__record__") if objects.layout.content.is_record else None
+        augmented = ak.unflatten(ak.zip(merged, with_name=name), np.bincount(all_events, minlength=len(counts)))
+        truth = ak.with_field(truth, augmented, collection)
+    return truth
 
 
 def _truth_only(events: ak.Array, layout: ObjectLayout) -> ak.Array:
@@ -492,7 +515,9 @@ def run_object_study(
     efficiency_features: Sequence[str] | None = None,
     distill: Mapping[str, Any] | None = None,
     companions: float = 0.0,
+    companion_rounds: int = 1,
     compare_classifiers: bool = False,
+    floor: bool = True,
     seed: int = 0,
     progress: bool | None = None,
 ) -> ObjectStudyResult:
@@ -503,9 +528,12 @@ def run_object_study(
     ``train_passes`` of them are the flow's), so that its statistical precision beats the oversampled test's.
     ``distill``: a :class:`~mcsurrogate.flows.distilled.DistillConfig` dict to evaluate the distilled sampler.
     ``companions``: the fraction of training truth objects that get a close companion (:func:`add_companions`,
-    a new draw per detector pass); the test truth and the other processes stay as they are.
+    a new draw per detector pass; ``companion_rounds`` rounds of it); the test truth and the other processes stay as
+    they are.
     ``efficiency_features``: the efficiency classifier's inputs (default: all of
-    :data:`~mcsurrogate.response.objects.EFFICIENCY_FEATURES`; see :meth:`ObjectResponse.fit`)."""
+    :data:`~mcsurrogate.response.objects.EFFICIENCY_FEATURES`; see :meth:`ObjectResponse.fit`).
+    ``floor``: also evaluate the reference against ``oversample`` more passes of its own over the same truth (what a
+    perfect surrogate would score in this comparison: :attr:`ObjectStudyResult.floor`)."""
     train_passes = check_int(train_passes, "train_passes", minimum=1)
     efficiency_passes = (
         train_passes if efficiency_passes is None else check_int(efficiency_passes, "efficiency_passes", minimum=1)
@@ -518,12 +546,15 @@ def run_object_study(
     is_test = rng.random(len(truth)) < test_fraction
     train_truth, test_truth = truth[~is_test], truth[is_test]
     companions = check_float(companions, "companions", minimum=0.0, maximum=1.0)
+    companion_rounds = check_int(companion_rounds, "companion_rounds", minimum=1)
+    if "test" in (other_processes or {}):
+        raise InputError("other_processes cannot be named 'test': that name is the held-out comparison's")
     t0 = time.perf_counter()
-    train = _passes(train_truth, detector, collection, train_passes, seed + 100, companions)
+    train = _passes(train_truth, detector, collection, train_passes, seed + 100, companions, companion_rounds)
     eff_train = (
         None
         if efficiency_passes == train_passes
-        else _passes(train_truth, detector, collection, efficiency_passes, seed + 100, companions)
+        else _passes(train_truth, detector, collection, efficiency_passes, seed + 100, companions, companion_rounds)
     )
     t_ref = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -546,25 +577,29 @@ def run_object_study(
         t_distill = time.perf_counter() - t0
     seconds = {"reference_training_sample": t_ref, "fit": t_fit, "distill": t_distill, "apply": 0.0}
     n_objects = 0
+    floors: dict[str, ObjectEvaluation] = {}
 
-    def compare(events: ak.Array, offset: int) -> ObjectEvaluation:
+    def compare(events: ak.Array, offset: int, name: str) -> ObjectEvaluation:
         nonlocal n_objects
         reference = _passes(events, detector, collection, oversample, seed + offset)
+        rho = detector.smearing.rho if detector.smearing.scenario == "correlation" else 0.0
+        if floor:
+            twin = _passes(events, detector, collection, oversample, seed + offset + 500)
+            floors[name] = evaluate_objects(reference, twin, rho=rho, seed=seed)
         truth_only = _truth_only(reference, layout)
         t1 = time.perf_counter()
         generated = model.apply(truth_only, seed=seed + offset + 50)
         seconds["apply"] += time.perf_counter() - t1
         n_objects += int(ak.sum(ak.num(truth_only[layout.truth])))
-        rho = detector.smearing.rho if detector.smearing.scenario == "correlation" else 0.0
         evaluation = evaluate_objects(reference, generated, rho=rho, seed=seed)
         t, found, _, _ = training_pairs(reference, layout)
         features = t.efficiency_features(model.efficiency.features)
         evaluation.reliability = reliability(model.efficiency.probability(features), found)
         return evaluation
 
-    evaluation = compare(test_truth, 1000)
+    evaluation = compare(test_truth, 1000, "test")
     generalisation = {
-        name: compare(events, 2000 + 100 * i) for i, (name, events) in enumerate((other_processes or {}).items())
+        name: compare(events, 2000 + 100 * i, name) for i, (name, events) in enumerate((other_processes or {}).items())
     }
     seconds["apply_objects_per_second"] = n_objects / max(seconds["apply"], 1e-9)
     classifiers = None
@@ -591,6 +626,7 @@ def run_object_study(
             "training_objects": int(ak.sum(ak.num(train[layout.truth]))),
         },
         classifiers=classifiers,
+        floor=floors,
     )
 
 
@@ -631,15 +667,25 @@ def load_or_generate_truth(
     return events, {"generated": str(path), "seconds": time.perf_counter() - t0, "stats": stats.to_dict()}
 
 
-#: the issue's bars: efficiency and multiplicity χ²/bin, core-width ratios in the bins measured to 1 %, correlations
+#: the issue's bars: efficiency and multiplicity χ²/bin, core-width ratios in the bins measured to 1 %, correlations.
+#: The width-ratio range is below the statistical floor as worded (the reference against an independent set of its own
+#: passes falls outside 0.98–1.02 in a bin measured to 1 % in most draws: ``analyses/object_response`` measures it in
+#: every run), so the widths are also held to the bar the issue sets for efficiency and multiplicity: χ²/bin ≤ 1.3 of
+#: the width ratios over all bins (the floor's: 0.6–1.4, mean 1.0, in 32 draws).
 CHI2_BAR = 1.3
 WIDTH_RATIO_BAR = (0.98, 1.02)
 CORRELATION_BAR = 0.03
-BARS: dict[str, Any] = {"chi2_per_bin": CHI2_BAR, "width_ratio": WIDTH_RATIO_BAR, "correlation": CORRELATION_BAR}
+BARS: dict[str, Any] = {
+    "chi2_per_bin": CHI2_BAR,
+    "width_ratio": WIDTH_RATIO_BAR,
+    "width_chi2_per_bin": CHI2_BAR,
+    "correlation": CORRELATION_BAR,
+}
 
 
 def headline(evaluation: ObjectEvaluation) -> dict[str, Any]:
-    """The numbers the issue's bars are about, and whether each is met."""
+    """The numbers the issue's bars are about, and whether each is met (``widths``: the restated bar on the width
+    ratios' χ²/bin; ``widths_precise_bins``: the range as the issue words it; see :data:`BARS`)."""
     s = evaluation.summary()
     w = s["widths"]
     corr = {k: v["generated"] - v["reference"] for k, v in evaluation.correlation.items()}
@@ -661,6 +707,7 @@ def headline(evaluation: ObjectEvaluation) -> dict[str, Any]:
             "met": {
                 "efficiency": s["efficiency_chi2_per_bin"] <= CHI2_BAR,
                 "multiplicity": s["multiplicity"]["chi2_per_bin"] <= CHI2_BAR,
+                "widths": w["chi2_per_bin"] <= CHI2_BAR,
                 "widths_precise_bins": bool(precise_ok),
                 "correlations": max(abs(v) for v in corr.values()) <= CORRELATION_BAR,
             },
@@ -723,12 +770,27 @@ def _readme(report: Mapping[str, Any]) -> str:
         "",
         (
             "Bars (issue 31): efficiency and multiplicity χ²/bin ≤ 1.3, core-width ratios 0.98–1.02 in the bins "
-            "measured to 1 %, correlations within ±0.03 of the reference."
+            "measured to 1 % (`widths_precise_bins`), correlations within ±0.03 of the reference. The width range is "
+            "below the statistical floor as worded, so the widths are also held to χ²/bin ≤ 1.3 of their ratios "
+            "(`widths`). Each *floor* row is the reference detector against as many passes more of its own over the "
+            "same truth: what a perfect surrogate scores in that comparison."
         ),
         "",
         "| scenario | sample | eff. χ²/bin | mult. χ²/bin | width χ²/bin | precise bins: ratio range | ρ(E_T, η, φ) ref → surrogate | Δ⟨m_γγ⟩ [GeV] | SD ratio | met |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
+
+    def row(name: str, sample: str, h: Mapping[str, Any], rho: str) -> str:
+        met = ", ".join(k for k, v in h["met"].items() if v) or "none"
+        missed = [k for k, v in h["met"].items() if not v]
+        lo, hi = h["width_precise_ratio_range"]
+        return (
+            f"| {name} | {sample} | {_fmt(h['efficiency_chi2_per_bin'])} | {_fmt(h['multiplicity_chi2_per_bin'])} | "
+            f"{_fmt(h['width_chi2_per_bin'])} | {h['width_precise_bins']}: {_fmt(lo, 3)}–{_fmt(hi, 3)} | {rho} | "
+            f"{_fmt(h['mass_mean_difference_gev'], 3)} ± {_fmt(h['mass_mean_difference_err_gev'], 3)} | "
+            f"{_fmt(h['mass_sd_ratio'], 3)} | {met}{'; not: ' + ', '.join(missed) if missed else ''} |"
+        )
+
     for name, entry in report["scenarios"].items():
         for sample, h in entry["headline"].items():
             ev = entry["test"] if sample == "test" else entry["generalisation"][sample]
@@ -736,15 +798,11 @@ def _readme(report: Mapping[str, Any]) -> str:
                 f"{_fmt(ev['correlation'][f]['reference'])} → {_fmt(ev['correlation'][f]['generated'])}"
                 for f in ("pt", "eta", "phi")
             )
-            met = ", ".join(k for k, v in h["met"].items() if v) or "none"
-            missed = [k for k, v in h["met"].items() if not v]
-            lo, hi = h["width_precise_ratio_range"]
-            lines.append(
-                f"| {name} | {sample} | {_fmt(h['efficiency_chi2_per_bin'])} | {_fmt(h['multiplicity_chi2_per_bin'])} | "
-                f"{_fmt(h['width_chi2_per_bin'])} | {h['width_precise_bins']}: {_fmt(lo, 3)}–{_fmt(hi, 3)} | {rho} | "
-                f"{_fmt(h['mass_mean_difference_gev'], 3)} ± {_fmt(h['mass_mean_difference_err_gev'], 3)} | "
-                f"{_fmt(h['mass_sd_ratio'], 3)} | {met}{'; not: ' + ', '.join(missed) if missed else ''} |"
-            )
+            lines.append(row(name, sample, h, rho))
+            floor = entry.get("floor", {}).get(sample)
+            if floor is not None:
+                shift = ", ".join(f"Δ {_fmt(floor['correlation_minus_reference'][f])}" for f in ("pt", "eta", "phi"))
+                lines.append(row(name, f"{sample} floor", floor, shift))
     lines += ["", "Per scenario: training sizes, timings (s) and the efficiency classifiers compared:", ""]
     for name, entry in report["scenarios"].items():
         lines.append(
@@ -777,11 +835,12 @@ def efficiency_generalisation(
     efficiency: Mapping[str, Any] | None = None,
     test_fraction: float = 0.2,
     companions: float = 0.0,
+    companion_rounds: int = 1,
     seed: int = 1,
 ) -> dict[str, Any]:
     """How well the efficiency classifier trained on ``truth`` (the training split of :func:`run_object_study`'s,
-    ``passes`` detector passes, with ``companions`` as there) carries over to ``other`` truth (``test_passes`` passes): for each feature set and
-    network seed, and for HistGradientBoosting, the χ²/bin of the efficiency vs E_T, η, μ (a Bernoulli draw from the
+    ``passes`` detector passes, with ``companions`` and ``companion_rounds`` as there) carries over to ``other`` truth
+    (``test_passes`` passes): for each feature set and network seed, and for HistGradientBoosting, the χ²/bin of the efficiency vs E_T, η, μ (a Bernoulli draw from the
     predicted p against the reference's outcomes, binomial errors on both), the mean p and the rms of p − ε against
     the reference's own ε. The reference's ε itself is the floor (χ² ≈ 1).
 
@@ -797,7 +856,7 @@ def efficiency_generalisation(
     layout = ObjectLayout()
     is_test = np.random.default_rng([seed, 7]).random(len(truth)) < test_fraction
     t, found, _, _ = training_pairs(
-        _passes(truth[~is_test], detector, collection, passes, seed + 100, companions), layout
+        _passes(truth[~is_test], detector, collection, passes, seed + 100, companions, companion_rounds), layout
     )
     to, fo, _, _ = training_pairs(_passes(other, detector, collection, test_passes, seed + 2000), layout)
     xo = to.efficiency_features()
@@ -828,6 +887,7 @@ def efficiency_generalisation(
 
     out: dict[str, Any] = {
         "companions": companions,
+        "companion_rounds": companion_rounds,
         "n_train_objects": len(found),
         "n_other_objects": len(fo),
         "reference_epsilon": score(eps) | {"mean_p": float(eps.mean())},
