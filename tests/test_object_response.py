@@ -215,6 +215,19 @@ def test_evaluation_of_two_reference_passes_is_consistent_and_a_wrong_detector_i
     json.dumps(same.to_dict(), allow_nan=False)
 
 
+def test_statistical_floor_scores_the_reference_against_itself() -> None:
+    from mcsurrogate.response.object_study import statistical_floor
+
+    truth = ak.zip({"all_photons": jagged_truth(4000, 21).photons, "mu": jagged_truth(4000, 21).mu}, depth_limit=1)
+    floor = statistical_floor(truth, PhotonDetector(SmearingConfig("correlation", rho=0.5)), draws=2, oversample=2)
+    assert len(floor["draws"]) == 2 and set(floor["met"]) >= {"efficiency", "widths", "widths_precise_bins"}
+    assert all(0 <= n <= 2 for n in floor["met"].values())
+    lo, hi = floor["range"]["efficiency_chi2_per_bin"]
+    assert 0 < lo <= hi < 3  # a perfect surrogate: χ²/bin about 1, not the 10+ of a wrong efficiency
+    assert all(abs(d["correlation_minus_reference"]["pt"]) < 0.1 for d in floor["draws"])
+    json.dumps(floor, allow_nan=False)
+
+
 def test_object_study_end_to_end_writes_strict_json_and_a_readme(tmp_path) -> None:
     from mcsurrogate.response.object_study import run_object_study, write_study_report
 

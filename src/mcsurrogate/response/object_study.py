@@ -50,6 +50,7 @@ __all__ = [
     "headline",
     "load_or_generate_truth",
     "run_object_study",
+    "statistical_floor",
     "write_study_report",
 ]
 
@@ -630,6 +631,36 @@ def run_object_study(
     )
 
 
+def statistical_floor(
+    truth: ak.Array,
+    detector: PhotonDetector,
+    *,
+    collection: str = "all_photons",
+    draws: int = 8,
+    oversample: int = 6,
+    n_boot: int = 20,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """What a perfect surrogate scores on ``truth``: ``draws`` times, the reference detector (``oversample`` passes)
+    against an independent set of as many passes of its own over the same truth, evaluated as
+    :func:`run_object_study` evaluates a surrogate. Returns each draw's :func:`headline` and, per bar, how many
+    draws meet it (``met``) and the range of each χ²/bin."""
+    draws = check_int(draws, "draws", minimum=1)
+    rho = detector.smearing.rho if detector.smearing.scenario == "correlation" else 0.0
+    rows = []
+    for d in range(draws):
+        a = _passes(truth, detector, collection, oversample, seed + 10_000 * (d + 1))
+        b = _passes(truth, detector, collection, oversample, seed + 10_000 * (d + 1) + 5_000)
+        rows.append(headline(evaluate_objects(a, b, rho=rho, n_boot=n_boot, seed=seed + d)))
+    keys = ("efficiency_chi2_per_bin", "multiplicity_chi2_per_bin", "width_chi2_per_bin")
+    return {
+        "draws": rows,
+        "met": {bar: sum(bool(r["met"][bar]) for r in rows) for bar in rows[0]["met"]},
+        "range": {k: [min(r[k] for r in rows), max(r[k] for r in rows)] for k in keys},
+        "mean": {k: float(np.mean([r[k] for r in rows])) for k in keys},
+    }
+
+
 def load_or_generate_truth(
     path: str | Path,
     n_events: int,
@@ -669,9 +700,9 @@ def load_or_generate_truth(
 
 #: the issue's bars: efficiency and multiplicity χ²/bin, core-width ratios in the bins measured to 1 %, correlations.
 #: The width-ratio range is below the statistical floor as worded (the reference against an independent set of its own
-#: passes falls outside 0.98–1.02 in a bin measured to 1 % in most draws: ``analyses/object_response`` measures it in
-#: every run), so the widths are also held to the bar the issue sets for efficiency and multiplicity: χ²/bin ≤ 1.3 of
-#: the width ratios over all bins (the floor's: 0.6–1.4, mean 1.0, in 32 draws).
+#: passes falls outside 0.98–1.02 in a bin measured to 1 % in 14 of 32 draws, 7 of 8 on tt̄H: ``analyses/object_response``
+#: measures this floor in every run), so the widths are also held to the bar the issue sets for efficiency and
+#: multiplicity: χ²/bin ≤ 1.3 of the width ratios over all bins (the floor's: 0.6–1.4, mean 1.0, in those 32 draws).
 CHI2_BAR = 1.3
 WIDTH_RATIO_BAR = (0.98, 1.02)
 CORRELATION_BAR = 0.03
