@@ -228,6 +228,20 @@ def test_statistical_floor_scores_the_reference_against_itself() -> None:
     json.dumps(floor, allow_nan=False)
 
 
+def test_the_study_truth_is_read_from_its_cache_by_name(tmp_path) -> None:
+    """Cached samples (named by process, size and seed) are read back, not generated again; a cache with more events
+    than asked for gives the first ones."""
+    from mcsurrogate.response.object_study import load_study_truth
+
+    ggh = ak.zip({"all_photons": jagged_truth(30, 1).photons, "mu": jagged_truth(30, 1).mu}, depth_limit=1)
+    tth = ak.zip({"all_photons": jagged_truth(20, 2).photons, "mu": jagged_truth(20, 2).mu}, depth_limit=1)
+    ak.to_parquet(ggh, tmp_path / "ggH_had_all_photons10_n30_seed4.parquet")
+    ak.to_parquet(tth, tmp_path / "ttH_had_all_photons10_n20_seed5.parquet")
+    a, b, info = load_study_truth(tmp_path, 30, 20, seed=4)
+    assert len(a) == 30 and len(b) == 20 and ak.all(ak.flatten(a.all_photons.pt) == ak.flatten(ggh.all_photons.pt))
+    assert info["ggH"]["cached"].endswith("ggH_had_all_photons10_n30_seed4.parquet") and info["ttH"]["n_events"] == 20
+
+
 def test_object_study_end_to_end_writes_strict_json_and_a_readme(tmp_path) -> None:
     from mcsurrogate.response.object_study import run_object_study, write_study_report
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from mcsurrogate.response import PhotonDetector
-from mcsurrogate.response.object_study import efficiency_generalisation, load_or_generate_truth
+from mcsurrogate.response.object_study import efficiency_generalisation, load_study_truth
 
 
 def main() -> None:
@@ -34,15 +34,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    ggh, _ = load_or_generate_truth(
-        args.cache / f"ggH_had_all_photons10_n{args.events}_seed{args.seed}.parquet", args.events, seed=args.seed
-    )
-    tth, _ = load_or_generate_truth(
-        args.cache / f"ttH_had_all_photons10_n{args.other_events}_seed{args.seed + 1}.parquet",
-        args.other_events,
-        seed=args.seed + 1,
-        process="ttH",
-    )
+    ggh, tth, _ = load_study_truth(args.cache, args.events, args.other_events, seed=args.seed)
     result = efficiency_generalisation(
         ggh,
         tth,

@@ -33,7 +33,7 @@ import torch
 
 from mcsurrogate import __version__
 from mcsurrogate.response import PhotonDetector, SmearingConfig
-from mcsurrogate.response.object_study import load_or_generate_truth, run_object_study, write_study_report
+from mcsurrogate.response.object_study import load_study_truth, run_object_study, write_study_report
 
 SCENARIOS = {
     "baseline": SmearingConfig("baseline"),
@@ -90,20 +90,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.small:
         args.events, args.other_events, args.epochs, args.preset = 10_000, 3_000, 2, "demo"
-    samples = {}
-    ggh, samples["ggH"] = load_or_generate_truth(
-        args.cache / f"ggH_had_all_photons10_n{args.events}_seed{args.seed}.parquet",
-        args.events,
-        seed=args.seed,
-        process="ggH",
-        n_workers=args.workers,
-    )
-    tth, samples["ttH"] = load_or_generate_truth(
-        args.cache / f"ttH_had_all_photons10_n{args.other_events}_seed{args.seed + 1}.parquet",
-        args.other_events,
-        seed=args.seed + 1,
-        process="ttH",
-        n_workers=args.workers,
+    ggh, tth, samples = load_study_truth(
+        args.cache, args.events, args.other_events, seed=args.seed, n_workers=args.workers
     )
     results = {}
     for name in args.scenarios.split(","):

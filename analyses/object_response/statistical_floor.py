@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from mcsurrogate.response import PhotonDetector, SmearingConfig
-from mcsurrogate.response.object_study import load_or_generate_truth, statistical_floor
+from mcsurrogate.response.object_study import load_study_truth, statistical_floor
 
 SCENARIOS = {"baseline": SmearingConfig("baseline"), "rho1.0": SmearingConfig("correlation", rho=1.0)}
 
@@ -34,15 +34,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
     t0 = time.perf_counter()
-    ggh, _ = load_or_generate_truth(
-        args.cache / f"ggH_had_all_photons10_n{args.events}_seed{args.seed}.parquet", args.events, seed=args.seed
-    )
-    tth, _ = load_or_generate_truth(
-        args.cache / f"ttH_had_all_photons10_n{args.other_events}_seed{args.seed + 1}.parquet",
-        args.other_events,
-        seed=args.seed + 1,
-        process="ttH",
-    )
+    ggh, tth, _ = load_study_truth(args.cache, args.events, args.other_events, seed=args.seed)
     is_test = np.random.default_rng([args.seed, 7]).random(len(ggh)) < 0.2  # run_object_study's split
     samples = {"test": ggh[is_test], "ttH": tth}
     result: dict[str, object] = {"draws": args.draws, "seed": args.seed, "floors": {}}

@@ -49,6 +49,7 @@ __all__ = [
     "evaluate_objects",
     "headline",
     "load_or_generate_truth",
+    "load_study_truth",
     "run_object_study",
     "statistical_floor",
     "write_study_report",
@@ -696,6 +697,26 @@ def load_or_generate_truth(
     ak.to_parquet(events, tmp)
     tmp.replace(path)
     return events, {"generated": str(path), "seconds": time.perf_counter() - t0, "stats": stats.to_dict()}
+
+
+def load_study_truth(
+    cache: str | Path, events: int, other_events: int, *, seed: int, n_workers: int = 1
+) -> tuple[ak.Array, ak.Array, dict[str, Any]]:
+    """The object study's truth samples (:func:`load_or_generate_truth`, cached in ``cache`` under names that say
+    their arguments): ``events`` gg → H events of ``seed`` and ``other_events`` tt̄H events of ``seed + 1``.
+    Returns ``(ggh, tth, provenance)``."""
+    cache = Path(cache)
+    ggh, info_ggh = load_or_generate_truth(
+        cache / f"ggH_had_all_photons10_n{events}_seed{seed}.parquet", events, seed=seed, n_workers=n_workers
+    )
+    tth, info_tth = load_or_generate_truth(
+        cache / f"ttH_had_all_photons10_n{other_events}_seed{seed + 1}.parquet",
+        other_events,
+        seed=seed + 1,
+        process="ttH",
+        n_workers=n_workers,
+    )
+    return ggh, tth, {"ggH": info_ggh, "ttH": info_tth}
 
 
 #: the issue's bars: efficiency and multiplicity χ²/bin, core-width ratios in the bins measured to 1 %, correlations.
