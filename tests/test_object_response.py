@@ -192,6 +192,27 @@ def test_object_response_save_load_and_errors(trained, tmp_path) -> None:
     assert len(empty) == 0
 
 
+def test_a_symmetric_detector_layout_conditions_the_flow_on_abs_eta(tmp_path) -> None:
+    import warnings
+
+    layout = ObjectLayout(symmetric_eta=True)
+    train = reconstruct_photons(jagged_truth(2000, 31), PhotonDetector(), seed=1)
+    model = ObjectResponse.fit(train, layout, preset="demo", training={"epochs": 1}, efficiency={"epochs": 1})
+    eta = ak.to_numpy(model.training_conditions(train)["eta"])
+    assert eta.min() >= 0 and eta.max() > 2.0  # |η| of the training objects, both halves of the detector in one
+    model.save(tmp_path / "m")
+    again = ObjectResponse.load(tmp_path / "m", device="cpu")
+    assert again.layout.symmetric_eta
+    truth = ak.zip({"truth_photons": train.truth_photons, "mu": train.mu}, depth_limit=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # negative η is inside the training range of |η|: no extrapolation warning
+        a = again.apply(truth, seed=4)
+    matched = match_objects(a.truth_photons, a.photons).reco_matched
+    assert int(ak.sum(matched)) == len(ak.flatten(a.photons))  # each reco photon beside its truth: η keeps its sign
+    with pytest.raises(InputError, match="symmetric_eta"):
+        ObjectLayout(symmetric_eta="yes")  # type: ignore[arg-type]
+
+
 def test_evaluation_of_two_reference_passes_is_consistent_and_a_wrong_detector_is_not() -> None:
     from mcsurrogate.response.object_study import evaluate_objects, headline
     from mcsurrogate.response.reference_detector import ParametricEfficiency

@@ -65,6 +65,12 @@ def parse() -> argparse.Namespace:
         default=3,
         help="rounds of companions (companions get companions: crowded events with many photons, as tt̄H's)",
     )
+    ap.add_argument(
+        "--symmetric-eta",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the response flow reads |η| (the reference detector responds alike at ±η; default on)",
+    )
     ap.add_argument("--preset", default="affine-spline")
     ap.add_argument(
         "--distill",
@@ -109,6 +115,7 @@ def main() -> None:
             efficiency_features=None if args.efficiency_features is None else args.efficiency_features.split(","),
             companions=args.companions,
             companion_rounds=args.companion_rounds,
+            symmetric_eta=args.symmetric_eta,
             compare_classifiers=name == "baseline",
             distill=None if args.distill is None else {"precision": args.distill},
             seed=args.seed,

@@ -518,6 +518,7 @@ def run_object_study(
     distill: Mapping[str, Any] | None = None,
     companions: float = 0.0,
     companion_rounds: int = 1,
+    symmetric_eta: bool = False,
     compare_classifiers: bool = False,
     floor: bool = True,
     seed: int = 0,
@@ -534,6 +535,7 @@ def run_object_study(
     they are.
     ``efficiency_features``: the efficiency classifier's inputs (default: all of
     :data:`~mcsurrogate.response.objects.EFFICIENCY_FEATURES`; see :meth:`ObjectResponse.fit`).
+    ``symmetric_eta``: the response flow reads |η| (:class:`~.objects.ObjectLayout`).
     ``floor``: also evaluate the reference against ``oversample`` more passes of its own over the same truth (what a
     perfect surrogate would score in this comparison: :attr:`ObjectStudyResult.floor`)."""
     train_passes = check_int(train_passes, "train_passes", minimum=1)
@@ -543,7 +545,7 @@ def run_object_study(
     oversample = check_int(oversample, "oversample", minimum=1)
     if collection not in truth.fields:
         raise InputError(f"the truth events have no collection {collection!r} (fields: {truth.fields})")
-    layout = ObjectLayout()
+    layout = ObjectLayout(symmetric_eta=symmetric_eta)
     rng = np.random.default_rng([seed, 7])
     is_test = rng.random(len(truth)) < test_fraction
     train_truth, test_truth = truth[~is_test], truth[is_test]

@@ -63,7 +63,9 @@ class ObjectLayout:
     :meth:`ObjectResponse.apply` reads, unless told otherwise); ``pileup``: the per-event μ; ``fields``: the
     responses Δ = reco − truth (a subset of pt [GeV], eta, phi [rad]; the others are copied from truth);
     ``max_dr``: the matching cone; ``reco_pt_min`` (GeV): reco objects at or below it are not kept (as the reference
-    detector's threshold); ``dr_cap``: ΔR to the nearest other truth object, capped (and used for lone objects)."""
+    detector's threshold); ``dr_cap``: ΔR to the nearest other truth object, capped (and used for lone objects);
+    ``symmetric_eta``: the detector responds alike at η and −η, so the response flow reads |η| (both halves of the
+    detector train one function; an analyst's detector with η-asymmetric features must leave it off)."""
 
     truth: str = "truth_photons"
     reco: str = "photons"
@@ -72,6 +74,7 @@ class ObjectLayout:
     max_dr: float = 0.1
     reco_pt_min: float = 0.0
     dr_cap: float = 5.0
+    symmetric_eta: bool = False
 
     def __post_init__(self) -> None:
         for name in ("truth", "reco", "pileup"):
@@ -85,6 +88,11 @@ class ObjectLayout:
         check_float(self.max_dr, "ObjectLayout.max_dr", above=0.0)
         check_float(self.reco_pt_min, "ObjectLayout.reco_pt_min", minimum=0.0)
         check_float(self.dr_cap, "ObjectLayout.dr_cap", above=0.0)
+        check_bool(self.symmetric_eta, "ObjectLayout.symmetric_eta")
+
+    def eta_condition(self, eta: np.ndarray) -> np.ndarray:
+        """The η the response flow reads: |η| with :attr:`symmetric_eta`, else η."""
+        return np.abs(eta) if self.symmetric_eta else eta
 
     @property
     def targets(self) -> list[str]:
@@ -480,7 +488,7 @@ class ObjectResponse:
         truth_cond = np.column_stack(
             [
                 t.kin["pt"][kept],
-                t.kin["eta"][kept],
+                self.layout.eta_condition(t.kin["eta"][kept]),
                 t.mu[kept],
                 self._clip("n_objects", t.n_objects[kept]),
                 self._clip("dr_nearest", t.dr_nearest[kept]),
@@ -512,7 +520,12 @@ class ObjectResponse:
     def _warn_outside_training_range(self, t: TruthObjects) -> None:
         """One warning for truth objects outside the range of the training objects' E_T, |η|, μ or count."""
         ranges = self.response.metrics.get("condition_ranges", {})
-        values = {"pt": t.kin["pt"], "eta": t.kin["eta"], "mu": t.mu, "n_objects": t.n_objects}
+        values = {
+            "pt": t.kin["pt"],
+            "eta": self.layout.eta_condition(t.kin["eta"]),
+            "mu": t.mu,
+            "n_objects": t.n_objects,
+        }
         notes = outside_training_range(values, ranges)
         if notes:
             warnings.warn(
@@ -704,7 +717,7 @@ def _conditions(
 ) -> dict[str, np.ndarray]:
     cols = {
         "pt": t.kin["pt"],
-        "eta": t.kin["eta"],
+        "eta": layout.eta_condition(t.kin["eta"]),
         "mu": t.mu,
         "n_objects": t.n_objects,
         "dr_nearest": t.dr_nearest,
