@@ -50,8 +50,8 @@ class EfficiencyConfig:
     the lowest validation loss is kept). ``patience``: stop after that many epochs without improvement, or ``None``
     (default) to run the whole schedule — the validation loss of millions of objects moves by 10⁻⁴ between epochs
     on its plateau, so early stopping there keeps a network of the schedule's high-rate start: on the object study's
-    4 × 10⁶ gg → H photons, patience 3 stopped at epoch 2, 8 or 4 of 8 for three seeds (held-out efficiency χ²/bin
-    1.63, 0.98, 1.12), the whole schedule chose epoch 8 each time (0.88, 0.98, 0.97)."""
+    4 × 10⁶ gg → H photons, patience 3 kept the networks of epochs 2, 8 and 4 of 8 for three seeds (held-out
+    efficiency χ²/bin 1.63, 0.98, 1.12), the whole schedule chose epoch 8 each time (0.88, 0.98, 0.97)."""
 
     hidden: int = 64
     layers: int = 3
