@@ -264,7 +264,7 @@ def test_the_study_truth_is_read_from_its_cache_by_name(tmp_path) -> None:
 
 
 def test_object_study_end_to_end_writes_strict_json_and_a_readme(tmp_path) -> None:
-    from mcsurrogate.response.object_study import run_object_study, write_study_report
+    from mcsurrogate.response.object_study import run_object_study, split_study_events, write_study_report
 
     truth = ak.zip({"all_photons": jagged_truth(3000, 12).photons, "mu": jagged_truth(3000, 12).mu}, depth_limit=1)
     other = ak.zip({"all_photons": jagged_truth(500, 13).photons, "mu": jagged_truth(500, 13).mu}, depth_limit=1)
@@ -287,6 +287,8 @@ def test_object_study_end_to_end_writes_strict_json_and_a_readme(tmp_path) -> No
         "hist_gradient_boosting_isotonic",
     }
     assert report["scenarios"]["rho0.5"]["sizes"]["test_events"] > 400
+    held_out = split_study_events(truth, seed=0)[1]  # the split the scripts use to find the study's test events
+    assert report["scenarios"]["rho0.5"]["sizes"]["test_events"] == len(held_out)
     readme = (tmp_path / "README.md").read_text()
     assert "| rho0.5 | other |" in readme and "| rho0.5 | other floor |" in readme
     # the floor: the reference against more passes of its own over the same truth, scored as the surrogate is

@@ -375,3 +375,8 @@ def test_close_truth_photons_are_merged_before_the_detector() -> None:
     out = reconstruct_photons(truth, PhotonDetector(merge_dr=0.05), seed=0)
     assert ak.num(out.truth_photons).tolist() == [2, 0] and "n_merged" in out.truth_photons.fields
     assert ak.num(reconstruct_photons(truth, PhotonDetector(merge_dr=0.0)).truth_photons).tolist() == [4, 0]
+
+
+def test_designed_correlation_of_each_scenario() -> None:
+    assert SmearingConfig("correlation", rho=0.5).designed_rho == 0.5
+    assert SmearingConfig("baseline").designed_rho == 0.0 and SmearingConfig("asymmetric").designed_rho == 0.0

@@ -16,10 +16,8 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-
 from mcsurrogate.response import PhotonDetector, SmearingConfig
-from mcsurrogate.response.object_study import load_study_truth, statistical_floor
+from mcsurrogate.response.object_study import load_study_truth, split_study_events, statistical_floor
 
 SCENARIOS = {"baseline": SmearingConfig("baseline"), "rho1.0": SmearingConfig("correlation", rho=1.0)}
 
@@ -35,8 +33,7 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.perf_counter()
     ggh, tth, _ = load_study_truth(args.cache, args.events, args.other_events, seed=args.seed)
-    is_test = np.random.default_rng([args.seed, 7]).random(len(ggh)) < 0.2  # run_object_study's split
-    samples = {"test": ggh[is_test], "ttH": tth}
+    samples = {"test": split_study_events(ggh, seed=args.seed)[1], "ttH": tth}  # run.py's held-out split
     result: dict[str, object] = {"draws": args.draws, "seed": args.seed, "floors": {}}
     for name, smearing in SCENARIOS.items():
         for sample, truth in samples.items():

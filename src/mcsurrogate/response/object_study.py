@@ -51,6 +51,7 @@ __all__ = [
     "load_or_generate_truth",
     "load_study_truth",
     "run_object_study",
+    "split_study_events",
     "statistical_floor",
     "write_study_report",
 ]
@@ -497,6 +498,14 @@ def add_companions(
     return truth
 
 
+def split_study_events(truth: ak.Array, test_fraction: float = 0.2, *, seed: int = 0) -> tuple[ak.Array, ak.Array]:
+    """``(train, test)``: the events of ``truth`` split at random (seeded), ``test_fraction`` of them held out — the
+    split of :func:`run_object_study` and :func:`efficiency_generalisation` for the same ``seed``."""
+    check_float(test_fraction, "test_fraction", above=0.0, below=1.0)
+    is_test = np.random.default_rng([seed, 7]).random(len(truth)) < test_fraction
+    return truth[~is_test], truth[is_test]
+
+
 def _truth_only(events: ak.Array, layout: ObjectLayout) -> ak.Array:
     return ak.zip({layout.truth: events[layout.truth], layout.pileup: events[layout.pileup]}, depth_limit=1)
 
@@ -546,9 +555,7 @@ def run_object_study(
     if collection not in truth.fields:
         raise InputError(f"the truth events have no collection {collection!r} (fields: {truth.fields})")
     layout = ObjectLayout(symmetric_eta=symmetric_eta)
-    rng = np.random.default_rng([seed, 7])
-    is_test = rng.random(len(truth)) < test_fraction
-    train_truth, test_truth = truth[~is_test], truth[is_test]
+    train_truth, test_truth = split_study_events(truth, test_fraction, seed=seed)
     companions = check_float(companions, "companions", minimum=0.0, maximum=1.0)
     companion_rounds = check_int(companion_rounds, "companion_rounds", minimum=1)
     if "test" in (other_processes or {}):
@@ -586,7 +593,7 @@ def run_object_study(
     def compare(events: ak.Array, offset: int, name: str) -> ObjectEvaluation:
         nonlocal n_objects
         reference = _passes(events, detector, collection, oversample, seed + offset)
-        rho = detector.smearing.rho if detector.smearing.scenario == "correlation" else 0.0
+        rho = detector.smearing.designed_rho
         if floor:
             twin = _passes(events, detector, collection, oversample, seed + offset + 500)
             floors[name] = evaluate_objects(reference, twin, rho=rho, seed=seed)
@@ -649,7 +656,7 @@ def statistical_floor(
     :func:`run_object_study` evaluates a surrogate. Returns each draw's :func:`headline` and, per bar, how many
     draws meet it (``met``) and the range of each χ²/bin."""
     draws = check_int(draws, "draws", minimum=1)
-    rho = detector.smearing.rho if detector.smearing.scenario == "correlation" else 0.0
+    rho = detector.smearing.designed_rho
     rows = []
     for d in range(draws):
         a = _passes(truth, detector, collection, oversample, seed + 10_000 * (d + 1))
@@ -908,9 +915,9 @@ def efficiency_generalisation(
 
     sets = dict(feature_sets or {"all": EFFICIENCY_FEATURES, "without n_objects": ("pt", "eta", "mu", "dr_nearest")})
     layout = ObjectLayout()
-    is_test = np.random.default_rng([seed, 7]).random(len(truth)) < test_fraction
+    train_truth, _ = split_study_events(truth, test_fraction, seed=seed)
     t, found, _, _ = training_pairs(
-        _passes(truth[~is_test], detector, collection, passes, seed + 100, companions, companion_rounds), layout
+        _passes(train_truth, detector, collection, passes, seed + 100, companions, companion_rounds), layout
     )
     to, fo, _, _ = training_pairs(_passes(other, detector, collection, test_passes, seed + 2000), layout)
     xo = to.efficiency_features()

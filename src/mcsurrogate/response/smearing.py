@@ -137,6 +137,12 @@ class SmearingConfig:
         if not self.tail_width > 0.0:
             raise InputError(f"tail_width (in units of σ) must be positive, got {self.tail_width}")
 
+    @property
+    def designed_rho(self) -> float:
+        """The correlation this scenario builds in between the responses of two objects of an event (0 unless
+        ``correlation``)."""
+        return self.rho if self.scenario == "correlation" else 0.0
+
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["mapping"] = self.mapping.to_dict()
