@@ -14,7 +14,7 @@ from mcsurrogate.response.efficiency import EfficiencyConfig, EfficiencyModel, r
 from mcsurrogate.response.matching import match_objects
 from mcsurrogate.response.objects import ObjectLayout, ObjectResponse, PullScale, TruthObjects, _previous
 from mcsurrogate.response.reference_detector import PhotonDetector, reconstruct_photons
-from mcsurrogate.response.smearing import SmearingConfig
+from mcsurrogate.response.smearing import SmearingConfig, resolution
 
 
 def jagged_truth(n_events: int, seed: int, max_objects: int = 5) -> ak.Array:
@@ -79,18 +79,52 @@ def test_previous_objects_bookkeeping() -> None:
     n_prev, mean = _previous(event, found, pulls, 2)
     np.testing.assert_array_equal(n_prev, [0, 1, 1, 2, 0, 1])
     np.testing.assert_allclose(mean[:, 0], [0, 1, 1, 1.5, 0, 3])
+    # without earlier objects the mean is exactly 0, also after running sums over many objects
+    rng = np.random.default_rng(3)
+    event = np.repeat(np.arange(20_000), 3)
+    _, mean = _previous(event, np.ones(len(event), bool), rng.normal(0, 1e3, (len(event), 1)), 20_000)
+    assert (mean[::3] == 0.0).all()
 
 
-def test_pull_scale_recovers_binned_widths() -> None:
+def test_pull_scale_recovers_a_factorising_resolution_smoothly() -> None:
     rng = np.random.default_rng(4)
-    n = 200_000
-    pt, eta, mu = rng.uniform(10, 200, n), rng.uniform(-2.5, 2.5, n), rng.uniform(0, 40, n)
-    sigma = 1.0 + pt / 100 + np.abs(eta) / 2.5
-    delta = rng.standard_normal((n, 1)) * sigma[:, None]
-    scale = PullScale.fit(pt, eta, mu, delta, bins=(10, 5, 2))
-    pulls = delta[:, 0] / scale.sigma(pt, eta, mu)[:, 0]
-    assert pulls.std() == pytest.approx(1.0, abs=0.03)
-    assert PullScale.from_dict(json.loads(json.dumps(scale.to_dict()))).sigma(pt[:5], eta[:5], mu[:5]).shape == (5, 1)
+    n = 300_000
+    pt = np.exp(rng.uniform(np.log(10), np.log(300), n))
+    eta, mu = rng.uniform(-2.5, 2.5, n), rng.uniform(0, 40, n)
+    true = np.column_stack([resolution(f, pt, eta, mu) for f in ("pt", "eta", "phi")])  # paper A: a product
+    delta = rng.standard_normal((n, 3)) * true
+    scale = PullScale.fit(pt, eta, mu, delta)
+    assert scale.kind == "additive"
+    ratio = true / scale.sigma(pt, eta, mu)
+    # σ̂ within ~2 % of σ everywhere (the first, binned σ̂ of such samples: 6-10 % rms inside its bins)
+    assert np.abs(ratio.mean(axis=0) - 1).max() < 0.02 and ratio.std(axis=0).max() < 0.035
+    # smooth: no jump between two objects a hair apart
+    a = scale.sigma(np.array([40.0]), np.array([1.0]), np.array([20.0]))
+    b = scale.sigma(np.array([40.01]), np.array([1.0001]), np.array([20.001]))
+    np.testing.assert_allclose(a, b, rtol=1e-3)
+    again = PullScale.from_dict(json.loads(json.dumps(scale.to_dict())))
+    np.testing.assert_array_equal(again.sigma(pt[:5], eta[:5], mu[:5]), scale.sigma(pt[:5], eta[:5], mu[:5]))
+    # few pairs: fewer knots, still a width per response; none: a clear error
+    small = PullScale.fit(pt[:50], eta[:50], mu[:50], delta[:50])
+    assert small.sigma(pt[:3], eta[:3], mu[:3]).shape == (3, 3) and np.isfinite(small.log_widths).all()
+    with pytest.raises(InputError, match="at least 10 matched pairs"):
+        PullScale.fit(pt[:5], eta[:5], mu[:5], delta[:5])
+
+
+def test_a_binned_pull_scale_of_an_older_model_directory_still_reads() -> None:
+    old = {
+        "pt_edges": [10.0, 50.0, 500.0],
+        "eta_edges": [0.0, 2.5],
+        "mu_edges": [0.0, 40.0],
+        "widths": [[[[1.0]], [[2.0]]]],
+    }
+    scale = PullScale.from_dict(old)
+    assert scale.kind == "binned"
+    np.testing.assert_allclose(
+        scale.sigma(np.array([20.0, 100.0]), np.array([0.5, -1.0]), np.array([5.0, 5.0])), [[1.0], [2.0]]
+    )
+    with pytest.raises(InputError, match="binned' or 'additive"):
+        PullScale.from_dict(old | {"kind": "splines"})
 
 
 def test_truth_objects_are_ranked_by_pt_with_their_context() -> None:

@@ -51,7 +51,7 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma-separated, of {list(SCENARIOS)}")
     ap.add_argument("--epochs", type=int, default=12, help="flow epochs")
     ap.add_argument("--train-passes", type=int, default=4, help="reference-detector passes over the training truth")
-    ap.add_argument("--efficiency-passes", type=int, default=16, help="… for the efficiency classifier")
+    ap.add_argument("--efficiency-passes", type=int, default=48, help="… for the efficiency classifier")
     ap.add_argument("--oversample", type=int, default=6, help="detector passes over each test truth event, each side")
     ap.add_argument(
         "--companions",
