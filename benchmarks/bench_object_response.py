@@ -15,7 +15,8 @@ thread and with ``--threads``, and through dask-awkward (``--partitions`` partit
 The machine may be shared: beside each wall time the CPU seconds of this process (all its threads) are printed, and
 ``objects per CPU-second`` is what an idle core would give; the load average is recorded before and after. The
 breakdown (CPU seconds, one thread) splits one eager call into truth bookkeeping (ranking, ΔR to the nearest object),
-keyed noise, the efficiency classifier, the response flow (rank by rank) and building the jagged reco collection.
+keyed noise, the efficiency classifier, the response flow (rank by rank; of it, the pull scale σ̂ of the
+reconstructed objects is also timed alone) and building the jagged reco collection.
 """
 
 from __future__ import annotations
@@ -93,6 +94,9 @@ def breakdown(events: ak.Array, model: ObjectResponse, repeat: int) -> dict[str,
         "keyed noise (event_uniforms, ndtri)": noise,
         "efficiency classifier": lambda: model.efficiency.probability(x),
         "efficiency + response flow (sample_flat)": lambda: model.sample_flat(t, u, z),
+        "pull scale σ̂ of the reconstructed objects (part of sample_flat)": lambda: model.scale.sigma(
+            t.kin["pt"][found], t.kin["eta"][found], t.mu[found]
+        ),
         "jagged reco collection (reco_objects, with_field)": lambda: ak.with_field(
             events, model.reco_objects(t, found, delta), "SmearedPhoton"
         ),

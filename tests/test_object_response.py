@@ -109,6 +109,10 @@ def test_pull_scale_recovers_a_factorising_resolution_smoothly() -> None:
     assert small.sigma(pt[:3], eta[:3], mu[:3]).shape == (3, 3) and np.isfinite(small.log_widths).all()
     with pytest.raises(InputError, match="at least 10 matched pairs"):
         PullScale.fit(pt[:5], eta[:5], mu[:5], delta[:5])
+    with pytest.raises(InputError, match="zero width"):
+        PullScale.fit(pt[:1000], eta[:1000], mu[:1000], np.zeros((1000, 1)))
+    with pytest.raises(InputError, match="one count per variable"):
+        PullScale.fit(pt[:1000], eta[:1000], mu[:1000], delta[:1000], bins=(4, 4))  # type: ignore[arg-type]
 
 
 def test_a_binned_pull_scale_of_an_older_model_directory_still_reads() -> None:
@@ -412,6 +416,18 @@ def test_efficiency_generalisation_scores_seeds_feature_sets_and_the_floor() -> 
     assert len(cov["n_objects_fraction_other"]) > len(cov["n_objects_fraction_train"])  # up to 8 objects, not 5
     assert len(out["mlp"]["all"]["seed 1"]["mean_p_minus_reference_epsilon_by_dr"]) == len(cov["dr_edges"]) - 1
     json.dumps(out, allow_nan=False)
+    two = efficiency_generalisation(
+        truth,
+        other,
+        PhotonDetector(),
+        passes=2,
+        test_passes=2,
+        seeds=(1, 2),
+        feature_sets={"pt": ("pt",)},
+        efficiency={"epochs": 1, "device": "cpu"},
+    )
+    per_seed = [two["mlp"]["pt"][f"seed {s}"]["mean_p"] for s in (1, 2)]
+    assert two["mlp"]["pt"]["mean of the seeds"]["mean_p"] == pytest.approx(np.mean(per_seed))
 
 
 def test_companions_add_close_objects_beside_a_fraction_of_the_truth() -> None:

@@ -5,7 +5,7 @@ HistGradientBoosting): the numbers behind the results README's note on process g
 
 Reads the truth samples `run.py` cached (same names, same seeds); writes ``efficiency_generalisation.json``
 (``efficiency_generalisation_companions0.3.json`` with ``--companions 0.3``, ``…0.3x3.json`` with
-``--companion-rounds 3`` as well).
+``--companion-rounds 3`` as well, ``…_passes48.json`` with ``--passes 48``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ import torch
 
 from mcsurrogate.response import PhotonDetector
 from mcsurrogate.response.object_study import efficiency_generalisation, load_study_truth
+from mcsurrogate.response.objects import EFFICIENCY_FEATURES
+
+FEATURE_SETS = {"all": EFFICIENCY_FEATURES, "without n_objects": ("pt", "eta", "mu", "dr_nearest")}
 
 
 def main() -> None:
@@ -31,7 +34,13 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--companions", type=float, default=0.0, help="as run.py's (training-sample design)")
     ap.add_argument("--companion-rounds", type=int, default=1, help="as run.py's")
+    ap.add_argument("--passes", type=int, default=16, help="detector passes over the training truth")
+    ap.add_argument("--seeds", default="1,2,3,4", help="network seeds, comma-separated")
+    ap.add_argument("--feature-sets", default="all,without n_objects", help="of: all, without n_objects")
     args = ap.parse_args()
+    sets = args.feature_sets.split(",")
+    if not sets or not set(sets) <= set(FEATURE_SETS):
+        ap.error(f"--feature-sets: choose among {list(FEATURE_SETS)}, got {sets}")
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     ggh, tth, _ = load_study_truth(args.cache, args.events, args.other_events, seed=args.seed)
@@ -42,6 +51,9 @@ def main() -> None:
         efficiency={"batch_size": 4096, "epochs": 8},
         companions=args.companions,
         companion_rounds=args.companion_rounds,
+        passes=args.passes,
+        seeds=tuple(int(s) for s in args.seeds.split(",")),
+        feature_sets={k: FEATURE_SETS[k] for k in sets},
         seed=args.seed,
     )
     result["wall_seconds"] = time.perf_counter() - t0
@@ -50,6 +62,7 @@ def main() -> None:
         "efficiency_generalisation"
         + (f"_companions{args.companions:g}" if args.companions else "")
         + (f"x{args.companion_rounds}" if args.companions and args.companion_rounds > 1 else "")
+        + (f"_passes{args.passes}" if args.passes != 16 else "")
         + ".json"
     )
     (args.out / name).write_text(json.dumps(result, indent=1, allow_nan=False) + "\n")

@@ -903,7 +903,8 @@ def efficiency_generalisation(
     ``passes`` detector passes, with ``companions`` and ``companion_rounds`` as there) carries over to ``other`` truth
     (``test_passes`` passes): for each feature set and network seed, and for HistGradientBoosting, the χ²/bin of the efficiency vs E_T, η, μ (a Bernoulli draw from the
     predicted p against the reference's outcomes, binomial errors on both), the mean p and the rms of p − ε against
-    the reference's own ε. The reference's ε itself is the floor (χ² ≈ 1).
+    the reference's own ε, and the same for the mean p of the seeds (an ensemble). The reference's ε itself is the
+    floor (χ² ≈ 1).
 
     ``coverage``: how the two samples fill the classifier's context inputs (quantiles of ΔR to the nearest truth
     object, the object-count distribution), and per ΔR bin the reference's ε and each model's mean p − ε on
@@ -960,10 +961,14 @@ def efficiency_generalisation(
         transforms = [EFFICIENCY_TRANSFORMS[c] for c in cols]
         x = t.efficiency_features(features)
         out["mlp"][name] = {}
+        probabilities = []
         for s in seeds:
             cfg = EfficiencyConfig.from_dict({"seed": s} | dict(efficiency or {}))
             model = EfficiencyModel(list(features), transforms, cfg).fit(x, found)
-            out["mlp"][name][f"seed {s}"] = score(model.probability(xo[:, cols]))
+            probabilities.append(model.probability(xo[:, cols]))
+            out["mlp"][name][f"seed {s}"] = score(probabilities[-1])
+        if len(seeds) > 1:  # what averaging the seeds' networks would give
+            out["mlp"][name]["mean of the seeds"] = score(np.mean(probabilities, axis=0))
     hgb = HistGradientBoostingClassifier(max_iter=300, early_stopping=True, random_state=seed)
     hgb.fit(t.efficiency_features(), found)
     out["hist_gradient_boosting"] = score(hgb.predict_proba(xo)[:, 1])

@@ -259,11 +259,13 @@ class PullScale:
         x = np.column_stack([np.log(pt), np.abs(eta), mu]).astype(np.float64)
         if len(x) < 10 or not np.isfinite(x).all():
             raise InputError(f"need at least 10 matched pairs with finite kinematics for the pull scale, got {len(x)}")
-        bins = tuple(check_int(b, "bins", minimum=1) for b in bins)
+        n_bins = [check_int(b, "bins", minimum=1) for b in bins]
+        if len(n_bins) != 3:
+            raise InputError(f"bins: one count per variable (E_T, |η|, μ), got {bins!r}")
         min_count = min(check_int(min_count, "min_count", minimum=10), len(x))
-        shrink = min(1.0, (len(x) / (min_count * float(np.prod(bins)))) ** (1 / 3))
+        shrink = min(1.0, (len(x) / (min_count * float(np.prod(n_bins)))) ** (1 / 3))
         idx, knots = [], []
-        for j, b in enumerate(bins):
+        for j, b in enumerate(n_bins):
             edges = np.unique(np.quantile(x[:, j], np.linspace(0, 1, max(1, int(b * shrink)) + 1)))
             k = np.clip(np.searchsorted(edges, x[:, j], side="right") - 1, 0, max(len(edges) - 2, 0))
             idx.append(k)
@@ -293,10 +295,11 @@ class PullScale:
         log_widths = []
         for f in range(delta.shape[1]):
             widths = np.array([core_width(delta[g, f])[1] for g in groups])
-            if not (widths > 0).all():
-                raise InputError(f"response {f} has zero width in some bin of the training pairs: nothing to learn")
-            a = np.vstack([design * w[:, None], 1e-3 * rows])
-            y = np.concatenate([np.log(widths) * w, np.zeros(len(rows))])
+            ok = widths > 0  # a bin whose responses are all alike (zero core width) says nothing about log σ
+            if not ok.any():
+                raise InputError(f"response {f} has zero width in the training pairs: nothing to learn")
+            a = np.vstack([design[ok] * w[ok, None], 1e-3 * rows])
+            y = np.concatenate([np.log(widths[ok]) * w[ok], np.zeros(len(rows))])
             coef = np.linalg.lstsq(a, y, rcond=None)[0]
             splits = np.cumsum([len(k) for k in knots])[:-1]
             log_widths.append([c_.tolist() for c_ in np.split(coef, splits)])
