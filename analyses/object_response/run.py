@@ -71,6 +71,13 @@ def parse() -> argparse.Namespace:
         default=True,
         help="the response flow reads |η| (the reference detector responds alike at ±η; default on)",
     )
+    ap.add_argument("--efficiency-epochs", type=int, default=8, help="epochs of the efficiency classifier")
+    ap.add_argument(
+        "--compare-classifiers",
+        action="store_true",
+        help="in the baseline scenario, also train scikit-learn's HistGradientBoosting + isotonic calibration on the "
+        "efficiency's objects and compare (three fits on the efficiency passes' objects: 10 minutes with 48 passes)",
+    )
     ap.add_argument("--preset", default="affine-spline")
     ap.add_argument(
         "--distill",
@@ -111,12 +118,12 @@ def main() -> None:
             oversample=args.oversample,
             preset=args.preset,
             training={"epochs": args.epochs},
-            efficiency={"batch_size": 4096, "epochs": 8},
+            efficiency={"batch_size": 4096, "epochs": args.efficiency_epochs},
             efficiency_features=None if args.efficiency_features is None else args.efficiency_features.split(","),
             companions=args.companions,
             companion_rounds=args.companion_rounds,
             symmetric_eta=args.symmetric_eta,
-            compare_classifiers=name == "baseline",
+            compare_classifiers=args.compare_classifiers and name == "baseline",
             distill=None if args.distill is None else {"precision": args.distill},
             seed=args.seed,
             progress=False,
