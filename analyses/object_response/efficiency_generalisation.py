@@ -18,10 +18,7 @@ from pathlib import Path
 import torch
 
 from mcsurrogate.response import PhotonDetector
-from mcsurrogate.response.object_study import efficiency_generalisation, load_study_truth
-from mcsurrogate.response.objects import EFFICIENCY_FEATURES
-
-FEATURE_SETS = {"all": EFFICIENCY_FEATURES, "without n_objects": ("pt", "eta", "mu", "dr_nearest")}
+from mcsurrogate.response.object_study import EFFICIENCY_FEATURE_SETS, efficiency_generalisation, load_study_truth
 
 
 def main() -> None:
@@ -39,8 +36,8 @@ def main() -> None:
     ap.add_argument("--feature-sets", default="all,without n_objects", help="of: all, without n_objects")
     args = ap.parse_args()
     sets = args.feature_sets.split(",")
-    if not sets or not set(sets) <= set(FEATURE_SETS):
-        ap.error(f"--feature-sets: choose among {list(FEATURE_SETS)}, got {sets}")
+    if not sets or not set(sets) <= set(EFFICIENCY_FEATURE_SETS):
+        ap.error(f"--feature-sets: choose among {list(EFFICIENCY_FEATURE_SETS)}, got {sets}")
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     ggh, tth, _ = load_study_truth(args.cache, args.events, args.other_events, seed=args.seed)
@@ -53,7 +50,7 @@ def main() -> None:
         companion_rounds=args.companion_rounds,
         passes=args.passes,
         seeds=tuple(int(s) for s in args.seeds.split(",")),
-        feature_sets={k: FEATURE_SETS[k] for k in sets},
+        feature_sets={k: EFFICIENCY_FEATURE_SETS[k] for k in sets},
         seed=args.seed,
     )
     result["wall_seconds"] = time.perf_counter() - t0

@@ -40,6 +40,7 @@ from .smearing import resolution
 __all__ = [
     "BARS",
     "DEFAULT_OBJECT_BINS",
+    "EFFICIENCY_FEATURE_SETS",
     "BinnedEfficiency",
     "ObjectEvaluation",
     "ObjectStudyResult",
@@ -883,6 +884,13 @@ def _readme(report: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: the efficiency classifier's input sets :func:`efficiency_generalisation` compares by default
+EFFICIENCY_FEATURE_SETS: dict[str, tuple[str, ...]] = {
+    "all": EFFICIENCY_FEATURES,
+    "without n_objects": ("pt", "eta", "mu", "dr_nearest"),
+}
+
+
 def efficiency_generalisation(
     truth: ak.Array,
     other: ak.Array,
@@ -914,7 +922,7 @@ def efficiency_generalisation(
     from .efficiency import EfficiencyConfig, EfficiencyModel
     from .objects import EFFICIENCY_TRANSFORMS
 
-    sets = dict(feature_sets or {"all": EFFICIENCY_FEATURES, "without n_objects": ("pt", "eta", "mu", "dr_nearest")})
+    sets = dict(feature_sets or EFFICIENCY_FEATURE_SETS)
     layout = ObjectLayout()
     train_truth, _ = split_study_events(truth, test_fraction, seed=seed)
     t, found, _, _ = training_pairs(
