@@ -196,3 +196,27 @@ def test_fused_adam_where_available_else_the_default() -> None:
 
     opt = adam_fused_if_available(NoFusedKernel, iter([param]), lr=1e-3)  # a generator is consumed once only
     assert not opt.defaults["fused"] and opt.param_groups[0]["params"] == [param]
+
+
+def test_a_non_finite_distillation_loss_skips_the_step_and_a_diverged_student_is_refused(monkeypatch) -> None:
+    from mcsurrogate.errors import TrainingError
+
+    maf = build_flow(FlowConfig(model="maf", blocks=1, hidden=8), 2, None)
+    real = MLPSampler.relative_error
+    calls = {"n": 0}
+
+    def first_overflows(self, noise, context, target):  # the first step's loss overflows, the rest are real
+        calls["n"] += 1
+        err = real(self, noise, context, target)
+        return err * float("inf") if calls["n"] == 1 else err
+
+    monkeypatch.setattr(MLPSampler, "relative_error", first_overflows)
+    _, rep = distill_flow(maf, None, DistillConfig(pairs=2000, epochs=1, hidden=8, batch_size=500))
+    assert rep["skipped_steps"] == 1 and np.isfinite(rep["validation_mse_history"]).all()
+    monkeypatch.setattr(MLPSampler, "relative_error", lambda self, n, c, t: real(self, n, c, t) * float("nan"))
+    with pytest.raises(TrainingError, match="not finite for 10 steps in a row"):
+        distill_flow(maf, None, DistillConfig(pairs=20_000, epochs=1, hidden=8, batch_size=500))
+    monkeypatch.setattr(MLPSampler, "relative_error", real)
+    monkeypatch.setattr(distilled, "_mse", lambda *a: torch.full((2,), float("nan")))
+    with pytest.raises(TrainingError, match="held-out error is not finite after epoch 1"):
+        distill_flow(maf, None, DistillConfig(pairs=2000, epochs=1, hidden=8, batch_size=500))

@@ -187,6 +187,16 @@ def test_object_response_reproduces_efficiency_and_multiplicity(trained) -> None
     assert np.corrcoef(z[0], z[1])[0, 1] > 0.5
 
 
+def test_non_finite_responses_stop_sampling_with_a_clear_error(trained, monkeypatch) -> None:
+    from mcsurrogate.errors import TrainingError
+
+    model = trained[0]
+    truth = jagged_truth(50, 9)
+    monkeypatch.setattr(model.response, "sample_array", lambda conditions, **k: np.full((len(conditions), 3), np.nan))
+    with pytest.raises(TrainingError, match=r"non-finite responses for \d+ of \d+ objects of rank 0"):
+        model.apply(ak.zip({"truth_photons": truth.photons, "mu": truth.mu}, depth_limit=1), seed=1)
+
+
 def test_object_response_save_load_and_errors(trained, tmp_path) -> None:
     model, _ = trained
     truth = ak.zip({"gen": jagged_truth(300, 7).photons, "mu": jagged_truth(300, 7).mu}, depth_limit=1)

@@ -36,7 +36,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..arguments import check_choice, check_float, check_int, describe
-from ..errors import InputError, refuse_unknown_fields
+from ..errors import InputError, TrainingError, refuse_unknown_fields
 from ..optimisation import adam_fused_if_available, power_decay
 from .made import ACTIVATIONS
 from .model import FlowModel, StandardNormal
@@ -418,8 +418,8 @@ def distill_flow(
     gen = torch.Generator().manual_seed(cfg.seed)
     steps_per_epoch = math.ceil(n_train / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
-    step = 0
-    history = []
+    step = skipped = in_a_row = 0
+    history: list[float] = []
     mse = torch.zeros(0)
     with tqdm(total=cfg.epochs, disable=disable, desc="distilling", unit="epoch") as bar:
         for _ in range(cfg.epochs):
@@ -434,11 +434,25 @@ def distill_flow(
                     z[idx].to(device), None if c is None else c[idx].to(device), x[idx].to(device)
                 )
                 loss = torch.mean(err**2)
+                step += 1
+                if not torch.isfinite(loss):  # a far-tail pair can overflow float32: skip the step, not the student
+                    skipped, in_a_row = skipped + 1, in_a_row + 1
+                    if in_a_row >= 10:
+                        raise TrainingError(
+                            f"distilling: the loss was not finite for 10 steps in a row (step {step} of {total}); "
+                            "lower lr or check the teacher's samples"
+                        )
+                    continue
+                in_a_row = 0
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                step += 1
             mse = _mse(student, z[n_train:], None if c is None else c[n_train:], x[n_train:], device)
+            if not torch.isfinite(mse).all():
+                raise TrainingError(
+                    f"distilling: the student's held-out error is not finite after epoch {len(history) + 1} "
+                    f"({[float(v) for v in mse]}); lower lr or check the teacher's samples"
+                )
             history.append(float(mse.mean()))
             bar.set_postfix(val_mse=f"{history[-1]:.2e}")
             bar.update()
@@ -452,6 +466,7 @@ def distill_flow(
         "validation_mse_history": history,
         "n_parameters": int(sum(p.numel() for p in student.parameters())),
         "non_finite_teacher_samples_dropped": n_nonfinite,
+        "skipped_steps": skipped,
     }
     return DistilledFlow(teacher, student, cfg.precision), report
 

@@ -39,7 +39,7 @@ import numpy as np
 
 from .. import __version__
 from ..arguments import check_bool, check_float, check_int, check_path, check_records, check_seed, describe
-from ..errors import InputError, ModelDirectoryError
+from ..errors import InputError, ModelDirectoryError, TrainingError
 from ..files import atomic_directory, atomic_write_text, read_json
 from ..flows.distilled import DistillConfig
 from ..surrogate import Surrogate
@@ -581,6 +581,13 @@ class ObjectResponse:
             with warnings.catch_warnings():  # the truth conditions are checked once above; the pulls vary by rank
                 warnings.filterwarnings("ignore", message="conditions outside the training range")
                 d = self.response.sample_array(conditions=cond, noise=noise[sel], batch_size=batch_size, progress=False)
+            bad = ~np.isfinite(d).all(axis=1)
+            if bad.any():  # they would become the next objects' conditions: say where it started
+                first = dict(zip(self.layout.conditions, cond[np.argmax(bad)].tolist(), strict=True))
+                raise TrainingError(
+                    f"the response flow gave non-finite responses for {int(bad.sum())} of {len(d)} objects of rank "
+                    f"{r} (the first one's conditions: {first}); the model is damaged or was trained on non-finite values"
+                )
             delta[sel] = d
             s_prev[ev] += d / sigma[bounds[r] : bounds[r + 1]]
             n_prev[ev] += 1.0
