@@ -138,6 +138,7 @@ def test_truth_objects_are_ranked_by_pt_with_their_context() -> None:
     np.testing.assert_array_equal(t.rank, [0, 1])
     np.testing.assert_allclose(t.dr_nearest, [0.3, 0.3])
     np.testing.assert_array_equal(t.n_objects, [2, 2])
+    np.testing.assert_array_equal(t.feeds_later, [True, False])  # the last object's pull conditions nothing
     with pytest.raises(InputError, match="pt > 0"):
         TruthObjects.from_events(ak.Array([[{"pt": 0.0, "eta": 0.0, "phi": 0.0}]]), np.array([1.0]), 5.0)
 

@@ -183,6 +183,11 @@ class TruthObjects:
         }
         return np.column_stack([columns[name] for name in names]) if names else np.zeros((len(self), 0))
 
+    @property
+    def feeds_later(self) -> np.ndarray:
+        """Whether each object comes before the last object of its event (its response conditions a later one)."""
+        return np.asarray(self.rank < self.counts[self.event] - 1)
+
     def __len__(self) -> int:
         return len(self.event)
 
@@ -568,7 +573,11 @@ class ObjectResponse:
                 self._clip("dr_nearest", t.dr_nearest[kept]),
             ]
         )
-        sigma = self.scale.sigma(t.kin["pt"][kept], t.kin["eta"][kept], t.mu[kept])  # the pulls' scale, rank order
+        # the pulls' scale, in rank order, of the objects whose pulls condition a later object of their event (the
+        # others' pulls are never read: σ̂ = inf adds 0 to their event's sums)
+        sigma = np.full((len(kept), nf), np.inf)
+        feeds = t.feeds_later[kept]
+        sigma[feeds] = self.scale.sigma(t.kin["pt"][kept][feeds], t.kin["eta"][kept][feeds], t.mu[kept][feeds])
         for r in range(n_ranks):
             sel = kept[bounds[r] : bounds[r + 1]]
             if not len(sel):
