@@ -214,10 +214,6 @@ def _wrap(x: np.ndarray) -> np.ndarray:
 
 
 # -- pull scale ------------------------------------------------------------------------------------------
-#: the variables σ̂ depends on, as :class:`PullScale` reads them: log E_T (GeV), |η|, μ
-SCALE_VARIABLES = ("log_pt", "abs_eta", "mu")
-
-
 @dataclass
 class PullScale:
     """σ̂ of each response as a function of truth E_T (GeV), |η| and μ, fitted on the training pairs.
@@ -239,7 +235,7 @@ class PullScale:
     mu_edges: list[float]
     widths: list[list[list[list[float]]]]  # binned: (field, pt bin, |η| bin, μ bin)
     kind: str = "binned"
-    knots: list[list[float]] = dataclasses.field(default_factory=list)  # additive: per variable of SCALE_VARIABLES
+    knots: list[list[float]] = dataclasses.field(default_factory=list)  # additive: of log E_T, |η|, μ in turn
     log_widths: list[list[list[float]]] = dataclasses.field(default_factory=list)  # additive: (field, variable, knot)
 
     def __post_init__(self) -> None:
