@@ -36,6 +36,7 @@ from typing import Any
 
 import awkward as ak
 import numpy as np
+from scipy.linalg import block_diag
 
 from .. import __version__
 from ..arguments import check_bool, check_float, check_int, check_path, check_records, check_seed, describe
@@ -268,7 +269,7 @@ class PullScale:
         idx, knots = [], []
         for j, b in enumerate(n_bins):
             edges = np.unique(np.quantile(x[:, j], np.linspace(0, 1, max(1, int(b * shrink)) + 1)))
-            k = np.clip(np.searchsorted(edges, x[:, j], side="right") - 1, 0, max(len(edges) - 2, 0))
+            k = _bin_index(edges, x[:, j])
             idx.append(k)
             counts = np.bincount(k, minlength=len(edges) - 1)
             centres = np.bincount(k, x[:, j], minlength=len(counts)) / np.maximum(counts, 1)
@@ -286,13 +287,9 @@ class PullScale:
         design = np.hstack([_hats(knots[j], centre[:, j]) for j in range(3)])
         n = np.array([len(g) for g in groups], dtype=np.float64)
         # a faint second-difference penalty keeps the knot values defined where no bin is centred near them
-        penalty = [np.diff(np.eye(len(k)), 2, axis=0) for k in knots]
-        rows = np.zeros((sum(len(p) for p in penalty), design.shape[1]))
-        r = c = 0
-        for pen in penalty:
-            rows[r : r + len(pen), c : c + pen.shape[1]] = pen
-            r, c = r + len(pen), c + pen.shape[1]
+        rows = block_diag(*[np.diff(np.eye(len(k)), 2, axis=0) for k in knots])
         w = np.sqrt(n / n.mean())
+        splits = np.cumsum([len(k) for k in knots])[:-1]
         log_widths = []
         for f in range(delta.shape[1]):
             widths = np.array([core_width(delta[g, f])[1] for g in groups])
@@ -302,15 +299,15 @@ class PullScale:
             a = np.vstack([design[ok] * w[ok, None], 1e-3 * rows])
             y = np.concatenate([np.log(widths[ok]) * w[ok], np.zeros(len(rows))])
             coef = np.linalg.lstsq(a, y, rcond=None)[0]
-            splits = np.cumsum([len(k) for k in knots])[:-1]
             log_widths.append([c_.tolist() for c_ in np.split(coef, splits)])
         return cls([], [], [], [], kind="additive", knots=[k.tolist() for k in knots], log_widths=log_widths)
 
     def _index(self, pt: np.ndarray, eta: np.ndarray, mu: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        def which(edges: list[float], x: np.ndarray) -> np.ndarray:
-            return np.clip(np.searchsorted(np.asarray(edges), x, side="right") - 1, 0, len(edges) - 2)
-
-        return which(self.pt_edges, pt), which(self.eta_edges, np.abs(eta)), which(self.mu_edges, mu)
+        return (
+            _bin_index(np.asarray(self.pt_edges), pt),
+            _bin_index(np.asarray(self.eta_edges), np.abs(eta)),
+            _bin_index(np.asarray(self.mu_edges), mu),
+        )
 
     def sigma(self, pt: np.ndarray, eta: np.ndarray, mu: np.ndarray) -> np.ndarray:
         """σ̂ of every response for objects at (pt [GeV], eta, mu): shape (n, n_fields)."""
@@ -331,6 +328,11 @@ class PullScale:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> PullScale:
         return cls(**dict(d))
+
+
+def _bin_index(edges: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The bin of each ``x`` between ``edges`` (values beyond them in the first or last bin)."""
+    return np.clip(np.searchsorted(edges, x, side="right") - 1, 0, max(len(edges) - 2, 0))
 
 
 def _hats(knots: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -573,7 +575,8 @@ class ObjectResponse:
         # others' pulls are never read: σ̂ = inf adds 0 to their event's sums)
         sigma = np.full((len(kept), nf), np.inf)
         feeds = t.feeds_later[kept]
-        sigma[feeds] = self.scale.sigma(t.kin["pt"][kept][feeds], t.kin["eta"][kept][feeds], t.mu[kept][feeds])
+        rows = kept[feeds]
+        sigma[feeds] = self.scale.sigma(t.kin["pt"][rows], t.kin["eta"][rows], t.mu[rows])
         for r in range(n_ranks):
             sel = kept[bounds[r] : bounds[r + 1]]
             if not len(sel):
