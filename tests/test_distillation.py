@@ -52,6 +52,22 @@ def test_student_reproduces_the_teacher_for_the_same_noise(teacher, student) -> 
     assert not isinstance(teacher.model, DistilledFlow) and teacher.distill_config is None
 
 
+def test_student_location_and_scale_are_the_teachers_local_mean_and_width(teacher, student) -> None:
+    # the regression weighs each pair's error by exp(-s(c)); fitted as the teacher's local width it cannot run away
+    # (a free s has a degenerate minimum, s → ∞: the object-response distillation walked into it)
+    from mcsurrogate.surrogate.inputs import condition_matrix
+
+    ctx = torch.from_numpy(teacher.flow_from_conditions(condition_matrix(teacher.spec, EVENTS[:3], {})))
+    sampler = student.model.sampler
+    with torch.no_grad():
+        loc, log_scale = sampler.location_scale(ctx.float()).chunk(2, dim=1)
+        for i in range(len(ctx)):
+            n = 20_000
+            x = teacher.model.sample_from_noise(torch.randn(n, 3), ctx[i : i + 1].float().expand(n, -1))
+            np.testing.assert_allclose(torch.exp(log_scale[i]).numpy(), x.std(dim=0).numpy(), rtol=0.06)
+            np.testing.assert_allclose(loc[i].numpy(), x.mean(dim=0).numpy(), atol=0.05 * float(x.std(dim=0).max()))
+
+
 def test_student_keeps_the_teacher_density(teacher, student) -> None:
     np.testing.assert_array_equal(student.log_prob(EVENTS[:100]), teacher.log_prob(EVENTS[:100]))
 
@@ -202,21 +218,21 @@ def test_a_non_finite_distillation_loss_skips_the_step_and_a_diverged_student_is
     from mcsurrogate.errors import TrainingError
 
     maf = build_flow(FlowConfig(model="maf", blocks=1, hidden=8), 2, None)
-    real = MLPSampler.relative_error
+    real = MLPSampler.distillation_loss
     calls = {"n": 0}
 
     def first_overflows(self, noise, context, target):  # the first step's loss overflows, the rest are real
         calls["n"] += 1
-        err = real(self, noise, context, target)
-        return err * float("inf") if calls["n"] == 1 else err
+        loss = real(self, noise, context, target)
+        return loss * float("inf") if calls["n"] == 1 else loss
 
-    monkeypatch.setattr(MLPSampler, "relative_error", first_overflows)
+    monkeypatch.setattr(MLPSampler, "distillation_loss", first_overflows)
     _, rep = distill_flow(maf, None, DistillConfig(pairs=2000, epochs=1, hidden=8, batch_size=500))
     assert rep["skipped_steps"] == 1 and np.isfinite(rep["validation_mse_history"]).all()
-    monkeypatch.setattr(MLPSampler, "relative_error", lambda self, n, c, t: real(self, n, c, t) * float("nan"))
+    monkeypatch.setattr(MLPSampler, "distillation_loss", lambda self, n, c, t: real(self, n, c, t) * float("nan"))
     with pytest.raises(TrainingError, match="not finite for 10 steps in a row"):
         distill_flow(maf, None, DistillConfig(pairs=20_000, epochs=1, hidden=8, batch_size=500))
-    monkeypatch.setattr(MLPSampler, "relative_error", real)
+    monkeypatch.setattr(MLPSampler, "distillation_loss", real)
     monkeypatch.setattr(distilled, "_mse", lambda *a: torch.full((2,), float("nan")))
     with pytest.raises(TrainingError, match="held-out error is not finite after epoch 1"):
         distill_flow(maf, None, DistillConfig(pairs=2000, epochs=1, hidden=8, batch_size=500))

@@ -141,7 +141,9 @@ class MLPSampler(nn.Module):
     for an unconditional flow). Identity at start.
 
     The scale lets the fit weigh each event's error relative to its local width (:meth:`relative_error`): where the
-    responses are four times narrower (high E_T, say), an absolute error would be four times as harmful."""
+    responses are four times narrower (high E_T, say), an absolute error would be four times as harmful. The
+    location and scale are fitted as a Gaussian's mean and width of the teacher's samples (:meth:`distillation_loss`),
+    so that the weight is a property of the teacher, not a free parameter of the fit."""
 
     def __init__(
         self, features: int, context_features: int | None, hidden: int, layers: int, activation: str = "relu"
@@ -155,7 +157,9 @@ class MLPSampler(nn.Module):
         else:
             self.location_scale = _Constant(2 * features)
 
-    def _parts(self, noise: torch.Tensor, context: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _parts(
+        self, noise: torch.Tensor, context: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         first = self.net[0]
         assert isinstance(first, nn.Linear)
         return _assemble(noise, context, self.net, self.location_scale, first.weight.dtype)
@@ -165,8 +169,24 @@ class MLPSampler(nn.Module):
 
     def relative_error(self, noise: torch.Tensor, context: torch.Tensor | None, target: torch.Tensor) -> torch.Tensor:
         """(sample − target) / exp(s(c)), the scale held fixed (no gradient through the weight)."""
-        x, log_scale = self._parts(noise, context)
+        x, _, log_scale = self._parts(noise, context)
         return (x - target) * torch.exp(-log_scale.detach())
+
+    def distillation_loss(
+        self, noise: torch.Tensor, context: torch.Tensor | None, target: torch.Tensor
+    ) -> torch.Tensor:
+        """The loss of a batch of teacher pairs: the mean squared :meth:`relative_error` plus the
+        Gaussian negative log-likelihood of the targets under ``N(m(c), exp(s(c))²)``.
+
+        The second term pins the weight exp(−s) to the teacher's local width. Without it the squared relative error
+        has a degenerate minimum: s → ∞ with g → −z sends it to zero whatever the samples. Distilling the object
+        response at contexts far out in E_T (60 standard deviations), the student walked into it: |s| reached 77,
+        the loss overflowed, and the samples were 2–3× too wide (measured; the object-response analysis's
+        ``distilled_bfloat16`` results)."""
+        x, loc, log_scale = self._parts(noise, context)
+        err = (x - target) * torch.exp(-log_scale.detach())
+        nll = 0.5 * ((target - loc) * torch.exp(-log_scale)) ** 2 + log_scale
+        return torch.mean(err**2) + torch.mean(nll)
 
     def sample_from_noise(self, noise: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """Same as calling the module (the interface the exporters trace)."""
@@ -195,14 +215,14 @@ def _assemble(
     net: Callable[[torch.Tensor], torch.Tensor],
     location_scale: Callable[[torch.Tensor], torch.Tensor],
     dtype: torch.dtype,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(m + exp(s) ⊙ (z + g), s)``: the networks run in ``dtype`` (bfloat16 under DistilledFlow's precision), the
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(m + exp(s) ⊙ (z + g), m, s)``: the networks run in ``dtype`` (bfloat16 under DistilledFlow's precision), the
     assembly in the noise's, so location + scale · (noise + correction) keeps float32 resolution on top of a rounded
     correction."""
     inputs = noise if context is None else torch.cat([noise, context], dim=1)
     ls = location_scale((noise if context is None else context).to(dtype)).to(noise.dtype)
     loc, log_scale = ls.chunk(2, dim=1)
-    return loc + torch.exp(log_scale) * (noise + net(inputs.to(dtype)).to(noise.dtype)), log_scale
+    return loc + torch.exp(log_scale) * (noise + net(inputs.to(dtype)).to(noise.dtype)), loc, log_scale
 
 
 #: oneDNN's names of the activations it fuses into a dense layer (``None``: no activation)
@@ -430,10 +450,9 @@ def distill_flow(
                 lr = power_decay(cfg.lr, cfg.lr / 100, step / total)
                 for group in opt.param_groups:
                     group["lr"] = lr
-                err = student.relative_error(
+                loss = student.distillation_loss(
                     z[idx].to(device), None if c is None else c[idx].to(device), x[idx].to(device)
                 )
-                loss = torch.mean(err**2)
                 step += 1
                 if not torch.isfinite(loss):  # a far-tail pair can overflow float32: skip the step, not the student
                     skipped, in_a_row = skipped + 1, in_a_row + 1

@@ -420,6 +420,9 @@ class ObjectStudyResult:
                 "flow": self.model.response.flow_config.to_dict(),
                 "flow_training": training,
                 "n_parameters": self.model.response.metrics.get("n_parameters"),
+                # the distilled sampler's fit (held-out error per target, its history, skipped steps); None unless
+                # the study distilled the flow
+                "distillation": self.model.response.metrics.get("distillation"),
                 "efficiency_classifiers": self.classifiers,
                 "test": self.evaluation.to_dict(),
                 "generalisation": {k: v.to_dict() for k, v in self.generalisation.items()},
