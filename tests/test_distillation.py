@@ -233,6 +233,11 @@ def test_a_non_finite_distillation_loss_skips_the_step_and_a_diverged_student_is
     with pytest.raises(TrainingError, match="not finite for 10 steps in a row"):
         distill_flow(maf, None, DistillConfig(pairs=20_000, epochs=1, hidden=8, batch_size=500))
     monkeypatch.setattr(MLPSampler, "distillation_loss", real)
+    # a finite but poor student is kept, with a warning naming the target that it does not reproduce
+    monkeypatch.setattr(distilled, "_mse", lambda *a: torch.tensor([0.001, 0.5], dtype=torch.float64))
+    with pytest.warns(UserWarning, match=r"does not reproduce its teacher.*feature 1 \(0\.\d+\)") as caught:
+        distill_flow(maf, None, DistillConfig(pairs=2000, epochs=1, hidden=8, batch_size=500))
+    assert "feature 0" not in str(caught[0].message)
     monkeypatch.setattr(distilled, "_mse", lambda *a: torch.full((2,), float("nan")))
     with pytest.raises(TrainingError, match="held-out error is not finite after epoch 1"):
         distill_flow(maf, None, DistillConfig(pairs=2000, epochs=1, hidden=8, batch_size=500))

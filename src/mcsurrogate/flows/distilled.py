@@ -26,7 +26,8 @@ import functools
 import itertools
 import logging
 import math
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,11 @@ from .model import FlowModel, StandardNormal
 log = logging.getLogger(__name__)
 
 __all__ = ["PRECISIONS", "DistillConfig", "DistilledFlow", "MLPSampler", "distill_flow"]
+
+#: held-out squared error, as a fraction of the teacher's variance, above which a distilled student is reported as not
+#: reproducing its teacher (a warning): its rms error is then over a fifth of the samples' width. Good fits are at
+#: 1–4 × 10⁻⁴ (the detector-response and object-response analyses); the broken object-response student was at 10³.
+POOR_FIT_FRACTION = 0.05
 
 #: sampling precisions of a distilled sampler, by name
 PRECISIONS: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -390,13 +396,16 @@ def distill_flow(
     *,
     device: torch.device | str = "cpu",
     progress: bool | None = None,
+    feature_names: Sequence[str] | None = None,
 ) -> tuple[DistilledFlow, dict[str, Any]]:
     """Fit a :class:`MLPSampler` to ``teacher``'s noise → sample map; returns the distilled flow and a report.
 
     ``contexts``: (n, context_features) preprocessed conditions to draw the pairs' conditions from (with
     replacement), e.g. the training conditions; ``None`` for an unconditional flow. The report has the held-out
     mean squared error per feature (flow space, where the samples have about unit width) and the teacher's width
-    (standard deviation) per feature on the same pairs, so the error can be read relative to it.
+    (standard deviation) per feature on the same pairs, so the error can be read relative to it; a
+    ``UserWarning`` names the features (``feature_names``, default their indices) whose error exceeds
+    :data:`POOR_FIT_FRACTION` of the teacher's variance.
     """
     cfg = config or DistillConfig()
     _require_gaussian_base(teacher)
@@ -478,16 +487,32 @@ def distill_flow(
             if bar.disable:  # no bar (a batch log): one line per epoch instead
                 log.info("distilling epoch %d/%d: validation error %.3g", len(history), cfg.epochs, history[-1])
     student.eval()  # `mse` is the last epoch's held-out error: the weights have not changed since
+    teacher_std = x[n_train:].std(dim=0)
+    _warn_if_poor(mse, teacher_std, feature_names)
     report = {
         "config": cfg.to_dict(),
         "validation_mse_per_feature": [float(v) for v in mse],
-        "teacher_std_per_feature": [float(v) for v in x[n_train:].std(dim=0)],
+        "teacher_std_per_feature": [float(v) for v in teacher_std],
         "validation_mse_history": history,
         "n_parameters": int(sum(p.numel() for p in student.parameters())),
         "non_finite_teacher_samples_dropped": n_nonfinite,
         "skipped_steps": skipped,
     }
     return DistilledFlow(teacher, student, cfg.precision), report
+
+
+def _warn_if_poor(mse: torch.Tensor, teacher_std: torch.Tensor, names: Sequence[str] | None) -> None:
+    fraction = (mse / torch.clamp(teacher_std.double() ** 2, min=1e-12)).tolist()
+    labels = list(names) if names is not None else [f"feature {j}" for j in range(len(fraction))]
+    poor = [f"{label} ({f:.2g})" for label, f in zip(labels, fraction, strict=True) if f > POOR_FIT_FRACTION]
+    if poor:
+        warnings.warn(
+            "the distilled student does not reproduce its teacher: held-out squared error, as a fraction of the "
+            f"teacher's variance, above {POOR_FIT_FRACTION} for {', '.join(poor)}; validate its samples before use, "
+            "or distil with more pairs or epochs",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 @torch.inference_mode()

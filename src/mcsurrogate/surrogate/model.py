@@ -559,7 +559,9 @@ class Surrogate:
             contexts = self.flow_from_conditions(c)
         elif conditions is not None:
             raise InputError("this surrogate is unconditional: distil without conditions")
-        flow, report = distill_flow(model, contexts, cfg, device=self.device, progress=progress)
+        flow, report = distill_flow(
+            model, contexts, cfg, device=self.device, progress=progress, feature_names=self.flow_columns
+        )
         out = copy.copy(self)
         out.model = flow.eval()
         out.distill_config = cfg
