@@ -146,10 +146,10 @@ class MLPSampler(nn.Module):
     conditions, inside a location ``m`` and log-scale ``s`` of the conditions alone (a small network; constants
     for an unconditional flow). Identity at start.
 
-    The scale lets the fit weigh each event's error relative to its local width (:meth:`relative_error`): where the
-    responses are four times narrower (high E_T, say), an absolute error would be four times as harmful. The
-    location and scale are fitted as a Gaussian's mean and width of the teacher's samples (:meth:`distillation_loss`),
-    so that the weight is a property of the teacher, not a free parameter of the fit."""
+    The scale lets the fit weigh each event's error relative to its local width (:meth:`distillation_loss`): where
+    the responses are four times narrower (high E_T, say), an absolute error would be four times as harmful. The
+    location and scale are fitted as a Gaussian's mean and width of the teacher's samples (the same loss), so that
+    the weight is a property of the teacher, not a free parameter of the fit."""
 
     def __init__(
         self, features: int, context_features: int | None, hidden: int, layers: int, activation: str = "relu"
@@ -173,16 +173,12 @@ class MLPSampler(nn.Module):
     def forward(self, noise: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         return self._parts(noise, context)[0]
 
-    def relative_error(self, noise: torch.Tensor, context: torch.Tensor | None, target: torch.Tensor) -> torch.Tensor:
-        """(sample − target) / exp(s(c)), the scale held fixed (no gradient through the weight)."""
-        x, _, log_scale = self._parts(noise, context)
-        return (x - target) * torch.exp(-log_scale.detach())
-
     def distillation_loss(
         self, noise: torch.Tensor, context: torch.Tensor | None, target: torch.Tensor
     ) -> torch.Tensor:
-        """The loss of a batch of teacher pairs: the mean squared :meth:`relative_error` plus the
-        Gaussian negative log-likelihood of the targets under ``N(m(c), exp(s(c))²)``.
+        """The loss of a batch of teacher pairs: the mean squared relative error (sample − target) / exp(s(c)), the
+        scale held fixed in it (no gradient through the weight), plus the Gaussian negative log-likelihood of the
+        targets under ``N(m(c), exp(s(c))²)``.
 
         The second term pins the weight exp(−s) to the teacher's local width. Without it the squared relative error
         has a degenerate minimum: s → ∞ with g → −z sends it to zero whatever the samples. Distilling the object
