@@ -241,6 +241,29 @@ def test_object_response_save_load_and_errors(trained, tmp_path) -> None:
     assert len(empty) == 0
 
 
+def test_the_flow_reads_truth_et_and_the_nearest_distance_in_log(trained, tmp_path) -> None:
+    model, _ = trained
+
+    def chains(m: ObjectResponse) -> dict[str, list[str]]:
+        pre = m.response.condition_preprocessor
+        return {c: [t.name for t in pre.chains[c].transforms] for c in m.layout.conditions}
+
+    assert chains(model)["pt"] == chains(model)["dr_nearest"] == ["log", "standardize"]
+    assert {tuple(v) for c, v in chains(model).items() if c not in ("pt", "dr_nearest")} == {("standardize",)}
+    # the standardised log E_T spans a few units (in GeV, objects at 10⁻¹–10³ GeV sit up to 60 SD out)
+    z = model.response.condition_preprocessor.chains["pt"].forward(np.array([10.0, 1000.0]))
+    assert np.all(np.abs(z) < 6)
+    model.save(tmp_path / "m")
+    assert chains(ObjectResponse.load(tmp_path / "m", device="cpu")) == chains(model)
+    train = reconstruct_photons(jagged_truth(300, 3), PhotonDetector(), seed=1)
+    plain = ObjectResponse.fit(
+        train, preset="demo", training={"epochs": 1}, efficiency={"epochs": 1}, log_conditions=(), progress=False
+    )
+    assert {tuple(v) for v in chains(plain).values()} == {("standardize",)}
+    with pytest.raises(InputError, match="log_conditions"):
+        ObjectResponse.fit(train, preset="demo", log_conditions=("mu",))
+
+
 def test_a_symmetric_detector_layout_conditions_the_flow_on_abs_eta(tmp_path) -> None:
     import warnings
 

@@ -43,6 +43,7 @@ from ..arguments import check_bool, check_float, check_int, check_path, check_re
 from ..errors import InputError, ModelDirectoryError, TrainingError
 from ..files import atomic_directory, atomic_write_text, read_json
 from ..flows.distilled import DistillConfig
+from ..preprocessing import Log, Standardize
 from ..surrogate import Surrogate
 from ..surrogate.inputs import outside_training_range
 from .efficiency import EfficiencyConfig, EfficiencyModel, Transform
@@ -55,6 +56,8 @@ FORMAT = "mcsurrogate.object_response"
 SCHEMA_VERSION = 1
 EFFICIENCY_FEATURES = ("pt", "eta", "mu", "n_objects", "dr_nearest")
 EFFICIENCY_TRANSFORMS: tuple[Transform, ...] = ("log", "linear", "linear", "linear", "log")
+#: the response flow's conditions it reads as log(x + offset) before standardising (:meth:`ObjectResponse.fit`)
+LOG_CONDITIONS: dict[str, float] = {"pt": 0.0, "dr_nearest": 0.01}
 
 
 @dataclass(frozen=True)
@@ -439,6 +442,7 @@ class ObjectResponse:
         efficiency: EfficiencyConfig | Mapping[str, Any] | None = None,
         efficiency_events: ak.Array | None = None,
         efficiency_features: Sequence[str] = EFFICIENCY_FEATURES,
+        log_conditions: Sequence[str] = tuple(LOG_CONDITIONS),
         validation_fraction: float = 0.1,
         seed: int = 0,
         progress: bool | None = None,
@@ -452,7 +456,9 @@ class ObjectResponse:
         ``events``. The efficiency is one probability per object and cheap to train, so it can use many more detector
         passes than the flow: its statistical precision must beat the one of any test it is compared with.
         ``efficiency_features``: the classifier's inputs, a subset of :data:`EFFICIENCY_FEATURES` (dropping
-        ``n_objects`` helps a process with other object counts when the detector does not depend on it)."""
+        ``n_objects`` helps a process with other object counts when the detector does not depend on it).
+        ``log_conditions``: the flow's conditions it reads in log before standardising (of :data:`LOG_CONDITIONS`:
+        truth E_T and ΔR to the nearest object, whose responses and efficiencies change fastest at small values)."""
         layout = ObjectLayout() if layout is None else layout
         if not isinstance(layout, ObjectLayout):
             raise InputError(f"layout must be an ObjectLayout, got {describe(layout)}")
@@ -487,13 +493,19 @@ class ObjectResponse:
         keep_train, keep_val = found & ~is_val[t.event], found & is_val[t.event]
         if keep_train.sum() < 10 or keep_val.sum() < 10:
             raise InputError(f"too few matched objects to train on ({int(found.sum())}); give more events")
+        logs = [log_conditions] if isinstance(log_conditions, str) else list(log_conditions)
+        if not set(logs) <= set(LOG_CONDITIONS) or len(set(logs)) != len(logs):
+            raise InputError(f"log_conditions must be distinct names among {list(LOG_CONDITIONS)}, got {logs}")
         p = object_preset(preset)
         surrogate = Surrogate(
             layout.targets,
             layout.conditions,
             flow=p["flow"] | dict(flow or {}),
             preprocessing="standardize",
-            condition_preprocessing="standardize",
+            condition_preprocessing={
+                name: [Log(LOG_CONDITIONS[name]), Standardize()] if name in logs else "standardize"
+                for name in layout.conditions
+            },
             training={"seed": seed} | p["training"] | dict(training or {}),
         )
         surrogate.fit(
