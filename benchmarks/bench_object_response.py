@@ -122,6 +122,12 @@ def main() -> None:
     ap.add_argument("--model", help="a saved ObjectResponse directory (else one is trained here)")
     ap.add_argument("--train-events", type=int, default=30_000)
     ap.add_argument("--distill-pairs", type=int, default=300_000)
+    ap.add_argument(
+        "--students",
+        default="128:float32,128:bfloat16,256:bfloat16",
+        help="distilled samplers timed, as hidden units (3 layers) : precision, comma-separated (ObjectResponse.distill "
+        "makes 3 × 128 unless told otherwise; 3 × 256 was its size before)",
+    )
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     torch.set_num_threads(1)
@@ -182,12 +188,13 @@ def main() -> None:
         )
         out["train_seconds"] = time.perf_counter() - t
         models = {"demo flow": base}
-    for precision in ("float32", "bfloat16"):
+    for student in args.students.split(","):
+        hidden, precision = student.split(":")
         t = time.perf_counter()
-        models[f"distilled 3 × 256 ReLU, {precision}"] = base.distill(
-            train, {"pairs": args.distill_pairs, "epochs": 4, "precision": precision}
+        models[f"distilled 3 × {hidden} ReLU, {precision}"] = base.distill(
+            train, {"hidden": int(hidden), "pairs": args.distill_pairs, "epochs": 4, "precision": precision}
         )
-        out[f"distill_seconds_{precision}"] = time.perf_counter() - t
+        out[f"distill_seconds_{hidden}_{precision}"] = time.perf_counter() - t
 
     for name, model in models.items():
         for threads in sorted({1, args.threads}):

@@ -353,6 +353,23 @@ def test_efficiency_chi2_of_draws_averages_the_surrogates_decisions() -> None:
         efficiency_chi2_of_draws(x, found, p, 0, seed=1)
 
 
+def test_multiplicity_chi2_of_draws_averages_the_surrogates_decisions() -> None:
+    from mcsurrogate.response.object_study import multiplicity_chi2_of_draws
+
+    rng = np.random.default_rng(5)
+    n_events = 100_000
+    counts = rng.integers(0, 6, n_events)
+    event = np.repeat(np.arange(n_events), counts)
+    p = np.where(rng.random(len(event)) < 0.5, 0.9, 0.6)
+    observed = np.bincount(np.bincount(event[rng.random(len(event)) < p], minlength=n_events))
+    draws = multiplicity_chi2_of_draws(event, n_events, observed.tolist(), p, 24, seed=1)
+    assert len(draws) == 24 and draws == multiplicity_chi2_of_draws(event, n_events, observed, p, 24, seed=1)
+    assert np.std(draws) > 0.1 and 0.6 < np.mean(draws) < 1.5  # the right p: χ²/bin ≈ 1 on average
+    assert np.mean(multiplicity_chi2_of_draws(event, n_events, observed, p - 0.03, 4, seed=1)) > 5  # 3 % less
+    with pytest.raises(InputError, match="draws"):
+        multiplicity_chi2_of_draws(event, n_events, observed, p, 0, seed=1)
+
+
 def test_object_study_end_to_end_writes_strict_json_and_a_readme(tmp_path) -> None:
     from mcsurrogate.response.object_study import run_object_study, split_study_events, write_study_report
 
@@ -375,6 +392,9 @@ def test_object_study_end_to_end_writes_strict_json_and_a_readme(tmp_path) -> No
     # the efficiency bar is held to the mean over draws of the surrogate's decisions (of the floor's: from ε)
     for h in (saved["scenarios"]["rho0.5"]["headline"]["other"], saved["scenarios"]["rho0.5"]["floor"]["other"]):
         assert h["met"]["efficiency"] == (h["efficiency_chi2_per_bin_mean_of_draws"] <= 1.3)
+        assert h["met"]["multiplicity"] == (h["multiplicity_chi2_per_bin_mean_of_draws"] <= 1.3)
+    mult = saved["scenarios"]["rho0.5"]["generalisation"]["other"]["multiplicity_chi2_per_bin_draws"]
+    assert len(mult) == 8 and len(set(mult)) > 1
     draws = saved["scenarios"]["rho0.5"]["generalisation"]["other"]["efficiency_chi2_per_bin_draws"]
     assert len(draws) == 8 and np.isclose(
         np.mean(draws), saved["scenarios"]["rho0.5"]["headline"]["other"]["efficiency_chi2_per_bin_mean_of_draws"]

@@ -66,6 +66,13 @@ def parse() -> argparse.Namespace:
         help="rounds of companions (companions get companions: crowded events with many photons, as tt̄H's)",
     )
     ap.add_argument(
+        "--companion-pt-min",
+        type=float,
+        default=5.0,
+        help="companions above this E_T (GeV): below the truth's 10 GeV, so that the softest test photons are not at the "
+        "edge of the training objects' E_T",
+    )
+    ap.add_argument(
         "--symmetric-eta",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -122,6 +129,7 @@ def main() -> None:
             efficiency_features=None if args.efficiency_features is None else args.efficiency_features.split(","),
             companions=args.companions,
             companion_rounds=args.companion_rounds,
+            companion_pt_min=args.companion_pt_min,
             symmetric_eta=args.symmetric_eta,
             compare_classifiers=args.compare_classifiers and name == "baseline",
             distill=None if args.distill is None else {"precision": args.distill},

@@ -58,6 +58,8 @@ EFFICIENCY_FEATURES = ("pt", "eta", "mu", "n_objects", "dr_nearest")
 EFFICIENCY_TRANSFORMS: tuple[Transform, ...] = ("log", "linear", "linear", "linear", "log")
 #: the response flow's conditions it reads as log(x + offset) before standardising (:meth:`ObjectResponse.fit`)
 LOG_CONDITIONS: dict[str, float] = {"pt": 0.0, "dr_nearest": 0.01}
+#: hidden units per layer of the distilled response sampler unless told otherwise (:meth:`ObjectResponse.distill`)
+OBJECT_STUDENT_HIDDEN = 128
 
 
 @dataclass(frozen=True)
@@ -540,7 +542,14 @@ class ObjectResponse:
         self, events: ak.Array, config: DistillConfig | Mapping[str, Any] | None = None, *, progress: bool | None = None
     ) -> ObjectResponse:
         """A copy whose response flow is distilled (:meth:`Surrogate.distill`) at the conditions of ``events``'s
-        matched objects (the training events): one dense pass per object when sampling."""
+        matched objects (the training events): one dense pass per object when sampling.
+
+        ``config``: a :class:`~mcsurrogate.flows.distilled.DistillConfig` or a dict of its fields; a dict without
+        ``hidden`` gets :data:`OBJECT_STUDENT_HIDDEN` (128) units per layer: on the object study's teacher, a 3 × 128
+        student fits as well as a 3 × 256 one (held-out error 2.5 × 10⁻⁴ and 2.4 × 10⁻⁴; width χ²/bin 1.02 and 1.09 on
+        held-out gg → H, 1.72 and 1.81 on tt̄H, the flow 1.08 and 1.61) and samples 3.5× faster."""
+        if config is None or isinstance(config, Mapping):
+            config = {"hidden": OBJECT_STUDENT_HIDDEN} | dict(config or {})
         student = self.response.distill(self.training_conditions(events), config, progress=progress)
         return ObjectResponse(
             self.layout, self.efficiency, student, self.scale, dict(self.metrics), self.context_bounds
@@ -559,11 +568,7 @@ class ObjectResponse:
                 f"got {uniforms.shape} and {noise.shape}"
             )
         self._warn_outside_training_range(t)
-        names = self.efficiency.features
-        x_eff = t.efficiency_features(names)
-        for j, name in enumerate(names):
-            x_eff[:, j] = self._clip(name, x_eff[:, j])
-        found = uniforms < self.efficiency.probability(x_eff) if n else np.zeros(0, dtype=bool)
+        found = uniforms < self.reconstruction_probability(t) if n else np.zeros(0, dtype=bool)
         nf = len(self.layout.fields)
         delta = np.zeros((n, nf))
         n_prev = np.zeros(len(t.counts))
@@ -612,6 +617,15 @@ class ObjectResponse:
             s_prev[ev] += d / sigma[bounds[r] : bounds[r + 1]]
             n_prev[ev] += 1.0
         return found, delta
+
+    def reconstruction_probability(self, t: TruthObjects) -> np.ndarray:
+        """p(reconstructed) of each truth object of ``t``, as sampling draws it (the event context clipped into
+        :attr:`context_bounds`)."""
+        names = self.efficiency.features
+        x = t.efficiency_features(names)
+        for j, name in enumerate(names):
+            x[:, j] = self._clip(name, x[:, j])
+        return self.efficiency.probability(x)
 
     def _clip(self, name: str, values: np.ndarray) -> np.ndarray:
         if name not in self.context_bounds:
