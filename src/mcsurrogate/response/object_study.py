@@ -32,7 +32,7 @@ from ..errors import InputError
 from .efficiency import reliability
 from .evaluation import width_ratio_consistency
 from .matching import match_objects
-from .objects import EFFICIENCY_FEATURES, ObjectLayout, ObjectResponse, training_pairs
+from .objects import EFFICIENCY_FEATURES, LOG_CONDITIONS, ObjectLayout, ObjectResponse, training_pairs
 from .reference_detector import PhotonDetector, reconstruct_photons
 from .resolution import BinnedWidths, binned_core_widths
 from .smearing import resolution
@@ -593,6 +593,7 @@ def run_object_study(
     training: Mapping[str, Any] | None = None,
     efficiency: Mapping[str, Any] | None = None,
     efficiency_features: Sequence[str] | None = None,
+    log_conditions: Sequence[str] | None = None,
     distill: Mapping[str, Any] | None = None,
     companions: float = 0.0,
     companion_rounds: int = 1,
@@ -616,6 +617,7 @@ def run_object_study(
     then are not at the edge of the flow's conditions); the test truth and the other processes stay as they are.
     ``efficiency_features``: the efficiency classifier's inputs (default: all of
     :data:`~mcsurrogate.response.objects.EFFICIENCY_FEATURES`; see :meth:`ObjectResponse.fit`).
+    ``log_conditions``: the flow's conditions read in log (default: :meth:`ObjectResponse.fit`'s).
     ``symmetric_eta``: the response flow reads |η| (:class:`~.objects.ObjectLayout`).
     ``floor``: also evaluate the reference against ``oversample`` more passes of its own over the same truth (what a
     perfect surrogate would score in this comparison: :attr:`ObjectStudyResult.floor`).
@@ -656,6 +658,7 @@ def run_object_study(
         efficiency=efficiency,
         efficiency_events=eff_train,
         efficiency_features=EFFICIENCY_FEATURES if efficiency_features is None else efficiency_features,
+        log_conditions=tuple(LOG_CONDITIONS) if log_conditions is None else log_conditions,
         seed=seed,
         progress=progress,
     )
