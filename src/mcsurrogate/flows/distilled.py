@@ -327,8 +327,8 @@ class DistilledFlow(nn.Module):
         Without autograd, large batches go through in slices of :attr:`chunk` events whose hidden activations stay
         in the CPU cache (measured 1.7× faster than one pass over 2 × 10⁴ events, 2-core Intel CPU; on a 2-core AMD
         EPYC, slices of 2048 ran the network alone 1.3× faster than of 4096 but the object response's sampling 3–5 %
-        slower, interleaved in one process); same numbers. Without
-        autograd the networks run in :attr:`precision` (weights rounded once per call); with it, in float32.
+        slower, interleaved in one process); same numbers. Without autograd the networks run in :attr:`precision`
+        (weights rounded once per call); with it, in float32.
 
         ``torch.compile`` of the student (inductor, weights frozen) was measured and left out: 1.7× on the network
         alone, but 1.0–1.2× on the sampling paths (noise draw, slicing and preprocessing then weigh), for 10–40 s of

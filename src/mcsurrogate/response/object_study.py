@@ -612,9 +612,9 @@ def run_object_study(
     ``train_passes`` of them are the flow's), so that its statistical precision beats the oversampled test's.
     ``distill``: a :class:`~mcsurrogate.flows.distilled.DistillConfig` dict to evaluate the distilled sampler.
     ``companions``: the fraction of training truth objects that get a close companion (:func:`add_companions`,
-    a new draw per detector pass; ``companion_rounds`` rounds of it, companions above ``companion_pt_min`` GeV: below
-    the truth's own threshold, the training objects reach past the softest objects the surrogate is applied to, which
-    then are not at the edge of the flow's conditions); the test truth and the other processes stay as they are.
+    a new draw per detector pass; ``companion_rounds`` rounds of it, companions above ``companion_pt_min`` GeV; below
+    the truth's own threshold they reach past the softest objects the surrogate is applied to, a trade measured in
+    docs/object_response.md); the test truth and the other processes stay as they are.
     ``efficiency_features``: the efficiency classifier's inputs (default: all of
     :data:`~mcsurrogate.response.objects.EFFICIENCY_FEATURES`; see :meth:`ObjectResponse.fit`).
     ``log_conditions``: the flow's conditions read in log (default: :meth:`ObjectResponse.fit`'s).

@@ -547,7 +547,8 @@ class ObjectResponse:
         ``config``: a :class:`~mcsurrogate.flows.distilled.DistillConfig` or a dict of its fields; a dict without
         ``hidden`` gets :data:`OBJECT_STUDENT_HIDDEN` (128) units per layer: on the object study's teacher, a 3 × 128
         student fits as well as a 3 × 256 one (held-out error 2.5 × 10⁻⁴ and 2.4 × 10⁻⁴; width χ²/bin 1.02 and 1.09 on
-        held-out gg → H, 1.72 and 1.81 on tt̄H, the flow 1.08 and 1.61) and samples 2.7× faster (bfloat16, 2-core AMD EPYC)."""
+        held-out gg → H, 1.72 and 1.81 on tt̄H, the flow 1.08 and 1.61) and samples 2.7× faster (bfloat16, 2-core
+        AMD EPYC)."""
         if config is None or isinstance(config, Mapping):
             config = {"hidden": OBJECT_STUDENT_HIDDEN} | dict(config or {})
         student = self.response.distill(self.training_conditions(events), config, progress=progress)
