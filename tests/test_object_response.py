@@ -264,6 +264,22 @@ def test_the_flow_reads_truth_et_and_the_nearest_distance_in_log(trained, tmp_pa
         ObjectResponse.fit(train, preset="demo", log_conditions=("mu",))
 
 
+@pytest.mark.filterwarnings("ignore:the distilled student does not reproduce")
+def test_the_distilled_object_sampler_is_3_x_128_unless_told_otherwise(trained) -> None:
+    from mcsurrogate.response.objects import OBJECT_STUDENT_HIDDEN
+
+    model, detector = trained
+    train = reconstruct_photons(jagged_truth(400, 9), detector, seed=2)
+    small = {"pairs": 3000, "epochs": 1, "batch_size": 512}
+    student = model.distill(train, small, progress=False)
+    assert OBJECT_STUDENT_HIDDEN == 128 and student.response.model.sampler.net[0].out_features == 128
+    wider = model.distill(train, small | {"hidden": 32}, progress=False)
+    assert wider.response.model.sampler.net[0].out_features == 32
+    truth = ak.zip({"truth_photons": train.truth_photons, "mu": train.mu}, depth_limit=1)
+    out = student.apply(truth, seed=1)
+    assert len(out) == len(train) and np.isfinite(ak.to_numpy(ak.flatten(out.photons.pt))).all()
+
+
 def test_a_symmetric_detector_layout_conditions_the_flow_on_abs_eta(tmp_path) -> None:
     import warnings
 
