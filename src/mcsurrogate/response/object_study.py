@@ -134,10 +134,8 @@ def efficiency_chi2_of_draws(x: np.ndarray, found: np.ndarray, p: np.ndarray, dr
 
     One draw of the surrogate's decisions scatters its χ²/bin by about ±0.26 (the study's samples); the mean over
     draws estimates the χ²/bin a draw gives on average against this reference."""
-    rng = np.random.default_rng(seed)
     out = []
-    for _ in range(check_int(draws, "draws", minimum=1)):
-        drawn = rng.random(len(p)) < p
+    for drawn in _bernoulli_draws(p, draws, seed):
         pulls = np.concatenate(
             [
                 _binned_efficiency(v, DEFAULT_OBJECT_BINS[v], x[:, j], found, x[:, j], drawn).pulls()
@@ -146,6 +144,12 @@ def efficiency_chi2_of_draws(x: np.ndarray, found: np.ndarray, p: np.ndarray, dr
         )
         out.append(float(np.mean(pulls**2)))
     return out
+
+
+def _bernoulli_draws(p: np.ndarray, draws: int, seed: int) -> list[np.ndarray]:
+    """``draws`` independent reconstruction decisions (booleans) of objects with probabilities ``p``, seeded."""
+    rng = np.random.default_rng(seed)
+    return [rng.random(len(p)) < p for _ in range(check_int(draws, "draws", minimum=1))]
 
 
 def _multiplicity_chi2(
@@ -174,13 +178,11 @@ def multiplicity_chi2_of_draws(
     objects) and each of ``draws`` independent Bernoulli draws from ``p`` of the truth objects of events ``event``
     (indices < ``n_events``): the multiplicity a surrogate that keeps every object it reconstructs (no reco
     threshold, no fakes, as the study's) gives on average. One draw scatters the χ²/bin by about ±0.5 (7 bins)."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(check_int(draws, "draws", minimum=1)):
-        drawn = rng.random(len(p)) < p
-        counts = np.bincount(event[drawn], minlength=n_events)
-        out.append(_multiplicity_chi2(np.asarray(reference), np.bincount(counts), 1.0)["chi2_per_bin"])
-    return out
+    observed = np.asarray(reference)
+    return [
+        _multiplicity_chi2(observed, np.bincount(np.bincount(event[drawn], minlength=n_events)), 1.0)["chi2_per_bin"]
+        for drawn in _bernoulli_draws(p, draws, seed)
+    ]
 
 
 @dataclass
