@@ -467,6 +467,12 @@ def test_any_collection_jets_with_a_pt_response_only() -> None:
     frac_sur = len(ak.flatten(out.jets)) / len(ak.flatten(out.truth_jets))
     assert frac_sur == pytest.approx(frac_ref, abs=0.03)
     assert ak.all(out.jets.mass >= 0)
+    # the mass scales with p_T, as the reference detector's four-momentum scale does
+    truth, reco = m.pairs(out.truth_jets, out.jets)
+    np.testing.assert_allclose(
+        ak.to_numpy(ak.flatten(reco.mass)), ak.to_numpy(ak.flatten(truth.mass * reco.pt / truth.pt)), rtol=1e-5
+    )
+    assert not np.allclose(ak.to_numpy(ak.flatten(reco.mass)), ak.to_numpy(ak.flatten(truth.mass)))
 
 
 def test_the_efficiency_can_train_on_more_detector_passes_than_the_flow() -> None:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .object_study import ObjectEvaluation
 
-__all__ = ["plot_object_evaluation"]
+if TYPE_CHECKING:
+    from .jet_study import JetEvaluation
+
+__all__ = ["plot_jet_evaluation", "plot_object_evaluation"]
 
 _LABELS = {"pt": r"truth $E_T$ [GeV]", "eta": r"truth $\eta$", "mu": r"$\mu$"}
 
@@ -79,6 +82,75 @@ def plot_object_evaluation(evaluation: ObjectEvaluation, path: str | Path, title
     ax.set_xlabel(_LABELS["pt"])
     ax.set_ylabel("core width: surrogate / reference")
     ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def _histogram_panel(ax: Any, observable: dict[str, Any], label: str) -> None:
+    e = np.asarray(observable["edges"], dtype=np.float64)
+    ref = np.asarray(observable["reference"], dtype=np.float64)
+    gen = np.asarray(observable["generated"], dtype=np.float64)
+    ax.errorbar(
+        0.5 * (e[1:] + e[:-1]), ref, yerr=np.sqrt(ref), fmt="o", ms=3, color="black", label="reference detector"
+    )
+    ax.step(e, np.append(gen, gen[-1]), where="post", color="tab:red", label="surrogate")
+    ax.set_yscale("log")
+    ax.set_xlabel(label)
+    ax.set_ylabel("events")
+    ax.legend(fontsize=8)
+
+
+def plot_jet_evaluation(evaluation: JetEvaluation, path: str | Path, title: str = "") -> Path:
+    """One PNG: jet efficiency vs p_T, η, μ (reference and surrogate, binomial errors); the reco jet multiplicity;
+    m_jj of the two leading reco jets; H_T; the surrogate/reference core-width ratio of the p_T response vs p_T."""
+    import matplotlib
+    import matplotlib.ticker
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 4, figsize=(19, 8.5))
+    labels = _LABELS | {"pt": r"truth jet $p_T$ [GeV]"}
+    for ax, var in zip(axes[0, :3], ("pt", "eta", "mu"), strict=True):
+        eff = evaluation.efficiency[var]
+        _steps(ax, eff.edges, eff.reference, eff.reference_err, "reference detector", "black")
+        _steps(ax, eff.edges, eff.generated, eff.generated_err, "surrogate", "tab:red")
+        ax.set_xlabel(labels[var])
+        ax.set_ylabel("efficiency")
+        if var == "pt":
+            ax.set_xscale("log")
+        ax.legend(fontsize=8)
+    ax = axes[0, 3]
+    r = np.asarray(evaluation.multiplicity_reference, dtype=np.float64)
+    g = np.asarray(evaluation.multiplicity_generated, dtype=np.float64)
+    ax.errorbar(np.arange(len(r)), r / r.sum(), yerr=np.sqrt(r) / r.sum(), fmt="o", color="black", label="reference")
+    ax.step(np.arange(len(g)), g / g.sum(), where="mid", color="tab:red", label="surrogate")
+    ax.set_yscale("log")
+    ax.set_xlabel("reco jets per event")
+    ax.set_ylabel("fraction of events")
+    ax.legend(fontsize=8)
+    _histogram_panel(axes[1, 0], evaluation.observables["m_jj"], r"$m_{jj}$ of the two leading reco jets [GeV]")
+    _histogram_panel(axes[1, 1], evaluation.observables["h_t"], r"$H_T$ of the reco jets [GeV]")
+    ax = axes[1, 2]
+    w = evaluation.widths["pt"]
+    e = np.asarray(w.edges)
+    ax.errorbar(
+        0.5 * (e[1:] + e[:-1]), w.ratio, yerr=w.ratio_err, fmt="o", ms=3, color="tab:blue", label=r"$\Delta p_T$"
+    )
+    ax.axhspan(0.98, 1.02, color="0.9")
+    ax.axhline(1.0, color="0.5", lw=0.8)
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_ylim(0.85, 1.15)
+    ax.set_xlabel(labels["pt"])
+    ax.set_ylabel("core width: surrogate / reference")
+    ax.legend(fontsize=8)
+    axes[1, 3].axis("off")
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -127,8 +127,16 @@ def _binned_efficiency(
     return BinnedEfficiency(variable, [float(e) for e in edges], nr, pr, er, ng, pg, eg)  # type: ignore[arg-type]
 
 
-def efficiency_chi2_of_draws(x: np.ndarray, found: np.ndarray, p: np.ndarray, draws: int, seed: int) -> list[float]:
-    """χ²/bin of the efficiency vs E_T, η, μ (GeV, –, pile-up; ``x`` columns 0–2, binned as the study bins them)
+def efficiency_chi2_of_draws(
+    x: np.ndarray,
+    found: np.ndarray,
+    p: np.ndarray,
+    draws: int,
+    seed: int,
+    *,
+    bins: Mapping[str, np.ndarray] = DEFAULT_OBJECT_BINS,
+) -> list[float]:
+    """χ²/bin of the efficiency vs E_T, η, μ (GeV, –, pile-up; ``x`` columns 0–2, in ``bins``: the study's)
     between the reference's outcomes ``found`` and each of ``draws`` independent Bernoulli draws from ``p`` (the
     surrogate's p(reco) of the same truth objects, or the reference's own ε for the floor), binomial errors on both.
 
@@ -138,7 +146,7 @@ def efficiency_chi2_of_draws(x: np.ndarray, found: np.ndarray, p: np.ndarray, dr
     for drawn in _bernoulli_draws(p, draws, seed):
         pulls = np.concatenate(
             [
-                _binned_efficiency(v, DEFAULT_OBJECT_BINS[v], x[:, j], found, x[:, j], drawn).pulls()
+                _binned_efficiency(v, bins[v], x[:, j], found, x[:, j], drawn).pulls()
                 for j, v in enumerate(("pt", "eta", "mu"))
             ]
         )

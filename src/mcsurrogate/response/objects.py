@@ -651,7 +651,8 @@ class ObjectResponse:
             )
 
     def reco_objects(self, t: TruthObjects, found: np.ndarray, delta: np.ndarray) -> ak.Array:
-        """The jagged reco collection (vector Momentum4D, ordered by reco E_T) of sampled ``found``/``delta``."""
+        """The jagged reco collection (vector Momentum4D, ordered by reco E_T) of sampled ``found``/``delta``: the
+        modelled responses added to the truth kinematics, the others copied, the mass (GeV) scaled by reco/truth E_T."""
         kin = {f: t.kin[f].copy() for f in ("pt", "eta", "phi")}
         for j, f in enumerate(self.layout.fields):
             kin[f] = kin[f] + delta[:, j]
@@ -660,7 +661,9 @@ class ObjectResponse:
         counts = np.bincount(t.event[keep], minlength=len(t.counts))
         cols = {f: kin[f][keep] for f in ("pt", "eta", "phi")}
         if "mass" in t.objects.fields:
-            cols["mass"] = np.asarray(ak.to_numpy(ak.flatten(t.objects.mass)), dtype=np.float64)[keep]
+            # the mass scales with E_T, as a calorimeter's energy scale scales the whole four-momentum (jets)
+            mass = np.asarray(ak.to_numpy(ak.flatten(t.objects.mass)), dtype=np.float64)
+            cols["mass"] = (mass * kin["pt"] / t.kin["pt"])[keep]
         else:
             cols["mass"] = np.zeros(int(keep.sum()))
         objs = ak.unflatten(ak.zip(cols, with_name="Momentum4D"), counts)
