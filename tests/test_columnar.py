@@ -317,3 +317,88 @@ def test_models_given_as_paths_load_on_the_device_asked_for(object_model_dir, mo
         columnar._model(model_dir, "tpu")
     with pytest.raises(InputError, match="path of a saved one"):
         add_surrogate_objects(nano_objects(gen_photons(3, 1)), 42)
+
+
+def test_jet_response_from_nanoaod_genjet_eager_and_dask(tmp_path):
+    """GenJet → Jet: a p_T-response ObjectResponse of the benchmark's jet detector inside a NanoEvents processor,
+    eager and with dask alike; η, φ copied from truth, the mass scaled with p_T."""
+    pytest.importorskip("coffea")
+    import dask
+    from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
+
+    from mcsurrogate.response import ObjectLayout, ObjectResponse
+    from mcsurrogate.response.jet_study import JetDetector
+
+    rng = np.random.default_rng(8)
+
+    def jets(n_events: int) -> ak.Array:
+        counts = rng.integers(1, 7, n_events)
+        n = int(counts.sum())
+        cols = {
+            "pt": 20 + rng.exponential(40, n),
+            "eta": rng.uniform(-2.5, 2.5, n),
+            "phi": rng.uniform(-np.pi, np.pi, n),
+            "mass": rng.uniform(1, 10, n),
+            "flavour": rng.choice([0, 4, 5], n),
+        }
+        return ak.zip({"jets": ak.unflatten(ak.zip(cols), counts), "mu": rng.uniform(0, 40, n_events)}, depth_limit=1)
+
+    events = JetDetector().passes(jets(3000), 1, 1)
+    layout = ObjectLayout(truth="truth_jets", reco="jets", fields=("pt",), max_dr=0.2, symmetric_eta=True)
+    model = ObjectResponse.fit(
+        events,
+        layout,
+        preset="demo",
+        training={"epochs": 1, "device": "cpu"},
+        efficiency={"epochs": 2, "device": "cpu"},
+    )
+    model.save(tmp_path / "jet_model")
+    truth = jets(600)
+    genjet = truth.jets
+    flat = ak.zip(
+        {
+            "GenJet": ak.zip(
+                {
+                    "pt": genjet.pt,
+                    "eta": genjet.eta,
+                    "phi": genjet.phi,
+                    "mass": genjet.mass,
+                    "partonFlavour": ak.values_astype(genjet.flavour, np.int32),
+                    "hadronFlavour": ak.values_astype(genjet.flavour, np.uint8),
+                }
+            ),
+            "Pileup_nTrueInt": ak.values_astype(truth.mu, np.float32),
+            "run": np.ones(len(truth), np.int64),
+            "luminosityBlock": np.ones(len(truth), np.int64),
+            "event": np.arange(len(truth), dtype=np.int64),
+        },
+        depth_limit=1,
+    )
+    write_events(flat, tmp_path / "nano.root", tree="Events")
+
+    def process(events):
+        events = add_surrogate_objects(events, str(tmp_path / "jet_model"), truth="GenJet", out="Jet2", seed=2)
+        return ak.num(events.Jet2, axis=1), events.Jet2.pt, events.Jet2.eta, events.Jet2.mass
+
+    source = {str(tmp_path / "nano.root"): "Events"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        eager = process(NanoEventsFactory.from_root(source, schemaclass=NanoAODSchema, mode="virtual").events())
+        lazy = dask.compute(
+            *process(
+                NanoEventsFactory.from_root(source, schemaclass=NanoAODSchema, mode="dask", steps_per_file=3).events()
+            )
+        )
+    for a, b in zip(eager, lazy, strict=True):
+        np.testing.assert_allclose(
+            ak.to_numpy(ak.flatten(a, axis=None)), ak.to_numpy(ak.flatten(b, axis=None)), rtol=1e-6
+        )
+    n_reco, n_truth = ak.to_numpy(eager[0]), ak.to_numpy(ak.num(genjet))
+    assert (n_reco <= n_truth).all() and 0.7 < n_reco.sum() / n_truth.sum() < 0.99  # jets are lost
+    # every reco jet sits on a truth jet's (η, mass / p_T): η copied, the four-momentum scaled
+    truth_keys = {
+        (round(e, 4), round(m / p, 5))
+        for e, m, p in zip(*(ak.to_numpy(ak.flatten(genjet[f])) for f in ("eta", "mass", "pt")), strict=True)
+    }
+    reco = zip(*(ak.to_numpy(ak.flatten(x)) for x in (eager[2], eager[3], eager[1])), strict=True)
+    assert all((round(float(e), 4), round(float(m / p), 5)) in truth_keys for e, m, p in reco)
