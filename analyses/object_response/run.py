@@ -49,13 +49,13 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--events", type=int, default=100_000, help="gg → H truth events (80 %% train, 20 %% test)")
     ap.add_argument("--other-events", type=int, default=20_000, help="tt̄H truth events (generalisation)")
     ap.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma-separated, of {list(SCENARIOS)}")
-    ap.add_argument("--epochs", type=int, default=2, help="flow epochs")
+    ap.add_argument("--epochs", type=int, default=12, help="flow epochs")
     ap.add_argument(
         "--train-passes",
         type=int,
-        default=24,
-        help="reference-detector passes over the training truth for the flow (more passes and fewer epochs: the same "
-        "steps on fresh responses)",
+        default=4,
+        help="reference-detector passes over the training truth for the flow (24 passes × 2 epochs, the same steps on "
+        "fresh responses, helps ρ = 0 and 0.5 but not ρ = 1: docs/object_response.md)",
     )
     ap.add_argument("--efficiency-passes", type=int, default=48, help="… for the efficiency classifier")
     ap.add_argument("--oversample", type=int, default=6, help="detector passes over each test truth event, each side")
