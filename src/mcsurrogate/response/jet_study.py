@@ -38,6 +38,7 @@ from .object_study import (
     BinnedEfficiency,
     _binned_efficiency,
     _clean,
+    _multiplicity_chi2,
     _Sample,
     efficiency_chi2_of_draws,
     multiplicity_chi2_of_draws,
@@ -132,10 +133,10 @@ class JetEvaluation:
         pulls = np.concatenate([e.pulls() for e in self.efficiency.values()])
         one_draw = float(np.mean(pulls**2))
         efficiency = float(np.mean(self.efficiency_draws)) if self.efficiency_draws else one_draw
-        r = np.asarray(self.multiplicity_reference, dtype=np.float64)
-        g = np.asarray(self.multiplicity_generated, dtype=np.float64)
-        n = max(len(r), len(g))
-        mult_one = _histogram_chi2(np.pad(r, (0, n - len(r))), np.pad(g, (0, n - len(g))))["chi2_per_bin"]
+        scale = self.n_events["generated"] / max(self.n_events["reference"], 1)
+        mult_one = _multiplicity_chi2(
+            np.asarray(self.multiplicity_reference), np.asarray(self.multiplicity_generated), scale
+        )["chi2_per_bin"]
         multiplicity = float(np.mean(self.multiplicity_draws)) if self.multiplicity_draws else mult_one
         w = width_ratio_consistency({"pt": self.widths}, 0.01)
         out = {
