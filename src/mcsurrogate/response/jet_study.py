@@ -31,7 +31,6 @@ import numpy as np
 
 from ..arguments import check_int, check_records
 from ..errors import InputError
-from .efficiency import reliability
 from .evaluation import width_ratio_consistency
 from .object_study import (
     CHI2_BAR,
@@ -40,11 +39,10 @@ from .object_study import (
     _clean,
     _multiplicity_chi2,
     _Sample,
-    efficiency_chi2_of_draws,
-    multiplicity_chi2_of_draws,
+    score_decision_draws,
     split_study_events,
 )
-from .objects import ObjectLayout, ObjectResponse, training_pairs
+from .objects import ObjectLayout, ObjectResponse
 from .reference_detector import JET_EFFICIENCY, ParametricEfficiency, reconstruct_jets
 from .resolution import BinnedWidths, binned_core_widths
 
@@ -339,27 +337,20 @@ def run_jet_study(
         generated = model.apply(truth_only, seed=seed + offset + 50)
         seconds["apply"] += time.perf_counter() - t1
         evaluation = evaluate_jets(reference, generated, layout=layout, seed=seed)
-        t, found, _, _ = training_pairs(reference, layout)
-        p = model.reconstruction_probability(t)
-        evaluation.reliability = reliability(p, found)
-        x = t.efficiency_features()
-        evaluation.efficiency_draws = efficiency_chi2_of_draws(
-            x, found, p, efficiency_draws, seed + offset + 60, bins=JET_BINS
-        )
-        observed = evaluation.multiplicity_reference
-        evaluation.multiplicity_draws = multiplicity_chi2_of_draws(
-            t.event, len(reference), observed, p, efficiency_draws, seed + offset + 80
-        )
         if floor:
             twin = detector.passes(events, oversample, seed + offset + 500)
             floors[name] = evaluate_jets(reference, twin, layout=layout, seed=seed)
-            epsilon = detector.efficiency(x[:, 0], x[:, 1], x[:, 2], x[:, 4])
-            floors[name].efficiency_draws = efficiency_chi2_of_draws(
-                x, found, epsilon, efficiency_draws, seed + offset + 70, bins=JET_BINS
-            )
-            floors[name].multiplicity_draws = multiplicity_chi2_of_draws(
-                t.event, len(reference), observed, epsilon, efficiency_draws, seed + offset + 90
-            )
+        evaluation.reliability = score_decision_draws(
+            evaluation,
+            floors.get(name),
+            reference,
+            layout,
+            model,
+            detector.efficiency,
+            efficiency_draws,
+            seed + offset,
+            bins=JET_BINS,
+        )
         return evaluation
 
     evaluation = compare(test_truth, 1000, "test")

@@ -52,6 +52,7 @@ __all__ = [
     "load_or_generate_truth",
     "load_study_truth",
     "run_object_study",
+    "score_decision_draws",
     "split_study_events",
     "statistical_floor",
     "write_study_report",
@@ -191,6 +192,36 @@ def multiplicity_chi2_of_draws(
         _multiplicity_chi2(observed, np.bincount(np.bincount(event[drawn], minlength=n_events)), 1.0)["chi2_per_bin"]
         for drawn in _bernoulli_draws(p, draws, seed)
     ]
+
+
+def score_decision_draws(
+    evaluation: Any,
+    floor: Any,
+    reference: ak.Array,
+    layout: ObjectLayout,
+    model: ObjectResponse,
+    epsilon: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray],
+    draws: int,
+    seed: int,
+    *,
+    bins: Mapping[str, np.ndarray] = DEFAULT_OBJECT_BINS,
+) -> dict[str, float]:
+    """Fill ``efficiency_draws`` and ``multiplicity_draws`` of ``evaluation`` (``draws`` draws of the surrogate's
+    reconstruction decisions from ``model``'s p, seeds ``seed + 60`` and ``+ 80``) and, when ``floor`` is an
+    evaluation, of ``floor`` (draws from the reference detector's ``epsilon(pt, eta, mu, dr_nearest)``, seeds
+    ``+ 70`` and ``+ 90``), all against the reference's outcomes on ``reference``'s truth. Returns the reliability of
+    the surrogate's p against those outcomes."""
+    t, found, _, _ = training_pairs(reference, layout)
+    p = model.reconstruction_probability(t)
+    x = t.efficiency_features()  # pt, eta, mu, n_objects, dr_nearest
+    observed = evaluation.multiplicity_reference
+    targets = [(evaluation, p, seed + 60)]
+    if floor is not None:
+        targets.append((floor, epsilon(x[:, 0], x[:, 1], x[:, 2], x[:, 4]), seed + 70))
+    for target, prob, s in targets:
+        target.efficiency_draws = efficiency_chi2_of_draws(x, found, prob, draws, s, bins=bins)
+        target.multiplicity_draws = multiplicity_chi2_of_draws(t.event, len(reference), observed, prob, draws, s + 20)
+    return reliability(p, found)
 
 
 @dataclass
@@ -695,23 +726,9 @@ def run_object_study(
         seconds["apply"] += time.perf_counter() - t1
         n_objects += int(ak.sum(ak.num(truth_only[layout.truth])))
         evaluation = evaluate_objects(reference, generated, rho=rho, seed=seed)
-        t, found, _, _ = training_pairs(reference, layout)
-        p = model.reconstruction_probability(t)
-        evaluation.reliability = reliability(p, found)
-        x = t.efficiency_features()  # pt, eta, mu, n_objects, dr_nearest
-        evaluation.efficiency_draws = efficiency_chi2_of_draws(x, found, p, efficiency_draws, seed + offset + 60)
-        n_events, observed = len(reference), evaluation.multiplicity_reference
-        evaluation.multiplicity_draws = multiplicity_chi2_of_draws(
-            t.event, n_events, observed, p, efficiency_draws, seed + offset + 80
+        evaluation.reliability = score_decision_draws(
+            evaluation, floors.get(name), reference, layout, model, detector.efficiency, efficiency_draws, seed + offset
         )
-        if floor:
-            epsilon = detector.efficiency(x[:, 0], x[:, 1], x[:, 2], x[:, 4])
-            floors[name].efficiency_draws = efficiency_chi2_of_draws(
-                x, found, epsilon, efficiency_draws, seed + offset + 70
-            )
-            floors[name].multiplicity_draws = multiplicity_chi2_of_draws(
-                t.event, n_events, observed, epsilon, efficiency_draws, seed + offset + 90
-            )
         return evaluation
 
     evaluation = compare(test_truth, 1000, "test")
