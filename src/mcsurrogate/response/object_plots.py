@@ -25,6 +25,33 @@ def _steps(ax: Any, edges: list[float], values: list[Any], errors: list[Any], la
     ax.errorbar(centres, v, yerr=err, xerr=0.5 * np.diff(e), fmt="o", ms=3, color=color, label=label)
 
 
+def _efficiency_panels(axes: Any, efficiency: dict[str, Any], labels: dict[str, str]) -> None:
+    """Efficiency vs truth E_T (log axis), η, μ: the reference's and the surrogate's, binomial errors."""
+    for ax, var in zip(axes, ("pt", "eta", "mu"), strict=True):
+        eff = efficiency[var]
+        _steps(ax, eff.edges, eff.reference, eff.reference_err, "reference detector", "black")
+        _steps(ax, eff.edges, eff.generated, eff.generated_err, "surrogate", "tab:red")
+        ax.set_xlabel(labels[var])
+        ax.set_ylabel("efficiency")
+        if var == "pt":
+            ax.set_xscale("log")
+        ax.legend(fontsize=8)
+
+
+def _multiplicity_panel(ax: Any, reference: list[int], generated: list[int], xlabel: str) -> None:
+    """Fractions of events with 0, 1, … reco objects (log axis); Poisson errors on the reference's."""
+    r = np.asarray(reference, dtype=np.float64)
+    g = np.asarray(generated, dtype=np.float64)
+    ax.errorbar(
+        np.arange(len(r)), r / r.sum(), yerr=np.sqrt(r) / r.sum(), fmt="o", color="black", label="reference detector"
+    )
+    ax.step(np.arange(len(g)), g / g.sum(), where="mid", color="tab:red", label="surrogate")
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("fraction of events")
+    ax.legend(fontsize=8)
+
+
 def plot_object_evaluation(evaluation: ObjectEvaluation, path: str | Path, title: str = "") -> Path:
     """One PNG: efficiency vs E_T, η, μ (reference and surrogate, binomial errors); the reco multiplicity; m_γγ of the
     two leading reco photons; the surrogate/reference core-width ratio of the three responses vs E_T."""
@@ -35,25 +62,10 @@ def plot_object_evaluation(evaluation: ObjectEvaluation, path: str | Path, title
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
-    for ax, var in zip(axes[0], ("pt", "eta", "mu"), strict=True):
-        eff = evaluation.efficiency[var]
-        _steps(ax, eff.edges, eff.reference, eff.reference_err, "reference detector", "black")
-        _steps(ax, eff.edges, eff.generated, eff.generated_err, "surrogate", "tab:red")
-        ax.set_xlabel(_LABELS[var])
-        ax.set_ylabel("efficiency")
-        if var == "pt":
-            ax.set_xscale("log")
-        ax.legend(fontsize=8)
-    ax = axes[1, 0]
-    r = np.asarray(evaluation.multiplicity_reference, dtype=np.float64)
-    g = np.asarray(evaluation.multiplicity_generated, dtype=np.float64)
-    k = np.arange(len(r))
-    ax.errorbar(k, r / r.sum(), yerr=np.sqrt(r) / r.sum(), fmt="o", color="black", label="reference detector")
-    ax.step(k, g / g.sum(), where="mid", color="tab:red", label="surrogate")
-    ax.set_yscale("log")
-    ax.set_xlabel("reco photons per event")
-    ax.set_ylabel("fraction of events")
-    ax.legend(fontsize=8)
+    _efficiency_panels(axes[0], evaluation.efficiency, _LABELS)
+    _multiplicity_panel(
+        axes[1, 0], evaluation.multiplicity_reference, evaluation.multiplicity_generated, "reco photons per event"
+    )
     ax = axes[1, 1]
     bins = np.linspace(110, 140, 61)
     for name, color in (("reference", "black"), ("generated", "tab:red")):
@@ -116,24 +128,10 @@ def plot_jet_evaluation(evaluation: JetEvaluation, path: str | Path, title: str 
 
     fig, axes = plt.subplots(2, 4, figsize=(19, 8.5))
     labels = _LABELS | {"pt": r"truth jet $p_T$ [GeV]"}
-    for ax, var in zip(axes[0, :3], ("pt", "eta", "mu"), strict=True):
-        eff = evaluation.efficiency[var]
-        _steps(ax, eff.edges, eff.reference, eff.reference_err, "reference detector", "black")
-        _steps(ax, eff.edges, eff.generated, eff.generated_err, "surrogate", "tab:red")
-        ax.set_xlabel(labels[var])
-        ax.set_ylabel("efficiency")
-        if var == "pt":
-            ax.set_xscale("log")
-        ax.legend(fontsize=8)
-    ax = axes[0, 3]
-    r = np.asarray(evaluation.multiplicity_reference, dtype=np.float64)
-    g = np.asarray(evaluation.multiplicity_generated, dtype=np.float64)
-    ax.errorbar(np.arange(len(r)), r / r.sum(), yerr=np.sqrt(r) / r.sum(), fmt="o", color="black", label="reference")
-    ax.step(np.arange(len(g)), g / g.sum(), where="mid", color="tab:red", label="surrogate")
-    ax.set_yscale("log")
-    ax.set_xlabel("reco jets per event")
-    ax.set_ylabel("fraction of events")
-    ax.legend(fontsize=8)
+    _efficiency_panels(axes[0, :3], evaluation.efficiency, labels)
+    _multiplicity_panel(
+        axes[0, 3], evaluation.multiplicity_reference, evaluation.multiplicity_generated, "reco jets per event"
+    )
     _histogram_panel(axes[1, 0], evaluation.observables["m_jj"], r"$m_{jj}$ of the two leading reco jets [GeV]")
     _histogram_panel(axes[1, 1], evaluation.observables["h_t"], r"$H_T$ of the reco jets [GeV]")
     ax = axes[1, 2]
