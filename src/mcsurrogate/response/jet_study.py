@@ -35,8 +35,8 @@ from .evaluation import width_ratio_consistency
 from .object_study import (
     CHI2_BAR,
     BinnedEfficiency,
-    _binned_efficiency,
     _clean,
+    _efficiency_chi2,
     _multiplicity_chi2,
     _Sample,
     score_decision_draws,
@@ -44,7 +44,7 @@ from .object_study import (
 )
 from .objects import ObjectLayout, ObjectResponse
 from .reference_detector import JET_EFFICIENCY, ParametricEfficiency, reconstruct_jets
-from .resolution import BinnedWidths, binned_core_widths
+from .resolution import BinnedWidths
 
 __all__ = [
     "JET_BINS",
@@ -128,8 +128,7 @@ class JetEvaluation:
     def headline(self) -> dict[str, Any]:
         """The numbers the bars are about (χ²/bin ≤ 1.3 each; efficiency and multiplicity on the mean over draws
         where they were made, else on the one draw) and whether each is met."""
-        pulls = np.concatenate([e.pulls() for e in self.efficiency.values()])
-        one_draw = float(np.mean(pulls**2))
+        one_draw = _efficiency_chi2(self.efficiency)
         efficiency = float(np.mean(self.efficiency_draws)) if self.efficiency_draws else one_draw
         scale = self.n_events["generated"] / max(self.n_events["reference"], 1)
         mult_one = _multiplicity_chi2(
@@ -190,25 +189,8 @@ def evaluate_jets(
     b = JET_BINS | dict(bins or {})
     ref = _Sample.of(reference, layout.reco, layout.truth, layout.pileup, layout.max_dr)
     gen = _Sample.of(generated, layout.reco, layout.truth, layout.pileup, layout.max_dr)
-    efficiency = {
-        var: _binned_efficiency(var, b[var], getattr(ref, var), ref.found, getattr(gen, var), gen.found)
-        for var in ("pt", "eta", "mu")
-    }
-    widths = {
-        var: binned_core_widths(
-            getattr(ref, f"matched_{var}"),
-            ref.delta[:, 0],
-            gen.delta[:, 0],
-            b[var],
-            name=var,
-            n_boot=n_boot,
-            seed=seed,
-            generated_variable=getattr(gen, f"matched_{var}"),
-            groups=ref.matched_event,
-            generated_groups=gen.matched_event,
-        )
-        for var in ("pt", "eta", "mu")
-    }
+    efficiency = ref.binned_efficiencies(gen, b)
+    widths = ref.binned_widths(gen, 0, b, n_boot, seed)
     values = {
         "reference": {"m_jj": ref.mass, "h_t": _ht(reference[layout.reco])},
         "generated": {"m_jj": gen.mass, "h_t": _ht(generated[layout.reco])},

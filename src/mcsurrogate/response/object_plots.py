@@ -52,11 +52,24 @@ def _multiplicity_panel(ax: Any, reference: list[int], generated: list[int], xla
     ax.legend(fontsize=8)
 
 
+def _width_ratio_axes(ax: Any, xlabel: str) -> None:
+    """Axes of core-width ratios vs truth E_T (log axis): the ±2 % band, 0.85–1.15, legend."""
+    import matplotlib.ticker
+
+    ax.axhspan(0.98, 1.02, color="0.9")
+    ax.axhline(1.0, color="0.5", lw=0.8)
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_ylim(0.85, 1.15)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("core width: surrogate / reference")
+    ax.legend(fontsize=8)
+
+
 def plot_object_evaluation(evaluation: ObjectEvaluation, path: str | Path, title: str = "") -> Path:
     """One PNG: efficiency vs E_T, η, μ (reference and surrogate, binomial errors); the reco multiplicity; m_γγ of the
     two leading reco photons; the surrogate/reference core-width ratio of the three responses vs E_T."""
     import matplotlib
-    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -86,14 +99,7 @@ def plot_object_evaluation(evaluation: ObjectEvaluation, path: str | Path, title
         e = np.asarray(w.edges)
         centres = 0.5 * (e[1:] + e[:-1])
         ax.errorbar(centres, w.ratio, yerr=w.ratio_err, fmt="o", ms=3, color=color, label=rf"$\Delta${name}")
-    ax.axhspan(0.98, 1.02, color="0.9")
-    ax.axhline(1.0, color="0.5", lw=0.8)
-    ax.set_xscale("log")
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.set_ylim(0.85, 1.15)
-    ax.set_xlabel(_LABELS["pt"])
-    ax.set_ylabel("core width: surrogate / reference")
-    ax.legend(fontsize=8)
+    _width_ratio_axes(ax, _LABELS["pt"])
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -121,7 +127,6 @@ def plot_jet_evaluation(evaluation: JetEvaluation, path: str | Path, title: str 
     """One PNG: jet efficiency vs p_T, η, μ (reference and surrogate, binomial errors); the reco jet multiplicity;
     m_jj of the two leading reco jets; H_T; the surrogate/reference core-width ratio of the p_T response vs p_T."""
     import matplotlib
-    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -140,14 +145,7 @@ def plot_jet_evaluation(evaluation: JetEvaluation, path: str | Path, title: str 
     ax.errorbar(
         0.5 * (e[1:] + e[:-1]), w.ratio, yerr=w.ratio_err, fmt="o", ms=3, color="tab:blue", label=r"$\Delta p_T$"
     )
-    ax.axhspan(0.98, 1.02, color="0.9")
-    ax.axhline(1.0, color="0.5", lw=0.8)
-    ax.set_xscale("log")
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.set_ylim(0.85, 1.15)
-    ax.set_xlabel(labels["pt"])
-    ax.set_ylabel("core width: surrogate / reference")
-    ax.legend(fontsize=8)
+    _width_ratio_axes(ax, labels["pt"])
     axes[1, 3].axis("off")
     if title:
         fig.suptitle(title)

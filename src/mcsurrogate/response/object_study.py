@@ -155,6 +155,12 @@ def efficiency_chi2_of_draws(
     return out
 
 
+def _efficiency_chi2(efficiency: Mapping[str, BinnedEfficiency]) -> float:
+    """χ²/bin of the surrogate − reference efficiencies over every bin of every variable."""
+    pulls = np.concatenate([e.pulls() for e in efficiency.values()])
+    return float(np.mean(pulls**2))
+
+
 def _bernoulli_draws(p: np.ndarray, draws: int, seed: int) -> list[np.ndarray]:
     """``draws`` independent reconstruction decisions (booleans) of objects with probabilities ``p``, seeded."""
     rng = np.random.default_rng(seed)
@@ -284,6 +290,36 @@ class _Sample:
         b = ak.to_numpy(ak.flatten(pairs["1"])) + start
         return z[a.astype(np.int64)], z[b.astype(np.int64)]
 
+    def binned_efficiencies(self, generated: _Sample, bins: Mapping[str, np.ndarray]) -> dict[str, BinnedEfficiency]:
+        """This sample's (the reference's) and ``generated``'s efficiency in ``bins`` of truth E_T (GeV), η, μ."""
+        return {
+            var: _binned_efficiency(
+                var, bins[var], getattr(self, var), self.found, getattr(generated, var), generated.found
+            )
+            for var in ("pt", "eta", "mu")
+        }
+
+    def binned_widths(
+        self, generated: _Sample, j: int, bins: Mapping[str, np.ndarray], n_boot: int, seed: int
+    ) -> dict[str, BinnedWidths]:
+        """Core widths of response ``j`` (0 E_T, 1 η, 2 φ) of this sample's (the reference's) and ``generated``'s
+        matched objects in ``bins`` of truth E_T (GeV), η, μ; bootstrap errors resample whole events."""
+        return {
+            var: binned_core_widths(
+                getattr(self, f"matched_{var}"),
+                self.delta[:, j],
+                generated.delta[:, j],
+                bins[var],
+                name=var,
+                n_boot=n_boot,
+                seed=seed,
+                generated_variable=getattr(generated, f"matched_{var}"),
+                groups=self.matched_event,
+                generated_groups=generated.matched_event,
+            )
+            for var in ("pt", "eta", "mu")
+        }
+
 
 def _reference_sigma(name: str, pt: np.ndarray, eta: np.ndarray, mu: np.ndarray) -> np.ndarray:
     return resolution(name, pt, eta, mu)  # type: ignore[arg-type]
@@ -321,8 +357,7 @@ class ObjectEvaluation:
     multiplicity_draws: list[float] = field(default_factory=list)
 
     def efficiency_chi2(self) -> float:
-        pulls = np.concatenate([e.pulls() for e in self.efficiency.values()])
-        return float(np.mean(pulls**2))
+        return _efficiency_chi2(self.efficiency)
 
     def multiplicity_chi2(self, min_count: int = 10) -> dict[str, float]:
         """χ²/bin of the two multiplicity histograms (equal event counts; bins with fewer than ``min_count`` objects
@@ -414,28 +449,9 @@ def evaluate_objects(
     b = DEFAULT_OBJECT_BINS | dict(bins or {})
     ref = _Sample.of(reference, reco, truth, pileup, max_dr)
     gen = _Sample.of(generated, reco, truth, pileup, max_dr)
-    efficiency = {
-        var: _binned_efficiency(var, b[var], getattr(ref, var), ref.found, getattr(gen, var), gen.found)
-        for var in ("pt", "eta", "mu")
-    }
+    efficiency = ref.binned_efficiencies(gen, b)
     n_max = int(max(ref.multiplicity.max(initial=0), gen.multiplicity.max(initial=0))) + 1
-    widths: dict[str, dict[str, BinnedWidths]] = {}
-    for j, name in enumerate(("pt", "eta", "phi")):
-        widths[name] = {
-            var: binned_core_widths(
-                getattr(ref, f"matched_{var}"),
-                ref.delta[:, j],
-                gen.delta[:, j],
-                b[var],
-                name=var,
-                n_boot=n_boot,
-                seed=seed + j,
-                generated_variable=getattr(gen, f"matched_{var}"),
-                groups=ref.matched_event,
-                generated_groups=gen.matched_event,
-            )
-            for var in ("pt", "eta", "mu")
-        }
+    widths = {name: ref.binned_widths(gen, j, b, n_boot, seed + j) for j, name in enumerate(("pt", "eta", "phi"))}
     correlation = {}
     for j, name in enumerate(("pt", "eta", "phi")):
         ra, rb = ref.pair_pulls(j, sigma)
