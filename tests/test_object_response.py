@@ -3,6 +3,7 @@ ObjectResponse API (fit on matched truth–reco pairs of the reference detector,
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import awkward as ak
@@ -188,6 +189,68 @@ def test_object_response_reproduces_efficiency_and_multiplicity(trained) -> None
     assert np.corrcoef(z[0], z[1])[0, 1] > 0.5
 
 
+def _matched_pt_widths(events: ak.Array, edges: list[float]) -> np.ndarray:
+    """Core width of the matched photons' E_T response (GeV) in bins of truth E_T."""
+    from mcsurrogate.response.resolution import core_width
+
+    m = match_objects(events.truth_photons, events.photons)
+    t, r = m.pairs(events.truth_photons, events.photons)
+    pt, d = ak.to_numpy(ak.flatten(t.pt)), ak.to_numpy(ak.flatten(r.pt - t.pt))
+    return np.array([core_width(d[(pt >= a) & (pt < b)])[1] for a, b in itertools.pairwise(edges)])
+
+
+def test_the_width_calibration_undoes_a_known_width_error_of_the_flow(trained) -> None:
+    model, detector = trained
+    assert model.width_calibration is not None  # fit calibrates by default
+    calib = reconstruct_photons(jagged_truth(3000, 21), detector, seed=4)
+    base = model.with_width_calibration(calib, seed=3)
+    assert base.with_width_calibration(calib, seed=3).width_calibration == base.width_calibration  # seeded
+    assert base.metrics["width_calibration"]["pairs"] > 5000
+    # a flow whose every response comes out 25 % too wide: its factor is exactly 1/1.25 times the other one
+    wide = _too_wide(model, 1.25)
+    assert wide.width_calibration is None
+    fixed = wide.with_width_calibration(calib, seed=3)
+    pt, eta, mu = np.array([15.0, 40.0, 120.0]), np.array([0.3, -1.2, 2.0]), np.array([5.0, 20.0, 35.0])
+    np.testing.assert_allclose(
+        fixed.width_calibration.sigma(pt, eta, mu) * 1.25, base.width_calibration.sigma(pt, eta, mu), rtol=1e-6
+    )
+    with pytest.raises(InputError, match="calibrate_widths"):
+        ObjectResponse.fit(calib, preset="demo", calibrate_widths="yes")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="same knots"):
+        other = np.random.default_rng(1).standard_normal((60, 3))
+        base.width_calibration.ratio(PullScale.fit(pt.repeat(20), eta.repeat(20), mu.repeat(20), other))
+
+
+def _too_wide(model: ObjectResponse, factor: float) -> ObjectResponse:
+    """An uncalibrated copy of ``model`` whose flow gives every response ``factor`` times too wide."""
+    from mcsurrogate.surrogate import Surrogate
+
+    response = Surrogate.__new__(Surrogate)
+    response.__dict__.update(model.response.__dict__)
+    response.sample_array = lambda **k: factor * model.response.sample_array(**k)  # type: ignore[method-assign]
+    return ObjectResponse(model.layout, model.efficiency, response, model.scale, dict(model.metrics))
+
+
+def test_the_width_calibration_brings_a_wrong_flow_to_the_reference_widths_on_new_truth() -> None:
+    detector = PhotonDetector(SmearingConfig("baseline"))  # independent responses: sampling = one teacher-forced step
+    train = reconstruct_photons(jagged_truth(6000, 1), detector, seed=1)
+    model = ObjectResponse.fit(
+        train, preset="demo", training={"epochs": 6}, efficiency={"epochs": 2}, calibrate_widths=False, progress=False
+    )
+    assert model.width_calibration is None and "width_calibration" not in model.metrics
+    wide = _too_wide(model, 1.25)
+    fixed = wide.with_width_calibration(train, seed=0)
+    ref = reconstruct_photons(jagged_truth(8000, 22), detector, seed=6)
+    inputs = ak.zip({"truth_photons": ref.truth_photons, "mu": ref.mu}, depth_limit=1)
+    edges = [10.0, 20.0, 35.0, 60.0, 500.0]
+    w_ref = _matched_pt_widths(ref, edges)
+    off_wide = _matched_pt_widths(wide.apply(inputs, seed=7), edges) / w_ref - 1
+    off_fixed = _matched_pt_widths(fixed.apply(inputs, seed=7), edges) / w_ref - 1
+    assert np.all(off_wide > 0.12)
+    # what is left is the tiny flow's own error beyond an additive model of its widths (a few %; 1 % for the study's)
+    assert np.all(np.abs(off_fixed) < off_wide - 0.05) and np.abs(off_fixed).mean() < 0.08
+
+
 def test_non_finite_responses_stop_sampling_with_a_clear_error(trained, monkeypatch) -> None:
     from mcsurrogate.errors import TrainingError
 
@@ -221,6 +284,11 @@ def test_object_response_save_load_and_errors(trained, tmp_path) -> None:
         assert len(model.apply(crowded, collection="gen", seed=1)) == 50
     config = json.loads((tmp_path / "m" / "object_response.json").read_text())
     assert config["layout"]["fields"] == ["pt", "eta", "phi"] and config["format"] == "mcsurrogate.object_response"
+    assert again.width_calibration == model.width_calibration is not None
+    # a directory written before the width calibration existed reads as uncalibrated
+    del config["width_calibration"]
+    (tmp_path / "m" / "object_response.json").write_text(json.dumps(config))
+    assert ObjectResponse.load(tmp_path / "m", device="cpu").width_calibration is None
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
         "efficiency.json",
         "efficiency.safetensors",

@@ -49,13 +49,18 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--events", type=int, default=100_000, help="gg → H truth events (80 %% train, 20 %% test)")
     ap.add_argument("--other-events", type=int, default=20_000, help="tt̄H truth events (generalisation)")
     ap.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma-separated, of {list(SCENARIOS)}")
-    ap.add_argument("--epochs", type=int, default=12, help="flow epochs")
+    ap.add_argument("--epochs", type=int, default=2, help="flow epochs")
     ap.add_argument(
         "--train-passes",
         type=int,
-        default=4,
-        help="reference-detector passes over the training truth for the flow (24 passes × 2 epochs, the same steps on "
-        "fresh responses, helps ρ = 0 and 0.5 but not ρ = 1: docs/object_response.md)",
+        default=24,
+        help="reference-detector passes over the training truth for the flow (24 passes × 2 epochs: the steps of "
+        "4 × 12 on fresh responses; docs/object_response.md)",
+    )
+    ap.add_argument(
+        "--no-width-calibration",
+        action="store_true",
+        help="sample the flow's widths as they come (ObjectResponse.fit(calibrate_widths=False))",
     )
     ap.add_argument("--efficiency-passes", type=int, default=48, help="… for the efficiency classifier")
     ap.add_argument("--oversample", type=int, default=6, help="detector passes over each test truth event, each side")
@@ -121,6 +126,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.small:
         args.events, args.other_events, args.epochs, args.preset = 10_000, 3_000, 2, "demo"
+        args.train_passes = min(args.train_passes, 4)
     ggh, tth, samples = load_study_truth(
         args.cache, args.events, args.other_events, seed=args.seed, n_workers=args.workers
     )
@@ -143,6 +149,7 @@ def main() -> None:
             companion_pt_min=args.companion_pt_min,
             log_conditions=[c for c in args.log_conditions.split(",") if c],
             symmetric_eta=args.symmetric_eta,
+            calibrate_widths=not args.no_width_calibration,
             compare_classifiers=args.compare_classifiers and name == "baseline",
             distill=None if args.distill is None else {"precision": args.distill},
             seed=args.seed,

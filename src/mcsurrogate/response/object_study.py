@@ -651,6 +651,7 @@ def run_object_study(
     efficiency: Mapping[str, Any] | None = None,
     efficiency_features: Sequence[str] | None = None,
     log_conditions: Sequence[str] | None = None,
+    calibrate_widths: bool = True,
     distill: Mapping[str, Any] | None = None,
     companions: float = 0.0,
     companion_rounds: int = 1,
@@ -675,6 +676,8 @@ def run_object_study(
     ``efficiency_features``: the efficiency classifier's inputs (default: all of
     :data:`~mcsurrogate.response.objects.EFFICIENCY_FEATURES`; see :meth:`ObjectResponse.fit`).
     ``log_conditions``: the flow's conditions read in log (default: :meth:`ObjectResponse.fit`'s).
+    ``calibrate_widths``: :meth:`ObjectResponse.fit`'s width calibration on the flow's training passes (and the
+    distilled student's on the same).
     ``symmetric_eta``: the response flow reads |η| (:class:`~.objects.ObjectLayout`).
     ``floor``: also evaluate the reference against ``oversample`` more passes of its own over the same truth (what a
     perfect surrogate would score in this comparison: :attr:`ObjectStudyResult.floor`).
@@ -716,6 +719,7 @@ def run_object_study(
         efficiency_events=eff_train,
         efficiency_features=EFFICIENCY_FEATURES if efficiency_features is None else efficiency_features,
         log_conditions=tuple(LOG_CONDITIONS) if log_conditions is None else log_conditions,
+        calibrate_widths=calibrate_widths,
         seed=seed,
         progress=progress,
     )

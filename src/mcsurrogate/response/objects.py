@@ -16,10 +16,14 @@ replaces the detector on new truth events:
    Sampling goes rank by rank (autoregressive over the objects, vectorised over events): an object's response
    depends on those sampled before it. For responses with a common component (a shared correlation ρ between every
    two objects), the number and mean pull of the earlier objects are exactly what the next one depends on.
+4. **Width calibration** (:meth:`ObjectResponse.with_width_calibration`, part of :meth:`ObjectResponse.fit`): the
+   flow's responses are multiplied by c(E_T, |η|, μ) = σ̂_reco / σ̂_flow, two :class:`PullScale` fits of the training
+   pairs' reco responses and of the flow's own samples at the same conditions (a closure correction of the
+   flow's widths, which it fits to 1–3 % where the resolution changes slope).
 
 Fakes (reco objects without a truth partner) are counted in the training metrics but not modelled.
 
-A model directory holds ``object_response.json`` (layout, pull scale, metrics), ``efficiency.json`` +
+A model directory holds ``object_response.json`` (layout, pull scale, width calibration, metrics), ``efficiency.json`` +
 ``efficiency.safetensors`` and ``response/`` (a :class:`~mcsurrogate.surrogate.Surrogate` directory); no pickle.
 """
 
@@ -307,6 +311,17 @@ class PullScale:
             log_widths.append([c_.tolist() for c_ in np.split(coef, splits)])
         return cls([], [], [], [], kind="additive", knots=[k.tolist() for k in knots], log_widths=log_widths)
 
+    def ratio(self, other: PullScale) -> PullScale:
+        """The additive model of σ̂_self / σ̂_other (both fitted by :meth:`fit` on the same objects, hence the same
+        knots): log σ̂ subtracted knot by knot."""
+        if self.kind != "additive" or other.kind != "additive" or self.knots != other.knots:
+            raise InputError("the ratio of two pull scales needs two additive fits with the same knots")
+        log_ratio = [
+            [(np.asarray(a) - np.asarray(b)).tolist() for a, b in zip(fa, fb, strict=True)]
+            for fa, fb in zip(self.log_widths, other.log_widths, strict=True)
+        ]
+        return PullScale([], [], [], [], kind="additive", knots=self.knots, log_widths=log_ratio)
+
     def _index(self, pt: np.ndarray, eta: np.ndarray, mu: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return (
             _bin_index(np.asarray(self.pt_edges), pt),
@@ -419,12 +434,16 @@ class ObjectResponse:
         scale: PullScale,
         metrics: dict[str, Any] | None = None,
         context_bounds: Mapping[str, Sequence[float]] | None = None,
+        width_calibration: PullScale | None = None,
     ) -> None:
         self.layout = layout
         self.efficiency = efficiency
         self.response = response
         self.scale = scale
         self.metrics = metrics or {}
+        #: the factor c(E_T, |η|, μ) per response that sampling multiplies the flow's responses by
+        #: (:meth:`with_width_calibration`); None: the flow's responses as they come
+        self.width_calibration = width_calibration
         #: the event-context conditions (object count, ΔR to the nearest object, the earlier objects' count and mean
         #: pulls) are clipped into these [0.1 %, 99.9 %] quantiles of the training objects when sampling: a process
         #: with more objects than the training sample reuses the most crowded context it was trained on instead of
@@ -446,6 +465,7 @@ class ObjectResponse:
         efficiency_features: Sequence[str] = EFFICIENCY_FEATURES,
         log_conditions: Sequence[str] = tuple(LOG_CONDITIONS),
         validation_fraction: float = 0.1,
+        calibrate_widths: bool = True,
         seed: int = 0,
         progress: bool | None = None,
     ) -> ObjectResponse:
@@ -460,13 +480,15 @@ class ObjectResponse:
         ``efficiency_features``: the classifier's inputs, a subset of :data:`EFFICIENCY_FEATURES` (dropping
         ``n_objects`` helps a process with other object counts when the detector does not depend on it).
         ``log_conditions``: the flow's conditions it reads in log before standardising (of :data:`LOG_CONDITIONS`:
-        truth E_T and ΔR to the nearest object, whose responses and efficiencies change fastest at small values)."""
+        truth E_T and ΔR to the nearest object, whose responses and efficiencies change fastest at small values).
+        ``calibrate_widths``: finish with :meth:`with_width_calibration` on ``events`` (the same seed)."""
         layout = ObjectLayout() if layout is None else layout
         if not isinstance(layout, ObjectLayout):
             raise InputError(f"layout must be an ObjectLayout, got {describe(layout)}")
         check_records(events, "events")
         seed = check_seed(seed, generator=False)
         validation_fraction = check_float(validation_fraction, "validation_fraction", above=0.0, below=1.0)
+        calibrate_widths = check_bool(calibrate_widths, "calibrate_widths")
         eff_cfg = (
             efficiency
             if isinstance(efficiency, EfficiencyConfig)
@@ -529,7 +551,56 @@ class ObjectResponse:
             "n_fakes": int(ak.sum(~matching.reco_matched)),
             "efficiency": eff.metrics,
         }
-        return cls(layout, eff, surrogate, scale, metrics, bounds)
+        model = cls(layout, eff, surrogate, scale, metrics, bounds)
+        if calibrate_widths:
+            model = model._calibrated(t, found, delta, table, seed)
+        return model
+
+    def with_width_calibration(self, events: ak.Array, *, seed: int = 0) -> ObjectResponse:
+        """A copy that corrects the response flow's widths by a closure calibration on ``events`` (matched truth–reco
+        pairs as for :meth:`fit`, e.g. the training events).
+
+        The flow is sampled once per matched object at that object's own conditions, the earlier objects' pulls those
+        of the reco objects in ``events`` (teacher forcing: the same one step as in training), and a
+        :class:`PullScale` is fitted to these samples and to the reco responses with the same bins and knots; their
+        ratio c(E_T, |η|, μ) = σ̂_reco / σ̂_flow multiplies every sampled response (before its pull conditions the next
+        object). A flow fits the resolution to 1–3 % where it changes slope (paper A's reference: flat below 20 GeV,
+        falling above) however long it trains; the calibration is fitted on 10⁵–10⁶ pairs to a few per mille, so
+        the widths that come out are the reco responses' to that precision. Responses of a narrower or wider shape
+        than the flow's (tails) are scaled with their core. Replaces an earlier calibration; deterministic for a
+        ``seed``. Cost when sampling: one evaluation of the additive model per object."""
+        seed = check_seed(seed, generator=False)
+        t, found, delta, _ = training_pairs(events, self.layout)
+        if found.sum() < 10:
+            raise InputError(f"need at least 10 matched objects in the events to calibrate on, got {int(found.sum())}")
+        return self._calibrated(t, found, delta, _table(t, found, delta, self.scale, self.layout), seed)
+
+    def _calibrated(
+        self, t: TruthObjects, found: np.ndarray, delta: np.ndarray, table: Mapping[str, np.ndarray], seed: int
+    ) -> ObjectResponse:
+        cond = np.column_stack([table[name][found] for name in self.layout.conditions])
+        rng = np.random.default_rng([seed, 37])
+        noise = rng.standard_normal((len(cond), self.response.noise_features))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="conditions outside the training range")
+            generated = self.response.sample_array(conditions=cond, noise=noise, progress=False)
+        pt, eta, mu = t.kin["pt"][found], t.kin["eta"][found], t.mu[found]
+        reco = PullScale.fit(pt, eta, mu, delta[found])
+        flow = PullScale.fit(pt, eta, mu, generated)
+        calibration = reco.ratio(flow)
+        factors = calibration.sigma(pt, eta, mu)
+        metrics = dict(self.metrics) | {
+            "width_calibration": {
+                "pairs": int(found.sum()),
+                "seed": seed,
+                "factor_range": [
+                    [float(v) for v in np.quantile(factors[:, j], [0.001, 0.999])] for j in range(factors.shape[1])
+                ],
+            }
+        }
+        return ObjectResponse(
+            self.layout, self.efficiency, self.response, self.scale, metrics, self.context_bounds, calibration
+        )
 
     def training_conditions(self, events: ak.Array) -> ak.Array:
         """The flow's condition rows of the matched objects of ``events`` (truth + reco, as for :meth:`fit`): what
@@ -552,9 +623,13 @@ class ObjectResponse:
         if config is None or isinstance(config, Mapping):
             config = {"hidden": OBJECT_STUDENT_HIDDEN} | dict(config or {})
         student = self.response.distill(self.training_conditions(events), config, progress=progress)
-        return ObjectResponse(
+        distilled = ObjectResponse(
             self.layout, self.efficiency, student, self.scale, dict(self.metrics), self.context_bounds
         )
+        if self.width_calibration is None:
+            return distilled
+        seed = int(self.metrics.get("width_calibration", {}).get("seed", 0))
+        return distilled.with_width_calibration(events, seed=seed)
 
     # -- sampling -----------------------------------------------------------------------------------------
     def sample_flat(
@@ -595,6 +670,11 @@ class ObjectResponse:
         feeds = t.feeds_later[kept]
         rows = kept[feeds]
         sigma[feeds] = self.scale.sigma(t.kin["pt"][rows], t.kin["eta"][rows], t.mu[rows])
+        factor = (
+            None
+            if self.width_calibration is None
+            else self.width_calibration.sigma(t.kin["pt"][kept], t.kin["eta"][kept], t.mu[kept])
+        )
         for r in range(n_ranks):
             sel = kept[bounds[r] : bounds[r + 1]]
             if not len(sel):
@@ -614,6 +694,8 @@ class ObjectResponse:
                     f"the response flow gave non-finite responses for {int(bad.sum())} of {len(d)} objects of rank "
                     f"{r} (the first one's conditions: {first}); the model is damaged or was trained on non-finite values"
                 )
+            if factor is not None:
+                d = d * factor[bounds[r] : bounds[r + 1]]
             delta[sel] = d
             s_prev[ev] += d / sigma[bounds[r] : bounds[r + 1]]
             n_prev[ev] += 1.0
@@ -737,6 +819,7 @@ class ObjectResponse:
                 "mcsurrogate_version": __version__,
                 "layout": self.layout.to_dict(),
                 "scale": self.scale.to_dict(),
+                "width_calibration": None if self.width_calibration is None else self.width_calibration.to_dict(),
                 "context_bounds": {k: list(v) for k, v in self.context_bounds.items()},
                 "metrics": self.metrics,
             }
@@ -763,6 +846,8 @@ class ObjectResponse:
         try:
             layout = ObjectLayout.from_dict(d["layout"])
             scale = PullScale.from_dict(d["scale"])
+            calibration = d.get("width_calibration")
+            width_calibration = None if calibration is None else PullScale.from_dict(calibration)
         except (KeyError, TypeError, InputError) as exc:
             raise ModelDirectoryError(f"{file} is damaged ({exc})") from exc
         response = Surrogate.load(root / "response", device=device)
@@ -775,6 +860,7 @@ class ObjectResponse:
             scale,
             d.get("metrics", {}),
             d.get("context_bounds", {}),
+            width_calibration,
         )
 
 
