@@ -674,8 +674,15 @@ def test_cli_trains_and_applies_an_object_response_of_any_collection(fullsim_fil
     )
     assert code == 0, err
     assert "GenPhoton -> RecoPhoton" in out and (model_dir / "object_response.json").is_file()
-    layout = ObjectResponse.load(model_dir, device="cpu").layout
+    trained = ObjectResponse.load(model_dir, device="cpu")
+    layout = trained.layout
     assert (layout.truth, layout.reco, layout.pileup) == ("GenPhoton", "RecoPhoton", "PV_mu")
+    assert trained.width_calibration is not None
+    code, _, err = _cli(
+        [*train, "--preset", "demo", "--epochs", "1", "--no-width-calibration", "--out", tmp_path / "raw"], capsys
+    )
+    assert code == 0, err
+    assert ObjectResponse.load(tmp_path / "raw", device="cpu").width_calibration is None
 
     truth_only = tmp_path / "truth.root"  # ROOT in and out: jagged collections as counter + jagged branches
     from mcsurrogate.io import write_events
@@ -713,6 +720,7 @@ def test_cli_object_level_bad_collections_exit_2_naming_them(fullsim_file, tmp_p
         "'mu'": [*base, "--truth", "GenPhoton", "--reco", "RecoPhoton"],  # the default pile-up field is absent
         "--truth needs --reco": [*base, "--truth", "GenPhoton"],
         "--pileup apply to the object-level path": [*base, "--pileup", "PV_mu"],
+        "--no-width-calibration apply to the object-level path": [*base, "--no-width-calibration"],
         "two-photon preset": [
             *base,
             "--truth",

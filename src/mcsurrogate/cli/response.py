@@ -271,7 +271,7 @@ def cmd_smear(args: argparse.Namespace) -> int:
 #: the ObjectResponse flow presets (mcsurrogate.response.objects.object_preset), for --truth/--reco
 OBJECT_PRESETS = ("affine-spline", "demo")
 #: the flags of the object-level path only, with their defaults (None: not given)
-_OBJECT_ONLY = ("pileup", "fields", "max_dr", "efficiency_epochs")
+_OBJECT_ONLY = ("pileup", "fields", "max_dr", "efficiency_epochs", "no_width_calibration")
 
 
 def _object_path(args: argparse.Namespace) -> bool:
@@ -411,6 +411,7 @@ def _train_object_response(args: argparse.Namespace, out: Path) -> int:
         preset=args.preset,
         training=training,
         efficiency=efficiency,
+        calibrate_widths=not args.no_width_calibration,
         seed=0 if args.seed is None else args.seed,
     )
     model.save(out, overwrite=args.overwrite)
@@ -614,6 +615,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--efficiency-epochs",
         type=positive_int,
         help="object-level path: efficiency-classifier epochs, at most (default: 10, early stopping)",
+    )
+    p.add_argument(
+        "--no-width-calibration",
+        action="store_const",
+        const=True,
+        help="object-level path: sample the response flow's widths as they come, without the closure calibration on "
+        "the training pairs (default: calibrated; ObjectResponse.with_width_calibration)",
     )
     p.add_argument(
         "--preset",
