@@ -16,7 +16,8 @@ The machine may be shared: beside each wall time the CPU seconds of this process
 ``objects per CPU-second`` is what an idle core would give; the load average is recorded before and after. The
 breakdown (CPU seconds, one thread) splits one eager call into truth bookkeeping (ranking, ΔR to the nearest object),
 keyed noise, the efficiency classifier, the response flow (rank by rank; of it, the pull scale σ̂ of the
-reconstructed objects before their event's last is also timed alone) and building the jagged reco collection.
+reconstructed objects before their event's last and the width calibration's factor of every reconstructed object
+are also timed alone) and building the jagged reco collection.
 """
 
 from __future__ import annotations
@@ -97,6 +98,11 @@ def breakdown(events: ak.Array, model: ObjectResponse, repeat: int) -> dict[str,
         "efficiency + response flow (sample_flat)": lambda: model.sample_flat(t, u, z),
         "pull scale σ̂ of the objects before their event's last (part of sample_flat)": lambda: model.scale.sigma(
             t.kin["pt"][feeds], t.kin["eta"][feeds], t.mu[feeds]
+        ),
+        "width calibration factor of every reconstructed object (part of sample_flat)": lambda: (
+            None
+            if model.width_calibration is None
+            else model.width_calibration.sigma(t.kin["pt"][found], t.kin["eta"][found], t.mu[found])
         ),
         "jagged reco collection (reco_objects, with_field)": lambda: ak.with_field(
             events, model.reco_objects(t, found, delta), "SmearedPhoton"

@@ -467,9 +467,13 @@ def test_object_study_end_to_end_writes_strict_json_and_a_readme(tmp_path) -> No
         training={"epochs": 1, "device": "cpu"},
         efficiency={"epochs": 2, "device": "cpu"},
         efficiency_features=("pt", "eta", "mu", "dr_nearest"),
+        calibration_passes=2,
         compare_classifiers=True,
     )
     assert result.model.efficiency.features == ["pt", "eta", "mu", "dr_nearest"]
+    # the width calibration is fitted on two detector passes of the training truth, the flow on one
+    assert result.sizes["calibration_passes"] == 2 and result.sizes["train_passes"] == 1
+    assert result.model.metrics["width_calibration"]["pairs"] > 1.5 * result.model.metrics["matching"]["n_matched"]
     report = write_study_report({"rho0.5": result}, tmp_path, {"command": "test", "wall_seconds": 1.0})
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["scenarios"]["rho0.5"]["headline"].keys() == {"test", "other"}

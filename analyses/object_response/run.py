@@ -49,13 +49,19 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--events", type=int, default=100_000, help="gg → H truth events (80 %% train, 20 %% test)")
     ap.add_argument("--other-events", type=int, default=20_000, help="tt̄H truth events (generalisation)")
     ap.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma-separated, of {list(SCENARIOS)}")
-    ap.add_argument("--epochs", type=int, default=2, help="flow epochs")
+    ap.add_argument("--epochs", type=int, default=12, help="flow epochs")
     ap.add_argument(
         "--train-passes",
         type=int,
-        default=24,
-        help="reference-detector passes over the training truth for the flow (24 passes × 2 epochs: the steps of "
-        "4 × 12 on fresh responses; docs/object_response.md)",
+        default=4,
+        help="reference-detector passes over the training truth for the flow (24 passes × 2 epochs, the same steps "
+        "on fresh responses, helps ρ = 0 and 0.5 but not ρ = 1: docs/object_response.md)",
+    )
+    ap.add_argument(
+        "--calibration-passes",
+        type=int,
+        default=16,
+        help="… for the flow's width calibration (its noise is that sample's: docs/object_response.md)",
     )
     ap.add_argument(
         "--no-width-calibration",
@@ -126,7 +132,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.small:
         args.events, args.other_events, args.epochs, args.preset = 10_000, 3_000, 2, "demo"
-        args.train_passes = min(args.train_passes, 4)
+        args.train_passes, args.calibration_passes = min(args.train_passes, 4), min(args.calibration_passes, 4)
     ggh, tth, samples = load_study_truth(
         args.cache, args.events, args.other_events, seed=args.seed, n_workers=args.workers
     )
@@ -138,6 +144,7 @@ def main() -> None:
             PhotonDetector(SCENARIOS[name]),
             other_processes={"ttH": tth},
             train_passes=args.train_passes,
+            calibration_passes=args.calibration_passes,
             efficiency_passes=args.efficiency_passes,
             oversample=args.oversample,
             preset=args.preset,

@@ -645,6 +645,7 @@ def run_object_study(
     test_fraction: float = 0.2,
     train_passes: int = 1,
     efficiency_passes: int | None = None,
+    calibration_passes: int | None = None,
     oversample: int = 2,
     preset: str = "affine-spline",
     training: Mapping[str, Any] | None = None,
@@ -668,6 +669,8 @@ def run_object_study(
     each of ``other_processes`` (truth events it never saw), ``oversample`` detector passes on each side. The
     efficiency classifier trains on ``efficiency_passes`` detector passes (default ``train_passes``; the first
     ``train_passes`` of them are the flow's), so that its statistical precision beats the oversampled test's.
+    ``calibration_passes``: the detector passes the flow's width calibration is fitted on (default ``train_passes``;
+    the first ``train_passes`` of them are the flow's): its noise is that sample's (docs/object_response.md).
     ``distill``: a :class:`~mcsurrogate.flows.distilled.DistillConfig` dict to evaluate the distilled sampler.
     ``companions``: the fraction of training truth objects that get a close companion (:func:`add_companions`,
     a new draw per detector pass; ``companion_rounds`` rounds of it, companions above ``companion_pt_min`` GeV; below
@@ -686,6 +689,9 @@ def run_object_study(
     are held to the means (:func:`efficiency_chi2_of_draws`, :func:`multiplicity_chi2_of_draws`; one draw scatters
     by ±0.26 and ±0.5)."""
     train_passes = check_int(train_passes, "train_passes", minimum=1)
+    calibration_passes = (
+        train_passes if calibration_passes is None else check_int(calibration_passes, "calibration_passes", minimum=1)
+    )
     efficiency_passes = (
         train_passes if efficiency_passes is None else check_int(efficiency_passes, "efficiency_passes", minimum=1)
     )
@@ -719,15 +725,21 @@ def run_object_study(
         efficiency_events=eff_train,
         efficiency_features=EFFICIENCY_FEATURES if efficiency_features is None else efficiency_features,
         log_conditions=tuple(LOG_CONDITIONS) if log_conditions is None else log_conditions,
-        calibrate_widths=calibrate_widths,
+        calibrate_widths=calibrate_widths and calibration_passes == train_passes,
         seed=seed,
         progress=progress,
     )
+    calibration = None
+    if calibrate_widths and calibration_passes != train_passes:
+        calibration = _passes(train_truth, detector, collection, calibration_passes, seed + 100, *design)
+        model = model.with_width_calibration(calibration, seed=seed)
     t_fit = time.perf_counter() - t0
     t_distill = 0.0
     if distill is not None:
         t0 = time.perf_counter()
         model = model.distill(train, distill, progress=progress)
+        if calibration is not None:
+            model = model.with_width_calibration(calibration, seed=seed)
         t_distill = time.perf_counter() - t0
     seconds = {"reference_training_sample": t_ref, "fit": t_fit, "distill": t_distill, "apply": 0.0}
     n_objects = 0
@@ -776,6 +788,7 @@ def run_object_study(
             "test_events": len(test_truth),
             "train_passes": train_passes,
             "efficiency_passes": efficiency_passes,
+            "calibration_passes": calibration_passes if calibrate_widths else 0,
             "oversample": oversample,
             "training_objects": int(ak.sum(ak.num(train[layout.truth]))),
         },
