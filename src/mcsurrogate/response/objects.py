@@ -565,10 +565,11 @@ class ObjectResponse:
         :class:`PullScale` is fitted to these samples and to the reco responses with the same bins and knots; their
         ratio c(E_T, |η|, μ) = σ̂_reco / σ̂_flow multiplies every sampled response (before its pull conditions the next
         object). A flow fits the resolution to 1–3 % where it changes slope (paper A's reference: flat below 20 GeV,
-        falling above) however long it trains; the calibration is fitted on 10⁵–10⁶ pairs to a few per mille, so
-        the widths that come out are the reco responses' to that precision. Responses of a narrower or wider shape
-        than the flow's (tails) are scaled with their core. Replaces an earlier calibration; deterministic for a
-        ``seed``. Cost when sampling: one evaluation of the additive model per object."""
+        falling above) however long it trains. The calibration carries the statistical noise of ``events``' responses
+        instead: give it at least as many pairs as the flow trained on (the object study: 4 detector passes moved a
+        well-fitted flow's widths away from the reference's, 16 did not; docs/object_response.md). The tails are
+        scaled with the core. Replaces an earlier calibration; deterministic for a ``seed``. Cost when sampling: one
+        evaluation of the additive model per object."""
         seed = check_seed(seed, generator=False)
         t, found, delta, _ = training_pairs(events, self.layout)
         if found.sum() < 10:
