@@ -27,7 +27,7 @@ from typing import Any, Literal
 import awkward as ak
 import numpy as np
 
-from ..arguments import check_float, check_int
+from ..arguments import check_bool, check_float, check_int
 from ..errors import InputError
 from .efficiency import reliability
 from .evaluation import width_ratio_consistency
@@ -679,8 +679,8 @@ def run_object_study(
     ``efficiency_features``: the efficiency classifier's inputs (default: all of
     :data:`~mcsurrogate.response.objects.EFFICIENCY_FEATURES`; see :meth:`ObjectResponse.fit`).
     ``log_conditions``: the flow's conditions read in log (default: :meth:`ObjectResponse.fit`'s).
-    ``calibrate_widths``: :meth:`ObjectResponse.fit`'s width calibration on the flow's training passes (and the
-    distilled student's on the same).
+    ``calibrate_widths``: the flow's width calibration (:meth:`ObjectResponse.with_width_calibration`) on
+    ``calibration_passes`` passes, and the distilled student's on the same.
     ``symmetric_eta``: the response flow reads |η| (:class:`~.objects.ObjectLayout`).
     ``floor``: also evaluate the reference against ``oversample`` more passes of its own over the same truth (what a
     perfect surrogate would score in this comparison: :attr:`ObjectStudyResult.floor`).
@@ -689,6 +689,7 @@ def run_object_study(
     are held to the means (:func:`efficiency_chi2_of_draws`, :func:`multiplicity_chi2_of_draws`; one draw scatters
     by ±0.26 and ±0.5)."""
     train_passes = check_int(train_passes, "train_passes", minimum=1)
+    calibrate_widths = check_bool(calibrate_widths, "calibrate_widths")
     calibration_passes = (
         train_passes if calibration_passes is None else check_int(calibration_passes, "calibration_passes", minimum=1)
     )
