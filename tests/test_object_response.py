@@ -15,7 +15,7 @@ from mcsurrogate.response.efficiency import EfficiencyConfig, EfficiencyModel, r
 from mcsurrogate.response.matching import match_objects
 from mcsurrogate.response.objects import ObjectLayout, ObjectResponse, PullScale, TruthObjects, _previous
 from mcsurrogate.response.reference_detector import PhotonDetector, reconstruct_photons
-from mcsurrogate.response.smearing import SmearingConfig, resolution
+from mcsurrogate.response.smearing import PolynomialMapping, SmearingConfig, resolution
 
 
 def jagged_truth(n_events: int, seed: int, max_objects: int = 5) -> ak.Array:
@@ -454,8 +454,25 @@ def test_multiplicity_chi2_of_draws_averages_the_surrogates_decisions() -> None:
         multiplicity_chi2_of_draws(event, n_events, observed, p, 0, seed=1)
 
 
+def test_width_chi2_of_draws_scores_each_sample_as_the_evaluation_does() -> None:
+    from mcsurrogate.response.object_study import evaluate_objects, width_chi2_of_draws
+
+    truth = jagged_truth(6000, 31)
+    detector = PhotonDetector(SmearingConfig("correlation", rho=1.0))
+    ref = reconstruct_photons(truth, detector, seed=1)
+    others = [reconstruct_photons(truth, detector, seed=s) for s in (2, 3)]
+    other_mu = SmearingConfig("correlation", rho=1.0, mapping=PolynomialMapping(pt_range=(5.0, 50.0)))
+    wider = reconstruct_photons(truth, PhotonDetector(other_mu), seed=4)
+    draws = width_chi2_of_draws(ref, iter([*others, wider]), n_boot=5, seed=3)
+    assert len(draws) == 3
+    for d, other in zip(draws, others, strict=False):
+        assert d == evaluate_objects(ref, other, n_boot=5, seed=3).width_consistency()["chi2_per_bin"]
+    assert width_chi2_of_draws(ref, [ref], n_boot=5) == [0.0]  # a sample against itself
+    assert draws[2] > 5 * max(draws[:2])  # another resolution
+
+
 def test_object_study_end_to_end_writes_strict_json_and_a_readme(tmp_path) -> None:
-    from mcsurrogate.response.object_study import run_object_study, split_study_events, write_study_report
+    from mcsurrogate.response.object_study import headline, run_object_study, split_study_events, write_study_report
 
     truth = ak.zip({"all_photons": jagged_truth(3000, 12).photons, "mu": jagged_truth(3000, 12).mu}, depth_limit=1)
     other = ak.zip({"all_photons": jagged_truth(500, 13).photons, "mu": jagged_truth(500, 13).mu}, depth_limit=1)
@@ -469,8 +486,16 @@ def test_object_study_end_to_end_writes_strict_json_and_a_readme(tmp_path) -> No
         efficiency_features=("pt", "eta", "mu", "dr_nearest"),
         calibration_passes=2,
         compare_classifiers=True,
+        width_draws=2,
     )
     assert result.model.efficiency.features == ["pt", "eta", "mu", "dr_nearest"]
+    # the width bar on the mean over two samples of the surrogate (the floor: of the detector), the first the main one
+    for ev in (result.evaluation, result.floor["test"], result.generalisation["other"], result.floor["other"]):
+        assert len(ev.width_draws) == 2 and ev.width_draws[0] == ev.width_consistency()["chi2_per_bin"]
+        assert ev.width_draws[1] != ev.width_draws[0]
+        h = headline(ev)
+        assert h["width_chi2_per_bin_mean_of_draws"] == pytest.approx(np.mean(ev.width_draws))
+        assert h["met"]["widths"] == (np.mean(ev.width_draws) <= 1.3)
     # the width calibration is fitted on two detector passes of the training truth, the flow on one
     assert result.sizes["calibration_passes"] == 2 and result.sizes["train_passes"] == 1
     assert result.model.metrics["width_calibration"]["pairs"] > 1.5 * result.model.metrics["matching"]["n_matched"]
@@ -496,12 +521,26 @@ def test_object_study_end_to_end_writes_strict_json_and_a_readme(tmp_path) -> No
     assert report["scenarios"]["rho0.5"]["sizes"]["test_events"] == len(held_out)
     readme = (tmp_path / "README.md").read_text()
     assert "| rho0.5 | other |" in readme and "| rho0.5 | other floor |" in readme
+    w = saved["scenarios"]["rho0.5"]["headline"]["other"]
+    assert f"| {w['width_chi2_per_bin_mean_of_draws']:.2f} ({w['width_chi2_per_bin']:.2f}) |" in readme
     # the floor: the reference against more passes of its own over the same truth, scored as the surrogate is
     floor = saved["scenarios"]["rho0.5"]["floor"]
     assert floor.keys() == {"test", "other"} and result.floor["test"].n_events == result.evaluation.n_events
     assert floor["test"]["met"]["widths"] == (floor["test"]["width_chi2_per_bin"] <= 1.3)
     assert abs(floor["test"]["correlation_minus_reference"]["pt"]) < 0.1
     assert (tmp_path / "rho0.5_test.png").is_file() and (tmp_path / "rho0.5_other.png").is_file()
+    # another smearing of the same detector efficiency: the first study's classifier serves, untrained again
+    rho1 = run_object_study(
+        truth,
+        PhotonDetector(SmearingConfig("correlation", rho=1.0)),
+        preset="demo",
+        training={"epochs": 1, "device": "cpu"},
+        efficiency=result.model.efficiency,
+        efficiency_passes=3,
+        floor=False,
+    )
+    assert rho1.model.efficiency is result.model.efficiency and rho1.sizes["efficiency_shared"]
+    assert not result.sizes["efficiency_shared"] and rho1.evaluation.width_draws == []
 
 
 def test_any_collection_jets_with_a_pt_response_only() -> None:
@@ -569,6 +608,16 @@ def test_the_efficiency_can_train_on_more_detector_passes_than_the_flow() -> Non
         ObjectResponse.fit(events, preset="demo", efficiency_features=("pt", "isolation"))
     with pytest.raises(InputError, match="efficiency_events"):
         ObjectResponse.fit(events, preset="demo", efficiency_events=[1, 2])
+    # a trained efficiency is used as it is (one detector's efficiency for responses of several smearings)
+    again = ObjectResponse.fit(
+        events, preset="demo", training={"epochs": 1, "device": "cpu"}, efficiency=model.efficiency, seed=5
+    )
+    assert again.efficiency is model.efficiency and again.metrics["efficiency_given"]
+    assert again.metrics["efficiency_training_objects"] == 3 * n_objects
+    with pytest.raises(InputError, match="not been trained"):
+        ObjectResponse.fit(events, preset="demo", efficiency=EfficiencyModel(["pt"], ["log"]))
+    with pytest.raises(InputError, match="efficiency_events"):
+        ObjectResponse.fit(events, preset="demo", efficiency=model.efficiency, efficiency_events=more)
 
 
 def test_efficiency_generalisation_scores_seeds_feature_sets_and_the_floor() -> None:

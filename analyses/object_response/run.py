@@ -33,7 +33,12 @@ import torch
 
 from mcsurrogate import __version__
 from mcsurrogate.response import PhotonDetector, SmearingConfig
-from mcsurrogate.response.object_study import load_study_truth, run_object_study, write_study_report
+from mcsurrogate.response.object_study import (
+    ObjectStudyResult,
+    load_study_truth,
+    run_object_study,
+    write_study_report,
+)
 
 SCENARIOS = {
     "baseline": SmearingConfig("baseline"),
@@ -97,6 +102,20 @@ def parse() -> argparse.Namespace:
     )
     ap.add_argument("--efficiency-epochs", type=int, default=8, help="epochs of the efficiency classifier")
     ap.add_argument(
+        "--share-efficiency",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="train the efficiency classifier in the first scenario only and use it in the others (the scenarios "
+        "differ in the responses only, and without a reco threshold the detector's decisions do not read them)",
+    )
+    ap.add_argument(
+        "--width-draws",
+        type=int,
+        default=4,
+        help="samples of the surrogate (and of the floor's detector) per comparison; the width bar is held to their "
+        "mean χ²/bin (one sample of correlated responses scatters by ±0.2: docs/object_response.md)",
+    )
+    ap.add_argument(
         "--compare-classifiers",
         action="store_true",
         help="in the baseline scenario, also train scikit-learn's HistGradientBoosting + isotonic calibration on the "
@@ -136,12 +155,16 @@ def main() -> None:
     ggh, tth, samples = load_study_truth(
         args.cache, args.events, args.other_events, seed=args.seed, n_workers=args.workers
     )
-    results = {}
+    results: dict[str, ObjectStudyResult] = {}
+    shared = None
     for name in args.scenarios.split(","):
         print(f"[{time.perf_counter() - t_start:7.0f} s] scenario {name}", flush=True)
+        # every scenario's detector has the same efficiency and no reco threshold (which would make the decisions
+        # read the responses): one efficiency classifier serves them all
+        detector = PhotonDetector(SCENARIOS[name])
         results[name] = run_object_study(
             ggh,
-            PhotonDetector(SCENARIOS[name]),
+            detector,
             other_processes={"ttH": tth},
             train_passes=args.train_passes,
             calibration_passes=args.calibration_passes,
@@ -149,7 +172,7 @@ def main() -> None:
             oversample=args.oversample,
             preset=args.preset,
             training={"epochs": args.epochs},
-            efficiency={"batch_size": 4096, "epochs": args.efficiency_epochs},
+            efficiency=shared if shared is not None else {"batch_size": 4096, "epochs": args.efficiency_epochs},
             efficiency_features=None if args.efficiency_features is None else args.efficiency_features.split(","),
             companions=args.companions,
             companion_rounds=args.companion_rounds,
@@ -159,9 +182,12 @@ def main() -> None:
             calibrate_widths=not args.no_width_calibration,
             compare_classifiers=args.compare_classifiers and name == "baseline",
             distill=None if args.distill is None else {"precision": args.distill},
+            width_draws=args.width_draws,
             seed=args.seed,
             progress=False,
         )
+        if args.share_efficiency:
+            shared = results[name].model.efficiency
         print(f"    {results[name].evaluation.summary()}", flush=True)
     meta = {
         "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),

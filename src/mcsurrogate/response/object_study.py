@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -29,7 +29,7 @@ import numpy as np
 
 from ..arguments import check_bool, check_float, check_int
 from ..errors import InputError
-from .efficiency import reliability
+from .efficiency import EfficiencyModel, reliability
 from .evaluation import width_ratio_consistency
 from .matching import match_objects
 from .objects import EFFICIENCY_FEATURES, LOG_CONDITIONS, ObjectLayout, ObjectResponse, training_pairs
@@ -55,6 +55,7 @@ __all__ = [
     "score_decision_draws",
     "split_study_events",
     "statistical_floor",
+    "width_chi2_of_draws",
     "write_study_report",
 ]
 
@@ -355,6 +356,9 @@ class ObjectEvaluation:
     efficiency_draws: list[float] = field(default_factory=list)
     #: multiplicity χ²/bin of the same kind of draws (:func:`multiplicity_chi2_of_draws`); empty when not computed
     multiplicity_draws: list[float] = field(default_factory=list)
+    #: width χ²/bin of independent samples of the surrogate (or, for a floor, of the reference detector) against the
+    #: same reference, this evaluation's own first (:func:`width_chi2_of_draws`); empty when not computed
+    width_draws: list[float] = field(default_factory=list)
 
     def efficiency_chi2(self) -> float:
         return _efficiency_chi2(self.efficiency)
@@ -391,6 +395,10 @@ class ObjectEvaluation:
             ),
             "multiplicity": self.multiplicity_chi2(),
             "widths": self.width_consistency(),
+            "width_chi2_per_bin_mean_of_draws": (
+                float(np.mean(self.width_draws)) if self.width_draws else float("nan")
+            ),
+            "width_draws": len(self.width_draws),
             "correlation_max_abs_difference": max(
                 abs(c["generated"] - c["reference"]) for c in self.correlation.values()
             ),
@@ -413,6 +421,7 @@ class ObjectEvaluation:
             "efficiency_reliability": self.reliability,
             "efficiency_chi2_per_bin_draws": self.efficiency_draws,
             "multiplicity_chi2_per_bin_draws": self.multiplicity_draws,
+            "width_chi2_per_bin_draws": self.width_draws,
         }
 
 
@@ -480,6 +489,36 @@ def evaluate_objects(
         n_events={"reference": len(reference), "generated": len(generated)},
         masses={"reference": ref.mass, "generated": gen.mass},
     )
+
+
+def width_chi2_of_draws(
+    reference: ak.Array,
+    draws: Iterable[ak.Array],
+    *,
+    reco: str = "photons",
+    truth: str = "truth_photons",
+    pileup: str = "mu",
+    max_dr: float = 0.1,
+    bins: Mapping[str, np.ndarray] | None = None,
+    n_boot: int = 20,
+    seed: int = 0,
+) -> list[float]:
+    """The width χ²/bin (:meth:`ObjectEvaluation.width_consistency`, as :func:`evaluate_objects` computes it with the
+    same ``seed``) of each sample of ``draws`` (surrogate or detector outputs of ``reference``'s truth events, taken one
+    at a time) against ``reference``.
+
+    One sample's χ²/bin scatters by far more than the efficiency's where the responses of an event are correlated: a
+    shared component moves the widths of every bin an event's objects fall in together (the object study on t t̄ H,
+    the reference against itself: 0.92–1.54 over 8 draws for ρ = 1, docs/object_response.md). The mean over draws
+    estimates what a sample gives on average against this reference."""
+    b = DEFAULT_OBJECT_BINS | dict(bins or {})
+    ref = _Sample.of(reference, reco, truth, pileup, max_dr)
+    out = []
+    for generated in draws:
+        gen = _Sample.of(generated, reco, truth, pileup, max_dr)
+        widths = {name: ref.binned_widths(gen, j, b, n_boot, seed + j) for j, name in enumerate(("pt", "eta", "phi"))}
+        out.append(width_ratio_consistency(widths, 0.01)["chi2_per_bin"])
+    return out
 
 
 def compare_efficiency_classifiers(
@@ -649,7 +688,7 @@ def run_object_study(
     oversample: int = 2,
     preset: str = "affine-spline",
     training: Mapping[str, Any] | None = None,
-    efficiency: Mapping[str, Any] | None = None,
+    efficiency: Mapping[str, Any] | EfficiencyModel | None = None,
     efficiency_features: Sequence[str] | None = None,
     log_conditions: Sequence[str] | None = None,
     calibrate_widths: bool = True,
@@ -661,6 +700,7 @@ def run_object_study(
     compare_classifiers: bool = False,
     floor: bool = True,
     efficiency_draws: int = 8,
+    width_draws: int = 1,
     seed: int = 0,
     progress: bool | None = None,
 ) -> ObjectStudyResult:
@@ -676,6 +716,10 @@ def run_object_study(
     a new draw per detector pass; ``companion_rounds`` rounds of it, companions above ``companion_pt_min`` GeV; below
     the truth's own threshold they reach past the softest objects the surrogate is applied to, a trade measured in
     docs/object_response.md); the test truth and the other processes stay as they are.
+    ``efficiency``: the classifier's settings (:class:`~.efficiency.EfficiencyConfig` fields), or a trained
+    :class:`~.efficiency.EfficiencyModel` to use as it is (``efficiency_passes`` then unused): another study's of the
+    same detector efficiency, e.g. of another smearing scenario (``analyses/object_response/run.py`` shares the first
+    scenario's).
     ``efficiency_features``: the efficiency classifier's inputs (default: all of
     :data:`~mcsurrogate.response.objects.EFFICIENCY_FEATURES`; see :meth:`ObjectResponse.fit`).
     ``log_conditions``: the flow's conditions read in log (default: :meth:`ObjectResponse.fit`'s).
@@ -687,7 +731,10 @@ def run_object_study(
     ``efficiency_draws``: the efficiency and multiplicity χ²/bin are also computed for this many further draws of the
     surrogate's reconstruction decisions from its p (and of the floor's from the reference's own ε), and their bars
     are held to the means (:func:`efficiency_chi2_of_draws`, :func:`multiplicity_chi2_of_draws`; one draw scatters
-    by ±0.26 and ±0.5)."""
+    by ±0.26 and ±0.5).
+    ``width_draws``: with more than one, the surrogate samples each comparison's truth this many times in all (seeds
+    ``+ 10000 i``), the floor's detector as many times, and the width bar is held to the mean χ²/bin
+    (:func:`width_chi2_of_draws`; one draw of correlated responses scatters by ±0.2)."""
     train_passes = check_int(train_passes, "train_passes", minimum=1)
     calibrate_widths = check_bool(calibrate_widths, "calibrate_widths")
     calibration_passes = (
@@ -698,6 +745,7 @@ def run_object_study(
     )
     oversample = check_int(oversample, "oversample", minimum=1)
     efficiency_draws = check_int(efficiency_draws, "efficiency_draws", minimum=1)
+    width_draws = check_int(width_draws, "width_draws", minimum=1)
     if collection not in truth.fields:
         raise InputError(f"the truth events have no collection {collection!r} (fields: {truth.fields})")
     layout = ObjectLayout(symmetric_eta=symmetric_eta)
@@ -712,7 +760,7 @@ def run_object_study(
     train = _passes(train_truth, detector, collection, train_passes, seed + 100, *design)
     eff_train = (
         None
-        if efficiency_passes == train_passes
+        if efficiency_passes == train_passes or isinstance(efficiency, EfficiencyModel)
         else _passes(train_truth, detector, collection, efficiency_passes, seed + 100, *design)
     )
     t_ref = time.perf_counter() - t0
@@ -762,6 +810,21 @@ def run_object_study(
         evaluation.reliability = score_decision_draws(
             evaluation, floors.get(name), reference, layout, model, detector.efficiency, efficiency_draws, seed + offset
         )
+        if width_draws > 1:
+            more = (model.apply(truth_only, seed=seed + offset + 50 + 10_000 * i) for i in range(1, width_draws))
+            evaluation.width_draws = [
+                evaluation.width_consistency()["chi2_per_bin"],
+                *width_chi2_of_draws(reference, more, seed=seed),
+            ]
+            if name in floors:
+                twins = (
+                    _passes(events, detector, collection, oversample, seed + offset + 500 + 10_000 * i)
+                    for i in range(1, width_draws)
+                )
+                floors[name].width_draws = [
+                    floors[name].width_consistency()["chi2_per_bin"],
+                    *width_chi2_of_draws(reference, twins, seed=seed),
+                ]
         return evaluation
 
     evaluation = compare(test_truth, 1000, "test")
@@ -789,6 +852,7 @@ def run_object_study(
             "test_events": len(test_truth),
             "train_passes": train_passes,
             "efficiency_passes": efficiency_passes,
+            "efficiency_shared": isinstance(efficiency, EfficiencyModel),
             "calibration_passes": calibration_passes if calibrate_widths else 0,
             "oversample": oversample,
             "training_objects": int(ak.sum(ak.num(train[layout.truth]))),
@@ -913,6 +977,7 @@ def headline(evaluation: ObjectEvaluation) -> dict[str, Any]:
     # the bar on the mean over draws of the surrogate's decisions where the study made them, else on the one draw
     efficiency = s["efficiency_chi2_per_bin_mean_of_draws"] if evaluation.efficiency_draws else None
     multiplicity = s["multiplicity_chi2_per_bin_mean_of_draws"] if evaluation.multiplicity_draws else None
+    widths = s["width_chi2_per_bin_mean_of_draws"] if len(evaluation.width_draws) > 1 else None
     return _clean(
         {
             "efficiency_chi2_per_bin": s["efficiency_chi2_per_bin"],
@@ -920,6 +985,7 @@ def headline(evaluation: ObjectEvaluation) -> dict[str, Any]:
             "multiplicity_chi2_per_bin": s["multiplicity"]["chi2_per_bin"],
             "multiplicity_chi2_per_bin_mean_of_draws": multiplicity,
             "width_chi2_per_bin": w["chi2_per_bin"],
+            "width_chi2_per_bin_mean_of_draws": widths,
             "width_precise_bins": w["precise_bins"],
             "width_precise_ratio_range": [w["precise_ratio_min"], w["precise_ratio_max"]],
             "correlation_minus_reference": corr,
@@ -931,7 +997,7 @@ def headline(evaluation: ObjectEvaluation) -> dict[str, Any]:
                 "efficiency": (s["efficiency_chi2_per_bin"] if efficiency is None else efficiency) <= CHI2_BAR,
                 "multiplicity": (s["multiplicity"]["chi2_per_bin"] if multiplicity is None else multiplicity)
                 <= CHI2_BAR,
-                "widths": w["chi2_per_bin"] <= CHI2_BAR,
+                "widths": (w["chi2_per_bin"] if widths is None else widths) <= CHI2_BAR,
                 "widths_precise_bins": bool(precise_ok),
                 "correlations": max(abs(v) for v in corr.values()) <= CORRELATION_BAR,
             },
@@ -1000,7 +1066,8 @@ def _readme(report: Mapping[str, Any]) -> str:
             "same truth: what a perfect surrogate scores in that comparison. The efficiency and the multiplicity are "
             "held to the mean χ²/bin over independent draws of the surrogate's reconstruction decisions from its p "
             "(of the floor's from the reference's own ε) against the same reference; in brackets the one draw behind "
-            "the other figures."
+            "the other figures. Where the study drew the surrogate (and the floor's detector) more than once, the "
+            "widths are held to the mean χ²/bin over those samples, the first one's in brackets."
         ),
         "",
         "| scenario | sample | eff. χ²/bin | mult. χ²/bin | width χ²/bin | precise bins: ratio range | ρ(E_T, η, φ) ref → surrogate | Δ⟨m_γγ⟩ [GeV] | SD ratio | met |",
@@ -1017,9 +1084,12 @@ def _readme(report: Mapping[str, Any]) -> str:
         mult = _fmt(h["multiplicity_chi2_per_bin"])
         if h.get("multiplicity_chi2_per_bin_mean_of_draws") is not None:
             mult = f"{_fmt(h['multiplicity_chi2_per_bin_mean_of_draws'])} ({mult})"
+        width = _fmt(h["width_chi2_per_bin"])
+        if h.get("width_chi2_per_bin_mean_of_draws") is not None:
+            width = f"{_fmt(h['width_chi2_per_bin_mean_of_draws'])} ({width})"
         return (
             f"| {name} | {sample} | {eff} | {mult} | "
-            f"{_fmt(h['width_chi2_per_bin'])} | {h['width_precise_bins']}: {_fmt(lo, 3)}–{_fmt(hi, 3)} | {rho} | "
+            f"{width} | {h['width_precise_bins']}: {_fmt(lo, 3)}–{_fmt(hi, 3)} | {rho} | "
             f"{_fmt(h['mass_mean_difference_gev'], 3)} ± {_fmt(h['mass_mean_difference_err_gev'], 3)} | "
             f"{_fmt(h['mass_sd_ratio'], 3)} | {met}{'; not: ' + ', '.join(missed) if missed else ''} |"
         )
@@ -1090,7 +1160,7 @@ def efficiency_generalisation(
     ``other``: where a model extrapolates beyond what ``truth`` holds, its bias shows there."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    from .efficiency import EfficiencyConfig, EfficiencyModel
+    from .efficiency import EfficiencyConfig
     from .objects import EFFICIENCY_TRANSFORMS
 
     sets = dict(feature_sets or EFFICIENCY_FEATURE_SETS)

@@ -460,7 +460,7 @@ class ObjectResponse:
         preset: str = "affine-spline",
         flow: Mapping[str, Any] | None = None,
         training: Mapping[str, Any] | None = None,
-        efficiency: EfficiencyConfig | Mapping[str, Any] | None = None,
+        efficiency: EfficiencyModel | EfficiencyConfig | Mapping[str, Any] | None = None,
         efficiency_events: ak.Array | None = None,
         efficiency_features: Sequence[str] = EFFICIENCY_FEATURES,
         log_conditions: Sequence[str] = tuple(LOG_CONDITIONS),
@@ -473,7 +473,9 @@ class ObjectResponse:
 
         Events (not objects) are split: ``validation_fraction`` of them select the flow's epoch and stop the
         efficiency training. ``flow``/``training`` override single fields of the ``preset``
-        (:func:`object_preset`); ``efficiency`` an :class:`~.efficiency.EfficiencyConfig` or dict of its fields.
+        (:func:`object_preset`); ``efficiency`` an :class:`~.efficiency.EfficiencyConfig` or dict of its fields, or a
+        trained :class:`~.efficiency.EfficiencyModel` to use as it is (e.g. one detector's efficiency shared by
+        responses fitted for several smearings; ``efficiency_events`` and ``efficiency_features`` are then not read).
         ``efficiency_events``: other (e.g. more) events of the same layout to train the efficiency on; by default
         ``events``. The efficiency is one probability per object and cheap to train, so it can use many more detector
         passes than the flow: its statistical precision must beat the one of any test it is compared with.
@@ -489,12 +491,21 @@ class ObjectResponse:
         seed = check_seed(seed, generator=False)
         validation_fraction = check_float(validation_fraction, "validation_fraction", above=0.0, below=1.0)
         calibrate_widths = check_bool(calibrate_widths, "calibrate_widths")
+        trained = efficiency if isinstance(efficiency, EfficiencyModel) else None
+        if trained is not None and not trained.metrics:
+            raise InputError("efficiency: the EfficiencyModel given has not been trained (fit or load it first)")
+        if trained is not None and efficiency_events is not None:
+            raise InputError("efficiency_events train an efficiency; a trained EfficiencyModel was given as efficiency")
         eff_cfg = (
             efficiency
             if isinstance(efficiency, EfficiencyConfig)
             else EfficiencyConfig.from_dict({"seed": seed} | dict(efficiency or {}))
+            if trained is None
+            else trained.config
         )
         names = list(efficiency_features) if not isinstance(efficiency_features, str) else [efficiency_features]
+        if trained is not None:
+            names = list(trained.features)
         unknown = sorted(set(names) - set(EFFICIENCY_FEATURES))
         if unknown or not names or len(set(names)) != len(names):
             raise InputError(
@@ -502,13 +513,16 @@ class ObjectResponse:
             )
         transforms = [EFFICIENCY_TRANSFORMS[EFFICIENCY_FEATURES.index(name)] for name in names]
         t, found, delta, matching = training_pairs(events, layout)
-        if efficiency_events is None:
-            eff_x, eff_y = t.efficiency_features(names), found
+        if trained is not None:
+            eff = trained
         else:
-            check_records(efficiency_events, "efficiency_events")
-            t_eff, eff_y, _, _ = training_pairs(efficiency_events, layout)
-            eff_x = t_eff.efficiency_features(names)
-        eff = EfficiencyModel(names, transforms, eff_cfg).fit(eff_x, eff_y)
+            if efficiency_events is None:
+                eff_x, eff_y = t.efficiency_features(names), found
+            else:
+                check_records(efficiency_events, "efficiency_events")
+                t_eff, eff_y, _, _ = training_pairs(efficiency_events, layout)
+                eff_x = t_eff.efficiency_features(names)
+            eff = EfficiencyModel(names, transforms, eff_cfg).fit(eff_x, eff_y)
         scale = PullScale.fit(t.kin["pt"][found], t.kin["eta"][found], t.mu[found], delta[found])
         table = _table(t, found, delta, scale, layout)
 
@@ -547,7 +561,12 @@ class ObjectResponse:
             "n_events": len(t.counts),
             "n_truth_objects": len(t),
             "efficiency_overall": float(found.mean()),
-            "efficiency_training_objects": len(eff_y),
+            "efficiency_training_objects": (
+                len(eff_y)
+                if trained is None
+                else int(eff.metrics.get("n_train", 0) + eff.metrics.get("n_validation", 0))
+            ),
+            "efficiency_given": trained is not None,
             "n_fakes": int(ak.sum(~matching.reco_matched)),
             "efficiency": eff.metrics,
         }
