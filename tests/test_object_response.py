@@ -346,6 +346,12 @@ def test_the_distilled_object_sampler_is_3_x_128_unless_told_otherwise(trained) 
     truth = ak.zip({"truth_photons": train.truth_photons, "mu": train.mu}, depth_limit=1)
     out = student.apply(truth, seed=1)
     assert len(out) == len(train) and np.isfinite(ak.to_numpy(ak.flatten(out.photons.pt))).all()
+    # the student's width calibration on the events given for it (the flow's calibration events), else the training's
+    assert student.width_calibration == student.with_width_calibration(train, seed=0).width_calibration
+    other = reconstruct_photons(jagged_truth(400, 10), detector, seed=3)
+    on_other = model.distill(train, small, calibration_events=other, progress=False)
+    assert on_other.width_calibration == on_other.with_width_calibration(other, seed=0).width_calibration
+    assert on_other.width_calibration != student.width_calibration
 
 
 def test_a_symmetric_detector_layout_conditions_the_flow_on_abs_eta(tmp_path) -> None:

@@ -786,9 +786,7 @@ def run_object_study(
     t_distill = 0.0
     if distill is not None:
         t0 = time.perf_counter()
-        model = model.distill(train, distill, progress=progress)
-        if calibration is not None:
-            model = model.with_width_calibration(calibration, seed=seed)
+        model = model.distill(train, distill, calibration_events=calibration, progress=progress)
         t_distill = time.perf_counter() - t0
     seconds = {"reference_training_sample": t_ref, "fit": t_fit, "distill": t_distill, "apply": 0.0}
     n_objects = 0

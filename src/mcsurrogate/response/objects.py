@@ -630,10 +630,17 @@ class ObjectResponse:
         return ak.zip({k: table[k][found] for k in self.layout.conditions}, depth_limit=1)
 
     def distill(
-        self, events: ak.Array, config: DistillConfig | Mapping[str, Any] | None = None, *, progress: bool | None = None
+        self,
+        events: ak.Array,
+        config: DistillConfig | Mapping[str, Any] | None = None,
+        *,
+        calibration_events: ak.Array | None = None,
+        progress: bool | None = None,
     ) -> ObjectResponse:
         """A copy whose response flow is distilled (:meth:`Surrogate.distill`) at the conditions of ``events``'s
-        matched objects (the training events): one dense pass per object when sampling.
+        matched objects (the training events): one dense pass per object when sampling. A calibrated flow's student
+        gets a width calibration of its own (:meth:`with_width_calibration`, the flow's seed) on
+        ``calibration_events`` (default ``events``: give the events the flow was calibrated on).
 
         ``config``: a :class:`~mcsurrogate.flows.distilled.DistillConfig` or a dict of its fields; a dict without
         ``hidden`` gets :data:`OBJECT_STUDENT_HIDDEN` (128) units per layer: on the object study's teacher, a 3 × 128
@@ -649,7 +656,7 @@ class ObjectResponse:
         if self.width_calibration is None:
             return distilled
         seed = int(self.metrics.get("width_calibration", {}).get("seed", 0))
-        return distilled.with_width_calibration(events, seed=seed)
+        return distilled.with_width_calibration(events if calibration_events is None else calibration_events, seed=seed)
 
     # -- sampling -----------------------------------------------------------------------------------------
     def sample_flat(
