@@ -496,13 +496,12 @@ class ObjectResponse:
             raise InputError("efficiency: the EfficiencyModel given has not been trained (fit or load it first)")
         if trained is not None and efficiency_events is not None:
             raise InputError("efficiency_events train an efficiency; a trained EfficiencyModel was given as efficiency")
-        eff_cfg = (
-            efficiency
-            if isinstance(efficiency, EfficiencyConfig)
-            else EfficiencyConfig.from_dict({"seed": seed} | dict(efficiency or {}))
-            if trained is None
-            else trained.config
-        )
+        if isinstance(efficiency, EfficiencyModel):
+            eff_cfg = efficiency.config
+        elif isinstance(efficiency, EfficiencyConfig):
+            eff_cfg = efficiency
+        else:
+            eff_cfg = EfficiencyConfig.from_dict({"seed": seed} | dict(efficiency or {}))
         names = list(efficiency_features) if not isinstance(efficiency_features, str) else [efficiency_features]
         if trained is not None:
             names = list(trained.features)
