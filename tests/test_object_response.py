@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-from typing import Any
 
 import awkward as ak
 import numpy as np
@@ -215,19 +214,6 @@ def test_the_width_calibration_undoes_a_known_width_error_of_the_flow(trained) -
     np.testing.assert_allclose(
         fixed.width_calibration.sigma(pt, eta, mu) * 1.25, base.width_calibration.sigma(pt, eta, mu), rtol=1e-6
     )
-    np.testing.assert_allclose(fixed.previous_factors, base.previous_factors, rtol=1e-6)
-    # a flow 25 % too wide for the objects that follow others only: the factor by earlier objects takes it
-    # (2 × 10⁴ events: a class per count needs 10⁴ pairs; 3000 events make one class, which c already holds)
-    assert base.previous_factors == [pytest.approx([1.0, 1.0, 1.0], abs=1e-12)]
-    many = reconstruct_photons(jagged_truth(20_000, 23), detector, seed=5)
-    base = model.with_width_calibration(many, seed=3)
-    later = _too_wide(model, 1.25, later_only=True).with_width_calibration(many, seed=3)
-    counts = later.metrics["width_calibration"]["pairs_by_previous"]
-    assert (
-        len(later.previous_factors) == len(counts) >= 2 and sum(counts) == later.metrics["width_calibration"]["pairs"]
-    )
-    relative = np.asarray(later.previous_factors) / np.asarray(base.previous_factors)
-    np.testing.assert_allclose(relative[1:] / relative[0], 1 / 1.25, rtol=0.04)
     with pytest.raises(InputError, match="calibrate_widths"):
         ObjectResponse.fit(calib, preset="demo", calibrate_widths="yes")  # type: ignore[arg-type]
     with pytest.raises(InputError, match="same knots"):
@@ -235,22 +221,13 @@ def test_the_width_calibration_undoes_a_known_width_error_of_the_flow(trained) -
         base.width_calibration.ratio(PullScale.fit(pt.repeat(20), eta.repeat(20), mu.repeat(20), other))
 
 
-def _too_wide(model: ObjectResponse, factor: float, later_only: bool = False) -> ObjectResponse:
-    """An uncalibrated copy of ``model`` whose flow gives every response ``factor`` times too wide (``later_only``:
-    only those of objects with earlier ones)."""
+def _too_wide(model: ObjectResponse, factor: float) -> ObjectResponse:
+    """An uncalibrated copy of ``model`` whose flow gives every response ``factor`` times too wide."""
     from mcsurrogate.surrogate import Surrogate
 
     response = Surrogate.__new__(Surrogate)
     response.__dict__.update(model.response.__dict__)
-    column = model.layout.conditions.index("n_previous")
-
-    def sample_array(**k: Any) -> np.ndarray:
-        scale = (
-            np.where(k["conditions"][:, column] > 0, factor, 1.0) if later_only else np.full(len(k["noise"]), factor)
-        )
-        return scale[:, None] * model.response.sample_array(**k)
-
-    response.sample_array = sample_array  # type: ignore[method-assign]
+    response.sample_array = lambda **k: factor * model.response.sample_array(**k)  # type: ignore[method-assign]
     return ObjectResponse(model.layout, model.efficiency, response, model.scale, dict(model.metrics))
 
 
@@ -308,18 +285,10 @@ def test_object_response_save_load_and_errors(trained, tmp_path) -> None:
     config = json.loads((tmp_path / "m" / "object_response.json").read_text())
     assert config["layout"]["fields"] == ["pt", "eta", "phi"] and config["format"] == "mcsurrogate.object_response"
     assert again.width_calibration == model.width_calibration is not None
-    assert again.previous_factors == model.previous_factors is not None
-    broken = dict(config, width_calibration_by_previous=[[1.0, 1.0]])  # two factors for three responses
-    (tmp_path / "m" / "object_response.json").write_text(json.dumps(broken))
-    with pytest.raises(ModelDirectoryError, match="width_calibration_by_previous"):
-        ObjectResponse.load(tmp_path / "m", device="cpu")
     # a directory written before the width calibration existed reads as uncalibrated
     del config["width_calibration"]
     (tmp_path / "m" / "object_response.json").write_text(json.dumps(config))
-    del config["width_calibration_by_previous"]
-    (tmp_path / "m" / "object_response.json").write_text(json.dumps(config))
-    old = ObjectResponse.load(tmp_path / "m", device="cpu")
-    assert old.width_calibration is None and old.previous_factors is None
+    assert ObjectResponse.load(tmp_path / "m", device="cpu").width_calibration is None
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
         "efficiency.json",
         "efficiency.safetensors",

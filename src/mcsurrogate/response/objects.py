@@ -19,9 +19,7 @@ replaces the detector on new truth events:
 4. **Width calibration** (:meth:`ObjectResponse.with_width_calibration`, part of :meth:`ObjectResponse.fit`): the
    flow's responses are multiplied by c(E_T, |η|, μ) = σ̂_reco / σ̂_flow, two :class:`PullScale` fits of the training
    pairs' reco responses and of the flow's own samples at the same conditions (a closure correction of the
-   flow's widths, which it fits to 1–3 % where the resolution changes slope), and by h(k), a factor per number k of
-   earlier reconstructed objects (the flow's widths for first and later objects are off in opposite directions by a
-   few per mille, and a process with other multiplicities has another mix of them).
+   flow's widths, which it fits to 1–3 % where the resolution changes slope).
 
 Fakes (reco objects without a truth partner) are counted in the training metrics but not modelled.
 
@@ -66,12 +64,6 @@ EFFICIENCY_TRANSFORMS: tuple[Transform, ...] = ("log", "linear", "linear", "line
 LOG_CONDITIONS: dict[str, float] = {"pt": 0.0, "dr_nearest": 0.01}
 #: hidden units per layer of the distilled response sampler unless told otherwise (:meth:`ObjectResponse.distill`)
 OBJECT_STUDENT_HIDDEN = 128
-#: the width calibration's second factor, by the number of earlier reconstructed objects of the event, has a class for
-#: each count held by at least this many calibration pairs (the largest such count also takes all larger ones): a
-#: core width to ≈ 0.8 %
-PREVIOUS_CALIBRATION_PAIRS = 10_000
-#: rounds of fitting the calibration's two factors in turn (a round changes the first by a few per mille)
-PREVIOUS_CALIBRATION_ROUNDS = 2
 
 
 @dataclass(frozen=True)
@@ -443,7 +435,6 @@ class ObjectResponse:
         metrics: dict[str, Any] | None = None,
         context_bounds: Mapping[str, Sequence[float]] | None = None,
         width_calibration: PullScale | None = None,
-        previous_factors: Sequence[Sequence[float]] | None = None,
     ) -> None:
         self.layout = layout
         self.efficiency = efficiency
@@ -453,11 +444,6 @@ class ObjectResponse:
         #: the factor c(E_T, |η|, μ) per response that sampling multiplies the flow's responses by
         #: (:meth:`with_width_calibration`); None: the flow's responses as they come
         self.width_calibration = width_calibration
-        #: with :attr:`width_calibration`, a second factor per response by the number k of earlier reconstructed
-        #: objects of the event (row k; the last row for that many or more); None: 1
-        self.previous_factors = (
-            None if previous_factors is None else [[float(v) for v in row] for row in previous_factors]
-        )
         #: the event-context conditions (object count, ΔR to the nearest object, the earlier objects' count and mean
         #: pulls) are clipped into these [0.1 %, 99.9 %] quantiles of the training objects when sampling: a process
         #: with more objects than the training sample reuses the most crowded context it was trained on instead of
@@ -596,10 +582,8 @@ class ObjectResponse:
         of the reco objects in ``events`` (teacher forcing: the same one step as in training), and a
         :class:`PullScale` is fitted to these samples and to the reco responses with the same bins and knots; their
         ratio c(E_T, |η|, μ) = σ̂_reco / σ̂_flow multiplies every sampled response (before its pull conditions the next
-        object), and so does h(k) (:attr:`previous_factors`), the ratio of the reco pulls' core width to the calibrated
-        samples' among the objects that follow k earlier ones (one class per k with :data:`PREVIOUS_CALIBRATION_PAIRS`
-        pairs, the last for k and more), fitted in turn with c. A flow fits the resolution to 1–3 % where it changes
-        slope (paper A's reference: flat below 20 GeV, falling above) however long it trains. The calibration carries the statistical noise of ``events``' responses
+        object). A flow fits the resolution to 1–3 % where it changes slope (paper A's reference: flat below 20 GeV,
+        falling above) however long it trains. The calibration carries the statistical noise of ``events``' responses
         instead: give it at least as many pairs as the flow trained on (the object study: 4 detector passes moved a
         well-fitted flow's widths away from the reference's, 16 did not; docs/object_response.md). The tails are
         scaled with the core. Replaces an earlier calibration; deterministic for a ``seed``. Cost when sampling: one
@@ -621,26 +605,9 @@ class ObjectResponse:
             generated = self.response.sample_array(conditions=cond, noise=noise, progress=False)
         pt, eta, mu = t.kin["pt"][found], t.kin["eta"][found], t.mu[found]
         reco = PullScale.fit(pt, eta, mu, delta[found])
-        # c(E_T, |η|, μ) and h(k earlier objects) fitted in turn, each on the flow's samples times the other: the
-        # flow's width errors differ between first and later objects (whose mix differs by process), and at ρ = 1
-        # the first object's pull sets every later one's
-        n_prev = table["n_previous"][found].astype(np.int64)
-        last = int(np.flatnonzero(np.bincount(n_prev) >= PREVIOUS_CALIBRATION_PAIRS).max(initial=0))
-        classes = np.minimum(n_prev, last)
-        members = [classes == k for k in range(last + 1)]
-        sigma = self.scale.sigma(pt, eta, mu)
-        pulls = delta[found] / sigma
-        fields = range(delta.shape[1])
-        reco_widths = np.array([[core_width(pulls[m, j])[1] for j in fields] for m in members])
-        h = np.ones((last + 1, delta.shape[1]))
-        for _ in range(PREVIOUS_CALIBRATION_ROUNDS):
-            calibration = reco.ratio(PullScale.fit(pt, eta, mu, generated * h[classes]))
-            calibrated = generated * h[classes] * calibration.sigma(pt, eta, mu) / sigma
-            h *= reco_widths / np.array([[core_width(calibrated[m, j])[1] for j in fields] for m in members])
-            # c and h are defined up to a common constant: h's mean log over the pairs is 0 (one class: h = 1)
-            h /= np.exp(np.log(h[classes]).mean(axis=0))
-        calibration = reco.ratio(PullScale.fit(pt, eta, mu, generated * h[classes]))
-        factors = calibration.sigma(pt, eta, mu) * h[classes]
+        flow = PullScale.fit(pt, eta, mu, generated)
+        calibration = reco.ratio(flow)
+        factors = calibration.sigma(pt, eta, mu)
         metrics = dict(self.metrics) | {
             "width_calibration": {
                 "pairs": int(found.sum()),
@@ -648,18 +615,10 @@ class ObjectResponse:
                 "factor_range": [
                     [float(v) for v in np.quantile(factors[:, j], [0.001, 0.999])] for j in range(factors.shape[1])
                 ],
-                "pairs_by_previous": [int(m.sum()) for m in members],
             }
         }
         return ObjectResponse(
-            self.layout,
-            self.efficiency,
-            self.response,
-            self.scale,
-            metrics,
-            self.context_bounds,
-            calibration,
-            h.tolist(),
+            self.layout, self.efficiency, self.response, self.scale, metrics, self.context_bounds, calibration
         )
 
     def training_conditions(self, events: ak.Array) -> ak.Array:
@@ -742,7 +701,6 @@ class ObjectResponse:
             if self.width_calibration is None
             else self.width_calibration.sigma(t.kin["pt"][kept], t.kin["eta"][kept], t.mu[kept])
         )
-        by_previous = None if self.previous_factors is None else np.asarray(self.previous_factors)
         for r in range(n_ranks):
             sel = kept[bounds[r] : bounds[r + 1]]
             if not len(sel):
@@ -764,8 +722,6 @@ class ObjectResponse:
                 )
             if factor is not None:
                 d = d * factor[bounds[r] : bounds[r + 1]]
-            if by_previous is not None:
-                d = d * by_previous[np.minimum(prev_n, len(by_previous) - 1).astype(np.int64)]
             delta[sel] = d
             s_prev[ev] += d / sigma[bounds[r] : bounds[r + 1]]
             n_prev[ev] += 1.0
@@ -890,7 +846,6 @@ class ObjectResponse:
                 "layout": self.layout.to_dict(),
                 "scale": self.scale.to_dict(),
                 "width_calibration": None if self.width_calibration is None else self.width_calibration.to_dict(),
-                "width_calibration_by_previous": self.previous_factors,
                 "context_bounds": {k: list(v) for k, v in self.context_bounds.items()},
                 "metrics": self.metrics,
             }
@@ -919,14 +874,7 @@ class ObjectResponse:
             scale = PullScale.from_dict(d["scale"])
             calibration = d.get("width_calibration")
             width_calibration = None if calibration is None else PullScale.from_dict(calibration)
-            previous_factors = d.get("width_calibration_by_previous")
-            if previous_factors is not None:
-                table = np.asarray(previous_factors, dtype=np.float64)
-                if width_calibration is None or table.ndim != 2 or table.shape[1] != len(layout.fields):
-                    raise InputError("width_calibration_by_previous: one row per count, one factor per response")
-                if not (np.isfinite(table).all() and (table > 0).all()):
-                    raise InputError("width_calibration_by_previous: the factors must be positive numbers")
-        except (KeyError, TypeError, ValueError, InputError) as exc:
+        except (KeyError, TypeError, InputError) as exc:
             raise ModelDirectoryError(f"{file} is damaged ({exc})") from exc
         response = Surrogate.load(root / "response", device=device)
         if response.targets != layout.targets or response.conditions != layout.conditions:
@@ -939,7 +887,6 @@ class ObjectResponse:
             d.get("metrics", {}),
             d.get("context_bounds", {}),
             width_calibration,
-            previous_factors,
         )
 
 
