@@ -467,8 +467,8 @@ def test_width_chi2_of_draws_scores_each_sample_as_the_evaluation_does() -> None
     detector = PhotonDetector(SmearingConfig("correlation", rho=1.0))
     ref = reconstruct_photons(truth, detector, seed=1)
     others = [reconstruct_photons(truth, detector, seed=s) for s in (2, 3)]
-    other_mu = SmearingConfig("correlation", rho=1.0, mapping=PolynomialMapping(pt_range=(5.0, 50.0)))
-    wider = reconstruct_photons(truth, PhotonDetector(other_mu), seed=4)
+    other_resolution = SmearingConfig("correlation", rho=1.0, mapping=PolynomialMapping(pt_range=(5.0, 50.0)))
+    wider = reconstruct_photons(truth, PhotonDetector(other_resolution), seed=4)
     draws = width_chi2_of_draws(ref, iter([*others, wider]), n_boot=5, seed=3)
     assert len(draws) == 3
     for d, other in zip(draws, others, strict=False):
