@@ -35,7 +35,7 @@ from .matching import match_objects
 from .objects import EFFICIENCY_FEATURES, LOG_CONDITIONS, ObjectLayout, ObjectResponse, training_pairs
 from .reference_detector import PhotonDetector, reconstruct_photons
 from .resolution import BinnedWidths, binned_core_widths
-from .smearing import resolution
+from .smearing import FIELDS, resolution
 
 __all__ = [
     "BARS",
@@ -300,6 +300,12 @@ class _Sample:
             for var in ("pt", "eta", "mu")
         }
 
+    def response_widths(
+        self, generated: _Sample, bins: Mapping[str, np.ndarray], n_boot: int, seed: int
+    ) -> dict[str, dict[str, BinnedWidths]]:
+        """:meth:`binned_widths` of every response (E_T, η, φ; bootstrap seeds ``seed``, ``seed + 1``, ``seed + 2``)."""
+        return {name: self.binned_widths(generated, j, bins, n_boot, seed + j) for j, name in enumerate(FIELDS)}
+
     def binned_widths(
         self, generated: _Sample, j: int, bins: Mapping[str, np.ndarray], n_boot: int, seed: int
     ) -> dict[str, BinnedWidths]:
@@ -460,7 +466,7 @@ def evaluate_objects(
     gen = _Sample.of(generated, reco, truth, pileup, max_dr)
     efficiency = ref.binned_efficiencies(gen, b)
     n_max = int(max(ref.multiplicity.max(initial=0), gen.multiplicity.max(initial=0))) + 1
-    widths = {name: ref.binned_widths(gen, j, b, n_boot, seed + j) for j, name in enumerate(("pt", "eta", "phi"))}
+    widths = ref.response_widths(gen, b, n_boot, seed)
     correlation = {}
     for j, name in enumerate(("pt", "eta", "phi")):
         ra, rb = ref.pair_pulls(j, sigma)
@@ -516,8 +522,7 @@ def width_chi2_of_draws(
     out = []
     for generated in draws:
         gen = _Sample.of(generated, reco, truth, pileup, max_dr)
-        widths = {name: ref.binned_widths(gen, j, b, n_boot, seed + j) for j, name in enumerate(("pt", "eta", "phi"))}
-        out.append(width_ratio_consistency(widths, 0.01)["chi2_per_bin"])
+        out.append(width_ratio_consistency(ref.response_widths(gen, b, n_boot, seed), 0.01)["chi2_per_bin"])
     return out
 
 
@@ -809,20 +814,16 @@ def run_object_study(
             evaluation, floors.get(name), reference, layout, model, detector.efficiency, efficiency_draws, seed + offset
         )
         if width_draws > 1:
-            more = (model.apply(truth_only, seed=seed + offset + 50 + 10_000 * i) for i in range(1, width_draws))
-            evaluation.width_draws = [
-                evaluation.width_consistency()["chi2_per_bin"],
-                *width_chi2_of_draws(reference, more, seed=seed),
-            ]
+
+            def score(target: ObjectEvaluation, more: Iterable[ak.Array]) -> None:
+                first = target.width_consistency()["chi2_per_bin"]
+                target.width_draws = [first, *width_chi2_of_draws(reference, more, seed=seed)]
+
+            draws = range(1, width_draws)
+            score(evaluation, (model.apply(truth_only, seed=seed + offset + 50 + 10_000 * i) for i in draws))
             if name in floors:
-                twins = (
-                    _passes(events, detector, collection, oversample, seed + offset + 500 + 10_000 * i)
-                    for i in range(1, width_draws)
-                )
-                floors[name].width_draws = [
-                    floors[name].width_consistency()["chi2_per_bin"],
-                    *width_chi2_of_draws(reference, twins, seed=seed),
-                ]
+                twin_seeds = (seed + offset + 500 + 10_000 * i for i in draws)
+                score(floors[name], (_passes(events, detector, collection, oversample, s) for s in twin_seeds))
         return evaluation
 
     evaluation = compare(test_truth, 1000, "test")

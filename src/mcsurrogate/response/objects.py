@@ -496,12 +496,6 @@ class ObjectResponse:
             raise InputError("efficiency: the EfficiencyModel given has not been trained (fit or load it first)")
         if trained is not None and efficiency_events is not None:
             raise InputError("efficiency_events train an efficiency; a trained EfficiencyModel was given as efficiency")
-        if isinstance(efficiency, EfficiencyModel):
-            eff_cfg = efficiency.config
-        elif isinstance(efficiency, EfficiencyConfig):
-            eff_cfg = efficiency
-        else:
-            eff_cfg = EfficiencyConfig.from_dict({"seed": seed} | dict(efficiency or {}))
         names = list(efficiency_features) if not isinstance(efficiency_features, str) else [efficiency_features]
         if trained is not None:
             names = list(trained.features)
@@ -510,11 +504,16 @@ class ObjectResponse:
             raise InputError(
                 f"efficiency_features must be distinct names among {list(EFFICIENCY_FEATURES)}, got {names}"
             )
-        transforms = [EFFICIENCY_TRANSFORMS[EFFICIENCY_FEATURES.index(name)] for name in names]
         t, found, delta, matching = training_pairs(events, layout)
-        if trained is not None:
-            eff = trained
+        if isinstance(efficiency, EfficiencyModel):
+            eff = efficiency
         else:
+            eff_cfg = (
+                efficiency
+                if isinstance(efficiency, EfficiencyConfig)
+                else EfficiencyConfig.from_dict({"seed": seed} | dict(efficiency or {}))
+            )
+            transforms = [EFFICIENCY_TRANSFORMS[EFFICIENCY_FEATURES.index(name)] for name in names]
             if efficiency_events is None:
                 eff_x, eff_y = t.efficiency_features(names), found
             else:
