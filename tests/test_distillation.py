@@ -12,7 +12,7 @@ from mcsurrogate import Surrogate
 from mcsurrogate.cli.core import DISTILL_ACTIVATIONS, DISTILL_PRECISIONS
 from mcsurrogate.errors import InputError
 from mcsurrogate.export import export_onnx, export_torchscript, load_torchscript
-from mcsurrogate.flows import FlowConfig, build_flow, distilled
+from mcsurrogate.flows import FlowConfig, build_flow, distilled, frozen
 from mcsurrogate.flows.distilled import DistillConfig, DistilledFlow, MLPSampler, distill_flow
 from mcsurrogate.flows.made import ACTIVATIONS
 from mcsurrogate.optimisation import adam_fused_if_available
@@ -189,7 +189,7 @@ def test_frozen_bfloat16_sampler_matches_plain_torch(activation: str, conditiona
     ctx = torch.randn(500, 2) if conditional else None
     with torch.inference_mode():
         fast = sampler.frozen(torch.bfloat16)(noise, ctx)
-        monkeypatch.setitem(distilled._onednn_dense, "works", False)  # what a CPU or build without oneDNN runs
+        monkeypatch.setitem(frozen._onednn_dense, "works", False)  # what a CPU or build without oneDNN runs
         plain = sampler.frozen(torch.bfloat16)(noise, ctx)
         exact = sampler(noise, ctx)
     assert fast.dtype == plain.dtype == torch.float32 and fast.shape == (500, 3)

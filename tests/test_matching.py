@@ -115,12 +115,14 @@ def test_nearest_other_object() -> None:
     assert out[1:] == [[9.0], []]
 
 
-def test_nearest_other_agrees_with_a_loop_over_crowded_events() -> None:
+@pytest.mark.parametrize("phi_range", [np.pi, 3 * np.pi])  # φ in [−π, π), and beyond it (e.g. [0, 2π))
+def test_nearest_other_agrees_with_a_loop_over_crowded_events(phi_range: float) -> None:
     rng = np.random.default_rng(3)
     counts = rng.integers(0, 9, 400)
     k = int(counts.sum())
     ev = ak.unflatten(
-        ak.zip({"pt": np.ones(k), "eta": rng.uniform(-2.5, 2.5, k), "phi": rng.uniform(-np.pi, np.pi, k)}), counts
+        ak.zip({"pt": np.ones(k), "eta": rng.uniform(-2.5, 2.5, k), "phi": rng.uniform(-phi_range, phi_range, k)}),
+        counts,
     )
     got = nearest_other(ev, empty=7.0).tolist()
     for event, values in zip(ev.tolist(), got, strict=True):

@@ -63,6 +63,30 @@ def test_efficiency_model_learns_a_known_probability_and_is_calibrated(tmp_path)
         EfficiencyModel.load(tmp_path)
 
 
+def test_efficiency_inference_with_fused_layers_equals_the_network(monkeypatch) -> None:
+    """The classifier runs its layers frozen (oneDNN, bias and SiLU fused on CPU): the same probabilities as the
+    torch modules to float32 rounding, and the same again where oneDNN is not there."""
+    import torch
+
+    from mcsurrogate.flows import frozen
+
+    rng = np.random.default_rng(5)
+    x = np.column_stack([rng.uniform(5, 200, 3000), rng.uniform(-2.5, 2.5, 3000)])
+    y = rng.random(3000) < 0.7
+    model = EfficiencyModel(["pt", "eta"], ["log", "linear"], EfficiencyConfig(epochs=1, seed=1, device="cpu"))
+    model.fit(x, y)
+    zs = ((model._inputs(x) - model.mean) / model.std).astype(np.float32)
+    assert model.network is not None
+    with torch.no_grad():
+        plain = model.network(torch.from_numpy(zs))[:, 0].double().numpy()
+    fused = model._logits(zs, batch_size=1000)
+    np.testing.assert_allclose(fused, plain, rtol=1e-5, atol=1e-6)
+    monkeypatch.setitem(frozen._onednn_dense, "works", False)
+    np.testing.assert_allclose(model._logits(zs), plain, rtol=1e-5, atol=1e-6)
+    with pytest.raises(TypeError, match="at most one activation"):
+        frozen.FrozenMLP(torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Dropout(0.1)))
+
+
 def test_reliability_of_perfect_and_miscalibrated_probabilities() -> None:
     rng = np.random.default_rng(2)
     p = rng.uniform(0.1, 0.9, 200_000)
@@ -114,6 +138,28 @@ def test_pull_scale_recovers_a_factorising_resolution_smoothly() -> None:
         PullScale.fit(pt[:1000], eta[:1000], mu[:1000], np.zeros((1000, 1)))
     with pytest.raises(InputError, match="one count per variable"):
         PullScale.fit(pt[:1000], eta[:1000], mu[:1000], delta[:1000], bins=(4, 4))  # type: ignore[arg-type]
+
+
+def test_additive_pull_scale_is_the_sum_of_piecewise_linear_functions_constant_beyond_the_knots() -> None:
+    """σ̂ = exp(Σ f_j) with each f_j np.interp's interpolation between its knots (held flat beyond the outer ones);
+    a variable with a single knot adds a constant."""
+    scale = PullScale(
+        [],
+        [],
+        [],
+        [],
+        kind="additive",
+        knots=[[np.log(10.0), np.log(30.0), np.log(200.0)], [0.0, 1.0, 2.4], [20.0]],
+        log_widths=[[[0.1, -0.4, -1.0], [0.0, 0.2, 0.5], [0.05]], [[-3.0, -3.1, -3.3], [0.1, 0.0, 0.3], [-0.2]]],
+    )
+    rng = np.random.default_rng(2)
+    pt = np.exp(rng.uniform(np.log(3.0), np.log(900.0), 2000))  # beyond both outer E_T knots too
+    eta, mu = rng.uniform(-3.0, 3.0, 2000), rng.uniform(0, 60, 2000)
+    x = (np.log(pt), np.abs(eta), mu)
+    expected = np.column_stack(
+        [np.exp(sum(np.interp(x[j], scale.knots[j], field[j]) for j in range(3))) for field in scale.log_widths]
+    )
+    np.testing.assert_allclose(scale.sigma(pt, eta, mu), expected, rtol=1e-12)
 
 
 def test_a_binned_pull_scale_of_an_older_model_directory_still_reads() -> None:

@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from ..arguments import check_choice, check_float, check_int, describe
 from ..errors import InputError, TrainingError, refuse_unknown_fields
 from ..optimisation import adam_fused_if_available, power_decay
+from .frozen import IN_PLACE, FrozenMLP
 from .made import ACTIVATIONS
 from .model import FlowModel, StandardNormal
 
@@ -117,22 +118,12 @@ class DistillConfig:
         return cls(**data)
 
 
-#: in-place versions of the activations (GELU has none): without autograd the student overwrites each layer's fresh
-#: output instead of allocating another; measured 1.15× on the float32 sampler, no change in bfloat16 (2-core CPU)
-_IN_PLACE: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "relu": torch.relu_,
-    "silu": lambda x: nn.functional.silu(x, inplace=True),
-    "elu": nn.functional.elu_,
-    "tanh": torch.tanh_,
-}
-
-
 class _Activation(nn.Module):
     def __init__(self, name: str) -> None:
         super().__init__()
         self.name = name
         self.fn = ACTIVATIONS[name]
-        self.fn_in_place = _IN_PLACE.get(name)
+        self.fn_in_place = IN_PLACE.get(name)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x is the preceding Linear's output, which nothing else holds: safe to overwrite when no graph records it
@@ -196,14 +187,14 @@ class MLPSampler(nn.Module):
 
     def frozen(self, dtype: torch.dtype) -> Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]:
         """The sampler for inference with its networks in ``dtype``: weights rounded once, here; on CPU each dense
-        layer one oneDNN call with its bias and activation fused where oneDNN has them (:func:`_dense`)."""
-        net = _FrozenMLP(self.net, dtype)
+        layer one oneDNN call with its bias and activation fused where oneDNN has them (:func:`~.frozen.dense`)."""
+        net = FrozenMLP(self.net, dtype)
         location_scale: Callable[[torch.Tensor], torch.Tensor]
         if isinstance(self.location_scale, _Constant):
             location_scale = functools.partial(_expand, self.location_scale.value.detach().to(dtype))
         else:
             assert isinstance(self.location_scale, nn.Sequential)
-            location_scale = _FrozenMLP(self.location_scale, dtype)
+            location_scale = FrozenMLP(self.location_scale, dtype)
 
         def run(noise: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
             return _assemble(noise, context, net, location_scale, dtype)[0]
@@ -225,49 +216,6 @@ def _assemble(
     ls = location_scale((noise if context is None else context).to(dtype)).to(noise.dtype)
     loc, log_scale = ls.chunk(2, dim=1)
     return loc + torch.exp(log_scale) * (noise + net(inputs.to(dtype)).to(noise.dtype)), loc, log_scale
-
-
-#: oneDNN's names of the activations it fuses into a dense layer (``None``: no activation)
-_ONEDNN_POST_OPS: dict[str | None, str] = {None: "none", "silu": "swish", "relu": "relu"}
-#: whether oneDNN's fused dense layer runs here; set to False the first time it refuses (a CPU without bfloat16
-#: support, a torch build without oneDNN), after which the plain torch layers run
-_onednn_dense = {"works": torch.backends.mkldnn.is_available()}
-
-
-def _dense(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, activation: str | None) -> torch.Tensor:
-    """``activation(x Wᵀ + b)`` without autograd. On CPU one oneDNN call (``torch.ops.mkldnn._linear_pointwise``,
-    the kernel inductor emits for the same pattern): bfloat16 ``F.linear`` copies the broadcast bias into its output
-    before the matmul, which took as long as the matmul itself (2-core CPU with AMX, 8192 × 256 × 256)."""
-    if x.device.type == "cpu" and activation in _ONEDNN_POST_OPS and _onednn_dense["works"]:
-        try:
-            out: torch.Tensor = torch.ops.mkldnn._linear_pointwise(
-                x, weight, bias, _ONEDNN_POST_OPS[activation], [], ""
-            )
-            return out
-        except (RuntimeError, AttributeError):
-            _onednn_dense["works"] = False
-    y = nn.functional.linear(x, weight, bias)
-    return y if activation is None else _IN_PLACE.get(activation, ACTIVATIONS[activation])(y)
-
-
-class _FrozenMLP:
-    """A :func:`_mlp` network's layers as ``(weight, bias, activation)`` in one dtype, applied with :func:`_dense`."""
-
-    def __init__(self, mlp: nn.Sequential, dtype: torch.dtype) -> None:
-        self.layers: list[tuple[torch.Tensor, torch.Tensor, str | None]] = []
-        for module in mlp:
-            if isinstance(module, nn.Linear):
-                assert module.bias is not None
-                self.layers.append((module.weight.detach().to(dtype), module.bias.detach().to(dtype), None))
-            else:
-                assert isinstance(module, _Activation) and self.layers and self.layers[-1][2] is None
-                weight, bias, _ = self.layers[-1]
-                self.layers[-1] = (weight, bias, module.name)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        for weight, bias, activation in self.layers:
-            x = _dense(x, weight, bias, activation)
-        return x
 
 
 def _mlp(inputs: int, hidden: int, layers: int, outputs: int, activation: str) -> nn.Sequential:

@@ -31,6 +31,7 @@ import torch
 from ..arguments import check_columns, check_float, check_int, check_seed, describe
 from ..errors import InputError, ModelDirectoryError
 from ..files import atomic_write_text, read_json
+from ..flows.frozen import FrozenMLP
 from ..optimisation import power_decay
 from ..persistence import load_tensors, save_tensors
 from ..training import resolve_device
@@ -236,7 +237,8 @@ class EfficiencyModel:
     def _logits(self, zs: np.ndarray, batch_size: int = 16_384) -> np.ndarray:
         if self.network is None:
             raise InputError("this efficiency model is not trained yet: call fit(...) or EfficiencyModel.load(...)")
-        net = self.network.to(self.device)
+        # the layers as oneDNN calls with bias and SiLU fused (on CPU): 0.13 against 0.19 s per 5 × 10⁵ objects
+        net = FrozenMLP(self.network.to(self.device))
         out = [
             net(torch.from_numpy(zs[i : i + batch_size]).to(self.device))[:, 0].double().cpu().numpy()
             for i in range(0, len(zs), batch_size)

@@ -184,20 +184,24 @@ def nearest_other(objects: ak.Array, *, empty: float = 10.0) -> ak.Array:
     """For each object, ΔR to the nearest other object of the same event (``empty`` when it is alone), jagged.
 
     Vectorised in numpy over all ordered pairs (i, j) of an event's objects: the pairs of one object are contiguous,
-    so one ``np.minimum.reduceat`` takes each object's minimum (the pair with itself counts as +∞)."""
+    so one ``np.minimum.reduceat`` takes each object's minimum of ΔR² (the pair with itself counts as +∞)."""
     objects = _objects(objects, "objects")
     n = np.asarray(ak.to_numpy(ak.num(objects, axis=1)), dtype=np.int64)
     eta, phi = _flat(objects.eta), _flat(objects.phi)
     if not len(eta):
         return ak.unflatten(np.zeros(0), n)
+    phi = _wrap(phi)  # once per object: then |Δφ| < 2π, and min(|Δφ|, 2π − |Δφ|) wraps each pair's
     start = np.concatenate([[0], np.cumsum(n)[:-1]])
     per_object = np.repeat(n, n)  # pairs of each object: its event's count
     first = np.repeat(start, n)  # each object's event start
     offsets = np.concatenate([[0], np.cumsum(per_object)[:-1]])
     i = np.repeat(np.arange(len(eta)), per_object)
     j = np.arange(int(per_object.sum())) - np.repeat(offsets - first, per_object)
-    dr = delta_r(eta[i], phi[i], eta[j], phi[j])
-    dr[i == j] = np.inf
-    out = np.minimum.reduceat(dr, offsets)
+    deta = eta[i] - eta[j]
+    dphi = np.abs(phi[i] - phi[j])
+    dphi = np.minimum(dphi, 2 * np.pi - dphi)
+    dr2 = deta * deta + dphi * dphi  # the square root of the minimum only: half the time of ΔR over all pairs
+    dr2[i == j] = np.inf
+    out = np.sqrt(np.minimum.reduceat(dr2, offsets))
     out[~np.isfinite(out)] = float(empty)
     return ak.unflatten(out, n)

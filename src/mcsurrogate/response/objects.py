@@ -332,12 +332,22 @@ class PullScale:
     def sigma(self, pt: np.ndarray, eta: np.ndarray, mu: np.ndarray) -> np.ndarray:
         """σ̂ of every response for objects at (pt [GeV], eta, mu): shape (n, n_fields)."""
         if self.kind == "additive":
+            # piecewise linear in each variable, constant beyond the outer knots (np.interp's rule): the segment of
+            # each object is searched once per variable for all fields, then each field's segment is a line
             x = (np.log(np.asarray(pt, dtype=np.float64)), np.abs(eta), np.asarray(mu, dtype=np.float64))
-            return np.exp(
-                np.column_stack(
-                    [sum(np.interp(x[j], self.knots[j], field[j]) for j in range(3)) for field in self.log_widths]
-                )
-            )
+            log_sigma = np.zeros((len(self.log_widths), len(x[0])))
+            for v in range(3):
+                knots = np.asarray(self.knots[v], dtype=np.float64)
+                xc = np.clip(x[v], knots[0], knots[-1])
+                seg = np.clip(np.searchsorted(knots, xc, side="right") - 1, 0, max(len(knots) - 2, 0))
+                for f, field in enumerate(self.log_widths):
+                    values = np.asarray(field[v], dtype=np.float64)
+                    if len(knots) == 1:
+                        log_sigma[f] += values[0]
+                        continue
+                    slope = np.diff(values) / np.diff(knots)
+                    log_sigma[f] += (values[:-1] - slope * knots[:-1])[seg] + slope[seg] * xc
+            return np.exp(log_sigma.T)
         i, j, k = self._index(pt, eta, mu)
         table = np.asarray(self.widths)
         return np.asarray(table[:, i, j, k].T)
