@@ -47,17 +47,19 @@ def test_evaluate_jets_passes_a_twin_of_the_detector_and_fails_a_wrong_one() -> 
     twin = detector.passes(truth, 2, 20)
     ok = evaluate_jets(reference, twin, seed=1).headline()
     assert ok["efficiency_chi2_per_bin"] < 2.0 and ok["width_chi2_per_bin"] < 2.0
-    assert ok["m_jj_chi2_per_bin"] < 2.0 and ok["h_t_chi2_per_bin"] < 2.0
+    assert ok["m_jj_chi2_per_bin"] < 2.0 and ok["h_t_chi2_per_bin"] < 2.0 and ok["btag_chi2_per_bin"] < 2.0
     assert abs(ok["h_t_mean_difference_gev"]) < 5.0
     # 30 % worse resolution and a 10-point lower efficiency plateau: both must show
+    # and a b-tag working point of 60 % instead of 70 %
     worse = [(edge, a * 1.3, c * 1.3, n * 1.3) for edge, a, c, n in DEFAULT_DETECTOR.jet_energy_resolution]
     wrong = JetDetector(
-        dataclasses.replace(DEFAULT_DETECTOR, jet_energy_resolution=tuple(worse)),
+        dataclasses.replace(DEFAULT_DETECTOR, jet_energy_resolution=tuple(worse), btag_efficiency=0.6),
         dataclasses.replace(JET_EFFICIENCY, plateau=JET_EFFICIENCY.plateau - 0.1),
     )
     bad = evaluate_jets(reference, wrong.passes(truth, 2, 30), seed=1).headline()
     assert bad["width_chi2_per_bin"] > 10 and not bad["met"]["widths"]
     assert bad["efficiency_chi2_per_bin"] > 10 and not bad["met"]["efficiency"]
+    assert bad["btag_chi2_per_bin"] > 3 and not bad["met"]["btag"]  # the c and light bins do not move
     assert bad["h_t_mean_difference_gev"] < -5.0  # fewer jets: less H_T
     assert bad["met"]["multiplicity"] is False
 
@@ -80,7 +82,11 @@ def test_jet_study_end_to_end_on_a_tiny_sample(tmp_path) -> None:
     report = write_jet_report(result, tmp_path, {"command": "test", "wall_seconds": 1.0})
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["test"]["headline"] == report["test"]["headline"]
-    assert set(saved["test"]["headline"]["met"]) == {"efficiency", "multiplicity", "widths", "m_jj", "h_t"}
+    assert set(saved["test"]["headline"]["met"]) == {"efficiency", "multiplicity", "widths", "m_jj", "h_t", "btag"}
+    # the b-tag: learned per flavour, its rates over draws of the tag decisions, and the floor's from the detector's
+    assert result.model.layout.tags == ("btag",) and len(result.evaluation.tag_draws) == 3
+    assert len(result.floor["test"].tag_draws) == 3 and set(result.evaluation.tags) >= {"b_pt", "light_abs_eta"}
+    assert saved["test"]["btag"]["b_pt"]["n_reference"] and "b-tag χ²/bin" in (tmp_path / "README.md").read_text()
     readme = (tmp_path / "README.md").read_text()
     assert "| other |" in readme and "| other floor |" in readme
     assert (tmp_path / "jets_test.png").is_file() and (tmp_path / "jets_other.png").is_file()

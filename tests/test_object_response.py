@@ -3,6 +3,7 @@ ObjectResponse API (fit on matched truth–reco pairs of the reference detector,
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 
@@ -638,6 +639,91 @@ def test_any_collection_jets_with_a_pt_response_only() -> None:
     assert not np.allclose(ak.to_numpy(ak.flatten(reco.mass)), ak.to_numpy(ak.flatten(truth.mass)))
 
 
+def test_a_learned_b_tag_by_flavour_saved_loaded_and_keyed_in_the_columnar_path(tmp_path) -> None:
+    from mcsurrogate.generators.higgs_benchmark import DEFAULT_DETECTOR
+    from mcsurrogate.response.columnar import add_surrogate_objects
+    from mcsurrogate.response.reference_detector import reconstruct_jets
+
+    rng = np.random.default_rng(8)
+    counts = rng.integers(1, 7, 5000)
+    n = int(counts.sum())
+    jets = ak.unflatten(
+        ak.zip(
+            {
+                "pt": 20 + rng.exponential(40, n),
+                "eta": rng.uniform(-2.4, 2.4, n),
+                "phi": rng.uniform(-np.pi, np.pi, n),
+                "mass": rng.uniform(0, 10, n),
+                "flavour": rng.choice([0, 4, 5], n),
+            }
+        ),
+        counts,
+    )
+    truth = ak.zip({"jets": jets, "mu": rng.uniform(0, 40, len(counts))}, depth_limit=1)
+    events = reconstruct_jets(truth, seed=1)
+    more = ak.concatenate([reconstruct_jets(truth, seed=s) for s in (1, 2, 3, 4)])
+    layout = ObjectLayout(
+        truth="truth_jets", reco="jets", fields=("pt",), max_dr=0.2, tags=("btag",), tag_inputs=("flavour",)
+    )
+    model = ObjectResponse.fit(
+        events,
+        layout,
+        preset="demo",
+        training={"epochs": 1, "device": "cpu"},
+        efficiency={"epochs": 3, "device": "cpu"},
+        efficiency_events=more,
+        tag_classifier={"epochs": 6, "device": "cpu", "batch_size": 512},
+        calibrate_widths=False,
+    )
+    assert model.metrics["tags"]["btag"]["reliability_validation"]["ece"] < 0.03
+    out = model.apply(ak.zip({"truth_jets": events.truth_jets, "mu": events.mu}, depth_limit=1), seed=2)
+    assert "btag" in out.jets.fields
+    m = match_objects(out.truth_jets, out.jets, max_dr=1e-9)
+    t, r = m.pairs(out.truth_jets, out.jets)
+    flavour, tag = ak.to_numpy(ak.flatten(t.flavour)), ak.to_numpy(ak.flatten(r.btag))
+    assert set(np.unique(tag)) == {0.0, 1.0}
+    # the reference tags b / c / light jets with 70 / 20 / 1 % (|η| < 2.5): per flavour within ~4 binomial SDs
+    for label, rate in ((5, DEFAULT_DETECTOR.btag_efficiency), (4, DEFAULT_DETECTOR.c_mistag), (0, 0.01)):
+        sel = flavour == label
+        assert tag[sel].mean() == pytest.approx(rate, abs=0.02 + 4 * np.sqrt(rate * (1 - rate) / sel.sum()))
+    # saved and loaded: the same tags for the same seed; a model directory without the tag's classifier is damaged
+    model.save(tmp_path / "m")
+    again = ObjectResponse.load(tmp_path / "m", device="cpu")
+    back = again.apply(ak.zip({"truth_jets": events.truth_jets, "mu": events.mu}, depth_limit=1), seed=2)
+    assert ak.all(back.jets.btag == out.jets.btag) and again.layout.tags == ("btag",)
+    # the columnar path draws the tag from the event-keyed uniforms: the same events give the same tags
+    nano = ak.zip(
+        {
+            "GenJet": events.truth_jets,
+            "Pileup": ak.zip({"nTrueInt": events.mu}),
+            "run": np.ones(len(events), np.int64),
+            "luminosityBlock": np.ones(len(events), np.int64),
+            "event": np.arange(len(events), dtype=np.int64),
+        },
+        depth_limit=1,
+    )
+    a = add_surrogate_objects(nano, again, truth="GenJet", out="Jet", seed=3)
+    b = add_surrogate_objects(nano[::-1], again, truth="GenJet", out="Jet", seed=3)[::-1]
+    assert ak.all(a.Jet.btag == b.Jet.btag) and 0.1 < float(ak.mean(ak.flatten(a.Jet.btag))) < 0.5
+    # bad input: a tag the reco objects lack, a tag input the truth lacks, a tag that is not 0/1
+    with pytest.raises(InputError, match="has no field 'ctag'"):
+        ObjectResponse.fit(events, dataclasses.replace(layout, tags=("ctag",)), preset="demo")
+    with pytest.raises(InputError, match="no field 'flavour'"):
+        again.apply(
+            ak.zip({"truth_jets": events.truth_jets[["pt", "eta", "phi", "mass"]], "mu": events.mu}, depth_limit=1)
+        )
+    scaled = ak.with_field(events, ak.with_field(events.jets, events.jets.btag * 2, "btag"), "jets")
+    with pytest.raises(InputError, match="0/1"):
+        ObjectResponse.fit(scaled, layout, preset="demo")
+    with pytest.raises(InputError, match="other than pt, eta, phi, mass"):
+        ObjectLayout(tags=("pt",))
+    with pytest.raises(InputError, match="has no tags"):
+        ObjectLayout(tag_inputs=("flavour",))
+    (tmp_path / "m" / "tag_btag" / "efficiency.json").unlink()
+    with pytest.raises(ModelDirectoryError, match=r"no efficiency\.json"):
+        ObjectResponse.load(tmp_path / "m")
+
+
 def test_the_efficiency_can_train_on_more_detector_passes_than_the_flow() -> None:
     truth = jagged_truth(1500, 21)
     detector = PhotonDetector()
@@ -816,6 +902,43 @@ def test_cli_trains_and_applies_an_object_response_of_any_collection(fullsim_fil
     np.testing.assert_allclose(ak.to_numpy(ak.flatten(again.RecoPhoton.pt)), reco_pt)
 
 
+def test_cli_learns_and_draws_a_jet_b_tag(tmp_path, capsys) -> None:
+    from mcsurrogate.io import read_events, write_events
+    from mcsurrogate.response.reference_detector import reconstruct_jets
+
+    rng = np.random.default_rng(9)
+    counts = rng.integers(1, 6, 3000)
+    n = int(counts.sum())
+    fields = {"pt": 20 + rng.exponential(40, n), "eta": rng.uniform(-2.4, 2.4, n), "phi": rng.uniform(-3, 3, n)}
+    jets = ak.zip(fields | {"mass": rng.uniform(0, 10, n), "flavour": rng.choice([0, 4, 5], n)})
+    truth = ak.zip({"jets": ak.unflatten(jets, counts), "mu": rng.uniform(0, 40, len(counts))}, depth_limit=1)
+    path = write_events(reconstruct_jets(truth, seed=1), tmp_path / "jets.parquet")
+    argv = ["train-response", path, "--truth", "truth_jets", "--reco", "jets", "--max-dr", "0.2", "--fields", "pt"]
+    argv += ["--tags", "btag", "--tag-inputs", "flavour", "--preset", "demo", "--epochs", "1"]
+    code, out, err = _cli([*argv, "--efficiency-epochs", "2", "--out", tmp_path / "m"], capsys)
+    assert code == 0, err
+    assert "tag btag:" in out and "ECE" in out
+    assert ObjectResponse.load(tmp_path / "m", device="cpu").layout.tag_inputs == ("flavour",)
+    write_events(truth, tmp_path / "truth.parquet")
+    code, _, err = _cli(
+        [
+            "apply",
+            tmp_path / "m",
+            tmp_path / "truth.parquet",
+            "--truth",
+            "jets",
+            "--reco",
+            "fast_jets",
+            "-o",
+            tmp_path / "a.parquet",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    tags = ak.to_numpy(ak.flatten(read_events(tmp_path / "a.parquet").fast_jets.btag))
+    assert set(np.unique(tags)) == {0.0, 1.0}
+
+
 def test_cli_object_level_bad_collections_exit_2_naming_them(fullsim_file, tmp_path, capsys) -> None:
     path, _ = fullsim_file
     base = ["train-response", path, "--preset", "demo", "--epochs", "1", "--out", tmp_path / "m"]
@@ -849,6 +972,18 @@ def test_cli_object_level_bad_collections_exit_2_naming_them(fullsim_file, tmp_p
             "event",
         ],
         "'event'": [*base, "--truth", "event", "--reco", "RecoPhoton", "--pileup", "PV_mu"],  # not a collection
+        "--tags apply to the object-level path": [*base, "--tags", "btag"],
+        "has no field 'btag'": [
+            *base,
+            "--truth",
+            "GenPhoton",
+            "--reco",
+            "RecoPhoton",
+            "--pileup",
+            "PV_mu",
+            "--tags",
+            "btag",
+        ],
     }
     # apply: a two-photon model takes no collections (its preset reads photons and mu)
     from mcsurrogate.response.smearing import smear_photons

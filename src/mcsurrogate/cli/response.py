@@ -38,6 +38,14 @@ def _response_fields(text: str) -> tuple[str, ...]:
     return names
 
 
+def _field_names(text: str) -> tuple[str, ...]:
+    """``--tags``/``--tag-inputs``: distinct field names, comma-separated."""
+    names = tuple(t.strip() for t in text.split(",") if t.strip())
+    if not names or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"expected distinct field names, comma-separated; got {text!r}")
+    return names
+
+
 def _write_generated(
     args: argparse.Namespace,
     chunks: Iterator[Any],
@@ -271,7 +279,7 @@ def cmd_smear(args: argparse.Namespace) -> int:
 #: the ObjectResponse flow presets (mcsurrogate.response.objects.object_preset), for --truth/--reco
 OBJECT_PRESETS = ("affine-spline", "demo")
 #: the flags of the object-level path only, with their defaults (None: not given)
-_OBJECT_ONLY = ("pileup", "fields", "max_dr", "efficiency_epochs", "no_width_calibration")
+_OBJECT_ONLY = ("pileup", "fields", "max_dr", "efficiency_epochs", "no_width_calibration", "tags", "tag_inputs")
 
 
 def _object_path(args: argparse.Namespace) -> bool:
@@ -401,6 +409,8 @@ def _train_object_response(args: argparse.Namespace, out: Path) -> int:
         pileup=args.pileup or "mu",
         fields=tuple(args.fields or ("pt", "eta", "phi")),
         max_dr=0.1 if args.max_dr is None else args.max_dr,
+        tags=tuple(args.tags or ()),
+        tag_inputs=tuple(args.tag_inputs or ()),
     )
     events = read_events(args.smeared, tree=args.tree, columns=[layout.truth, layout.reco, layout.pileup])
     training = {k: v for k, v in (("epochs", args.epochs), ("device", args.device)) if v is not None}
@@ -411,6 +421,7 @@ def _train_object_response(args: argparse.Namespace, out: Path) -> int:
         preset=args.preset,
         training=training,
         efficiency=efficiency,
+        tag_classifier=efficiency,
         calibrate_widths=not args.no_width_calibration,
         seed=0 if args.seed is None else args.seed,
     )
@@ -422,6 +433,10 @@ def _train_object_response(args: argparse.Namespace, out: Path) -> int:
         f"saved {out}: object-level response of {layout.truth} -> {layout.reco} ({args.preset} preset{best}); "
         f"{m['n_truth_objects']} truth objects in {m['n_events']} events, efficiency {m['efficiency_overall']:.3f}, "
         f"{m['n_fakes']} unmatched reco objects (fakes, not modelled)"
+        + "".join(
+            f"; tag {name}: {t['n_train'] + t['n_validation']} matched objects, ECE {t['reliability_validation']['ece']:.4f}"
+            for name, t in m.get("tags", {}).items()
+        )
     )
     return 0
 
@@ -615,6 +630,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--efficiency-epochs",
         type=positive_int,
         help="object-level path: efficiency-classifier epochs, at most (default: 10, early stopping)",
+    )
+    p.add_argument(
+        "--tags",
+        type=_field_names,
+        help="object-level path: 0/1 fields of the reco objects to learn and draw per reconstructed object, "
+        "comma-separated (e.g. btag; default: none)",
+    )
+    p.add_argument(
+        "--tag-inputs",
+        type=_field_names,
+        help="object-level path, with --tags: truth fields the tags' classifiers read beside pt, eta and pile-up, "
+        "comma-separated (e.g. flavour; the truth collection must hold them when applied too; default: none)",
     )
     p.add_argument(
         "--no-width-calibration",

@@ -126,15 +126,17 @@ def _eager_objects(
             raise InputError(f"the truth collection {truth!r} has no field {f!r} (fields: {ak.fields(objects)})")
     mu = ak.to_numpy(_field(events, pileup)).astype(np.float64)
     t = TruthObjects.from_events(objects, mu, model.layout.dr_cap)
-    dims = 1 + model.response.noise_features
+    n_noise, n_tags = model.response.noise_features, len(model.layout.tags)
+    dims = 1 + n_noise + n_tags  # reconstruction, response noise, tags: a model without tags keeps its keyed noise
     if event_id and all(name in ak.fields(events) for name in event_id):
         ids = [ak.to_numpy(events[name]).astype(np.int64).view(np.uint64)[t.event] for name in event_id]
         u = event_uniforms(np.stack([*ids, t.rank.astype(np.uint64)], axis=1), dims, seed)
     else:
         digest = hashlib.blake2b(np.ascontiguousarray(t.kin["pt"]).tobytes(), digest_size=8).digest()
         u = np.random.default_rng([seed, int.from_bytes(digest, "little")]).random((len(t), dims))
-    found, delta = model.sample_flat(t, u[:, 0], ndtri(u[:, 1:]).astype(np.float32))
-    result = ak.with_field(events, model.reco_objects(t, found, delta), out)
+    found, delta = model.sample_flat(t, u[:, 0], ndtri(u[:, 1 : 1 + n_noise]).astype(np.float32))
+    tags = model.sample_tags(t, found, u[:, 1 + n_noise :])
+    result = ak.with_field(events, model.reco_objects(t, found, delta, tags), out)
     return ak.Array(result, behavior={**vector.backends.awkward.behavior, **(events.behavior or {})})
 
 
@@ -206,7 +208,12 @@ def _partition(
     if ak.backend(events) != "typetracer":
         return _eager(events, model, truth, pileup, out, seed, event_id, layout, device)
     objects = _field(events, truth)
-    read = ("pt", "eta", "phi", "mass") if isinstance(_model(model, device), ObjectResponse) else layout.fields
+    surrogate = _model(model, device)
+    read = (
+        ("pt", "eta", "phi", "mass", *surrogate.layout.tag_inputs)
+        if isinstance(surrogate, ObjectResponse)
+        else layout.fields
+    )
     for f in read:
         if f in ak.fields(objects):
             ak.typetracer.touch_data(objects[f])

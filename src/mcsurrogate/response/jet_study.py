@@ -7,13 +7,15 @@ and on truth of another one, as an analyst would, through :func:`~.matching.matc
 * the reco jet multiplicity per event (χ²/bin, mean over the same kind of draws);
 * the core width of the p_T response of the matched jets in bins of p_T, η, μ (χ²/bin of the width ratios, event
   bootstrap errors);
-* m_jj of the two leading reco jets and H_T, the scalar sum of the reco jets' p_T (χ²/bin of the two histograms).
+* m_jj of the two leading reco jets and H_T, the scalar sum of the reco jets' p_T (χ²/bin of the two histograms);
+* the b-tag rate of the matched jets per truth flavour (b, c, light) in bins of truth p_T and |η|, binomial
+  uncertainties, χ²/bin (mean over draws of the surrogate's tag decisions on the reference's matched jets).
 
 The reference (:class:`JetDetector`) is the HIGGS-like benchmark's parametric detector: a p_T scale factor with the
 benchmark's jet resolution (η, φ kept), b-tagging by flavour, and :data:`~.reference_detector.JET_EFFICIENCY`. The
 surrogate models the efficiency and the p_T response (``fields=("pt",)``); η and φ are copied from truth as the
-reference keeps them, the mass scales with p_T as the reference's four-momentum scale does, and the b-tag is not
-modelled (the reference's tag is a function of the flavour alone, which the truth record holds).
+reference keeps them, the mass scales with p_T as the reference's four-momentum scale does, and the b-tag is learned
+as p(tag | reconstructed, p_T, η, μ, flavour) (``ObjectLayout.tags``/``tag_inputs``) and drawn per jet.
 """
 
 from __future__ import annotations
@@ -32,9 +34,12 @@ import numpy as np
 from ..arguments import check_int, check_records
 from ..errors import InputError
 from .evaluation import width_ratio_consistency
+from .matching import match_objects
 from .object_study import (
     CHI2_BAR,
     BinnedEfficiency,
+    _bernoulli_draws,
+    _binned_efficiency,
     _clean,
     _efficiency_chi2,
     _multiplicity_chi2,
@@ -47,15 +52,18 @@ from .reference_detector import JET_EFFICIENCY, ParametricEfficiency, reconstruc
 from .resolution import BinnedWidths
 
 __all__ = [
+    "FLAVOURS",
     "JET_BINS",
     "JET_LAYOUT",
     "OBSERVABLE_BINS",
+    "TAG_BINS",
     "JetDetector",
     "JetEvaluation",
     "JetStudyResult",
     "evaluate_jets",
     "load_or_generate_truth_jets",
     "run_jet_study",
+    "tag_chi2_of_draws",
     "write_jet_report",
 ]
 
@@ -69,7 +77,19 @@ JET_BINS = {
 OBSERVABLE_BINS = {"m_jj": np.linspace(0.0, 1000.0, 41), "h_t": np.linspace(0.0, 1500.0, 31)}
 #: the jets' layout: truth ``truth_jets``, reco ``jets`` (as :func:`~.reference_detector.reconstruct_jets` writes
 #: them), a p_T response only, |η| read (the detector model is symmetric in η)
-JET_LAYOUT = ObjectLayout(truth="truth_jets", reco="jets", fields=("pt",), max_dr=0.2, symmetric_eta=True)
+JET_LAYOUT = ObjectLayout(
+    truth="truth_jets",
+    reco="jets",
+    fields=("pt",),
+    max_dr=0.2,
+    symmetric_eta=True,
+    tags=("btag",),
+    tag_inputs=("flavour",),
+)
+#: the truth flavours the b-tag is compared in (the reference's labels: B hadron, C hadron, neither)
+FLAVOURS = {"b": 5, "c": 4, "light": 0}
+#: bins of the b-tag rates: truth p_T (GeV) and |η|
+TAG_BINS = {"pt": JET_BINS["pt"], "abs_eta": np.linspace(0.0, 2.5, 6)}
 
 
 @dataclass(frozen=True)
@@ -124,6 +144,9 @@ class JetEvaluation:
     reliability: dict[str, float] | None = None
     efficiency_draws: list[float] = field(default_factory=list)
     multiplicity_draws: list[float] = field(default_factory=list)
+    #: the b-tag rate of the matched jets per flavour and variable (keys ``b_pt``, ``light_abs_eta``, …)
+    tags: dict[str, BinnedEfficiency] = field(default_factory=dict)
+    tag_draws: list[float] = field(default_factory=list)
 
     def headline(self) -> dict[str, Any]:
         """The numbers the bars are about (χ²/bin ≤ 1.3 each; efficiency and multiplicity on the mean over draws
@@ -149,11 +172,17 @@ class JetEvaluation:
             f"{name}_mean_difference_gev": o["mean_generated"] - o["mean_reference"]
             for name, o in self.observables.items()
         }
-        out["met"] = {
+        met = {
             "efficiency": efficiency <= CHI2_BAR,
             "multiplicity": multiplicity <= CHI2_BAR,
             "widths": w["chi2_per_bin"] <= CHI2_BAR,
         } | {name: o["chi2_per_bin"] <= CHI2_BAR for name, o in self.observables.items()}
+        if self.tags:
+            tag_one = _efficiency_chi2(self.tags)
+            tag = float(np.mean(self.tag_draws)) if self.tag_draws else tag_one
+            out |= {"btag_chi2_per_bin": tag, "btag_chi2_per_bin_one_draw": tag_one}
+            met["btag"] = tag <= CHI2_BAR
+        out["met"] = met
         return _clean(out)
 
     def to_dict(self) -> dict[str, Any]:
@@ -169,6 +198,8 @@ class JetEvaluation:
                 "efficiency_reliability": self.reliability,
                 "efficiency_chi2_per_bin_draws": self.efficiency_draws,
                 "multiplicity_chi2_per_bin_draws": self.multiplicity_draws,
+                "btag": {k: v.to_dict() for k, v in self.tags.items()},
+                "btag_chi2_per_bin_draws": self.tag_draws,
             }
         )
 
@@ -207,6 +238,11 @@ def evaluate_jets(
             "mean_generated": float(np.mean(values["generated"][name])),
         } | _histogram_chi2(r, g)
     n_max = int(max(ref.multiplicity.max(initial=0), gen.multiplicity.max(initial=0))) + 1
+    tags = (
+        _tag_rates(_tagged_jets(reference, layout), _tagged_jets(generated, layout))
+        if "btag" in layout.tags and "flavour" in layout.tag_inputs
+        else {}
+    )
     return JetEvaluation(
         efficiency=efficiency,
         multiplicity_reference=np.bincount(ref.multiplicity, minlength=n_max).tolist(),
@@ -214,7 +250,53 @@ def evaluate_jets(
         widths=widths,
         observables=observables,
         n_events={"reference": len(reference), "generated": len(generated)},
+        tags=tags,
     )
+
+
+def _tagged_jets(events: ak.Array, layout: ObjectLayout) -> dict[str, np.ndarray]:
+    """The matched jets of ``events`` (ΔR < ``layout.max_dr``): truth p_T (GeV), |η|, μ, flavour, and the reco b-tag."""
+    truth, reco = events[layout.truth], events[layout.reco]
+    for collection, name in ((truth, "flavour"), (reco, "btag")):
+        if name not in collection.fields:
+            raise InputError(f"the jets have no field {name!r} to compare b-tags with (fields: {collection.fields})")
+    t, r = match_objects(truth, reco, max_dr=layout.max_dr).pairs(truth, reco)
+    n_pairs = ak.to_numpy(ak.num(t))
+    mu = np.repeat(ak.to_numpy(events[layout.pileup]).astype(np.float64), n_pairs)
+
+    def flat(a: ak.Array) -> np.ndarray:
+        return np.asarray(ak.to_numpy(ak.flatten(a)), dtype=np.float64)
+
+    return {
+        "pt": flat(t.pt),
+        "eta": flat(t.eta),
+        "abs_eta": np.abs(flat(t.eta)),
+        "mu": mu,
+        "flavour": flat(t.flavour),
+        "tag": flat(r.btag) > 0.5,
+    }
+
+
+def _tag_rates(
+    reference: Mapping[str, np.ndarray], generated: Mapping[str, np.ndarray], tag: np.ndarray | None = None
+) -> dict[str, BinnedEfficiency]:
+    """The b-tag rate of ``reference``'s and ``generated``'s matched jets per flavour in :data:`TAG_BINS` (``tag``:
+    other decisions for ``generated``'s jets than its own)."""
+    tagged = generated["tag"] if tag is None else tag
+    out = {}
+    for label, code in FLAVOURS.items():
+        r, g = reference["flavour"] == code, generated["flavour"] == code
+        for var, edges in TAG_BINS.items():
+            out[f"{label}_{var}"] = _binned_efficiency(
+                var, edges, reference[var][r], reference["tag"][r], generated[var][g], tagged[g]
+            )
+    return out
+
+
+def tag_chi2_of_draws(reference: Mapping[str, np.ndarray], p: np.ndarray, draws: int, seed: int) -> list[float]:
+    """χ²/bin of the b-tag rates (:data:`TAG_BINS`, per flavour) of ``draws`` Bernoulli draws from ``p`` (one
+    probability per matched jet of ``reference``, from :func:`_tagged_jets`) against ``reference``'s own tags."""
+    return [_efficiency_chi2(_tag_rates(reference, reference, d)) for d in _bernoulli_draws(p, draws, seed)]
 
 
 def _ht(jets: ak.Array) -> np.ndarray:
@@ -272,12 +354,16 @@ def run_jet_study(
 ) -> JetStudyResult:
     """Split ``truth`` (records with ``jets`` and ``mu``, as :func:`load_or_generate_truth_jets` gives) into training
     and held-out events, pass the training truth through ``detector`` ``train_passes`` times (the efficiency
-    classifier ``efficiency_passes`` times, default the same), fit an :class:`ObjectResponse` (p_T response), and
+    classifier and the b-tag's ``efficiency_passes`` times, default the same; both with the ``efficiency``
+    settings), fit an :class:`ObjectResponse` (p_T response, b-tag), and
     compare it with the detector on the held-out truth and on each of ``other_processes`` (``oversample`` passes each
     side; with ``floor`` also the detector against as many passes more of its own)."""
     detector = JetDetector() if detector is None else detector
     if not isinstance(detector, JetDetector):
         raise InputError(f"detector must be a JetDetector, got {type(detector).__name__}")
+    from ..generators.higgs_benchmark import DEFAULT_DETECTOR
+
+    detector_model = DEFAULT_DETECTOR if detector.model is None else detector.model
     check_records(truth, "truth")
     if "jets" not in truth.fields:
         raise InputError(f"the truth events need a 'jets' collection (fields: {truth.fields})")
@@ -303,6 +389,7 @@ def run_jet_study(
         training=training,
         efficiency=efficiency,
         efficiency_events=eff_train,
+        tag_classifier=efficiency,
         seed=seed,
         progress=progress,
     )
@@ -322,6 +409,15 @@ def run_jet_study(
         if floor:
             twin = detector.passes(events, oversample, seed + offset + 500)
             floors[name] = evaluate_jets(reference, twin, layout=layout, seed=seed)
+        if evaluation.tags:
+            jets = _tagged_jets(reference, layout)
+            x = np.column_stack([jets["pt"], jets["eta"], jets["mu"], jets["flavour"]])
+            evaluation.tag_draws = tag_chi2_of_draws(
+                jets, model.tag_models["btag"].probability(x), efficiency_draws, seed + offset + 40
+            )
+            if floor:
+                epsilon = detector_model.btag_probability(jets["flavour"].astype(np.int64), jets["eta"])
+                floors[name].tag_draws = tag_chi2_of_draws(jets, epsilon, efficiency_draws, seed + offset + 45)
         evaluation.reliability = score_decision_draws(
             evaluation,
             floors.get(name),
@@ -412,6 +508,7 @@ def _readme(report: Mapping[str, Any]) -> str:
         ("width_chi2_per_bin", "p_T width χ²/bin"),
         ("m_jj_chi2_per_bin", "m_jj χ²/bin"),
         ("h_t_chi2_per_bin", "H_T χ²/bin"),
+        ("btag_chi2_per_bin", "b-tag χ²/bin"),
     ]
 
     def row(sample: str, h: Mapping[str, Any]) -> str:
@@ -437,7 +534,8 @@ def _readme(report: Mapping[str, Any]) -> str:
         "",
         (
             "Bars: χ²/bin ≤ 1.3 for each (the efficiency and the multiplicity on the mean over 8 draws of the surrogate's "
-            "reconstruction decisions). A *floor* row is the reference detector against as many passes more of its own "
+            "reconstruction decisions, the b-tag rates per flavour on the mean over 8 draws of its tag decisions on the "
+            "reference's matched jets). A *floor* row is the reference detector against as many passes more of its own "
             "over the same truth: what a perfect surrogate scores (both sides share the truth, so histogram χ² floors sit "
             "below 1)."
         ),

@@ -17,10 +17,14 @@ __all__ = ["plot_jet_evaluation", "plot_object_evaluation"]
 _LABELS = {"pt": r"truth $E_T$ [GeV]", "eta": r"truth $\eta$", "mu": r"$\mu$"}
 
 
+def _floats(values: list[Any]) -> np.ndarray:
+    """A report's list of numbers with ``None`` (an empty bin) as NaN."""
+    return np.asarray([np.nan if x is None else x for x in values], dtype=np.float64)
+
+
 def _steps(ax: Any, edges: list[float], values: list[Any], errors: list[Any], label: str, color: str) -> None:
     e = np.asarray(edges, dtype=np.float64)
-    v = np.asarray([np.nan if x is None else x for x in values], dtype=np.float64)
-    err = np.asarray([np.nan if x is None else x for x in errors], dtype=np.float64)
+    v, err = _floats(values), _floats(errors)
     centres = 0.5 * (e[1:] + e[:-1])
     ax.errorbar(centres, v, yerr=err, xerr=0.5 * np.diff(e), fmt="o", ms=3, color=color, label=label)
 
@@ -125,7 +129,8 @@ def _histogram_panel(ax: Any, observable: dict[str, Any], label: str) -> None:
 
 def plot_jet_evaluation(evaluation: JetEvaluation, path: str | Path, title: str = "") -> Path:
     """One PNG: jet efficiency vs p_T, η, μ (reference and surrogate, binomial errors); the reco jet multiplicity;
-    m_jj of the two leading reco jets; H_T; the surrogate/reference core-width ratio of the p_T response vs p_T."""
+    m_jj of the two leading reco jets; H_T; the surrogate/reference core-width ratio of the p_T response vs p_T; the
+    b-tag rate of the matched jets vs p_T per truth flavour (where the evaluation has one)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -146,7 +151,28 @@ def plot_jet_evaluation(evaluation: JetEvaluation, path: str | Path, title: str 
         0.5 * (e[1:] + e[:-1]), w.ratio, yerr=w.ratio_err, fmt="o", ms=3, color="tab:blue", label=r"$\Delta p_T$"
     )
     _width_ratio_axes(ax, labels["pt"])
-    axes[1, 3].axis("off")
+    ax = axes[1, 3]
+    if evaluation.tags:  # b-tag rate vs p_T per truth flavour: reference points, surrogate steps
+        for label, colour in (("b", "tab:red"), ("c", "tab:green"), ("light", "tab:blue")):
+            rate = evaluation.tags[f"{label}_pt"]
+            e = np.asarray(rate.edges)
+            ax.errorbar(
+                0.5 * (e[1:] + e[:-1]),
+                _floats(rate.reference),
+                yerr=_floats(rate.reference_err),
+                fmt="o",
+                ms=3,
+                color=colour,
+                label=f"{label} jets: reference",
+            )
+            ax.stairs(np.nan_to_num(_floats(rate.generated)), e, color=colour, label="surrogate")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(labels["pt"])
+        ax.set_ylabel("b-tag rate of matched jets")
+        ax.legend(fontsize=7, ncol=2)
+    else:
+        ax.axis("off")
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -16,7 +16,11 @@ replaces the detector on new truth events:
    Sampling goes rank by rank (autoregressive over the objects, vectorised over events): an object's response
    depends on those sampled before it. For responses with a common component (a shared correlation ρ between every
    two objects), the number and mean pull of the earlier objects are exactly what the next one depends on.
-4. **Width calibration** (:meth:`ObjectResponse.with_width_calibration`, part of :meth:`ObjectResponse.fit`): the
+4. **Tags** (``ObjectLayout.tags``, e.g. a jet's b-tag): each a 0/1 field of the reco objects, learned as p(tag |
+   reconstructed, log E_T, η, μ and the truth fields ``ObjectLayout.tag_inputs``, e.g. the jet's flavour) by a
+   calibrated classifier (:class:`~.efficiency.EfficiencyModel`) on the matched objects, and drawn per reconstructed
+   object when sampling.
+5. **Width calibration** (:meth:`ObjectResponse.with_width_calibration`, part of :meth:`ObjectResponse.fit`): the
    flow's responses are multiplied by c(E_T, |η|, μ) = σ̂_reco / σ̂_flow, two :class:`PullScale` fits of the training
    pairs' reco responses and of the flow's own samples at the same conditions (a closure correction of the
    flow's widths, which it fits to 1–3 % where the resolution changes slope).
@@ -24,7 +28,8 @@ replaces the detector on new truth events:
 Fakes (reco objects without a truth partner) are counted in the training metrics but not modelled.
 
 A model directory holds ``object_response.json`` (layout, pull scale, width calibration, metrics), ``efficiency.json`` +
-``efficiency.safetensors`` and ``response/`` (a :class:`~mcsurrogate.surrogate.Surrogate` directory); no pickle.
+``efficiency.safetensors``, ``response/`` (a :class:`~mcsurrogate.surrogate.Surrogate` directory) and one
+``tag_<name>/`` per tag (an efficiency-model directory); no pickle.
 """
 
 from __future__ import annotations
@@ -76,7 +81,10 @@ class ObjectLayout:
     ``max_dr``: the matching cone; ``reco_pt_min`` (GeV): reco objects at or below it are not kept (as the reference
     detector's threshold); ``dr_cap``: ΔR to the nearest other truth object, capped (and used for lone objects);
     ``symmetric_eta``: the detector responds alike at η and −η, so the response flow reads |η| (both halves of the
-    detector train one function; an analyst's detector with η-asymmetric features must leave it off)."""
+    detector train one function; an analyst's detector with η-asymmetric features must leave it off); ``tags``: 0/1
+    fields of the reco objects to learn and draw (e.g. ``("btag",)``; the reco collection must hold them);
+    ``tag_inputs``: truth fields the tags' classifiers read beside E_T, η and μ (e.g. ``("flavour",)``; the truth
+    collection must hold them, in training and when applied)."""
 
     truth: str = "truth_photons"
     reco: str = "photons"
@@ -86,6 +94,8 @@ class ObjectLayout:
     reco_pt_min: float = 0.0
     dr_cap: float = 5.0
     symmetric_eta: bool = False
+    tags: tuple[str, ...] = ()
+    tag_inputs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("truth", "reco", "pileup"):
@@ -100,6 +110,17 @@ class ObjectLayout:
         check_float(self.reco_pt_min, "ObjectLayout.reco_pt_min", minimum=0.0)
         check_float(self.dr_cap, "ObjectLayout.dr_cap", above=0.0)
         check_bool(self.symmetric_eta, "ObjectLayout.symmetric_eta")
+        kinematic = {"pt", "eta", "phi", "mass"}
+        for name in ("tags", "tag_inputs"):
+            value = getattr(self, name)
+            names = (value,) if isinstance(value, str) else tuple(value)
+            if len(set(names)) != len(names) or any(not isinstance(n, str) or not n or n in kinematic for n in names):
+                raise InputError(
+                    f"ObjectLayout.{name} must be distinct field names other than pt, eta, phi, mass; got {value!r}"
+                )
+            object.__setattr__(self, name, names)
+        if self.tag_inputs and not self.tags:
+            raise InputError("ObjectLayout.tag_inputs are read by the tags' classifiers; the layout has no tags")
 
     def eta_condition(self, eta: np.ndarray) -> np.ndarray:
         """The η the response flow reads: |η| with :attr:`symmetric_eta`, else η."""
@@ -129,8 +150,9 @@ class ObjectLayout:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ObjectLayout:
         d = dict(d)
-        if "fields" in d:
-            d["fields"] = tuple(d["fields"])
+        for name in ("fields", "tags", "tag_inputs"):
+            if name in d:
+                d[name] = tuple(d[name])
         return cls(**d)
 
 
@@ -192,6 +214,22 @@ class TruthObjects:
             "dr_nearest": self.dr_nearest,
         }
         return np.column_stack([columns[name] for name in names]) if names else np.zeros((len(self), 0))
+
+    def tag_features(self, inputs: Sequence[str] = ()) -> np.ndarray:
+        """The tags' classifiers' inputs, one row per object: truth E_T (GeV), η, μ and the truth fields ``inputs``
+        (numbers, e.g. a jet's flavour)."""
+        columns = [self.kin["pt"], self.kin["eta"], self.mu]
+        for name in inputs:
+            if name not in self.objects.fields:
+                raise InputError(
+                    f"the truth objects have no field {name!r}, which the layout's tag_inputs name "
+                    f"(fields: {self.objects.fields})"
+                )
+            values = np.asarray(ak.to_numpy(ak.flatten(self.objects[name])), dtype=np.float64)
+            if not np.isfinite(values).all():
+                raise InputError(f"the truth objects' field {name!r} (a tag input) has NaN/inf values")
+            columns.append(values)
+        return np.column_stack(columns)
 
     @property
     def feeds_later(self) -> np.ndarray:
@@ -445,6 +483,7 @@ class ObjectResponse:
         metrics: dict[str, Any] | None = None,
         context_bounds: Mapping[str, Sequence[float]] | None = None,
         width_calibration: PullScale | None = None,
+        tag_models: Mapping[str, EfficiencyModel] | None = None,
     ) -> None:
         self.layout = layout
         self.efficiency = efficiency
@@ -459,6 +498,13 @@ class ObjectResponse:
         #: with more objects than the training sample reuses the most crowded context it was trained on instead of
         #: extrapolating the networks (empty: no clipping)
         self.context_bounds = {k: (float(v[0]), float(v[1])) for k, v in (context_bounds or {}).items()}
+        #: p(tag | reconstructed, truth E_T, η, μ, ``layout.tag_inputs``) per name of ``layout.tags``
+        self.tag_models = dict(tag_models or {})
+        if set(self.tag_models) != set(layout.tags):
+            raise InputError(
+                f"tag_models must be one classifier per tag of the layout {list(layout.tags)}, got "
+                f"{sorted(self.tag_models)}"
+            )
 
     # -- training -----------------------------------------------------------------------------------------
     @classmethod
@@ -474,6 +520,7 @@ class ObjectResponse:
         efficiency_events: ak.Array | None = None,
         efficiency_features: Sequence[str] = EFFICIENCY_FEATURES,
         log_conditions: Sequence[str] = tuple(LOG_CONDITIONS),
+        tag_classifier: EfficiencyConfig | Mapping[str, Any] | None = None,
         validation_fraction: float = 0.1,
         calibrate_widths: bool = True,
         seed: int = 0,
@@ -493,6 +540,9 @@ class ObjectResponse:
         ``n_objects`` helps a process with other object counts when the detector does not depend on it).
         ``log_conditions``: the flow's conditions it reads in log before standardising (of :data:`LOG_CONDITIONS`:
         truth E_T and ΔR to the nearest object, whose responses and efficiencies change fastest at small values).
+        ``tag_classifier``: settings of the classifiers of ``layout.tags`` (an :class:`~.efficiency.EfficiencyConfig`
+        or dict of its fields; its defaults with this ``seed``), trained on the matched objects of
+        ``efficiency_events`` where given (a tag is one more probability per object), else of ``events``.
         ``calibrate_widths``: finish with :meth:`with_width_calibration` on ``events`` (the same seed)."""
         layout = ObjectLayout() if layout is None else layout
         if not isinstance(layout, ObjectLayout):
@@ -514,7 +564,14 @@ class ObjectResponse:
             raise InputError(
                 f"efficiency_features must be distinct names among {list(EFFICIENCY_FEATURES)}, got {names}"
             )
-        t, found, delta, matching = training_pairs(events, layout)
+        t, found, partner, reco, matching = _matched(events, layout)
+        delta = _responses(t, found, partner, reco, layout)
+        # the objects the classifiers (efficiency, tags) train on: those of efficiency_events where given
+        t_cls, found_cls, partner_cls, reco_cls = t, found, partner, reco
+        if efficiency_events is not None:
+            check_records(efficiency_events, "efficiency_events")
+            t_cls, found_cls, partner_cls, reco_cls, _ = _matched(efficiency_events, layout)
+        tag_x, tag_y = _tag_pairs(t_cls, found_cls, partner_cls, reco_cls, layout)  # checked before any training
         if isinstance(efficiency, EfficiencyModel):
             eff = efficiency
         else:
@@ -524,13 +581,8 @@ class ObjectResponse:
                 else EfficiencyConfig.from_dict({"seed": seed} | dict(efficiency or {}))
             )
             transforms = [EFFICIENCY_TRANSFORMS[EFFICIENCY_FEATURES.index(name)] for name in names]
-            if efficiency_events is None:
-                eff_x, eff_y = t.efficiency_features(names), found
-            else:
-                check_records(efficiency_events, "efficiency_events")
-                t_eff, eff_y, _, _ = training_pairs(efficiency_events, layout)
-                eff_x = t_eff.efficiency_features(names)
-            eff = EfficiencyModel(names, transforms, eff_cfg).fit(eff_x, eff_y)
+            eff = EfficiencyModel(names, transforms, eff_cfg).fit(t_cls.efficiency_features(names), found_cls)
+        tag_models = _fit_tags(tag_x, tag_y, layout, tag_classifier, seed)
         scale = PullScale.fit(t.kin["pt"][found], t.kin["eta"][found], t.mu[found], delta[found])
         table = _table(t, found, delta, scale, layout)
 
@@ -570,15 +622,15 @@ class ObjectResponse:
             "n_truth_objects": len(t),
             "efficiency_overall": float(found.mean()),
             "efficiency_training_objects": (
-                len(eff_y)
+                len(found_cls)
                 if trained is None
                 else int(eff.metrics.get("n_train", 0) + eff.metrics.get("n_validation", 0))
             ),
             "efficiency_given": trained is not None,
             "n_fakes": int(ak.sum(~matching.reco_matched)),
             "efficiency": eff.metrics,
-        }
-        model = cls(layout, eff, surrogate, scale, metrics, bounds)
+        } | ({"tags": {name: m.metrics for name, m in tag_models.items()}} if tag_models else {})
+        model = cls(layout, eff, surrogate, scale, metrics, bounds, tag_models=tag_models)
         if calibrate_widths:
             model = model._calibrated(t, found, delta, table, seed)
         return model
@@ -627,7 +679,14 @@ class ObjectResponse:
             }
         }
         return ObjectResponse(
-            self.layout, self.efficiency, self.response, self.scale, metrics, self.context_bounds, calibration
+            self.layout,
+            self.efficiency,
+            self.response,
+            self.scale,
+            metrics,
+            self.context_bounds,
+            calibration,
+            self.tag_models,
         )
 
     def training_conditions(self, events: ak.Array) -> ak.Array:
@@ -659,7 +718,13 @@ class ObjectResponse:
             config = {"hidden": OBJECT_STUDENT_HIDDEN} | dict(config or {})
         student = self.response.distill(self.training_conditions(events), config, progress=progress)
         distilled = ObjectResponse(
-            self.layout, self.efficiency, student, self.scale, dict(self.metrics), self.context_bounds
+            self.layout,
+            self.efficiency,
+            student,
+            self.scale,
+            dict(self.metrics),
+            self.context_bounds,
+            tag_models=self.tag_models,
         )
         if self.width_calibration is None:
             return distilled
@@ -736,6 +801,22 @@ class ObjectResponse:
             n_prev[ev] += 1.0
         return found, delta
 
+    def sample_tags(self, t: TruthObjects, found: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
+        """The tags (n, len(layout.tags), bool) of truth objects ``t``: set where the object is ``found``
+        (reconstructed) and its ``uniforms`` (n, len(layout.tags)) fall below the tag's probability."""
+        n, k = len(t), len(self.layout.tags)
+        if uniforms.shape != (n, k) or found.shape != (n,):
+            raise InputError(
+                f"need found of shape ({n},) and uniforms of shape ({n}, {k}); got {found.shape} and {uniforms.shape}"
+            )
+        tags = np.zeros((n, k), dtype=bool)
+        rows = np.flatnonzero(found)
+        if k and len(rows):
+            x = t.tag_features(self.layout.tag_inputs)[rows]
+            for j, name in enumerate(self.layout.tags):
+                tags[rows, j] = uniforms[rows, j] < self.tag_models[name].probability(x)
+        return tags
+
     def reconstruction_probability(self, t: TruthObjects) -> np.ndarray:
         """p(reconstructed) of each truth object of ``t``, as sampling draws it (the event context clipped into
         :attr:`context_bounds`)."""
@@ -767,9 +848,17 @@ class ObjectResponse:
                 stacklevel=3,
             )
 
-    def reco_objects(self, t: TruthObjects, found: np.ndarray, delta: np.ndarray) -> ak.Array:
+    def reco_objects(
+        self, t: TruthObjects, found: np.ndarray, delta: np.ndarray, tags: np.ndarray | None = None
+    ) -> ak.Array:
         """The jagged reco collection (vector Momentum4D, ordered by reco E_T) of sampled ``found``/``delta``: the
-        modelled responses added to the truth kinematics, the others copied, the mass (GeV) scaled by reco/truth E_T."""
+        modelled responses added to the truth kinematics, the others copied, the mass (GeV) scaled by reco/truth E_T,
+        and each of ``layout.tags`` as 0/1 (from :meth:`sample_tags`; needed when the layout has tags)."""
+        if self.layout.tags and (tags is None or tags.shape != (len(t), len(self.layout.tags))):
+            raise InputError(
+                f"the layout's tags {list(self.layout.tags)} need tags of shape "
+                f"({len(t)}, {len(self.layout.tags)}) from sample_tags"
+            )
         kin = {f: t.kin[f].copy() for f in ("pt", "eta", "phi")}
         for j, f in enumerate(self.layout.fields):
             kin[f] = kin[f] + delta[:, j]
@@ -783,6 +872,9 @@ class ObjectResponse:
             cols["mass"] = (mass * kin["pt"] / t.kin["pt"])[keep]
         else:
             cols["mass"] = np.zeros(int(keep.sum()))
+        for j, name in enumerate(self.layout.tags):
+            assert tags is not None
+            cols[name] = tags[keep, j].astype(np.float64)
         objs = ak.unflatten(ak.zip(cols, with_name="Momentum4D"), counts)
         return objs[ak.argsort(objs.pt, axis=1, ascending=False, stable=True)]
 
@@ -809,9 +901,10 @@ class ObjectResponse:
         uniforms = rng.random(len(t))
         noise = rng.standard_normal((len(t), self.response.noise_features)).astype(np.float32)
         found, delta = self.sample_flat(t, uniforms, noise, batch_size=batch_size)
+        tags = self.sample_tags(t, found, rng.random((len(t), len(self.layout.tags))))
         return ak.zip(
             {
-                self.layout.reco: self.reco_objects(t, found, delta),
+                self.layout.reco: self.reco_objects(t, found, delta, tags),
                 self.layout.truth: t.objects,
                 self.layout.pileup: t.mu_event,
             },
@@ -861,6 +954,9 @@ class ObjectResponse:
             atomic_write_text(tmp / "object_response.json", json.dumps(config, indent=2, allow_nan=False))
             self.efficiency.save(tmp)
             self.response.save(tmp / "response")
+            for name, tag_model in self.tag_models.items():
+                (tmp / f"tag_{name}").mkdir()
+                tag_model.save(tmp / f"tag_{name}")
         return Path(path)
 
     @classmethod
@@ -896,6 +992,7 @@ class ObjectResponse:
             d.get("metrics", {}),
             d.get("context_bounds", {}),
             width_calibration,
+            {name: EfficiencyModel.load(root / f"tag_{name}", device=device) for name in layout.tags},
         )
 
 
@@ -928,19 +1025,77 @@ def training_pairs(events: ak.Array, layout: ObjectLayout) -> tuple[TruthObjects
     """Truth objects matched to reco ones (ΔR, one-to-one): the truth objects (rank order), whether each has a reco
     partner, the responses Δ = reco − truth of those (GeV, radians; zeros elsewhere),
     and the matching."""
+    t, found, partner, reco, matching = _matched(events, layout)
+    return t, found, _responses(t, found, partner, reco, layout), matching
+
+
+def _matched(events: ak.Array, layout: ObjectLayout) -> tuple[TruthObjects, np.ndarray, np.ndarray, ak.Array, Matching]:
+    """The truth objects (rank order), whether each has a reco partner, the flat index of the partners of those in
+    the reco collection, the reco collection and the matching."""
     truth, reco, mu = _collections(events, layout)
     matching = match_objects(truth, reco, max_dr=layout.max_dr)
     t = TruthObjects.from_events(truth, mu, layout.dr_cap)
     order = ak.argsort(truth.pt, axis=1, ascending=False, stable=True)
-    partner = np.asarray(ak.to_numpy(ak.flatten(matching.truth_index[order])), dtype=np.int64)
-    found = partner >= 0
+    local = np.asarray(ak.to_numpy(ak.flatten(matching.truth_index[order])), dtype=np.int64)
+    found = local >= 0
     r_start = np.concatenate([[0], np.cumsum(ak.to_numpy(ak.num(reco, axis=1)))[:-1]]).astype(np.int64)
-    glob = r_start[t.event[found]] + partner[found]
+    return t, found, r_start[t.event[found]] + local[found], reco, matching
+
+
+def _responses(
+    t: TruthObjects, found: np.ndarray, partner: np.ndarray, reco: ak.Array, layout: ObjectLayout
+) -> np.ndarray:
     delta = np.zeros((len(t), len(layout.fields)))
     for j, f in enumerate(layout.fields):
-        d = np.asarray(ak.to_numpy(ak.flatten(reco[f])), dtype=np.float64)[glob] - t.kin[f][found]
+        d = np.asarray(ak.to_numpy(ak.flatten(reco[f])), dtype=np.float64)[partner] - t.kin[f][found]
         delta[found, j] = _wrap(d) if f == "phi" else d
-    return t, found, delta, matching
+    return delta
+
+
+def _tag_pairs(
+    t: TruthObjects, found: np.ndarray, partner: np.ndarray, reco: ak.Array, layout: ObjectLayout
+) -> tuple[np.ndarray, np.ndarray]:
+    """The tags' training rows: the matched truth objects' :meth:`TruthObjects.tag_features` and their partners'
+    tags (n_matched, len(layout.tags), bool), each checked to be 0/1 and not constant."""
+    if not layout.tags:
+        return np.zeros((int(found.sum()), 0)), np.zeros((int(found.sum()), 0), dtype=bool)
+    x = t.tag_features(layout.tag_inputs)[found]
+    y = np.zeros((len(x), len(layout.tags)), dtype=bool)
+    for j, name in enumerate(layout.tags):
+        if name not in reco.fields:
+            raise InputError(
+                f"the reco collection {layout.reco!r} has no field {name!r} (a tag of the layout; fields: {reco.fields})"
+            )
+        values = np.asarray(ak.to_numpy(ak.flatten(reco[name])), dtype=np.float64)[partner]
+        if not np.isin(values, (0.0, 1.0)).all():
+            raise InputError(f"the tag {name!r} of {layout.reco!r} must be 0/1 (or bool) per object")
+        if values.min(initial=0.0) == values.max(initial=0.0):
+            raise InputError(
+                f"the tag {name!r} is {values.max(initial=0.0):g} for every matched object: nothing to learn"
+            )
+        y[:, j] = values > 0.5
+    return x, y
+
+
+def _fit_tags(
+    x: np.ndarray,
+    y: np.ndarray,
+    layout: ObjectLayout,
+    config: EfficiencyConfig | Mapping[str, Any] | None,
+    seed: int,
+) -> dict[str, EfficiencyModel]:
+    """One classifier p(tag | truth E_T, η, μ, ``layout.tag_inputs``) per tag, on the rows of :func:`_tag_pairs`."""
+    if not layout.tags:
+        return {}
+    cfg = (
+        config
+        if isinstance(config, EfficiencyConfig)
+        else EfficiencyConfig.from_dict({"seed": seed} | dict(config or {}))
+    )
+    names = ["pt", "eta", "mu", *layout.tag_inputs]
+    linear: Transform = "linear"
+    transforms: list[Transform] = ["log", linear, linear, *[linear] * len(layout.tag_inputs)]
+    return {name: EfficiencyModel(names, transforms, cfg).fit(x, y[:, j]) for j, name in enumerate(layout.tags)}
 
 
 def _table(
