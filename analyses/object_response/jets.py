@@ -11,6 +11,7 @@ Everything is :mod:`mcsurrogate.response.jet_study`: `load_or_generate_truth_jet
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import platform
 import shlex
@@ -48,6 +49,8 @@ def parse() -> argparse.Namespace:
 
 def main() -> None:
     args = parse()
+    # a line per epoch of every network (flow, efficiency, tags) in the batch log
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stdout)
     t_start = time.perf_counter()
     torch.set_num_threads(args.threads)
     if args.small:

@@ -20,6 +20,7 @@ import dataclasses
 import json
 import logging
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,8 +164,9 @@ class EfficiencyModel:
         return out
 
     # -- training -----------------------------------------------------------------------------------------
-    def fit(self, x: np.ndarray, reconstructed: np.ndarray, *, progress: bool = False) -> EfficiencyModel:
-        """Train on features ``x`` (n, len(features)) and outcomes ``reconstructed`` (bool or 0/1). Returns self."""
+    def fit(self, x: np.ndarray, reconstructed: np.ndarray, *, label: str = "efficiency") -> EfficiencyModel:
+        """Train on features ``x`` (n, len(features)) and outcomes ``reconstructed`` (bool or 0/1). Returns self.
+        One line per epoch (validation BCE, seconds) at INFO on this module's logger, named by ``label``."""
         cfg = self.config
         y = np.asarray(reconstructed)
         if y.shape != (len(x),) or not np.isin(y, (0, 1)).all():
@@ -192,6 +194,7 @@ class EfficiencyModel:
         loss_fn = torch.nn.BCEWithLogitsLoss()
         best, best_state, bad, history = np.inf, None, 0, []
         gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
+        started = time.perf_counter()
         for epoch in range(cfg.epochs):
             net.train()
             order = torch.randperm(len(train), generator=gen).to(device)
@@ -206,7 +209,14 @@ class EfficiencyModel:
             with torch.inference_mode():
                 val_loss = float(loss_fn(net(xv)[:, 0], yv))
             history.append(val_loss)
-            (log.info if progress else log.debug)("efficiency epoch %d: validation BCE %.5f", epoch + 1, val_loss)
+            log.info(
+                "%s epoch %d/%d: validation BCE %.5f, %.1f s",
+                label,
+                epoch + 1,
+                cfg.epochs,
+                val_loss,
+                time.perf_counter() - started,
+            )
             if val_loss < best - 1e-6:
                 best, bad = val_loss, 0
                 best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}

@@ -1095,7 +1095,10 @@ def _fit_tags(
     names = ["pt", "eta", "mu", *layout.tag_inputs]
     linear: Transform = "linear"
     transforms: list[Transform] = ["log", linear, linear, *[linear] * len(layout.tag_inputs)]
-    return {name: EfficiencyModel(names, transforms, cfg).fit(x, y[:, j]) for j, name in enumerate(layout.tags)}
+    return {
+        name: EfficiencyModel(names, transforms, cfg).fit(x, y[:, j], label=f"tag {name}")
+        for j, name in enumerate(layout.tags)
+    }
 
 
 def _table(
