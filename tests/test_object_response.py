@@ -705,6 +705,9 @@ def test_a_learned_b_tag_by_flavour_saved_loaded_and_keyed_in_the_columnar_path(
     a = add_surrogate_objects(nano, again, truth="GenJet", out="Jet", seed=3)
     b = add_surrogate_objects(nano[::-1], again, truth="GenJet", out="Jet", seed=3)[::-1]
     assert ak.all(a.Jet.btag == b.Jet.btag) and 0.1 < float(ak.mean(ak.flatten(a.Jet.btag))) < 0.5
+    dak = pytest.importorskip("dask_awkward")  # lazily, partition by partition: the same tags
+    lazy = add_surrogate_objects(dak.from_awkward(nano, npartitions=3), again, truth="GenJet", out="Jet", seed=3)
+    assert ak.all(lazy.Jet.btag.compute() == a.Jet.btag)
     # bad input: a tag the reco objects lack, a tag input the truth lacks, a tag that is not 0/1
     with pytest.raises(InputError, match="has no field 'ctag'"):
         ObjectResponse.fit(events, dataclasses.replace(layout, tags=("ctag",)), preset="demo")
