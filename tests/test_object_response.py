@@ -718,6 +718,9 @@ def test_a_learned_b_tag_by_flavour_saved_loaded_and_keyed_in_the_columnar_path(
     scaled = ak.with_field(events, ak.with_field(events.jets, events.jets.btag * 2, "btag"), "jets")
     with pytest.raises(InputError, match="0/1"):
         ObjectResponse.fit(scaled, layout, preset="demo")
+    always = ak.with_field(events, ak.with_field(events.jets, events.jets.btag * 0 + 1, "btag"), "jets")
+    with pytest.raises(InputError, match="the same for every matched object"):
+        ObjectResponse.fit(always, layout, preset="demo")
     with pytest.raises(InputError, match="other than pt, eta, phi, mass"):
         ObjectLayout(tags=("pt",))
     with pytest.raises(InputError, match="has no tags"):

@@ -76,7 +76,7 @@ JET_BINS = {
 #: bins of the event observables (GeV): m_jj of the two leading reco jets, H_T of all reco jets
 OBSERVABLE_BINS = {"m_jj": np.linspace(0.0, 1000.0, 41), "h_t": np.linspace(0.0, 1500.0, 31)}
 #: the jets' layout: truth ``truth_jets``, reco ``jets`` (as :func:`~.reference_detector.reconstruct_jets` writes
-#: them), a p_T response only, |η| read (the detector model is symmetric in η)
+#: them), a p_T response only, |η| read (the detector model is symmetric in η), the b-tag learned by flavour
 JET_LAYOUT = ObjectLayout(
     truth="truth_jets",
     reco="jets",

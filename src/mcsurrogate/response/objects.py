@@ -1069,10 +1069,8 @@ def _tag_pairs(
         values = np.asarray(ak.to_numpy(ak.flatten(reco[name])), dtype=np.float64)[partner]
         if not np.isin(values, (0.0, 1.0)).all():
             raise InputError(f"the tag {name!r} of {layout.reco!r} must be 0/1 (or bool) per object")
-        if values.min(initial=0.0) == values.max(initial=0.0):
-            raise InputError(
-                f"the tag {name!r} is {values.max(initial=0.0):g} for every matched object: nothing to learn"
-            )
+        if not len(values) or values.min() == values.max():
+            raise InputError(f"the tag {name!r} is the same for every matched object ({len(values)}): nothing to learn")
         y[:, j] = values > 0.5
     return x, y
 
