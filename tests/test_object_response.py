@@ -538,9 +538,12 @@ def test_object_study_end_to_end_writes_strict_json_and_a_readme(tmp_path) -> No
         efficiency={"epochs": 2, "device": "cpu"},
         efficiency_features=("pt", "eta", "mu", "dr_nearest"),
         calibration_passes=2,
+        scale_passes=2,
+        scale_bins=(10, 6, 4),
         compare_classifiers=True,
         width_draws=2,
     )
+    assert result.sizes["scale_passes"] == 2 and result.sizes["scale_bins"] == [10, 6, 4]
     assert result.model.efficiency.features == ["pt", "eta", "mu", "dr_nearest"]
     # the width bar on the mean over two samples of the surrogate (the floor: of the detector), the first the main one
     for ev in (result.evaluation, result.floor["test"], result.generalisation["other"], result.floor["other"]):
@@ -742,8 +745,18 @@ def test_the_efficiency_can_train_on_more_detector_passes_than_the_flow() -> Non
         efficiency={"epochs": 2, "device": "cpu"},
         efficiency_events=more,
         efficiency_features=("pt", "eta", "mu", "dr_nearest"),
+        scale_events=more,
+        scale_bins=(8, 4, 4),
     )
     assert model.efficiency.features == ["pt", "eta", "mu", "dr_nearest"]
+    # the pull scale is fitted on the scale events' matched pairs, in their bins
+    from mcsurrogate.response.objects import training_pairs
+
+    t, found, delta, _ = training_pairs(more, model.layout)
+    expected = PullScale.fit(t.kin["pt"][found], t.kin["eta"][found], t.mu[found], delta[found], bins=(8, 4, 4))
+    assert model.scale.knots == expected.knots and model.scale.log_widths == expected.log_widths
+    with pytest.raises(InputError, match="scale_events"):
+        ObjectResponse.fit(events, preset="demo", scale_events=[1, 2])
     assert len(model.apply(ak.zip({"truth_photons": truth.photons, "mu": truth.mu}, depth_limit=1))) == len(truth)
     n_objects = int(ak.sum(ak.num(events.truth_photons)))
     assert model.metrics["efficiency_training_objects"] == 3 * n_objects

@@ -70,6 +70,17 @@ def parse() -> argparse.Namespace:
         help="… for the flow's width calibration (its noise is that sample's: docs/object_response.md)",
     )
     ap.add_argument(
+        "--scale-passes",
+        type=int,
+        help="… for the pull scale σ̂ that turns earlier objects' responses into the next one's conditions (default: "
+        "the flow's passes; 16 in 40 × 24 × 16 bins halve its error: docs/object_response.md)",
+    )
+    ap.add_argument(
+        "--scale-bins",
+        default="20,12,8",
+        help="the pull scale's quantile bins of E_T, |η|, μ, comma-separated (fewer where the pairs are few)",
+    )
+    ap.add_argument(
         "--no-width-calibration",
         action="store_true",
         help="sample the flow's widths as they come (ObjectResponse.fit(calibrate_widths=False))",
@@ -155,6 +166,7 @@ def main() -> None:
     if args.small:
         args.events, args.other_events, args.epochs, args.preset = 10_000, 3_000, 2, "demo"
         args.train_passes, args.calibration_passes = min(args.train_passes, 4), min(args.calibration_passes, 4)
+        args.scale_passes = None if args.scale_passes is None else min(args.scale_passes, 4)
     ggh, tth, samples = load_study_truth(
         args.cache, args.events, args.other_events, seed=args.seed, n_workers=args.workers
     )
@@ -171,6 +183,8 @@ def main() -> None:
             other_processes={"ttH": tth},
             train_passes=args.train_passes,
             calibration_passes=args.calibration_passes,
+            scale_passes=args.scale_passes,
+            scale_bins=tuple(int(b) for b in args.scale_bins.split(",")),
             efficiency_passes=args.efficiency_passes,
             oversample=args.oversample,
             preset=args.preset,

@@ -690,6 +690,8 @@ def run_object_study(
     train_passes: int = 1,
     efficiency_passes: int | None = None,
     calibration_passes: int | None = None,
+    scale_passes: int | None = None,
+    scale_bins: tuple[int, int, int] = (20, 12, 8),
     oversample: int = 2,
     preset: str = "affine-spline",
     training: Mapping[str, Any] | None = None,
@@ -716,6 +718,8 @@ def run_object_study(
     ``train_passes`` of them are the flow's), so that its statistical precision beats the oversampled test's.
     ``calibration_passes``: the detector passes the flow's width calibration is fitted on (default ``train_passes``;
     the first ``train_passes`` of them are the flow's): its noise is that sample's (docs/object_response.md).
+    ``scale_passes``, ``scale_bins``: the detector passes the pull scale σ̂ is fitted on (default the flow's) and its
+    bins (:meth:`ObjectResponse.fit`'s ``scale_events`` and ``scale_bins``).
     ``distill``: a :class:`~mcsurrogate.flows.distilled.DistillConfig` dict to evaluate the distilled sampler.
     ``companions``: the fraction of training truth objects that get a close companion (:func:`add_companions`,
     a new draw per detector pass; ``companion_rounds`` rounds of it, companions above ``companion_pt_min`` GeV; below
@@ -748,6 +752,7 @@ def run_object_study(
     efficiency_passes = (
         train_passes if efficiency_passes is None else check_int(efficiency_passes, "efficiency_passes", minimum=1)
     )
+    scale_passes = train_passes if scale_passes is None else check_int(scale_passes, "scale_passes", minimum=1)
     oversample = check_int(oversample, "oversample", minimum=1)
     efficiency_draws = check_int(efficiency_draws, "efficiency_draws", minimum=1)
     width_draws = check_int(width_draws, "width_draws", minimum=1)
@@ -768,6 +773,12 @@ def run_object_study(
         if efficiency_passes == train_passes or isinstance(efficiency, EfficiencyModel)
         else _passes(train_truth, detector, collection, efficiency_passes, seed + 100, *design)
     )
+    # the pull scale's passes (the first train_passes of them are the flow's); the calibration reuses them when alike
+    scale_train = (
+        None
+        if scale_passes == train_passes
+        else _passes(train_truth, detector, collection, scale_passes, seed + 100, *design)
+    )
     t_ref = time.perf_counter() - t0
     t0 = time.perf_counter()
     model = ObjectResponse.fit(
@@ -780,12 +791,18 @@ def run_object_study(
         efficiency_features=EFFICIENCY_FEATURES if efficiency_features is None else efficiency_features,
         log_conditions=tuple(LOG_CONDITIONS) if log_conditions is None else log_conditions,
         calibrate_widths=calibrate_widths and calibration_passes == train_passes,
+        scale_events=scale_train,
+        scale_bins=scale_bins,
         seed=seed,
         progress=progress,
     )
     calibration = None
     if calibrate_widths and calibration_passes != train_passes:
-        calibration = _passes(train_truth, detector, collection, calibration_passes, seed + 100, *design)
+        calibration = (
+            scale_train
+            if scale_passes == calibration_passes
+            else _passes(train_truth, detector, collection, calibration_passes, seed + 100, *design)
+        )
         model = model.with_width_calibration(calibration, seed=seed)
     t_fit = time.perf_counter() - t0
     t_distill = 0.0
@@ -853,6 +870,8 @@ def run_object_study(
             "efficiency_passes": efficiency_passes,
             "efficiency_shared": isinstance(efficiency, EfficiencyModel),
             "calibration_passes": calibration_passes if calibrate_widths else 0,
+            "scale_passes": scale_passes,
+            "scale_bins": list(scale_bins),
             "oversample": oversample,
             "training_objects": int(ak.sum(ak.num(train[layout.truth]))),
         },
