@@ -565,7 +565,7 @@ class ObjectStudyResult:
     evaluation: ObjectEvaluation
     generalisation: dict[str, ObjectEvaluation]
     seconds: dict[str, float]
-    sizes: dict[str, int]
+    sizes: dict[str, Any]  # counts and passes; scale_bins a list
     classifiers: dict[str, Any] | None = None
     #: the statistical floor of each comparison (``"test"`` and each other process): the reference detector against
     #: an independent set of its own passes over the same truth events, evaluated as the surrogate is
