@@ -32,6 +32,23 @@ def jagged_truth(n_events: int, seed: int, max_objects: int = 5) -> ak.Array:
     return ak.zip({"photons": photons, "mu": rng.uniform(0, 40, n_events)}, depth_limit=1)
 
 
+def jagged_jets(n_events: int, seed: int, *, eta_max: float = 2.5, max_objects: int = 6) -> ak.Array:
+    """Truth jets (p_T > 20 GeV, mass, flavour 5/4/0) with a μ per event, as ``reconstruct_jets`` reads them."""
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(1, max_objects + 1, n_events)
+    n = int(counts.sum())
+    jets = ak.zip(
+        {
+            "pt": 20 + rng.exponential(40, n),
+            "eta": rng.uniform(-eta_max, eta_max, n),
+            "phi": rng.uniform(-np.pi, np.pi, n),
+            "mass": rng.uniform(0, 10, n),
+            "flavour": rng.choice([0, 4, 5], n),
+        }
+    )
+    return ak.zip({"jets": ak.unflatten(jets, counts), "mu": rng.uniform(0, 40, n_events)}, depth_limit=1)
+
+
 def test_efficiency_model_learns_a_known_probability_and_is_calibrated(tmp_path) -> None:
     rng = np.random.default_rng(0)
     n = 60_000
@@ -602,22 +619,7 @@ def test_object_study_end_to_end_writes_strict_json_and_a_readme(tmp_path) -> No
 def test_any_collection_jets_with_a_pt_response_only() -> None:
     from mcsurrogate.response.reference_detector import reconstruct_jets
 
-    rng = np.random.default_rng(5)
-    counts = rng.integers(1, 7, 4000)
-    n = int(counts.sum())
-    jets = ak.unflatten(
-        ak.zip(
-            {
-                "pt": 20 + rng.exponential(40, n),
-                "eta": rng.uniform(-2.5, 2.5, n),
-                "phi": rng.uniform(-np.pi, np.pi, n),
-                "mass": rng.uniform(0, 10, n),
-                "flavour": rng.choice([0, 4, 5], n),
-            }
-        ),
-        counts,
-    )
-    events = reconstruct_jets(ak.zip({"jets": jets, "mu": rng.uniform(0, 40, len(counts))}, depth_limit=1), seed=1)
+    events = reconstruct_jets(jagged_jets(4000, 5), seed=1)
     layout = ObjectLayout(truth="truth_jets", reco="jets", fields=("pt",), max_dr=0.2)
     model = ObjectResponse.fit(
         events,
@@ -647,22 +649,7 @@ def test_a_learned_b_tag_by_flavour_saved_loaded_and_keyed_in_the_columnar_path(
     from mcsurrogate.response.columnar import add_surrogate_objects
     from mcsurrogate.response.reference_detector import reconstruct_jets
 
-    rng = np.random.default_rng(8)
-    counts = rng.integers(1, 7, 5000)
-    n = int(counts.sum())
-    jets = ak.unflatten(
-        ak.zip(
-            {
-                "pt": 20 + rng.exponential(40, n),
-                "eta": rng.uniform(-2.4, 2.4, n),
-                "phi": rng.uniform(-np.pi, np.pi, n),
-                "mass": rng.uniform(0, 10, n),
-                "flavour": rng.choice([0, 4, 5], n),
-            }
-        ),
-        counts,
-    )
-    truth = ak.zip({"jets": jets, "mu": rng.uniform(0, 40, len(counts))}, depth_limit=1)
+    truth = jagged_jets(5000, 8, eta_max=2.4)
     events = reconstruct_jets(truth, seed=1)
     more = ak.concatenate([reconstruct_jets(truth, seed=s) for s in (1, 2, 3, 4)])
     layout = ObjectLayout(
@@ -925,12 +912,7 @@ def test_cli_learns_and_draws_a_jet_b_tag(tmp_path, capsys) -> None:
     from mcsurrogate.io import read_events, write_events
     from mcsurrogate.response.reference_detector import reconstruct_jets
 
-    rng = np.random.default_rng(9)
-    counts = rng.integers(1, 6, 3000)
-    n = int(counts.sum())
-    fields = {"pt": 20 + rng.exponential(40, n), "eta": rng.uniform(-2.4, 2.4, n), "phi": rng.uniform(-3, 3, n)}
-    jets = ak.zip(fields | {"mass": rng.uniform(0, 10, n), "flavour": rng.choice([0, 4, 5], n)})
-    truth = ak.zip({"jets": ak.unflatten(jets, counts), "mu": rng.uniform(0, 40, len(counts))}, depth_limit=1)
+    truth = jagged_jets(3000, 9, eta_max=2.4, max_objects=5)
     path = write_events(reconstruct_jets(truth, seed=1), tmp_path / "jets.parquet")
     argv = ["train-response", path, "--truth", "truth_jets", "--reco", "jets", "--max-dr", "0.2", "--fields", "pt"]
     argv += ["--tags", "btag", "--tag-inputs", "flavour", "--preset", "demo", "--epochs", "1"]
