@@ -109,11 +109,15 @@ class JetDetector:
         n = check_int(n, "passes", minimum=1)
         return ak.concatenate([self.reconstruct(truth, seed=seed + k, collection=collection) for k in range(n)])
 
-    def to_dict(self) -> dict[str, Any]:
+    @property
+    def detector_model(self) -> Any:
+        """The benchmark's ``DetectorModel`` this detector runs (its default when ``model`` is None)."""
         from ..generators.higgs_benchmark import DEFAULT_DETECTOR
 
-        model = DEFAULT_DETECTOR if self.model is None else self.model
-        return {"model": model.to_dict(), "efficiency": self.efficiency.to_dict()}
+        return DEFAULT_DETECTOR if self.model is None else self.model
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.detector_model.to_dict(), "efficiency": self.efficiency.to_dict()}
 
 
 def _histogram(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -361,9 +365,6 @@ def run_jet_study(
     detector = JetDetector() if detector is None else detector
     if not isinstance(detector, JetDetector):
         raise InputError(f"detector must be a JetDetector, got {type(detector).__name__}")
-    from ..generators.higgs_benchmark import DEFAULT_DETECTOR
-
-    detector_model = DEFAULT_DETECTOR if detector.model is None else detector.model
     check_records(truth, "truth")
     if "jets" not in truth.fields:
         raise InputError(f"the truth events need a 'jets' collection (fields: {truth.fields})")
@@ -416,7 +417,7 @@ def run_jet_study(
                 jets, model.tag_models["btag"].probability(x), efficiency_draws, seed + offset + 40
             )
             if floor:
-                epsilon = detector_model.btag_probability(jets["flavour"].astype(np.int64), jets["eta"])
+                epsilon = detector.detector_model.btag_probability(jets["flavour"].astype(np.int64), jets["eta"])
                 floors[name].tag_draws = tag_chi2_of_draws(jets, epsilon, efficiency_draws, seed + offset + 45)
         evaluation.reliability = score_decision_draws(
             evaluation,
